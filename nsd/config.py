@@ -1,0 +1,143 @@
+"""Configuration: one schema, four sources. Precedence: flags > env (NSD_*) > file > defaults.
+
+Each setting is declared once in SETTINGS; the shipped conf/nsd.toml and the README's reference
+are written from the same table, and `Config.sources` says where each value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nsd.errors import Invalid
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "NSD_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server", "bind", str, "127.0.0.1", "Address the listeners bind to."),
+    Setting("server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1)."),
+    Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (used by the NFS server)."),
+    Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
+    Setting(
+        "storage",
+        "root_ufs",
+        str,
+        "",
+        "URI of the under-storage mounted at / when the data dir is formatted "
+        "(empty: a local directory <data_dir>/ufs).",
+    ),
+    Setting("journal", "fsync", bool, True, "fsync the journal before acknowledging (off only for tests)."),
+    Setting("journal", "segment_bytes", int, 64 << 20, "Roll to a new journal segment past this size."),
+    Setting("journal", "checkpoint_entries", int, 1_000_000, "Write a checkpoint after this many records."),
+    Setting(
+        "journal",
+        "checkpoint_interval",
+        float,
+        3600.0,
+        "Write a checkpoint after this many seconds if anything changed.",
+    ),
+    Setting("log", "log_level", str, "info", "debug, info, warning or error."),
+    Setting("log", "log_format", str, "text", "text or json."),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, raw: Any, source: str) -> Any:
+    if setting.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise Invalid(f"{setting.name} from {source}: expected true/false, got {raw!r}")
+    try:
+        return setting.type(raw)
+    except (TypeError, ValueError):
+        raise Invalid(f"{setting.name} from {source}: expected {setting.type.__name__}, got {raw!r}") from None
+
+
+@dataclass
+class Config:
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.values["data_dir"]).resolve()
+
+    @property
+    def root_ufs_uri(self) -> str:
+        return self.values["root_ufs"] or (self.data_path / "ufs").as_uri()
+
+
+def load(
+    file: str | Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Config:
+    """Merge defaults, the TOML file, NSD_* environment variables and flags (None = not given)."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    values = {s.name: s.default for s in SETTINGS}
+    sources = dict.fromkeys(values, "default")
+    if file is not None:
+        path = Path(file)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise Invalid(f"cannot read config {path}: {e}") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise Invalid(f"{path}: [{section}] must be a table")
+            for name, raw in table.items():
+                setting = BY_NAME.get(name)
+                if setting is None or setting.section != section:
+                    raise Invalid(f"{path}: unknown setting {section}.{name}")
+                values[name] = _coerce(setting, raw, str(path))
+                sources[name] = f"file {path}"
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.name] = _coerce(setting, environ[setting.env], setting.env)
+            sources[setting.name] = f"env {setting.env}"
+    for name, raw in (flags or {}).items():
+        if raw is not None:
+            values[name] = _coerce(BY_NAME[name], raw, "flag")
+            sources[name] = "flag"
+    return Config(values, sources)
+
+
+def render_toml() -> str:
+    """The default configuration as a commented TOML file (what conf/nsd.toml holds)."""
+    lines = ["# nsd configuration. Precedence: flags > environment (NSD_<NAME>) > this file > defaults.", ""]
+    section = None
+    for s in SETTINGS:
+        if s.section != section:
+            section = s.section
+            lines += ["", f"[{section}]"] if len(lines) > 2 else [f"[{section}]"]
+        value = str(s.default).lower() if s.type is bool else repr(s.default) if s.type is not str else f'"{s.default}"'
+        lines += [f"# {s.help} (env {s.env})", f"{s.name} = {value}"]
+    return "\n".join(lines) + "\n"
