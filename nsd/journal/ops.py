@@ -1,0 +1,144 @@
+"""Typed journal operations: the only way the namespace changes.
+
+Each op is a small frozen dataclass with a fixed op code. Its payload is the msgpack
+encoding of its fields, in declaration order. Op codes are append-only: a retired code
+stays reserved (listed in RESERVED_CODES) and is never given to a new op.
+
+Every value an op needs to be replayed deterministically (inode ids, timestamps in ns)
+is decided when the op is planned and travels inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+from nsd.errors import Corrupt
+
+# Codes that were used once and must never be reused.
+RESERVED_CODES: frozenset[int] = frozenset({0})
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    CODE: ClassVar[int] = 0
+
+    def encode(self) -> bytes:
+        return msgpack.packb([getattr(self, f.name) for f in dataclasses.fields(self)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field name -> value, for `nsd journal dump`."""
+        return {"op": type(self).__name__, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class MkNode(Op):
+    """Create a file, directory or symlink `name` in directory `parent` as inode `ino`.
+
+    `mode` includes the S_IFMT type bits. The new inode gets atime = mtime = ctime = time_ns,
+    and the parent's mtime and ctime become time_ns.
+    """
+
+    CODE: ClassVar[int] = 1
+    parent: int
+    name: str
+    ino: int
+    mode: int
+    uid: int
+    gid: int
+    time_ns: int
+    target: str | None = None  # symlink target
+
+
+@dataclass(frozen=True, slots=True)
+class Link(Op):
+    """Add a hard link `name` in `parent` to the existing file `ino`."""
+
+    CODE: ClassVar[int] = 2
+    parent: int
+    name: str
+    ino: int
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink(Op):
+    """Remove the non-directory entry `name` from `parent`; the inode goes at nlink 0."""
+
+    CODE: ClassVar[int] = 3
+    parent: int
+    name: str
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rmdir(Op):
+    """Remove the empty directory `name` from `parent`."""
+
+    CODE: ClassVar[int] = 4
+    parent: int
+    name: str
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rename(Op):
+    """Move an entry; an existing destination (file, or empty directory) is replaced."""
+
+    CODE: ClassVar[int] = 5
+    src_parent: int
+    src_name: str
+    dst_parent: int
+    dst_name: str
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetAttr(Op):
+    """Change attributes of `ino`; None leaves a field as it is. ctime always becomes ctime."""
+
+    CODE: ClassVar[int] = 6
+    ino: int
+    mode: int | None
+    uid: int | None
+    gid: int | None
+    size: int | None
+    atime: int | None
+    mtime: int | None
+    ctime: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetContent(Op):
+    """New content for file `ino` has been stored: its size, its mtime and where it lives.
+
+    `fingerprint` is the under-storage fingerprint (size, mtime_ns, etag) after the write,
+    or None when the UFS does not hold the content. `layout` is the block layout
+    (list of [offset, length, digest]), or None when the file has no cached blocks.
+    """
+
+    CODE: ClassVar[int] = 7
+    ino: int
+    size: int
+    time_ns: int
+    fingerprint: list[Any] | None = None
+    layout: list[Any] | None = None
+
+
+OPS: dict[int, type[Op]] = {cls.CODE: cls for cls in (MkNode, Link, Unlink, Rmdir, Rename, SetAttr, SetContent)}
+assert not RESERVED_CODES & OPS.keys()
+
+
+def decode_op(code: int, payload: bytes) -> Op:
+    """Rebuild an op from its code and payload; anything malformed raises Corrupt."""
+    cls = OPS.get(code)
+    if cls is None:
+        raise Corrupt(f"unknown op code {code}")
+    try:
+        values = msgpack.unpackb(payload, use_list=True)
+        return cls(*values)
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise Corrupt(f"bad payload for op {cls.__name__}: {e}") from None

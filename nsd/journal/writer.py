@@ -1,0 +1,293 @@
+"""The journal writer: synchronous append, group-committed durability.
+
+Theory of operation. `append` frames the op into an in-memory buffer and hands out the next
+txid at once, so journal order is the order in which the caller applied ops. `sync(txid)`
+parks the caller until that txid is on disk. A single flusher task owns the file: it swaps
+the buffer out, writes it and fdatasyncs it in a one-thread executor, then wakes every
+waiter the batch covered. Appends made while it waits pile up for the next batch, so under
+load many callers share one fsync.
+
+A failed write or fsync is final (after a failed fsync the kernel may have dropped the
+pages, and retrying would claim durability it cannot prove): the writer is marked failed,
+every waiter and later caller gets JournalFailed, and `on_fatal` is told once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsd.errors import JournalCorrupt, JournalFailed
+from nsd.journal.ops import Op
+from nsd.journal.record import encode_record_into
+from nsd.journal.segment import MAGIC, create_segment, list_segments, read_segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriterStats:
+    """Counters for metrics; plain ints, updated on the event loop."""
+
+    appends: int = 0
+    bytes_appended: int = 0
+    batches: int = 0  # flushes that wrote something
+    batch_records_total: int = 0  # / batches = mean batch size
+    last_batch_records: int = 0
+    max_batch_records: int = 0
+    fsyncs: int = 0
+    last_fsync_seconds: float = 0.0
+    max_fsync_seconds: float = 0.0
+    rolls: int = 0
+
+
+class JournalWriter:
+    """Appends ops to the segments in `dir`, starting at txid `next_txid`.
+
+    Opening reads the newest segment: if its records end at next_txid - 1 the writer appends
+    to it, otherwise it starts a new segment named after next_txid. A torn tail must have
+    been cut by recovery first (JournalCorrupt otherwise); a segment already holding
+    next_txid is refused with ValueError. `fsync=False` is for tests and benchmarks only.
+    """
+
+    def __init__(
+        self,
+        dir: Path,
+        next_txid: int,
+        *,
+        segment_bytes: int = 64 << 20,
+        fsync: bool = True,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if next_txid < 1:
+            raise ValueError(f"txids start at 1, not {next_txid}")
+        self._dir = dir
+        self._segment_bytes = segment_bytes
+        self._fsync = fsync
+        self.on_fatal = on_fatal  # may be set after construction; called once, on the loop
+        self._next = next_txid
+        self._durable = next_txid - 1
+        self._buf = bytearray()
+        self._buf_records = 0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by txid
+        self._seq = itertools.count()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._io = asyncio.Lock()  # held by whoever is using the file: a flush or a roll
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsd-journal")
+        self._failed: BaseException | None = None
+        self._closed = False
+        self.stats = WriterStats()
+        self._fd, self._seg_first, self._seg_size, self._seg_records = self._open_segment(next_txid)
+
+    def _open_segment(self, next_txid: int) -> tuple[int, int, int, int]:
+        segs = list_segments(self._dir)
+        if segs:
+            first, path = segs[-1]
+            sr = read_segment(path, is_last=True)
+            if sr.torn_at is not None:
+                msg = "torn tail not cut; run recovery first"
+                raise JournalCorrupt(msg, file=str(path), offset=sr.torn_at)
+            if sr.last_txid >= next_txid:
+                msg = f"{path.name} already holds txid {sr.last_txid}; cannot start at {next_txid}"
+                raise ValueError(msg)
+            if sr.last_txid == next_txid - 1:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                return fd, first, sr.size, len(sr.records)
+        return create_segment(self._dir, next_txid, fsync=self._fsync), next_txid, len(MAGIC), 0
+
+    @property
+    def last_txid(self) -> int:
+        """The txid of the last append (durable or not)."""
+        return self._next - 1
+
+    @property
+    def durable_txid(self) -> int:
+        """Every txid up to this one is on disk."""
+        return self._durable
+
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
+
+    @property
+    def segment_first_txid(self) -> int:
+        """Name of the segment being written."""
+        return self._seg_first
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise JournalFailed(f"journal failed: {self._failed}") from self._failed
+        if self._closed:
+            raise JournalFailed("journal writer is closed")
+
+    def append(self, op: Op) -> int:
+        """Frame `op` into the pending batch and return its txid. Not durable until `sync`.
+
+        Cost: one msgpack encode and one crc; no I/O. An op that cannot be encoded raises
+        without using up a txid.
+        """
+        self._check_usable()
+        payload = op.encode()
+        txid = self._next
+        self.stats.bytes_appended += encode_record_into(self._buf, txid, op.CODE, payload)
+        self._next = txid + 1
+        self._buf_records += 1
+        self.stats.appends += 1
+        self._kick()
+        return txid
+
+    async def sync(self, txid: int) -> None:
+        """Return once `txid` (and every txid before it) is durable; JournalFailed if it never will be."""
+        if txid <= self._durable:
+            return
+        self._check_usable()
+        if txid >= self._next:
+            raise ValueError(f"txid {txid} was never appended (last is {self._next - 1})")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (txid, next(self._seq), fut))
+        self._kick()
+        await fut
+
+    async def roll(self) -> int:
+        """Flush, seal the current segment and start the next; returns the sealed segment's last txid.
+
+        Ops appended while the roll runs land in the new segment. Rolling a segment with no
+        records is a no-op (its name is already the next txid).
+        """
+        self._check_usable()
+        async with self._io:
+            await self._flush_locked()
+            sealed = self._durable
+            await self._roll_locked()
+        self._check_usable()
+        return sealed
+
+    async def close(self) -> None:
+        """Make every appended op durable, then release the file. Raises JournalFailed if that fails."""
+        if self._closed:
+            return
+        try:
+            if self._failed is None and self.last_txid > self._durable:
+                await self.sync(self.last_txid)
+        finally:
+            self._closed = True
+            if self._flush_task is not None:
+                await asyncio.wait([self._flush_task])
+            async with self._io:
+                os.close(self._fd)
+            self._executor.shutdown(wait=True)
+
+    # -- the flusher -------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Start the flusher if there is work and it is not running (no-op outside an event loop)."""
+        if self._flush_task is not None or not self._buf or self._failed is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # appended outside a loop: the next sync, roll or close flushes it
+        self._flush_task = loop.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._buf and self._failed is None:
+                async with self._io:
+                    await self._flush_locked()
+                    if self._failed is None and self._seg_size >= self._segment_bytes:
+                        await self._roll_locked()
+        finally:
+            self._flush_task = None
+
+    async def _flush_locked(self) -> None:
+        """Write and sync the whole pending buffer as one batch, then wake the waiters it covers."""
+        if not self._buf or self._failed is not None:
+            return
+        data, self._buf = self._buf, bytearray()
+        records, self._buf_records = self._buf_records, 0
+        last = self._next - 1  # appends made from here on go to the next batch
+        loop = asyncio.get_running_loop()
+        try:
+            fsync_seconds = await loop.run_in_executor(self._executor, self._write, self._fd, data)
+        except Exception as e:
+            self._fail(e)
+            return
+        self._seg_size += len(data)
+        self._seg_records += records
+        self._durable = last
+        st = self.stats
+        st.batches += 1
+        st.batch_records_total += records
+        st.last_batch_records = records
+        st.max_batch_records = max(st.max_batch_records, records)
+        if fsync_seconds is not None:
+            st.fsyncs += 1
+            st.last_fsync_seconds = fsync_seconds
+            st.max_fsync_seconds = max(st.max_fsync_seconds, fsync_seconds)
+        while self._waiters and self._waiters[0][0] <= last:
+            fut = heapq.heappop(self._waiters)[2]
+            if not fut.done():
+                fut.set_result(None)
+
+    def _write(self, fd: int, data: bytearray) -> float | None:
+        """Runs in the executor thread. Returns the fdatasync time, or None without fsync."""
+        with memoryview(data) as view:
+            done = 0
+            while done < len(view):
+                n = os.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError("journal write made no progress")
+                done += n
+        if not self._fsync:
+            return None
+        start = time.perf_counter()
+        os.fdatasync(fd)
+        return time.perf_counter() - start
+
+    async def _roll_locked(self) -> None:
+        """Seal the current segment and switch to a new one named after the next txid to write."""
+        if self._seg_records == 0 or self._failed is not None:
+            return
+        first = self._durable + 1
+        loop = asyncio.get_running_loop()
+        try:
+            fd = await loop.run_in_executor(self._executor, self._seal_and_create, self._fd, first)
+        except Exception as e:
+            self._fail(e)
+            return
+        self._fd, self._seg_first, self._seg_size, self._seg_records = fd, first, len(MAGIC), 0
+        self.stats.rolls += 1
+
+    def _seal_and_create(self, old_fd: int, first: int) -> int:
+        # The sealed segment is durable before its successor exists, so only the last
+        # segment can ever hold a torn tail.
+        if self._fsync:
+            os.fsync(old_fd)
+        fd = create_segment(self._dir, first, fsync=self._fsync)
+        os.close(old_fd)
+        return fd
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is not None:
+            return
+        self._failed = exc
+        log.critical("journal failed, nothing more can be acknowledged: %r", exc)
+        waiters, self._waiters = self._waiters, []
+        for _, _, fut in waiters:
+            if not fut.done():
+                err = JournalFailed(f"journal failed: {exc}")
+                err.__cause__ = exc
+                fut.set_exception(err)
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(exc)
+            except Exception:
+                log.exception("on_fatal callback raised")
