@@ -1,0 +1,235 @@
+"""In-memory inodes.
+
+Memory is the constraint here (a namespace holds millions of these): every class uses
+__slots__, optional fields stay None, and callers pass the same int object for times that
+are equal so they are stored once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sortedcontainers import SortedDict
+
+from nsd.namespace.names import name_cookie
+
+
+class Inode:
+    """What every object has. `mode` includes the S_IFMT bits; times are ns since the epoch.
+
+    `mount` is a small int naming the mount the object lives in (0 = root mount) and
+    `fingerprint` is None or [size, mtime_ns, etag] of the under-storage object.
+    """
+
+    __slots__ = (
+        "atime",
+        "ctime",
+        "fingerprint",
+        "gen",
+        "gid",
+        "ino",
+        "mode",
+        "mount",
+        "mtime",
+        "nlink",
+        "size",
+        "uid",
+    )
+
+    is_dir: ClassVar[bool] = False
+    is_file: ClassVar[bool] = False
+    is_symlink: ClassVar[bool] = False
+
+    ino: int
+    gen: int
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    size: int
+    atime: int
+    mtime: int
+    ctime: int
+    mount: int
+    fingerprint: list[Any] | None
+
+    def _init(
+        self,
+        ino: int,
+        gen: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        size: int,
+        atime: int,
+        mtime: int,
+        ctime: int,
+        mount: int,
+        fingerprint: list[Any] | None,
+    ) -> None:
+        self.ino = ino
+        self.gen = gen
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.nlink = nlink
+        self.size = size
+        self.atime = atime
+        self.mtime = mtime
+        self.ctime = ctime
+        self.mount = mount
+        self.fingerprint = fingerprint
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} ino={self.ino} mode={self.mode:o} nlink={self.nlink} size={self.size}>"
+
+
+class FileInode(Inode):
+    """A regular file. `layout` is None or a list of [offset, length, digest] blocks."""
+
+    __slots__ = ("layout",)
+    is_file: ClassVar[bool] = True
+
+    layout: list[Any] | None
+
+    def __init__(
+        self,
+        ino: int,
+        gen: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        size: int,
+        atime: int,
+        mtime: int,
+        ctime: int,
+        mount: int,
+        fingerprint: list[Any] | None,
+        layout: list[Any] | None,
+    ) -> None:
+        self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
+        self.layout = layout
+
+
+class SymlinkInode(Inode):
+    """A symbolic link; `size` is the length of `target` in UTF-8 bytes."""
+
+    __slots__ = ("target",)
+    is_symlink: ClassVar[bool] = True
+
+    target: str
+
+    def __init__(
+        self,
+        ino: int,
+        gen: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        size: int,
+        atime: int,
+        mtime: int,
+        ctime: int,
+        mount: int,
+        fingerprint: list[Any] | None,
+        target: str,
+    ) -> None:
+        self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
+        self.target = target
+
+
+class DirInode(Inode):
+    """A directory: `children` maps name -> Inode in name order.
+
+    `parent` is the containing directory (the root's is itself) and `name` this directory's
+    entry in it ("" for the root), so a directory's path costs only its depth. The cookie
+    index (cookie -> name, or sorted list of names when hashes collide) exists only once
+    something listed the directory in cookie order; from then on add_child/remove_child keep
+    it in sync.
+    """
+
+    __slots__ = ("children", "cookies", "name", "parent")
+    is_dir: ClassVar[bool] = True
+
+    children: SortedDict
+    parent: DirInode
+    name: str
+    cookies: SortedDict | None
+
+    def __init__(
+        self,
+        ino: int,
+        gen: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        size: int,
+        atime: int,
+        mtime: int,
+        ctime: int,
+        mount: int,
+        fingerprint: list[Any] | None,
+        parent: DirInode | None,
+        name: str,
+    ) -> None:
+        self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
+        self.children = SortedDict()
+        self.parent = self if parent is None else parent
+        self.name = name
+        self.cookies = None
+
+    def add_child(self, name: str, node: Inode) -> None:
+        """Insert an entry (the caller checked it is new). Cost: O(log n)."""
+        self.children[name] = node
+        if self.cookies is not None:
+            _cookie_add(self.cookies, name)
+
+    def remove_child(self, name: str) -> Inode:
+        """Remove an existing entry and return its inode. Cost: O(log n)."""
+        node: Inode = self.children.pop(name)
+        if self.cookies is not None:
+            _cookie_remove(self.cookies, name)
+        return node
+
+    def cookie_index(self) -> SortedDict:
+        """The cookie index, built on first use. Cost: O(n log n) once, then free."""
+        if self.cookies is None:
+            index: dict[int, str | list[str]] = {}
+            for name in self.children:  # in name order, so collision lists come out sorted
+                cookie = name_cookie(name)
+                have = index.get(cookie)
+                if have is None:
+                    index[cookie] = name
+                elif isinstance(have, str):
+                    index[cookie] = [have, name]
+                else:
+                    have.append(name)
+            self.cookies = SortedDict(index)
+        return self.cookies
+
+
+def _cookie_add(index: SortedDict, name: str) -> None:
+    cookie = name_cookie(name)
+    have = index.get(cookie)
+    if have is None:
+        index[cookie] = name
+    elif isinstance(have, str):
+        index[cookie] = sorted((have, name))
+    else:
+        have.append(name)
+        have.sort()
+
+
+def _cookie_remove(index: SortedDict, name: str) -> None:
+    cookie = name_cookie(name)
+    have = index[cookie]
+    if isinstance(have, str):
+        del index[cookie]
+    else:
+        have.remove(name)
+        if len(have) == 1:
+            index[cookie] = have[0]

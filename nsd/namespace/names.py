@@ -1,0 +1,76 @@
+"""Names and paths as the namespace accepts them, and the readdir cookie of a name.
+
+A name is one directory entry; a path is absolute, "/"-separated, and never contains "." or
+".." components (symlink targets may; only `Namespace.resolve` interprets those).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from nsd.errors import Invalid, NameTooLong
+
+NAME_MAX = 255  # bytes of UTF-8, as in POSIX NAME_MAX
+PATH_MAX = 4096  # bytes of UTF-8, as in Linux PATH_MAX
+
+# Cookies 0, 1 and 2 mean "start", "." and ".." to NFS clients, so no name may hash to them.
+FIRST_COOKIE = 3
+
+
+def utf8(s: str) -> bytes:
+    """The bytes of `s`; lone surrogates from a surrogateescape decode map back to their byte."""
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise Invalid(f"not valid Unicode: {s[:64]!r}") from None
+
+
+def validate_name(name: str) -> None:
+    """Raise Invalid (NameTooLong if over NAME_MAX bytes) unless `name` can be a directory entry."""
+    if type(name) is not str:
+        raise Invalid(f"a name must be a string, not {name!r}")
+    if not name or name == "." or name == "..":
+        raise Invalid(f"invalid name {name!r}")
+    if "/" in name or "\0" in name:
+        raise Invalid(f"invalid name {name!r}: contains '/' or NUL")
+    size = len(name) if name.isascii() else len(utf8(name))
+    if size > NAME_MAX:
+        raise NameTooLong(f"name too long ({size} bytes): {name[:64]!r}...")
+
+
+def split_path(path: str) -> list[str]:
+    """The components of an absolute path, repeated and trailing slashes collapsed; "/" gives [].
+
+    Raises Invalid for a relative path, a "." or ".." component or a NUL, NameTooLong for a
+    path over PATH_MAX bytes or a component over NAME_MAX. Cost: linear in the path length.
+    """
+    if not path.startswith("/"):
+        raise Invalid(f"not an absolute path: {path!r}", path=path)
+    if (len(path) if path.isascii() else len(utf8(path))) > PATH_MAX:
+        raise NameTooLong(f"path too long: {path[:64]!r}...", path=path[:PATH_MAX])
+    parts = [p for p in path.split("/") if p]
+    for p in parts:
+        try:
+            validate_name(p)
+        except Invalid as e:
+            e.path = path
+            raise
+    return parts
+
+
+def join_path(base: str, *names: str) -> str:
+    """`base` (absolute) followed by `names`, with exactly one "/" between components."""
+    out = base.rstrip("/")
+    for n in names:
+        out = f"{out}/{n}"
+    return out or "/"
+
+
+def name_cookie(name: str) -> int:
+    """The NFS readdir cookie of `name`: a 63-bit hash of its UTF-8 bytes, never below FIRST_COOKIE.
+
+    It depends only on the name, so adding or removing other entries never moves it.
+    """
+    digest = hashlib.blake2b(utf8(name), digest_size=8).digest()
+    cookie = int.from_bytes(digest, "big") >> 1
+    return cookie if cookie >= FIRST_COOKIE else FIRST_COOKIE
