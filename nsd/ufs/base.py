@@ -1,0 +1,79 @@
+"""The one small async interface every under-storage adapter implements.
+
+Paths are relative to the adapter's root, "/"-separated, "" for the root itself. Adapters
+classify their failures into the core error tree: NotFound, Exists, Denied, NotDir, IsDir,
+NotEmpty, UfsUnavailable (transient: worth a retry) and NsdError (permanent).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+from nsd.errors import NotSupported
+
+
+@dataclass(frozen=True, slots=True)
+class UfsStatus:
+    name: str
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+    mode: int | None = None
+
+    def fingerprint(self) -> list[object]:
+        """What must match for cached data or metadata to still be valid."""
+        return [self.size, self.mtime_ns, self.etag]
+
+
+class Ufs(ABC):
+    uri: str
+
+    @abstractmethod
+    async def stat(self, path: str) -> UfsStatus: ...
+
+    @abstractmethod
+    def list(self, path: str) -> AsyncIterator[UfsStatus]:
+        """Entries of a directory, streamed in bounded memory."""
+
+    @abstractmethod
+    async def read(self, path: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset`; fewer only at the end of the file."""
+
+    @abstractmethod
+    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+        """Replace the file at `path` with the streamed bytes, all or nothing; durable on return."""
+
+    @abstractmethod
+    async def mkdir(self, path: str) -> None:
+        """Create a directory (and missing parents); an existing directory is fine."""
+
+    @abstractmethod
+    async def delete(self, path: str, *, recursive: bool = False) -> None: ...
+
+    @abstractmethod
+    async def rename(self, src: str, dst: str) -> None:
+        """Move src to dst, replacing a file (or empty directory) at dst."""
+
+    async def link(self, src: str, dst: str) -> None:
+        raise NotSupported(f"{self.uri} has no hard links")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    async def truncate(self, path: str, size: int) -> UfsStatus:
+        """Cut or zero-extend a file to `size` bytes. Generic form: rewrite the kept prefix."""
+        current = await self.stat(path)
+
+        async def prefix() -> AsyncIterator[bytes]:
+            pos, keep = 0, min(size, current.size)
+            while pos < keep:
+                chunk = await self.read(path, pos, min(1 << 20, keep - pos))
+                pos += len(chunk)
+                yield chunk
+            if size > keep:
+                yield bytes(size - keep)
+
+        return await self.write(path, prefix())

@@ -1,0 +1,192 @@
+"""A local directory as under-storage (file:///abs/path).
+
+Written with os calls rather than pyarrow so that writes can be fsynced and hard links kept.
+Blocking calls run in worker threads; writes go to a hidden temporary file in the target
+directory and are renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+from nsd import errors
+from nsd.datadir import fsync_dir
+from nsd.ufs.base import Ufs, UfsStatus
+
+TMP_PREFIX = ".nsd-tmp."  # names nsd never shows as namespace entries
+LIST_BATCH = 1024
+T = TypeVar("T")
+
+_ERRNO_TO_ERROR: dict[int, type[errors.NsdError]] = {
+    errno.ENOENT: errors.NotFound,
+    errno.EEXIST: errors.Exists,
+    errno.EACCES: errors.Denied,
+    errno.EPERM: errors.Denied,
+    errno.ENOTDIR: errors.NotDir,
+    errno.EISDIR: errors.IsDir,
+    errno.ENOTEMPTY: errors.NotEmpty,
+    errno.ENOSPC: errors.NoSpace,
+    errno.EDQUOT: errors.NoSpace,
+    errno.EROFS: errors.ReadOnly,
+    errno.EXDEV: errors.CrossDevice,
+    errno.ENAMETOOLONG: errors.NameTooLong,
+}
+
+
+def classify(e: OSError, path: str) -> errors.NsdError:
+    cls = _ERRNO_TO_ERROR.get(e.errno or 0, errors.UfsUnavailable)
+    return cls(f"under-storage: {e.strerror or e}: {path or '/'}", path=path)
+
+
+def _status(name: str, st: os.stat_result) -> UfsStatus:
+    is_dir = (st.st_mode & 0o170000) == 0o040000
+    return UfsStatus(name, is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, None, st.st_mode & 0o7777)
+
+
+class LocalUfs(Ufs):
+    def __init__(self, uri: str) -> None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            raise errors.Invalid(f"not a local directory URI: {uri!r}")
+        self.uri = uri
+        self.root = Path(unquote(parsed.path)).resolve()
+
+    def _abs(self, path: str) -> Path:
+        parts = [p for p in path.split("/") if p]
+        if any(p in (".", "..") or "\0" in p for p in parts):
+            raise errors.Invalid(f"bad under-storage path {path!r}")
+        return self.root.joinpath(*parts)
+
+    async def _run(self, path: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as e:
+            raise classify(e, path) from None
+
+    async def stat(self, path: str) -> UfsStatus:
+        p = self._abs(path)
+        st = await self._run(path, os.stat, p)
+        return _status(p.name, st)
+
+    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+        p = self._abs(path)
+        it = await self._run(path, os.scandir, p)
+        try:
+            while True:
+                batch = await self._run(path, _next_batch, it)
+                if not batch:
+                    return
+                for entry in batch:
+                    yield entry
+        finally:
+            it.close()
+
+    async def read(self, path: str, offset: int, length: int) -> bytes:
+        p = self._abs(path)
+
+        def read() -> bytes:
+            with open(p, "rb", buffering=0) as f:
+                return os.pread(f.fileno(), length, offset)
+
+        return await self._run(path, read)
+
+    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+        p = self._abs(path)
+        tmp = p.with_name(TMP_PREFIX + secrets.token_hex(8))
+        fd = await self._run(path, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            async for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    n = await self._run(path, os.write, fd, view)
+                    view = view[n:]
+            await self._run(path, os.fsync, fd)
+        except BaseException:
+            os.close(fd)
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+        os.close(fd)
+        try:
+            await self._run(path, _replace_durably, tmp, p)
+        except BaseException:
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+        return await self.stat(path)
+
+    async def mkdir(self, path: str) -> None:
+        p = self._abs(path)
+        await self._run(path, lambda: p.mkdir(parents=True, exist_ok=True))
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        p = self._abs(path)
+
+        def delete() -> None:
+            if p.is_dir() and not p.is_symlink():
+                if recursive:
+                    shutil.rmtree(p)
+                else:
+                    os.rmdir(p)
+            else:
+                os.unlink(p)
+            fsync_dir(p.parent)
+
+        await self._run(path, delete)
+
+    async def rename(self, src: str, dst: str) -> None:
+        s, d = self._abs(src), self._abs(dst)
+
+        def rename() -> None:
+            os.rename(s, d)
+            fsync_dir(d.parent)
+            if s.parent != d.parent:
+                fsync_dir(s.parent)
+
+        await self._run(src, rename)
+
+    async def truncate(self, path: str, size: int) -> UfsStatus:
+        p = self._abs(path)
+
+        def truncate() -> None:
+            with open(p, "r+b") as f:
+                f.truncate(size)
+                os.fsync(f.fileno())
+
+        await self._run(path, truncate)
+        return await self.stat(path)
+
+    async def link(self, src: str, dst: str) -> None:
+        s, d = self._abs(src), self._abs(dst)
+        await self._run(dst, os.link, s, d)
+
+
+def _next_batch(it: Iterator[os.DirEntry[str]]) -> list[UfsStatus]:
+    batch: list[UfsStatus] = []
+    for entry in it:
+        if entry.name.startswith(TMP_PREFIX):
+            continue
+        try:
+            batch.append(_status(entry.name, entry.stat(follow_symlinks=False)))
+        except FileNotFoundError:
+            continue  # deleted while listing
+        if len(batch) >= LIST_BATCH:
+            break
+    return batch
+
+
+def _replace_durably(tmp: Path, dst: Path) -> None:
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+def _unlink_quietly(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(p)

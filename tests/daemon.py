@@ -1,0 +1,72 @@
+"""Start a real `nsd serve` in a subprocess for integration, crash and benchmark runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    log: Path
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    def session(self) -> requests.Session:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {self.token}"
+        return s
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
+    """Run `nsd serve` on an ephemeral port and wait for its `ready` line."""
+    log = data_dir.parent / f"{data_dir.name}.log"
+    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", *args]
+    full_env = {**os.environ, "NSD_LOG_LEVEL": "info", **(env or {})}
+    with open(log, "a") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "ready" in line:
+            addr = next(p for p in line.split() if p.startswith("http="))[len("http=") :]
+            return Daemon(proc, addr, data_dir, log)
+    proc.kill()
+    raise RuntimeError(f"nsd did not become ready; log:\n{log.read_text()}")
+
+
+def nsd(*args: str, daemon: Daemon | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the `nsd` CLI as a user would."""
+    env = dict(os.environ)
+    if daemon is not None:
+        env["NSD_SERVER"] = daemon.url
+        env["NSD_DATA_DIR"] = str(daemon.data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "nsd.cli", *args], capture_output=True, env=env, input=input, timeout=120
+    )

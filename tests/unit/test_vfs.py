@@ -1,0 +1,137 @@
+"""The facade in-process: namespace, journal and a local under-storage kept in step."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nsd import errors
+from nsd.metastore import MetaStore, initial_checkpoint
+from nsd.ufs.local import LocalUfs
+from nsd.vfs import Caller, Vfs
+
+ME = Caller(1000, 1000)
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for p in parts:
+        yield p
+
+
+async def read_all(vfs: Vfs, path: str, offset: int = 0, length: int | None = None) -> bytes:
+    return b"".join([c async for c in vfs.read(path, offset, length)])
+
+
+async def open_vfs(tmp_path: Path) -> Vfs:
+    journal = tmp_path / "journal"
+    if not journal.exists():
+        journal.mkdir()
+        initial_checkpoint(journal, root_uid=0, root_gid=0)
+    (tmp_path / "ufs").mkdir(exist_ok=True)
+    store = await MetaStore.open(journal, fsync=False)
+    return Vfs(store, LocalUfs((tmp_path / "ufs").as_uri()))
+
+
+@pytest.fixture
+async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
+    v = await open_vfs(tmp_path)
+    yield v
+    await v.store.close(checkpoint=False)
+
+
+async def test_write_read_and_write_through(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.mkdir("/a/b", caller=ME, parents=True)
+    node = await vfs.write_file("/a/b/f", chunks(b"hello ", b"world"), caller=ME)
+    assert (node.size, node.uid, node.gid, node.nlink) == (11, 1000, 1000, 1)
+    assert await read_all(vfs, "/a/b/f") == b"hello world"
+    assert await read_all(vfs, "/a/b/f", 6, 3) == b"wor"
+    assert (tmp_path / "ufs/a/b/f").read_bytes() == b"hello world"
+    assert node.fingerprint is not None and node.fingerprint[0] == 11
+
+
+async def test_overwrite_only_when_asked(vfs: Vfs) -> None:
+    await vfs.write_file("/f", chunks(b"one"), caller=ME)
+    with pytest.raises(errors.Exists):
+        await vfs.write_file("/f", chunks(b"two"), caller=ME, overwrite=False)
+    assert await read_all(vfs, "/f") == b"one"
+    await vfs.write_file("/f", chunks(b"three"), caller=ME, overwrite=True)
+    assert await read_all(vfs, "/f") == b"three"
+    await vfs.mkdir("/d", caller=ME)
+    with pytest.raises(errors.IsDir):
+        await vfs.write_file("/d", chunks(b"x"), caller=ME)
+
+
+async def test_symlinked_directories_write_to_the_real_place(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.mkdir("/real", caller=ME)
+    await vfs.symlink("/real", "/alias", caller=ME)
+    await vfs.write_file("/alias/f", chunks(b"via link"), caller=ME)
+    assert (tmp_path / "ufs/real/f").read_bytes() == b"via link"
+    assert await read_all(vfs, "/real/f") == b"via link"
+    await vfs.symlink("f", "/real/lnk", caller=ME)
+    assert await read_all(vfs, "/alias/lnk") == b"via link"
+    assert vfs.readlink("/real/lnk") == "f"
+
+
+async def test_rename_replaces_and_moves_the_ufs_file(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.write_file("/x", chunks(b"x"), caller=ME)
+    await vfs.write_file("/y", chunks(b"y"), caller=ME)
+    await vfs.rename("/x", "/y")
+    assert await read_all(vfs, "/y") == b"x"
+    with pytest.raises(errors.NotFound):
+        vfs.stat("/x")
+    assert not (tmp_path / "ufs/x").exists() and (tmp_path / "ufs/y").read_bytes() == b"x"
+    await vfs.mkdir("/d", caller=ME)
+    with pytest.raises(errors.Invalid):
+        await vfs.rename("/d", "/d/inside")
+
+
+async def test_remove_tree_and_its_limits(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.mkdir("/t/u/v", caller=ME, parents=True)
+    await vfs.write_file("/t/u/f", chunks(b"1"), caller=ME)
+    with pytest.raises(errors.NotEmpty):
+        await vfs.remove("/t")
+    await vfs.remove("/t", recursive=True)
+    assert not (tmp_path / "ufs/t").exists()
+    assert [name for name, _ in vfs.list("/")] == []
+    with pytest.raises(errors.Invalid):
+        await vfs.remove("/")
+    vfs.store.ns.check()
+
+
+async def test_hard_links_share_the_inode(vfs: Vfs, tmp_path: Path) -> None:
+    a = await vfs.write_file("/a", chunks(b"data"), caller=ME)
+    await vfs.link("/a", "/b")
+    assert vfs.stat("/b") is a and a.nlink == 2
+    await vfs.remove("/a")
+    assert await read_all(vfs, "/b") == b"data"
+    assert vfs.stat("/b").nlink == 1
+
+
+async def test_truncate_and_setattr(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.write_file("/f", chunks(b"0123456789"), caller=ME)
+    await vfs.truncate("/f", 4)
+    assert await read_all(vfs, "/f") == b"0123"
+    await vfs.truncate("/f", 6)
+    assert await read_all(vfs, "/f") == b"0123\0\0"
+    node = await vfs.setattr("/f", mode=0o600, uid=7, mtime=123)
+    assert (node.mode & 0o7777, node.uid, node.mtime) == (0o600, 7, 123)
+
+
+async def test_everything_survives_reopen(tmp_path: Path) -> None:
+    vfs = await open_vfs(tmp_path)
+    await vfs.mkdir("/keep", caller=ME)
+    await vfs.write_file("/keep/f", chunks(b"kept"), caller=ME)
+    await vfs.symlink("/keep/f", "/l", caller=ME)
+    before = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in vfs.list("/")}
+    await vfs.store.close(checkpoint=False)  # replay from the log alone
+
+    again = await open_vfs(tmp_path)
+    try:
+        after = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in again.list("/")}
+        assert after == before
+        assert await read_all(again, "/l") == b"kept"
+        again.store.ns.check()
+    finally:
+        await again.store.close()
