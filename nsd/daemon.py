@@ -1,0 +1,121 @@
+"""The composition root: data dir -> recovery -> vfs -> listeners, and an orderly stop.
+
+Start-up formats an empty data dir, takes its lock, recovers the namespace and prints one
+line containing `ready` with the listening addresses. SIGTERM/SIGINT stop accepting, let
+in-flight requests finish, write a checkpoint and exit 0. A journal failure stops the daemon
+without a checkpoint and exits 1: nothing may be acknowledged after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from nsd.config import Config
+from nsd.datadir import DataDir
+from nsd.metastore import MetaStore, initial_checkpoint
+from nsd.protocols import admin
+from nsd.ufs import open_ufs
+from nsd.vfs import Vfs
+
+log = logging.getLogger("nsd.daemon")
+
+CHECKPOINT_POLL_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
+    """A new data dir: token, root mount, VERSION and checkpoint 0 (root owned by this user)."""
+    datadir.format(root_ufs)
+    initial_checkpoint(datadir.journal, root_uid=os.getuid(), root_gid=os.getgid())
+
+
+async def run(config: Config) -> int:
+    datadir = DataDir(config.data_path)
+    if not datadir.is_formatted():
+        log.info("formatting new data dir %s", datadir.path)
+        format_data_dir(datadir, config.root_ufs_uri)
+    datadir.check_version()
+    datadir.lock()
+    try:
+        return await _serve(config, datadir)
+    finally:
+        datadir.unlock()
+
+
+async def _serve(config: Config, datadir: DataDir) -> int:
+    stop = asyncio.Event()
+    fatal: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        stop.set()
+
+    store = await MetaStore.open(
+        datadir.journal,
+        fsync=config.fsync,
+        segment_bytes=config.segment_bytes,
+        checkpoint_entries=config.checkpoint_entries,
+        checkpoint_interval=config.checkpoint_interval,
+        on_fatal=on_fatal,
+    )
+    ufs = open_ufs(datadir.root_ufs)
+    await ufs.mkdir("")
+    vfs = Vfs(store, ufs)
+
+    app = web.Application()
+    admin.add_routes(app, vfs, datadir.read_token())
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
+    await site.start()
+    http_addr = _bound_address(site)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ticker = asyncio.create_task(_checkpoint_ticker(store))
+
+    print(f"nsd ready http=http://{http_addr} data_dir={datadir.path}", flush=True)
+    log.info("serving; root under-storage %s", ufs.uri)
+    await stop.wait()
+
+    log.info("stopping: no new connections, finishing in-flight requests")
+    ticker.cancel()
+    await runner.cleanup()
+    await ufs.close()
+    if fatal:
+        await store.close(checkpoint=False)
+        log.critical("stopped after a journal failure: %s", fatal[0])
+        return 1
+    await store.close(checkpoint=True)
+    log.info("stopped cleanly at txid %d", store.writer.last_txid)
+    return 0
+
+
+def _bound_address(site: web.TCPSite) -> str:
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    host, port = sockets[0].getsockname()[:2]
+    return f"{host}:{port}"
+
+
+async def _checkpoint_ticker(store: MetaStore) -> None:
+    """Time-based checkpoints when the daemon is idle (size-based ones fire on commit)."""
+    while True:
+        await asyncio.sleep(min(CHECKPOINT_POLL_SECONDS, store.checkpoint_interval))
+        store.maybe_checkpoint()
+
+
+def main(config: Config) -> int:
+    try:
+        return asyncio.run(run(config))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sys.stdout.flush()

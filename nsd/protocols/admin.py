@@ -1,0 +1,288 @@
+"""The admin API under /api/v1: JSON for the `nsd` CLI and for scripts.
+
+Reads are open; every other method needs `Authorization: Bearer <admin token>`.
+Errors come back as {"error": {"type", "errno", "message", "path"}} with a status from errmap.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat as st
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from nsd import __version__, errors
+from nsd.namespace import DirInode, Inode
+from nsd.protocols.errmap import http_status
+from nsd.vfs import Caller, Vfs
+
+PREFIX = "/api/v1"
+UPLOAD_CHUNK = 1 << 20
+MAX_LIST = 10_000
+
+VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
+TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
+STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink"}
+
+
+def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": name,
+        "ino": node.ino,
+        "gen": node.gen,
+        "type": TYPE_NAMES.get(st.S_IFMT(node.mode), "other"),
+        "mode": st.S_IMODE(node.mode),
+        "uid": node.uid,
+        "gid": node.gid,
+        "nlink": node.nlink,
+        "size": node.size,
+        "atime_ns": node.atime,
+        "mtime_ns": node.mtime,
+        "ctime_ns": node.ctime,
+    }
+    if path is not None:
+        out["path"] = path
+    if isinstance(node, DirInode):
+        out["children"] = len(node.children)
+    target = getattr(node, "target", None)
+    if target is not None:
+        out["target"] = target
+    return out
+
+
+def error_response(exc: errors.NsdError) -> web.Response:
+    body = {"error": {"type": type(exc).__name__, "errno": exc.errno, "message": exc.message, "path": exc.path}}
+    return web.json_response(body, status=http_status(exc))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD") and request.path.startswith(PREFIX):
+        expected = request.app[TOKEN_KEY]
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return web.json_response(
+                {"error": {"type": "Unauthorized", "errno": 13, "message": "admin token required", "path": None}},
+                status=401,
+            )
+    try:
+        return await handler(request)
+    except errors.NsdError as e:
+        return error_response(e)
+
+
+def _caller() -> Caller:
+    # The admin token holder acts as the user running the daemon (HDFS's superuser convention).
+    return Caller(os.getuid(), os.getgid())
+
+
+def _path(request: web.Request, key: str = "path", body: dict[str, Any] | None = None) -> str:
+    value = (body or {}).get(key) if body is not None else request.query.get(key)
+    if not isinstance(value, str) or not value:
+        raise errors.Invalid(f"missing parameter {key!r}")
+    if not value.startswith("/"):
+        raise errors.Invalid(f"{key} must be an absolute path: {value!r}")
+    return value
+
+
+def _int(value: Any, name: str, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise errors.Invalid(f"{name} must be an integer, got {value!r}") from None
+
+
+def _bool(value: Any, name: str, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes"):
+        return True
+    if text in ("0", "false", "no"):
+        return False
+    raise errors.Invalid(f"{name} must be true or false, got {value!r}")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise errors.Invalid("request body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise errors.Invalid("request body must be a JSON object")
+    return data
+
+
+async def status(request: web.Request) -> web.Response:
+    vfs = request.app[VFS_KEY]
+    store = vfs.store
+    return web.json_response(
+        {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
+            "inodes": len(store.ns.inodes),
+            "last_txid": store.writer.last_txid,
+            "durable_txid": store.writer.durable_txid,
+            "checkpoint_txid": store.checkpoint_txid,
+            "root_ufs": vfs.ufs.uri,
+        }
+    )
+
+
+async def fs_stat(request: web.Request) -> web.Response:
+    path = _path(request)
+    follow = _bool(request.query.get("follow"), "follow", True)
+    node = request.app[VFS_KEY].stat(path, follow=follow)
+    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path))
+
+
+async def fs_list(request: web.Request) -> web.Response:
+    path = _path(request)
+    limit = _int(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
+    if not 0 < limit <= MAX_LIST:
+        raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
+    entries = request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
+    more = len(entries) > limit
+    return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
+
+
+async def fs_readlink(request: web.Request) -> web.Response:
+    return web.json_response({"target": request.app[VFS_KEY].readlink(_path(request))})
+
+
+async def fs_read(request: web.Request) -> web.StreamResponse:
+    vfs = request.app[VFS_KEY]
+    path = _path(request)
+    offset = _int(request.query.get("offset"), "offset", 0) or 0
+    length = _int(request.query.get("length"), "length")
+    if offset < 0 or (length is not None and length < 0):
+        raise errors.Invalid("offset and length must not be negative")
+    node = vfs.stat(path)
+    if node.is_dir:
+        raise errors.IsDir(f"is a directory: {path}", path=path)
+    end = node.size if length is None else min(node.size, offset + length)
+    stream = vfs.read(path, offset, length)
+    first = await anext(stream, b"")  # errors surface before the 200 goes out
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = max(0, end - offset)
+    await response.prepare(request)
+    if first:
+        await response.write(first)
+    async for chunk in stream:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def fs_write(request: web.Request) -> web.Response:
+    vfs = request.app[VFS_KEY]
+    path = _path(request)
+    overwrite = _bool(request.query.get("overwrite"), "overwrite", False)
+    mode = _int(request.query.get("mode"), "mode", 0o644)
+    node = await vfs.write_file(
+        path, request.content.iter_chunked(UPLOAD_CHUNK), caller=_caller(), mode=mode or 0o644, overwrite=overwrite
+    )
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+
+
+async def fs_mkdir(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    mode = _int(body.get("mode"), "mode", 0o755)
+    node = await request.app[VFS_KEY].mkdir(
+        path, caller=_caller(), mode=0o755 if mode is None else mode, parents=_bool(body.get("parents"), "parents")
+    )
+    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), status=201)
+
+
+async def fs_remove(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    await request.app[VFS_KEY].remove(path, recursive=_bool(body.get("recursive"), "recursive"))
+    return web.json_response({"removed": path})
+
+
+async def fs_rename(request: web.Request) -> web.Response:
+    """mv semantics: a destination that is an existing directory receives the source inside it."""
+    vfs = request.app[VFS_KEY]
+    body = await _body(request)
+    src, dst = _path(request, "src", body), _path(request, "dst", body)
+    try:
+        if vfs.stat(dst).is_dir and not vfs.stat(src, follow=False).is_dir:
+            dst = dst.rstrip("/") + "/" + src.rstrip("/").rsplit("/", 1)[-1]
+    except errors.NotFound:
+        pass
+    await vfs.rename(src, dst)
+    return web.json_response({"src": src, "dst": dst})
+
+
+async def fs_setattr(request: web.Request) -> web.Response:
+    vfs = request.app[VFS_KEY]
+    body = await _body(request)
+    path = _path(request, body=body)
+    size = _int(body.get("size"), "size")
+    if size is not None:
+        await vfs.truncate(path, size)
+    node = await vfs.setattr(
+        path,
+        mode=_int(body.get("mode"), "mode"),
+        uid=_int(body.get("uid"), "uid"),
+        gid=_int(body.get("gid"), "gid"),
+        atime=_int(body.get("atime_ns"), "atime_ns"),
+        mtime=_int(body.get("mtime_ns"), "mtime_ns"),
+    )
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path))
+
+
+async def fs_symlink(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    target = body.get("target")
+    if not isinstance(target, str):
+        raise errors.Invalid("missing parameter 'target'")
+    node = await request.app[VFS_KEY].symlink(target, path, caller=_caller())
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+
+
+async def fs_link(request: web.Request) -> web.Response:
+    body = await _body(request)
+    existing, path = _path(request, "existing", body), _path(request, "path", body)
+    node = await request.app[VFS_KEY].link(existing, path)
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+
+
+async def journal_checkpoint(request: web.Request) -> web.Response:
+    txid = await request.app[VFS_KEY].store.checkpoint()
+    return web.json_response({"checkpoint_txid": txid})
+
+
+def add_routes(app: web.Application, vfs: Vfs, token: str) -> None:
+    app[VFS_KEY] = vfs
+    app[TOKEN_KEY] = token
+    app[STARTED_KEY] = time.monotonic()
+    app.middlewares.append(errors_middleware)
+    app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/fs/stat", fs_stat)
+    app.router.add_get(f"{PREFIX}/fs/list", fs_list)
+    app.router.add_get(f"{PREFIX}/fs/readlink", fs_readlink)
+    app.router.add_get(f"{PREFIX}/fs/content", fs_read)
+    app.router.add_put(f"{PREFIX}/fs/content", fs_write)
+    app.router.add_post(f"{PREFIX}/fs/mkdir", fs_mkdir)
+    app.router.add_post(f"{PREFIX}/fs/remove", fs_remove)
+    app.router.add_post(f"{PREFIX}/fs/rename", fs_rename)
+    app.router.add_post(f"{PREFIX}/fs/setattr", fs_setattr)
+    app.router.add_post(f"{PREFIX}/fs/symlink", fs_symlink)
+    app.router.add_post(f"{PREFIX}/fs/link", fs_link)
+    app.router.add_post(f"{PREFIX}/journal/checkpoint", journal_checkpoint)

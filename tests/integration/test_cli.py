@@ -1,0 +1,161 @@
+"""The `nsd` CLI against a real daemon, as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+from daemon import Daemon, nsd, start
+
+
+def ok(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def test_put_get_cat_round_trip(daemon: Daemon, tmp_path: Path) -> None:
+    local = tmp_path / "in.bin"
+    payload = os.urandom(3 * (1 << 20) + 17)  # several upload chunks, odd tail
+    local.write_bytes(payload)
+    ok(nsd("mkdir", "-p", "/data/raw", daemon=daemon))
+    ok(nsd("put", str(local), "/data/raw/blob", daemon=daemon))
+    out = tmp_path / "out.bin"
+    ok(nsd("get", "/data/raw/blob", str(out), daemon=daemon))
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(payload).digest()
+    assert nsd("cat", "/data/raw/blob", daemon=daemon).stdout == payload
+    # File data reaches the root under-storage (write-through).
+    assert (daemon.data_dir / "ufs" / "data" / "raw" / "blob").read_bytes() == payload
+
+
+def test_ls_and_stat_in_both_output_modes(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+    ok(nsd("mkdir", "/d", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "f"), "/d/b.txt", daemon=daemon))
+    ok(nsd("mkdir", "/d/a", daemon=daemon))
+    assert ok(nsd("ls", "/d", daemon=daemon)).split() == ["a", "b.txt"]
+    long = ok(nsd("ls", "-l", "/d", daemon=daemon)).splitlines()
+    assert long[0].startswith("drwxr-xr-x") and long[0].endswith(" a")
+    assert long[1].startswith("-rw-r--r--") and " 5 " in long[1] and long[1].endswith(" b.txt")
+    entries = json.loads(ok(nsd("ls", "--json", "/d", daemon=daemon)))
+    assert [(e["name"], e["type"], e["size"]) for e in entries] == [("a", "dir", 0), ("b.txt", "file", 5)]
+    info = json.loads(ok(nsd("stat", "--json", "/d/b.txt", daemon=daemon)))
+    assert info["size"] == 5 and info["type"] == "file" and info["mode"] == 0o644 and info["nlink"] == 1
+    assert info["uid"] == os.getuid()
+    human = ok(nsd("stat", "/d/b.txt", daemon=daemon))
+    assert "size: 5" in human and "-rw-r--r--" in human
+
+
+def test_mv_rm_and_their_errors(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    ok(nsd("mkdir", "-p", "/a/b", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "f"), "/a/f", daemon=daemon))
+    ok(nsd("mv", "/a/f", "/a/b", daemon=daemon))  # into the directory, like mv(1)
+    assert ok(nsd("ls", "/a/b", daemon=daemon)).split() == ["f"]
+    ok(nsd("mv", "/a/b/f", "/a/g", daemon=daemon))
+    assert (daemon.data_dir / "ufs" / "a" / "g").read_bytes() == b"x"
+
+    not_empty = nsd("rm", "/a", daemon=daemon)
+    assert not_empty.returncode == 1 and "not empty" in not_empty.stderr.decode()
+    ok(nsd("rm", "-r", "/a", daemon=daemon))
+    missing = nsd("cat", "/a/g", daemon=daemon)
+    assert missing.returncode == 1
+    assert len(missing.stderr.decode().strip().splitlines()) == 1
+    assert "/a" in missing.stderr.decode()
+    assert not (daemon.data_dir / "ufs" / "a").exists()
+
+
+def test_put_refuses_to_overwrite_without_force(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"one")
+    ok(nsd("put", str(tmp_path / "f"), "/f", daemon=daemon))
+    (tmp_path / "f").write_bytes(b"two!")
+    again = nsd("put", str(tmp_path / "f"), "/f", daemon=daemon)
+    assert again.returncode == 1 and "exists" in again.stderr.decode()
+    ok(nsd("put", "-f", str(tmp_path / "f"), "/f", daemon=daemon))
+    assert nsd("cat", "/f", daemon=daemon).stdout == b"two!"
+
+
+def test_hostile_names_get_clear_errors(daemon: Daemon) -> None:
+    for path, words in [
+        ("/x/../etc", "'..'"),
+        ("/" + "n" * 256, "too long"),
+        ("/a\x00b", "NUL"),
+        ("relative", "absolute"),
+    ]:
+        body = {"path": path}
+        response = daemon.session().post(f"{daemon.url}/api/v1/fs/mkdir", json=body)
+        assert response.status_code == 400, (path, response.text)
+        assert words in response.json()["error"]["message"], (path, response.text)
+    deep = "/" + "/".join(["d" * 200] * 21)  # > 4096 bytes
+    response = daemon.session().post(f"{daemon.url}/api/v1/fs/mkdir", json={"path": deep, "parents": True})
+    assert response.status_code == 400 and "too long" in response.json()["error"]["message"]
+
+
+def test_mutations_need_the_token(daemon: Daemon) -> None:
+    import requests
+
+    anonymous = requests.post(f"{daemon.url}/api/v1/fs/mkdir", json={"path": "/x"})
+    assert anonymous.status_code == 401
+    wrong = requests.post(
+        f"{daemon.url}/api/v1/fs/mkdir", json={"path": "/x"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    assert requests.get(f"{daemon.url}/api/v1/fs/stat", params={"path": "/x"}).status_code == 404
+    assert (daemon.data_dir / "admin.token").stat().st_mode & 0o777 == 0o600
+
+
+def test_unreachable_daemon_exits_3() -> None:
+    result = nsd("--server", "http://127.0.0.1:1", "ls", "/")
+    assert result.returncode == 3
+    assert "cannot reach" in result.stderr.decode()
+
+
+def test_second_daemon_on_same_dir_refuses(daemon: Daemon) -> None:
+    second = nsd("serve", "--data-dir", str(daemon.data_dir), "--http-port", "0")
+    assert second.returncode == 1
+    assert "in use by another nsd" in second.stderr.decode()
+
+
+def test_sigterm_checkpoints_and_restart_serves_the_same_tree(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    d = start(data)
+    (tmp_path / "f").write_bytes(b"kept")
+    ok(nsd("mkdir", "-p", "/keep/me", daemon=d))
+    ok(nsd("put", str(tmp_path / "f"), "/keep/me/f", daemon=d))
+    ok(nsd("mv", "/keep/me", "/keep/moved", daemon=d))
+    before = json.loads(ok(nsd("stat", "--json", "/keep/moved/f", daemon=d)))
+    assert d.stop(signal.SIGTERM) == 0
+    ckpts = sorted((data / "journal").glob("*.ckpt"))
+    assert ckpts and int(ckpts[-1].stem, 16) > 0  # a checkpoint beyond the format's
+
+    d2 = start(data)
+    try:
+        after = json.loads(ok(nsd("stat", "--json", "/keep/moved/f", daemon=d2)))
+        assert after == before
+        assert nsd("cat", "/keep/moved/f", daemon=d2).stdout == b"kept"
+    finally:
+        assert d2.stop() == 0
+
+
+def test_offline_journal_tools(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    d = start(data)
+    ok(nsd("mkdir", "-p", "/j/k", daemon=d))
+    running = nsd("journal", "verify", "--data-dir", str(data))
+    assert running.returncode == 1 and "in use" in running.stderr.decode()
+    d.kill()  # no shutdown checkpoint: the records stay in the log
+
+    dump = ok(nsd("journal", "dump", "--data-dir", str(data)))
+    assert "MkNode" in dump and "'k'" in dump
+    records = [json.loads(line) for line in ok(nsd("journal", "dump", "--json", "--data-dir", str(data))).splitlines()]
+    names = [r["fields"]["name"] for r in records if r.get("op") == "MkNode"]
+    assert names == ["j", "k"]
+    assert "ok" in ok(nsd("journal", "verify", "--data-dir", str(data)))
+    assert "checkpoint at txid 2" in ok(nsd("journal", "checkpoint", "--data-dir", str(data)))
+    d2 = start(data)
+    try:
+        assert ok(nsd("ls", "/j", daemon=d2)).split() == ["k"]
+    finally:
+        d2.stop()
