@@ -119,20 +119,11 @@ class Vfs:
         node = self.ns.resolve(path)
         if node.is_dir:
             raise errors.IsDir(f"is a directory: {path}", path=path)
-        return node, self._canonical(path).lstrip("/")
+        return node, self._ufs_location(node)
 
-    def _canonical(self, path: str) -> str:
-        """The path of the object `path` finally names, with every symlink resolved."""
-        parts = split_path(path)
-        for _ in range(40):
-            parent = self.ns.resolve("/" + "/".join(parts[:-1]))
-            node = self.ns.lookup(parent.ino, parts[-1])
-            target = getattr(node, "target", None)
-            if target is None:
-                return self.ns.path_of(parent.ino).rstrip("/") + "/" + parts[-1]
-            base = self.ns.path_of(parent.ino)
-            parts = split_path(target if target.startswith("/") else base.rstrip("/") + "/" + target)
-        raise errors.Loop(f"too many levels of symbolic links: {path}", path=path)
+    def _ufs_location(self, node: Inode) -> str:
+        """Where an existing object lives in the UFS: its primary link's canonical path."""
+        return self.ns.path_of(node.ino).lstrip("/")
 
     def _ufs_path(self, parent: Inode, name: str) -> str:
         return (self.ns.path_of(parent.ino).rstrip("/") + "/" + name).lstrip("/")
@@ -147,7 +138,7 @@ class Vfs:
             now = self.store.now_ns()
             if parents:
                 self.ns.plan_mkdirs(path, mode, caller.uid, caller.gid, now)
-                await self.ufs.mkdir(self._canonical_dir_path(path).lstrip("/"))
+                await self.ufs.mkdir(self._ufs_path_for_mkdirs(path))
                 await self.store.mutate(
                     lambda ns: ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns())
                 )
@@ -162,16 +153,16 @@ class Vfs:
             )
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
-    def _canonical_dir_path(self, path: str) -> str:
-        """Canonical form of a path whose existing prefix may run through symlinks."""
+    def _ufs_path_for_mkdirs(self, path: str) -> str:
+        """UFS path for `mkdir -p path`: the deepest existing directory's real path + the rest."""
         parts = split_path(path)
-        node: Inode = self.ns.root
-        for i in range(len(parts)):
+        for i in range(len(parts), -1, -1):
             try:
-                node = self.ns.resolve("/" + "/".join(parts[: i + 1]))
+                node = self.ns.resolve("/" + "/".join(parts[:i]))
             except errors.NotFound:
-                return self.ns.path_of(node.ino).rstrip("/") + "/" + "/".join(parts[i:])
-        return self.ns.path_of(node.ino)
+                continue
+            return "/".join([self._ufs_location(node), *parts[i:]]).strip("/")
+        raise AssertionError("the root always resolves")
 
     async def write_file(
         self,
@@ -262,7 +253,7 @@ class Vfs:
             parent, name = self._parent(path)
             self.ns.plan_link(node.ino, parent.ino, name, self.store.now_ns())
             if node.is_file:
-                await self.ufs.link(self._canonical(existing).lstrip("/"), self._ufs_path(parent, name))
+                await self.ufs.link(self._ufs_location(node), self._ufs_path(parent, name))
             await self.store.mutate(lambda ns: ns.plan_link(node.ino, parent.ino, name, self.store.now_ns()))
             return node
 

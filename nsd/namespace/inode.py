@@ -19,6 +19,10 @@ class Inode:
 
     `mount` is a small int naming the mount the object lives in (0 = root mount) and
     `fingerprint` is None or [size, mtime_ns, etag] of the under-storage object.
+
+    `parent` and `name` are the object's primary link: the entry that locates it (in the
+    under-storage too) when it is reached by inode id alone, as NFS handles do. A directory has
+    exactly one link; a file with several keeps one of them here (the root: itself and "").
     """
 
     __slots__ = (
@@ -31,7 +35,9 @@ class Inode:
         "mode",
         "mount",
         "mtime",
+        "name",
         "nlink",
+        "parent",
         "size",
         "uid",
     )
@@ -52,6 +58,8 @@ class Inode:
     ctime: int
     mount: int
     fingerprint: list[Any] | None
+    parent: DirInode
+    name: str
 
     def _init(
         self,
@@ -151,12 +159,10 @@ class DirInode(Inode):
     it in sync.
     """
 
-    __slots__ = ("children", "cookies", "name", "parent")
+    __slots__ = ("children", "cookies")
     is_dir: ClassVar[bool] = True
 
     children: SortedDict
-    parent: DirInode
-    name: str
     cookies: SortedDict | None
 
     def __init__(

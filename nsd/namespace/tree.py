@@ -62,6 +62,9 @@ class Namespace:
         self.root = DirInode(ROOT_INO, 1, mode, uid, gid, 2, 0, time_ns, time_ns, time_ns, 0, None, None, "")
         self.inodes: dict[int, Inode] = {ROOT_INO: self.root}
         self.next_ino = ROOT_INO + 1
+        # Every link of each inode that has more than one: where to move the primary link
+        # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
+        self.links: dict[int, list[tuple[DirInode, str]]] = {}
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -132,8 +135,11 @@ class Namespace:
         return parent, parts[-1]
 
     def path_of(self, ino: int) -> str:
-        """The path of directory `ino` (only directories have exactly one). Cost: its depth."""
-        return self._dir_path(self.get_dir(ino))
+        """The path of `ino` through its primary link (a directory has only that one). Cost: its depth."""
+        node = self.get(ino)
+        if isinstance(node, DirInode):
+            return self._dir_path(node)
+        return self._child_path(node.parent, node.name)
 
     def _walk(self, start: DirInode, parts: list[str], follow: bool, path: str) -> Inode:
         todo = parts[::-1]  # components left, next one last; link targets are pushed on it
@@ -444,6 +450,8 @@ class Namespace:
             node = SymlinkInode(ino, 1, mode, uid, gid, 1, size, t, t, t, parent.mount, None, op.target)
         else:
             node = FileInode(ino, 1, mode, uid, gid, 1, 0, t, t, t, parent.mount, None, None)
+        if not isinstance(node, DirInode):
+            node.parent, node.name = parent, op.name
         parent.add_child(op.name, node)
         self.inodes[ino] = node
         parent.mtime = parent.ctime = t
@@ -454,6 +462,7 @@ class Namespace:
         _check_time(op.time_ns)
         t = op.time_ns
         parent.add_child(op.name, node)
+        self.links.setdefault(node.ino, [(node.parent, node.name)]).append((parent, op.name))
         node.nlink += 1
         node.ctime = t
         parent.mtime = parent.ctime = t
@@ -463,7 +472,7 @@ class Namespace:
         _check_time(op.time_ns)
         t = op.time_ns
         parent.remove_child(op.name)
-        self._drop_link(node, t)
+        self._drop_link(node, parent, op.name, t)
         parent.mtime = parent.ctime = t
 
     def _apply_rmdir(self, op: Rmdir) -> None:
@@ -491,23 +500,35 @@ class Namespace:
                 old.nlink = 0
                 del self.inodes[old.ino]
             else:
-                self._drop_link(old, t)
+                self._drop_link(old, dst, op.dst_name, t)
         dst.add_child(op.dst_name, node)
         if isinstance(node, DirInode):
             src.nlink -= 1
             dst.nlink += 1
-            node.parent = dst
-            node.name = op.dst_name
+        self._move_link(node, src, op.src_name, dst, op.dst_name)
         node.ctime = t
         src.mtime = src.ctime = t
         dst.mtime = dst.ctime = t
 
-    def _drop_link(self, node: Inode, t: int) -> None:
+    def _drop_link(self, node: Inode, parent: DirInode, name: str, t: int) -> None:
         node.nlink -= 1
         if node.nlink == 0:
             del self.inodes[node.ino]
-        else:
-            node.ctime = t
+            return
+        node.ctime = t
+        links = self.links[node.ino]
+        links.remove((parent, name))
+        if node.parent is parent and node.name == name:
+            node.parent, node.name = links[0]
+        if len(links) == 1:
+            del self.links[node.ino]
+
+    def _move_link(self, node: Inode, src: DirInode, src_name: str, dst: DirInode, dst_name: str) -> None:
+        links = self.links.get(node.ino)
+        if links is not None:
+            links[links.index((src, src_name))] = (dst, dst_name)
+        if node.parent is src and node.name == src_name:
+            node.parent, node.name = dst, dst_name
 
     def _apply_setattr(self, op: SetAttr) -> None:
         node = self._check_setattr(op)
@@ -617,6 +638,8 @@ class Namespace:
                     todo.append(child)
                 else:
                     links[child.ino] = links.get(child.ino, 0) + 1
+                    if child.nlink > 1 and (d, name) not in self.links.get(child.ino, ()):
+                        raise AssertionError(f"{self._child_path(d, name)}: link missing from the links index")
                 reached[child.ino] = child
             if d.nlink != 2 + subdirs:
                 raise AssertionError(f"{self._dir_path(d)}: nlink {d.nlink} != 2 + {subdirs} subdirectories")
@@ -629,6 +652,12 @@ class Namespace:
             raise AssertionError(f"unreachable inodes: {sorted(set(self.inodes) - set(reached))}")
         for ino, node in self.inodes.items():
             _check_inode(ino, node, self.next_ino, links.get(ino, 0))
+            if ino != ROOT_INO and node.parent.children.get(node.name) is not node:
+                raise AssertionError(f"inode {ino}: primary link {node.name!r} in {node.parent.ino} is not it")
+        for ino, entries in self.links.items():
+            linked = self.inodes.get(ino)
+            if linked is None or linked.nlink != len(entries) or linked.nlink < 2:
+                raise AssertionError(f"links index of inode {ino} has {len(entries)} entries, nlink differs")
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -731,7 +760,7 @@ class Namespace:
                         node = FileInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra)
                     elif kind == stat.S_IFDIR:
                         node = DirInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, None, "")
-                        _load_entries(node, extra, pending.pop(ino, None), inodes)
+                        _load_entries(node, extra, pending.pop(ino, None), inodes, ns.links)
                     elif kind == stat.S_IFLNK:
                         node = SymlinkInode(
                             ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra
@@ -763,6 +792,7 @@ def _load_entries(
     last: list[Any],
     earlier: tuple[list[str], list[Inode]] | None,
     inodes: dict[int, Inode],
+    links: dict[int, list[tuple[DirInode, str]]],
 ) -> None:
     names, kids = earlier if earlier is not None else ([], [])
     names.extend(last[0])
@@ -771,9 +801,10 @@ def _load_entries(
     if len(d.children) != len(names):
         raise Corrupt(f"image: directory {d.ino} has a name twice")
     for name, k in zip(names, kids, strict=True):
-        if isinstance(k, DirInode):
-            k.parent = d
-            k.name = name
+        k.parent = d
+        k.name = name
+        if k.nlink > 1 and not isinstance(k, DirInode):
+            links.setdefault(k.ino, []).append((d, name))
 
 
 @contextmanager

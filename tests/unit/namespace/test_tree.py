@@ -174,10 +174,27 @@ def test_path_of(t: Tree) -> None:
     t.rename("/a/b", "/b2")
     assert t.ns.path_of(c.ino) == "/b2/c"
     assert t.ns.path_of(b.ino) == "/b2"
-    with pytest.raises(NotDir):
-        t.ns.path_of(f.ino)
+    assert t.ns.path_of(f.ino) == "/a/f"
+    t.rename("/a/f", "/b2/c/g")
+    assert t.ns.path_of(f.ino) == "/b2/c/g"
     with pytest.raises(Stale):
         t.ns.path_of(999)
+
+
+def test_primary_link_moves_to_a_surviving_hard_link(t: Tree) -> None:
+    t.mkdir("/d")
+    f = t.mk("/d/a")
+    t.ns.apply(t.ns.plan_link(f.ino, t.ns.resolve("/").ino, "b", 5))
+    t.ns.apply(t.ns.plan_link(f.ino, t.ns.resolve("/d").ino, "c", 6))
+    assert t.ns.path_of(f.ino) == "/d/a"
+    t.ns.apply(t.ns.plan_unlink(t.ns.resolve("/d").ino, "a", 7))
+    assert t.ns.path_of(f.ino) in ("/b", "/d/c")
+    t.ns.apply(t.ns.plan_rename(1, "b", t.ns.resolve("/d").ino, "moved", 8))
+    t.ns.check()
+    assert t.ns.path_of(f.ino) in ("/d/moved", "/d/c")
+    t.ns.apply(t.ns.plan_unlink(t.ns.resolve("/d").ino, "c", 9))
+    assert t.ns.path_of(f.ino) == "/d/moved" and f.nlink == 1 and f.ino not in t.ns.links
+    t.ns.check()
 
 
 # ---- symlinks ------------------------------------------------------------------------------
