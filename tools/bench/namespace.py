@@ -1,0 +1,191 @@
+"""Namespace and journal benchmark: prints figures, asserts nothing.
+
+    python tools/bench/namespace.py [--inodes 1000000] [--ops 20000] [--dir DIR]
+
+- creates/s and mkdirs/s through MetaStore (plan -> journal -> apply -> fsync) with 1 and 64
+  concurrent callers;
+- lookups/s (path resolution) in-process;
+- readdir of a 100k-entry directory, by name pages and by NFS-style cookie pages;
+- checkpoint write and load time, RSS and bytes of RSS per inode for N inodes.
+
+Goals (from the foundation issue): >= 20k creates/s at 64 callers, >= 200k lookups/s,
+1M inodes loaded in <= 5 s, <= 400 bytes of RSS per inode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from nsd.journal.checkpoint import read_checkpoint, write_checkpoint
+from nsd.journal.ops import MkNode
+from nsd.metastore import MetaStore, initial_checkpoint
+from nsd.namespace import Namespace
+
+FILE = stat.S_IFREG | 0o644
+DIR = stat.S_IFDIR | 0o755
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+async def mutations(journal: Path, ops: int, callers: int, mode: int, label: str) -> None:
+    store = await MetaStore.open(journal, fsync=True)
+    parent = store.ns.resolve("/").ino
+    latencies: list[float] = []
+    counter = iter(range(ops))
+
+    async def caller(cid: int) -> None:
+        for i in counter:
+            t0 = time.perf_counter()
+            await store.mutate(
+                lambda ns, i=i: ns.plan_mknod(parent, f"{label}-{callers}-{cid}-{i}", mode, 0, 0, store.now_ns())
+            )
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(c) for c in range(callers)))
+    elapsed = time.perf_counter() - t0
+    w = store.writer
+    print(
+        f"{label:>7}s  callers={callers:<3} {ops / elapsed:>9,.0f} ops/s   "
+        f"p50 {pct(latencies, 0.5) * 1e3:6.2f} ms  p99 {pct(latencies, 0.99) * 1e3:6.2f} ms   "
+        f"fsyncs={w.stats.fsyncs:,} ({ops / max(1, w.stats.fsyncs):.1f} records/fsync)"
+    )
+    await store.close(checkpoint=False)
+
+
+def build_tree(n: int, files_per_dir: int = 1000) -> Namespace:
+    """n inodes: directories of `files_per_dir` files each, applied through planned ops."""
+    ns = Namespace()
+    t = time.time_ns()
+    made = 1
+    d = 0
+    while made < n:
+        mk = ns.plan_mknod(1, f"dir{d:06d}", DIR, 1000, 1000, t)
+        ns.apply(mk)
+        made += 1
+        for f in range(min(files_per_dir, n - made)):
+            ns.apply(ns.plan_mknod(mk.ino, f"part-{f:05d}.parquet", FILE, 1000, 1000, t + f))
+            made += 1
+        d += 1
+    return ns
+
+
+def lookups(ns: Namespace, count: int) -> None:
+    dirs = [name for name, _ in ns.list_names(1)]
+    rng = random.Random(1)
+    paths = [f"/{rng.choice(dirs)}/part-{rng.randrange(1000):05d}.parquet" for _ in range(count)]
+    found = 0
+    t0 = time.perf_counter()
+    for p in paths:
+        try:
+            ns.resolve(p)
+            found += 1
+        except Exception:
+            pass
+    elapsed = time.perf_counter() - t0
+    print(f" lookup  path resolve   {count / elapsed:>9,.0f} ops/s   ({found:,} hits of {count:,})")
+
+
+def readdir(entries: int) -> None:
+    ns = Namespace()
+    t = time.time_ns()
+    d = ns.plan_mknod(1, "big", DIR, 0, 0, t)
+    ns.apply(d)
+    for i in range(entries):
+        ns.apply(MkNode(d.ino, f"file-{i:07d}", ns.next_ino, FILE, 0, 0, t))
+    t0 = time.perf_counter()
+    seen, after = 0, None
+    while True:
+        page = ns.list_names(d.ino, after, 1000)
+        if not page:
+            break
+        seen += len(page)
+        after = page[-1][0]
+    by_name = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cookie, seen2, eof = 0, 0, False
+    while not eof:
+        batch, eof = ns.readdir(d.ino, cookie, 1000)
+        seen2 += len(batch)
+        if batch:
+            cookie = batch[-1][0]
+    by_cookie = time.perf_counter() - t0
+    print(
+        f"readdir  {entries:,} entries: by name {by_name * 1e3:7.1f} ms ({seen:,}), "
+        f"by cookie {by_cookie * 1e3:7.1f} ms ({seen2:,}; first includes index build)"
+    )
+
+
+def checkpoint_figures(n: int, workdir: Path) -> None:
+    base = rss()
+    t0 = time.perf_counter()
+    ns = build_tree(n)
+    built = time.perf_counter() - t0
+    grown = rss() - base
+    print(f"   build  {n:,} inodes in {built:.2f} s; RSS +{grown / 2**20:,.0f} MiB = {grown / n:.0f} bytes/inode")
+    t0 = time.perf_counter()
+    path = write_checkpoint(workdir, 1, ns.to_image())
+    written = time.perf_counter() - t0
+    size = path.stat().st_size
+    del ns
+    base = rss()
+    t0 = time.perf_counter()
+    _, chunks = read_checkpoint(path)
+    loaded = Namespace.from_image(chunks)
+    load_s = time.perf_counter() - t0
+    del chunks
+    grown = rss() - base
+    print(
+        f"checkpt  write {written:.2f} s ({size / 2**20:,.0f} MiB), load {load_s:.2f} s, "
+        f"RSS after load +{grown / 2**20:,.0f} MiB = {grown / len(loaded.inodes):.0f} bytes/inode"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inodes", type=int, default=1_000_000)
+    parser.add_argument("--ops", type=int, default=20_000)
+    parser.add_argument("--readdir", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, default=None, help="where the journal goes (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        journal = Path(tmp) / "journal"
+        journal.mkdir()
+        initial_checkpoint(journal, root_uid=0, root_gid=0)
+        print(f"nsd namespace benchmark  python {sys.version.split()[0]}  cpus={os.cpu_count()}  dir={tmp}")
+        for callers in (1, 64):
+            ops = args.ops if callers > 1 else max(200, args.ops // 20)
+            await mutations(journal, ops, callers, FILE, "create")
+            await mutations(journal, ops, callers, DIR, "mkdir")
+        ns = build_tree(min(args.inodes, 200_000))
+        lookups(ns, 200_000)
+        del ns
+        readdir(args.readdir)
+        ckpt_dir = Path(tmp) / "ckpt"
+        ckpt_dir.mkdir()
+        checkpoint_figures(args.inodes, ckpt_dir)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
