@@ -163,7 +163,9 @@ class Namespace:
                 continue
             child = cur.children.get(name)
             if child is None:
-                raise NotFound(f"no such file or directory: {self._child_path(cur, name)} (in {path})", path=path)
+                missing = NotFound(f"no such file or directory: {self._child_path(cur, name)} (in {path})", path=path)
+                missing.missing = (cur.ino, name)  # where discovery in the under-storage would look
+                raise missing
             if isinstance(child, SymlinkInode) and (todo or follow):
                 links += 1
                 if links > MAX_SYMLINKS:

@@ -136,7 +136,7 @@ async def status(request: web.Request) -> web.Response:
             "last_txid": store.writer.last_txid,
             "durable_txid": store.writer.durable_txid,
             "checkpoint_txid": store.checkpoint_txid,
-            "root_ufs": vfs.ufs.uri,
+            "mounts": len(vfs.ns.mounts) + 1,
         }
     )
 
@@ -144,7 +144,7 @@ async def status(request: web.Request) -> web.Response:
 async def fs_stat(request: web.Request) -> web.Response:
     path = _path(request)
     follow = _bool(request.query.get("follow"), "follow", True)
-    node = request.app[VFS_KEY].stat(path, follow=follow)
+    node = await request.app[VFS_KEY].stat(path, follow=follow)
     return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path))
 
 
@@ -153,13 +153,13 @@ async def fs_list(request: web.Request) -> web.Response:
     limit = _int(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
     if not 0 < limit <= MAX_LIST:
         raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
-    entries = request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
+    entries = await request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
     more = len(entries) > limit
     return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
-    return web.json_response({"target": request.app[VFS_KEY].readlink(_path(request))})
+    return web.json_response({"target": await request.app[VFS_KEY].readlink(_path(request))})
 
 
 async def fs_read(request: web.Request) -> web.StreamResponse:
@@ -169,7 +169,7 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     length = _int(request.query.get("length"), "length")
     if offset < 0 or (length is not None and length < 0):
         raise errors.Invalid("offset and length must not be negative")
-    node = vfs.stat(path)
+    node = await vfs.stat(path)
     if node.is_dir:
         raise errors.IsDir(f"is a directory: {path}", path=path)
     end = node.size if length is None else min(node.size, offset + length)
@@ -220,7 +220,7 @@ async def fs_rename(request: web.Request) -> web.Response:
     body = await _body(request)
     src, dst = _path(request, "src", body), _path(request, "dst", body)
     try:
-        if vfs.stat(dst).is_dir and not vfs.stat(src, follow=False).is_dir:
+        if (await vfs.stat(dst)).is_dir and not (await vfs.stat(src, follow=False)).is_dir:
             dst = dst.rstrip("/") + "/" + src.rstrip("/").rsplit("/", 1)[-1]
     except errors.NotFound:
         pass
@@ -263,6 +263,39 @@ async def fs_link(request: web.Request) -> web.Response:
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
+async def fs_sync(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    listed = await request.app[VFS_KEY].sync(path, recursive=_bool(body.get("recursive"), "recursive"))
+    return web.json_response({"path": path, "directories_listed": listed})
+
+
+async def mounts_list(request: web.Request) -> web.Response:
+    return web.json_response({"mounts": [m.to_json() for m in request.app[VFS_KEY].mount_table()]})
+
+
+async def mounts_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    uri = body.get("uri")
+    options = body.get("options") or {}
+    if not isinstance(uri, str) or not uri:
+        raise errors.Invalid("missing parameter 'uri'")
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise errors.Invalid("options must be a map of strings")
+    view = await request.app[VFS_KEY].mount(
+        path, uri, caller=_caller(), readonly=_bool(body.get("readonly"), "readonly"), options=options
+    )
+    return web.json_response(view.to_json(), status=201)
+
+
+async def mounts_remove(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    await request.app[VFS_KEY].unmount(path)
+    return web.json_response({"unmounted": path})
+
+
 async def journal_checkpoint(request: web.Request) -> web.Response:
     txid = await request.app[VFS_KEY].store.checkpoint()
     return web.json_response({"checkpoint_txid": txid})
@@ -285,4 +318,8 @@ def add_routes(app: web.Application, vfs: Vfs, token: str) -> None:
     app.router.add_post(f"{PREFIX}/fs/setattr", fs_setattr)
     app.router.add_post(f"{PREFIX}/fs/symlink", fs_symlink)
     app.router.add_post(f"{PREFIX}/fs/link", fs_link)
+    app.router.add_post(f"{PREFIX}/fs/sync", fs_sync)
+    app.router.add_get(f"{PREFIX}/mounts", mounts_list)
+    app.router.add_post(f"{PREFIX}/mounts", mounts_add)
+    app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)
     app.router.add_post(f"{PREFIX}/journal/checkpoint", journal_checkpoint)
