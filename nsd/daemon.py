@@ -19,9 +19,10 @@ from aiohttp import web
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
+from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
-from nsd.protocols import admin
+from nsd.protocols import admin, status
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -69,8 +70,12 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     vfs = Vfs(store, mounts, datadir.path / "staging")
 
+    metrics = Metrics()
+    logging.getLogger().addHandler(metrics.recent_errors)
+    metrics.watch(vfs)
     app = web.Application()
-    admin.add_routes(app, vfs, datadir.read_token())
+    status.add_routes(app, vfs, metrics)
+    admin.add_routes(app, vfs, datadir.read_token(), config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import stat as st
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Vfs:
         self.discovery = Discovery(store, mounts, lambda ino: ino in self.stager.stages)
         self.idle_seal_seconds = idle_seal_seconds
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
+        self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
 
     @property

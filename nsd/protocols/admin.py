@@ -16,8 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__, errors
+from nsd.config import Config
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
+from nsd.report import build_report
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"
@@ -27,6 +29,7 @@ MAX_LIST = 10_000
 VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
+CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -296,17 +299,31 @@ async def mounts_remove(request: web.Request) -> web.Response:
     return web.json_response({"unmounted": path})
 
 
+async def report(request: web.Request) -> web.Response:
+    return web.json_response(build_report(request.app[VFS_KEY]))
+
+
+async def conf(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG_KEY]
+    return web.json_response(
+        {name: {"value": value, "source": cfg.sources[name]} for name, value in sorted(cfg.values.items())}
+    )
+
+
 async def journal_checkpoint(request: web.Request) -> web.Response:
     txid = await request.app[VFS_KEY].store.checkpoint()
     return web.json_response({"checkpoint_txid": txid})
 
 
-def add_routes(app: web.Application, vfs: Vfs, token: str) -> None:
+def add_routes(app: web.Application, vfs: Vfs, token: str, config: Config) -> None:
     app[VFS_KEY] = vfs
     app[TOKEN_KEY] = token
+    app[CONFIG_KEY] = config
     app[STARTED_KEY] = time.monotonic()
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/report", report)
+    app.router.add_get(f"{PREFIX}/conf", conf)
     app.router.add_get(f"{PREFIX}/fs/stat", fs_stat)
     app.router.add_get(f"{PREFIX}/fs/list", fs_list)
     app.router.add_get(f"{PREFIX}/fs/readlink", fs_readlink)
