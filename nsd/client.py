@@ -87,6 +87,10 @@ class Client:
             "PUT", "/fs/content", params={"path": path, "overwrite": str(overwrite).lower()}, data=chunks()
         ).json()
 
+    def stream(self, method: str, endpoint: str) -> requests.Response:
+        """A streamed response (caller iterates `iter_content`)."""
+        return self._call(method, endpoint, stream=True)
+
     def read(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         params: dict[str, Any] = {"path": path, "offset": offset}
         if length is not None:

@@ -75,7 +75,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     metrics.watch(vfs)
     app = web.Application()
     status.add_routes(app, vfs, metrics)
-    admin.add_routes(app, vfs, datadir.read_token(), config)
+    admin.add_routes(app, vfs, datadir, config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)

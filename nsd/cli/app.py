@@ -15,7 +15,11 @@ from nsd.client import ApiError, Client, find_token
 from nsd.errors import NsdError
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, help="nsd: one namespace over many under-storages.")
-journal_app = typer.Typer(no_args_is_help=True, help="Offline tools for the journal of a stopped daemon.")
+journal_app = typer.Typer(
+    no_args_is_help=True,
+    help="Journal tools: backup asks the running daemon; dump, verify, checkpoint, repair and restore "
+    "work on a stopped daemon's data dir.",
+)
 app.add_typer(journal_app, name="journal")
 mount_app = typer.Typer(no_args_is_help=True, help="Mount under-storage systems into the namespace.")
 app.add_typer(mount_app, name="mount")

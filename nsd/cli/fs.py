@@ -128,8 +128,6 @@ def mv(src: str, dst: str) -> None:
     G.client().post("/fs/rename", {"src": src, "dst": dst})
 
 
-
-
 for _name, _fn in [
     ("ls", ls),
     ("stat", stat_cmd),

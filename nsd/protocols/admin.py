@@ -6,6 +6,7 @@ Errors come back as {"error": {"type", "errno", "message", "path"}} with a statu
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import stat as st
@@ -15,8 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from nsd import __version__, errors
+from nsd import __version__, backup, errors
 from nsd.config import Config
+from nsd.datadir import DataDir
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
 from nsd.report import build_report
@@ -30,6 +32,7 @@ VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
 CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
+DATADIR_KEY: web.AppKey[DataDir] = web.AppKey("datadir", DataDir)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -310,15 +313,37 @@ async def conf(request: web.Request) -> web.Response:
     )
 
 
+async def journal_backup(request: web.Request) -> web.StreamResponse:
+    """A consistent checkpoint taken now, packed with the mount table and config, streamed back."""
+    vfs = request.app[VFS_KEY]
+    datadir = request.app[DATADIR_KEY]
+    txid = await vfs.store.checkpoint()
+    out = datadir.path / f"backup-{txid:016x}-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
+    cfg = request.app[CONFIG_KEY].values
+    await asyncio.to_thread(backup.write_archive, datadir, txid, cfg, out)
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/gzip", "X-Nsd-Txid": str(txid)})
+        response.content_length = out.stat().st_size
+        await response.prepare(request)
+        with open(out, "rb") as f:
+            while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        out.unlink(missing_ok=True)
+
+
 async def journal_checkpoint(request: web.Request) -> web.Response:
     txid = await request.app[VFS_KEY].store.checkpoint()
     return web.json_response({"checkpoint_txid": txid})
 
 
-def add_routes(app: web.Application, vfs: Vfs, token: str, config: Config) -> None:
+def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config) -> None:
     app[VFS_KEY] = vfs
-    app[TOKEN_KEY] = token
+    app[TOKEN_KEY] = datadir.read_token()
     app[CONFIG_KEY] = config
+    app[DATADIR_KEY] = datadir
     app[STARTED_KEY] = time.monotonic()
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
@@ -340,3 +365,4 @@ def add_routes(app: web.Application, vfs: Vfs, token: str, config: Config) -> No
     app.router.add_post(f"{PREFIX}/mounts", mounts_add)
     app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)
     app.router.add_post(f"{PREFIX}/journal/checkpoint", journal_checkpoint)
+    app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
