@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("log", "log_level", str, "info", "debug, info, warning or error."),
     Setting("log", "log_format", str, "text", "text or json."),
+    Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

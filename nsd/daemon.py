@@ -74,7 +74,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     logging.getLogger().addHandler(metrics.recent_errors)
     metrics.watch(vfs)
     app = web.Application()
-    status.add_routes(app, vfs, metrics)
+    status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()

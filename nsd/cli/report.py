@@ -80,3 +80,49 @@ def conf_show(as_json: JsonOpt = False) -> None:
     for key, item in data.items():
         table.add_row(key, str(item["value"]), item["source"])
     Console().print(table)
+
+
+@app.command("fsck")
+@api_errors
+def fsck_cmd(
+    path: Annotated[str, typer.Argument()] = "/",
+    repair: Annotated[bool, typer.Option("--repair", help="Re-sync what differs from the UFS.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the namespace against its invariants and the under-storage; exit 1 if not clean."""
+    result = G.client().post("/fsck", {"path": path, "repair": repair})
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for p in result["problems"]:
+            mark = "repaired" if p["repaired"] else "PROBLEM"
+            typer.echo(f"{mark:<8} {p['kind']:<16} {p['path']}: {p['detail']}")
+        verdict = "clean" if result["clean"] else "NOT clean"
+        typer.echo(f"{result['files_checked']} files checked below {result['path']}: {verdict}")
+    if not result["clean"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check the daemon, its data dir, its journal and every mount; exit 1 if anything fails."""
+    from nsd.client import ApiError
+
+    try:
+        checks = G.client().get("/doctor")["checks"]
+    except ApiError as e:
+        checks = [{"check": "daemon reachable", "status": "fail", "detail": str(e)}]
+    else:
+        checks.insert(0, {"check": "daemon reachable", "status": "ok", "detail": G.server})
+    if as_json:
+        typer.echo(json.dumps(checks))
+    else:
+        table = Table(title="nsd doctor", title_justify="left")
+        for col in ("check", "status", "detail"):
+            table.add_column(col)
+        colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            table.add_row(c["check"], f"[{colors[c['status']]}]{c['status']}[/]", c["detail"])
+        Console().print(table)
+    if any(c["status"] == "fail" for c in checks):
+        raise typer.Exit(1)

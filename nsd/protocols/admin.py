@@ -19,6 +19,8 @@ from aiohttp import web
 from nsd import __version__, backup, errors
 from nsd.config import Config
 from nsd.datadir import DataDir
+from nsd.doctor import diagnose
+from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
 from nsd.report import build_report
@@ -334,6 +336,19 @@ async def journal_backup(request: web.Request) -> web.StreamResponse:
         out.unlink(missing_ok=True)
 
 
+async def fsck_route(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = body.get("path") or "/"
+    result = await fsck(
+        request.app[VFS_KEY], _path(request, body={"path": path}), repair=_bool(body.get("repair"), "repair")
+    )
+    return web.json_response(result)
+
+
+async def doctor_route(request: web.Request) -> web.Response:
+    return web.json_response({"checks": await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY])})
+
+
 async def journal_checkpoint(request: web.Request) -> web.Response:
     txid = await request.app[VFS_KEY].store.checkpoint()
     return web.json_response({"checkpoint_txid": txid})
@@ -366,3 +381,5 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)
     app.router.add_post(f"{PREFIX}/journal/checkpoint", journal_checkpoint)
     app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
+    app.router.add_post(f"{PREFIX}/fsck", fsck_route)
+    app.router.add_get(f"{PREFIX}/doctor", doctor_route)

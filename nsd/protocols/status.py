@@ -5,6 +5,7 @@ and a middleware that counts and times every HTTP request by protocol and operat
 from __future__ import annotations
 
 import html
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +17,10 @@ from nsd.report import build_report
 from nsd.vfs import Vfs
 
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+AUDIT_KEY: web.AppKey[bool] = web.AppKey("audit", bool)
+
+log = logging.getLogger("nsd.http")
+audit = logging.getLogger("nsd.audit")
 STATUS_VFS_KEY: web.AppKey[Vfs] = web.AppKey("status_vfs", Vfs)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +38,22 @@ def _label(request: web.Request) -> tuple[str, str]:
     return "http", "page" if path in ("/", "/metrics") else "other"
 
 
+async def _audit_target(request: web.Request) -> str:
+    """The namespace path a change was about: in the query, or in an admin call's JSON body."""
+    if "path" in request.query:
+        return request.query["path"]
+    if request.path.startswith("/webhdfs/v1"):
+        return request.path.removeprefix("/webhdfs/v1") or "/"
+    if request.content_type == "application/json" and request.body_exists:
+        try:
+            body = await request.json()  # already read by the handler: aiohttp returns the cached body
+        except ValueError:
+            return "?"
+        if isinstance(body, dict):
+            return " -> ".join(str(body[k]) for k in ("path", "src", "dst") if k in body) or "?"
+    return "?"
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS_KEY]
@@ -47,7 +68,19 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         protocol, op = _label(request)
-        metrics.observe(protocol, op, time.perf_counter() - started, str(status) if status >= 400 else None)
+        seconds = time.perf_counter() - started
+        metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
+        log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
+        if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
+            audit.info(
+                "protocol=%s remote=%s user=%s op=%r target=%r status=%d",
+                protocol,
+                request.remote,
+                request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-"),
+                op,
+                await _audit_target(request),
+                status,
+            )
 
 
 async def metrics_page(request: web.Request) -> web.Response:
@@ -106,8 +139,9 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
     return web.Response(text=body, content_type="text/html", charset="utf-8")
 
 
-def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics) -> None:
+def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics, *, audit_log: bool = False) -> None:
     app[METRICS_KEY] = metrics
+    app[AUDIT_KEY] = audit_log
     app[STATUS_VFS_KEY] = vfs
     app.middlewares.insert(0, observe_middleware)
     app.router.add_get("/metrics", metrics_page)

@@ -106,3 +106,55 @@ def test_status_page_renders_in_headless_chromium(daemon: Daemon, tmp_path: Path
     )
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a real page, not a blank image
+
+
+def test_fsck_finds_and_repairs_ufs_drift(daemon: Daemon, tmp_path: Path) -> None:
+    local = tmp_path / "f"
+    local.write_bytes(b"12345")
+    for name in ("same", "shrunk", "gone"):
+        ok(nsd("put", str(local), f"/{name}", daemon=daemon))
+    clean = json.loads(ok(nsd("fsck", "--json", daemon=daemon)))
+    assert clean["clean"] and clean["files_checked"] == 3 and clean["problems"] == []
+
+    ufs = daemon.data_dir / "ufs"
+    (ufs / "shrunk").write_bytes(b"12")
+    (ufs / "gone").unlink()
+    dirty = nsd("fsck", daemon=daemon)
+    assert dirty.returncode == 1
+    report = dirty.stdout.decode()
+    assert "size_mismatch" in report and "/shrunk" in report and "missing_in_ufs" in report and "NOT clean" in report
+
+    repaired = json.loads(ok(nsd("fsck", "--repair", "--json", "/", daemon=daemon)))
+    assert repaired["clean"] and {p["kind"] for p in repaired["problems"]} == {"size_mismatch", "missing_in_ufs"}
+    assert nsd("cat", "/shrunk", daemon=daemon).stdout == b"12"
+    assert nsd("stat", "/gone", daemon=daemon).returncode == 1
+    assert json.loads(ok(nsd("fsck", "--json", daemon=daemon)))["problems"] == []
+
+
+def test_doctor_reports_every_mount(daemon: Daemon, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    ok(nsd("mount", "add", "/ext", store.as_uri(), daemon=daemon))
+    checks = json.loads(ok(nsd("doctor", "--json", daemon=daemon)))
+    by_name = {c["check"]: c["status"] for c in checks}
+    assert by_name["daemon reachable"] == "ok" and by_name["mount /ext"] == "ok" and by_name["journal"] == "ok"
+    store.rmdir()  # the store goes away under the mount
+    failing = nsd("doctor", daemon=daemon)
+    assert failing.returncode == 1 and "mount /ext" in failing.stdout.decode()
+    unreachable = nsd("--server", "http://127.0.0.1:1", "doctor", "--json")
+    assert unreachable.returncode == 1 and json.loads(unreachable.stdout)[0]["status"] == "fail"
+
+
+def test_audit_log_names_who_what_and_where(tmp_path: Path) -> None:
+    from daemon import start
+
+    d = start(tmp_path / "data", env={"NSD_AUDIT_LOG": "true"})
+    try:
+        ok(nsd("mkdir", "/audited", daemon=d))
+        ok(nsd("ls", "/", daemon=d))
+    finally:
+        d.stop()
+    lines = [line for line in d.log.read_text().splitlines() if "nsd.audit" in line]
+    assert len(lines) == 1, lines
+    assert "remote=127.0.0.1" in lines[0] and "user=admin-token" in lines[0] and "POST /fs/mkdir" in lines[0]
+    assert "target='/audited'" in lines[0]
