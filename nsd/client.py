@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import requests
 
@@ -78,7 +78,8 @@ class Client:
                 return
             start_after = page["entries"][-1]["name"]
 
-    def put(self, path: str, data: IO[bytes], *, overwrite: bool = False) -> dict[str, Any]:
+    def put(self, path: str, data: Any, *, overwrite: bool = False) -> dict[str, Any]:
+        """Upload from anything with a binary `read(n)`, streamed in CHUNK pieces."""
         def chunks() -> Iterator[bytes]:
             while block := data.read(CHUNK):
                 yield block

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat as st
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -76,6 +78,31 @@ def mkdir(
     G.client().post("/fs/mkdir", {"path": path, "parents": parents})
 
 
+@contextlib.contextmanager
+def transfer_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rate and ETA on stderr when it is a terminal; else nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(f"{label}", *columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+class _counting:
+    """A binary file whose reads advance a progress bar."""
+
+    def __init__(self, f: BinaryIO, advance: Callable[[int], None]) -> None:
+        self.f, self.advance = f, advance
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.advance(len(data))
+        return data
+
+
 @app.command()
 @api_errors
 def put(
@@ -83,20 +110,22 @@ def put(
     path: str,
     force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Copy a local file into nsd."""
-    with open(local, "rb") as f:
-        G.client().put(path, f, overwrite=force)
+    """Copy a local file into nsd (a progress bar on a terminal)."""
+    with open(local, "rb") as f, transfer_progress("put", local.stat().st_size) as advance:
+        G.client().put(path, _counting(f, advance), overwrite=force)
 
 
 @app.command()
 @api_errors
 def get(path: str, local: Path) -> None:
-    """Copy a file out of nsd (written to LOCAL.part, then renamed)."""
+    """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal)."""
     tmp = local.with_name(local.name + ".part")
+    client = G.client()
     try:
-        with open(tmp, "wb") as f:
-            for chunk in G.client().read(path):
+        with open(tmp, "wb") as f, transfer_progress("get", client.stat(path)["size"]) as advance:
+            for chunk in client.read(path):
                 f.write(chunk)
+                advance(len(chunk))
         os.replace(tmp, local)
     finally:
         tmp.unlink(missing_ok=True)
