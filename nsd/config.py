@@ -131,6 +131,15 @@ def load(
     return Config(values, sources)
 
 
+def render_markdown() -> str:
+    """The configuration reference table the README carries (a test keeps them equal)."""
+    rows = ["| key | section | env | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = str(s.default).lower() if s.type is bool else str(s.default)
+        rows.append(f"| `{s.name}` | {s.section} | `{s.env}` | `{default}` | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
 def render_toml() -> str:
     """The default configuration as a commented TOML file (what conf/nsd.toml holds)."""
     lines = ["# nsd configuration. Precedence: flags > environment (NSD_<NAME>) > this file > defaults.", ""]
