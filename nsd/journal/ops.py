@@ -188,9 +188,56 @@ class RemoveMount(Op):
     time_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class CacheBlock(Op):
+    """Block [offset, offset+length) of file `ino` is cached as `digest`, read under `fingerprint`.
+
+    Applies only while the file still has that fingerprint: a block read from an older version
+    of the UFS object never enters the layout, even if its record lands after the update.
+    """
+
+    CODE: ClassVar[int] = 11
+    ino: int
+    offset: int
+    length: int
+    digest: str
+    fingerprint: list[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DropLayout(Op):
+    """Forget the cached blocks of file `ino` (`nsd free`); the UFS copy stays the truth."""
+
+    CODE: ClassVar[int] = 12
+    ino: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetPin(Op):
+    """Pin (or unpin) file `ino`: a pinned file's blocks are never evicted."""
+
+    CODE: ClassVar[int] = 13
+    ino: int
+    pinned: bool
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
-    for cls in (MkNode, Link, Unlink, Rmdir, Rename, SetAttr, SetContent, UfsSync, AddMount, RemoveMount)
+    for cls in (
+        MkNode,
+        Link,
+        Unlink,
+        Rmdir,
+        Rename,
+        SetAttr,
+        SetContent,
+        UfsSync,
+        AddMount,
+        RemoveMount,
+        CacheBlock,
+        DropLayout,
+        SetPin,
+    )
 }
 assert not RESERVED_CODES & OPS.keys()
 

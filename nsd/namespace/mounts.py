@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import AddMount, RemoveMount, UfsSync
+from nsd.namespace import layouts
 from nsd.namespace.inode import DirInode, FileInode, Inode
 from nsd.namespace.names import validate_name
 
@@ -205,7 +206,7 @@ def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
     for name, size, mtime, fp in op.update:
         f = d.children[name]
         f.size, f.mtime, f.ctime, f.fingerprint = size, mtime, op.time_ns, fp
-        f.layout = None  # blocks of the old content must never be served
+        layouts.replace_layout(ns, f, None)  # blocks of the old content must never be served
     for name in op.remove:
         drop_entry(ns, d, name, op.time_ns)
 
@@ -235,12 +236,16 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
 
 def image_header(ns: Namespace) -> dict[str, Any]:
     return {
+        "pinned": sorted(ns.pinned),
         "next_mount_id": ns.next_mount_id,
         "mounts": [[m.mount_id, m.point.ino, m.uri, m.readonly, m.options] for m in ns.mounts.values()],
     }
 
 
 def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
+    ns.pinned = set(header.get("pinned", []))
+    if not ns.pinned <= ns.inodes.keys():
+        raise Corrupt("image: a pinned inode does not exist")
     ns.next_mount_id = header.get("next_mount_id", ROOT_MOUNT + 1)
     for mount_id, point_ino, uri, readonly, options in header.get("mounts", []):
         point = ns.inodes.get(point_ino)
@@ -250,7 +255,11 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
 
 
 def check_mounts(ns: Namespace) -> None:
-    """Each inode is in its parent's mount unless it is a mount point; the table is sound."""
+    """Each inode is in its parent's mount unless it is a mount point; the table is sound;
+    pinned inodes are live files."""
+    for ino in ns.pinned:
+        if not isinstance(ns.inodes.get(ino), FileInode):
+            raise AssertionError(f"pinned inode {ino} is not a live file")
     for m in ns.mounts.values():
         if ns.inodes.get(m.point.ino) is not m.point or m.point.mount != m.mount_id:
             raise AssertionError(f"mount {m.mount_id}: its point {m.point.ino} is gone or not marked")

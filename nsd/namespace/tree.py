@@ -38,8 +38,23 @@ from nsd.errors import (
     NsdError,
     Stale,
 )
-from nsd.journal.ops import AddMount, Link, MkNode, Op, RemoveMount, Rename, Rmdir, SetAttr, SetContent, UfsSync, Unlink
-from nsd.namespace import mounts
+from nsd.journal.ops import (
+    AddMount,
+    CacheBlock,
+    DropLayout,
+    Link,
+    MkNode,
+    Op,
+    RemoveMount,
+    Rename,
+    Rmdir,
+    SetAttr,
+    SetContent,
+    SetPin,
+    UfsSync,
+    Unlink,
+)
+from nsd.namespace import layouts, mounts
 from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
@@ -68,6 +83,8 @@ class Namespace:
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
         self.mounts: dict[int, mounts.Mount] = {}
+        self.pinned: set[int] = set()
+        self.layout_listener: layouts.LayoutListener | None = None
         self.next_mount_id = mounts.ROOT_MOUNT + 1
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
@@ -80,6 +97,9 @@ class Namespace:
             UfsSync: lambda op: mounts.apply_ufs_sync(self, op),
             AddMount: lambda op: mounts.apply_add_mount(self, op),
             RemoveMount: lambda op: mounts.apply_remove_mount(self, op),
+            CacheBlock: lambda op: layouts.apply_cache_block(self, op),
+            DropLayout: lambda op: layouts.apply_drop_layout(self, op),
+            SetPin: lambda op: layouts.apply_set_pin(self, op),
         }
 
     def _int(self, value: int) -> int:
@@ -546,6 +566,7 @@ class Namespace:
         node.nlink -= 1
         if node.nlink == 0:
             del self.inodes[node.ino]
+            layouts.forget(self, node)
             return
         node.ctime = t
         links = self.links[node.ino]
@@ -593,7 +614,7 @@ class Namespace:
         node.size = op.size
         node.mtime = node.ctime = op.time_ns
         node.fingerprint = op.fingerprint
-        node.layout = op.layout
+        layouts.replace_layout(self, node, op.layout)
 
     # ---- listing ----------------------------------------------------------------------------
 
