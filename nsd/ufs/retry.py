@@ -50,16 +50,28 @@ class _Recorder:
         self.kept_bytes = 0
         self.limit = limit
         self.overflowed = False
+        self.broken: BaseException | None = None  # the source itself failed: nothing to replay
         self.progress = asyncio.Event()
 
     @property
     def replayable(self) -> bool:
-        return not self.overflowed
+        return not self.overflowed and self.broken is None
 
     async def stream(self) -> AsyncIterator[bytes]:
         for chunk in list(self.kept):
             self.progress.set()
             yield chunk
+        if self.broken is not None:
+            raise self.broken
+        try:
+            async for chunk in self._source():
+                yield chunk
+        except BaseException as e:
+            if not isinstance(e, GeneratorExit):
+                self.broken = e
+            raise
+
+    async def _source(self) -> AsyncIterator[bytes]:
         async for chunk in self.source:
             if not self.overflowed:
                 self.kept_bytes += len(chunk)
