@@ -5,7 +5,8 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 "out of band". Faults apply to every call of every adapter on the store:
 
 - `latency`: seconds each call sleeps first;
-- `fail_every`: every Nth call fails with UfsUnavailable (transient);
+- `fail_every`: every Nth call fails with UfsUnavailable (transient); `fail_calls`: the calls
+  with these numbers (1 is the first) fail so;
 - `permanent`: an error every call raises (e.g. Denied), until cleared;
 - `down`: every call fails at once with UfsUnavailable; `hang`: every call blocks until the
   store comes back (a black-holed endpoint, what a timeout is for);
@@ -30,6 +31,7 @@ LIST_BATCH = 256
 class Faults:
     latency: float = 0.0
     fail_every: int = 0
+    fail_calls: frozenset[int] = frozenset()
     permanent: errors.NsdError | None = None
     down: bool = False
     hang: bool = False
@@ -118,7 +120,7 @@ class MemoryStore:
             raise errors.UfsUnavailable("under-storage memory store is down")
         if f.permanent is not None:
             raise f.permanent
-        if f.fail_every and self.calls % f.fail_every == 0:
+        if (f.fail_every and self.calls % f.fail_every == 0) or self.calls in f.fail_calls:
             raise errors.UfsUnavailable(f"under-storage: injected transient failure (call {self.calls})")
 
 

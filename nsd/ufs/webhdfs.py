@@ -16,6 +16,7 @@ Options: `user` (user.name, simple auth), `token` (a delegation token; sent inst
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -217,10 +218,8 @@ class WebHdfsUfs(Ufs):
             if not (await self._json("PUT", tmp, "RENAME", destination=self._abs(path))).get("boolean"):
                 raise errors.UfsUnavailable(f"under-storage webhdfs: could not move the new file into {path}")
         except BaseException:
-            try:
+            with contextlib.suppress(errors.NsdError):
                 await self._request("DELETE", tmp, "DELETE", recursive=False)
-            except errors.NsdError:
-                pass
             raise
         return await self.stat(path)
 

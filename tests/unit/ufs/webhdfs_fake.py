@@ -44,7 +44,7 @@ class Fake:
         await self.runner.cleanup()
 
 
-async def serve_fake(root: Path, token: str = "t0ken-secret-123") -> Fake:
+async def serve_fake(root: Path, token: str = "t0ken-secret-123", port: int = 0) -> Fake:
     root.mkdir(parents=True, exist_ok=True)
     fake = Fake(root, 0, web.AppRunner(web.Application()), token)
 
@@ -71,7 +71,10 @@ async def serve_fake(root: Path, token: str = "t0ken-secret-123") -> Fake:
             after = q.get("startAfter")
             rest = [s for s in statuses if after is None or str(s["pathSuffix"]) > after]
             page = rest[:PAGE]
-            listing = {"partialListing": {"FileStatuses": {"FileStatus": page}}, "remainingEntries": len(rest) - len(page)}
+            listing = {
+                "partialListing": {"FileStatuses": {"FileStatus": page}},
+                "remainingEntries": len(rest) - len(page),
+            }
             return web.json_response({"DirectoryListing": listing})
         if op == "OPEN":
             if "datanode" not in q:
@@ -123,7 +126,7 @@ async def serve_fake(root: Path, token: str = "t0ken-secret-123") -> Fake:
 
     fake.runner.app.router.add_route("*", "/webhdfs/v1{path:.*}", handle)
     await fake.runner.setup()
-    site = web.TCPSite(fake.runner, "127.0.0.1", 0)
+    site = web.TCPSite(fake.runner, "127.0.0.1", port)
     await site.start()
     fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return fake
