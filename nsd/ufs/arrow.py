@@ -193,9 +193,13 @@ class ArrowUfs(Ufs):
         return await self.stat(path)
 
     def _replace(self, tmp: str, full: str) -> None:
-        if not self.object_store:
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.delete_file(full)  # HDFS rename does not replace
+        if self.object_store:
+            # copy + delete by hand: pyarrow's Azure (without a hierarchical namespace) has no move
+            self.fs.copy_file(tmp, full)
+            self.fs.delete_file(tmp)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(full)  # HDFS rename does not replace
         self.fs.move(tmp, full)
 
     def _delete_quietly(self, full: str) -> None:
@@ -252,10 +256,12 @@ class ArrowUfs(Ufs):
                 self.fs.delete_dir(d)
             elif target is not None and st.is_dir:
                 raise errors.NotDir(f"under-storage {self.kind}: not a directory: {dst}", path=dst)
-            if not st.is_dir or not self.object_store:
-                self._replace(s, d) if not st.is_dir else self.fs.move(s, d)
-                return
-            self._move_prefix(s, d, src)
+            if not st.is_dir:
+                self._replace(s, d)
+            elif self.object_store:
+                self._move_prefix(s, d, src)
+            else:
+                self.fs.move(s, d)
 
         await self._run(src, rename)
 
