@@ -15,8 +15,10 @@ Object stores have no directories, so:
 - rename is copy + delete: one object for a file, every object under the prefix for a
   directory (not atomic: a crash in between leaves both; the namespace is journaled only after
   the rename returns, so nsd retries or reports it).
-- list holds one directory's FileInfo list (pyarrow has no paging API) and turns it into
-  entries page by page while releasing it, so entries are never held twice.
+- list on S3 pages with boto3's ListObjectsV2 paginator (s3list.py; option paged_listing=false
+  falls back to pyarrow). pyarrow has no paging API: on GCS and Azure list holds one directory's
+  FileInfo list and turns it into entries page by page while releasing it (never held twice),
+  and the first entry arrives only once the whole directory has been listed.
 - etag: pyarrow gives size and mtime only, so the fingerprint is (size, mtime); etag is None.
 """
 
@@ -33,6 +35,7 @@ from urllib.parse import unquote, urlparse
 from nsd import errors
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
 from nsd.ufs.options import Options, mask_uri, scrub, secret_values
+from nsd.ufs.s3list import S3Lister
 
 LIST_BATCH = 1000
 T = TypeVar("T")
@@ -70,6 +73,8 @@ def classify(e: BaseException, path: str, kind: str, hidden: list[str]) -> error
         cls = errors.NotFound
     elif any(w in msg for w in _INVALID):
         cls = errors.Invalid
+    elif not isinstance(e, OSError):
+        cls = errors.NsdError  # not a store failure we know: permanent, never retried
     else:
         cls = errors.UfsUnavailable
     return cls(text, path=path)
@@ -79,9 +84,18 @@ class ArrowUfs(Ufs):
     """A pyarrow FileSystem rooted at `root` ("bucket/prefix" or "/path")."""
 
     def __init__(
-        self, uri: str, fs: Any, root: str, *, kind: str, object_store: bool, options: Mapping[str, str]
+        self,
+        uri: str,
+        fs: Any,
+        root: str,
+        *,
+        kind: str,
+        object_store: bool,
+        options: Mapping[str, str],
+        lister: S3Lister | None = None,
     ) -> None:
         self.uri = uri
+        self.lister = lister
         self.fs = fs
         self.root = root.rstrip("/")
         self.kind = kind
@@ -118,6 +132,9 @@ class ArrowUfs(Ufs):
         from pyarrow.fs import FileType
 
         info = self._info(self._full(path))
+        if info.type == FileType.NotFound and self.object_store and not path.strip("/"):
+            # A mount's prefix with no objects left is an empty directory while its bucket exists.
+            info = self._info(self.root.split("/", 1)[0])
         if info.type == FileType.NotFound:
             raise errors.NotFound(f"under-storage {self.kind}: no such object: {path or '/'}", path=path)
         return self._status(path.rstrip("/").rsplit("/", 1)[-1], info)
@@ -139,6 +156,10 @@ class ArrowUfs(Ufs):
 
     async def list(self, path: str) -> AsyncIterator[UfsStatus]:
         full = self._full(path)
+        if self.lister is not None:
+            async for entry in self._list_paged(full, path):
+                yield entry
+            return
 
         def select() -> list[Any]:
             infos = self._select(full, path)
@@ -156,6 +177,19 @@ class ArrowUfs(Ufs):
                 if name and "/" not in name and not name.startswith(TMP_PREFIX):
                     yield self._status(name, info)
             await asyncio.sleep(0)
+
+    async def _list_paged(self, full: str, path: str) -> AsyncIterator[UfsStatus]:
+        """S3: one ListObjectsV2 page per worker-thread call (see s3list.py)."""
+        assert self.lister is not None
+        bucket, _, key = full.partition("/")
+        pages = self.lister.pages(bucket, key + "/" if key else "", path)
+        first = True
+        while (page := await self._run(path, next, pages, None)) is not None:
+            if first and not page and not (await self.stat(path)).is_dir:
+                raise errors.NotDir(f"under-storage {self.kind}: not a directory: {path}", path=path)
+            first = False
+            for entry in page:
+                yield entry
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         full = self._full(path)
@@ -279,7 +313,7 @@ class ArrowUfs(Ufs):
         self.fs.delete_dir(s)
 
 
-def _s3(uri: str, opts: Options) -> tuple[Any, str]:
+def _s3(uri: str, opts: Options) -> tuple[Any, str, S3Lister | None]:
     from pyarrow import fs
 
     p = urlparse(uri)
@@ -294,12 +328,18 @@ def _s3(uri: str, opts: Options) -> tuple[Any, str]:
         "endpoint_override": endpoint,
         "connect_timeout": opts.number("connect_timeout_s", 5.0),
         "request_timeout": opts.number("request_timeout_s", 30.0),
-        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=opts.integer("sdk_retries", 3)),
+        "sdk_retries": opts.integer("sdk_retries", 3),
     }
-    return fs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None}), p.netloc + p.path
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if ("access_key" in kwargs) != ("secret_key" in kwargs):
+        raise errors.Invalid(f"{mask_uri(uri)}: give both access_key and secret_key, or neither")
+    paged = opts.flag("paged_listing", True)
+    lister = S3Lister(kwargs, secret_values(opts.raw), opts.integer("list_page", 1000)) if paged else None
+    retries = fs.AwsStandardS3RetryStrategy(max_attempts=kwargs.pop("sdk_retries"))
+    return fs.S3FileSystem(**kwargs, retry_strategy=retries), p.netloc + p.path, lister
 
 
-def _gcs(uri: str, opts: Options) -> tuple[Any, str]:
+def _gcs(uri: str, opts: Options) -> tuple[Any, str, None]:
     from datetime import datetime, timedelta
 
     from pyarrow import fs
@@ -316,10 +356,10 @@ def _gcs(uri: str, opts: Options) -> tuple[Any, str]:
         "default_bucket_location": opts.text("region"),
         "retry_time_limit": timedelta(seconds=opts.number("sdk_retry_s", 5.0)),
     }
-    return fs.GcsFileSystem(**{k: v for k, v in kwargs.items() if v is not None}), p.netloc + p.path
+    return fs.GcsFileSystem(**{k: v for k, v in kwargs.items() if v is not None}), p.netloc + p.path, None
 
 
-def _azure(uri: str, opts: Options) -> tuple[Any, str]:
+def _azure(uri: str, opts: Options) -> tuple[Any, str, None]:
     from pyarrow import fs
 
     if not hasattr(fs, "AzureFileSystem"):
@@ -338,10 +378,10 @@ def _azure(uri: str, opts: Options) -> tuple[Any, str]:
         "blob_storage_scheme": opts.text("scheme"),
         "dfs_storage_scheme": opts.text("scheme"),
     }
-    return fs.AzureFileSystem(**{k: v for k, v in kwargs.items() if v is not None}), container + p.path
+    return fs.AzureFileSystem(**{k: v for k, v in kwargs.items() if v is not None}), container + p.path, None
 
 
-def _hdfs(uri: str, opts: Options) -> tuple[Any, str]:
+def _hdfs(uri: str, opts: Options) -> tuple[Any, str, None]:
     from pyarrow import fs
 
     p = urlparse(uri)
@@ -352,10 +392,16 @@ def _hdfs(uri: str, opts: Options) -> tuple[Any, str]:
             f"hdfs:// needs libhdfs and a JVM on this machine ({str(e).splitlines()[0]}); "
             "use webhdfs://host:port/path to reach HDFS over HTTP instead"
         ) from None
-    return hdfs, unquote(p.path) or "/"
+    return hdfs, unquote(p.path) or "/", None
 
 
-_MAKERS = {"s3": (_s3, True), "gs": (_gcs, True), "gcs": (_gcs, True), "abfs": (_azure, True), "hdfs": (_hdfs, False)}
+_MAKERS: dict[str, tuple[Callable[[str, Options], tuple[Any, str, S3Lister | None]], bool]] = {
+    "s3": (_s3, True),
+    "gs": (_gcs, True),
+    "gcs": (_gcs, True),
+    "abfs": (_azure, True),
+    "hdfs": (_hdfs, False),
+}
 
 
 def open_arrow(uri: str, options: Mapping[str, str]) -> ArrowUfs:
@@ -367,9 +413,9 @@ def open_arrow(uri: str, options: Mapping[str, str]) -> ArrowUfs:
         raise errors.Invalid(f"{mask_uri(uri)}: name the bucket ({scheme}://bucket/prefix)")
     opts = Options(options, uri)
     try:
-        fs, root = make(uri, opts)
+        fs, root, lister = make(uri, opts)
     except errors.NsdError:
         raise
     except Exception as e:
         raise classify(e, "", scheme, secret_values(options)) from None
-    return ArrowUfs(uri, fs, unquote(root), kind=scheme, object_store=object_store, options=options)
+    return ArrowUfs(uri, fs, unquote(root), kind=scheme, object_store=object_store, options=options, lister=lister)
