@@ -193,6 +193,9 @@ class ArrowUfs(Ufs):
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         full = self._full(path)
+        if self.lister is not None:
+            bucket, _, key = full.partition("/")
+            return await self._run(path, self.lister.read, bucket, key, offset, length, path)
 
         def read() -> bytes:
             with self.fs.open_input_file(full) as f:

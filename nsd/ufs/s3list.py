@@ -1,4 +1,5 @@
-"""Paged S3 listings (ListObjectsV2 with a "/" delimiter, through boto3's paginator).
+"""S3 calls pyarrow makes poorly, through boto3: paged listings (ListObjectsV2 with a "/"
+delimiter) and ranged reads in one request (pyarrow's open_input_file sends a HEAD first).
 
 pyarrow lists a whole prefix before returning anything: for 100k objects that is one call of
 tens of seconds and every FileInfo in memory at once. This lists one page (up to 1000 keys)
@@ -90,6 +91,23 @@ class S3Lister:
                     mtime = int(obj["LastModified"].timestamp()) * 1_000_000_000
                     out.append(UfsStatus(name, False, int(obj["Size"]), mtime))
             yield out
+
+    def read(self, bucket: str, key: str, offset: int, length: int, path: str) -> bytes:
+        """Up to `length` bytes from `offset` with one ranged GET. Blocking."""
+        from botocore.exceptions import ClientError
+
+        if length <= 0:
+            return b""
+        try:
+            resp = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}")
+            with resp["Body"] as body:
+                return bytes(body.read())
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # offset at or past the end
+            raise self.classify(e, path) from None
+        except Exception as e:
+            raise self.classify(e, path) from None
 
     def classify(self, e: BaseException, path: str) -> errors.NsdError:
         from botocore.exceptions import ClientError, ParamValidationError

@@ -7,7 +7,8 @@ figures, asserts nothing.
   time to first entry and total (without tracing), then peak Python heap (tracemalloc, a
   second run) and the RSS growth; pyarrow's C++ side is not seen by tracemalloc, RSS shows it;
 - reading a 64 MiB object through the adapter in 1 MiB ranges (what vfs asks for) and in
-  8 MiB ranges, against one straight pyarrow read of the whole object, as a ratio.
+  8 MiB ranges, against one straight pyarrow read of the whole object, as a ratio (and pyarrow
+  itself in 1 MiB ranges, which shows the endpoint's cost per request).
 
 The objects are put straight into moto's in-process store (moto's server runs in this
 process), because 100k PUTs through HTTP take minutes and measure moto, not nsd.
@@ -116,6 +117,12 @@ async def bench_read(ufs: Ufs, endpoint: str, mib: int) -> None:
     straight = time.perf_counter() - t0
     assert len(direct) == size
     print(f"read {mib} MiB straight with pyarrow: {straight:.2f} s ({mib / straight:.0f} MiB/s)")
+    t0 = time.perf_counter()
+    with fs.open_input_file("bench/blob") as f:
+        ranged = sum(len(f.read_at(1 << 20, off)) for off in range(0, size, 1 << 20))
+    took = time.perf_counter() - t0
+    assert ranged == size
+    print(f"read {mib} MiB straight with pyarrow in 1 MiB ranges: {took:.2f} s ({took / straight:.2f}x one read)")
     for step in (1 << 20, 8 << 20):
         t0 = time.perf_counter()
         got = 0
