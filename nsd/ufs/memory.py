@@ -10,6 +10,8 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 - `permanent`: an error every call raises (e.g. Denied), until cleared;
 - `down`: every call fails at once with UfsUnavailable; `hang`: every call blocks until the
   store comes back (a black-holed endpoint, what a timeout is for);
+- `lose_answers`: calls (by number) whose change is made but whose answer is lost (they fail
+  with UfsUnavailable afterwards), as when a connection drops after the store acted;
 - `capacity`: bytes the store holds; a write past it fails with NoSpace and changes nothing.
 """
 
@@ -32,6 +34,7 @@ class Faults:
     latency: float = 0.0
     fail_every: int = 0
     fail_calls: frozenset[int] = frozenset()
+    lose_answers: frozenset[int] = frozenset()
     permanent: errors.NsdError | None = None
     down: bool = False
     hang: bool = False
@@ -105,6 +108,11 @@ class MemoryStore:
         names = {p[len(prefix) :].split("/", 1)[0] for p in (*self.files, *self.dirs) if p.startswith(prefix) and p}
         names.discard("")
         return sorted(names)
+
+    def answer(self, call: int) -> None:
+        """A mutating call passes here after acting: its answer may be lost."""
+        if call in self.faults.lose_answers:
+            raise errors.UfsUnavailable(f"under-storage: injected lost answer (call {call})")
 
     async def enter(self) -> None:
         """Every call passes here: count it, then apply the faults."""
@@ -217,8 +225,10 @@ class MemoryUfs(Ufs):
         await self.store.enter()
         p = self._p(path)
         s = self.store
+        call = s.calls
         if p in s.files:
             del s.files[p]
+            s.answer(call)
             return
         if p not in s.dirs:
             raise errors.NotFound(f"under-storage: no such object: {path}", path=path)
@@ -231,6 +241,7 @@ class MemoryUfs(Ufs):
         if p:
             s.dirs.discard(p)
         s.dirs.add("")
+        s.answer(call)
 
     async def rename(self, src: str, dst: str) -> None:
         await self.store.enter()
@@ -247,8 +258,10 @@ class MemoryUfs(Ufs):
             raise errors.NotDir(f"under-storage: not a directory: {dst}", path=dst)
         if st.is_dir and (d + "/").startswith(s + "/"):
             raise errors.Invalid(f"under-storage: cannot move {src} into itself", path=src)
+        call = store.calls
         if not st.is_dir:
             store.files[d] = store.files.pop(s)
+            store.answer(call)
             return
         store.dirs.discard(d)
         moved = {k: v for k, v in store.files.items() if k.startswith(s + "/")}
@@ -258,3 +271,4 @@ class MemoryUfs(Ufs):
         sub = {x for x in store.dirs if x == s or x.startswith(s + "/")}
         store.dirs -= sub
         store.dirs |= {d + x[len(s) :] for x in sub}
+        store.answer(call)

@@ -165,7 +165,21 @@ class RetryingUfs(Ufs):
         await self._call("delete", path, once)
 
     async def rename(self, src: str, dst: str) -> None:
-        await self._call("rename", src, lambda: self.inner.rename(src, dst))
+        tried = False
+
+        async def once() -> None:
+            nonlocal tried
+            try:
+                await self.inner.rename(src, dst)
+            except errors.NotFound:
+                if not tried:
+                    raise
+                # An earlier try may have moved it before its answer was lost: done if dst is there.
+                await self.inner.stat(dst)
+            finally:
+                tried = True
+
+        await self._call("rename", src, once)
 
     async def link(self, src: str, dst: str) -> None:
         await self._call("link", dst, lambda: self.inner.link(src, dst))

@@ -202,3 +202,22 @@ async def test_bad_retry_options_are_invalid(name: str) -> None:
         open_ufs(f"memory://{name}", {"retries": "many"})
     with pytest.raises(errors.Invalid):
         open_ufs(f"memory://{name}", {"timeout_s": "0"})
+
+
+async def test_delete_and_rename_whose_answer_was_lost_succeed_on_retry(name: str) -> None:
+    ufs, st, _ = wrap(name)
+    st.put("a", b"1")
+    st.put("gone", b"2")
+    st.faults.lose_answers = frozenset({st.calls + 1})  # the first try acts, its answer is lost
+    await ufs.rename("a", "b")  # the retry finds no "a" but "b" in place: done
+    st.faults.lose_answers = frozenset({st.calls + 1})
+    await ufs.delete("gone")
+    assert set(st.files) == {"b"}
+    assert ufs.retries == 2
+
+
+async def test_rename_of_a_missing_file_is_not_found_without_retries(name: str) -> None:
+    ufs, _, _ = wrap(name)
+    with pytest.raises(errors.NotFound):
+        await ufs.rename("missing", "b")
+    assert ufs.retries == 0
