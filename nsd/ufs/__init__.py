@@ -1,22 +1,82 @@
-"""Under-storage adapters behind one async interface (`nsd.ufs.base.Ufs`)."""
+"""Under-storage adapters behind one async interface (`nsd.ufs.base.Ufs`).
+
+`open_ufs` picks the adapter by URI scheme and wraps it in `RetryingUfs` (options `retries`,
+`timeout_s`, `retry_base_s`, `retry_max_s`). Adapters import their libraries lazily, so a
+store nobody mounts costs nothing and a missing library is an error at mount time only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from urllib.parse import urlparse
 
 from nsd.errors import Invalid
 from nsd.ufs.base import Ufs, UfsStatus
+from nsd.ufs.options import Options, mask_uri
+
+
+def _local(uri: str, options: Mapping[str, str]) -> Ufs:
+    from nsd.ufs.local import LocalUfs
+
+    return LocalUfs(uri)
+
+
+def _memory(uri: str, options: Mapping[str, str]) -> Ufs:
+    from nsd.ufs.memory import MemoryUfs
+
+    return MemoryUfs(uri)
+
+
+def _arrow(uri: str, options: Mapping[str, str]) -> Ufs:
+    from nsd.ufs.arrow import open_arrow
+
+    return open_arrow(uri, options)
+
+
+def _webhdfs(uri: str, options: Mapping[str, str]) -> Ufs:
+    from nsd.ufs.webhdfs import WebHdfsUfs
+
+    return WebHdfsUfs(uri, options)
+
+
+REGISTRY: dict[str, Callable[[str, Mapping[str, str]], Ufs]] = {
+    "file": _local,
+    "memory": _memory,
+    "s3": _arrow,
+    "gs": _arrow,
+    "gcs": _arrow,
+    "abfs": _arrow,
+    "hdfs": _arrow,
+    "webhdfs": _webhdfs,
+}
 
 
 def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
-    """An adapter for `uri` with its mount options. Only local directories (file:///abs/path) so far."""
+    """An adapter for `uri` with its mount options, behind retries and timeouts.
+
+    Cheap: no connection is made here (except HDFS, whose library connects on creation).
+    Raises Invalid for an unknown scheme or a bad option.
+    """
+    options = dict(options or {})
     scheme = urlparse(uri).scheme
-    if scheme == "file":
-        from nsd.ufs.local import LocalUfs
+    make = REGISTRY.get(scheme)
+    if make is None:
+        known = ", ".join(f"{s}://" for s in REGISTRY)
+        raise Invalid(f"unsupported under-storage URI {mask_uri(uri)!r} (supported: {known})")
+    adapter = make(uri, options)
+    if not adapter.options:
+        adapter.options = MappingProxyType(options)
+    opts = Options(options, uri)
+    from nsd.ufs.retry import RetryingUfs
 
-        return LocalUfs(uri)
-    raise Invalid(f"unsupported under-storage URI {uri!r} (supported: file:///abs/path)")
+    return RetryingUfs(
+        adapter,
+        attempts=opts.integer("retries", 3),
+        timeout=opts.number("timeout_s", 30.0),
+        base_delay=opts.number("retry_base_s", 0.1),
+        max_delay=opts.number("retry_max_s", 2.0),
+    )
 
 
-__all__ = ["Ufs", "UfsStatus", "open_ufs"]
+__all__ = ["REGISTRY", "Ufs", "UfsStatus", "open_ufs"]

@@ -8,10 +8,15 @@ NotEmpty, UfsUnavailable (transient: worth a retry) and NsdError (permanent).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from nsd.errors import Corrupt, NotSupported
+from nsd.ufs.options import mask_options, mask_uri
+
+TMP_PREFIX = ".nsd-tmp."  # names of objects being written; never listed as entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,15 @@ class UfsStatus:
 
 class Ufs(ABC):
     uri: str
+    options: Mapping[str, str] = MappingProxyType({})
+    kind = "ufs"
+
+    def describe(self) -> dict[str, Any]:
+        """What `mount ls` and logs may show: kind, URI and options, secrets masked."""
+        return {"kind": self.kind, "uri": mask_uri(self.uri), "options": mask_options(self.options)}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {mask_uri(self.uri)}>"
 
     @abstractmethod
     async def stat(self, path: str) -> UfsStatus: ...

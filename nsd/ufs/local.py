@@ -20,9 +20,8 @@ from urllib.parse import unquote, urlparse
 
 from nsd import errors
 from nsd.datadir import fsync_dir
-from nsd.ufs.base import Ufs, UfsStatus
+from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
 
-TMP_PREFIX = ".nsd-tmp."  # names nsd never shows as namespace entries
 LIST_BATCH = 1024
 T = TypeVar("T")
 
@@ -53,6 +52,8 @@ def _status(name: str, st: os.stat_result) -> UfsStatus:
 
 
 class LocalUfs(Ufs):
+    kind = "local"
+
     def __init__(self, uri: str) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):

@@ -1,0 +1,282 @@
+"""Retries with backoff and timeouts, as a wrapper that implements the same interface.
+
+Only UfsUnavailable (transient) is retried; every other error (NotFound, Denied, Invalid, ...)
+goes straight to the caller. Each try gets `timeout` seconds, so a store that hangs turns into
+UfsUnavailable after at most attempts x timeout plus the backoff sleeps; a store that refuses
+connections fails after the backoff sleeps alone. Backoff is exponential with full jitter:
+try n sleeps uniform(0, min(max_delay, base_delay * 2**n)).
+
+Streams are the hard part:
+- `write`/`append` bodies are recorded while the first try reads them, up to `replay_bytes`; a
+  failed try is repeated by replaying the record and then reading on from the source. A body
+  larger than that is not retried (the caller gets the error). A body wrapped in `Replayable`
+  (a factory of fresh streams) is always retried, and not recorded. For writes the timeout is
+  an idle timeout: it restarts whenever the adapter takes the next chunk, so a long upload that
+  makes progress is never cut.
+- `list` is retried until its first entry arrives; after that a failure ends the listing with
+  the error (restarting would repeat entries), and each page has its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from nsd import errors
+from nsd.ufs.base import Ufs, UfsStatus
+
+T = TypeVar("T")
+
+
+class Replayable:
+    """A write body that can be read again from the start: `factory()` makes a fresh stream."""
+
+    def __init__(self, factory: Callable[[], AsyncIterator[bytes]]) -> None:
+        self.factory = factory
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.factory()
+
+
+class _Recorder:
+    """Reads a one-shot body once, keeping what it read (up to `limit` bytes) so that each
+    `stream()` starts over from the beginning. `progress` is set on every chunk taken."""
+
+    def __init__(self, source: AsyncIterable[bytes], limit: int) -> None:
+        self.source = aiter(source)
+        self.kept: list[bytes] = []
+        self.kept_bytes = 0
+        self.limit = limit
+        self.overflowed = False
+        self.broken: BaseException | None = None  # the source itself failed: nothing to replay
+        self.progress = asyncio.Event()
+
+    @property
+    def replayable(self) -> bool:
+        return not self.overflowed and self.broken is None
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for chunk in list(self.kept):
+            self.progress.set()
+            yield chunk
+        if self.broken is not None:
+            raise self.broken
+        try:
+            async for chunk in self._source():
+                yield chunk
+        except BaseException as e:
+            if not isinstance(e, GeneratorExit):
+                self.broken = e
+            raise
+
+    async def _source(self) -> AsyncIterator[bytes]:
+        async for chunk in self.source:
+            if not self.overflowed:
+                self.kept_bytes += len(chunk)
+                if self.kept_bytes > self.limit:
+                    self.overflowed, self.kept = True, []
+                else:
+                    self.kept.append(chunk)
+            self.progress.set()
+            yield chunk
+
+
+class RetryingUfs(Ufs):
+    def __init__(
+        self,
+        inner: Ufs,
+        *,
+        attempts: int = 3,
+        base_delay: float = 0.1,
+        max_delay: float = 2.0,
+        timeout: float = 30.0,
+        replay_bytes: int = 8 << 20,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if attempts < 1 or timeout <= 0:
+            raise errors.Invalid("retries must be at least 1 and timeout_s positive")
+        self.inner = inner
+        self.uri = inner.uri
+        self.options = inner.options
+        self.kind = inner.kind
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self.replay_bytes = replay_bytes
+        self._sleep = sleep
+        self.retries = 0  # tries repeated, for tests and metrics
+
+    def describe(self) -> dict[str, Any]:
+        out = self.inner.describe()
+        out["retry"] = {"attempts": self.attempts, "timeout_s": self.timeout}
+        return out
+
+    def __repr__(self) -> str:
+        return f"<RetryingUfs {self.inner!r}>"
+
+    async def _backoff(self, attempt: int) -> None:
+        self.retries += 1
+        await self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+
+    def _timed_out(self, what: str, path: str) -> errors.UfsUnavailable:
+        return errors.UfsUnavailable(
+            f"under-storage {self.inner!r} did not answer {what} within {self.timeout:g}s: {path or '/'}", path=path
+        )
+
+    async def _call(self, what: str, path: str, fn: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                try:
+                    return await asyncio.wait_for(fn(), self.timeout)
+                except TimeoutError:
+                    raise self._timed_out(what, path) from None
+            except errors.UfsUnavailable:
+                if attempt + 1 >= self.attempts:
+                    raise
+            await self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    async def stat(self, path: str) -> UfsStatus:
+        return await self._call("stat", path, lambda: self.inner.stat(path))
+
+    async def read(self, path: str, offset: int, length: int) -> bytes:
+        return await self._call("read", path, lambda: self.inner.read(path, offset, length))
+
+    async def mkdir(self, path: str) -> None:
+        await self._call("mkdir", path, lambda: self.inner.mkdir(path))
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        tried = False
+
+        async def once() -> None:
+            nonlocal tried
+            try:
+                await self.inner.delete(path, recursive=recursive)
+            except errors.NotFound:
+                if not tried:
+                    raise
+                # An earlier try may have deleted it before its answer was lost: done.
+            finally:
+                tried = True
+
+        await self._call("delete", path, once)
+
+    async def rename(self, src: str, dst: str) -> None:
+        tried = False
+
+        async def once() -> None:
+            nonlocal tried
+            try:
+                await self.inner.rename(src, dst)
+            except errors.NotFound:
+                if not tried:
+                    raise
+                # An earlier try may have moved it before its answer was lost: done if dst is there.
+                await self.inner.stat(dst)
+            finally:
+                tried = True
+
+        await self._call("rename", src, once)
+
+    async def link(self, src: str, dst: str) -> None:
+        await self._call("link", dst, lambda: self.inner.link(src, dst))
+
+    async def truncate(self, path: str, size: int) -> UfsStatus:
+        return await self._call("truncate", path, lambda: self.inner.truncate(path, size))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+        for attempt in range(self.attempts):
+            it = aiter(self.inner.list(path))
+            try:
+                first = await self._next(it, path)
+            except errors.UfsUnavailable:
+                await _aclose(it)
+                if attempt + 1 >= self.attempts:
+                    raise
+                await self._backoff(attempt)
+                continue
+            except BaseException:
+                await _aclose(it)
+                raise
+            break
+        try:
+            while first is not None:
+                yield first
+                first = await self._next(it, path)
+        finally:
+            await _aclose(it)
+
+    async def _next(self, it: AsyncIterator[UfsStatus], path: str) -> UfsStatus | None:
+        try:
+            return await asyncio.wait_for(anext(it), self.timeout)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise self._timed_out("list", path) from None
+
+    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+        return await self._write("write", path, chunks, lambda body: self.inner.write(path, body))
+
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
+        # Safe to repeat: an append at `at` first drops whatever an interrupted try left.
+        return await self._write("append", path, chunks, lambda body: self.inner.append(path, body, at=at))
+
+    async def _write(
+        self,
+        what: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        fn: Callable[[AsyncIterable[bytes]], Awaitable[UfsStatus]],
+    ) -> UfsStatus:
+        recorder = None if isinstance(chunks, Replayable) else _Recorder(chunks, self.replay_bytes)
+        for attempt in range(self.attempts):
+            progress = asyncio.Event()
+            body: AsyncIterable[bytes]
+            if recorder is None:
+                body = _signalling(aiter(chunks), progress)
+            else:
+                recorder.progress = progress
+                body = recorder.stream()
+            try:
+                return await self._idle_timeout(what, path, fn(body), progress)
+            except errors.UfsUnavailable:
+                if attempt + 1 >= self.attempts or (recorder is not None and not recorder.replayable):
+                    raise
+            await self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    async def _idle_timeout(self, what: str, path: str, call: Awaitable[T], progress: asyncio.Event) -> T:
+        """Await `call`, failing it after `timeout` seconds without progress."""
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                waiter = asyncio.ensure_future(progress.wait())
+                done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if task in done:
+                    return task.result()
+                if not done:
+                    raise self._timed_out(what, path)
+                progress.clear()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+async def _signalling(it: AsyncIterator[bytes], progress: asyncio.Event) -> AsyncIterator[bytes]:
+    async for chunk in it:
+        progress.set()
+        yield chunk
+
+
+async def _aclose(it: AsyncIterator[Any]) -> None:
+    close = getattr(it, "aclose", None)
+    if close is not None:
+        await close()

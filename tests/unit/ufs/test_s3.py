@@ -1,0 +1,57 @@
+"""S3 specifics beyond the conformance suite: paged listings and objects changed by a plain
+S3 client."""
+
+from __future__ import annotations
+
+import boto3
+from conftest import S3_KEYS, make_bucket, s3_options
+
+from nsd.ufs import open_ufs
+from nsd.ufs.arrow import ArrowUfs
+
+
+def client(endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{endpoint}",
+        aws_access_key_id=S3_KEYS["access_key"],
+        aws_secret_access_key=S3_KEYS["secret_key"],
+        region_name="us-east-1",
+    )
+
+
+async def test_listing_pages_through_a_large_prefix(moto_endpoint: str) -> None:
+    bucket = make_bucket(moto_endpoint)
+    s3 = client(moto_endpoint)
+    for i in range(35):
+        s3.put_object(Bucket=bucket, Key=f"d/f{i:03d}", Body=b"x" * i)
+    s3.put_object(Bucket=bucket, Key="d/sub/g", Body=b"")
+    s3.put_object(Bucket=bucket, Key="d/.nsd-tmp.0123.f000", Body=b"half")
+    s3.put_object(Bucket=bucket, Key="dz", Body=b"")  # shares the prefix "d" but is not in d/
+    ufs = open_ufs(f"s3://{bucket}", {**s3_options(moto_endpoint), "list_page": "10"})
+    inner = ufs.inner  # type: ignore[attr-defined]
+    assert isinstance(inner, ArrowUfs) and inner.lister is not None
+
+    it = aiter(ufs.list("d"))
+    first = await anext(it)
+    assert inner.lister.pages_fetched == 1  # the first entry needs one page, not the whole prefix
+    rest = [s async for s in it]
+    assert inner.lister.pages_fetched == 4
+    entries = {s.name: (s.is_dir, s.size) for s in [first, *rest]}
+    assert len(rest) + 1 == len(entries) == 36
+    assert entries == {"sub": (True, 0), **{f"f{i:03d}": (False, i) for i in range(35)}}
+    stat = await ufs.stat("d/f007")
+    listed = {s.name: s async for s in ufs.list("d")}["f007"]
+    assert listed.fingerprint() == stat.fingerprint()  # a listing and a stat agree
+
+
+async def test_out_of_band_changes_are_seen(moto_endpoint: str) -> None:
+    bucket = make_bucket(moto_endpoint)
+    s3 = client(moto_endpoint)
+    ufs = open_ufs(f"s3://{bucket}/p", s3_options(moto_endpoint))
+    s3.put_object(Bucket=bucket, Key="p/new", Body=b"from outside")
+    assert await ufs.read("new", 0, 100) == b"from outside"
+    s3.put_object(Bucket=bucket, Key="p/new", Body=b"overwritten, longer")
+    assert (await ufs.stat("new")).size == len(b"overwritten, longer")
+    s3.delete_object(Bucket=bucket, Key="p/new")
+    assert [s.name async for s in ufs.list("")] == []
