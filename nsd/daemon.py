@@ -19,7 +19,7 @@ from aiohttp import web
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.protocols import admin
+from nsd.protocols import admin, webhdfs
 from nsd.ufs import open_ufs
 from nsd.vfs import Vfs
 
@@ -70,6 +70,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
 
     app = web.Application()
     admin.add_routes(app, vfs, datadir.read_token())
+    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url))
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
