@@ -26,10 +26,10 @@ def _file(ctx: Ctx) -> Inode:
 
 async def open_(ctx: Ctx) -> web.StreamResponse:
     """Two steps; the data step streams with a Content-Length, always 200 (never 206)."""
-    node = _file(ctx)
     offset = ctx.params.long("offset", 0, minimum=0) or 0
     length = ctx.params.long("length", None, minimum=0)
     ctx.params.long("buffersize", None, minimum=1)
+    node = _file(ctx)
     if offset > node.size:
         raise Remote(403, IOE, f"Offset={offset} out of the range [0, {node.size}]")
     if not ctx.data_step:
@@ -112,9 +112,9 @@ async def getserverdefaults(ctx: Ctx) -> web.StreamResponse:
 
 
 def _spans(ctx: Ctx) -> tuple[Inode, list[tuple[int, int]]]:
-    node = _file(ctx)
     offset = ctx.params.long("offset", 0, minimum=0) or 0
     length = ctx.params.long("length", LONG_MAX, minimum=0)
+    node = _file(ctx)
     assert length is not None
     return node, js.blocks(node.size, ctx.settings.block_size, offset, length)
 

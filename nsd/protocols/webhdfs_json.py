@@ -126,7 +126,9 @@ def server_defaults(block_size: int) -> dict[str, Any]:
 
 def blocks(size: int, block_size: int, offset: int, length: int) -> list[tuple[int, int]]:
     """(offset, length) of the advertised blocks overlapping [offset, offset + length)."""
-    out = []
+    out: list[tuple[int, int]] = []
+    if offset >= size or length <= 0:
+        return out
     first = max(0, offset) // block_size * block_size
     end = min(size, offset + length)
     pos = first

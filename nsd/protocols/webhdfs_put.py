@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from nsd import errors
-from nsd.namespace import Inode
+from nsd.namespace import Inode, validate_name
 from nsd.namespace.names import split_path
 from nsd.protocols import webhdfs_users as users
 from nsd.protocols.webhdfs_context import (
@@ -59,6 +59,7 @@ def _under(path: str, ancestor: str) -> bool:
 
 
 def _check_create(ctx: Ctx, overwrite: bool, createparent: bool) -> None:
+    validate_name(_name(ctx.path))  # an impossible name fails on the first step
     node = _maybe(ctx, ctx.path)
     if node is not None:
         if node.is_dir:
