@@ -28,7 +28,19 @@ from aiohttp import hdrs, web
 from nsd import errors
 from nsd.protocols import errmap, webhdfs_get, webhdfs_put
 from nsd.protocols import webhdfs_users as users
-from nsd.protocols.webhdfs_context import FNF, IAE, IOE, PREFIX, UOE, Ctx, Handler, Remote, Settings
+from nsd.protocols.webhdfs_context import (
+    FNF,
+    IAE,
+    IOE,
+    PREFIX,
+    UOE,
+    Ctx,
+    Handler,
+    JsonResponse,
+    Remote,
+    Settings,
+    json_response,
+)
 from nsd.protocols.webhdfs_json import remote_exception
 from nsd.protocols.webhdfs_params import Params
 from nsd.vfs import Vfs
@@ -74,7 +86,7 @@ def parse_path(raw_path: str) -> str:
 
 
 def error_response(status: int, java: str, message: str) -> web.Response:
-    return web.json_response(remote_exception(java, message), status=status)
+    return json_response(remote_exception(java, message), status=status)
 
 
 def _core_error(e: errors.NsdError, ctx_op: str, path: str) -> web.Response:
@@ -99,6 +111,13 @@ def _lookup(method: str, op: str | None) -> Handler:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    response = await _handle(request)
+    if isinstance(response, JsonResponse) and request.headers.get(hdrs.USER_AGENT, "").startswith("Java/"):
+        response.bare = True  # Hadoop's Java client: see JsonResponse
+    return response
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     params = Params(request.query.items())
     op = (params.get("op") or "").upper()

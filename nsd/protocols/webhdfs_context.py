@@ -3,12 +3,13 @@ for the replies every handler shares (JSON, the two-step redirect)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from nsd import errors
 from nsd.protocols.webhdfs_params import Params
@@ -79,8 +80,24 @@ class Ctx:
         return web.Response(status=307, headers={"Location": location, "Content-Type": "application/octet-stream"})
 
 
+class JsonResponse(web.Response):
+    """A JSON reply that can go out without a Content-Type header (see `bare`).
+
+    Hadoop's shaded Java client (hadoop-client-runtime, as Spark ships it) parses any
+    Content-Type with a Jersey class the shaded jar lacks, and fails every JSON reply that
+    has one; with no Content-Type it skips the check. webhdfs.handle sets `bare` for it.
+    """
+
+    bare = False
+
+    async def _write_headers(self) -> None:
+        if self.bare:
+            self._headers.popall(hdrs.CONTENT_TYPE, None)
+        await super()._write_headers()
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status)
+    return JsonResponse(text=json.dumps(body), status=status, content_type="application/json")
 
 
 def empty(status: int = 200) -> web.Response:

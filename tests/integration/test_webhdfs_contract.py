@@ -353,7 +353,10 @@ def test_rename_contract(web: Web) -> None:
     web.create("/mv/f", b"f")
     web.create("/mv/g", b"g")
     web.call("PUT", "/mv/d/sub", "MKDIRS")
-    rename = lambda src, dst, **kw: web.call("PUT", src, "RENAME", destination=dst, **kw)  # noqa: E731
+
+    def rename(src: str, dst: str, **kw: str) -> requests.Response:
+        return web.call("PUT", src, "RENAME", destination=dst, **kw)
+
     assert rename("/mv/f", "/mv/g").json() == {"boolean": False}  # over a file
     assert rename("/mv/none", "/mv/x").json() == {"boolean": False}  # missing source
     assert rename("/mv/d", "/mv/d/sub/deeper").json() == {"boolean": False}  # into itself
@@ -457,9 +460,10 @@ def _name_or_none(uid: int) -> str | None:
 
 def test_xattrs(web: Web) -> None:
     web.create("/xa/f", b"")
-    set_ = lambda name, value, **kw: web.call(
-        "PUT", "/xa/f", "SETXATTR", **{"xattr.name": name, "xattr.value": value}, **kw
-    )  # noqa: E501, E731
+
+    def set_(name: str, value: str, **kw: str) -> requests.Response:
+        return web.call("PUT", "/xa/f", "SETXATTR", **{"xattr.name": name, "xattr.value": value}, **kw)
+
     assert set_("user.a", '"hello"', flag="CREATE").status_code == 200
     assert set_("USER.b", "0x0001ff").status_code == 200  # the namespace prefix is case-insensitive
     dup = set_("user.a", "x", flag="CREATE")
