@@ -138,6 +138,13 @@ async def rename(ctx: Ctx) -> web.StreamResponse:
 
 async def _rename(ctx: Ctx, src: str, dst: str) -> bool:
     """FileSystem.rename: false (not an error) when the move cannot happen."""
+    try:
+        return await _try_rename(ctx, src, dst)
+    except errors.NotDir:
+        return False  # a file where a parent directory should be
+
+
+async def _try_rename(ctx: Ctx, src: str, dst: str) -> bool:
     node = _maybe(ctx, src, follow=False)
     if node is None or src == "/":
         return False

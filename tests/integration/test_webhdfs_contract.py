@@ -361,6 +361,7 @@ def test_rename_contract(web: Web) -> None:
     assert rename("/mv/none", "/mv/x").json() == {"boolean": False}  # missing source
     assert rename("/mv/d", "/mv/d/sub/deeper").json() == {"boolean": False}  # into itself
     assert rename("/mv/f", "/mv/nodir/f").json() == {"boolean": False}  # missing parent
+    assert rename("/mv/f", "/mv/g/below").json() == {"boolean": False}  # a file as parent
     assert rename("/mv/f", "/mv/f").json() == {"boolean": True}
     assert rename("/mv/f", "/mv/d").json() == {"boolean": True}  # into an existing directory
     assert web.status("/mv/d/f")["length"] == 1
