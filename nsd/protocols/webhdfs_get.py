@@ -17,8 +17,8 @@ from nsd.protocols.webhdfs_xattr import normalize_name
 LIST_BATCH = 1000  # HDFS's dfs.ls.limit
 
 
-def _file(ctx: Ctx) -> Inode:
-    node = ctx.vfs.stat(ctx.path)
+async def _file(ctx: Ctx) -> Inode:
+    node = await ctx.vfs.stat(ctx.path)
     if not node.is_file:
         raise not_a_file(ctx.path)
     return node
@@ -29,7 +29,7 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     offset = ctx.params.long("offset", 0, minimum=0) or 0
     length = ctx.params.long("length", None, minimum=0)
     ctx.params.long("buffersize", None, minimum=1)
-    node = _file(ctx)
+    node = await _file(ctx)
     if offset > node.size:
         raise Remote(403, IOE, f"Offset={offset} out of the range [0, {node.size}]")
     if not ctx.data_step:
@@ -53,20 +53,20 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
 
 
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
-    node = ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path)
     return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size)})
 
 
 async def liststatus(ctx: Ctx) -> web.StreamResponse:
-    entries = ctx.vfs.list(ctx.path)
+    entries = await ctx.vfs.list(ctx.path)
     return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)})
 
 
 async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
     """LIST_BATCH entries after `startAfter` (a name) and how many remain after them."""
-    node = ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path)
     start_after = ctx.params.get("startafter") or None
-    entries = ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH)
+    entries = await ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH)
     remaining = 0
     if isinstance(node, DirInode) and entries:
         remaining = len(node.children) - node.children.bisect_right(entries[-1][0])
@@ -80,16 +80,16 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
 
 
 async def getcontentsummary(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.content_summary(*ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.content_summary(*await ctx.vfs.content_summary(ctx.path)))
 
 
 async def getquotausage(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.quota_usage(*ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.quota_usage(*await ctx.vfs.content_summary(ctx.path)))
 
 
 async def getfilechecksum(ctx: Ctx) -> web.StreamResponse:
     """Two steps, like OPEN; the data step reads the whole file once (CRCs in a worker thread)."""
-    node = _file(ctx)
+    node = await _file(ctx)
     if not ctx.data_step:
         return ctx.redirect()
     summer = Md5Md5Crc32c(ctx.settings.block_size)
@@ -111,29 +111,29 @@ async def getserverdefaults(ctx: Ctx) -> web.StreamResponse:
     return json_response(js.server_defaults(ctx.settings.block_size))
 
 
-def _spans(ctx: Ctx) -> tuple[Inode, list[tuple[int, int]]]:
+async def _spans(ctx: Ctx) -> tuple[Inode, list[tuple[int, int]]]:
     offset = ctx.params.long("offset", 0, minimum=0) or 0
     length = ctx.params.long("length", LONG_MAX, minimum=0)
-    node = _file(ctx)
+    node = await _file(ctx)
     assert length is not None
     return node, js.blocks(node.size, ctx.settings.block_size, offset, length)
 
 
 async def get_block_locations(ctx: Ctx) -> web.StreamResponse:
-    node, spans = _spans(ctx)
+    node, spans = await _spans(ctx)
     host, port = ctx.host_port()
     return json_response(js.located_blocks(node.ino, node.size, spans, ctx.settings.block_size, host, port))
 
 
 async def getfileblocklocations(ctx: Ctx) -> web.StreamResponse:
-    _, spans = _spans(ctx)
+    _, spans = await _spans(ctx)
     host, port = ctx.host_port()
     return json_response(js.block_locations(spans, host, port))
 
 
 async def getxattrs(ctx: Ctx) -> web.StreamResponse:
     encoding = ctx.params.choice("encoding", ("TEXT", "HEX", "BASE64"))
-    attrs = ctx.vfs.get_xattrs(ctx.path)
+    attrs = await ctx.vfs.get_xattrs(ctx.path)
     names = [normalize_name(n) for n in ctx.params.getall("xattr.name")]
     if names:
         if any(n not in attrs for n in names):
@@ -145,13 +145,13 @@ async def getxattrs(ctx: Ctx) -> web.StreamResponse:
 
 
 async def listxattrs(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.xattr_names(sorted(ctx.vfs.get_xattrs(ctx.path))))
+    return json_response(js.xattr_names(sorted(await ctx.vfs.get_xattrs(ctx.path))))
 
 
 async def checkaccess(ctx: Ctx) -> web.StreamResponse:
     """Existence only for now: permission enforcement arrives with issue 8."""
     ctx.params.fsaction()
-    ctx.vfs.stat(ctx.path)
+    await ctx.vfs.stat(ctx.path)
     return empty()
 
 

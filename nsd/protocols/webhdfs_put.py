@@ -43,9 +43,9 @@ def _name(path: str) -> str:
     return parts[-1] if parts else ""
 
 
-def _maybe(ctx: Ctx, path: str, *, follow: bool = True) -> Inode | None:
+async def _maybe(ctx: Ctx, path: str, *, follow: bool = True) -> Inode | None:
     try:
-        return ctx.vfs.stat(path, follow=follow)
+        return await ctx.vfs.stat(path, follow=follow)
     except errors.NotFound:
         return None
 
@@ -58,16 +58,16 @@ def _under(path: str, ancestor: str) -> bool:
 # ---- CREATE / APPEND (two steps) ---------------------------------------------------------------
 
 
-def _check_create(ctx: Ctx, overwrite: bool, createparent: bool) -> None:
+async def _check_create(ctx: Ctx, overwrite: bool, createparent: bool) -> None:
     validate_name(_name(ctx.path))  # an impossible name fails on the first step
-    node = _maybe(ctx, ctx.path)
+    node = await _maybe(ctx, ctx.path)
     if node is not None:
         if node.is_dir:
             raise Remote(403, FAE, f"{ctx.path} already exists as a directory")
         if not overwrite:
             raise Remote(403, FAE, f"{ctx.path} for client {ctx.request.remote} already exists")
     parent = _parent(ctx.path)
-    pnode = _maybe(ctx, parent)
+    pnode = await _maybe(ctx, parent)
     if pnode is None and not createparent:
         raise Remote(404, FNF, f"Parent directory doesn't exist: {parent}")
     if pnode is not None and not pnode.is_dir:
@@ -84,11 +84,11 @@ async def create(ctx: Ctx) -> web.StreamResponse:
         p.long(name, None, minimum=1)  # validated; the UFS decides its own layout
     if ctx.path == "/":
         raise Remote(403, FAE, "/ already exists as a directory")
-    _check_create(ctx, overwrite, createparent)
+    await _check_create(ctx, overwrite, createparent)
     if not ctx.data_step:
         return ctx.redirect()
     parent = _parent(ctx.path)
-    if createparent and _maybe(ctx, parent) is None:
+    if createparent and await _maybe(ctx, parent) is None:
         await ctx.vfs.mkdir(parent, caller=ctx.who.caller, mode=0o755, parents=True)
     await ctx.vfs.write_file(ctx.path, body_chunks(ctx.request), caller=ctx.who.caller, mode=mode, overwrite=overwrite)
     return web.Response(status=201, headers={"Location": f"webhdfs://{ctx.request.host}{ctx.path}"})
@@ -97,7 +97,7 @@ async def create(ctx: Ctx) -> web.StreamResponse:
 async def append(ctx: Ctx) -> web.StreamResponse:
     """The data step's Location stays valid: fsspec posts every buffer to the same one."""
     ctx.params.long("buffersize", None, minimum=1)
-    node = _maybe(ctx, ctx.path)
+    node = await _maybe(ctx, ctx.path)
     if node is None:
         raise Remote(404, FNF, f"Failed to append to non-existent file {ctx.path} for client {ctx.request.remote}")
     if not node.is_file:
@@ -145,20 +145,20 @@ async def _rename(ctx: Ctx, src: str, dst: str) -> bool:
 
 
 async def _try_rename(ctx: Ctx, src: str, dst: str) -> bool:
-    node = _maybe(ctx, src, follow=False)
+    node = await _maybe(ctx, src, follow=False)
     if node is None or src == "/":
         return False
     if src == dst:
         return True  # as HDFS: renaming a path onto itself succeeds without change
-    target = _maybe(ctx, dst)
+    target = await _maybe(ctx, dst)
     if target is not None and target.is_dir:
         dst = dst.rstrip("/") + "/" + _name(src)  # into an existing directory
         if dst == src:
             return True
-        target = _maybe(ctx, dst, follow=False)
+        target = await _maybe(ctx, dst, follow=False)
     if target is not None or _under(dst, src):
         return False
-    parent = _maybe(ctx, _parent(dst))
+    parent = await _maybe(ctx, _parent(dst))
     if parent is None or not parent.is_dir:
         return False
     try:
@@ -170,23 +170,23 @@ async def _try_rename(ctx: Ctx, src: str, dst: str) -> bool:
 
 async def _rename2(ctx: Ctx, src: str, dst: str, overwrite: bool) -> None:
     """FileContext.rename with options: raises where rename() would return false."""
-    node = _maybe(ctx, src, follow=False)
+    node = await _maybe(ctx, src, follow=False)
     if node is None:
         raise Remote(404, FNF, f"rename source {src} is not found.")
     if src == dst:
         raise Remote(403, FAE, f"The source {src} and destination {dst} are the same")
     if _under(dst, src):
         raise Remote(403, IOE, f"Rename destination {dst} is a directory or file under source {src}")
-    target = _maybe(ctx, dst, follow=False)
+    target = await _maybe(ctx, dst, follow=False)
     if target is not None:
         if not overwrite:
             raise Remote(403, FAE, f"rename destination {dst} already exists.")
         if target.is_dir != node.is_dir:
             kinds = "directories" if target.is_dir else "files"
             raise Remote(403, IOE, f"Source {src} and destination {dst} must both be {kinds}")
-        if target.is_dir and ctx.vfs.list(dst, limit=1):
+        if target.is_dir and await ctx.vfs.list(dst, limit=1):
             raise Remote(403, IOE, f"rename destination directory is not empty: {dst}")
-    parent = _maybe(ctx, _parent(dst))
+    parent = await _maybe(ctx, _parent(dst))
     if parent is None:
         raise Remote(404, FNF, f"rename destination parent {_parent(dst)} not found.")
     if not parent.is_dir:
@@ -198,7 +198,7 @@ async def delete(ctx: Ctx) -> web.StreamResponse:
     recursive = ctx.params.flag("recursive", False)
     if ctx.path == "/":
         return boolean(False)  # HDFS refuses to delete the root, with false
-    node = _maybe(ctx, ctx.path, follow=False)
+    node = await _maybe(ctx, ctx.path, follow=False)
     if node is None:
         return boolean(False)
     try:
@@ -213,9 +213,9 @@ async def delete(ctx: Ctx) -> web.StreamResponse:
 async def createsymlink(ctx: Ctx) -> web.StreamResponse:
     target = ctx.params.path("destination")
     assert target is not None
-    if ctx.params.flag("createparent", False) and _maybe(ctx, _parent(ctx.path)) is None:
+    if ctx.params.flag("createparent", False) and await _maybe(ctx, _parent(ctx.path)) is None:
         await ctx.vfs.mkdir(_parent(ctx.path), caller=ctx.who.caller, mode=0o755, parents=True)
-    if _maybe(ctx, ctx.path, follow=False) is not None:
+    if await _maybe(ctx, ctx.path, follow=False) is not None:
         raise Remote(403, FAE, f"{ctx.path} already exists")
     await ctx.vfs.symlink(target, ctx.path, caller=ctx.who.caller)
     return empty()
@@ -255,7 +255,7 @@ async def settimes(ctx: Ctx) -> web.StreamResponse:
 async def setreplication(ctx: Ctx) -> web.StreamResponse:
     """Accepted and ignored for files (true), false for directories, as HDFS answers."""
     ctx.params.long("replication", None, minimum=1)
-    node = ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path)
     return boolean(node.is_file)
 
 
@@ -271,7 +271,7 @@ async def setxattr(ctx: Ctx) -> web.StreamResponse:
     except errors.Exists:
         raise Remote(403, IOE, f"XAttr: {name} already exists. The REPLACE flag must be specified.") from None
     except errors.NotFound:
-        ctx.vfs.stat(ctx.path)  # a missing path stays a FileNotFoundException
+        await ctx.vfs.stat(ctx.path)  # a missing path stays a FileNotFoundException
         raise Remote(403, IOE, f"XAttr: {name} does not exist. The CREATE flag must be specified.") from None
     return empty()
 
@@ -281,7 +281,7 @@ async def removexattr(ctx: Ctx) -> web.StreamResponse:
     if not raw:
         raise BadParam('Missing required webhdfs parameter "xattr.name"')
     name = normalize_name(raw)
-    if name not in ctx.vfs.get_xattrs(ctx.path):
+    if name not in await ctx.vfs.get_xattrs(ctx.path):
         raise Remote(403, IOE, "No matching attributes found for remove operation")
     await ctx.vfs.remove_xattr(ctx.path, name)
     return empty()
@@ -299,17 +299,17 @@ async def concat(ctx: Ctx) -> web.StreamResponse:
         raise Remote(400, HIAE, "concat: sources contain duplicates")
     if ctx.path in sources:
         raise Remote(400, HIAE, f"concat: target file {ctx.path} is in the sources")
-    if not _file_or_fnf(ctx, ctx.path):
+    if not await _file_or_fnf(ctx, ctx.path):
         raise not_a_file(ctx.path)
     for s in sources:
-        if not _file_or_fnf(ctx, s):
+        if not await _file_or_fnf(ctx, s):
             raise Remote(400, HIAE, f"concat: source file {s} is not a file")
     await ctx.vfs.concat(ctx.path, sources)
     return empty()
 
 
-def _file_or_fnf(ctx: Ctx, path: str) -> bool:
-    node = _maybe(ctx, path)
+async def _file_or_fnf(ctx: Ctx, path: str) -> bool:
+    node = await _maybe(ctx, path)
     if node is None:
         raise Remote(404, FNF, f"File does not exist: {path}")
     return node.is_file
@@ -317,7 +317,7 @@ def _file_or_fnf(ctx: Ctx, path: str) -> bool:
 
 async def truncate(ctx: Ctx) -> web.StreamResponse:
     size = ctx.params.required_long("newlength", minimum=0)
-    node = _maybe(ctx, ctx.path)
+    node = await _maybe(ctx, ctx.path)
     if node is None:
         raise Remote(404, FNF, f"File does not exist: {ctx.path}")
     if not node.is_file:

@@ -32,12 +32,12 @@ async def test_xattr_flags_and_persistence(vfs: Vfs, tmp_path: Path) -> None:
     await vfs.remove_xattr("/f", "user.b")
     with pytest.raises(errors.NotFound):
         await vfs.remove_xattr("/f", "user.b")
-    assert vfs.get_xattrs("/f") == {"user.a": b"3"}
+    assert await vfs.get_xattrs("/f") == {"user.a": b"3"}
     await vfs.close()
     await vfs.store.close(checkpoint=False)  # recovery replays the journal
     again = await open_vfs(tmp_path)
     try:
-        assert again.get_xattrs("/f") == {"user.a": b"3"}
+        assert await again.get_xattrs("/f") == {"user.a": b"3"}
         again.ns.check()
     finally:
         await again.close()
@@ -53,7 +53,7 @@ async def test_concat_appends_in_order_and_removes_sources(vfs: Vfs, tmp_path: P
     assert (tmp_path / "ufs" / "t").read_bytes() == b"Tonetwo"
     for gone in ("/s1", "/s2"):
         with pytest.raises(errors.NotFound):
-            vfs.stat(gone)
+            await vfs.stat(gone)
     with pytest.raises(errors.Invalid):
         await vfs.concat("/t", ["/t"])
     await vfs.mkdir("/d", caller=ME)
@@ -67,7 +67,7 @@ async def test_content_summary_and_capacity(vfs: Vfs) -> None:
     await vfs.write_file("/a/f", chunks(b"12345"), caller=ME)
     await vfs.write_file("/a/b/g", chunks(b"12"), caller=ME)
     await vfs.symlink("/a/f", "/a/l", caller=ME)
-    assert vfs.content_summary("/a") == (7, 3, 2)
-    assert vfs.content_summary("/a/f") == (5, 1, 0)
+    assert await vfs.content_summary("/a") == (7, 3, 2)
+    assert await vfs.content_summary("/a/f") == (5, 1, 0)
     total, used, free = await vfs.capacity()
     assert total > 0 and 0 <= free <= total and used <= total
