@@ -90,7 +90,13 @@ async def create(ctx: Ctx) -> web.StreamResponse:
     parent = _parent(ctx.path)
     if createparent and await _maybe(ctx, parent) is None:
         await ctx.vfs.mkdir(parent, caller=ctx.who.caller, mode=0o755, parents=True)
-    await ctx.vfs.write_file(ctx.path, body_chunks(ctx.request), caller=ctx.who.caller, mode=mode, overwrite=overwrite)
+    node = await ctx.vfs.write_file(
+        ctx.path, body_chunks(ctx.request), caller=ctx.who.caller, mode=mode, overwrite=overwrite
+    )
+    if "permission" in ctx.params and node.mode & 0o7777 != mode:
+        # HDFS replaces an overwritten file by a new one with the asked permission; the vfs
+        # keeps the inode (NFS handles stay valid), so the permission is set on it.
+        await ctx.vfs.setattr(ctx.path, mode=mode)
     return web.Response(status=201, headers={"Location": f"webhdfs://{ctx.request.host}{ctx.path}"})
 
 

@@ -322,6 +322,8 @@ def test_booleans_any_case_and_unknown_params(web: Web) -> None:
     r = web.call("PUT", "/bool/f", "CREATE", overwrite="False")
     assert r.status_code == 403 and remote(r)["exception"] == "FileAlreadyExistsException"
     assert web.status("/bool/f")["length"] == 3
+    assert web.create("/bool/f", b"4444", overwrite="true", permission="600").status_code == 201
+    assert (web.status("/bool/f")["length"], web.status("/bool/f")["permission"]) == (4, "600")
 
 
 def test_hostile_paths(server: Daemon, web: Web) -> None:
