@@ -29,7 +29,6 @@ from nsd import errors
 from nsd.protocols import errmap, webhdfs_get, webhdfs_put
 from nsd.protocols import webhdfs_users as users
 from nsd.protocols.webhdfs_context import (
-    FNF,
     IAE,
     IOE,
     PREFIX,
@@ -157,4 +156,4 @@ def add_routes(app: web.Application, vfs: Vfs, settings: Settings | None = None)
         app.router.add_route(method, PREFIX + "{path:|/.*}", handle, expect_handler=expect_handler)
 
 
-__all__ = ["FNF", "PREFIX", "Settings", "add_routes", "parse_path"]
+__all__ = ["PREFIX", "Settings", "add_routes", "parse_path"]
