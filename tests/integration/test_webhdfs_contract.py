@@ -120,6 +120,19 @@ def test_open_location_reopens_at_other_offsets_and_never_206(web: Web) -> None:
     assert past.status_code == 403 and remote(past)["exception"] == "IOException"
 
 
+def test_reader_hanging_up_mid_stream_leaves_the_server_well(server: Daemon, web: Web) -> None:
+    data = os.urandom(24 << 20)
+    web.create("/two/big", data)
+    u = urlsplit(server.url)
+    for _ in range(5):  # what Parquet readers do: read a little, hang up
+        with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+            s.sendall(f"GET /webhdfs/v1/two/big?op=OPEN&data=true&user.name={ME} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    got = web.call("GET", "/two/big", "OPEN", follow=True, offset=(8 << 20) + 3)
+    assert got.content == data[(8 << 20) + 3 :]
+    assert web.status("/two/big")["length"] == len(data)
+
+
 def test_chunked_upload(web: Web) -> None:
     def body() -> Iterator[bytes]:
         for i in range(50):
