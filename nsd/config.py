@@ -33,6 +33,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "bind", str, "127.0.0.1", "Address the listeners bind to."),
     Setting("server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1)."),
     Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (used by the NFS server)."),
+    Setting(
+        "server",
+        "webhdfs_base_url",
+        str,
+        "",
+        "scheme://host:port WebHDFS redirects send clients to (NAT, containers); "
+        "empty: X-Forwarded-Proto/-Host, else the Host the client used.",
+    ),
     Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
     Setting(
         "storage",

@@ -22,7 +22,7 @@ from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
-from nsd.protocols import admin, status
+from nsd.protocols import admin, status, webhdfs
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -76,6 +76,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     app = web.Application()
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
+    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url))
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)

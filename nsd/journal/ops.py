@@ -221,6 +221,30 @@ class SetPin(Op):
     pinned: bool
 
 
+# ---- extended attributes (codes 20-29) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetXAttr(Op):
+    """Set extended attribute `name` of `ino` to `value` (created or replaced); ctime becomes time_ns."""
+
+    CODE: ClassVar[int] = 20
+    ino: int
+    name: str
+    value: bytes
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveXAttr(Op):
+    """Remove the existing extended attribute `name` of `ino`; ctime becomes time_ns."""
+
+    CODE: ClassVar[int] = 21
+    ino: int
+    name: str
+    time_ns: int
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
     for cls in (
@@ -237,6 +261,8 @@ OPS: dict[int, type[Op]] = {
         CacheBlock,
         DropLayout,
         SetPin,
+        SetXAttr,
+        RemoveXAttr,
     )
 }
 assert not RESERVED_CODES & OPS.keys()

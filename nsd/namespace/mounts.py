@@ -229,6 +229,7 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
                 ns._drop_link(child, sub, child_name, t)
         sub.nlink = 0
         del ns.inodes[sub.ino]
+        ns.xattrs.pop(sub.ino, None)
 
 
 # ---- image and invariants ------------------------------------------------------------------

@@ -46,11 +46,13 @@ from nsd.journal.ops import (
     MkNode,
     Op,
     RemoveMount,
+    RemoveXAttr,
     Rename,
     Rmdir,
     SetAttr,
     SetContent,
     SetPin,
+    SetXAttr,
     UfsSync,
     Unlink,
 )
@@ -61,6 +63,9 @@ from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_
 ROOT_INO = 1
 MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loop
 IMAGE_VERSION = 1
+IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
+XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
+XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
 S_IFMT = 0o170000
 PERMS = 0o7777
@@ -86,6 +91,9 @@ class Namespace:
         self.pinned: set[int] = set()
         self.layout_listener: layouts.LayoutListener | None = None
         self.next_mount_id = mounts.ROOT_MOUNT + 1
+        # Extended attributes by inode id, only for inodes that have any: most have none, and
+        # a slot on every inode would cost memory across millions of them.
+        self.xattrs: dict[int, dict[str, bytes]] = {}
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -100,6 +108,8 @@ class Namespace:
             CacheBlock: lambda op: layouts.apply_cache_block(self, op),
             DropLayout: lambda op: layouts.apply_drop_layout(self, op),
             SetPin: lambda op: layouts.apply_set_pin(self, op),
+            SetXAttr: self._apply_setxattr,
+            RemoveXAttr: self._apply_removexattr,
         }
 
     def _int(self, value: int) -> int:
@@ -330,6 +340,24 @@ class Namespace:
         self._check_set_content(op)
         return op
 
+    def plan_setxattr(self, ino: int, name: str, value: bytes, time_ns: int) -> SetXAttr:
+        """Create or replace xattr `name` of `ino`. Invalid for a bad name or value, NoSpace-like
+        Invalid past the per-inode count or size limits."""
+        op = SetXAttr(ino, name, value, time_ns)
+        self._check_setxattr(op)
+        return op
+
+    def plan_removexattr(self, ino: int, name: str, time_ns: int) -> RemoveXAttr:
+        """Remove the xattr `name` of `ino`; NotFound if it has none of that name."""
+        op = RemoveXAttr(ino, name, time_ns)
+        self._check_removexattr(op)
+        return op
+
+    def get_xattrs(self, ino: int) -> dict[str, bytes]:
+        """The xattrs of live inode `ino` (a copy; empty if none). Raises Stale. O(its xattrs)."""
+        self.get(ino)
+        return dict(self.xattrs.get(ino, ()))
+
     # ---- checks shared by planning and apply (raise NsdError, change nothing) --------------
 
     def _check_mknod(self, op: MkNode) -> DirInode:
@@ -455,6 +483,25 @@ class Namespace:
         _check_owner(op.uid, op.gid)
         return node
 
+    def _check_setxattr(self, op: SetXAttr) -> Inode:
+        node = self.get(op.ino)
+        if not isinstance(op.name, str) or not op.name or "\0" in op.name:
+            raise Invalid(f"invalid xattr name {op.name!r}")
+        if not isinstance(op.value, bytes):
+            raise Invalid(f"xattr value must be bytes, not {type(op.value).__name__}")
+        if len(utf8(op.name)) + len(op.value) > XATTR_MAX_BYTES:
+            raise Invalid(f"xattr {op.name!r} is over {XATTR_MAX_BYTES} bytes (name + value)")
+        have = self.xattrs.get(op.ino, {})
+        if op.name not in have and len(have) >= XATTRS_PER_INODE:
+            raise Invalid(f"inode {op.ino} already has {XATTRS_PER_INODE} xattrs, the most allowed")
+        return node
+
+    def _check_removexattr(self, op: RemoveXAttr) -> Inode:
+        node = self.get(op.ino)
+        if op.name not in self.xattrs.get(op.ino, {}):
+            raise NotFound(f"no xattr {op.name!r} on inode {op.ino}")
+        return node
+
     def _check_set_content(self, op: SetContent) -> FileInode:
         node = self.get(op.ino)
         if isinstance(node, DirInode):
@@ -535,6 +582,7 @@ class Namespace:
         parent.nlink -= 1
         node.nlink = 0
         del self.inodes[node.ino]
+        self.xattrs.pop(node.ino, None)
         parent.mtime = parent.ctime = t
 
     def _apply_rename(self, op: Rename) -> None:
@@ -551,6 +599,7 @@ class Namespace:
                 dst.nlink -= 1
                 old.nlink = 0
                 del self.inodes[old.ino]
+                self.xattrs.pop(old.ino, None)
             else:
                 self._drop_link(old, dst, op.dst_name, t)
         dst.add_child(op.dst_name, node)
@@ -567,6 +616,7 @@ class Namespace:
         if node.nlink == 0:
             del self.inodes[node.ino]
             layouts.forget(self, node)
+            self.xattrs.pop(node.ino, None)
             return
         node.ctime = t
         links = self.links[node.ino]
@@ -615,6 +665,21 @@ class Namespace:
         node.mtime = node.ctime = op.time_ns
         node.fingerprint = op.fingerprint
         layouts.replace_layout(self, node, op.layout)
+
+    def _apply_setxattr(self, op: SetXAttr) -> None:
+        node = self._check_setxattr(op)
+        _check_time(op.time_ns)
+        self.xattrs.setdefault(op.ino, {})[op.name] = op.value
+        node.ctime = op.time_ns
+
+    def _apply_removexattr(self, op: RemoveXAttr) -> None:
+        node = self._check_removexattr(op)
+        _check_time(op.time_ns)
+        have = self.xattrs[op.ino]
+        del have[op.name]
+        if not have:
+            del self.xattrs[op.ino]
+        node.ctime = op.time_ns
 
     # ---- listing ----------------------------------------------------------------------------
 
@@ -707,6 +772,14 @@ class Namespace:
             _check_inode(ino, node, self.next_ino, links.get(ino, 0))
             if ino != ROOT_INO and node.parent.children.get(node.name) is not node:
                 raise AssertionError(f"inode {ino}: primary link {node.name!r} in {node.parent.ino} is not it")
+        for ino, attrs in self.xattrs.items():
+            if ino not in self.inodes or not attrs or not isinstance(attrs, dict):
+                raise AssertionError(f"xattrs of inode {ino}: inode gone, or an empty/non-dict entry")
+            if len(attrs) > XATTRS_PER_INODE:
+                raise AssertionError(f"inode {ino} has {len(attrs)} xattrs")
+            for name, value in attrs.items():
+                if not isinstance(name, str) or not name or not isinstance(value, bytes):
+                    raise AssertionError(f"inode {ino}: bad xattr {name!r}: {value!r}")
         for ino, entries in self.links.items():
             linked = self.inodes.get(ino)
             if linked is None or linked.nlink != len(entries) or linked.nlink < 2:
@@ -728,7 +801,7 @@ class Namespace:
         The tree must not change while the iterator is consumed. Cost: O(inodes).
         """
         yield {
-            "version": IMAGE_VERSION,
+            "version": IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION,
             "next_ino": self.next_ino,
             "inodes": len(self.inodes),
             **mounts.image_header(self),
@@ -743,6 +816,9 @@ class Namespace:
                 chunk, units = [], 0
         if chunk:
             yield chunk
+        if self.xattrs:
+            # Version 2 only: one trailing map chunk, [ino, name, value] in inode then name order.
+            yield {"xattrs": [[ino, k, v] for ino in sorted(self.xattrs) for k, v in sorted(self.xattrs[ino].items())]}
 
     def _image_records(self, piece: int) -> Iterator[tuple[list[Any], int]]:
         """(record, its size in inodes + entries), children before their directory."""
@@ -785,7 +861,7 @@ class Namespace:
     def _from_image(cls, chunks: Iterable[Any]) -> Namespace:
         it = iter(chunks)
         header = next(it, None)
-        if not isinstance(header, dict) or header.get("version") != IMAGE_VERSION:
+        if not isinstance(header, dict) or header.get("version") not in (IMAGE_VERSION, IMAGE_VERSION_XATTRS):
             raise Corrupt(f"not a namespace image header: {header!r}")
         ns = cls()
         inodes: dict[int, Inode] = {}
@@ -795,6 +871,14 @@ class Namespace:
         last_time = 0
         try:
             for chunk in it:
+                if isinstance(chunk, dict):
+                    if header["version"] < IMAGE_VERSION_XATTRS or set(chunk) != {"xattrs"}:
+                        raise Corrupt(f"image: unexpected map chunk {sorted(chunk)!r}")
+                    for ino, name, value in chunk["xattrs"]:
+                        if not isinstance(name, str) or not isinstance(value, bytes):
+                            raise Corrupt(f"image: bad xattr of inode {ino}")
+                        ns.xattrs.setdefault(ino, {})[name] = value
+                    continue
                 for rec in chunk:
                     if len(rec) == 3:
                         names, kids = pending.setdefault(rec[0], ([], []))
@@ -834,6 +918,8 @@ class Namespace:
             next_ino = header["next_ino"]
             if max(inodes) >= next_ino:
                 raise Corrupt(f"image: next_ino {next_ino} is not above every inode id")
+            if not ns.xattrs.keys() <= inodes.keys():
+                raise Corrupt("image: xattrs of an inode that does not exist")
         except (KeyError, ValueError, TypeError) as e:
             raise Corrupt(f"malformed namespace image: {e!r}") from None
         if not isinstance(root, DirInode):

@@ -107,10 +107,13 @@ async def status_page(request: web.Request) -> web.Response:
     )
     j = report["journal"]
     s = report["summary"]
-    errors = "".join(
-        f"<li><time>{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))}</time> {e(level)}: {e(msg)}</li>"
-        for t, level, msg in reversed(metrics.recent_errors.records)
-    ) or "<li>none</li>"
+    errors = (
+        "".join(
+            f"<li><time>{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))}</time> {e(level)}: {e(msg)}</li>"
+            for t, level, msg in reversed(metrics.recent_errors.records)
+        )
+        or "<li>none</li>"
+    )
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nsd status</title>
 <style>
@@ -120,18 +123,18 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 </style></head><body>
 <h1>nsd {e(__version__)}</h1>
-<p>up {s['uptime_s']:.0f} s &middot; {s['inodes']:,} inodes &middot; {s['mounts']} mounts
-&middot; {s['staged_files']} files with staged writes</p>
+<p>up {s["uptime_s"]:.0f} s &middot; {s["inodes"]:,} inodes &middot; {s["mounts"]} mounts
+&middot; {s["staged_files"]} files with staged writes</p>
 <h2>Mounts</h2>
 <table><tr><th>path</th><th>mode</th><th>under-storage</th><th>options</th></tr>{rows}</table>
 <h2>Journal</h2>
 <table>
-<tr><th>last txid</th><td class="num">{j['last_txid']:,}</td></tr>
-<tr><th>durable txid</th><td class="num">{j['durable_txid']:,}</td></tr>
-<tr><th>last checkpoint txid</th><td class="num">{j['checkpoint_txid']:,}</td></tr>
-<tr><th>last checkpoint took</th><td class="num">{j['checkpoint_seconds']:.2f} s</td></tr>
-<tr><th>records / fsyncs</th><td class="num">{j['appends']:,} / {j['fsyncs']:,}</td></tr>
-<tr><th>segments on disk</th><td class="num">{j['segments']} ({_fmt_bytes(j['segment_bytes'])})</td></tr>
+<tr><th>last txid</th><td class="num">{j["last_txid"]:,}</td></tr>
+<tr><th>durable txid</th><td class="num">{j["durable_txid"]:,}</td></tr>
+<tr><th>last checkpoint txid</th><td class="num">{j["checkpoint_txid"]:,}</td></tr>
+<tr><th>last checkpoint took</th><td class="num">{j["checkpoint_seconds"]:.2f} s</td></tr>
+<tr><th>records / fsyncs</th><td class="num">{j["appends"]:,} / {j["fsyncs"]:,}</td></tr>
+<tr><th>segments on disk</th><td class="num">{j["segments"]} ({_fmt_bytes(j["segment_bytes"])})</td></tr>
 </table>
 <h2>Recent errors</h2><ul>{errors}</ul>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/api/v1/report">/api/v1/report</a></p>

@@ -77,6 +77,10 @@ class Ufs(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    async def usage(self) -> tuple[int, int, int] | None:
+        """(capacity, used, free) bytes where the store has a notion of them; None for object stores."""
+        return None
+
     async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
         """Write the streamed bytes from offset `at` (the size nsd knows), durably, dropping
         anything past `at` that an interrupted earlier append left. Generic form: rewrite."""

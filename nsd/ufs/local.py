@@ -67,6 +67,10 @@ class LocalUfs(Ufs):
             raise errors.Invalid(f"bad under-storage path {path!r}")
         return self.root.joinpath(*parts)
 
+    async def usage(self) -> tuple[int, int, int]:
+        du = await self._run("", shutil.disk_usage, self.root)
+        return du.total, du.used, du.free
+
     async def _run(self, path: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.to_thread(fn, *args)

@@ -190,6 +190,9 @@ class RetryingUfs(Ufs):
     async def close(self) -> None:
         await self.inner.close()
 
+    async def usage(self) -> tuple[int, int, int] | None:
+        return await self._call("usage", "", self.inner.usage)
+
     async def list(self, path: str) -> AsyncIterator[UfsStatus]:
         for attempt in range(self.attempts):
             it = aiter(self.inner.list(path))

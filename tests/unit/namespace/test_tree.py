@@ -950,7 +950,8 @@ def bad_images() -> Iterator[list[Any]]:
     t.mk("/d/f")
     good = image(t.ns)
     yield []
-    yield [{"version": 2, "next_ino": 4}, *good[1:]]
+    yield [{"version": 99, "next_ino": 4}, *good[1:]]  # an unknown version
+    yield [good[0], *good[1:], {"xattrs": []}]  # an xattr chunk in a version 1 image
     yield [good[0], [good[1][0], *good[1]]]  # an inode twice
     yield [good[0], good[1][1:]]  # the file is missing
     yield [{"version": 1, "next_ino": 2}, *good[1:]]

@@ -1,0 +1,73 @@
+"""The vfs methods added for WebHDFS: xattrs by path, concat, content summary, capacity."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_vfs import ME, chunks, open_vfs, read_all
+
+from nsd import errors
+from nsd.vfs import Vfs
+
+
+@pytest.fixture
+async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
+    v = await open_vfs(tmp_path)
+    yield v
+    await v.close()
+    await v.store.close(checkpoint=False)
+
+
+async def test_xattr_flags_and_persistence(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.write_file("/f", chunks(b"x"), caller=ME)
+    await vfs.set_xattr("/f", "user.a", b"1", replace=False)
+    with pytest.raises(errors.Exists):
+        await vfs.set_xattr("/f", "user.a", b"2", replace=False)
+    with pytest.raises(errors.NotFound):
+        await vfs.set_xattr("/f", "user.b", b"2", create=False)
+    await vfs.set_xattr("/f", "user.a", b"3", create=False)
+    await vfs.set_xattr("/f", "user.b", b"4")
+    await vfs.remove_xattr("/f", "user.b")
+    with pytest.raises(errors.NotFound):
+        await vfs.remove_xattr("/f", "user.b")
+    assert await vfs.get_xattrs("/f") == {"user.a": b"3"}
+    await vfs.close()
+    await vfs.store.close(checkpoint=False)  # recovery replays the journal
+    again = await open_vfs(tmp_path)
+    try:
+        assert await again.get_xattrs("/f") == {"user.a": b"3"}
+        again.ns.check()
+    finally:
+        await again.close()
+        await again.store.close(checkpoint=True)
+
+
+async def test_concat_appends_in_order_and_removes_sources(vfs: Vfs, tmp_path: Path) -> None:
+    await vfs.write_file("/t", chunks(b"T"), caller=ME)
+    await vfs.write_file("/s1", chunks(b"one"), caller=ME)
+    await vfs.write_file("/s2", chunks(b"", b"two"), caller=ME)
+    node = await vfs.concat("/t", ["/s1", "/s2"])
+    assert node.size == 7 and await read_all(vfs, "/t") == b"Tonetwo"
+    assert (tmp_path / "ufs" / "t").read_bytes() == b"Tonetwo"
+    for gone in ("/s1", "/s2"):
+        with pytest.raises(errors.NotFound):
+            await vfs.stat(gone)
+    with pytest.raises(errors.Invalid):
+        await vfs.concat("/t", ["/t"])
+    await vfs.mkdir("/d", caller=ME)
+    with pytest.raises(errors.IsDir):
+        await vfs.concat("/t", ["/d"])
+    assert await read_all(vfs, "/t") == b"Tonetwo"
+
+
+async def test_content_summary_and_capacity(vfs: Vfs) -> None:
+    await vfs.mkdir("/a/b", caller=ME, parents=True)
+    await vfs.write_file("/a/f", chunks(b"12345"), caller=ME)
+    await vfs.write_file("/a/b/g", chunks(b"12"), caller=ME)
+    await vfs.symlink("/a/f", "/a/l", caller=ME)
+    assert await vfs.content_summary("/a") == (7, 3, 2)
+    assert await vfs.content_summary("/a/f") == (5, 1, 0)
+    total, used, free = await vfs.capacity()
+    assert total > 0 and 0 <= free <= total and used <= total
