@@ -66,7 +66,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     )
     ufs = open_ufs(datadir.root_ufs)
     await ufs.mkdir("")
-    vfs = Vfs(store, ufs)
+    vfs = Vfs(store, ufs, datadir.path / "staging")
 
     app = web.Application()
     admin.add_routes(app, vfs, datadir.read_token())
@@ -88,6 +88,8 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     log.info("stopping: no new connections, finishing in-flight requests")
     ticker.cancel()
     await runner.cleanup()
+    if not fatal:
+        await vfs.close()
     await ufs.close()
     if fatal:
         await store.close(checkpoint=False)

@@ -1,90 +1,408 @@
-"""The one facade every protocol calls: path resolution, under-storage write-through, durability.
+"""The one facade every protocol calls: resolution, under-storage write-through, staging, durability.
 
-Each mutation follows one pattern: validate against the namespace (so a doomed call fails
-before touching the UFS), change the UFS, then plan again and commit through the MetaStore,
-which answers only once the journal record is durable. Mutations that touch the same paths
-are serialised by per-path locks so the UFS and the namespace change in the same order.
+Theory of operation. The core works on inodes (what NFS handles name); path calls (admin
+API, WebHDFS) resolve to a directory and a name and call the same core. Each mutation:
+validate against the namespace (a doomed call fails before touching the UFS), change the UFS,
+then plan again and commit through the MetaStore, which answers only once the journal record
+is durable. Mutations of the same directory entry, or of the same file's content, are
+serialised by locks so the UFS and the namespace change in the same order.
 
-The UFS location of an entry is derived from its parent directory's canonical path, never
-from the path the caller used, so symlinked directories write to the right place.
+An object's UFS location is its primary link's canonical path (`Namespace.path_of`), never the
+path a caller used, so symlinked directories and renamed files are found where they really are.
+
+Writes at offsets go to a stage (nsd.staging) and are sealed, i.e. uploaded to the UFS and
+journaled, on COMMIT, on a stable write, after `idle_seal_seconds` without writes, and at
+shutdown. While staged, the inode's size and mtime in memory run ahead of the journal: like the
+unstable data itself, they are lost in a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import stat as st
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from nsd import errors
 from nsd.journal.ops import Op, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.names import split_path
+from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs
 
+log = logging.getLogger("nsd.vfs")
+
 READ_CHUNK = 1 << 20
+IDLE_SEAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking: the identity new files get and (later) permission checks use."""
+    """Who is asking: the identity new objects get and (later) permission checks use."""
 
     uid: int
     gid: int
     gids: tuple[int, ...] = ()
 
 
-class PathLocks:
-    """asyncio locks by path, created on demand and dropped when nobody holds or waits."""
+class KeyLocks:
+    """asyncio locks by key, created on demand and dropped when nobody holds or waits."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, *paths: str) -> AsyncIterator[None]:
-        ordered = sorted(set(paths))  # one global order: no deadlock between two callers
-        locks = []
-        for p in ordered:
-            lock, users = self._locks.get(p, (asyncio.Lock(), 0))
-            self._locks[p] = (lock, users + 1)
-            locks.append((p, lock))
-        acquired = []
+    async def hold(self, *keys: Hashable) -> AsyncIterator[None]:
+        ordered = sorted(set(keys), key=repr)  # one global order: no deadlock between two callers
+        for k in ordered:
+            lock, users = self._locks.get(k, (asyncio.Lock(), 0))
+            self._locks[k] = (lock, users + 1)
+        acquired: list[asyncio.Lock] = []
         try:
-            for _, lock in locks:
+            for k in ordered:
+                lock = self._locks[k][0]
                 await lock.acquire()
                 acquired.append(lock)
             yield
         finally:
             for lock in acquired:
                 lock.release()
-            for p, _ in locks:
-                lock, users = self._locks[p]
+            for k in ordered:
+                lock, users = self._locks[k]
                 if users == 1:
-                    del self._locks[p]
+                    del self._locks[k]
                 else:
-                    self._locks[p] = (lock, users - 1)
+                    self._locks[k] = (lock, users - 1)
 
 
-def _parent_and_name(path: str) -> tuple[str, str]:
-    parts = split_path(path)
-    if not parts:
-        raise errors.Invalid("the root has no parent", path="/")
-    return "/" + "/".join(parts[:-1]), parts[-1]
+def entry(dir_ino: int, name: str) -> tuple[str, int, str]:
+    return ("entry", dir_ino, name)
+
+
+def content(ino: int) -> tuple[str, int]:
+    return ("content", ino)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
 
 
 class Vfs:
-    def __init__(self, store: MetaStore, ufs: Ufs) -> None:
+    def __init__(self, store: MetaStore, ufs: Ufs, stage_dir: Path, *, idle_seal_seconds: float = IDLE_SEAL_SECONDS):
         self.store = store
         self.ufs = ufs
-        self.locks = PathLocks()
+        self.locks = KeyLocks()
+        self.stager = Stager(stage_dir)
+        self.idle_seal_seconds = idle_seal_seconds
+        self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
+        self._sealer: asyncio.Task[None] | None = None
 
     @property
     def ns(self) -> Namespace:
         return self.store.ns
 
-    # ---- reads ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
+        if self._sealer is not None:
+            self._sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sealer
+        for ino in list(self.stager.stages):
+            try:
+                await self.commit(ino)
+            except errors.NsdError as e:
+                log.warning("could not seal staged writes of inode %d at shutdown: %s", ino, e)
+
+    # ---- reads by inode ------------------------------------------------------------------
+
+    def getattr(self, ino: int) -> Inode:
+        return self.ns.get(ino)
+
+    def lookup(self, dir_ino: int, name: str) -> Inode:
+        return self.ns.lookup(dir_ino, name)
+
+    def readdir(self, dir_ino: int, cookie: int = 0, limit: int = 1024) -> tuple[list[tuple[int, str, Inode]], bool]:
+        return self.ns.readdir(dir_ino, cookie, limit)
+
+    async def read_at(self, ino: int, offset: int, count: int) -> tuple[bytes, bool]:
+        """Up to `count` bytes from `offset` and whether they reach the end of the file."""
+        node = self._file(ino)
+        stage = self.stager.get(ino)
+        if stage is not None:
+            data = await stage.read(offset, count)
+        elif offset >= node.size or count <= 0:
+            data = b""
+        else:
+            want = min(count, node.size - offset)
+            data = await self.ufs.read(self._ufs_location(node), offset, want)
+            if len(data) < want:
+                raise errors.Corrupt(f"under-storage file is shorter than its recorded size: inode {ino}")
+        return data, offset + len(data) >= node.size
+
+    def _file(self, ino: int) -> Inode:
+        node = self.ns.get(ino)
+        if node.is_dir:
+            raise errors.IsDir(f"is a directory: {self.ns.path_of(ino)}")
+        if not node.is_file:
+            raise errors.Invalid(f"not a regular file: {self.ns.path_of(ino)}")
+        return node
+
+    def _ufs_location(self, node: Inode) -> str:
+        """Where an existing object lives in the UFS: its primary link's canonical path."""
+        return self.ns.path_of(node.ino).lstrip("/")
+
+    def _ufs_path(self, parent: Inode, name: str) -> str:
+        return (self.ns.path_of(parent.ino).rstrip("/") + "/" + name).lstrip("/")
+
+    # ---- namespace mutations by inode ------------------------------------------------------
+
+    async def create(
+        self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o644, exclusive: bool = False
+    ) -> Inode:
+        """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
+        async with self.locks.hold(entry(dir_ino, name)):
+            existing = self._existing(dir_ino, name)
+            if existing is not None:
+                if exclusive:
+                    raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
+                if not existing.is_file:
+                    raise errors.IsDir(f"is a directory: {self._path(dir_ino, name)}")
+                return existing
+            return await self._create_file(dir_ino, name, _nothing(), caller, mode)
+
+    def _existing(self, dir_ino: int, name: str) -> Inode | None:
+        try:
+            return self.ns.lookup(dir_ino, name)
+        except errors.NotFound:
+            return None
+
+    def _path(self, dir_ino: int, name: str) -> str:
+        return self.ns.path_of(dir_ino).rstrip("/") + "/" + name
+
+    async def _create_file(
+        self, dir_ino: int, name: str, chunks: AsyncIterable[bytes], caller: Caller, mode: int
+    ) -> Inode:
+        """Write the UFS object, then journal the inode and its content in one group."""
+        now = self.store.now_ns()
+        self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
+        status = await self.ufs.write(self._ufs_path(self.ns.get(dir_ino), name), chunks)
+
+        def plan(ns: Namespace) -> list[Op]:
+            made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
+            # The inode exists only once the MkNode applies, so its content op is built directly.
+            return [made, SetContent(made.ino, status.size, made.time_ns, status.fingerprint())]
+
+        ops = await self.store.mutate(plan)
+        return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
+
+    async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
+        async with self.locks.hold(entry(dir_ino, name)):
+            mk = self.ns.plan_mknod(dir_ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, self.store.now_ns())
+            await self.ufs.mkdir(self._ufs_path(self.ns.get(dir_ino), name))
+            ops = await self.store.mutate(
+                lambda ns: ns.plan_mknod(mk.parent, name, mk.mode, mk.uid, mk.gid, self.store.now_ns())
+            )
+            return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
+
+    async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
+        """Symlinks live in the namespace only: object stores have none."""
+        async with self.locks.hold(entry(dir_ino, name)):
+            ops = await self.store.mutate(
+                lambda ns: ns.plan_mknod(
+                    dir_ino, name, st.S_IFLNK | 0o777, caller.uid, caller.gid, self.store.now_ns(), target
+                )
+            )
+            return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
+
+    async def link_at(self, ino: int, dir_ino: int, name: str) -> Inode:
+        async with self.locks.hold(entry(dir_ino, name)):
+            node = self.ns.get(ino)
+            self.ns.plan_link(ino, dir_ino, name, self.store.now_ns())
+            if node.is_file:
+                await self.ufs.link(self._ufs_location(node), self._ufs_path(self.ns.get(dir_ino), name))
+            await self.store.mutate(lambda ns: ns.plan_link(ino, dir_ino, name, self.store.now_ns()))
+            return node
+
+    async def remove_at(self, dir_ino: int, name: str) -> None:
+        """Remove a file or symlink entry (its staged writes go with its last link)."""
+        async with self.locks.hold(entry(dir_ino, name)):
+            node = self.ns.lookup(dir_ino, name)
+            self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
+            async with self.locks.hold(content(node.ino)):
+                if node.is_file:
+                    await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name))
+                await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
+                if node.ino not in self.ns.inodes:
+                    self.stager.drop(node.ino)
+
+    async def rmdir_at(self, dir_ino: int, name: str) -> None:
+        async with self.locks.hold(entry(dir_ino, name)):
+            self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
+            await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name))
+            await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
+
+    async def remove_tree_at(self, dir_ino: int, name: str) -> None:
+        """Remove a directory and everything below it (files' stages too)."""
+        async with self.locks.hold(entry(dir_ino, name)):
+            node = self.ns.lookup(dir_ino, name)
+            if not isinstance(node, DirInode):
+                raise errors.NotDir(f"not a directory: {self._path(dir_ino, name)}")
+            await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name), recursive=True)
+            before = set(self.stager.stages)
+            await self.store.mutate(lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()))
+            for ino in before - self.ns.inodes.keys():
+                self.stager.drop(ino)
+
+    async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
+        """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
+        async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
+            self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+            node = self.ns.lookup(src_dir, src_name)
+            replaced = self._existing(dst_dir, dst_name)
+            if not node.is_symlink and node is not replaced:
+                await self.ufs.rename(
+                    self._ufs_path(self.ns.get(src_dir), src_name), self._ufs_path(self.ns.get(dst_dir), dst_name)
+                )
+            await self.store.mutate(
+                lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+            )
+            if replaced is not None and replaced.ino not in self.ns.inodes:
+                self.stager.drop(replaced.ino)
+
+    async def setattr_at(
+        self,
+        ino: int,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime: int | None = None,
+        mtime: int | None = None,
+    ) -> Inode:
+        """Change attributes; a size change truncates or zero-extends the content, durably."""
+        if size is not None:
+            await self._resize(ino, size)
+        node = self.ns.get(ino)
+        if (mode, uid, gid, atime, mtime) != (None, None, None, None, None):
+            await self.store.mutate(
+                lambda ns: ns.plan_setattr(
+                    ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime, time_ns=self.store.now_ns()
+                )
+            )
+        return node
+
+    async def _resize(self, ino: int, size: int) -> None:
+        if size < 0:
+            raise errors.Invalid(f"negative size {size}")
+        async with self.locks.hold(content(ino)):
+            node = self._file(ino)
+            stage = self.stager.get(ino)
+            if stage is not None:
+                await stage.truncate(size)
+                await self._seal(node, stage)
+                return
+            status = await self.ufs.truncate(self._ufs_location(node), size)
+            await self.store.mutate(
+                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            )
+
+    # ---- content by inode ----------------------------------------------------------------
+
+    async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool) -> Inode:
+        """Write at `offset`. Unstable: staged (lost in a crash); stable: sealed before return."""
+        if offset < 0:
+            raise errors.Invalid(f"negative offset {offset}")
+        async with self.locks.hold(content(ino)):
+            node = self._file(ino)
+            stage = await self._stage(node)
+            await stage.write(offset, data)
+            node.size = stage.size
+            node.mtime = node.ctime = self.store.now_ns()
+            if stable:
+                await self._seal(node, stage)
+            return node
+
+    async def commit(self, ino: int) -> Inode:
+        """Make every staged write of `ino` durable (UFS and journal). A no-op when none is staged."""
+        async with self.locks.hold(content(ino)):
+            node = self.ns.get(ino)
+            stage = self.stager.get(ino)
+            if stage is not None:
+                await self._seal(node, stage)
+            return node
+
+    async def _stage(self, node: Inode) -> Stage:
+        stage = self.stager.get(node.ino)
+        if stage is None:
+            base = self._ufs_chunks(node) if node.size else None
+            stage = await self.stager.open(node.ino, base)
+            if self._sealer is None:
+                self._sealer = asyncio.create_task(self._seal_idle_stages())
+        return stage
+
+    async def _ufs_chunks(self, node: Inode) -> AsyncIterator[bytes]:
+        location, pos, size = self._ufs_location(node), 0, node.size
+        while pos < size:
+            chunk = await self.ufs.read(location, pos, min(READ_CHUNK, size - pos))
+            if not chunk:
+                raise errors.Corrupt(f"under-storage file is shorter than its recorded size: /{location}")
+            pos += len(chunk)
+            yield chunk
+
+    async def _seal(self, node: Inode, stage: Stage) -> None:
+        """Upload the stage to the UFS, journal the new content, drop the stage. Caller holds content lock."""
+        await stage.sync()
+        status = await self.ufs.write(self._ufs_location(node), stage.chunks())
+        await self.store.mutate(
+            lambda ns: ns.plan_set_content(node.ino, status.size, self.store.now_ns(), status.fingerprint())
+        )
+        self.stager.drop(node.ino)
+
+    async def _seal_idle_stages(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_seal_seconds))
+            for ino in self.stager.idle(self.idle_seal_seconds):
+                try:
+                    await self.commit(ino)
+                except errors.NsdError as e:
+                    log.warning("sealing idle writes of inode %d failed (will retry): %s", ino, e)
+
+    async def append_at(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+        """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
+        async with self.locks.hold(content(ino)):
+            node = self._file(ino)
+            stage = self.stager.get(ino)
+            if stage is not None:
+                async for chunk in chunks:
+                    await stage.write(stage.size, chunk)
+                await self._seal(node, stage)
+                return node
+            status = await self.ufs.append(self._ufs_location(node), chunks, at=node.size)
+            await self.store.mutate(
+                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            )
+            return node
+
+    async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+        """Replace a file's whole content, durably; staged writes are superseded."""
+        async with self.locks.hold(content(ino)):
+            node = self._file(ino)
+            self.stager.drop(ino)
+            status = await self.ufs.write(self._ufs_location(node), chunks)
+            await self.store.mutate(
+                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            )
+            return node
+
+    # ---- by path (admin API, WebHDFS) ----------------------------------------------------
 
     def stat(self, path: str, *, follow: bool = True) -> Inode:
         return self.ns.resolve(path, follow=follow)
@@ -105,53 +423,30 @@ class Vfs:
 
     async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
-        node, ufs_path = self._file_for_read(path)
-        end = node.size if length is None else min(node.size, offset + length)
-        pos = max(0, offset)
-        while pos < end:
-            chunk = await self.ufs.read(ufs_path, pos, min(READ_CHUNK, end - pos))
-            if not chunk:
-                raise errors.Corrupt(f"under-storage file is shorter than its recorded size: {path}", path=path)
-            pos += len(chunk)
-            yield chunk
-
-    def _file_for_read(self, path: str) -> tuple[Inode, str]:
         node = self.ns.resolve(path)
         if node.is_dir:
             raise errors.IsDir(f"is a directory: {path}", path=path)
-        return node, self._ufs_location(node)
-
-    def _ufs_location(self, node: Inode) -> str:
-        """Where an existing object lives in the UFS: its primary link's canonical path."""
-        return self.ns.path_of(node.ino).lstrip("/")
-
-    def _ufs_path(self, parent: Inode, name: str) -> str:
-        return (self.ns.path_of(parent.ino).rstrip("/") + "/" + name).lstrip("/")
+        end = node.size if length is None else min(node.size, offset + length)
+        pos = max(0, offset)
+        while pos < end:
+            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos))
+            if not chunk:
+                return
+            pos += len(chunk)
+            yield chunk
 
     def _parent(self, path: str) -> tuple[DirInode, str]:
         return self.ns.resolve_parent(path)
 
-    # ---- mutations -----------------------------------------------------------------------
-
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
-        async with self.locks.hold(path):
-            now = self.store.now_ns()
-            if parents:
-                self.ns.plan_mkdirs(path, mode, caller.uid, caller.gid, now)
-                await self.ufs.mkdir(self._ufs_path_for_mkdirs(path))
-                await self.store.mutate(
-                    lambda ns: ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns())
-                )
-                return self.ns.resolve(path)
+        if not parents:
             parent, name = self._parent(path)
-            self.ns.plan_mknod(parent.ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, now)
-            await self.ufs.mkdir(self._ufs_path(parent, name))
-            ops = await self.store.mutate(
-                lambda ns: ns.plan_mknod(
-                    parent.ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, self.store.now_ns()
-                )
-            )
-            return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
+            return await self.mkdir_at(parent.ino, name, caller=caller, mode=mode)
+        async with self.locks.hold(("mkdirs", path)):
+            self.ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns())
+            await self.ufs.mkdir(self._ufs_path_for_mkdirs(path))
+            await self.store.mutate(lambda ns: ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns()))
+            return self.ns.resolve(path)
 
     def _ufs_path_for_mkdirs(self, path: str) -> str:
         """UFS path for `mkdir -p path`: the deepest existing directory's real path + the rest."""
@@ -174,47 +469,22 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
-        async with self.locks.hold(path):
-            parent, name = self._parent(path)
-            self._check_writable_target(parent, name, path, overwrite)
-            status = await self.ufs.write(self._ufs_path(parent, name), chunks)
+        parent, name = self._parent(path)
+        async with self.locks.hold(entry(parent.ino, name)):
+            existing = self._existing(parent.ino, name)
+            if existing is None:
+                return await self._create_file(parent.ino, name, chunks, caller, mode)
+            if existing.is_dir:
+                raise errors.IsDir(f"is a directory: {path}", path=path)
+            if not overwrite:
+                raise errors.Exists(f"file exists: {path}", path=path)
+            return await self.replace_content(existing.ino, chunks)
 
-            def plan(ns: Namespace) -> list[Op]:
-                now = self.store.now_ns()
-                existing = self._check_writable_target(parent, name, path, overwrite)
-                if existing is not None:
-                    return [ns.plan_set_content(existing.ino, status.size, now, status.fingerprint())]
-                created = ns.plan_mknod(parent.ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
-                # The inode exists only once the MkNode applies, so its content op is built directly.
-                return [created, SetContent(created.ino, status.size, now, status.fingerprint())]
-
-            ops = await self.store.mutate(plan)
-            return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
-
-    def _check_writable_target(self, parent: DirInode, name: str, path: str, overwrite: bool) -> Inode | None:
-        if parent.ino not in self.ns.inodes:
-            raise errors.NotFound(f"parent directory was removed: {path}", path=path)
-        existing = parent.children.get(name)
-        if existing is None:
-            return None
-        if existing.is_dir:
-            raise errors.IsDir(f"is a directory: {path}", path=path)
-        if not overwrite:
-            raise errors.Exists(f"file exists: {path}", path=path)
-        if not existing.is_file:
-            raise errors.Invalid(f"not a regular file: {path}", path=path)
-        return existing
+    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> Inode:
+        return await self.append_at(self.ns.resolve(path).ino, chunks)
 
     async def truncate(self, path: str, size: int) -> Inode:
-        async with self.locks.hold(path):
-            node, ufs_path = self._file_for_read(path)
-            if size < 0:
-                raise errors.Invalid(f"negative size {size}", path=path)
-            status = await self.ufs.truncate(ufs_path, size)
-            await self.store.mutate(
-                lambda ns: ns.plan_set_content(node.ino, status.size, self.store.now_ns(), status.fingerprint())
-            )
-            return node
+        return await self.setattr_at(self.ns.resolve(path).ino, size=size)
 
     async def setattr(
         self,
@@ -226,81 +496,48 @@ class Vfs:
         atime: int | None = None,
         mtime: int | None = None,
     ) -> Inode:
-        async with self.locks.hold(path):
-            node = self.ns.resolve(path)
-            await self.store.mutate(
-                lambda ns: ns.plan_setattr(
-                    node.ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime, time_ns=self.store.now_ns()
-                )
-            )
-            return node
+        node = self.ns.resolve(path)
+        return await self.setattr_at(node.ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
 
     async def symlink(self, target: str, path: str, *, caller: Caller) -> Inode:
-        if not target or "\0" in target or len(target.encode()) > 4096:
-            raise errors.Invalid(f"bad symlink target {target!r}", path=path)
-        async with self.locks.hold(path):
-            parent, name = self._parent(path)
-            ops = await self.store.mutate(
-                lambda ns: ns.plan_mknod(
-                    parent.ino, name, st.S_IFLNK | 0o777, caller.uid, caller.gid, self.store.now_ns(), target
-                )
-            )
-            return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
+        parent, name = self._parent(path)
+        return await self.symlink_at(parent.ino, name, target, caller=caller)
 
     async def link(self, existing: str, path: str) -> Inode:
-        async with self.locks.hold(existing, path):
-            node = self.ns.resolve(existing, follow=False)
-            parent, name = self._parent(path)
-            self.ns.plan_link(node.ino, parent.ino, name, self.store.now_ns())
-            if node.is_file:
-                await self.ufs.link(self._ufs_location(node), self._ufs_path(parent, name))
-            await self.store.mutate(lambda ns: ns.plan_link(node.ino, parent.ino, name, self.store.now_ns()))
-            return node
+        node = self.ns.resolve(existing, follow=False)
+        parent, name = self._parent(path)
+        return await self.link_at(node.ino, parent.ino, name)
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
-        async with self.locks.hold(path):
-            parent, name = self._parent(path)
-            node = self.ns.lookup(parent.ino, name)
-            ufs_path = self._ufs_path(parent, name)
-            if isinstance(node, DirInode):
-                if node.children and not recursive:
-                    raise errors.NotEmpty(f"directory not empty: {path}", path=path)
-                await self.ufs.delete(ufs_path, recursive=recursive)
-                await self.store.mutate(lambda ns: _plan_remove_tree(ns, parent.ino, name, self.store.now_ns()))
-                return
-            self.ns.plan_unlink(parent.ino, name, self.store.now_ns())
-            if node.is_file:
-                await self.ufs.delete(ufs_path)
-            await self.store.mutate(lambda ns: ns.plan_unlink(parent.ino, name, self.store.now_ns()))
+        parent, name = self._parent(path)
+        node = self.ns.lookup(parent.ino, name)
+        if not isinstance(node, DirInode):
+            await self.remove_at(parent.ino, name)
+        elif recursive:
+            await self.remove_tree_at(parent.ino, name)
+        else:
+            if node.children:
+                raise errors.NotEmpty(f"directory not empty: {path}", path=path)
+            await self.rmdir_at(parent.ino, name)
 
     async def rename(self, src: str, dst: str) -> None:
-        """POSIX rename: atomic, replaces a file or an empty directory at `dst`."""
-        async with self.locks.hold(src, dst):
-            sp, sn = self._parent(src)
-            dp, dn = self._parent(dst)
-            self.ns.plan_rename(sp.ino, sn, dp.ino, dn, self.store.now_ns())
-            node = self.ns.lookup(sp.ino, sn)
-            if not getattr(node, "target", None):
-                await self.ufs.rename(self._ufs_path(sp, sn), self._ufs_path(dp, dn))
-            await self.store.mutate(lambda ns: ns.plan_rename(sp.ino, sn, dp.ino, dn, self.store.now_ns()))
+        sp, sn = self._parent(src)
+        dp, dn = self._parent(dst)
+        await self.rename_at(sp.ino, sn, dp.ino, dn)
 
 
 def _plan_remove_tree(ns: Namespace, parent_ino: int, name: str, now: int) -> Sequence[Op]:
     """Ops that remove `name` and everything below it, children before their directory."""
     ops: list[Op] = []
 
-    def walk(dir_ino: int, entry: str) -> None:
-        node = ns.lookup(dir_ino, entry)
+    def walk(dir_ino: int, entry_name: str) -> None:
+        node = ns.lookup(dir_ino, entry_name)
         if isinstance(node, DirInode):
-            for child_name, _ in list(node.children.items()):
+            for child_name in list(node.children):
                 walk(node.ino, child_name)
-            ops.append(Rmdir(dir_ino, entry, now))
+            ops.append(Rmdir(dir_ino, entry_name, now))
         else:
-            ops.append(Unlink(dir_ino, entry, now))
+            ops.append(Unlink(dir_ino, entry_name, now))
 
-    ns.lookup(parent_ino, name)
     walk(parent_ino, name)
     return ops
-
-
-__all__ = ["Caller", "Vfs"]

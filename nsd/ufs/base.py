@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from nsd.errors import NotSupported
+from nsd.errors import Corrupt, NotSupported
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,23 @@ class Ufs(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
+        """Write the streamed bytes from offset `at` (the size nsd knows), durably, dropping
+        anything past `at` that an interrupted earlier append left. Generic form: rewrite."""
+
+        async def whole() -> AsyncIterator[bytes]:
+            pos = 0
+            while pos < at:
+                chunk = await self.read(path, pos, min(1 << 20, at - pos))
+                if not chunk:
+                    raise Corrupt(f"under-storage object is shorter than {at} bytes: {path}", path=path)
+                pos += len(chunk)
+                yield chunk
+            async for chunk in chunks:
+                yield chunk
+
+        return await self.write(path, whole())
 
     async def truncate(self, path: str, size: int) -> UfsStatus:
         """Cut or zero-extend a file to `size` bytes. Generic form: rewrite the kept prefix."""

@@ -152,6 +152,23 @@ class LocalUfs(Ufs):
 
         await self._run(src, rename)
 
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
+        """pwrite from `at`, after cutting what an interrupted append left there; no rewrite."""
+        p = self._abs(path)
+        fd = await self._run(path, os.open, p, os.O_WRONLY)
+        try:
+            await self._run(path, os.ftruncate, fd, at)
+            pos = at
+            async for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    n = await self._run(path, os.pwrite, fd, view, pos)
+                    view, pos = view[n:], pos + n
+            await self._run(path, os.fsync, fd)
+        finally:
+            os.close(fd)
+        return await self.stat(path)
+
     async def truncate(self, path: str, size: int) -> UfsStatus:
         p = self._abs(path)
 
