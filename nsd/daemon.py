@@ -20,6 +20,7 @@ from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.protocols import admin
+from nsd.protocols.nfs import start_nfs
 from nsd.ufs import open_ufs
 from nsd.vfs import Vfs
 
@@ -75,18 +76,30 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
     await site.start()
     http_addr = _bound_address(site)
+    nfs = await start_nfs(
+        vfs,
+        datadir.path,
+        host=config.bind,
+        port=config.nfs_port,
+        exports_spec=config.nfs_exports,
+        portmapper=config.portmapper,
+        portmap_port=config.portmap_port,
+    )
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ticker = asyncio.create_task(_checkpoint_ticker(store))
 
-    print(f"nsd ready http=http://{http_addr} data_dir={datadir.path}", flush=True)
+    nfs_addr = f"{config.bind}:{nfs.port}"
+    portmap_addr = f" portmap={config.bind}:{nfs.portmap_port}" if nfs.portmapper is not None else ""
+    print(f"nsd ready http=http://{http_addr} nfs={nfs_addr}{portmap_addr} data_dir={datadir.path}", flush=True)
     log.info("serving; root under-storage %s", ufs.uri)
     await stop.wait()
 
     log.info("stopping: no new connections, finishing in-flight requests")
     ticker.cancel()
+    await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
     if not fatal:
         await vfs.close()

@@ -57,16 +57,16 @@ class Unpacker:
         return pos
 
     def uint32(self) -> int:
-        return U32.unpack_from(self.view, self._need(4))[0]  # type: ignore[no-any-return]
+        return U32.unpack_from(self.view, self._need(4))[0]
 
     def int32(self) -> int:
-        return I32.unpack_from(self.view, self._need(4))[0]  # type: ignore[no-any-return]
+        return I32.unpack_from(self.view, self._need(4))[0]
 
     def uint64(self) -> int:
-        return U64.unpack_from(self.view, self._need(8))[0]  # type: ignore[no-any-return]
+        return U64.unpack_from(self.view, self._need(8))[0]
 
     def int64(self) -> int:
-        return I64.unpack_from(self.view, self._need(8))[0]  # type: ignore[no-any-return]
+        return I64.unpack_from(self.view, self._need(8))[0]
 
     def struct(self, fmt: struct.Struct) -> tuple[int, ...]:
         """Several fixed-size fields at once with a precompiled format."""

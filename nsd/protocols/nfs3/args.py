@@ -74,7 +74,7 @@ def access_args(u: Unpacker) -> AccessArgs:
 class ReadArgs(NamedTuple):
     fh: memoryview
     offset: int
-    count: int
+    length: int
 
 
 def read_args(u: Unpacker) -> ReadArgs:
@@ -193,7 +193,7 @@ def readdirplus_args(u: Unpacker) -> ReaddirArgs:
 class CommitArgs(NamedTuple):
     fh: memoryview
     offset: int
-    count: int
+    length: int
 
 
 def commit_args(u: Unpacker) -> CommitArgs:

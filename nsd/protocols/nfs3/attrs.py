@@ -88,7 +88,7 @@ SERVER_TIME = -1  # sentinel in Sattr3.atime/mtime: "the server's clock"
 
 
 def _time(u: Unpacker) -> int | None:
-    how = u.enum(TIME_HOWS)  # type: ignore[arg-type]
+    how = u.enum(TIME_HOWS)
     if how == DONT_CHANGE:
         return None
     if how == SET_TO_CLIENT_TIME:
