@@ -61,8 +61,12 @@ Failure = (NfsError, errors.NsdError)
 
 
 def decode_name(raw: bytes) -> str:
-    """A file name from the wire: UTF-8, other bytes kept through surrogateescape."""
-    return raw.decode("utf-8", "surrogateescape")
+    """A file name (or symlink target) from the wire. The namespace and its journal hold
+    Unicode only, so bytes that are not UTF-8 are refused (INVAL) before anything is touched."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NfsError(Status.INVAL, "name is not valid UTF-8") from None
 
 
 class Nfs3Service:
