@@ -83,7 +83,10 @@ class Program:
 
 
 class DuplicateRequestCache:
-    """Replies of non-idempotent calls by (host, xid, program, version, procedure, args CRC).
+    """Replies of non-idempotent calls by (host, xid, length and CRC of the whole call).
+
+    The CRC covers procedure, credentials and arguments, so two users of one client host that
+    happen to reuse an XID are never confused.
 
     Bounded LRU of `entries` replies. An entry is a Future while its call runs, so a
     retransmit arriving meanwhile waits for the one execution. Cost: O(1) per call.
@@ -95,8 +98,7 @@ class DuplicateRequestCache:
 
     def key(self, ctx: CallContext) -> tuple[Any, ...]:
         c = ctx.call
-        args = memoryview(c.record)[c.args_offset :]
-        return (ctx.peer_host, c.xid, c.prog, c.vers, c.proc, len(args), zlib.crc32(args))
+        return (ctx.peer_host, c.xid, len(c.record), zlib.crc32(c.record))
 
     def get(self, key: tuple[Any, ...]) -> asyncio.Future[bytes] | None:
         fut = self._cache.get(key)

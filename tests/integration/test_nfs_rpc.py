@@ -44,7 +44,9 @@ def client(server: Daemon) -> Iterator[RpcClient]:
         yield c
 
 
-def create(c: RpcClient, d: bytes, name: bytes, how: int = GUARDED, verf: bytes = b"", xid: int | None = None) -> Unpacker:
+def create(
+    c: RpcClient, d: bytes, name: bytes, how: int = GUARDED, verf: bytes = b"", xid: int | None = None
+) -> Unpacker:
     tail = struct.pack(">I", how) + (verf if how == EXCLUSIVE else SATTR_NONE)
     return c.nfs(Proc.CREATE, dirop(d, name) + tail, xid=xid)
 
@@ -183,7 +185,7 @@ def test_hostile_names(client: RpcClient) -> None:
     ]:
         u = create(client, d, name)
         assert u.uint32() == status, name
-        pre, post = wcc(u)
+        _, post = wcc(u)
         assert post is not None  # failure replies carry the directory's wcc_data
     assert created_handle(create(client, d, "ünï €".encode()))
     assert lookup(client, d, "ünï €".encode())[0] == Status.OK
