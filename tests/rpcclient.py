@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 
@@ -17,7 +18,7 @@ class RpcClient:
     def __init__(self, port: int, host: str = "127.0.0.1", cred: AuthSys | None = ROOT) -> None:
         self.sock = socket.create_connection((host, port), timeout=30)
         self.cred = cred
-        self.xid = 0x1000
+        self.xid = random.getrandbits(30)  # as real clients: a new transport does not reuse old XIDs
 
     def close(self) -> None:
         self.sock.close()
