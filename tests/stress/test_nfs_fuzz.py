@@ -7,6 +7,7 @@ with anything else or loop.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -72,10 +73,8 @@ def test_call_header_and_auth_sys(data: st.DataObject) -> None:
 @FAST
 @given(st.binary(max_size=600))
 def test_auth_sys_body(body: bytes) -> None:
-    try:
+    with contextlib.suppress(XdrError):
         oncrpc.decode_auth_sys(body)
-    except XdrError:
-        pass
 
 
 ALL_DECODERS = [*((f"nfs3.{p.name}", d) for p, d in DECODERS.items())]
