@@ -13,7 +13,7 @@ Export ids are positions (1, 2, ...) and go into file handles: keep the order st
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nsd import errors
 from nsd.namespace.names import split_path
@@ -55,18 +55,25 @@ class Rule:
         return Caller(cred.uid, cred.gid, cred.gids)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Export:
     id: int
     path: str
     rules: tuple[Rule, ...]
+    # host -> its rule (or None), so a client's address is parsed once, not per call
+    _by_host: dict[str, Rule | None] = field(default_factory=dict, compare=False, repr=False)
 
     def rule_for(self, host: str) -> Rule | None:
-        """The first rule that matches the client, or None (not exported to it)."""
-        for rule in self.rules:
-            if rule.matches(host):
-                return rule
-        return None
+        """The first rule that matches the client, or None (not exported to it). O(1) after a host's first call."""
+        try:
+            return self._by_host[host]
+        except KeyError:
+            pass
+        found = next((rule for rule in self.rules if rule.matches(host)), None)
+        if len(self._by_host) > 4096:
+            self._by_host.clear()
+        self._by_host[host] = found
+        return found
 
 
 def _rule(spec: str) -> Rule:

@@ -41,6 +41,7 @@ LAST_FRAGMENT = 0x80000000
 DEFAULT_MAX_RECORD = (1 << 20) + 64 * 1024  # wtmax (1 MiB) plus headers and handles
 
 _CALL_HEAD = struct.Struct(">IIIIII")  # xid, msg_type, rpcvers, prog, vers, proc
+_AUTH_SYS_CACHE_SIZE = 1024
 _ACCEPTED_HEAD = struct.Struct(">IIIIIII")  # mark, xid, REPLY, MSG_ACCEPTED, verf flavor, verf len, accept_stat
 
 
@@ -178,6 +179,21 @@ def decode_auth_sys(body: bytes | memoryview) -> AuthSys:
     return AuthSys(stamp, machine, uid, gid, gids)
 
 
+_auth_sys_cache: dict[bytes, AuthSys] = {}
+
+
+def _auth_sys(body: memoryview) -> AuthSys:
+    """decode_auth_sys with a cache: a client sends the same few credentials over and over."""
+    key = bytes(body)
+    cred = _auth_sys_cache.get(key)
+    if cred is None:
+        cred = decode_auth_sys(key)
+        if len(_auth_sys_cache) >= _AUTH_SYS_CACHE_SIZE:
+            _auth_sys_cache.clear()
+        _auth_sys_cache[key] = cred
+    return cred
+
+
 def decode_call(record: bytes) -> RpcCall:
     """Parse the call header of a record.
 
@@ -204,7 +220,7 @@ def decode_call(record: bytes) -> RpcCall:
     cred: AuthSys | None = None
     if flavor == AUTH_SYS:
         try:
-            cred = decode_auth_sys(cred_body)
+            cred = _auth_sys(cred_body)
         except XdrError as e:
             raise CallError(f"bad AUTH_SYS credential: {e}", auth_error_reply(xid, AUTH_BADCRED)) from None
     elif flavor != AUTH_NONE:
