@@ -22,6 +22,7 @@ class Daemon:
     data_dir: Path
     log: Path
     nfs_port: int = 0
+    portmap_port: int | None = None
 
     def nfs_url(self, path: str = "/") -> str:
         """A libnfs URL for `path` (export "/") that needs no portmapper."""
@@ -63,7 +64,8 @@ def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daem
         if "ready" in line:
             fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
             nfs_port = int(fields["nfs"].rsplit(":", 1)[1])
-            return Daemon(proc, fields["http"], data_dir, log, nfs_port)
+            portmap = int(fields["portmap"].rsplit(":", 1)[1]) if "portmap" in fields else None
+            return Daemon(proc, fields["http"], data_dir, log, nfs_port, portmap)
     proc.kill()
     raise RuntimeError(f"nsd did not become ready; log:\n{log.read_text()}")
 

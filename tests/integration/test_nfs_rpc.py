@@ -400,3 +400,47 @@ def test_auth_sys_identity_drives_permissions(server: Daemon) -> None:
         f = created_handle(create(c, d, b"f"))
         attrs = skip_fattr(_getattr(c, f))
         assert attrs[3:5] == (1000, 1000)  # owned by the caller
+
+
+def test_mount_dump_umnt_and_umntall(server: Daemon) -> None:
+    with RpcClient(server.nfs_port) as c:
+        c.mount(b"/")
+        nsd("mkdir", "-p", "/dumped", daemon=server)
+        c.mount(b"/dumped")
+        dump = Unpacker(c.call(MOUNT, 3, 2).body)
+        mounts = set()
+        while dump.bool():
+            mounts.add((dump.string(255), dump.string(1024)))
+        assert {(b"127.0.0.1", b"/"), (b"127.0.0.1", b"/dumped")} <= mounts
+        p = Packer()
+        p.string(b"/dumped")
+        assert c.call(MOUNT, 3, 3, bytes(p.buf)).stat == oncrpc.SUCCESS
+        dump = Unpacker(c.call(MOUNT, 3, 2).body)
+        left = set()
+        while dump.bool():
+            left.add((dump.string(255), dump.string(1024)))
+        assert (b"127.0.0.1", b"/dumped") not in left
+        assert c.call(MOUNT, 3, 4).stat == oncrpc.SUCCESS
+        assert Unpacker(c.call(MOUNT, 3, 2).body).bool() is False
+
+
+def test_builtin_portmapper(tmp_path: Path) -> None:
+    d = start(tmp_path / "data", "--portmapper", env={"NSD_PORTMAP_PORT": "0"})
+    try:
+        line_port = d.portmap_port
+        assert line_port
+        with RpcClient(line_port) as pm:
+            for prog, vers in ((NFS, 3), (MOUNT, 3)):
+                reply = pm.call(100000, 2, 3, struct.pack(">IIII", prog, vers, 6, 0))
+                assert Unpacker(reply.body).uint32() == d.nfs_port
+            reply = pm.call(100000, 2, 3, struct.pack(">IIII", 100227, 3, 6, 0))  # NFS_ACL: not served
+            assert Unpacker(reply.body).uint32() == 0
+            u = Unpacker(pm.call(100000, 2, 4).body)
+            listed = []
+            while u.bool():
+                listed.append(u.struct(struct.Struct(">IIII")))
+            assert (NFS, 3, 6, d.nfs_port) in listed and (MOUNT, 3, 6, d.nfs_port) in listed
+            set_reply = pm.call(100000, 2, 1, struct.pack(">IIII", 123, 1, 6, 999))
+            assert Unpacker(set_reply.body).uint32() == 0  # others may not register
+    finally:
+        d.stop()
