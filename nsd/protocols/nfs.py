@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsd import errors
 from nsd.protocols import mount3, nfs3, portmap
 from nsd.protocols.exports import parse_exports
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
@@ -54,7 +55,10 @@ async def start_nfs(
     server = RpcServer()
     server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir)))
     server.add(mount3.program(mount3.MountService(vfs, exports, codec)))
-    bound = await server.listen(host, port)
+    try:
+        bound = await server.listen(host, port)
+    except OSError as e:
+        raise errors.NsdError(f"NFS: cannot listen on {host}:{port}: {e.strerror or e}") from None
     front = NfsFront(server, bound, host=host)
     if not portmapper:
         return front

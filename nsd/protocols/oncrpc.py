@@ -79,8 +79,8 @@ class RecordDecoder:
 
     Promises: each record is returned once, in stream order, as one bytes object; a record
     (all fragments together) over `max_record` bytes raises FrameError as soon as its
-    header announces it, before its bytes are buffered. Cost: one copy of each record's bytes
-    (two for records split over several fragments).
+    header announces it, before its bytes are buffered. Cost: the copy into the buffer and one
+    out of it per record (one more for records split over several fragments).
     """
 
     def __init__(self, max_record: int = DEFAULT_MAX_RECORD) -> None:
@@ -111,7 +111,8 @@ class RecordDecoder:
                 raise FrameError("empty non-final fragment")
             if len(buf) < 4 + size:
                 return NEED_DATA
-            fragment = bytes(buf[4 : 4 + size])
+            with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
+                fragment = bytes(view[4 : 4 + size])
             del buf[: 4 + size]  # O(1) in CPython: bytearray keeps a start offset
             if last:
                 if not self._fragments:
