@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import requests
 
@@ -78,7 +78,8 @@ class Client:
                 return
             start_after = page["entries"][-1]["name"]
 
-    def put(self, path: str, data: IO[bytes], *, overwrite: bool = False) -> dict[str, Any]:
+    def put(self, path: str, data: Any, *, overwrite: bool = False) -> dict[str, Any]:
+        """Upload from anything with a binary `read(n)`, streamed in CHUNK pieces."""
         def chunks() -> Iterator[bytes]:
             while block := data.read(CHUNK):
                 yield block
@@ -86,6 +87,10 @@ class Client:
         return self._call(
             "PUT", "/fs/content", params={"path": path, "overwrite": str(overwrite).lower()}, data=chunks()
         ).json()
+
+    def stream(self, method: str, endpoint: str) -> requests.Response:
+        """A streamed response (caller iterates `iter_content`)."""
+        return self._call(method, endpoint, stream=True)
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         params: dict[str, Any] = {"path": path, "offset": offset}

@@ -70,6 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("log", "log_level", str, "info", "debug, info, warning or error."),
     Setting("log", "log_format", str, "text", "text or json."),
+    Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -144,6 +145,15 @@ def load(
             values[name] = _coerce(BY_NAME[name], raw, "flag")
             sources[name] = "flag"
     return Config(values, sources)
+
+
+def render_markdown() -> str:
+    """The configuration reference table the README carries (a test keeps them equal)."""
+    rows = ["| key | section | env | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = str(s.default).lower() if s.type is bool else str(s.default)
+        rows.append(f"| `{s.name}` | {s.section} | `{s.env}` | `{default}` | {s.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def render_toml() -> str:

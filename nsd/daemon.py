@@ -19,9 +19,11 @@ from aiohttp import web
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.protocols import admin
+from nsd.metrics import Metrics
+from nsd.mounttable import MountTable
+from nsd.namespace.mounts import ROOT_MOUNT
+from nsd.protocols import admin, status
 from nsd.protocols.nfs import start_nfs
-from nsd.ufs import open_ufs
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -65,12 +67,16 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         checkpoint_interval=config.checkpoint_interval,
         on_fatal=on_fatal,
     )
-    ufs = open_ufs(datadir.root_ufs)
-    await ufs.mkdir("")
-    vfs = Vfs(store, ufs, datadir.path / "staging")
+    mounts = MountTable(store.ns, datadir.root_ufs)
+    await mounts.ufs(ROOT_MOUNT).mkdir("")
+    vfs = Vfs(store, mounts, datadir.path / "staging")
 
+    metrics = Metrics()
+    logging.getLogger().addHandler(metrics.recent_errors)
+    metrics.watch(vfs)
     app = web.Application()
-    admin.add_routes(app, vfs, datadir.read_token())
+    status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
+    admin.add_routes(app, vfs, datadir, config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
@@ -94,7 +100,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     nfs_addr = f"{config.bind}:{nfs.port}"
     portmap_addr = f" portmap={config.bind}:{nfs.portmap_port}" if nfs.portmapper is not None else ""
     print(f"nsd ready http=http://{http_addr} nfs={nfs_addr}{portmap_addr} data_dir={datadir.path}", flush=True)
-    log.info("serving; root under-storage %s", ufs.uri)
+    log.info("serving; %d mount(s), root under-storage %s", len(store.ns.mounts) + 1, mounts.views()[0].uri)
     await stop.wait()
 
     log.info("stopping: no new connections, finishing in-flight requests")
@@ -103,7 +109,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     await runner.cleanup()
     if not fatal:
         await vfs.close()
-    await ufs.close()
+    await mounts.close()
     if fatal:
         await store.close(checkpoint=False)
         log.critical("stopped after a journal failure: %s", fatal[0])

@@ -21,6 +21,7 @@ class NsdError(Exception):
 
 class NotFound(NsdError):
     errno = _errno.ENOENT
+    missing: tuple[int, str] | None = None  # (directory inode, name) when a path walk stopped there
 
 
 class Exists(NsdError):

@@ -19,22 +19,27 @@ unstable data itself, they are lost in a crash.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import os
 import stat as st
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
+from nsd.discovery import Discovery
 from nsd.journal.ops import Op, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
+from nsd.mounttable import MountTable, MountView, sync_interval
 from nsd.namespace import DirInode, Inode, Namespace
+from nsd.namespace.mounts import plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
 from nsd.staging import Stage, Stager
-from nsd.ufs import Ufs
+from nsd.ufs import Ufs, UfsStatus, open_ufs
 
 log = logging.getLogger("nsd.vfs")
 
@@ -95,13 +100,17 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 
 class Vfs:
-    def __init__(self, store: MetaStore, ufs: Ufs, stage_dir: Path, *, idle_seal_seconds: float = IDLE_SEAL_SECONDS):
+    def __init__(
+        self, store: MetaStore, mounts: MountTable, stage_dir: Path, *, idle_seal_seconds: float = IDLE_SEAL_SECONDS
+    ):
         self.store = store
-        self.ufs = ufs
+        self.mounts = mounts
         self.locks = KeyLocks()
         self.stager = Stager(stage_dir)
+        self.discovery = Discovery(store, mounts, lambda ino: ino in self.stager.stages)
         self.idle_seal_seconds = idle_seal_seconds
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
+        self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
 
     @property
@@ -122,14 +131,58 @@ class Vfs:
 
     # ---- reads by inode ------------------------------------------------------------------
 
-    def getattr(self, ino: int) -> Inode:
-        return self.ns.get(ino)
+    async def getattr(self, ino: int) -> Inode:
+        """The inode, re-checked against the UFS when its mount's sync interval says so."""
+        node = self.ns.get(ino)
+        await self.discovery.refresh(node)
+        return node
 
-    def lookup(self, dir_ino: int, name: str) -> Inode:
-        return self.ns.lookup(dir_ino, name)
+    async def lookup(self, dir_ino: int, name: str) -> Inode:
+        """Entry `name` of `dir_ino`, discovered in the UFS if the namespace has not seen it yet."""
+        try:
+            node = self.ns.lookup(dir_ino, name)
+        except errors.NotFound:
+            if not await self.discovery.discover(dir_ino, name):
+                raise
+            node = self.ns.lookup(dir_ino, name)
+        await self.discovery.refresh(node)
+        return node
 
-    def readdir(self, dir_ino: int, cookie: int = 0, limit: int = 1024) -> tuple[list[tuple[int, str, Inode]], bool]:
+    async def readdir(
+        self, dir_ino: int, cookie: int = 0, limit: int = 1024
+    ) -> tuple[list[tuple[int, str, Inode]], bool]:
+        """A page of entries in cookie order; a listing that starts (cookie 0) syncs with the UFS."""
+        if cookie == 0:
+            await self.discovery.ensure_listed(self.ns.get_dir(dir_ino))
         return self.ns.readdir(dir_ino, cookie, limit)
+
+    async def _lookup_or_none(self, dir_ino: int, name: str) -> Inode | None:
+        try:
+            return await self.lookup(dir_ino, name)
+        except errors.NotFound:
+            return None
+
+    async def resolve(self, path: str, *, follow: bool = True) -> Inode:
+        """Path resolution that discovers missing components in the UFS as it goes."""
+        for _ in range(len(path) + 64):
+            try:
+                node = self.ns.resolve(path, follow=follow)
+            except errors.NotFound as e:
+                if e.missing is None or not await self.discovery.discover(*e.missing):
+                    raise
+                continue
+            await self.discovery.refresh(node)
+            return node
+        raise errors.Loop(f"cannot resolve {path}", path=path)
+
+    async def _resolve_parent(self, path: str) -> tuple[DirInode, str]:
+        parts = split_path(path)
+        if not parts:
+            raise errors.Invalid("the root has no parent", path="/")
+        parent = await self.resolve("/" + "/".join(parts[:-1]))
+        if not isinstance(parent, DirInode):
+            raise errors.NotDir(f"not a directory: parent of {path}", path=path)
+        return parent, parts[-1]
 
     async def read_at(self, ino: int, offset: int, count: int) -> tuple[bytes, bool]:
         """Up to `count` bytes from `offset` and whether they reach the end of the file."""
@@ -141,7 +194,8 @@ class Vfs:
             data = b""
         else:
             want = min(count, node.size - offset)
-            data = await self.ufs.read(self._ufs_location(node), offset, want)
+            ufs, rel = self.mounts.locate(node)
+            data = await ufs.read(rel, offset, want)
             if len(data) < want:
                 raise errors.Corrupt(f"under-storage file is shorter than its recorded size: inode {ino}")
         return data, offset + len(data) >= node.size
@@ -154,12 +208,10 @@ class Vfs:
             raise errors.Invalid(f"not a regular file: {self.ns.path_of(ino)}")
         return node
 
-    def _ufs_location(self, node: Inode) -> str:
-        """Where an existing object lives in the UFS: its primary link's canonical path."""
-        return self.ns.path_of(node.ino).lstrip("/")
-
-    def _ufs_path(self, parent: Inode, name: str) -> str:
-        return (self.ns.path_of(parent.ino).rstrip("/") + "/" + name).lstrip("/")
+    def _writable_dir(self, dir_ino: int) -> DirInode:
+        d = self.ns.get_dir(dir_ino)
+        self.mounts.check_writable(d)
+        return d
 
     # ---- namespace mutations by inode ------------------------------------------------------
 
@@ -168,7 +220,8 @@ class Vfs:
     ) -> Inode:
         """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
         async with self.locks.hold(entry(dir_ino, name)):
-            existing = self._existing(dir_ino, name)
+            self._writable_dir(dir_ino)
+            existing = await self._lookup_or_none(dir_ino, name)
             if existing is not None:
                 if exclusive:
                     raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
@@ -176,12 +229,6 @@ class Vfs:
                     raise errors.IsDir(f"is a directory: {self._path(dir_ino, name)}")
                 return existing
             return await self._create_file(dir_ino, name, _nothing(), caller, mode)
-
-    def _existing(self, dir_ino: int, name: str) -> Inode | None:
-        try:
-            return self.ns.lookup(dir_ino, name)
-        except errors.NotFound:
-            return None
 
     def _path(self, dir_ino: int, name: str) -> str:
         return self.ns.path_of(dir_ino).rstrip("/") + "/" + name
@@ -192,7 +239,8 @@ class Vfs:
         """Write the UFS object, then journal the inode and its content in one group."""
         now = self.store.now_ns()
         self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
-        status = await self.ufs.write(self._ufs_path(self.ns.get(dir_ino), name), chunks)
+        ufs, rel = self.mounts.locate_child(self._writable_dir(dir_ino), name)
+        status = await ufs.write(rel, chunks)
 
         def plan(ns: Namespace) -> list[Op]:
             made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
@@ -200,20 +248,29 @@ class Vfs:
             return [made, SetContent(made.ino, status.size, made.time_ns, status.fingerprint())]
 
         ops = await self.store.mutate(plan)
+        self.discovery.mark_checked(ops[-1].ino)  # type: ignore[attr-defined]
         return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
 
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
+            d = self._writable_dir(dir_ino)
+            if await self._lookup_or_none(dir_ino, name) is not None:
+                raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             mk = self.ns.plan_mknod(dir_ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, self.store.now_ns())
-            await self.ufs.mkdir(self._ufs_path(self.ns.get(dir_ino), name))
+            ufs, rel = self.mounts.locate_child(d, name)
+            await ufs.mkdir(rel)
             ops = await self.store.mutate(
                 lambda ns: ns.plan_mknod(mk.parent, name, mk.mode, mk.uid, mk.gid, self.store.now_ns())
             )
+            self.discovery.mark_listed(ops[0].ino)  # type: ignore[attr-defined]
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
     async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
         """Symlinks live in the namespace only: object stores have none."""
         async with self.locks.hold(entry(dir_ino, name)):
+            self._writable_dir(dir_ino)
+            if await self._lookup_or_none(dir_ino, name) is not None:
+                raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             ops = await self.store.mutate(
                 lambda ns: ns.plan_mknod(
                     dir_ino, name, st.S_IFLNK | 0o777, caller.uid, caller.gid, self.store.now_ns(), target
@@ -224,37 +281,52 @@ class Vfs:
     async def link_at(self, ino: int, dir_ino: int, name: str) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
             node = self.ns.get(ino)
+            d = self._writable_dir(dir_ino)
+            if await self._lookup_or_none(dir_ino, name) is not None:
+                raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             self.ns.plan_link(ino, dir_ino, name, self.store.now_ns())
             if node.is_file:
-                await self.ufs.link(self._ufs_location(node), self._ufs_path(self.ns.get(dir_ino), name))
+                ufs, src = self.mounts.locate(node)
+                await ufs.link(src, self.mounts.locate_child(d, name)[1])
             await self.store.mutate(lambda ns: ns.plan_link(ino, dir_ino, name, self.store.now_ns()))
             return node
 
     async def remove_at(self, dir_ino: int, name: str) -> None:
         """Remove a file or symlink entry (its staged writes go with its last link)."""
         async with self.locks.hold(entry(dir_ino, name)):
-            node = self.ns.lookup(dir_ino, name)
+            d = self._writable_dir(dir_ino)
+            node = await self.lookup(dir_ino, name)
             self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
-                    await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name))
+                    ufs, rel = self.mounts.locate_child(d, name)
+                    await _delete_if_present(ufs, rel)
                 await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
 
     async def rmdir_at(self, dir_ino: int, name: str) -> None:
         async with self.locks.hold(entry(dir_ino, name)):
+            d = self._writable_dir(dir_ino)
+            node = await self.lookup(dir_ino, name)
+            if isinstance(node, DirInode):
+                await self.discovery.ensure_listed(node)  # empty here only if empty in the UFS too
             self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
-            await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name))
+            ufs, rel = self.mounts.locate_child(d, name)
+            await _delete_if_present(ufs, rel)
             await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
 
     async def remove_tree_at(self, dir_ino: int, name: str) -> None:
         """Remove a directory and everything below it (files' stages too)."""
         async with self.locks.hold(entry(dir_ino, name)):
-            node = self.ns.lookup(dir_ino, name)
+            d = self._writable_dir(dir_ino)
+            node = await self.lookup(dir_ino, name)
             if not isinstance(node, DirInode):
                 raise errors.NotDir(f"not a directory: {self._path(dir_ino, name)}")
-            await self.ufs.delete(self._ufs_path(self.ns.get(dir_ino), name), recursive=True)
+            if any(m.point is node or _below(m.point, node) for m in self.ns.mounts.values()):
+                raise errors.Invalid(f"a mount point is at or below {self._path(dir_ino, name)}: unmount it first")
+            ufs, rel = self.mounts.locate_child(d, name)
+            await _delete_if_present(ufs, rel, recursive=True)
             before = set(self.stager.stages)
             await self.store.mutate(lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()))
             for ino in before - self.ns.inodes.keys():
@@ -263,13 +335,13 @@ class Vfs:
     async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
         """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
         async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
+            src, dst = self._writable_dir(src_dir), self._writable_dir(dst_dir)
+            node = await self.lookup(src_dir, src_name)
+            replaced = await self._lookup_or_none(dst_dir, dst_name)
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            node = self.ns.lookup(src_dir, src_name)
-            replaced = self._existing(dst_dir, dst_name)
             if not node.is_symlink and node is not replaced:
-                await self.ufs.rename(
-                    self._ufs_path(self.ns.get(src_dir), src_name), self._ufs_path(self.ns.get(dst_dir), dst_name)
-                )
+                ufs, src_rel = self.mounts.locate_child(src, src_name)
+                await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
             await self.store.mutate(
                 lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
             )
@@ -288,6 +360,7 @@ class Vfs:
         mtime: int | None = None,
     ) -> Inode:
         """Change attributes; a size change truncates or zero-extends the content, durably."""
+        self.mounts.check_writable(self.ns.get(ino))
         if size is not None:
             await self._resize(ino, size)
         node = self.ns.get(ino)
@@ -309,10 +382,9 @@ class Vfs:
                 await stage.truncate(size)
                 await self._seal(node, stage)
                 return
-            status = await self.ufs.truncate(self._ufs_location(node), size)
-            await self.store.mutate(
-                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
-            )
+            ufs, rel = self.mounts.locate(node)
+            status = await ufs.truncate(rel, size)
+            await self._content_changed(ino, status)
 
     # ---- content by inode ----------------------------------------------------------------
 
@@ -322,6 +394,7 @@ class Vfs:
             raise errors.Invalid(f"negative offset {offset}")
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.mounts.check_writable(node)
             stage = await self._stage(node)
             await stage.write(offset, data)
             node.size = stage.size
@@ -349,22 +422,28 @@ class Vfs:
         return stage
 
     async def _ufs_chunks(self, node: Inode) -> AsyncIterator[bytes]:
-        location, pos, size = self._ufs_location(node), 0, node.size
+        (ufs, rel), pos, size = self.mounts.locate(node), 0, node.size
         while pos < size:
-            chunk = await self.ufs.read(location, pos, min(READ_CHUNK, size - pos))
+            chunk = await ufs.read(rel, pos, min(READ_CHUNK, size - pos))
             if not chunk:
-                raise errors.Corrupt(f"under-storage file is shorter than its recorded size: /{location}")
+                raise errors.Corrupt(f"under-storage file is shorter than its recorded size: {ufs.uri} {rel}")
             pos += len(chunk)
             yield chunk
 
     async def _seal(self, node: Inode, stage: Stage) -> None:
         """Upload the stage to the UFS, journal the new content, drop the stage. Caller holds content lock."""
         await stage.sync()
-        status = await self.ufs.write(self._ufs_location(node), stage.chunks())
-        await self.store.mutate(
-            lambda ns: ns.plan_set_content(node.ino, status.size, self.store.now_ns(), status.fingerprint())
-        )
+        ufs, rel = self.mounts.locate(node)
+        status = await ufs.write(rel, stage.chunks())
+        await self._content_changed(node.ino, status)
         self.stager.drop(node.ino)
+
+    async def _content_changed(self, ino: int, status: UfsStatus) -> None:
+        """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now."""
+        await self.store.mutate(
+            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+        )
+        self.discovery.mark_checked(ino)
 
     async def _seal_idle_stages(self) -> None:
         while True:
@@ -379,43 +458,50 @@ class Vfs:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.mounts.check_writable(node)
             stage = self.stager.get(ino)
             if stage is not None:
                 async for chunk in chunks:
                     await stage.write(stage.size, chunk)
                 await self._seal(node, stage)
                 return node
-            status = await self.ufs.append(self._ufs_location(node), chunks, at=node.size)
-            await self.store.mutate(
-                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
-            )
+            ufs, rel = self.mounts.locate(node)
+            status = await ufs.append(rel, chunks, at=node.size)
+            await self._content_changed(ino, status)
             return node
 
     async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
         """Replace a file's whole content, durably; staged writes are superseded."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.mounts.check_writable(node)
             self.stager.drop(ino)
-            status = await self.ufs.write(self._ufs_location(node), chunks)
-            await self.store.mutate(
-                lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
-            )
+            ufs, rel = self.mounts.locate(node)
+            status = await ufs.write(rel, chunks)
+            await self._content_changed(ino, status)
             return node
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------
 
-    def stat(self, path: str, *, follow: bool = True) -> Inode:
-        return self.ns.resolve(path, follow=follow)
+    async def stat(self, path: str, *, follow: bool = True) -> Inode:
+        return await self.resolve(path, follow=follow)
 
-    def list(self, path: str, *, start_after: str | None = None, limit: int | None = None) -> list[tuple[str, Inode]]:
-        """Entries of a directory in name order; a file lists as itself under the name ""."""
-        node = self.ns.resolve(path)
+    async def list(
+        self, path: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, Inode]]:
+        """Entries of a directory in name order; a file lists as itself under the name "".
+
+        A listing that starts (no `start_after`) syncs the directory with the UFS first.
+        """
+        node = await self.resolve(path)
         if not isinstance(node, DirInode):
             return [("", node)]
+        if not start_after:
+            await self.discovery.ensure_listed(node)
         return self.ns.list_names(node.ino, start_after, limit)
 
-    def readlink(self, path: str) -> str:
-        node = self.ns.resolve(path, follow=False)
+    async def readlink(self, path: str) -> str:
+        node = await self.resolve(path, follow=False)
         target = getattr(node, "target", None)
         if target is None:
             raise errors.Invalid(f"not a symbolic link: {path}", path=path)
@@ -423,7 +509,7 @@ class Vfs:
 
     async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
-        node = self.ns.resolve(path)
+        node = await self.resolve(path)
         if node.is_dir:
             raise errors.IsDir(f"is a directory: {path}", path=path)
         end = node.size if length is None else min(node.size, offset + length)
@@ -435,29 +521,27 @@ class Vfs:
             pos += len(chunk)
             yield chunk
 
-    def _parent(self, path: str) -> tuple[DirInode, str]:
-        return self.ns.resolve_parent(path)
-
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
         if not parents:
-            parent, name = self._parent(path)
+            parent, name = await self._resolve_parent(path)
             return await self.mkdir_at(parent.ino, name, caller=caller, mode=mode)
-        async with self.locks.hold(("mkdirs", path)):
-            self.ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns())
-            await self.ufs.mkdir(self._ufs_path_for_mkdirs(path))
-            await self.store.mutate(lambda ns: ns.plan_mkdirs(path, mode, caller.uid, caller.gid, self.store.now_ns()))
-            return self.ns.resolve(path)
-
-    def _ufs_path_for_mkdirs(self, path: str) -> str:
-        """UFS path for `mkdir -p path`: the deepest existing directory's real path + the rest."""
         parts = split_path(path)
-        for i in range(len(parts), -1, -1):
-            try:
-                node = self.ns.resolve("/" + "/".join(parts[:i]))
-            except errors.NotFound:
-                continue
-            return "/".join([self._ufs_location(node), *parts[i:]]).strip("/")
-        raise AssertionError("the root always resolves")
+        node: Inode = self.ns.root
+        for name in parts:
+            if not isinstance(node, DirInode):
+                raise errors.NotDir(f"not a directory: a component of {path}", path=path)
+            found = await self._lookup_or_none(node.ino, name)
+            if found is None:
+                try:
+                    found = await self.mkdir_at(node.ino, name, caller=caller, mode=mode)
+                except errors.Exists:  # made meanwhile by someone else: fine for mkdir -p
+                    found = await self.lookup(node.ino, name)
+            elif found.is_symlink:
+                found = await self.resolve(self.ns.path_of(found.ino))
+            node = found
+        if not isinstance(node, DirInode):
+            raise errors.Exists(f"file exists: {path}", path=path)
+        return node
 
     async def write_file(
         self,
@@ -469,9 +553,10 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
-        parent, name = self._parent(path)
+        parent, name = await self._resolve_parent(path)
         async with self.locks.hold(entry(parent.ino, name)):
-            existing = self._existing(parent.ino, name)
+            self._writable_dir(parent.ino)
+            existing = await self._lookup_or_none(parent.ino, name)
             if existing is None:
                 return await self._create_file(parent.ino, name, chunks, caller, mode)
             if existing.is_dir:
@@ -481,10 +566,10 @@ class Vfs:
             return await self.replace_content(existing.ino, chunks)
 
     async def append(self, path: str, chunks: AsyncIterable[bytes]) -> Inode:
-        return await self.append_at(self.ns.resolve(path).ino, chunks)
+        return await self.append_at((await self.resolve(path)).ino, chunks)
 
     async def truncate(self, path: str, size: int) -> Inode:
-        return await self.setattr_at(self.ns.resolve(path).ino, size=size)
+        return await self.setattr_at((await self.resolve(path)).ino, size=size)
 
     async def setattr(
         self,
@@ -496,34 +581,104 @@ class Vfs:
         atime: int | None = None,
         mtime: int | None = None,
     ) -> Inode:
-        node = self.ns.resolve(path)
+        node = await self.resolve(path)
         return await self.setattr_at(node.ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
 
     async def symlink(self, target: str, path: str, *, caller: Caller) -> Inode:
-        parent, name = self._parent(path)
+        parent, name = await self._resolve_parent(path)
         return await self.symlink_at(parent.ino, name, target, caller=caller)
 
     async def link(self, existing: str, path: str) -> Inode:
-        node = self.ns.resolve(existing, follow=False)
-        parent, name = self._parent(path)
+        node = await self.resolve(existing, follow=False)
+        parent, name = await self._resolve_parent(path)
         return await self.link_at(node.ino, parent.ino, name)
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
-        parent, name = self._parent(path)
-        node = self.ns.lookup(parent.ino, name)
+        parent, name = await self._resolve_parent(path)
+        node = await self.lookup(parent.ino, name)
         if not isinstance(node, DirInode):
             await self.remove_at(parent.ino, name)
         elif recursive:
             await self.remove_tree_at(parent.ino, name)
         else:
+            await self.discovery.ensure_listed(node)
             if node.children:
                 raise errors.NotEmpty(f"directory not empty: {path}", path=path)
             await self.rmdir_at(parent.ino, name)
 
     async def rename(self, src: str, dst: str) -> None:
-        sp, sn = self._parent(src)
-        dp, dn = self._parent(dst)
+        sp, sn = await self._resolve_parent(src)
+        dp, dn = await self._resolve_parent(dst)
         await self.rename_at(sp.ino, sn, dp.ino, dn)
+
+    # ---- mounts and sync -----------------------------------------------------------------
+
+    def mount_table(self) -> builtins.list[MountView]:
+        return self.mounts.views()
+
+    async def mount(
+        self, path: str, uri: str, *, caller: Caller, readonly: bool = False, options: dict[str, str] | None = None
+    ) -> MountView:
+        """Mount `uri` at `path` once the store answers; journaled, so it survives restarts."""
+        options = dict(options or {})
+        sync_interval(options)
+        parent, name = await self._resolve_parent(path)
+        await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
+        probe = open_ufs(uri, options)
+        try:
+            try:
+                root = await probe.stat("")
+                if not root.is_dir:
+                    raise errors.NotDir(f"{uri} is not a directory", path=path)
+            except errors.NotFound:
+                await probe.mkdir("")
+        finally:
+            await probe.close()
+        async with self.locks.hold(entry(parent.ino, name)):
+            ops = await self.store.mutate(
+                lambda ns: plan_add_mount(
+                    ns,
+                    path,
+                    uri,
+                    readonly=readonly,
+                    options=options,
+                    uid=caller.uid,
+                    gid=caller.gid,
+                    time_ns=self.store.now_ns(),
+                )
+            )
+        mount_id = ops[0].mount_id  # type: ignore[attr-defined]
+        return next(v for v in self.mounts.views() if v.mount_id == mount_id)
+
+    async def unmount(self, path: str) -> None:
+        """Drop the mount and everything below it from the namespace; the UFS is never touched."""
+        node = await self.resolve(path, follow=False)
+        parent = node.parent
+        async with self.locks.hold(entry(parent.ino, node.name)):
+            ops = await self.store.mutate(lambda ns: plan_remove_mount(ns, path, self.store.now_ns()))
+        for ino in list(self.stager.stages):
+            if ino not in self.ns.inodes:
+                self.stager.drop(ino)
+        await self.mounts.forget(ops[0].mount_id)  # type: ignore[attr-defined]
+
+    async def sync(self, path: str, *, recursive: bool = False) -> int:
+        """Re-check `path` against the UFS now, whatever the interval; directories listed."""
+        return await self.discovery.sync_tree(await self.resolve(path), recursive)
+
+
+async def _delete_if_present(ufs: Ufs, rel: str, *, recursive: bool = False) -> None:
+    """Delete from the UFS; already gone there is fine (the namespace entry still has to go)."""
+    with contextlib.suppress(errors.NotFound):
+        await ufs.delete(rel, recursive=recursive)
+
+
+def _below(node: Inode, ancestor: DirInode) -> bool:
+    d = node.parent
+    while d is not d.parent:
+        if d is ancestor:
+            return True
+        d = d.parent
+    return d is ancestor
 
 
 def _plan_remove_tree(ns: Namespace, parent_ino: int, name: str, now: int) -> Sequence[Op]:

@@ -18,6 +18,14 @@ import msgpack
 
 from nsd.errors import Corrupt
 
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def mask_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as they may be shown: any value whose name suggests a secret is masked."""
+    return {k: "****" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in options.items()}
+
+
 # Codes that were used once and must never be reused.
 RESERVED_CODES: frozenset[int] = frozenset({0})
 
@@ -30,8 +38,11 @@ class Op:
         return msgpack.packb([getattr(self, f.name) for f in dataclasses.fields(self)])
 
     def to_dict(self) -> dict[str, Any]:
-        """Field name -> value, for `nsd journal dump`."""
-        return {"op": type(self).__name__, **dataclasses.asdict(self)}
+        """Field name -> value, for `nsd journal dump` (secrets masked)."""
+        out = {"op": type(self).__name__, **dataclasses.asdict(self)}
+        if isinstance(out.get("options"), dict):
+            out["options"] = mask_options(out["options"])
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +139,59 @@ class SetContent(Op):
     layout: list[Any] | None = None
 
 
-OPS: dict[int, type[Op]] = {cls.CODE: cls for cls in (MkNode, Link, Unlink, Rmdir, Rename, SetAttr, SetContent)}
+@dataclass(frozen=True, slots=True)
+class UfsSync(Op):
+    """What a look at the under-storage found in directory `dir_ino` (one record per listing page).
+
+    `add`: new entries, each [name, ino, mode, uid, gid, size, mtime_ns, fingerprint];
+    `update`: entries whose UFS fingerprint changed, each [name, size, mtime_ns, fingerprint]
+    (their cached blocks become invalid); `remove`: names gone from the UFS (with their subtrees).
+    Discovery is not a change by a client: the directory's own times stay as they are.
+    """
+
+    CODE: ClassVar[int] = 8
+    dir_ino: int
+    add: list[Any]
+    update: list[Any]
+    remove: list[str]
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddMount(Op):
+    """Mount `uri` at entry `name` of directory `parent`, as mount `mount_id`.
+
+    `ino` is the mount point: an existing empty directory, or a new one created by this op.
+    `options` may hold credentials: they stay in the journal (inside the private data dir) and
+    are masked everywhere they are shown.
+    """
+
+    CODE: ClassVar[int] = 9
+    mount_id: int
+    parent: int
+    name: str
+    ino: int
+    uri: str
+    readonly: bool
+    options: dict[str, str]
+    uid: int
+    gid: int
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMount(Op):
+    """Unmount: the mount point and everything below it leave the namespace (never the UFS)."""
+
+    CODE: ClassVar[int] = 10
+    mount_id: int
+    time_ns: int
+
+
+OPS: dict[int, type[Op]] = {
+    cls.CODE: cls
+    for cls in (MkNode, Link, Unlink, Rmdir, Rename, SetAttr, SetContent, UfsSync, AddMount, RemoveMount)
+}
 assert not RESERVED_CODES & OPS.keys()
 
 

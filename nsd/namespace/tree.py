@@ -24,6 +24,7 @@ from sortedcontainers import SortedDict
 
 from nsd.errors import (
     Corrupt,
+    CrossDevice,
     Exists,
     Invalid,
     IsDir,
@@ -37,7 +38,8 @@ from nsd.errors import (
     NsdError,
     Stale,
 )
-from nsd.journal.ops import Link, MkNode, Op, Rename, Rmdir, SetAttr, SetContent, Unlink
+from nsd.journal.ops import AddMount, Link, MkNode, Op, RemoveMount, Rename, Rmdir, SetAttr, SetContent, UfsSync, Unlink
+from nsd.namespace import mounts
 from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
@@ -65,6 +67,8 @@ class Namespace:
         # Every link of each inode that has more than one: where to move the primary link
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
+        self.mounts: dict[int, mounts.Mount] = {}
+        self.next_mount_id = mounts.ROOT_MOUNT + 1
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -73,6 +77,9 @@ class Namespace:
             Rename: self._apply_rename,
             SetAttr: self._apply_setattr,
             SetContent: self._apply_set_content,
+            UfsSync: lambda op: mounts.apply_ufs_sync(self, op),
+            AddMount: lambda op: mounts.apply_add_mount(self, op),
+            RemoveMount: lambda op: mounts.apply_remove_mount(self, op),
         }
 
     def _int(self, value: int) -> int:
@@ -156,7 +163,9 @@ class Namespace:
                 continue
             child = cur.children.get(name)
             if child is None:
-                raise NotFound(f"no such file or directory: {self._child_path(cur, name)} (in {path})", path=path)
+                missing = NotFound(f"no such file or directory: {self._child_path(cur, name)} (in {path})", path=path)
+                missing.missing = (cur.ino, name)  # where discovery in the under-storage would look
+                raise missing
             if isinstance(child, SymlinkInode) and (todo or follow):
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -333,6 +342,8 @@ class Namespace:
         if op.name in parent.children:
             path = self._child_path(parent, op.name)
             raise Exists(f"file exists: {path}", path=path)
+        if node.mount != parent.mount:
+            raise CrossDevice(f"cannot link across mounts: {self._child_path(parent, op.name)}")
         return parent, node
 
     def _entry(self, parent_ino: int, name: str) -> tuple[DirInode, Inode]:
@@ -359,7 +370,13 @@ class Namespace:
         if node.children:
             path = self._child_path(parent, op.name)
             raise NotEmpty(f"directory not empty: {path}", path=path)
+        self._not_a_mount_point(node, "remove")
         return parent, node
+
+    def _not_a_mount_point(self, node: Inode, action: str) -> None:
+        if mounts.is_mount_point(self, node):
+            path = self.path_of(node.ino)
+            raise Invalid(f"cannot {action} mount point {path}: unmount it instead", path=path)
 
     def _check_rename(self, op: Rename) -> tuple[DirInode, Inode, DirInode, Inode | None] | None:
         """(src dir, node, dst dir, replaced node or None), or None for a no-op."""
@@ -371,6 +388,21 @@ class Namespace:
         old = dst.children.get(op.dst_name)
         if old is node:
             return None  # two links to one inode: rename(2) does nothing
+        self._not_a_mount_point(node, "rename")
+        if old is not None:
+            self._not_a_mount_point(old, "replace")
+        if node.mount != dst.mount:
+            raise CrossDevice(
+                f"cannot rename across mounts: {self._child_path(src, op.src_name)} -> "
+                f"{self._child_path(dst, op.dst_name)}"
+            )
+        if isinstance(node, DirInode):
+            for m in self.mounts.values():
+                d = m.point.parent
+                while d is not self.root and d is not node:
+                    d = d.parent
+                if d is node:
+                    raise Invalid(f"cannot move {self._dir_path(node)}: {self._dir_path(m.point)} is mounted below it")
         if isinstance(node, DirInode) and dst is not src:
             d = dst  # as Linux, this comes before the checks on what the destination holds
             while True:
@@ -658,6 +690,7 @@ class Namespace:
             linked = self.inodes.get(ino)
             if linked is None or linked.nlink != len(entries) or linked.nlink < 2:
                 raise AssertionError(f"links index of inode {ino} has {len(entries)} entries, nlink differs")
+        mounts.check_mounts(self)
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -673,7 +706,12 @@ class Namespace:
         The order depends only on the tree, so equal trees give equal images.
         The tree must not change while the iterator is consumed. Cost: O(inodes).
         """
-        yield {"version": IMAGE_VERSION, "next_ino": self.next_ino, "inodes": len(self.inodes)}
+        yield {
+            "version": IMAGE_VERSION,
+            "next_ino": self.next_ino,
+            "inodes": len(self.inodes),
+            **mounts.image_header(self),
+        }
         chunk: list[list[Any]] = []
         units = 0
         for record, size in self._image_records(chunk_size):
@@ -784,6 +822,7 @@ class Namespace:
         ns.root = root
         ns.inodes = inodes
         ns.next_ino = next_ino
+        mounts.load_image_header(ns, header)
         return ns
 
 

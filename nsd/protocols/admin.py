@@ -6,6 +6,7 @@ Errors come back as {"error": {"type", "errno", "message", "path"}} with a statu
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import stat as st
@@ -15,9 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from nsd import __version__, errors
+from nsd import __version__, backup, errors
+from nsd.config import Config
+from nsd.datadir import DataDir
+from nsd.doctor import diagnose
+from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
+from nsd.report import build_report
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"
@@ -27,6 +33,8 @@ MAX_LIST = 10_000
 VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
+CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
+DATADIR_KEY: web.AppKey[DataDir] = web.AppKey("datadir", DataDir)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -136,7 +144,7 @@ async def status(request: web.Request) -> web.Response:
             "last_txid": store.writer.last_txid,
             "durable_txid": store.writer.durable_txid,
             "checkpoint_txid": store.checkpoint_txid,
-            "root_ufs": vfs.ufs.uri,
+            "mounts": len(vfs.ns.mounts) + 1,
         }
     )
 
@@ -144,7 +152,7 @@ async def status(request: web.Request) -> web.Response:
 async def fs_stat(request: web.Request) -> web.Response:
     path = _path(request)
     follow = _bool(request.query.get("follow"), "follow", True)
-    node = request.app[VFS_KEY].stat(path, follow=follow)
+    node = await request.app[VFS_KEY].stat(path, follow=follow)
     return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path))
 
 
@@ -153,13 +161,13 @@ async def fs_list(request: web.Request) -> web.Response:
     limit = _int(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
     if not 0 < limit <= MAX_LIST:
         raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
-    entries = request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
+    entries = await request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
     more = len(entries) > limit
     return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
-    return web.json_response({"target": request.app[VFS_KEY].readlink(_path(request))})
+    return web.json_response({"target": await request.app[VFS_KEY].readlink(_path(request))})
 
 
 async def fs_read(request: web.Request) -> web.StreamResponse:
@@ -169,7 +177,7 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     length = _int(request.query.get("length"), "length")
     if offset < 0 or (length is not None and length < 0):
         raise errors.Invalid("offset and length must not be negative")
-    node = vfs.stat(path)
+    node = await vfs.stat(path)
     if node.is_dir:
         raise errors.IsDir(f"is a directory: {path}", path=path)
     end = node.size if length is None else min(node.size, offset + length)
@@ -220,7 +228,7 @@ async def fs_rename(request: web.Request) -> web.Response:
     body = await _body(request)
     src, dst = _path(request, "src", body), _path(request, "dst", body)
     try:
-        if vfs.stat(dst).is_dir and not vfs.stat(src, follow=False).is_dir:
+        if (await vfs.stat(dst)).is_dir and not (await vfs.stat(src, follow=False)).is_dir:
             dst = dst.rstrip("/") + "/" + src.rstrip("/").rsplit("/", 1)[-1]
     except errors.NotFound:
         pass
@@ -263,17 +271,99 @@ async def fs_link(request: web.Request) -> web.Response:
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
+async def fs_sync(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    listed = await request.app[VFS_KEY].sync(path, recursive=_bool(body.get("recursive"), "recursive"))
+    return web.json_response({"path": path, "directories_listed": listed})
+
+
+async def mounts_list(request: web.Request) -> web.Response:
+    return web.json_response({"mounts": [m.to_json() for m in request.app[VFS_KEY].mount_table()]})
+
+
+async def mounts_add(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    uri = body.get("uri")
+    options = body.get("options") or {}
+    if not isinstance(uri, str) or not uri:
+        raise errors.Invalid("missing parameter 'uri'")
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise errors.Invalid("options must be a map of strings")
+    view = await request.app[VFS_KEY].mount(
+        path, uri, caller=_caller(), readonly=_bool(body.get("readonly"), "readonly"), options=options
+    )
+    return web.json_response(view.to_json(), status=201)
+
+
+async def mounts_remove(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = _path(request, body=body)
+    await request.app[VFS_KEY].unmount(path)
+    return web.json_response({"unmounted": path})
+
+
+async def report(request: web.Request) -> web.Response:
+    return web.json_response(build_report(request.app[VFS_KEY]))
+
+
+async def conf(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG_KEY]
+    return web.json_response(
+        {name: {"value": value, "source": cfg.sources[name]} for name, value in sorted(cfg.values.items())}
+    )
+
+
+async def journal_backup(request: web.Request) -> web.StreamResponse:
+    """A consistent checkpoint taken now, packed with the mount table and config, streamed back."""
+    vfs = request.app[VFS_KEY]
+    datadir = request.app[DATADIR_KEY]
+    txid = await vfs.store.checkpoint()
+    out = datadir.path / f"backup-{txid:016x}-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
+    cfg = request.app[CONFIG_KEY].values
+    await asyncio.to_thread(backup.write_archive, datadir, txid, cfg, out)
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/gzip", "X-Nsd-Txid": str(txid)})
+        response.content_length = out.stat().st_size
+        await response.prepare(request)
+        with open(out, "rb") as f:
+            while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        out.unlink(missing_ok=True)
+
+
+async def fsck_route(request: web.Request) -> web.Response:
+    body = await _body(request)
+    path = body.get("path") or "/"
+    result = await fsck(
+        request.app[VFS_KEY], _path(request, body={"path": path}), repair=_bool(body.get("repair"), "repair")
+    )
+    return web.json_response(result)
+
+
+async def doctor_route(request: web.Request) -> web.Response:
+    return web.json_response({"checks": await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY])})
+
+
 async def journal_checkpoint(request: web.Request) -> web.Response:
     txid = await request.app[VFS_KEY].store.checkpoint()
     return web.json_response({"checkpoint_txid": txid})
 
 
-def add_routes(app: web.Application, vfs: Vfs, token: str) -> None:
+def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config) -> None:
     app[VFS_KEY] = vfs
-    app[TOKEN_KEY] = token
+    app[TOKEN_KEY] = datadir.read_token()
+    app[CONFIG_KEY] = config
+    app[DATADIR_KEY] = datadir
     app[STARTED_KEY] = time.monotonic()
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/report", report)
+    app.router.add_get(f"{PREFIX}/conf", conf)
     app.router.add_get(f"{PREFIX}/fs/stat", fs_stat)
     app.router.add_get(f"{PREFIX}/fs/list", fs_list)
     app.router.add_get(f"{PREFIX}/fs/readlink", fs_readlink)
@@ -285,4 +375,11 @@ def add_routes(app: web.Application, vfs: Vfs, token: str) -> None:
     app.router.add_post(f"{PREFIX}/fs/setattr", fs_setattr)
     app.router.add_post(f"{PREFIX}/fs/symlink", fs_symlink)
     app.router.add_post(f"{PREFIX}/fs/link", fs_link)
+    app.router.add_post(f"{PREFIX}/fs/sync", fs_sync)
+    app.router.add_get(f"{PREFIX}/mounts", mounts_list)
+    app.router.add_post(f"{PREFIX}/mounts", mounts_add)
+    app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)
     app.router.add_post(f"{PREFIX}/journal/checkpoint", journal_checkpoint)
+    app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
+    app.router.add_post(f"{PREFIX}/fsck", fsck_route)
+    app.router.add_get(f"{PREFIX}/doctor", doctor_route)

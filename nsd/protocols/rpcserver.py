@@ -7,10 +7,12 @@ One `RpcConnection` (an asyncio.Protocol) per TCP connection:
     data_received -> RecordDecoder.feed -> for each record: decode_call -> dispatch
 
 Dispatch looks the (program, version, procedure) up in the `RpcServer` tables and calls the
-procedure function with a `CallContext`. A function may answer at once (a plain return: the
-cheap calls such as GETATTR run inline, no task) or return a coroutine, which runs as its own
-task. So many calls of one connection are in flight together, and their replies go out in
-completion order, each tagged with its XID, as RPC allows.
+procedure function with a `CallContext`. A function may answer at once (a plain return) or be
+a coroutine. A coroutine is first stepped inline: most calls (GETATTR, LOOKUP, ...) never
+really wait and are answered right there, without the cost of a task; one that suspends is
+finished as a task (`_Suspended.finish` resumes it exactly as asyncio's Task would). So many
+calls of one connection are in flight together, and their replies go out in completion
+order, each tagged with its XID, as RPC allows.
 
 Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while
 the transport's write buffer is over its high-water mark (`pause_writing`), the connection
@@ -34,7 +36,7 @@ import inspect
 import logging
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,8 +261,11 @@ class RpcConnection(asyncio.Protocol):
         if proc.cached:
             self._start(self._run_cached(proc, ctx))
             return
+        result: ReplyBody | Awaitable[ReplyBody] | _Suspended
         try:
             result = proc.func(ctx)
+            if inspect.iscoroutine(result):
+                result = _step_inline(result)
         except XdrError as e:
             self._send(_garbage(call, e, self.peer_host))
             return
@@ -268,7 +273,9 @@ class RpcConnection(asyncio.Protocol):
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
             return
-        if inspect.isawaitable(result):
+        if isinstance(result, _Suspended):
+            self._start(self._run(call, proc, result.finish()))
+        elif inspect.isawaitable(result):
             self._start(self._run(call, proc, result))
         else:
             self._reply(call.xid, result)
@@ -345,6 +352,43 @@ class RpcConnection(asyncio.Protocol):
         t = self.transport
         if t is not None and not t.is_closing():
             t.write(record)
+
+
+class _Suspended:
+    """A procedure coroutine stepped inline that had to wait on `waiting` (a future, or None
+    for a bare yield): `finish` drives it to the end as an asyncio Task would."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, ReplyBody], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    async def finish(self) -> ReplyBody:
+        coro, waiting = self.coro, self.waiting
+        try:
+            while True:
+                if waiting is None:
+                    await asyncio.sleep(0)
+                else:
+                    waiting._asyncio_future_blocking = False  # what Task does before waiting on it
+                    await asyncio.wait([waiting])  # the coroutine reads the outcome itself
+                try:
+                    waiting = coro.send(None)
+                except StopIteration as stop:
+                    return stop.value
+        except BaseException:
+            coro.close()
+            raise
+
+
+def _step_inline(coro: Coroutine[Any, Any, ReplyBody]) -> ReplyBody | _Suspended:
+    """Run `coro` up to its first real wait: its reply if it never waits, else a _Suspended."""
+    try:
+        waiting = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    return _Suspended(coro, waiting)
 
 
 def _join(xid: int, body: ReplyBody) -> bytes:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from nsd.errors import Invalid
 from nsd.ufs.base import Ufs, UfsStatus
 
 
-def open_ufs(uri: str) -> Ufs:
-    """An adapter for `uri`. Only local directories (file:///abs/path) so far."""
+def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
+    """An adapter for `uri` with its mount options. Only local directories (file:///abs/path) so far."""
     scheme = urlparse(uri).scheme
     if scheme == "file":
         from nsd.ufs.local import LocalUfs

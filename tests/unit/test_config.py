@@ -41,3 +41,7 @@ def test_shipped_conf_file_is_the_rendered_defaults() -> None:
     assert shipped == config.render_toml()
     cfg = config.load(REPO / "conf" / "nsd.toml", env={})
     assert all(cfg.values[s.name] == s.default for s in config.SETTINGS)
+
+
+def test_readme_carries_the_generated_reference() -> None:
+    assert config.render_markdown() in (REPO / "README.md").read_text()

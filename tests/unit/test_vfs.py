@@ -9,7 +9,7 @@ import pytest
 
 from nsd import errors
 from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.ufs.local import LocalUfs
+from nsd.mounttable import MountTable
 from nsd.vfs import Caller, Vfs
 
 ME = Caller(1000, 1000)
@@ -31,7 +31,8 @@ async def open_vfs(tmp_path: Path) -> Vfs:
         initial_checkpoint(journal, root_uid=0, root_gid=0)
     (tmp_path / "ufs").mkdir(exist_ok=True)
     store = await MetaStore.open(journal, fsync=False)
-    return Vfs(store, LocalUfs((tmp_path / "ufs").as_uri()), tmp_path / "staging", idle_seal_seconds=0.2)
+    mounts = MountTable(store.ns, (tmp_path / "ufs").as_uri())
+    return Vfs(store, mounts, tmp_path / "staging", idle_seal_seconds=0.2)
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ async def test_symlinked_directories_write_to_the_real_place(vfs: Vfs, tmp_path:
     assert await read_all(vfs, "/real/f") == b"via link"
     await vfs.symlink("f", "/real/lnk", caller=ME)
     assert await read_all(vfs, "/alias/lnk") == b"via link"
-    assert vfs.readlink("/real/lnk") == "f"
+    assert (await vfs.readlink("/real/lnk")) == "f"
 
 
 async def test_rename_replaces_and_moves_the_ufs_file(vfs: Vfs, tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ async def test_rename_replaces_and_moves_the_ufs_file(vfs: Vfs, tmp_path: Path) 
     await vfs.rename("/x", "/y")
     assert await read_all(vfs, "/y") == b"x"
     with pytest.raises(errors.NotFound):
-        vfs.stat("/x")
+        (await vfs.stat("/x"))
     assert not (tmp_path / "ufs/x").exists() and (tmp_path / "ufs/y").read_bytes() == b"x"
     await vfs.mkdir("/d", caller=ME)
     with pytest.raises(errors.Invalid):
@@ -95,7 +96,7 @@ async def test_remove_tree_and_its_limits(vfs: Vfs, tmp_path: Path) -> None:
         await vfs.remove("/t")
     await vfs.remove("/t", recursive=True)
     assert not (tmp_path / "ufs/t").exists()
-    assert [name for name, _ in vfs.list("/")] == []
+    assert [name for name, _ in (await vfs.list("/"))] == []
     with pytest.raises(errors.Invalid):
         await vfs.remove("/")
     vfs.store.ns.check()
@@ -104,10 +105,10 @@ async def test_remove_tree_and_its_limits(vfs: Vfs, tmp_path: Path) -> None:
 async def test_hard_links_share_the_inode(vfs: Vfs, tmp_path: Path) -> None:
     a = await vfs.write_file("/a", chunks(b"data"), caller=ME)
     await vfs.link("/a", "/b")
-    assert vfs.stat("/b") is a and a.nlink == 2
+    assert (await vfs.stat("/b")) is a and a.nlink == 2
     await vfs.remove("/a")
     assert await read_all(vfs, "/b") == b"data"
-    assert vfs.stat("/b").nlink == 1
+    assert (await vfs.stat("/b")).nlink == 1
 
 
 async def test_truncate_and_setattr(vfs: Vfs, tmp_path: Path) -> None:
@@ -125,12 +126,12 @@ async def test_everything_survives_reopen(tmp_path: Path) -> None:
     await vfs.mkdir("/keep", caller=ME)
     await vfs.write_file("/keep/f", chunks(b"kept"), caller=ME)
     await vfs.symlink("/keep/f", "/l", caller=ME)
-    before = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in vfs.list("/")}
+    before = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await vfs.list("/"))}
     await vfs.store.close(checkpoint=False)  # replay from the log alone
 
     again = await open_vfs(tmp_path)
     try:
-        after = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in again.list("/")}
+        after = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await again.list("/"))}
         assert after == before
         assert await read_all(again, "/l") == b"kept"
         again.store.ns.check()

@@ -24,8 +24,8 @@ _VERF = struct.Struct(">II")
 _FH_FOLLOWS = U32.pack(1)
 
 
-def _dir(s: Nfs3Service, ctx: CallContext, fh: memoryview) -> Target:
-    d = s.resolve(ctx, fh)
+async def _dir(s: Nfs3Service, ctx: CallContext, fh: memoryview) -> Target:
+    d = await s.resolve(ctx, fh)
     if not d.node.is_dir:
         raise NfsError(Status.NOTDIR)
     return d
@@ -43,7 +43,7 @@ def _post_op_fh(s: Nfs3Service, d: Target, node: Inode) -> bytes:
 
 def _created(s: Nfs3Service, d: Target, pre: bytes, node: Inode) -> bytes:
     """CREATE/MKDIR/SYMLINK3resok: post_op_fh3, post_op_attr, wcc_data of the directory."""
-    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.getattr(node.ino)) + s.wcc(pre, d)
+    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(pre, d)
 
 
 async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False) -> None:
@@ -83,7 +83,7 @@ async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     t: Target | None = None
     pre = NO_ATTR
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         pre = s.pre(t)
         t.require_writable()
         if a.guard_ctime is not None and a.guard_ctime != t.node.ctime:
@@ -103,7 +103,7 @@ async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, a.where.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         name = decode_name(a.where.name)
@@ -112,7 +112,7 @@ async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         if a.mode == CreateMode.EXCLUSIVE:
             node = await _create_exclusive(s, d, name, a.verf)
         else:
-            existed = a.mode == CreateMode.UNCHECKED and _exists(s, d, name)
+            existed = a.mode == CreateMode.UNCHECKED and await _exists(s, d, name)
             node = await s.vfs.create(d.ino, name, caller=who, mode=mode, exclusive=a.mode == CreateMode.GUARDED)
             await _apply_sattr(s, _as_child(d, node, who), a.attrs, new=not existed)
     except Failure as e:
@@ -120,9 +120,9 @@ async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return _created(s, d, pre, node)
 
 
-def _exists(s: Nfs3Service, d: Target, name: str) -> bool:
+async def _exists(s: Nfs3Service, d: Target, name: str) -> bool:
     try:
-        s.vfs.lookup(d.ino, name)
+        await s.vfs.lookup(d.ino, name)
     except Failure:
         return False
     return True
@@ -134,7 +134,7 @@ async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -
     hi, lo = _VERF.unpack(verf)
     want = (hi * _NS, lo * _NS)
     try:
-        existing: Inode | None = s.vfs.lookup(d.ino, name)
+        existing: Inode | None = await s.vfs.lookup(d.ino, name)
     except Failure:
         existing = None
     if existing is not None:
@@ -150,7 +150,7 @@ async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, a.where.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         mode = 0o755 if a.attrs.mode is None else a.attrs.mode & 0o7777
@@ -166,7 +166,7 @@ async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, a.where.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         target = decode_name(a.target)
@@ -181,7 +181,7 @@ async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, a.where.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         if a.type in (Ftype.REG, Ftype.DIR, Ftype.LNK):
@@ -196,7 +196,7 @@ async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.dir)
+        d = await _dir(s, ctx, a.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         await s.vfs.remove_at(d.ino, decode_name(a.name))
@@ -210,7 +210,7 @@ async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        d = _dir(s, ctx, a.dir)
+        d = await _dir(s, ctx, a.dir)
         pre = s.pre(d)
         _may_change_entries(d)
         name = decode_name(a.name)
@@ -228,9 +228,9 @@ async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     dst: Target | None = None
     src_pre = dst_pre = NO_ATTR
     try:
-        src = _dir(s, ctx, a.src.dir)
+        src = await _dir(s, ctx, a.src.dir)
         src_pre = s.pre(src)
-        dst = _dir(s, ctx, a.dst.dir)
+        dst = await _dir(s, ctx, a.dst.dir)
         dst_pre = s.pre(dst)
         if src.export.id != dst.export.id:
             raise NfsError(Status.XDEV)
@@ -248,8 +248,8 @@ async def link3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     pre = NO_ATTR
     try:
-        t = s.resolve(ctx, a.fh)
-        d = _dir(s, ctx, a.link.dir)
+        t = await s.resolve(ctx, a.fh)
+        d = await _dir(s, ctx, a.link.dir)
         pre = s.pre(d)
         if t.export.id != d.export.id:
             raise NfsError(Status.XDEV)

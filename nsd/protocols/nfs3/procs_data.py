@@ -27,7 +27,7 @@ async def read3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.read_args(ctx.args)
     t: Target | None = None
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         if t.node.is_dir:
             raise NfsError(Status.ISDIR)
         if not access.allowed(t.node, t.caller, access.R) and not access.allowed(t.node, t.caller, access.X):
@@ -45,7 +45,7 @@ async def write3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     t: Target | None = None
     pre = NO_ATTR
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         pre = s.pre(t)
         t.require_writable()
         if t.node.is_dir:
@@ -65,7 +65,7 @@ async def commit3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     t: Target | None = None
     pre = NO_ATTR
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         pre = s.pre(t)
         if not t.node.is_file:
             raise NfsError(Status.ISDIR if t.node.is_dir else Status.INVAL)

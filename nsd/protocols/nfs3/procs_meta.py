@@ -1,4 +1,5 @@
-"""NFSv3 procedures that only read metadata. All answer inline (no task): they never wait.
+"""NFSv3 procedures that only read metadata. They rarely wait (only when the vfs re-checks an
+object against its under-storage), so the driver usually answers them without a task.
 
 Each takes the service and the call context and returns the reply body, failure replies
 included (status + the procedure's post_op_attr).
@@ -37,24 +38,24 @@ def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return b""
 
 
-def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.fh_args(ctx.args)
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e)
     return OK + s.attr_of(t.export, t.node)[4:]  # GETATTR3resok is a bare fattr3
 
 
-def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.dirop(ctx.args)
     d: Target | None = None
     try:
-        d = s.resolve(ctx, a.dir)
+        d = await s.resolve(ctx, a.dir)
         if not d.node.is_dir:
             raise NfsError(Status.NOTDIR)
         access.require(d.node, d.caller, access.X)
-        node = s.lookup(d, decode_name(a.name))
+        node = await s.lookup(d, decode_name(a.name))
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
     p = Packer(bytearray(OK))
@@ -64,21 +65,21 @@ def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return p.buf
 
 
-def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.access_args(ctx.args)
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     granted = access.access_mask(t.node, t.caller, a.access & ACCESS_ALL, t.rule.rw)
     return OK + s.attr_of(t.export, t.node) + U32.pack(granted)
 
 
-def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.fh_args(ctx.args)
     t: Target | None = None
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         target = getattr(t.node, "target", None)
         if target is None:
             raise NfsError(Status.INVAL, "not a symbolic link")
@@ -90,10 +91,10 @@ def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return p.buf
 
 
-def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.fh_args(ctx.args)
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
         v = s.statvfs()
     except (*Failure, OSError) as e:
         return status_word(e) + NO_ATTR
@@ -106,10 +107,10 @@ def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return OK + s.attr_of(t.export, t.node) + body
 
 
-def fsinfo3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def fsinfo3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.fh_args(ctx.args)
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     props = FSF_LINK | FSF_SYMLINK | FSF_HOMOGENEOUS | FSF_CANSETTIME
@@ -118,10 +119,10 @@ def fsinfo3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     return OK + s.attr_of(t.export, t.node) + body
 
 
-def pathconf3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+async def pathconf3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.fh_args(ctx.args)
     try:
-        t = s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     # linkmax name_max no_trunc chown_restricted case_insensitive case_preserving

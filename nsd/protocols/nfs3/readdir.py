@@ -13,7 +13,7 @@ only when not even the first remaining entry fits.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from nsd.namespace import Inode
 from nsd.protocols.nfs3 import access, args
@@ -37,25 +37,26 @@ FIXED = 4 + POST_OP_ATTR_SIZE + 8 + 4 + 4
 PLUS_EXTRA = POST_OP_ATTR_SIZE + 4 + 4 + FH_SIZE  # name_attributes + name_handle
 
 
-def _entries(s: Nfs3Service, d: Target, cookie: int) -> Iterator[tuple[int, str, Inode]]:
+async def _entries(s: Nfs3Service, d: Target, cookie: int) -> AsyncIterator[tuple[int, str, Inode]]:
     """Entries after `cookie`, "." and ".." first, fetched from the namespace in batches."""
     if cookie == 0:
         yield 1, ".", d.node
     if cookie <= 1:
-        yield 2, "..", s.lookup(d, "..")
+        yield 2, "..", await s.lookup(d, "..")
     after = cookie if cookie > 2 else 0
     while True:
-        batch, eof = s.vfs.readdir(d.ino, after, BATCH)
-        yield from batch
+        batch, eof = await s.vfs.readdir(d.ino, after, BATCH)
+        for item in batch:
+            yield item
         if eof or not batch:
             return
         after = batch[-1][0]
 
 
-def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: bool) -> ReplyBody:
+async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: bool) -> ReplyBody:
     d: Target | None = None
     try:
-        d = s.resolve(ctx, a.fh)
+        d = await s.resolve(ctx, a.fh)
         if not d.node.is_dir:
             raise NfsError(Status.NOTDIR)
         access.require(d.node, d.caller, access.R)
@@ -65,7 +66,7 @@ def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: bool) 
         parts: list[bytes] = [OK, dir_attr, ZERO_VERF]
         eof = True
         count = 0
-        for cookie, name, node in _entries(s, d, a.cookie):
+        async for cookie, name, node in _entries(s, d, a.cookie):
             raw = s.name_bytes(name)
             dir_size = 20 + pad_len(len(raw))
             size = 4 + dir_size + (PLUS_EXTRA if plus else 0)
@@ -87,10 +88,10 @@ def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: bool) 
     return b"".join(parts)
 
 
-def readdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    return _readdir(s, ctx, args.readdir_args(ctx.args), plus=False)
+async def readdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    return await _readdir(s, ctx, args.readdir_args(ctx.args), plus=False)
 
 
-def readdirplus3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    return _readdir(s, ctx, args.readdirplus_args(ctx.args), plus=True)
+async def readdirplus3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    return await _readdir(s, ctx, args.readdirplus_args(ctx.args), plus=True)
 

@@ -78,8 +78,11 @@ class Nfs3Service:
 
     # ---- handles ----------------------------------------------------------------------------
 
-    def resolve(self, ctx: CallContext, fh: bytes | memoryview) -> Target:
-        """The live object a handle names, for this caller. NfsError or core errors otherwise."""
+    async def resolve(self, ctx: CallContext, fh: bytes | memoryview) -> Target:
+        """The live object a handle names, for this caller. NfsError or core errors otherwise.
+
+        The vfs re-checks the object against its under-storage when the mount's sync interval
+        says so; an object gone from there is STALE to the handle's holder."""
         export_id, ino, gen = self.codec.decode(fh)
         export = self.exports.get(export_id)
         if export is None:
@@ -87,7 +90,10 @@ class Nfs3Service:
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
             raise NfsError(Status.ACCES, f"{export.path} is not exported to {ctx.peer_host}")
-        node = self.vfs.getattr(ino)
+        try:
+            node = await self.vfs.getattr(ino)
+        except errors.NotFound:
+            raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
         if node.gen != gen:
             raise NfsError(Status.STALE, f"inode {ino} generation {node.gen}, handle has {gen}")
         return Target(export, rule, node, rule.caller(ctx.cred))
@@ -98,11 +104,11 @@ class Nfs3Service:
     def export_root(self, export: Export) -> Inode:
         return self.vfs.ns.resolve(export.path)
 
-    def lookup(self, target: Target, name: str) -> Inode:
+    async def lookup(self, target: Target, name: str) -> Inode:
         """LOOKUP semantics: "." is the directory, ".." its parent but never above the export root."""
         if name == ".." and target.node.ino == self.export_root(target.export).ino:
             return target.node
-        return self.vfs.lookup(target.ino, name)
+        return await self.vfs.lookup(target.ino, name)
 
     # ---- attributes -------------------------------------------------------------------------
 
@@ -111,9 +117,10 @@ class Nfs3Service:
         return export.id
 
     def attr(self, target: Target) -> bytes:
-        """post_op_attr of the target as it is now (re-read: the inode may have changed)."""
+        """post_op_attr of the target as it is now, from memory: right after an operation there is
+        nothing to re-check against the under-storage (and a removed object has none)."""
         try:
-            node = self.vfs.getattr(target.ino)
+            node = self.vfs.ns.get(target.ino)
         except errors.NsdError:
             return NO_ATTR
         return post_op_attr(node, target.export.id)

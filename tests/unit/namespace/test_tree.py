@@ -23,6 +23,7 @@ from nsd.errors import (
 from nsd.journal.ops import Link, MkNode, Op, Rename, SetAttr, SetContent, Unlink, decode_op
 from nsd.namespace import DirInode, FileInode, Inode, Namespace, SymlinkInode, name_cookie
 from nsd.namespace import inode as inode_module
+from nsd.namespace.mounts import plan_add_mount
 
 FILE = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -300,10 +301,11 @@ def test_mknod_creates_a_directory(t: Tree) -> None:
 
 
 def test_mknod_inherits_the_mount(t: Tree) -> None:
-    d = t.mkdir("/m")
-    d.mount = 3  # set by mount ops elsewhere
-    assert t.mk("/m/f").mount == 3
-    assert t.mkdir("/m/sub").mount == 3
+    t.apply(plan_add_mount(t.ns, "/m", "file:///x", readonly=False, options={}, uid=0, gid=0, time_ns=t.now()))
+    assert t.ns.resolve("/m").mount == 1
+    assert t.mk("/m/f").mount == 1
+    assert t.mkdir("/m/sub").mount == 1
+    assert t.mk("/g").mount == 0
 
 
 def test_mknod_errors(t: Tree) -> None:

@@ -41,6 +41,14 @@ class Toy:
     def broken(self, ctx: CallContext) -> ReplyBody:
         raise RuntimeError("bug")
 
+    async def quick(self, ctx: CallContext) -> ReplyBody:
+        return b"fast"  # never waits: answered inline, without a task
+
+    async def yields(self, ctx: CallContext) -> ReplyBody:
+        await asyncio.sleep(0)  # a bare yield
+        await asyncio.sleep(0.001)  # a real timer future
+        raise ValueError("boom")
+
     async def once(self, ctx: CallContext) -> ReplyBody:
         self.executions += 1
         await asyncio.sleep(0)
@@ -61,6 +69,8 @@ async def served() -> AsyncIterator[tuple[Toy, RpcServer, int]]:
                 2: Procedure(toy.garbage),
                 3: Procedure(toy.broken),
                 4: Procedure(toy.once, cached=True),
+                5: Procedure(toy.quick),
+                6: Procedure(toy.yields),
             },
         )
     )
@@ -146,3 +156,15 @@ async def test_broken_frame_closes_only_that_connection(served: tuple[Toy, RpcSe
     writer2.write(oncrpc.encode_call(1, PROG, 1, 0))
     assert (await read_reply(reader2)).stat == oncrpc.SUCCESS
     writer2.close()
+
+
+async def test_coroutines_inline_or_suspended(served: tuple[Toy, RpcServer, int]) -> None:
+    _, server, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(oncrpc.encode_call(1, PROG, 1, 5))
+    assert (await read_reply(reader)).body == b"fast"
+    [conn] = server.connections
+    assert not conn.tasks
+    writer.write(oncrpc.encode_call(2, PROG, 1, 6))  # suspends twice, then fails
+    assert (await read_reply(reader)).stat == oncrpc.SYSTEM_ERR
+    writer.close()

@@ -1,0 +1,3 @@
+from nsd.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The Typer application, its global options and the error-to-exit-code convention.
+
+Exit codes: 0 success, 1 the operation failed (one line on stderr says why), 2 bad usage,
+3 the daemon could not be reached.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from nsd.client import ApiError, Client, find_token
+from nsd.errors import NsdError
+
+app = typer.Typer(no_args_is_help=True, add_completion=True, help="nsd: one namespace over many under-storages.")
+journal_app = typer.Typer(
+    no_args_is_help=True,
+    help="Journal tools: backup asks the running daemon; dump, verify, checkpoint, repair and restore "
+    "work on a stopped daemon's data dir.",
+)
+app.add_typer(journal_app, name="journal")
+mount_app = typer.Typer(no_args_is_help=True, help="Mount under-storage systems into the namespace.")
+app.add_typer(mount_app, name="mount")
+fs_app = typer.Typer(no_args_is_help=True, help="File-system commands (the short forms `nsd ls` etc. are aliases).")
+app.add_typer(fs_app, name="fs")
+conf_app = typer.Typer(no_args_is_help=True, help="The running daemon's configuration.")
+app.add_typer(conf_app, name="conf")
+
+EXIT_FAILED, EXIT_UNREACHABLE = 1, 3
+
+ServerOpt = Annotated[str, typer.Option("--server", envvar="NSD_SERVER", help="Admin API URL.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="NSD_TOKEN", help="Admin token.")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir", envvar="NSD_DATA_DIR", help="Data dir.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+class Globals:
+    server = "http://127.0.0.1:9870"
+    token: str | None = None
+    data_dir: str | None = None
+
+    def client(self) -> Client:
+        return Client(self.server, find_token(self.token, self.data_dir))
+
+
+G = Globals()
+
+
+@app.callback()
+def main_options(
+    server: ServerOpt = "http://127.0.0.1:9870",
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    G.server, G.token, G.data_dir = server, token, data_dir
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    typer.echo(f"nsd: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def api_errors(fn: Any) -> Any:
+    """Turn daemon errors into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as e:
+            fail(str(e), EXIT_FAILED if e.status else EXIT_UNREACHABLE)
+        except NsdError as e:
+            fail(e.message)
+
+    return wrapper

@@ -1,0 +1,196 @@
+"""Commands that run the daemon or work on a stopped daemon's data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nsd import config as config_mod
+from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, fail, journal_app
+from nsd.errors import NsdError
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    bind: Annotated[str | None, typer.Option("--bind")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port")] = None,
+    nfs_port: Annotated[int | None, typer.Option("--nfs-port")] = None,
+    portmapper: Annotated[
+        bool | None, typer.Option("--portmapper/--no-portmapper", help="Serve a portmapper on port 111.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+) -> None:
+    """Run the daemon (formats an empty data dir first)."""
+    from nsd import daemon, logs
+
+    try:
+        cfg = config_mod.load(
+            config,
+            flags={
+                "data_dir": data_dir or G.data_dir,
+                "bind": bind,
+                "http_port": http_port,
+                "nfs_port": nfs_port,
+                "portmapper": portmapper,
+                "log_level": log_level,
+                "log_format": log_format,
+            },
+        )
+        logs.setup(cfg.log_level, cfg.log_format)
+        code = daemon.main(cfg)
+    except NsdError as e:
+        fail(e.message)
+    raise typer.Exit(code)
+
+
+@app.command("format")
+def format_cmd(
+    data_dir: Annotated[str, typer.Option("--data-dir", envvar="NSD_DATA_DIR")] = "./nsd-data",
+    root_ufs: Annotated[str | None, typer.Option("--root-ufs", help="URI mounted at /.")] = None,
+) -> None:
+    """Create a new, empty data dir."""
+    from nsd.daemon import format_data_dir
+    from nsd.datadir import DataDir
+
+    dd = DataDir(Path(data_dir))
+    try:
+        format_data_dir(dd, root_ufs or (dd.path / "ufs").as_uri())
+    except NsdError as e:
+        fail(e.message)
+    typer.echo(f"formatted {dd.path}")
+
+
+def _offline(data_dir: str | None) -> Any:
+    """The data dir of a stopped daemon, locked for the duration of the command."""
+    from nsd.datadir import DataDir
+
+    dd = DataDir(Path(data_dir or G.data_dir or "./nsd-data"))
+    try:
+        dd.check_version()
+        dd.lock()
+    except NsdError as e:
+        fail(e.message)
+    return dd
+
+
+@journal_app.command("dump")
+def journal_dump(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Print every journal record, oldest first."""
+    from nsd.journal.dump import dump_records
+
+    dd = _offline(data_dir)
+    for item in dump_records(dd.journal):
+        typer.echo(json.dumps(item) if as_json else _dump_line(item))
+
+
+def _dump_line(item: dict[str, Any]) -> str:
+    if "error" in item:
+        return f"!! {item['error']}"
+    if "checkpoint" in item:
+        return f"-- checkpoint txid={item['checkpoint']} {item['file']}"
+    if "segment" in item:
+        return f"-- segment {item['segment']}"
+    fields = " ".join(f"{k}={v!r}" for k, v in item["fields"].items())
+    return f"{item['txid']:>10} {item['op']:<10} {fields}"
+
+
+@journal_app.command("verify")
+def journal_verify(data_dir: DataDirOpt = None) -> None:
+    """Check every checkpoint and segment; exit 1 on corruption."""
+    from nsd.journal.recovery import verify
+
+    dd = _offline(data_dir)
+    report = verify(dd.journal)
+    for line in report.warnings:
+        typer.echo(f"warning: {line}")
+    for line in report.errors:
+        typer.echo(f"error: {line}", err=True)
+    if report.errors:
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(f"ok: {report.summary}")
+
+
+@journal_app.command("checkpoint")
+def journal_checkpoint(data_dir: DataDirOpt = None) -> None:
+    """Fold the log into a new checkpoint (offline)."""
+    from nsd.journal.recovery import recover
+    from nsd.metastore import fold, purge
+
+    dd = _offline(data_dir)
+    try:
+        recover(dd.journal)  # cut a torn tail first, as start-up would
+        started = time.monotonic()
+        txid = fold(dd.journal)
+        purge(dd.journal)
+    except NsdError as e:
+        fail(e.message)
+    typer.echo(f"checkpoint at txid {txid} in {time.monotonic() - started:.2f}s")
+
+
+@journal_app.command("repair")
+def journal_repair(data_dir: DataDirOpt = None) -> None:
+    """Cut the log at the first corrupt record (a copy of what is cut is kept in journal/torn/)."""
+    from nsd.journal.recovery import repair
+
+    dd = _offline(data_dir)
+    typer.echo(repair(dd.journal))
+
+
+@journal_app.command("backup")
+def journal_backup(
+    file: Path,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Back up the running daemon's metadata (a consistent checkpoint, mounts, config) to FILE."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from nsd.client import ApiError
+
+    tmp = file.with_name(file.name + ".part")
+    try:
+        response = G.client().stream("POST", "/journal/backup")
+        total = int(response.headers.get("Content-Length", 0)) or None
+        with (
+            open(tmp, "wb") as out,
+            Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                disable=quiet,
+            ) as progress,
+        ):
+            task = progress.add_task("backup", total=total)
+            for chunk in response.iter_content(1 << 20):
+                out.write(chunk)
+                progress.advance(task, len(chunk))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, file)
+    except ApiError as e:
+        fail(str(e), EXIT_FAILED if e.status else 3)
+    finally:
+        tmp.unlink(missing_ok=True)
+    typer.echo(f"backup of txid {response.headers.get('X-Nsd-Txid', '?')} written to {file}")
+
+
+@journal_app.command("restore")
+def journal_restore(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    data_dir: Annotated[str, typer.Option("--data-dir", help="A new, empty data dir.")],
+) -> None:
+    """Restore a backup into a new data dir (offline); start `nsd serve --data-dir` on it after."""
+    from nsd.backup import restore_archive
+
+    try:
+        manifest = restore_archive(file, Path(data_dir))
+    except NsdError as e:
+        fail(e.message)
+    typer.echo(f"restored txid {manifest['txid']} into {Path(data_dir).resolve()}")

@@ -1,0 +1,128 @@
+"""`nsd report` and `nsd conf show`: what the running daemon says about itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail
+from nsd.report import SECTIONS
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {human_bytes(v) if isinstance(v, int) else v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:,.3f}"
+        elif isinstance(value, int):
+            value = human_bytes(value) if key.endswith("bytes") else f"{value:,}"
+        table.add_row(key.replace("_", " "), str(value))
+    return table
+
+
+def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
+    table = Table(title="mounts", title_justify="left")
+    for col in ("path", "mode", "under-storage", "options"):
+        table.add_column(col)
+    for m in mounts:
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(m["options"].items()))
+        table.add_row(m["path"], "ro" if m["readonly"] else "rw", m["uri"], opts)
+    return table
+
+
+@app.command()
+@api_errors
+def report(
+    section: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SECTIONS)} (default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The daemon's state: summary, capacity, mounts, journal."""
+    if section is not None and section not in SECTIONS:
+        fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
+    data = G.client().get("/report")
+    if section is not None:
+        data = {section: data[section]}
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    console = Console()
+    for name, value in data.items():
+        console.print(_mounts_table(value) if name == "mounts" else _kv_table(name, value))
+
+
+@conf_app.command("show")
+@api_errors
+def conf_show(as_json: JsonOpt = False) -> None:
+    """Effective configuration, with where each value came from."""
+    data = G.client().get("/conf")
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    table = Table(title="configuration", title_justify="left")
+    for col in ("key", "value", "source"):
+        table.add_column(col)
+    for key, item in data.items():
+        table.add_row(key, str(item["value"]), item["source"])
+    Console().print(table)
+
+
+@app.command("fsck")
+@api_errors
+def fsck_cmd(
+    path: Annotated[str, typer.Argument()] = "/",
+    repair: Annotated[bool, typer.Option("--repair", help="Re-sync what differs from the UFS.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the namespace against its invariants and the under-storage; exit 1 if not clean."""
+    result = G.client().post("/fsck", {"path": path, "repair": repair})
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for p in result["problems"]:
+            mark = "repaired" if p["repaired"] else "PROBLEM"
+            typer.echo(f"{mark:<8} {p['kind']:<16} {p['path']}: {p['detail']}")
+        verdict = "clean" if result["clean"] else "NOT clean"
+        typer.echo(f"{result['files_checked']} files checked below {result['path']}: {verdict}")
+    if not result["clean"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check the daemon, its data dir, its journal and every mount; exit 1 if anything fails."""
+    from nsd.client import ApiError
+
+    try:
+        checks = G.client().get("/doctor")["checks"]
+    except ApiError as e:
+        checks = [{"check": "daemon reachable", "status": "fail", "detail": str(e)}]
+    else:
+        checks.insert(0, {"check": "daemon reachable", "status": "ok", "detail": G.server})
+    if as_json:
+        typer.echo(json.dumps(checks))
+    else:
+        table = Table(title="nsd doctor", title_justify="left")
+        for col in ("check", "status", "detail"):
+            table.add_column(col)
+        colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            table.add_row(c["check"], f"[{colors[c['status']]}]{c['status']}[/]", c["detail"])
+        Console().print(table)
+    if any(c["status"] == "fail" for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,108 @@
+"""What nsd counts and how it is read: request counters and latencies per protocol and op,
+plus gauges read from the running parts at scrape time (journal, checkpoints, namespace,
+mounts, staging). Rendered in the Prometheus text format by prometheus_client.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from nsd.vfs import Vfs
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+RECENT_ERRORS = 20
+
+
+class RecentErrors(logging.Handler):
+    """The last few warnings and errors, for the status page."""
+
+    def __init__(self, keep: int = RECENT_ERRORS) -> None:
+        super().__init__(logging.WARNING)
+        self.records: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.created, record.levelname.lower(), record.getMessage()))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "nsd_requests", "Requests served, by protocol and operation.", ["protocol", "op"], registry=self.registry
+        )
+        self.errors = Counter(
+            "nsd_request_errors",
+            "Requests answered with an error, by protocol, operation and error.",
+            ["protocol", "op", "error"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nsd_request_seconds",
+            "Request latency, by protocol and operation.",
+            ["protocol", "op"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.connections = Gauge(
+            "nsd_open_connections", "Open client connections, by protocol.", ["protocol"], registry=self.registry
+        )
+        self.started = time.time()
+        self.recent_errors = RecentErrors()
+
+    def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
+        self.requests.labels(protocol, op).inc()
+        self.latency.labels(protocol, op).observe(seconds)
+        if error is not None:
+            self.errors.labels(protocol, op, error).inc()
+
+    def watch(self, vfs: Vfs) -> None:
+        """Read the running parts at scrape time (no bookkeeping on the hot paths)."""
+        self.registry.register(_StateCollector(vfs, self.started))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+class _StateCollector(Collector):
+    def __init__(self, vfs: Vfs, started: float) -> None:
+        self.vfs = vfs
+        self.started = started
+
+    def collect(self) -> Iterator[Any]:
+        store = self.vfs.store
+        w = store.writer.stats
+        yield gauge("nsd_uptime_seconds", "Seconds since the daemon started.", time.time() - self.started)
+        yield gauge("nsd_inodes", "Inodes in the namespace.", len(store.ns.inodes))
+        yield gauge("nsd_mounts", "Mounts, the root mount included.", len(store.ns.mounts) + 1)
+        yield gauge("nsd_journal_last_txid", "Last journal transaction id appended.", store.writer.last_txid)
+        yield gauge("nsd_journal_durable_txid", "Last journal transaction id on disk.", store.writer.durable_txid)
+        yield counter("nsd_journal_appends", "Journal records appended.", w.appends)
+        yield counter("nsd_journal_fsyncs", "Journal fsyncs (one per group commit).", w.fsyncs)
+        yield gauge("nsd_journal_last_batch_records", "Records in the last group commit.", w.last_batch_records)
+        yield gauge("nsd_journal_max_batch_records", "Largest group commit so far.", w.max_batch_records)
+        yield gauge("nsd_journal_last_fsync_seconds", "Duration of the last journal fsync.", w.last_fsync_seconds)
+        yield gauge("nsd_journal_max_fsync_seconds", "Longest journal fsync so far.", w.max_fsync_seconds)
+        yield gauge("nsd_checkpoint_txid", "Transaction id of the newest checkpoint.", store.checkpoint_txid)
+        yield gauge(
+            "nsd_checkpoint_duration_seconds", "How long the last checkpoint took.", store.last_checkpoint_seconds
+        )
+        yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
+        yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
+        yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)

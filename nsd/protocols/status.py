@@ -1,0 +1,148 @@
+"""Observability over HTTP: `/metrics` (Prometheus text), `/` (a status page for a person),
+and a middleware that counts and times every HTTP request by protocol and operation.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from nsd import __version__
+from nsd.metrics import Metrics
+from nsd.report import build_report
+from nsd.vfs import Vfs
+
+METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+AUDIT_KEY: web.AppKey[bool] = web.AppKey("audit", bool)
+
+log = logging.getLogger("nsd.http")
+audit = logging.getLogger("nsd.audit")
+STATUS_VFS_KEY: web.AppKey[Vfs] = web.AppKey("status_vfs", Vfs)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _label(request: web.Request) -> tuple[str, str]:
+    """(protocol, op) of a request, with a bounded set of values."""
+    path = request.path
+    if path.startswith("/webhdfs/"):
+        return "webhdfs", request.query.get("op", "?").upper()[:32]
+    if path.startswith("/api/"):
+        route = request.match_info.route.resource
+        canonical = route.canonical if route is not None else "?"
+        return "admin", f"{request.method} {canonical.removeprefix('/api/v1')}"
+    return "http", "page" if path in ("/", "/metrics") else "other"
+
+
+async def _audit_target(request: web.Request) -> str:
+    """The namespace path a change was about: in the query, or in an admin call's JSON body."""
+    if "path" in request.query:
+        return request.query["path"]
+    if request.path.startswith("/webhdfs/v1"):
+        return request.path.removeprefix("/webhdfs/v1") or "/"
+    if request.content_type == "application/json" and request.body_exists:
+        try:
+            body = await request.json()  # already read by the handler: aiohttp returns the cached body
+        except ValueError:
+            return "?"
+        if isinstance(body, dict):
+            return " -> ".join(str(body[k]) for k in ("path", "src", "dst") if k in body) or "?"
+    return "?"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS_KEY]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        protocol, op = _label(request)
+        seconds = time.perf_counter() - started
+        metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
+        log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
+        if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
+            audit.info(
+                "protocol=%s remote=%s user=%s op=%r target=%r status=%d",
+                protocol,
+                request.remote,
+                request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-"),
+                op,
+                await _audit_target(request),
+                status,
+            )
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS_KEY].render(), content_type="text/plain", charset="utf-8")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+async def status_page(request: web.Request) -> web.Response:
+    vfs = request.app[STATUS_VFS_KEY]
+    metrics = request.app[METRICS_KEY]
+    report = build_report(vfs)
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(m['path'])}</td><td>{'ro' if m['readonly'] else 'rw'}</td><td>{e(m['uri'])}</td>"
+        f"<td>{e(', '.join(f'{k}={v}' for k, v in sorted(m['options'].items())))}</td></tr>"
+        for m in report["mounts"]
+    )
+    j = report["journal"]
+    s = report["summary"]
+    errors = "".join(
+        f"<li><time>{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))}</time> {e(level)}: {e(msg)}</li>"
+        for t, level, msg in reversed(metrics.recent_errors.records)
+    ) or "<li>none</li>"
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nsd status</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; margin-top: 1.5em; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+</style></head><body>
+<h1>nsd {e(__version__)}</h1>
+<p>up {s['uptime_s']:.0f} s &middot; {s['inodes']:,} inodes &middot; {s['mounts']} mounts
+&middot; {s['staged_files']} files with staged writes</p>
+<h2>Mounts</h2>
+<table><tr><th>path</th><th>mode</th><th>under-storage</th><th>options</th></tr>{rows}</table>
+<h2>Journal</h2>
+<table>
+<tr><th>last txid</th><td class="num">{j['last_txid']:,}</td></tr>
+<tr><th>durable txid</th><td class="num">{j['durable_txid']:,}</td></tr>
+<tr><th>last checkpoint txid</th><td class="num">{j['checkpoint_txid']:,}</td></tr>
+<tr><th>last checkpoint took</th><td class="num">{j['checkpoint_seconds']:.2f} s</td></tr>
+<tr><th>records / fsyncs</th><td class="num">{j['appends']:,} / {j['fsyncs']:,}</td></tr>
+<tr><th>segments on disk</th><td class="num">{j['segments']} ({_fmt_bytes(j['segment_bytes'])})</td></tr>
+</table>
+<h2>Recent errors</h2><ul>{errors}</ul>
+<p><a href="/metrics">/metrics</a> &middot; <a href="/api/v1/report">/api/v1/report</a></p>
+</body></html>"""
+    return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+
+def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics, *, audit_log: bool = False) -> None:
+    app[METRICS_KEY] = metrics
+    app[AUDIT_KEY] = audit_log
+    app[STATUS_VFS_KEY] = vfs
+    app.middlewares.insert(0, observe_middleware)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/", status_page)

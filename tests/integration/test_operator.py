@@ -1,0 +1,160 @@
+"""Operator surfaces against a real daemon: /metrics, the status page, report, conf, fs commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from daemon import Daemon, nsd
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def ok(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def test_metrics_parse_and_count_requests(daemon: Daemon) -> None:
+    ok(nsd("mkdir", "/m", daemon=daemon))
+    assert nsd("stat", "/nope", daemon=daemon).returncode == 1
+    text = requests.get(f"{daemon.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("nsd_requests", "nsd_request_seconds", "nsd_journal_fsyncs", "nsd_inodes", "nsd_checkpoint_txid"):
+        assert name in families, name
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("nsd_requests_total", (("op", "POST /fs/mkdir"), ("protocol", "admin")))] == 1
+    assert samples[("nsd_request_errors_total", (("error", "404"), ("op", "GET /fs/stat"), ("protocol", "admin")))] == 1
+    assert samples[("nsd_inodes", ())] == 2
+    assert samples[("nsd_journal_appends_total", ())] >= 1
+
+
+def test_report_and_conf_in_both_modes(daemon: Daemon) -> None:
+    ok(nsd("mkdir", "-p", "/a/b", daemon=daemon))
+    data = json.loads(ok(nsd("report", "--json", daemon=daemon)))
+    assert set(data) == {"summary", "capacity", "mounts", "journal"}
+    assert data["summary"]["inodes"] == 3 and data["journal"]["last_txid"] >= 2
+    assert data["mounts"][0]["path"] == "/"
+    journal = json.loads(ok(nsd("report", "journal", "--json", daemon=daemon)))
+    assert list(journal) == ["journal"]
+    human = ok(nsd("report", daemon=daemon))
+    assert "summary" in human and "last txid" in human and "mounts" in human
+    bad = nsd("report", "nonsense", daemon=daemon)
+    assert bad.returncode == 2 and "unknown section" in bad.stderr.decode()
+
+    conf = json.loads(ok(nsd("conf", "show", "--json", daemon=daemon)))
+    assert conf["http_port"] == {"value": 0, "source": "flag"}
+    assert conf["fsync"]["source"] == "default"
+    assert "http_port" in ok(nsd("conf", "show", daemon=daemon))
+
+
+def test_fs_group_commands(daemon: Daemon, tmp_path: Path) -> None:
+    local = tmp_path / "f"
+    local.write_bytes(b"0123456789" * 10)
+    ok(nsd("fs", "mkdir", "-p", "/d/e", daemon=daemon))
+    ok(nsd("fs", "put", str(local), "/d/e/f", daemon=daemon))
+    ok(nsd("fs", "put", str(local), "/d/g", daemon=daemon))
+    assert nsd("fs", "head", "-c", "5", "/d/e/f", daemon=daemon).stdout == b"01234"
+    assert nsd("fs", "tail", "-c", "3", "/d/e/f", daemon=daemon).stdout == b"789"
+    assert ok(nsd("fs", "du", "/d", daemon=daemon)).split() == ["200", "/d"]
+    counted = json.loads(ok(nsd("fs", "count", "--json", "/d", daemon=daemon)))
+    assert counted == [{"path": "/d", "directories": 2, "files": 2, "bytes": 200}]
+    ok(nsd("fs", "chmod", "600", "/d/g", daemon=daemon))
+    ok(nsd("fs", "chown", f"{os.getuid()}:0", "/d/g", daemon=daemon))
+    info = json.loads(ok(nsd("fs", "stat", "--json", "/d/g", daemon=daemon)))
+    assert (info["mode"], info["uid"], info["gid"]) == (0o600, os.getuid(), 0)
+    ok(nsd("fs", "touch", "/d/new", daemon=daemon))
+    before = json.loads(ok(nsd("stat", "--json", "/d/new", daemon=daemon)))
+    ok(nsd("fs", "touch", "/d/new", daemon=daemon))
+    after = json.loads(ok(nsd("stat", "--json", "/d/new", daemon=daemon)))
+    assert before["size"] == after["size"] == 0 and after["mtime_ns"] > before["mtime_ns"]
+    assert nsd("fs", "chmod", "rwx", "/d/g", daemon=daemon).returncode == 2
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("CI"),
+    reason="needs Debian's chromium; .ci/run installs it, and in CI (CI set) a missing one fails",
+)
+def test_status_page_renders_in_headless_chromium(daemon: Daemon, tmp_path: Path) -> None:
+    ok(nsd("mkdir", "/shown", daemon=daemon))
+    page = requests.get(f"{daemon.url}/")
+    assert page.status_code == 200 and "<h2>Mounts</h2>" in page.text and "last txid" in page.text
+    shot = tmp_path / "status.png"
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1000,800",
+            f"{daemon.url}/",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a real page, not a blank image
+
+
+def test_fsck_finds_and_repairs_ufs_drift(daemon: Daemon, tmp_path: Path) -> None:
+    local = tmp_path / "f"
+    local.write_bytes(b"12345")
+    for name in ("same", "shrunk", "gone"):
+        ok(nsd("put", str(local), f"/{name}", daemon=daemon))
+    clean = json.loads(ok(nsd("fsck", "--json", daemon=daemon)))
+    assert clean["clean"] and clean["files_checked"] == 3 and clean["problems"] == []
+
+    ufs = daemon.data_dir / "ufs"
+    (ufs / "shrunk").write_bytes(b"12")
+    (ufs / "gone").unlink()
+    dirty = nsd("fsck", daemon=daemon)
+    assert dirty.returncode == 1
+    report = dirty.stdout.decode()
+    assert "size_mismatch" in report and "/shrunk" in report and "missing_in_ufs" in report and "NOT clean" in report
+
+    repaired = json.loads(ok(nsd("fsck", "--repair", "--json", "/", daemon=daemon)))
+    assert repaired["clean"] and {p["kind"] for p in repaired["problems"]} == {"size_mismatch", "missing_in_ufs"}
+    assert nsd("cat", "/shrunk", daemon=daemon).stdout == b"12"
+    assert nsd("stat", "/gone", daemon=daemon).returncode == 1
+    assert json.loads(ok(nsd("fsck", "--json", daemon=daemon)))["problems"] == []
+
+
+def test_doctor_reports_every_mount(daemon: Daemon, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    ok(nsd("mount", "add", "/ext", store.as_uri(), daemon=daemon))
+    checks = json.loads(ok(nsd("doctor", "--json", daemon=daemon)))
+    by_name = {c["check"]: c["status"] for c in checks}
+    assert by_name["daemon reachable"] == "ok" and by_name["mount /ext"] == "ok" and by_name["journal"] == "ok"
+    store.rmdir()  # the store goes away under the mount
+    failing = nsd("doctor", daemon=daemon)
+    assert failing.returncode == 1 and "mount /ext" in failing.stdout.decode()
+    unreachable = nsd("--server", "http://127.0.0.1:1", "doctor", "--json")
+    assert unreachable.returncode == 1 and json.loads(unreachable.stdout)[0]["status"] == "fail"
+
+
+def test_audit_log_names_who_what_and_where(tmp_path: Path) -> None:
+    from daemon import start
+
+    d = start(tmp_path / "data", env={"NSD_AUDIT_LOG": "true"})
+    try:
+        ok(nsd("mkdir", "/audited", daemon=d))
+        ok(nsd("ls", "/", daemon=d))
+    finally:
+        d.stop()
+    lines = [line for line in d.log.read_text().splitlines() if "nsd.audit" in line]
+    assert len(lines) == 1, lines
+    assert "remote=127.0.0.1" in lines[0] and "user=admin-token" in lines[0] and "POST /fs/mkdir" in lines[0]
+    assert "target='/audited'" in lines[0]

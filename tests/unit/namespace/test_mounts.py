@@ -1,0 +1,122 @@
+"""Mount table and UFS discovery in the namespace: rules, apply, image, invariants."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from nsd.errors import CrossDevice, Exists, Invalid, NotDir, NotEmpty
+from nsd.journal.ops import Op, decode_op
+from nsd.namespace import Namespace
+from nsd.namespace.mounts import plan_add_mount, plan_remove_mount, plan_ufs_sync
+
+FILE, DIR = stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755
+T = 1_700_000_000_000_000_000
+
+
+def apply(ns: Namespace, op: Op | list[Op]) -> None:
+    for o in op if isinstance(op, list) else [op]:
+        ns.apply(decode_op(o.CODE, o.encode()))  # through the journal encoding, as replay does
+    ns.check()
+
+
+def mount(ns: Namespace, path: str, uri: str = "file:///u", **kw: object) -> None:
+    args = {"readonly": False, "options": {}, "uid": 0, "gid": 0, "time_ns": T} | kw
+    apply(ns, plan_add_mount(ns, path, uri, **args))  # type: ignore[arg-type]
+
+
+def test_mount_rules() -> None:
+    ns = Namespace()
+    apply(ns, ns.plan_mkdirs("/data/full", DIR, 0, 0, T))
+    apply(ns, ns.plan_mknod(1, "file", FILE, 0, 0, T))
+    apply(ns, ns.plan_mknod(ns.resolve("/data/full").ino, "x", FILE, 0, 0, T))
+    with pytest.raises(NotDir, match="existing file"):
+        mount(ns, "/file")
+    with pytest.raises(NotEmpty):
+        mount(ns, "/data/full")
+    mount(ns, "/s3")  # a new directory
+    apply(ns, ns.plan_mkdirs("/data/empty", DIR, 0, 0, T))
+    mount(ns, "/data/empty", "s3://b/p", options={"secret_key": "s"})  # an existing empty one
+    with pytest.raises(Exists, match="already mounted"):
+        mount(ns, "/s3")
+    assert {m.mount_id: ns.path_of(m.point.ino) for m in ns.mounts.values()} == {1: "/s3", 2: "/data/empty"}
+    with pytest.raises(Invalid, match="root"):
+        plan_remove_mount(ns, "/", T)
+    with pytest.raises(Invalid, match="not a mount point"):
+        plan_remove_mount(ns, "/data", T)
+
+
+def test_nested_mounts_longest_prefix_and_unmount_order() -> None:
+    ns = Namespace()
+    mount(ns, "/a")
+    apply(ns, ns.plan_mknod(ns.resolve("/a").ino, "f", FILE, 0, 0, T))
+    mount(ns, "/a/b")
+    apply(ns, ns.plan_mkdirs("/a/b/c/d", DIR, 0, 0, T))
+    assert ns.resolve("/a/f").mount == 1 and ns.resolve("/a/b/c/d").mount == 2
+    with pytest.raises(Invalid, match="mounted below it"):
+        plan_remove_mount(ns, "/a", T)
+    apply(ns, plan_remove_mount(ns, "/a/b", T))
+    assert [n for n, _ in ns.list_names(ns.resolve("/a").ino)] == ["f"]
+    apply(ns, plan_remove_mount(ns, "/a", T))
+    assert ns.list_names(1) == [] and len(ns.inodes) == 1 and not ns.mounts
+
+
+def test_no_rename_or_link_across_mounts_nor_of_mount_points() -> None:
+    ns = Namespace()
+    mount(ns, "/m")
+    apply(ns, ns.plan_mknod(1, "f", FILE, 0, 0, T))
+    f = ns.resolve("/f")
+    m = ns.resolve("/m").ino
+    with pytest.raises(CrossDevice):
+        ns.plan_rename(1, "f", m, "f", T)
+    with pytest.raises(CrossDevice):
+        ns.plan_link(f.ino, m, "g", T)
+    with pytest.raises(Invalid, match="mount point"):
+        ns.plan_rename(1, "m", 1, "n", T)
+    with pytest.raises(Invalid, match="mount point"):
+        ns.plan_rmdir(1, "m", T)
+    apply(ns, ns.plan_mkdirs("/outer", DIR, 0, 0, T))
+    mount(ns, "/outer/inner")
+    with pytest.raises(Invalid, match="mounted below it"):
+        ns.plan_rename(1, "outer", 1, "moved", T)
+
+
+def test_ufs_sync_adds_updates_and_removes() -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    op = plan_ufs_sync(
+        ns,
+        d,
+        [["a.csv", FILE, 0, 0, 10, T, [10, T, "e1"]], ["dir", DIR, 0, 0, 0, T, None]],
+        [],
+        [],
+        T + 1,
+    )
+    apply(ns, op)
+    a = ns.resolve("/s3/a.csv")
+    assert (a.size, a.mtime, a.fingerprint, a.mount) == (10, T, [10, T, "e1"], 1)
+    assert ns.resolve("/s3").mtime == T  # discovery changes no directory time
+    apply(ns, plan_ufs_sync(ns, ns.resolve("/s3/dir").ino, [["x", FILE, 0, 0, 1, T, [1, T, None]]], [], [], T))
+    a.layout = [[0, 10, "old-digest"]]
+    apply(ns, plan_ufs_sync(ns, d, [], [["a.csv", 20, T + 5, [20, T + 5, "e2"]]], [], T + 6))
+    assert (a.size, a.mtime, a.ctime, a.layout) == (20, T + 5, T + 6, None)
+    apply(ns, plan_ufs_sync(ns, d, [], [], ["dir"], T + 7))
+    assert [n for n, _ in ns.list_names(d)] == ["a.csv"] and len(ns.inodes) == 3
+    with pytest.raises(Exists):
+        plan_ufs_sync(ns, d, [["a.csv", FILE, 0, 0, 1, T, None]], [], [], T)
+    with pytest.raises(Invalid):
+        plan_ufs_sync(ns, d, [["bad/name", FILE, 0, 0, 1, T, None]], [], [], T)
+
+
+def test_image_keeps_the_mount_table() -> None:
+    ns = Namespace()
+    mount(ns, "/s3", "s3://bucket/p", readonly=True, options={"region": "x"})
+    apply(ns, ns.plan_mknod(ns.resolve("/s3").ino, "f", FILE, 0, 0, T))
+    back = Namespace.from_image(ns.to_image())
+    back.check()
+    m = back.mounts[1]
+    assert (back.path_of(m.point.ino), m.uri, m.readonly, m.options) == ("/s3", "s3://bucket/p", True, {"region": "x"})
+    assert back.next_mount_id == 2 and back.resolve("/s3/f").mount == 1
+    assert list(back.to_image()) == list(ns.to_image())
