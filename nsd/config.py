@@ -49,6 +49,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Serve a portmapper (v2) for unmodified NFS clients; if the port is taken, register with it.",
     ),
     Setting("nfs", "portmap_port", int, 111, "Port of the built-in portmapper."),
+    Setting(
+        "nfs",
+        "nfs_jukebox_after",
+        float,
+        2.0,
+        "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
+    ),
     Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
     Setting(
         "storage",

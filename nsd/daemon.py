@@ -90,6 +90,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         exports_spec=config.nfs_exports,
         portmapper=config.portmapper,
         portmap_port=config.portmap_port,
+        jukebox_after=config.nfs_jukebox_after,
     )
 
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from nsd.protocols import mount3, nfs3, portmap
 from nsd.protocols.exports import parse_exports
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
+from nsd.protocols.nfs3.slowreads import SlowReads
 from nsd.protocols.rpcserver import RpcServer
 from nsd.vfs import Vfs
 
@@ -47,13 +48,14 @@ async def start_nfs(
     exports_spec: str,
     portmapper: bool = False,
     portmap_port: int = 111,
+    jukebox_after: float = 2.0,
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
     or register with the portmapper already there."""
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
     server = RpcServer()
-    server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir)))
+    server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))))
     server.add(mount3.program(mount3.MountService(vfs, exports, codec)))
     try:
         bound = await server.listen(host, port)

@@ -75,6 +75,8 @@ async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = Fals
     gid = a.gid if a.gid is not None and a.gid != node.gid else None
     if (mode, uid, gid, a.size, atime, mtime) == (None, None, None, None, None, None):
         return
+    if a.size is not None:
+        s.slow_reads.forget(t.ino)
     await s.vfs.setattr_at(t.ino, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime)
 
 

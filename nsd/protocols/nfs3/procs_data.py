@@ -1,7 +1,8 @@
 """READ, WRITE and COMMIT: file content.
 
 READ replies are returned as [header, data, padding] so the driver writes the data buffer as
-it came from the vfs, never joined into one bytes object. WRITE honours stable_how: UNSTABLE
+it came from the vfs, never joined into one bytes object; a read that outlasts the service's
+patience is answered JUKEBOX and finished for the retry (see slowreads). WRITE honours stable_how: UNSTABLE
 data is staged (and answered UNSTABLE); DATA_SYNC and FILE_SYNC are sealed before the reply
 and answered FILE_SYNC. WRITE and COMMIT carry the same verifier, new at each daemon start.
 """
@@ -14,8 +15,9 @@ from nsd.protocols.nfs3 import access, args
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
 from nsd.protocols.nfs3.const import NfsError, StableHow, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
+from nsd.protocols.nfs3.slowreads import Jukebox
 from nsd.protocols.rpcserver import CallContext, ReplyBody
-from nsd.protocols.xdr import padding
+from nsd.protocols.xdr import U32, padding
 
 MAX_READ = 1 << 20
 
@@ -32,7 +34,10 @@ async def read3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
             raise NfsError(Status.ISDIR)
         if not access.allowed(t.node, t.caller, access.R) and not access.allowed(t.node, t.caller, access.X):
             raise NfsError(Status.ACCES)
-        data, eof = await s.vfs.read_at(t.ino, a.offset, min(a.length, MAX_READ))
+        ino, count = t.ino, min(a.length, MAX_READ)
+        data, eof = await s.slow_reads.read((ino, a.offset, count), lambda: s.vfs.read_at(ino, a.offset, count))
+    except Jukebox:
+        return [U32.pack(Status.JUKEBOX) + s.maybe_attr(t)]
     except Failure as e:
         return [status_word(e) + s.maybe_attr(t)]
     head = OK + s.attr(t) + _READ_TAIL.pack(len(data), 1 if eof else 0, len(data))
@@ -53,6 +58,7 @@ async def write3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         if t.node.uid != t.caller.uid:  # the owner may write a file it opened read-only (POSIX open semantics)
             access.require(t.node, t.caller, access.W)
         stable = a.stable != StableHow.UNSTABLE
+        s.slow_reads.forget(t.ino)
         await s.vfs.write_at(t.ino, a.offset, a.data, stable=stable)
     except Failure as e:
         return status_word(e) + s.wcc(pre, t)

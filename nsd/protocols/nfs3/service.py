@@ -20,6 +20,7 @@ from nsd.protocols.exports import Export, Rule
 from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import HandleCodec
+from nsd.protocols.nfs3.slowreads import SlowReads
 from nsd.protocols.rpcserver import CallContext
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller, Vfs
@@ -70,11 +71,19 @@ def decode_name(raw: bytes) -> str:
 
 
 class Nfs3Service:
-    def __init__(self, vfs: Vfs, exports: list[Export], codec: HandleCodec, statfs_path: Path) -> None:
+    def __init__(
+        self,
+        vfs: Vfs,
+        exports: list[Export],
+        codec: HandleCodec,
+        statfs_path: Path,
+        slow_reads: SlowReads | None = None,
+    ) -> None:
         self.vfs = vfs
         self.exports = {e.id: e for e in exports}
         self.codec = codec
         self.statfs_path = statfs_path
+        self.slow_reads = slow_reads or SlowReads()
 
     # ---- handles ----------------------------------------------------------------------------
 
