@@ -17,8 +17,8 @@ order, each tagged with its XID, as RPC allows.
 Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while
 the transport's write buffer is over its high-water mark (`pause_writing`), the connection
 stops reading; buffered records wait in the decoder. A reply body may be a list of buffers
-(a READ reply is header + file data + padding) written with `writelines`, so the payload is
-never copied into one bytes object.
+(a READ reply is header + file data + padding) written buffer by buffer (or with a native
+`writelines`), so the payload is never joined into one bytes object.
 
 Errors: a broken frame (FrameError) closes the connection. A bad call gets an RPC error reply
 (PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS when the arguments do not decode,
@@ -346,7 +346,15 @@ class RpcConnection(asyncio.Protocol):
             t.write(oncrpc.success_header(xid, len(body)) + body)
             return
         size = sum(len(b) for b in body)
-        t.writelines([oncrpc.success_header(xid, size), *body])
+        header = oncrpc.success_header(xid, size)
+        if type(t).writelines is not asyncio.WriteTransport.writelines:
+            t.writelines([header, *body])  # Python >= 3.12: sendmsg, no join
+            return
+        # Before 3.12 writelines joins all buffers into one: write the large ones on their own
+        # (the kernel copies straight from them; only what the socket cannot take is buffered).
+        t.write(header + body[0])
+        for part in body[1:]:
+            t.write(part)
 
     def _send(self, record: Buffer) -> None:
         t = self.transport
