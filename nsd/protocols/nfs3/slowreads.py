@@ -26,7 +26,7 @@ class Jukebox(Exception):
 
 
 class SlowReads:
-    def __init__(self, patience: float = 2.0, keep_seconds: float = 120.0, max_pending: int = 256) -> None:
+    def __init__(self, patience: float = 2.0, keep_seconds: float = 120.0, max_pending: int = 64) -> None:
         self.patience = patience
         self.keep_seconds = keep_seconds
         self.max_pending = max_pending
