@@ -25,8 +25,9 @@ Errors: a broken frame (FrameError) closes the connection. A bad call gets an RP
 SYSTEM_ERR when a procedure fails unexpectedly) and the connection lives on.
 
 Non-idempotent procedures (marked `cached`) go through the `DuplicateRequestCache`: a call
-retransmitted with the same XID, from the same host, with the same arguments, gets the first
-execution's reply (waiting for it if the first is still running) instead of running twice.
+retransmitted with the same XID, from the same host, with the same bytes (credentials and
+arguments), gets the first execution's reply (waiting for it if the first is still running)
+instead of running twice.
 """
 
 from __future__ import annotations
