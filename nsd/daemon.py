@@ -91,6 +91,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         portmapper=config.portmapper,
         portmap_port=config.portmap_port,
         jukebox_after=config.nfs_jukebox_after,
+        observe=metrics.observe,
     )
 
     loop = asyncio.get_running_loop()

@@ -123,4 +123,4 @@ def program(service: MountService) -> Program:
         4: Procedure(service.umntall, name="UMNTALL"),
         5: Procedure(service.export, name="EXPORT"),
     }
-    return Program(PROGRAM, VERSION, procs)
+    return Program(PROGRAM, VERSION, procs, name="mount3")

@@ -15,7 +15,7 @@ from nsd.protocols.exports import parse_exports
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.nfs3.slowreads import SlowReads
-from nsd.protocols.rpcserver import RpcServer
+from nsd.protocols.rpcserver import Observer, RpcServer
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.nfs")
@@ -49,12 +49,14 @@ async def start_nfs(
     portmapper: bool = False,
     portmap_port: int = 111,
     jukebox_after: float = 2.0,
+    observe: Observer | None = None,
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
     or register with the portmapper already there."""
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
     server = RpcServer()
+    server.observe = observe
     server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))))
     server.add(mount3.program(mount3.MountService(vfs, exports, codec)))
     try:
@@ -69,6 +71,7 @@ async def start_nfs(
         (mount3.PROGRAM, mount3.VERSION, portmap.IPPROTO_TCP, bound),
     ]
     pm = RpcServer()
+    pm.observe = observe
     try:
         pm_port = await pm.listen(host, portmap_port)
     except OSError as e:

@@ -64,7 +64,7 @@ def program(service: PortmapService) -> Program:
         PMAPPROC_GETPORT: Procedure(service.getport, name="GETPORT"),
         PMAPPROC_DUMP: Procedure(service.dump, name="DUMP"),
     }
-    return Program(PROGRAM, VERSION, procs)
+    return Program(PROGRAM, VERSION, procs, name="portmap")
 
 
 async def register(host: str, port: int, mappings: list[Mapping], *, unset: bool = False) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -50,6 +51,8 @@ log = logging.getLogger("nsd.rpc")
 Buffer = bytes | bytearray | memoryview
 ReplyBody = Buffer | Sequence[Buffer]
 ProcFunc = Callable[["CallContext"], "ReplyBody | Awaitable[ReplyBody]"]
+# (protocol, operation, seconds, error name or None), called once per answered call
+Observer = Callable[[str, str, float, "str | None"], None]
 
 DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_DRC_ENTRIES = 4096
@@ -78,11 +81,16 @@ class Procedure:
 
 @dataclass
 class Program:
-    """One version of one RPC program: procedure number -> Procedure."""
+    """One version of one RPC program: procedure number -> Procedure.
+
+    `name` labels its metrics; `error_of` names the failure a reply body reports (None: success).
+    """
 
     number: int
     version: int
     procs: dict[int, Procedure] = field(default_factory=dict)
+    name: str = "rpc"
+    error_of: Callable[[ReplyBody], str | None] | None = None
 
 
 class DuplicateRequestCache:
@@ -135,6 +143,7 @@ class RpcServer:
         self.max_inflight = max_inflight
         self.max_record = max_record
         self.drc = DuplicateRequestCache()
+        self.observe: Observer | None = None  # metrics; None costs nothing per call
         self.connections: set[RpcConnection] = set()
         self.server: asyncio.Server | None = None
 
@@ -259,8 +268,9 @@ class RpcConnection(asyncio.Protocol):
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL))
             return
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
+        started = time.perf_counter() if self.server.observe is not None else 0.0
         if proc.cached:
-            self._start(self._run_cached(proc, ctx))
+            self._start(self._run_cached(program, proc, ctx, started))
             return
         result: ReplyBody | Awaitable[ReplyBody] | _Suspended
         try:
@@ -269,17 +279,20 @@ class RpcConnection(asyncio.Protocol):
                 result = _step_inline(result)
         except XdrError as e:
             self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
             return
         except Exception:
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
             return
         if isinstance(result, _Suspended):
-            self._start(self._run(call, proc, result.finish()))
+            self._start(self._run(program, proc, call, started, result.finish()))
         elif inspect.isawaitable(result):
-            self._start(self._run(call, proc, result))
+            self._start(self._run(program, proc, call, started, result))
         else:
             self._reply(call.xid, result)
+            self._observe(program, proc, started, result)
 
     def _start(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -294,19 +307,34 @@ class RpcConnection(asyncio.Protocol):
             self._update_reading()
             self._process()
 
-    async def _run(self, call: RpcCall, proc: Procedure, pending: Awaitable[ReplyBody]) -> None:
+    async def _run(
+        self, program: Program, proc: Procedure, call: RpcCall, started: float, pending: Awaitable[ReplyBody]
+    ) -> None:
         try:
             body = await pending
         except XdrError as e:
             self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
             return
         except Exception:
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
             return
         self._reply(call.xid, body)
+        self._observe(program, proc, started, body)
 
-    async def _run_cached(self, proc: Procedure, ctx: CallContext) -> None:
+    def _observe(
+        self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
+    ) -> None:
+        observe = self.server.observe
+        if observe is None:
+            return
+        if error is None and program.error_of is not None:
+            error = program.error_of(body)
+        observe(program.name, proc.name, time.perf_counter() - started, error)
+
+    async def _run_cached(self, program: Program, proc: Procedure, ctx: CallContext, started: float) -> None:
         drc = self.server.drc
         key = drc.key(ctx)
         earlier = drc.get(key)
@@ -327,15 +355,18 @@ class RpcConnection(asyncio.Protocol):
         except XdrError as e:
             drc.forget(key)
             self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
             return
         except Exception:
             drc.forget(key)
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
             return
         if not fut.done():
             fut.set_result(reply)
         self._send(reply)
+        self._observe(program, proc, started, body)
 
     # ---- output -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from daemon import Daemon, nsd, start
 from rpcclient import (
     MOUNT,
@@ -444,3 +445,14 @@ def test_builtin_portmapper(tmp_path: Path) -> None:
             assert Unpacker(set_reply.body).uint32() == 0  # others may not register
     finally:
         d.stop()
+
+
+def test_nfs_calls_show_in_metrics(server: Daemon) -> None:
+    with RpcClient(server.nfs_port) as c:
+        root = c.mount()
+        assert getattr_status(c, root) == Status.OK
+        assert lookup(c, root, b"no-such-entry")[0] == Status.NOENT
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    assert 'nsd_requests_total{op="GETATTR",protocol="nfs3"}' in text
+    assert 'nsd_request_errors_total{error="NFS3ERR_NOENT",op="LOOKUP",protocol="nfs3"}' in text
+    assert 'nsd_requests_total{op="MNT",protocol="mount3"}' in text

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import partial
 
 from nsd.protocols.nfs3 import procs_change, procs_data, procs_meta, readdir
-from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc
+from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc, Status
 from nsd.protocols.nfs3.service import Nfs3Service
-from nsd.protocols.rpcserver import Procedure, Program
+from nsd.protocols.rpcserver import Procedure, Program, ReplyBody
 
 # procedure -> (function, non-idempotent: goes through the duplicate request cache)
 DISPATCH = {
@@ -42,7 +42,21 @@ def program(service: Nfs3Service) -> Program:
         int(proc): Procedure(partial(func, service), cached=cached, name=proc.name)
         for proc, (func, cached) in DISPATCH.items()
     }
-    return Program(PROGRAM, VERSION, procs)
+    return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of)
+
+
+def error_of(body: ReplyBody) -> str | None:
+    """The nfsstat3 a reply reports, by name (None for NFS3_OK and for NULL's empty body)."""
+    first = body if isinstance(body, bytes | bytearray | memoryview) else (body[0] if body else b"")
+    if len(first) < 4:
+        return None
+    code = int.from_bytes(first[:4], "big")
+    if code == 0:
+        return None
+    try:
+        return f"NFS3ERR_{Status(code).name}"
+    except ValueError:
+        return str(code)
 
 
 __all__ = ["DISPATCH", "Nfs3Service", "program"]

@@ -168,3 +168,20 @@ async def test_coroutines_inline_or_suspended(served: tuple[Toy, RpcServer, int]
     writer.write(oncrpc.encode_call(2, PROG, 1, 6))  # suspends twice, then fails
     assert (await read_reply(reader)).stat == oncrpc.SYSTEM_ERR
     writer.close()
+
+
+async def test_answered_calls_are_observed(served: tuple[Toy, RpcServer, int]) -> None:
+    _, server, port = served
+    seen: list[tuple[str, str, float, str | None]] = []
+    server.observe = lambda *args: seen.append(args)
+    for program in server.programs[PROG].values():
+        program.name = "toy"
+        program.procs[0] = Procedure(program.procs[0].func, name="ECHO")
+        program.procs[2] = Procedure(program.procs[2].func, name="GARBAGE")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for xid, proc in ((1, 0), (2, 2)):
+        writer.write(oncrpc.encode_call(xid, PROG, 1, proc))
+        await read_reply(reader)
+    assert [(p, op, err) for p, op, _, err in seen] == [("toy", "ECHO", None), ("toy", "GARBAGE", "GARBAGE_ARGS")]
+    assert all(seconds >= 0 for _, _, seconds, _ in seen)
+    writer.close()
