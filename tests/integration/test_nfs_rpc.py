@@ -456,3 +456,29 @@ def test_nfs_calls_show_in_metrics(server: Daemon) -> None:
     assert 'nsd_requests_total{op="GETATTR",protocol="nfs3"}' in text
     assert 'nsd_request_errors_total{error="NFS3ERR_NOENT",op="LOOKUP",protocol="nfs3"}' in text
     assert 'nsd_requests_total{op="MNT",protocol="mount3"}' in text
+
+
+def test_mounts_give_xdev_and_rofs(server: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "seen.txt").write_bytes(b"from the store")
+    for path, uri, extra in (("/mnt-rw", tmp_path / "rw", []), ("/mnt-ro", tmp_path / "ro", ["--readonly"])):
+        out = nsd("mount", "add", path, uri.as_uri(), *extra, daemon=server)
+        assert out.returncode == 0, out.stderr
+    with RpcClient(server.nfs_port) as c:
+        root = c.mount()
+        rw = lookup(c, root, b"mnt-rw")[1]
+        ro = lookup(c, root, b"mnt-ro")[1]
+        assert rw is not None and ro is not None
+        created_handle(create(c, rw, b"moving"))
+        u = c.nfs(Proc.RENAME, dirop(rw, b"moving") + dirop(root, b"moved"))
+        assert u.uint32() == Status.XDEV
+        assert wcc(u)[1] is not None and wcc(u)[1] is not None
+        u = create(c, ro, b"new")
+        assert u.uint32() == Status.ROFS and wcc(u)[1] is not None
+        seen = lookup(c, ro, b"seen.txt")[1]  # discovered in the store on lookup
+        assert seen is not None
+        u = c.nfs(Proc.READ, fh(seen) + struct.pack(">QI", 0, 100))
+        assert u.uint32() == Status.OK
+        post_op_attr(u)
+        assert (u.uint32(), u.bool(), u.opaque(100)) == (14, True, b"from the store")
