@@ -41,6 +41,7 @@ LAST_FRAGMENT = 0x80000000
 DEFAULT_MAX_RECORD = (1 << 20) + 64 * 1024  # wtmax (1 MiB) plus headers and handles
 
 _CALL_HEAD = struct.Struct(">IIIIII")  # xid, msg_type, rpcvers, prog, vers, proc
+_U32X2 = struct.Struct(">II")  # an opaque_auth's flavor and length
 _AUTH_SYS_CACHE_SIZE = 1024
 _ACCEPTED_HEAD = struct.Struct(">IIIIIII")  # mark, xid, REPLY, MSG_ACCEPTED, verf flavor, verf len, accept_stat
 
@@ -183,9 +184,8 @@ def decode_auth_sys(body: bytes | memoryview) -> AuthSys:
 _auth_sys_cache: dict[bytes, AuthSys] = {}
 
 
-def _auth_sys(body: memoryview) -> AuthSys:
+def _auth_sys(key: bytes) -> AuthSys:
     """decode_auth_sys with a cache: a client sends the same few credentials over and over."""
-    key = bytes(body)
     cred = _auth_sys_cache.get(key)
     if cred is None:
         cred = decode_auth_sys(key)
@@ -210,25 +210,31 @@ def decode_call(record: bytes) -> RpcCall:
         raise Ignored(f"message type {msg_type} is not a call")
     if rpcvers != RPC_VERSION:
         raise CallError(f"rpc version {rpcvers}", rpc_mismatch_reply(xid))
-    u = Unpacker(record, _CALL_HEAD.size)
-    try:
-        flavor = u.uint32()
-        cred_body = u.opaque_view(MAX_AUTH_BYTES)
-        verf_flavor = u.uint32()
-        u.opaque_view(MAX_AUTH_BYTES)
-    except XdrError as e:
-        raise CallError(f"bad credentials: {e}", auth_error_reply(xid, AUTH_BADCRED)) from None
+    # The credential and verifier by hand with struct: this runs once per call.
+    size = len(record)
+    pos = _CALL_HEAD.size
+    if pos + 8 > size:
+        raise CallError("truncated credential", auth_error_reply(xid, AUTH_BADCRED))
+    flavor, cred_len = _U32X2.unpack_from(record, pos)
+    cred_start = pos + 8
+    pos = cred_start + ((cred_len + 3) & ~3)
+    if cred_len > MAX_AUTH_BYTES or pos + 8 > size:
+        raise CallError("bad credential length", auth_error_reply(xid, AUTH_BADCRED))
+    verf_flavor, verf_len = _U32X2.unpack_from(record, pos)
+    pos += 8 + ((verf_len + 3) & ~3)
+    if verf_len > MAX_AUTH_BYTES or pos > size:
+        raise CallError("bad verifier length", auth_error_reply(xid, AUTH_BADCRED))
     cred: AuthSys | None = None
     if flavor == AUTH_SYS:
         try:
-            cred = _auth_sys(cred_body)
+            cred = _auth_sys(record[cred_start : cred_start + cred_len])
         except XdrError as e:
             raise CallError(f"bad AUTH_SYS credential: {e}", auth_error_reply(xid, AUTH_BADCRED)) from None
     elif flavor != AUTH_NONE:
         raise CallError(f"auth flavor {flavor}", auth_error_reply(xid, AUTH_REJECTEDCRED))
     if verf_flavor != AUTH_NONE:
         raise CallError(f"verifier flavor {verf_flavor}", auth_error_reply(xid, AUTH_BADVERF))
-    return RpcCall(xid, prog, vers, proc, flavor, cred, record, u.pos)
+    return RpcCall(xid, prog, vers, proc, flavor, cred, record, pos)
 
 
 def encode_call(
