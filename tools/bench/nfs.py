@@ -7,7 +7,9 @@ Needs (installed by nothing here; as root on Debian):
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
 WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
 --reads), and GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls (a small
-asyncio RPC client pipelining on one connection). Prints both and the ratio nsd/ganesha.
+asyncio RPC client pipelining on one connection). Both servers run together and each
+measurement is taken on one right after the other, so a busy machine skews both alike.
+Prints both and the ratio nsd/ganesha.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3]
@@ -270,16 +272,20 @@ def _timed(cmd: list[str], stdout: int | None = None) -> float:
     return time.perf_counter() - start
 
 
-def measure(target: Target, source: Path, size: int, reads: int, seconds: float) -> None:
+def measure(targets: list[Target], source: Path, size: int, reads: int, seconds: float) -> None:
+    """Each measurement on every server back to back, so a busy machine hurts both alike."""
     name = "bench-file"
-    target.results["write MiB/s"] = size / MiB / _timed(["nfs-cp", str(source), _url_for(target, name)])
-    best = min(_timed(["nfs-cat", _url_for(target, name)]) for _ in range(reads))
-    target.results["read MiB/s"] = size / MiB / best
-    mnt_port = GANESHA_PORTS["mnt"] if target.name == "ganesha" else target.port
+    for t in targets:
+        t.results["write MiB/s"] = size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)])
+    for t in targets:
+        best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
+        t.results["read MiB/s"] = size / MiB / best
     for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
         for outstanding in (1, 32):
-            rate = asyncio.run(ops_per_second(target.port, mnt_port, target.export, proc, outstanding, seconds, name))
-            target.results[f"{label} ops/s @{outstanding}"] = rate
+            for t in targets:
+                mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
+                rate = asyncio.run(ops_per_second(t.port, mnt_port, t.export, proc, outstanding, seconds, name))
+                t.results[f"{label} ops/s @{outstanding}"] = rate
 
 
 def main() -> None:
@@ -299,18 +305,15 @@ def main() -> None:
             for _ in range(size // len(block)):
                 f.write(block)
             f.write(block[: size % len(block)])
-        targets: list[Target] = []
-        with nsd_server(work) as t:
-            measure(t, source, size, args.reads, args.ops_seconds)
-            targets.append(t)
         why_not = "--no-ganesha" if args.no_ganesha else None
-        if why_not is None:
-            try:
-                with ganesha_server(work) as g:
-                    measure(g, source, size, args.reads, args.ops_seconds)
-                    targets.append(g)
-            except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
-                why_not = str(e)
+        with nsd_server(work) as t, contextlib.ExitStack() as stack:
+            targets = [t]
+            if why_not is None:
+                try:
+                    targets.append(stack.enter_context(ganesha_server(work)))
+                except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+                    why_not = str(e)
+            measure(targets, source, size, args.reads, args.ops_seconds)
     report(targets, args.size_mib, why_not)
 
 
