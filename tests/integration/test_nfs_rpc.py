@@ -157,6 +157,12 @@ def test_handles_survive_a_restart(tmp_path: Path) -> None:
             root = c.mount()
             sub = mkdir(c, root, b"kept")
             f = created_handle(create(c, sub, b"file"))
+            excl = created_handle(create(c, sub, b"excl", EXCLUSIVE, b"12345678"))
+            u = write(c, f, 0, b"unstable", UNSTABLE)
+            assert u.uint32() == Status.OK
+            wcc(u)
+            assert (u.uint32(), u.uint32()) == (8, UNSTABLE)
+            verf_before = u.fixed(8)
         assert (tmp_path / "data" / "nfs.secret").stat().st_mode & 0o777 == 0o600
         assert d.stop() == 0
         d = start(tmp_path / "data")
@@ -164,6 +170,13 @@ def test_handles_survive_a_restart(tmp_path: Path) -> None:
             assert c.mount() == root
             assert getattr_status(c, f) == Status.OK
             assert lookup(c, sub, b"file") == (Status.OK, f)
+            # The EXCLUSIVE verifier was stored durably: a late retransmit still gets its file.
+            assert created_handle(create(c, sub, b"excl", EXCLUSIVE, b"12345678")) == excl
+            # A new life, a new write verifier: the client learns to resend unstable data.
+            u = c.nfs(Proc.COMMIT, fh(f) + struct.pack(">QI", 0, 0))
+            assert u.uint32() == Status.OK
+            wcc(u)
+            assert u.fixed(8) != verf_before
     finally:
         if d.proc.poll() is None:
             d.stop()
