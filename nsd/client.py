@@ -80,6 +80,7 @@ class Client:
 
     def put(self, path: str, data: Any, *, overwrite: bool = False) -> dict[str, Any]:
         """Upload from anything with a binary `read(n)`, streamed in CHUNK pieces."""
+
         def chunks() -> Iterator[bytes]:
             while block := data.read(CHUNK):
                 yield block

@@ -32,7 +32,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "bind", str, "127.0.0.1", "Address the listeners bind to."),
     Setting("server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1)."),
-    Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (used by the NFS server)."),
+    Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (one port for both)."),
     Setting(
         "server",
         "webhdfs_base_url",
@@ -40,6 +40,29 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "scheme://host:port WebHDFS redirects send clients to (NAT, containers); "
         "empty: X-Forwarded-Proto/-Host, else the Host the client used.",
+    ),
+    Setting(
+        "nfs",
+        "nfs_exports",
+        str,
+        "/ 127.0.0.1(rw,no_root_squash)",
+        "NFS exports, ';'-separated, /etc/exports style: PATH CLIENT(OPTIONS) ... "
+        "(options rw|ro, root_squash|no_root_squash|all_squash, anonuid=N, anongid=N).",
+    ),
+    Setting(
+        "nfs",
+        "portmapper",
+        bool,
+        False,
+        "Serve a portmapper (v2) for unmodified NFS clients; if the port is taken, register with it.",
+    ),
+    Setting("nfs", "portmap_port", int, 111, "Port of the built-in portmapper."),
+    Setting(
+        "nfs",
+        "nfs_jukebox_after",
+        float,
+        2.0,
+        "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
     ),
     Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
     Setting(

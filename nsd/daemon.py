@@ -23,6 +23,7 @@ from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.protocols import admin, status, webhdfs
+from nsd.protocols.nfs import start_nfs
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -82,18 +83,32 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
     await site.start()
     http_addr = _bound_address(site)
+    nfs = await start_nfs(
+        vfs,
+        datadir.path,
+        host=config.bind,
+        port=config.nfs_port,
+        exports_spec=config.nfs_exports,
+        portmapper=config.portmapper,
+        portmap_port=config.portmap_port,
+        jukebox_after=config.nfs_jukebox_after,
+        observe=metrics.observe,
+    )
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ticker = asyncio.create_task(_checkpoint_ticker(store))
 
-    print(f"nsd ready http=http://{http_addr} data_dir={datadir.path}", flush=True)
+    nfs_addr = f"{config.bind}:{nfs.port}"
+    portmap_addr = f" portmap={config.bind}:{nfs.portmap_port}" if nfs.portmapper is not None else ""
+    print(f"nsd ready http=http://{http_addr} nfs={nfs_addr}{portmap_addr} data_dir={datadir.path}", flush=True)
     log.info("serving; %d mount(s), root under-storage %s", len(store.ns.mounts) + 1, mounts.views()[0].uri)
     await stop.wait()
 
     log.info("stopping: no new connections, finishing in-flight requests")
     ticker.cancel()
+    await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
     if not fatal:
         await vfs.close()

@@ -29,9 +29,7 @@ async def diagnose(vfs: Vfs, datadir: DataDir) -> list[dict[str, Any]]:
     writable = os.access(datadir.path, os.W_OK) and os.access(datadir.journal, os.W_OK)
     out.append(_check("data dir writable", "ok" if writable else "fail", str(datadir.path)))
     mode = datadir.token_file.stat().st_mode & 0o777
-    out.append(
-        _check("admin token private", "ok" if mode == 0o600 else "fail", f"{datadir.token_file} mode {mode:o}")
-    )
+    out.append(_check("admin token private", "ok" if mode == 0o600 else "fail", f"{datadir.token_file} mode {mode:o}"))
     store = vfs.store
     if store.failed is not None:
         out.append(_check("journal", "fail", f"failed: {store.failed}"))

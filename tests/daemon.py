@@ -21,6 +21,12 @@ class Daemon:
     url: str
     data_dir: Path
     log: Path
+    nfs_port: int = 0
+    portmap_port: int | None = None
+
+    def nfs_url(self, path: str = "/") -> str:
+        """A libnfs URL for `path` (export "/") that needs no portmapper."""
+        return f"nfs://127.0.0.1{path}?nfsport={self.nfs_port}&mountport={self.nfs_port}"
 
     @property
     def token(self) -> str:
@@ -44,7 +50,8 @@ class Daemon:
 def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
     """Run `nsd serve` on an ephemeral port and wait for its `ready` line."""
     log = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", *args]
+    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", "--nfs-port", "0"]
+    cmd += args
     full_env = {**os.environ, "NSD_LOG_LEVEL": "info", **(env or {})}
     with open(log, "a") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)
@@ -55,8 +62,10 @@ def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daem
         if not line:
             break
         if "ready" in line:
-            addr = next(p for p in line.split() if p.startswith("http="))[len("http=") :]
-            return Daemon(proc, addr, data_dir, log)
+            fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            nfs_port = int(fields["nfs"].rsplit(":", 1)[1])
+            portmap = int(fields["portmap"].rsplit(":", 1)[1]) if "portmap" in fields else None
+            return Daemon(proc, fields["http"], data_dir, log, nfs_port, portmap)
     proc.kill()
     raise RuntimeError(f"nsd did not become ready; log:\n{log.read_text()}")
 

@@ -22,6 +22,9 @@ def serve(
     bind: Annotated[str | None, typer.Option("--bind")] = None,
     http_port: Annotated[int | None, typer.Option("--http-port")] = None,
     nfs_port: Annotated[int | None, typer.Option("--nfs-port")] = None,
+    portmapper: Annotated[
+        bool | None, typer.Option("--portmapper/--no-portmapper", help="Serve a portmapper on port 111.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
 ) -> None:
@@ -36,6 +39,7 @@ def serve(
                 "bind": bind,
                 "http_port": http_port,
                 "nfs_port": nfs_port,
+                "portmapper": portmapper,
                 "log_level": log_level,
                 "log_format": log_format,
             },

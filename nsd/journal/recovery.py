@@ -83,9 +83,7 @@ class RepairReport:
             lines.append("no corruption found")
         else:
             lost = (
-                f" (txids {self.last_kept_txid + 1}..{self.highest_dropped_txid})"
-                if self.highest_dropped_txid
-                else ""
+                f" (txids {self.last_kept_txid + 1}..{self.highest_dropped_txid})" if self.highest_dropped_txid else ""
             )
             lines.append(f"cut at {self.cut_file} offset {self.cut_offset}: {self.reason}")
             lines.append(f"dropped {self.records_dropped} sound record(s){lost}")

@@ -27,9 +27,7 @@ def test_mask_options_hides_every_secret_like_option() -> None:
         }
     )
     assert shown["access_key"] == ACCESS[:4] + "****"
-    assert {shown[k] for k in ("secret_key", "session_token", "password", "gcp_credentials", "account_key")} == {
-        "****"
-    }
+    assert {shown[k] for k in ("secret_key", "session_token", "password", "gcp_credentials", "account_key")} == {"****"}
     assert shown["region"] == "eu-west-1"
 
 

@@ -130,5 +130,3 @@ async def serve_fake(root: Path, token: str = "t0ken-secret-123", port: int = 0)
     await site.start()
     fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return fake
-
-

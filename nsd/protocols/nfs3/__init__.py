@@ -1,0 +1,62 @@
+"""NFSv3 (RFC 1813): one function per procedure, bound to a service by one dispatch table."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from nsd.protocols.nfs3 import procs_change, procs_data, procs_meta, readdir
+from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc, Status
+from nsd.protocols.nfs3.service import Nfs3Service
+from nsd.protocols.rpcserver import Procedure, Program, ReplyBody
+
+# procedure -> (function, non-idempotent: goes through the duplicate request cache)
+DISPATCH = {
+    Proc.NULL: (procs_meta.null, False),
+    Proc.GETATTR: (procs_meta.getattr3, False),
+    Proc.SETATTR: (procs_change.setattr3, True),
+    Proc.LOOKUP: (procs_meta.lookup3, False),
+    Proc.ACCESS: (procs_meta.access3, False),
+    Proc.READLINK: (procs_meta.readlink3, False),
+    Proc.READ: (procs_data.read3, False),
+    Proc.WRITE: (procs_data.write3, False),
+    Proc.CREATE: (procs_change.create3, True),
+    Proc.MKDIR: (procs_change.mkdir3, True),
+    Proc.SYMLINK: (procs_change.symlink3, True),
+    Proc.MKNOD: (procs_change.mknod3, True),
+    Proc.REMOVE: (procs_change.remove3, True),
+    Proc.RMDIR: (procs_change.rmdir3, True),
+    Proc.RENAME: (procs_change.rename3, True),
+    Proc.LINK: (procs_change.link3, True),
+    Proc.READDIR: (readdir.readdir3, False),
+    Proc.READDIRPLUS: (readdir.readdirplus3, False),
+    Proc.FSSTAT: (procs_meta.fsstat3, False),
+    Proc.FSINFO: (procs_meta.fsinfo3, False),
+    Proc.PATHCONF: (procs_meta.pathconf3, False),
+    Proc.COMMIT: (procs_data.commit3, False),
+}
+
+
+def program(service: Nfs3Service) -> Program:
+    """The NFS program (100003 v3) served by `service`."""
+    procs = {
+        int(proc): Procedure(partial(func, service), cached=cached, name=proc.name)
+        for proc, (func, cached) in DISPATCH.items()
+    }
+    return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of)
+
+
+def error_of(body: ReplyBody) -> str | None:
+    """The nfsstat3 a reply reports, by name (None for NFS3_OK and for NULL's empty body)."""
+    first = body if isinstance(body, bytes | bytearray | memoryview) else (body[0] if body else b"")
+    if len(first) < 4:
+        return None
+    code = int.from_bytes(first[:4], "big")
+    if code == 0:
+        return None
+    try:
+        return f"NFS3ERR_{Status(code).name}"
+    except ValueError:
+        return str(code)
+
+
+__all__ = ["DISPATCH", "Nfs3Service", "program"]

@@ -1,0 +1,262 @@
+"""NFSv3 procedures that change the namespace or attributes: SETATTR, CREATE, MKDIR, SYMLINK,
+MKNOD, REMOVE, RMDIR, RENAME, LINK.
+
+Each snapshots the pre-op attributes (size, mtime, ctime) of what it changes right after
+resolving the handle, checks the export is writable and the caller's permission, calls the
+vfs (which answers once the change is durable), and replies with wcc_data, on failure too.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from nsd.namespace import Inode
+from nsd.protocols.nfs3 import access, args
+from nsd.protocols.nfs3.attrs import NO_ATTR, SERVER_TIME, Sattr3
+from nsd.protocols.nfs3.const import CreateMode, Ftype, NfsError, Status
+from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
+from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.xdr import U32
+from nsd.vfs import Caller
+
+_NS = 1_000_000_000
+_VERF = struct.Struct(">II")
+_FH_FOLLOWS = U32.pack(1)
+
+
+async def _dir(s: Nfs3Service, ctx: CallContext, fh: memoryview) -> Target:
+    d = await s.resolve(ctx, fh)
+    if not d.node.is_dir:
+        raise NfsError(Status.NOTDIR)
+    return d
+
+
+def _may_change_entries(d: Target) -> None:
+    d.require_writable()
+    access.require(d.node, d.caller, access.W | access.X)
+
+
+def _post_op_fh(s: Nfs3Service, d: Target, node: Inode) -> bytes:
+    fh = s.handle(d.export, node)
+    return _FH_FOLLOWS + U32.pack(len(fh)) + fh
+
+
+def _created(s: Nfs3Service, d: Target, pre: bytes, node: Inode) -> bytes:
+    """CREATE/MKDIR/SYMLINK3resok: post_op_fh3, post_op_attr, wcc_data of the directory."""
+    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(pre, d)
+
+
+async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False) -> None:
+    """Check and apply a sattr3 to `t` (for a new object, mode was applied at creation)."""
+    if a.empty():
+        return
+    who, node = t.caller, t.node
+    mode = None if new else a.mode
+    if mode is not None:
+        access.require_owner(node, who)
+    if a.uid is not None and a.uid != node.uid and who.uid != 0:
+        raise NfsError(Status.PERM, "only root may give a file away")
+    if a.gid is not None and a.gid != node.gid and who.uid != 0:
+        access.require_owner(node, who)
+        if a.gid != who.gid and a.gid not in who.gids:
+            raise NfsError(Status.PERM, "not a member of that group")
+    if a.size is not None and node.uid != who.uid:
+        access.require(node, who, access.W)
+    for when in (a.atime, a.mtime):
+        if when == SERVER_TIME:
+            if node.uid != who.uid:
+                access.require(node, who, access.W)
+        elif when is not None:
+            access.require_owner(node, who)
+    now = s.vfs.store.now_ns()
+    atime = now if a.atime == SERVER_TIME else a.atime
+    mtime = now if a.mtime == SERVER_TIME else a.mtime
+    uid = a.uid if a.uid is not None and a.uid != node.uid else None
+    gid = a.gid if a.gid is not None and a.gid != node.gid else None
+    if (mode, uid, gid, a.size, atime, mtime) == (None, None, None, None, None, None):
+        return
+    if a.size is not None:
+        s.slow_reads.forget(t.ino)
+    await s.vfs.setattr_at(t.ino, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime)
+
+
+async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.setattr_args(ctx.args)
+    t: Target | None = None
+    pre = NO_ATTR
+    try:
+        t = await s.resolve(ctx, a.fh)
+        pre = s.pre(t)
+        t.require_writable()
+        if a.guard_ctime is not None and a.guard_ctime != t.node.ctime:
+            raise NfsError(Status.NOT_SYNC, "ctime guard does not match")
+        await _apply_sattr(s, t, a.attrs)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, t)
+    return OK + s.wcc(pre, t)
+
+
+def _as_child(d: Target, node: Inode, caller: Caller) -> Target:
+    return Target(d.export, d.rule, node, caller)
+
+
+async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.create_args(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.where.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        name = decode_name(a.where.name)
+        who = d.caller
+        mode = 0o644 if a.attrs.mode is None else a.attrs.mode & 0o7777
+        if a.mode == CreateMode.EXCLUSIVE:
+            node = await _create_exclusive(s, d, name, a.verf)
+        else:
+            existed = a.mode == CreateMode.UNCHECKED and await _exists(s, d, name)
+            node = await s.vfs.create(d.ino, name, caller=who, mode=mode, exclusive=a.mode == CreateMode.GUARDED)
+            await _apply_sattr(s, _as_child(d, node, who), a.attrs, new=not existed)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+    return _created(s, d, pre, node)
+
+
+async def _exists(s: Nfs3Service, d: Target, name: str) -> bool:
+    try:
+        await s.vfs.lookup(d.ino, name)
+    except Failure:
+        return False
+    return True
+
+
+async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -> Inode:
+    """EXCLUSIVE create: the verifier is kept in atime/mtime seconds (until the client's SETATTR),
+    so a retransmit (even after a restart) finds its own file and gets OK; anyone else gets EXIST."""
+    hi, lo = _VERF.unpack(verf)
+    want = (hi * _NS, lo * _NS)
+    try:
+        existing: Inode | None = await s.vfs.lookup(d.ino, name)
+    except Failure:
+        existing = None
+    if existing is not None:
+        if existing.is_file and (existing.atime, existing.mtime) == want:
+            return existing
+        raise NfsError(Status.EXIST)
+    node = await s.vfs.create(d.ino, name, caller=d.caller, mode=0o644, exclusive=True)
+    return await s.vfs.setattr_at(node.ino, atime=want[0], mtime=want[1])
+
+
+async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.mkdir_args(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.where.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        mode = 0o755 if a.attrs.mode is None else a.attrs.mode & 0o7777
+        node = await s.vfs.mkdir_at(d.ino, decode_name(a.where.name), caller=d.caller, mode=mode)
+        await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+    return _created(s, d, pre, node)
+
+
+async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.symlink_args(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.where.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        target = decode_name(a.target)
+        node = await s.vfs.symlink_at(d.ino, decode_name(a.where.name), target, caller=d.caller)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+    return _created(s, d, pre, node)
+
+
+async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.mknod_args(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.where.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        if a.type in (Ftype.REG, Ftype.DIR, Ftype.LNK):
+            raise NfsError(Status.BADTYPE, "MKNOD makes only special files")
+        raise NfsError(Status.NOTSUPP, "special files are not supported")
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+
+
+async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.dirop(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        await s.vfs.remove_at(d.ino, decode_name(a.name))
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+    return OK + s.wcc(pre, d)
+
+
+async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.dirop(ctx.args)
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        d = await _dir(s, ctx, a.dir)
+        pre = s.pre(d)
+        _may_change_entries(d)
+        name = decode_name(a.name)
+        if name == "..":
+            raise NfsError(Status.NOTEMPTY)
+        await s.vfs.rmdir_at(d.ino, name)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, d)
+    return OK + s.wcc(pre, d)
+
+
+async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.rename_args(ctx.args)
+    src: Target | None = None
+    dst: Target | None = None
+    src_pre = dst_pre = NO_ATTR
+    try:
+        src = await _dir(s, ctx, a.src.dir)
+        src_pre = s.pre(src)
+        dst = await _dir(s, ctx, a.dst.dir)
+        dst_pre = s.pre(dst)
+        if src.export.id != dst.export.id:
+            raise NfsError(Status.XDEV)
+        _may_change_entries(src)
+        _may_change_entries(dst)
+        await s.vfs.rename_at(src.ino, decode_name(a.src.name), dst.ino, decode_name(a.dst.name))
+    except Failure as e:
+        return status_word(e) + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
+    return OK + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
+
+
+async def link3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.link_args(ctx.args)
+    t: Target | None = None
+    d: Target | None = None
+    pre = NO_ATTR
+    try:
+        t = await s.resolve(ctx, a.fh)
+        d = await _dir(s, ctx, a.link.dir)
+        pre = s.pre(d)
+        if t.export.id != d.export.id:
+            raise NfsError(Status.XDEV)
+        _may_change_entries(d)
+        await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name))
+    except Failure as e:
+        return status_word(e) + s.maybe_attr(t) + s.wcc(pre, d)
+    return OK + s.attr(t) + s.wcc(pre, d)

@@ -1,0 +1,81 @@
+"""READ, WRITE and COMMIT: file content.
+
+READ replies are returned as [header, data, padding] so the driver writes the data buffer as
+it came from the vfs, never joined into one bytes object; a read that outlasts the service's
+patience is answered JUKEBOX and finished for the retry (see slowreads). WRITE honours stable_how: UNSTABLE
+data is staged (and answered UNSTABLE); DATA_SYNC and FILE_SYNC are sealed before the reply
+and answered FILE_SYNC. WRITE and COMMIT carry the same verifier, new at each daemon start.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from nsd.protocols.nfs3 import access, args
+from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
+from nsd.protocols.nfs3.const import NfsError, StableHow, Status
+from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
+from nsd.protocols.nfs3.slowreads import Jukebox
+from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.xdr import U32, padding
+
+MAX_READ = 1 << 20
+
+_READ_TAIL = struct.Struct(">III")  # count, eof, opaque length
+_WRITE_TAIL = struct.Struct(">II")  # count, committed
+
+
+async def read3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.read_args(ctx.args)
+    t: Target | None = None
+    try:
+        t = await s.resolve(ctx, a.fh)
+        if t.node.is_dir:
+            raise NfsError(Status.ISDIR)
+        if not access.allowed(t.node, t.caller, access.R) and not access.allowed(t.node, t.caller, access.X):
+            raise NfsError(Status.ACCES)
+        ino, count = t.ino, min(a.length, MAX_READ)
+        data, eof = await s.slow_reads.read((ino, a.offset, count), lambda: s.vfs.read_at(ino, a.offset, count))
+    except Jukebox:
+        return [U32.pack(Status.JUKEBOX) + s.maybe_attr(t)]
+    except Failure as e:
+        return [status_word(e) + s.maybe_attr(t)]
+    head = OK + s.attr(t) + _READ_TAIL.pack(len(data), 1 if eof else 0, len(data))
+    pad = padding(len(data))
+    return [head, data, pad] if pad else [head, data]
+
+
+async def write3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.write_args(ctx.args)
+    t: Target | None = None
+    pre = NO_ATTR
+    try:
+        t = await s.resolve(ctx, a.fh)
+        pre = s.pre(t)
+        t.require_writable()
+        if t.node.is_dir:
+            raise NfsError(Status.ISDIR)
+        if t.node.uid != t.caller.uid:  # the owner may write a file it opened read-only (POSIX open semantics)
+            access.require(t.node, t.caller, access.W)
+        stable = a.stable != StableHow.UNSTABLE
+        s.slow_reads.forget(t.ino)
+        await s.vfs.write_at(t.ino, a.offset, a.data, stable=stable)
+    except Failure as e:
+        return status_word(e) + s.wcc(pre, t)
+    committed = StableHow.FILE_SYNC if stable else StableHow.UNSTABLE
+    return OK + s.wcc(pre, t) + _WRITE_TAIL.pack(len(a.data), committed) + s.vfs.write_verifier
+
+
+async def commit3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    a = args.commit_args(ctx.args)
+    t: Target | None = None
+    pre = NO_ATTR
+    try:
+        t = await s.resolve(ctx, a.fh)
+        pre = s.pre(t)
+        if not t.node.is_file:
+            raise NfsError(Status.ISDIR if t.node.is_dir else Status.INVAL)
+        await s.vfs.commit(t.ino)
+    except Failure as e:
+        return status_word(e) + (s.wcc(pre, t) if t is not None else NO_WCC)
+    return OK + s.wcc(pre, t) + s.vfs.write_verifier

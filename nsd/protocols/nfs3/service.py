@@ -1,0 +1,158 @@
+"""What every NFSv3 procedure shares: the vfs, the exports, handles, identities, error replies.
+
+A procedure turns its handle(s) into `Target`s here: the handle is checked (BADHANDLE, STALE),
+its export must still exist and be exported to the calling host (ACCES otherwise), and the
+inode must be alive with the handle's generation (STALE). The caller's AUTH_SYS identity is
+squashed per the export's rule.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsd import errors
+from nsd.namespace import Inode
+from nsd.namespace.names import utf8
+from nsd.protocols.errmap import nfsstat3
+from nsd.protocols.exports import Export, Rule
+from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr, pre_op_attr
+from nsd.protocols.nfs3.const import NfsError, Status
+from nsd.protocols.nfs3.handles import HandleCodec
+from nsd.protocols.nfs3.slowreads import SlowReads
+from nsd.protocols.rpcserver import CallContext
+from nsd.protocols.xdr import U32
+from nsd.vfs import Caller, Vfs
+
+
+@dataclass(slots=True)
+class Target:
+    """A resolved handle: the object, the export it was reached through, and who asks."""
+
+    export: Export
+    rule: Rule
+    node: Inode
+    caller: Caller
+
+    @property
+    def ino(self) -> int:
+        return self.node.ino
+
+    def require_writable(self) -> None:
+        if not self.rule.rw:
+            raise NfsError(Status.ROFS, f"export {self.export.path} is read-only for this client")
+
+
+def status_of(exc: BaseException) -> Status:
+    if isinstance(exc, NfsError):
+        return exc.status
+    try:
+        return Status(nfsstat3(exc))
+    except ValueError:
+        return Status.SERVERFAULT
+
+
+def status_word(exc: BaseException) -> bytes:
+    return U32.pack(status_of(exc))
+
+
+OK = U32.pack(Status.OK)
+Failure = (NfsError, errors.NsdError)
+
+
+def decode_name(raw: bytes) -> str:
+    """A file name (or symlink target) from the wire. The namespace and its journal hold
+    Unicode only, so bytes that are not UTF-8 are refused (INVAL) before anything is touched."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NfsError(Status.INVAL, "name is not valid UTF-8") from None
+
+
+class Nfs3Service:
+    def __init__(
+        self,
+        vfs: Vfs,
+        exports: list[Export],
+        codec: HandleCodec,
+        statfs_path: Path,
+        slow_reads: SlowReads | None = None,
+    ) -> None:
+        self.vfs = vfs
+        self.exports = {e.id: e for e in exports}
+        self.codec = codec
+        self.statfs_path = statfs_path
+        self.slow_reads = slow_reads or SlowReads()
+
+    # ---- handles ----------------------------------------------------------------------------
+
+    async def resolve(self, ctx: CallContext, fh: bytes | memoryview) -> Target:
+        """The live object a handle names, for this caller. NfsError or core errors otherwise.
+
+        The vfs re-checks the object against its under-storage when the mount's sync interval
+        says so; an object gone from there is STALE to the handle's holder."""
+        export_id, ino, gen = self.codec.decode(fh)
+        export = self.exports.get(export_id)
+        if export is None:
+            raise NfsError(Status.STALE, f"no export {export_id}")
+        rule = export.rule_for(ctx.peer_host)
+        if rule is None:
+            raise NfsError(Status.ACCES, f"{export.path} is not exported to {ctx.peer_host}")
+        try:
+            node = await self.vfs.getattr(ino)
+        except errors.NotFound:
+            raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
+        if node.gen != gen:
+            raise NfsError(Status.STALE, f"inode {ino} generation {node.gen}, handle has {gen}")
+        return Target(export, rule, node, rule.caller(ctx.cred))
+
+    def handle(self, export: Export, node: Inode) -> bytes:
+        return self.codec.encode(export.id, node.ino, node.gen)
+
+    def export_root(self, export: Export) -> Inode:
+        return self.vfs.ns.resolve(export.path)
+
+    async def lookup(self, target: Target, name: str) -> Inode:
+        """LOOKUP semantics: "." is the directory, ".." its parent but never above the export root."""
+        if name == ".." and target.node.ino == self.export_root(target.export).ino:
+            return target.node
+        return await self.vfs.lookup(target.ino, name)
+
+    # ---- attributes -------------------------------------------------------------------------
+
+    @staticmethod
+    def fsid(export: Export) -> int:
+        return export.id
+
+    def attr(self, target: Target) -> bytes:
+        """post_op_attr of the target as it is now, from memory: right after an operation there is
+        nothing to re-check against the under-storage (and a removed object has none)."""
+        try:
+            node = self.vfs.ns.get(target.ino)
+        except errors.NsdError:
+            return NO_ATTR
+        return post_op_attr(node, target.export.id)
+
+    def attr_of(self, export: Export, node: Inode) -> bytes:
+        return post_op_attr(node, export.id)
+
+    def maybe_attr(self, target: Target | None) -> bytes:
+        return NO_ATTR if target is None else self.attr(target)
+
+    @staticmethod
+    def pre(target: Target | None) -> bytes:
+        return NO_ATTR if target is None else pre_op_attr(target.node)
+
+    def wcc(self, pre: bytes, target: Target | None) -> bytes:
+        """wcc_data: the snapshot taken before the change, and the attributes now."""
+        return pre + self.maybe_attr(target)
+
+    # ---- misc -------------------------------------------------------------------------------
+
+    def statvfs(self) -> os.statvfs_result:
+        return os.statvfs(self.statfs_path)
+
+    @staticmethod
+    def name_bytes(name: str) -> bytes:
+        return utf8(name)

@@ -1,0 +1,443 @@
+"""The asyncio driver for ONC RPC programs over TCP (NFS, MOUNT and the portmapper share it).
+
+Theory of operation
+-------------------
+One `RpcConnection` (an asyncio.Protocol) per TCP connection:
+
+    data_received -> RecordDecoder.feed -> for each record: decode_call -> dispatch
+
+Dispatch looks the (program, version, procedure) up in the `RpcServer` tables and calls the
+procedure function with a `CallContext`. A function may answer at once (a plain return) or be
+a coroutine. A coroutine is first stepped inline: most calls (GETATTR, LOOKUP, ...) never
+really wait and are answered right there, without the cost of a task; one that suspends is
+finished as a task (`_Suspended.finish` resumes it exactly as asyncio's Task would). So many
+calls of one connection are in flight together, and their replies go out in completion
+order, each tagged with its XID, as RPC allows.
+
+Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while
+the transport's write buffer is over its high-water mark (`pause_writing`), the connection
+stops reading; buffered records wait in the decoder. A reply body may be a list of buffers
+(a READ reply is header + file data + padding) written buffer by buffer (or with a native
+`writelines`), so the payload is never joined into one bytes object.
+
+Errors: a broken frame (FrameError) closes the connection. A bad call gets an RPC error reply
+(PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS when the arguments do not decode,
+SYSTEM_ERR when a procedure fails unexpectedly) and the connection lives on.
+
+Non-idempotent procedures (marked `cached`) go through the `DuplicateRequestCache`: a call
+retransmitted with the same XID, from the same host, with the same bytes (credentials and
+arguments), gets the first execution's reply (waiting for it if the first is still running)
+instead of running twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nsd.protocols import oncrpc
+from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
+from nsd.protocols.xdr import Unpacker, XdrError
+
+log = logging.getLogger("nsd.rpc")
+
+Buffer = bytes | bytearray | memoryview
+ReplyBody = Buffer | Sequence[Buffer]
+ProcFunc = Callable[["CallContext"], "ReplyBody | Awaitable[ReplyBody]"]
+# (protocol, operation, seconds, error name or None), called once per answered call
+Observer = Callable[[str, str, float, "str | None"], None]
+
+DEFAULT_MAX_INFLIGHT = 64
+DEFAULT_DRC_ENTRIES = 4096
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a procedure sees: the call, its arguments and who sent it."""
+
+    call: RpcCall
+    args: Unpacker
+    peer_host: str
+    local_port: int
+
+    @property
+    def cred(self) -> AuthSys | None:
+        return self.call.cred
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    func: ProcFunc
+    cached: bool = False  # non-idempotent: replies go through the duplicate request cache
+    name: str = ""
+
+
+@dataclass
+class Program:
+    """One version of one RPC program: procedure number -> Procedure.
+
+    `name` labels its metrics; `error_of` names the failure a reply body reports (None: success).
+    """
+
+    number: int
+    version: int
+    procs: dict[int, Procedure] = field(default_factory=dict)
+    name: str = "rpc"
+    error_of: Callable[[ReplyBody], str | None] | None = None
+
+
+class DuplicateRequestCache:
+    """Replies of non-idempotent calls by (host, xid, length and CRC of the whole call).
+
+    The CRC covers procedure, credentials and arguments, so two users of one client host that
+    happen to reuse an XID are never confused.
+
+    Bounded LRU of `entries` replies. An entry is a Future while its call runs, so a
+    retransmit arriving meanwhile waits for the one execution. Cost: O(1) per call.
+    """
+
+    def __init__(self, entries: int = DEFAULT_DRC_ENTRIES) -> None:
+        self.entries = entries
+        self._cache: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
+
+    def key(self, ctx: CallContext) -> tuple[Any, ...]:
+        c = ctx.call
+        return (ctx.peer_host, c.xid, len(c.record), zlib.crc32(c.record))
+
+    def get(self, key: tuple[Any, ...]) -> asyncio.Future[bytes] | None:
+        fut = self._cache.get(key)
+        if fut is not None:
+            self._cache.move_to_end(key)
+        return fut
+
+    def start(self, key: tuple[Any, ...]) -> asyncio.Future[bytes]:
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._cache[key] = fut
+        while len(self._cache) > self.entries:
+            _, old = self._cache.popitem(last=False)
+            if not old.done():
+                old.cancel()
+        return fut
+
+    def forget(self, key: tuple[Any, ...]) -> None:
+        fut = self._cache.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.cancel()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+class RpcServer:
+    """The programs one listener serves, its connections and the duplicate request cache."""
+
+    def __init__(self, *, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_record: int = oncrpc.DEFAULT_MAX_RECORD):
+        self.programs: dict[int, dict[int, Program]] = {}
+        self.max_inflight = max_inflight
+        self.max_record = max_record
+        self.drc = DuplicateRequestCache()
+        self.observe: Observer | None = None  # metrics; None costs nothing per call
+        self.connections: set[RpcConnection] = set()
+        self.server: asyncio.Server | None = None
+
+    def add(self, program: Program) -> None:
+        self.programs.setdefault(program.number, {})[program.version] = program
+
+    def protocol(self) -> RpcConnection:
+        return RpcConnection(self)
+
+    async def listen(self, host: str, port: int) -> int:
+        """Start accepting; returns the bound port (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self.protocol, host, port, reuse_address=True)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop accepting, let in-flight calls finish (up to `grace` seconds), close connections."""
+        if self.server is not None:
+            self.server.close()
+        tasks = [t for c in self.connections for t in c.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for c in list(self.connections):
+            c.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+class RpcConnection(asyncio.Protocol):
+    def __init__(self, server: RpcServer) -> None:
+        self.server = server
+        self.decoder = oncrpc.RecordDecoder(server.max_record)
+        self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.peer_host = ""
+        self.local_port = 0
+        self._write_paused = False
+        self._read_paused = False
+
+    # ---- transport callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.peer_host = str(peer[0]) if peer else ""
+        self.local_port = int(sock[1]) if sock else 0
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # In-flight calls finish (a half-done mutation must not be cut); their replies are dropped.
+        self.server.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.decoder.feed(data)
+        self._process()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+        self._process()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # ---- dispatch ---------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        while self.transport is not None and not self._write_paused and len(self.tasks) < self.server.max_inflight:
+            try:
+                record = self.decoder.next()
+            except oncrpc.FrameError as e:
+                log.warning("closing connection from %s: %s", self.peer_host, e)
+                self.transport.close()
+                self.transport = None
+                return
+            if record is NEED_DATA:
+                break
+            assert isinstance(record, bytes)
+            self._dispatch(record)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        want_pause = self._write_paused or len(self.tasks) >= self.server.max_inflight
+        if want_pause and not self._read_paused:
+            t.pause_reading()
+            self._read_paused = True
+        elif not want_pause and self._read_paused:
+            t.resume_reading()
+            self._read_paused = False
+
+    def _dispatch(self, record: bytes) -> None:
+        try:
+            call = oncrpc.decode_call(record)
+        except oncrpc.Ignored as e:
+            log.debug("ignoring a record from %s: %s", self.peer_host, e)
+            return
+        except oncrpc.CallError as e:
+            log.debug("rejecting a call from %s: %s", self.peer_host, e)
+            self._send(e.reply)
+            return
+        versions = self.server.programs.get(call.prog)
+        if versions is None:
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL))
+            return
+        program = versions.get(call.vers)
+        if program is None:
+            self._send(oncrpc.prog_mismatch_reply(call.xid, min(versions), max(versions)))
+            return
+        proc = program.procs.get(call.proc)
+        if proc is None:
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL))
+            return
+        ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
+        started = time.perf_counter() if self.server.observe is not None else 0.0
+        if proc.cached:
+            self._start(self._run_cached(program, proc, ctx, started))
+            return
+        result: ReplyBody | Awaitable[ReplyBody] | _Suspended
+        try:
+            result = proc.func(ctx)
+            if inspect.iscoroutine(result):
+                result = _step_inline(result)
+        except XdrError as e:
+            self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
+            return
+        except Exception:
+            log.exception("procedure %s failed", proc.name or call.proc)
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
+            return
+        if isinstance(result, _Suspended):
+            self._start(self._run(program, proc, call, started, result.finish()))
+        elif inspect.isawaitable(result):
+            self._start(self._run(program, proc, call, started, result))
+        else:
+            self._reply(call.xid, result)
+            self._observe(program, proc, started, result)
+
+    def _start(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rpc task failed", exc_info=task.exception())
+        if self.transport is not None:
+            self._update_reading()
+            self._process()
+
+    async def _run(
+        self, program: Program, proc: Procedure, call: RpcCall, started: float, pending: Awaitable[ReplyBody]
+    ) -> None:
+        try:
+            body = await pending
+        except XdrError as e:
+            self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
+            return
+        except Exception:
+            log.exception("procedure %s failed", proc.name or call.proc)
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
+            return
+        self._reply(call.xid, body)
+        self._observe(program, proc, started, body)
+
+    def _observe(
+        self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
+    ) -> None:
+        observe = self.server.observe
+        if observe is None:
+            return
+        if error is None and program.error_of is not None:
+            error = program.error_of(body)
+        observe(program.name, proc.name, time.perf_counter() - started, error)
+
+    async def _run_cached(self, program: Program, proc: Procedure, ctx: CallContext, started: float) -> None:
+        drc = self.server.drc
+        key = drc.key(ctx)
+        earlier = drc.get(key)
+        if earlier is not None:
+            try:
+                reply = await asyncio.shield(earlier)
+            except asyncio.CancelledError:
+                return  # evicted or failed: the client will retransmit
+            log.debug("duplicate xid %#x from %s answered from the cache", ctx.call.xid, ctx.peer_host)
+            self._send(reply)
+            return
+        fut = drc.start(key)
+        call = ctx.call
+        try:
+            result = proc.func(ctx)
+            body = await result if inspect.isawaitable(result) else result
+            reply = _join(call.xid, body)
+        except XdrError as e:
+            drc.forget(key)
+            self._send(_garbage(call, e, self.peer_host))
+            self._observe(program, proc, started, error="GARBAGE_ARGS")
+            return
+        except Exception:
+            drc.forget(key)
+            log.exception("procedure %s failed", proc.name or call.proc)
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            self._observe(program, proc, started, error="SYSTEM_ERR")
+            return
+        if not fut.done():
+            fut.set_result(reply)
+        self._send(reply)
+        self._observe(program, proc, started, body)
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def _reply(self, xid: int, body: ReplyBody) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if isinstance(body, bytes | bytearray | memoryview):
+            t.write(oncrpc.success_header(xid, len(body)) + body)
+            return
+        size = sum(len(b) for b in body)
+        header = oncrpc.success_header(xid, size)
+        if type(t).writelines is not asyncio.WriteTransport.writelines:
+            t.writelines([header, *body])  # Python >= 3.12: sendmsg, no join
+            return
+        # Before 3.12 writelines joins all buffers into one: write the large ones on their own
+        # (the kernel copies straight from them; only what the socket cannot take is buffered).
+        t.write(header + body[0])
+        for part in body[1:]:
+            t.write(part)
+
+    def _send(self, record: Buffer) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(record)
+
+
+class _Suspended:
+    """A procedure coroutine stepped inline that had to wait on `waiting` (a future, or None
+    for a bare yield): `finish` drives it to the end as an asyncio Task would."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, ReplyBody], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    async def finish(self) -> ReplyBody:
+        coro, waiting = self.coro, self.waiting
+        try:
+            while True:
+                if waiting is None:
+                    await asyncio.sleep(0)
+                else:
+                    waiting._asyncio_future_blocking = False  # what Task does before waiting on it
+                    await asyncio.wait([waiting])  # the coroutine reads the outcome itself
+                try:
+                    waiting = coro.send(None)
+                except StopIteration as stop:
+                    return stop.value
+        except BaseException:
+            coro.close()
+            raise
+
+
+def _step_inline(coro: Coroutine[Any, Any, ReplyBody]) -> ReplyBody | _Suspended:
+    """Run `coro` up to its first real wait: its reply if it never waits, else a _Suspended."""
+    try:
+        waiting = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    return _Suspended(coro, waiting)
+
+
+def _join(xid: int, body: ReplyBody) -> bytes:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return oncrpc.success_header(xid, len(body)) + bytes(body)
+    data = b"".join(body)
+    return oncrpc.success_header(xid, len(data)) + data
+
+
+def _garbage(call: RpcCall, e: XdrError, peer: str) -> bytes:
+    log.debug("garbage arguments from %s for %d/%d/%d: %s", peer, call.prog, call.vers, call.proc, e)
+    return oncrpc.accepted_reply(call.xid, oncrpc.GARBAGE_ARGS)

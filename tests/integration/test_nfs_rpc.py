@@ -1,0 +1,497 @@
+"""NFSv3 and RPC edge cases over a raw socket: what a hostile or unusual client sees."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from daemon import Daemon, nsd, start
+from rpcclient import (
+    MOUNT,
+    NFS,
+    SATTR_NONE,
+    RpcClient,
+    dirop,
+    fh,
+    post_op_attr,
+    post_op_fh,
+    skip_fattr,
+    wcc,
+)
+
+from nsd.protocols import oncrpc
+from nsd.protocols.nfs3.const import Proc, Status
+from nsd.protocols.oncrpc import AuthSys
+from nsd.protocols.xdr import Packer, Unpacker
+
+GUARDED, EXCLUSIVE = 1, 2
+UNSTABLE, FILE_SYNC = 0, 2
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = start(tmp_path_factory.mktemp("nfs") / "data")
+    yield d
+    if d.proc.poll() is None:
+        assert d.stop() == 0
+
+
+@pytest.fixture
+def client(server: Daemon) -> Iterator[RpcClient]:
+    with RpcClient(server.nfs_port) as c:
+        yield c
+
+
+def create(
+    c: RpcClient, d: bytes, name: bytes, how: int = GUARDED, verf: bytes = b"", xid: int | None = None
+) -> Unpacker:
+    tail = struct.pack(">I", how) + (verf if how == EXCLUSIVE else SATTR_NONE)
+    return c.nfs(Proc.CREATE, dirop(d, name) + tail, xid=xid)
+
+
+def created_handle(u: Unpacker) -> bytes:
+    assert u.uint32() == Status.OK
+    handle = post_op_fh(u)
+    assert handle is not None
+    return handle
+
+
+def mkdir(c: RpcClient, d: bytes, name: bytes) -> bytes:
+    return created_handle(c.nfs(Proc.MKDIR, dirop(d, name) + SATTR_NONE))
+
+
+def lookup(c: RpcClient, d: bytes, name: bytes) -> tuple[int, bytes | None]:
+    u = c.nfs(Proc.LOOKUP, dirop(d, name))
+    status = u.uint32()
+    return status, (u.opaque(64) if status == Status.OK else None)
+
+
+def getattr_status(c: RpcClient, handle: bytes) -> int:
+    return c.nfs(Proc.GETATTR, fh(handle)).uint32()
+
+
+# ---- RPC layer ---------------------------------------------------------------------------------
+
+
+def test_rpc_errors_leave_the_connection_usable(client: RpcClient) -> None:
+    assert client.call(NFS, 3, Proc.NULL).stat == oncrpc.SUCCESS
+    assert client.call(200000, 1, 0).stat == oncrpc.PROG_UNAVAIL
+    mismatch = client.call(NFS, 2, 0)
+    assert (mismatch.stat, mismatch.detail) == (oncrpc.PROG_MISMATCH, (3, 3))
+    assert client.call(NFS, 3, 99).stat == oncrpc.PROC_UNAVAIL
+    assert client.call(MOUNT, 3, 99).stat == oncrpc.PROC_UNAVAIL
+    assert client.call(NFS, 3, Proc.GETATTR, b"\0\0").stat == oncrpc.GARBAGE_ARGS
+    assert client.call(NFS, 3, Proc.NULL).stat == oncrpc.SUCCESS
+
+
+def test_rpc_version_and_auth_rejections(client: RpcClient) -> None:
+    bad_version = bytearray(oncrpc.encode_call(5, NFS, 3, 0))
+    bad_version[4 + 8 : 4 + 12] = struct.pack(">I", 3)
+    client.send_raw(bytes(bad_version))
+    reply = oncrpc.decode_reply(client.recv_record())
+    assert (reply.accepted, reply.stat, reply.detail) == (False, oncrpc.RPC_MISMATCH, (2, 2))
+
+    too_many_gids = AuthSys(0, b"h", 1000, 1000, tuple(range(17)))
+    client.send_raw(oncrpc.encode_call(6, NFS, 3, 0, cred=too_many_gids))
+    reply = oncrpc.decode_reply(client.recv_record())
+    assert (reply.accepted, reply.stat, reply.detail) == (False, oncrpc.AUTH_ERROR, (oncrpc.AUTH_BADCRED,))
+
+    kerberos = bytearray(oncrpc.encode_call(7, NFS, 3, 0))
+    kerberos[4 + 24 : 4 + 28] = struct.pack(">I", 6)  # RPCSEC_GSS
+    client.send_raw(bytes(kerberos))
+    reply = oncrpc.decode_reply(client.recv_record())
+    assert (reply.accepted, reply.stat) == (False, oncrpc.AUTH_ERROR)
+    assert client.call(NFS, 3, Proc.NULL).stat == oncrpc.SUCCESS
+
+
+def test_oversized_fragment_closes_the_connection(client: RpcClient) -> None:
+    client.send_raw(struct.pack(">I", 0x80000000 | (64 << 20)) + b"\0" * 64)
+    with pytest.raises(ConnectionError):
+        client.recv_record()
+
+
+def test_pipelined_calls_all_answered(client: RpcClient) -> None:
+    for xid in range(100, 400):
+        client.send_raw(oncrpc.encode_call(xid, NFS, 3, Proc.NULL))
+    xids = {oncrpc.decode_reply(client.recv_record()).xid for _ in range(300)}
+    assert xids == set(range(100, 400))
+
+
+# ---- handles ------------------------------------------------------------------------------------
+
+
+def test_bad_handles(client: RpcClient) -> None:
+    root = client.mount()
+    assert len(root) == 32 and len(root) % 4 == 0
+    assert getattr_status(client, root) == Status.OK
+    assert getattr_status(client, root[:-4]) == Status.BADHANDLE
+    assert getattr_status(client, b"") == Status.BADHANDLE
+    flipped = bytearray(root)
+    flipped[-1] ^= 1
+    assert getattr_status(client, bytes(flipped)) == Status.STALE
+    forged = bytearray(root)
+    forged[11] ^= 7  # another inode id, same MAC: refused
+    assert getattr_status(client, bytes(forged)) == Status.STALE
+    assert client.call(NFS, 3, Proc.GETATTR, fh(root + b"\0" * 40)).stat == oncrpc.GARBAGE_ARGS
+
+
+def test_deleted_object_is_stale(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"stale")
+    f = created_handle(create(client, d, b"gone"))
+    assert getattr_status(client, f) == Status.OK
+    u = client.nfs(Proc.REMOVE, dirop(d, b"gone"))
+    assert u.uint32() == Status.OK
+    assert getattr_status(client, f) == Status.STALE
+    read = client.nfs(Proc.READ, fh(f) + struct.pack(">QI", 0, 10))
+    assert read.uint32() == Status.STALE and post_op_attr(read) is None
+
+
+def test_handles_survive_a_restart(tmp_path: Path) -> None:
+    d = start(tmp_path / "data")
+    try:
+        with RpcClient(d.nfs_port) as c:
+            root = c.mount()
+            sub = mkdir(c, root, b"kept")
+            f = created_handle(create(c, sub, b"file"))
+            excl = created_handle(create(c, sub, b"excl", EXCLUSIVE, b"12345678"))
+            u = write(c, f, 0, b"unstable", UNSTABLE)
+            assert u.uint32() == Status.OK
+            wcc(u)
+            assert (u.uint32(), u.uint32()) == (8, UNSTABLE)
+            verf_before = u.fixed(8)
+        assert (tmp_path / "data" / "nfs.secret").stat().st_mode & 0o777 == 0o600
+        assert d.stop() == 0
+        d = start(tmp_path / "data")
+        with RpcClient(d.nfs_port) as c:
+            assert c.mount() == root
+            assert getattr_status(c, f) == Status.OK
+            assert lookup(c, sub, b"file") == (Status.OK, f)
+            # The EXCLUSIVE verifier was stored durably: a late retransmit still gets its file.
+            assert created_handle(create(c, sub, b"excl", EXCLUSIVE, b"12345678")) == excl
+            # A new life, a new write verifier: the client learns to resend unstable data.
+            u = c.nfs(Proc.COMMIT, fh(f) + struct.pack(">QI", 0, 0))
+            assert u.uint32() == Status.OK
+            wcc(u)
+            assert u.fixed(8) != verf_before
+    finally:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+# ---- names --------------------------------------------------------------------------------------
+
+
+def test_hostile_names(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"names")
+    for name, status in [
+        (b"", Status.INVAL),
+        (b".", Status.EXIST),  # as creat(2) of "." or ".." on a local file system
+        (b"..", Status.EXIST),
+        (b"a/b", Status.INVAL),
+        (b"nul\0byte", Status.INVAL),
+        (b"x" * 256, Status.NAMETOOLONG),
+        (b"\xff\xfe not UTF-8", Status.INVAL),
+    ]:
+        u = create(client, d, name)
+        assert u.uint32() == status, name
+        _, post = wcc(u)
+        assert post is not None  # failure replies carry the directory's wcc_data
+    assert created_handle(create(client, d, "ünï €".encode()))
+    assert lookup(client, d, "ünï €".encode())[0] == Status.OK
+    assert lookup(client, d, b"\xff\xfe not UTF-8")[0] == Status.INVAL
+    assert created_handle(create(client, d, b"y" * 255))
+
+
+def test_subdirectory_export_is_a_boundary_and_read_only(tmp_path: Path) -> None:
+    exports = "/ 127.0.0.1(rw,no_root_squash); /pub 127.0.0.1(ro)"
+    d = start(tmp_path / "data", env={"NSD_NFS_EXPORTS": exports})
+    try:
+        nsd("mkdir", "-p", "/pub/inner", daemon=d)
+        with RpcClient(d.nfs_port) as c:
+            pub = c.mount(b"/pub")
+            assert lookup(c, pub, b"..") == (Status.OK, pub)  # no way out of the export
+            inner = lookup(c, pub, b"inner")[1]
+            assert inner is not None
+            assert lookup(c, inner, b"..") == (Status.OK, pub)
+            assert lookup(c, pub, b".") == (Status.OK, pub)
+            u = create(c, pub, b"nope")
+            assert u.uint32() == Status.ROFS and wcc(u)[1] is not None
+            u = c.nfs(Proc.ACCESS, fh(pub) + struct.pack(">I", 0x3F))
+            assert u.uint32() == Status.OK and post_op_attr(u) is not None
+            assert u.uint32() & 0x1C == 0  # no MODIFY, EXTEND or DELETE on a read-only export
+            root = c.mount(b"/")
+            assert lookup(c, root, b"..") == (Status.OK, root)
+            assert created_handle(create(c, root, b"yes"))
+    finally:
+        d.stop()
+
+
+def test_mount_errors(client: RpcClient) -> None:
+    p = Packer()
+    p.string(b"/no/such/dir")
+    assert Unpacker(client.call(MOUNT, 3, 1, bytes(p.buf)).body).uint32() == 2  # MNT3ERR_NOENT
+    export = Unpacker(client.call(MOUNT, 3, 5).body)
+    assert export.bool() and export.string(1024) == b"/"
+
+
+# ---- procedures ---------------------------------------------------------------------------------
+
+
+def test_exclusive_create_is_idempotent_per_verifier(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"excl")
+    first = created_handle(create(client, d, b"f", EXCLUSIVE, b"verifier"))
+    again = created_handle(create(client, d, b"f", EXCLUSIVE, b"verifier"))
+    assert again == first
+    assert create(client, d, b"f", EXCLUSIVE, b"another!").uint32() == Status.EXIST
+
+
+def test_duplicate_request_cache(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"drc")
+    first = created_handle(create(client, d, b"once", xid=0xD0C))
+    # A retransmission (same xid, same arguments) gets the first reply, not EXIST.
+    assert created_handle(create(client, d, b"once", xid=0xD0C)) == first
+    assert create(client, d, b"once", xid=0xD0D).uint32() == Status.EXIST
+    rm = client.nfs(Proc.REMOVE, dirop(d, b"once"), xid=0xD0E).uint32()
+    assert rm == Status.OK and client.nfs(Proc.REMOVE, dirop(d, b"once"), xid=0xD0E).uint32() == Status.OK
+    assert client.nfs(Proc.REMOVE, dirop(d, b"once"), xid=0xD0F).uint32() == Status.NOENT
+
+
+def write(c: RpcClient, f: bytes, offset: int, data: bytes, stable: int) -> Unpacker:
+    p = Packer(bytearray(fh(f)))
+    p.uint64(offset)
+    p.uint32(len(data))
+    p.uint32(stable)
+    p.opaque(data)
+    return c.nfs(Proc.WRITE, bytes(p.buf))
+
+
+def test_write_stability_and_verifier(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"writes")
+    f = created_handle(create(client, d, b"f"))
+    u = write(client, f, 0, b"hello ", UNSTABLE)
+    assert u.uint32() == Status.OK
+    pre, post = wcc(u)
+    assert pre is not None and pre[0] == 0 and post is not None and post[5] == 6
+    count, committed = u.uint32(), u.uint32()
+    verf = u.fixed(8)
+    assert (count, committed) == (6, UNSTABLE)
+    u = write(client, f, 6, b"world", FILE_SYNC)
+    assert u.uint32() == Status.OK
+    wcc(u)
+    assert (u.uint32(), u.uint32(), u.fixed(8)) == (5, FILE_SYNC, verf)
+    u = client.nfs(Proc.COMMIT, fh(f) + struct.pack(">QI", 0, 0))
+    assert u.uint32() == Status.OK
+    wcc(u)
+    assert u.fixed(8) == verf
+    u = client.nfs(Proc.READ, fh(f) + struct.pack(">QI", 0, 100))
+    assert u.uint32() == Status.OK
+    post_op_attr(u)
+    assert (u.uint32(), u.bool(), u.opaque(100)) == (11, True, b"hello world")
+    u = client.nfs(Proc.READ, fh(f) + struct.pack(">QI", 0, 5))
+    assert u.uint32() == Status.OK
+    post_op_attr(u)
+    assert (u.uint32(), u.bool(), u.opaque(100)) == (5, False, b"hello")
+    u = client.nfs(Proc.READ, fh(f) + struct.pack(">QI", 6, 5))  # the read that returns the last byte
+    assert u.uint32() == Status.OK
+    post_op_attr(u)
+    assert (u.uint32(), u.bool()) == (5, True)
+
+
+def test_setattr_guard_and_times(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"guard")
+    f = created_handle(create(client, d, b"f"))
+    attrs = skip_fattr(_getattr(client, f))
+    ctime = attrs[15:17]
+    mode_and_times = struct.pack(">IIIIIIIIIII", 1, 0o600, 0, 0, 0, 2, 1234, 5, 2, 4321, 6)
+    bad_guard = struct.pack(">III", 1, ctime[0] + 1, ctime[1])
+    u = client.nfs(Proc.SETATTR, fh(f) + mode_and_times + bad_guard)
+    assert u.uint32() == Status.NOT_SYNC
+    assert wcc(u)[1] is not None
+    good_guard = struct.pack(">III", 1, *ctime)
+    assert client.nfs(Proc.SETATTR, fh(f) + mode_and_times + good_guard).uint32() == Status.OK
+    attrs = skip_fattr(_getattr(client, f))
+    assert attrs[1] == 0o600 and attrs[11:15] == (1234, 5, 4321, 6)
+    assert attrs[15:17] > ctime
+
+
+def _getattr(c: RpcClient, handle: bytes) -> Unpacker:
+    u = c.nfs(Proc.GETATTR, fh(handle))
+    assert u.uint32() == Status.OK
+    return u
+
+
+def test_failures_carry_their_bodies(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"fail")
+    u = client.nfs(Proc.RMDIR, dirop(d, b"absent"))
+    assert u.uint32() == Status.NOENT and wcc(u)[1] is not None
+    u = client.nfs(Proc.RENAME, dirop(d, b"absent") + dirop(root, b"x"))
+    assert u.uint32() == Status.NOENT
+    assert wcc(u)[1] is not None and wcc(u)[1] is not None
+    u = client.nfs(Proc.LOOKUP, dirop(d, b"absent"))
+    assert u.uint32() == Status.NOENT and post_op_attr(u) is not None
+    f = created_handle(create(client, d, b"file"))
+    u = client.nfs(Proc.READDIR, fh(f) + struct.pack(">Q8sI", 0, bytes(8), 4096))
+    assert u.uint32() == Status.NOTDIR and post_op_attr(u) is not None
+    u = client.nfs(Proc.MKNOD, dirop(d, b"fifo") + struct.pack(">I", 7) + SATTR_NONE)
+    assert u.uint32() == Status.NOTSUPP and wcc(u)[1] is not None
+
+
+def test_readdir_sizes_and_cookies(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"rd")
+    names = {f"n{i:03d}".encode() for i in range(300)}
+    for n in names:
+        created_handle(create(client, d, n))
+    # Too small for even one entry: TOOSMALL with the directory's attributes.
+    u = client.nfs(Proc.READDIR, fh(d) + struct.pack(">Q8sI", 0, bytes(8), 100))
+    assert u.uint32() == Status.TOOSMALL and post_op_attr(u) is not None
+    seen: list[bytes] = []
+    cookies: list[int] = []
+    cookie, pages = 0, 0
+    while True:
+        count = 1024
+        u = client.nfs(Proc.READDIR, fh(d) + struct.pack(">Q8sI", cookie, bytes(8), count))
+        body_len = u.remaining()
+        assert u.uint32() == Status.OK and body_len <= count
+        post_op_attr(u)
+        assert u.fixed(8) == bytes(8)
+        while u.bool():
+            u.uint64()
+            seen.append(u.string(255))
+            cookie = u.uint64()
+            cookies.append(cookie)
+        pages += 1
+        if u.bool():
+            break
+    assert pages > 5
+    assert sorted(seen) == sorted([b".", b"..", *names])
+    assert len(set(cookies)) == len(cookies) and 0 not in cookies
+    # READDIRPLUS: each entry with attributes and a handle that works.
+    u = client.nfs(Proc.READDIRPLUS, fh(d) + struct.pack(">Q8sII", 0, bytes(8), 8192, 65536))
+    assert u.uint32() == Status.OK
+    post_op_attr(u)
+    u.fixed(8)
+    plus = 0
+    while u.bool():
+        u.uint64()
+        name = u.string(255)
+        u.uint64()
+        assert post_op_attr(u) is not None
+        handle = post_op_fh(u)
+        assert handle is not None and (name in (b".", b"..") or getattr_status(client, handle) == Status.OK)
+        plus += 1
+    assert plus > 10
+
+
+def test_auth_sys_identity_drives_permissions(server: Daemon) -> None:
+    with RpcClient(server.nfs_port) as admin:
+        root = admin.mount()
+        d = mkdir(admin, root, b"perm")  # 0755, owned by root
+    user = AuthSys(0, b"client", 1000, 1000, ())
+    with RpcClient(server.nfs_port, cred=user) as c:
+        u = create(c, d, b"f")
+        assert u.uint32() == Status.ACCES
+        u = c.nfs(Proc.ACCESS, fh(d) + struct.pack(">I", 0x3F))
+        assert u.uint32() == Status.OK
+        post_op_attr(u)
+        assert u.uint32() == 0x01 | 0x02  # READ and LOOKUP only
+    with RpcClient(server.nfs_port, cred=None) as anon:  # AUTH_NONE: nobody
+        assert create(anon, d, b"g").uint32() == Status.ACCES
+    with RpcClient(server.nfs_port) as admin:
+        u = admin.nfs(Proc.SETATTR, fh(d) + struct.pack(">IIIIIIIII", 1, 0o777, 0, 0, 0, 0, 0, 0, 0))
+        assert u.uint32() == Status.OK
+    with RpcClient(server.nfs_port, cred=user) as c:
+        f = created_handle(create(c, d, b"f"))
+        attrs = skip_fattr(_getattr(c, f))
+        assert attrs[3:5] == (1000, 1000)  # owned by the caller
+
+
+def test_mount_dump_umnt_and_umntall(server: Daemon) -> None:
+    with RpcClient(server.nfs_port) as c:
+        c.mount(b"/")
+        nsd("mkdir", "-p", "/dumped", daemon=server)
+        c.mount(b"/dumped")
+        dump = Unpacker(c.call(MOUNT, 3, 2).body)
+        mounts = set()
+        while dump.bool():
+            mounts.add((dump.string(255), dump.string(1024)))
+        assert {(b"127.0.0.1", b"/"), (b"127.0.0.1", b"/dumped")} <= mounts
+        p = Packer()
+        p.string(b"/dumped")
+        assert c.call(MOUNT, 3, 3, bytes(p.buf)).stat == oncrpc.SUCCESS
+        dump = Unpacker(c.call(MOUNT, 3, 2).body)
+        left = set()
+        while dump.bool():
+            left.add((dump.string(255), dump.string(1024)))
+        assert (b"127.0.0.1", b"/dumped") not in left
+        assert c.call(MOUNT, 3, 4).stat == oncrpc.SUCCESS
+        assert Unpacker(c.call(MOUNT, 3, 2).body).bool() is False
+
+
+def test_builtin_portmapper(tmp_path: Path) -> None:
+    d = start(tmp_path / "data", "--portmapper", env={"NSD_PORTMAP_PORT": "0"})
+    try:
+        line_port = d.portmap_port
+        assert line_port
+        with RpcClient(line_port) as pm:
+            for prog, vers in ((NFS, 3), (MOUNT, 3)):
+                reply = pm.call(100000, 2, 3, struct.pack(">IIII", prog, vers, 6, 0))
+                assert Unpacker(reply.body).uint32() == d.nfs_port
+            reply = pm.call(100000, 2, 3, struct.pack(">IIII", 100227, 3, 6, 0))  # NFS_ACL: not served
+            assert Unpacker(reply.body).uint32() == 0
+            u = Unpacker(pm.call(100000, 2, 4).body)
+            listed = []
+            while u.bool():
+                listed.append(u.struct(struct.Struct(">IIII")))
+            assert (NFS, 3, 6, d.nfs_port) in listed and (MOUNT, 3, 6, d.nfs_port) in listed
+            set_reply = pm.call(100000, 2, 1, struct.pack(">IIII", 123, 1, 6, 999))
+            assert Unpacker(set_reply.body).uint32() == 0  # others may not register
+    finally:
+        d.stop()
+
+
+def test_nfs_calls_show_in_metrics(server: Daemon) -> None:
+    with RpcClient(server.nfs_port) as c:
+        root = c.mount()
+        assert getattr_status(c, root) == Status.OK
+        assert lookup(c, root, b"no-such-entry")[0] == Status.NOENT
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    assert 'nsd_requests_total{op="GETATTR",protocol="nfs3"}' in text
+    assert 'nsd_request_errors_total{error="NFS3ERR_NOENT",op="LOOKUP",protocol="nfs3"}' in text
+    assert 'nsd_requests_total{op="MNT",protocol="mount3"}' in text
+
+
+def test_mounts_give_xdev_and_rofs(server: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "seen.txt").write_bytes(b"from the store")
+    for path, uri, extra in (("/mnt-rw", tmp_path / "rw", []), ("/mnt-ro", tmp_path / "ro", ["--readonly"])):
+        out = nsd("mount", "add", path, uri.as_uri(), *extra, daemon=server)
+        assert out.returncode == 0, out.stderr
+    with RpcClient(server.nfs_port) as c:
+        root = c.mount()
+        rw = lookup(c, root, b"mnt-rw")[1]
+        ro = lookup(c, root, b"mnt-ro")[1]
+        assert rw is not None and ro is not None
+        created_handle(create(c, rw, b"moving"))
+        u = c.nfs(Proc.RENAME, dirop(rw, b"moving") + dirop(root, b"moved"))
+        assert u.uint32() == Status.XDEV
+        assert wcc(u)[1] is not None and wcc(u)[1] is not None
+        u = create(c, ro, b"new")
+        assert u.uint32() == Status.ROFS and wcc(u)[1] is not None
+        seen = lookup(c, ro, b"seen.txt")[1]  # discovered in the store on lookup
+        assert seen is not None
+        u = c.nfs(Proc.READ, fh(seen) + struct.pack(">QI", 0, 100))
+        assert u.uint32() == Status.OK
+        post_op_attr(u)
+        assert (u.uint32(), u.bool(), u.opaque(100)) == (14, True, b"from the store")

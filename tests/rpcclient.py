@@ -1,0 +1,108 @@
+"""A small blocking ONC RPC client over TCP for tests: raw calls, NFSv3 and MOUNT helpers."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+
+from nsd.protocols import oncrpc
+from nsd.protocols.oncrpc import AuthSys, RpcReply
+from nsd.protocols.xdr import Packer, Unpacker
+
+NFS, MOUNT = 100003, 100005
+ROOT = AuthSys(0, b"test", 0, 0, ())
+
+
+class RpcClient:
+    def __init__(self, port: int, host: str = "127.0.0.1", cred: AuthSys | None = ROOT) -> None:
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.cred = cred
+        self.xid = random.getrandbits(30)  # as real clients: a new transport does not reuse old XIDs
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_record(self) -> bytes:
+        """One whole record (all fragments); raises ConnectionError if the server closed."""
+        out = b""
+        while True:
+            mark = struct.unpack(">I", self._exact(4))[0]
+            out += self._exact(mark & 0x7FFFFFFF)
+            if mark & 0x80000000:
+                return out
+
+    def _exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        return buf
+
+    def call(self, prog: int, vers: int, proc: int, args: bytes = b"", *, xid: int | None = None) -> RpcReply:
+        if xid is None:
+            self.xid += 1
+            xid = self.xid
+        self.send_raw(oncrpc.encode_call(xid, prog, vers, proc, args, cred=self.cred))
+        reply = oncrpc.decode_reply(self.recv_record())
+        assert reply.xid == xid
+        return reply
+
+    def nfs(self, proc: int, args: bytes = b"", *, xid: int | None = None) -> Unpacker:
+        """Call NFSv3 `proc`; the reply body positioned at its nfsstat3."""
+        reply = self.call(NFS, 3, proc, args, xid=xid)
+        assert reply.accepted and reply.stat == oncrpc.SUCCESS, reply
+        return Unpacker(reply.body)
+
+    def mount(self, path: bytes = b"/") -> bytes:
+        p = Packer()
+        p.string(path)
+        reply = self.call(MOUNT, 3, 1, bytes(p.buf))
+        u = Unpacker(reply.body)
+        assert u.uint32() == 0, "MNT failed"
+        return u.opaque(64)
+
+
+def fh(handle: bytes) -> bytes:
+    p = Packer()
+    p.opaque(handle)
+    return bytes(p.buf)
+
+
+def dirop(handle: bytes, name: bytes) -> bytes:
+    p = Packer()
+    p.opaque(handle)
+    p.string(name)
+    return bytes(p.buf)
+
+
+SATTR_NONE = struct.pack(">IIIIII", 0, 0, 0, 0, 0, 0)
+
+
+def skip_fattr(u: Unpacker) -> tuple[int, ...]:
+    """Read a fattr3; returns (type, mode, nlink, uid, gid, size, used, rdev1, rdev2, fsid, fileid, 6 times)."""
+    return u.struct(struct.Struct(">IIIIIQQIIQQIIIIII"))
+
+
+def post_op_attr(u: Unpacker) -> tuple[int, ...] | None:
+    return skip_fattr(u) if u.bool() else None
+
+
+def wcc(u: Unpacker) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    pre = u.struct(struct.Struct(">QIIII")) if u.bool() else None
+    return pre, post_op_attr(u)
+
+
+def post_op_fh(u: Unpacker) -> bytes | None:
+    return u.opaque(64) if u.bool() else None

@@ -1,0 +1,187 @@
+"""The RPC driver with a toy program over a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from nsd.protocols import oncrpc
+from nsd.protocols.oncrpc import RpcReply
+from nsd.protocols.rpcserver import CallContext, Procedure, Program, ReplyBody, RpcServer
+from nsd.protocols.xdr import XdrError
+
+PROG = 400400
+
+
+class Toy:
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.running = 0
+        self.max_running = 0
+        self.executions = 0
+
+    def echo(self, ctx: CallContext) -> ReplyBody:
+        return [b"par", b"ts", b"\0\0\0"]  # written with writelines, arrives as one body
+
+    async def slow(self, ctx: CallContext) -> ReplyBody:
+        self.started += 1
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        await self.gate.wait()
+        self.running -= 1
+        return struct.pack(">I", ctx.args.uint32())
+
+    def garbage(self, ctx: CallContext) -> ReplyBody:
+        raise XdrError("bad")
+
+    def broken(self, ctx: CallContext) -> ReplyBody:
+        raise RuntimeError("bug")
+
+    async def quick(self, ctx: CallContext) -> ReplyBody:
+        return b"fast"  # never waits: answered inline, without a task
+
+    async def yields(self, ctx: CallContext) -> ReplyBody:
+        await asyncio.sleep(0)  # a bare yield
+        await asyncio.sleep(0.001)  # a real timer future
+        raise ValueError("boom")
+
+    async def once(self, ctx: CallContext) -> ReplyBody:
+        self.executions += 1
+        await asyncio.sleep(0)
+        return struct.pack(">I", self.executions)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Toy, RpcServer, int]]:
+    toy = Toy()
+    server = RpcServer(max_inflight=4)
+    server.add(
+        Program(
+            PROG,
+            1,
+            {
+                0: Procedure(toy.echo),
+                1: Procedure(toy.slow),
+                2: Procedure(toy.garbage),
+                3: Procedure(toy.broken),
+                4: Procedure(toy.once, cached=True),
+                5: Procedure(toy.quick),
+                6: Procedure(toy.yields),
+            },
+        )
+    )
+    port = await server.listen("127.0.0.1", 0)
+    yield toy, server, port
+    toy.gate.set()
+    await server.close(grace=5)
+
+
+async def read_reply(reader: asyncio.StreamReader) -> RpcReply:
+    mark = struct.unpack(">I", await reader.readexactly(4))[0]
+    return oncrpc.decode_reply(await reader.readexactly(mark & 0x7FFFFFFF))
+
+
+async def test_replies_go_out_in_completion_order(served: tuple[Toy, RpcServer, int]) -> None:
+    toy, _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(oncrpc.encode_call(1, PROG, 1, 1, struct.pack(">I", 11)))
+    writer.write(oncrpc.encode_call(2, PROG, 1, 0))
+    first = await read_reply(reader)
+    assert (first.xid, first.body) == (2, b"parts\0\0\0")
+    toy.gate.set()
+    second = await read_reply(reader)
+    assert (second.xid, second.body) == (1, struct.pack(">I", 11))
+    writer.close()
+
+
+async def test_in_flight_calls_are_bounded(served: tuple[Toy, RpcServer, int]) -> None:
+    toy, _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for xid in range(10):
+        writer.write(oncrpc.encode_call(xid, PROG, 1, 1, struct.pack(">I", xid)))
+    await writer.drain()
+    while toy.started < 4:
+        await asyncio.sleep(0.01)
+    for _ in range(20):  # give the server every chance to start more than it may
+        await asyncio.sleep(0.01)
+    assert toy.started == 4  # the rest wait, unread, in the decoder
+    toy.gate.set()
+    xids = sorted([(await read_reply(reader)).xid for _ in range(10)])
+    assert xids == list(range(10)) and toy.max_running == 4
+    writer.close()
+
+
+async def test_bad_calls_get_error_replies(served: tuple[Toy, RpcServer, int]) -> None:
+    _, _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for xid, prog, vers, proc, stat in [
+        (1, PROG, 1, 2, oncrpc.GARBAGE_ARGS),
+        (2, PROG, 1, 3, oncrpc.SYSTEM_ERR),
+        (3, PROG, 1, 9, oncrpc.PROC_UNAVAIL),
+        (4, PROG, 7, 0, oncrpc.PROG_MISMATCH),
+        (5, 1, 1, 0, oncrpc.PROG_UNAVAIL),
+        (6, PROG, 1, 0, oncrpc.SUCCESS),
+    ]:
+        writer.write(oncrpc.encode_call(xid, prog, vers, proc))
+        reply = await read_reply(reader)
+        assert (reply.xid, reply.stat) == (xid, stat)
+    writer.close()
+
+
+async def test_duplicate_calls_execute_once(served: tuple[Toy, RpcServer, int]) -> None:
+    toy, _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    call = oncrpc.encode_call(77, PROG, 1, 4)
+    writer.write(call + call)  # the retransmit arrives while the first still runs
+    replies = [await read_reply(reader) for _ in range(2)]
+    assert [r.body for r in replies] == [struct.pack(">I", 1)] * 2
+    _, writer2 = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(call)  # and after it finished, on another connection too
+    assert (await read_reply(reader)).body == struct.pack(">I", 1)
+    assert toy.executions == 1
+    writer.close()
+    writer2.close()
+
+
+async def test_broken_frame_closes_only_that_connection(served: tuple[Toy, RpcServer, int]) -> None:
+    _, server, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(struct.pack(">I", 0x80000000 | (server.max_record + 1)))
+    assert await reader.read() == b""
+    reader2, writer2 = await asyncio.open_connection("127.0.0.1", port)
+    writer2.write(oncrpc.encode_call(1, PROG, 1, 0))
+    assert (await read_reply(reader2)).stat == oncrpc.SUCCESS
+    writer2.close()
+
+
+async def test_coroutines_inline_or_suspended(served: tuple[Toy, RpcServer, int]) -> None:
+    _, server, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(oncrpc.encode_call(1, PROG, 1, 5))
+    assert (await read_reply(reader)).body == b"fast"
+    [conn] = server.connections
+    assert not conn.tasks
+    writer.write(oncrpc.encode_call(2, PROG, 1, 6))  # suspends twice, then fails
+    assert (await read_reply(reader)).stat == oncrpc.SYSTEM_ERR
+    writer.close()
+
+
+async def test_answered_calls_are_observed(served: tuple[Toy, RpcServer, int]) -> None:
+    _, server, port = served
+    seen: list[tuple[str, str, float, str | None]] = []
+    server.observe = lambda *args: seen.append(args)
+    for program in server.programs[PROG].values():
+        program.name = "toy"
+        program.procs[0] = Procedure(program.procs[0].func, name="ECHO")
+        program.procs[2] = Procedure(program.procs[2].func, name="GARBAGE")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for xid, proc in ((1, 0), (2, 2)):
+        writer.write(oncrpc.encode_call(xid, PROG, 1, proc))
+        await read_reply(reader)
+    assert [(p, op, err) for p, op, _, err in seen] == [("toy", "ECHO", None), ("toy", "GARBAGE", "GARBAGE_ARGS")]
+    assert all(seconds >= 0 for _, _, seconds, _ in seen)
+    writer.close()

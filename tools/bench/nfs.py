@@ -1,0 +1,335 @@
+"""NFS benchmark: nsd against nfs-ganesha with the same libnfs client, same file, same disk.
+
+Needs (installed by nothing here; as root on Debian):
+
+    apt-get install -y libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
+
+Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
+WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
+--reads), and GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls (a small
+asyncio RPC client pipelining on one connection). Both servers run together and each
+measurement is taken on one right after the other, so a busy machine skews both alike.
+Prints both and the ratio nsd/ganesha.
+Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
+
+    .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nsd.protocols import oncrpc
+from nsd.protocols.xdr import Packer, Unpacker
+
+MiB = 1 << 20
+NFS, MOUNT = 100003, 100005
+GETATTR, LOOKUP, MKDIR = 1, 3, 9
+CRED = oncrpc.AuthSys(0, b"bench", 0, 0, ())
+GANESHA_PORTS = {"nfs": 20490, "mnt": 20048, "nlm": 20049, "rquota": 20875}
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    export: str  # what MNT is given and what URLs start with
+    results: dict[str, float] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"nfs://127.0.0.1{self.export.rstrip('/')}/{path}?nfsport={self.port}&mountport={self.port}"
+
+
+# ---- a tiny pipelining RPC client -----------------------------------------------------------
+
+
+class AsyncRpc:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.xid = int.from_bytes(os.urandom(3), "big")
+
+    @classmethod
+    async def connect(cls, port: int) -> AsyncRpc:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    def send(self, prog: int, vers: int, proc: int, args: bytes) -> None:
+        self.xid += 1
+        self.writer.write(oncrpc.encode_call(self.xid, prog, vers, proc, args, cred=CRED))
+
+    async def recv(self) -> bytes:
+        body = b""
+        while True:
+            mark = struct.unpack(">I", await self.reader.readexactly(4))[0]
+            body += await self.reader.readexactly(mark & 0x7FFFFFFF)
+            if mark & 0x80000000:
+                reply = oncrpc.decode_reply(body)
+                if not reply.accepted or reply.stat != oncrpc.SUCCESS:
+                    raise RuntimeError(f"rpc failed: {reply}")
+                return reply.body
+
+    async def call(self, prog: int, vers: int, proc: int, args: bytes) -> Unpacker:
+        self.send(prog, vers, proc, args)
+        return Unpacker(await self.recv())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _opaque(*items: bytes) -> bytes:
+    p = Packer()
+    for item in items:
+        p.opaque(item)
+    return bytes(p.buf)
+
+
+async def mount(rpc: AsyncRpc, export: str) -> bytes:
+    u = await rpc.call(MOUNT, 3, 1, _opaque(export.encode()))
+    if u.uint32() != 0:
+        raise RuntimeError(f"MNT {export} failed")
+    return u.opaque(64)
+
+
+async def lookup(rpc: AsyncRpc, d: bytes, name: str) -> bytes:
+    u = await rpc.call(NFS, 3, LOOKUP, _opaque(d, name.encode()))
+    if u.uint32() != 0:
+        raise RuntimeError(f"LOOKUP {name} failed")
+    return u.opaque(64)
+
+
+async def ops_per_second(
+    nfs_port: int, mnt_port: int, export: str, proc: int, outstanding: int, seconds: float, name: str
+) -> float:
+    """Calls of `proc` (GETATTR or LOOKUP of `name`) per second with `outstanding` in flight."""
+    m = await AsyncRpc.connect(mnt_port)
+    try:
+        root = await mount(m, export)
+    finally:
+        m.close()
+    rpc = await AsyncRpc.connect(nfs_port)
+    try:
+        handle = await lookup(rpc, root, name)
+        args = _opaque(handle) if proc == GETATTR else _opaque(root, name.encode())
+        for _ in range(outstanding):
+            rpc.send(NFS, 3, proc, args)
+        done, start = 0, time.perf_counter()
+        while True:
+            await rpc.recv()
+            done += 1
+            if time.perf_counter() - start >= seconds:
+                break
+            rpc.send(NFS, 3, proc, args)
+        elapsed = time.perf_counter() - start
+        for _ in range(outstanding - 1):
+            await rpc.recv()
+        return done / elapsed
+    finally:
+        rpc.close()
+
+
+# ---- servers --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def nsd_server(workdir: Path) -> Iterator[Target]:
+    data = workdir / "nsd-data"
+    log = open(workdir / "nsd.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data), "--http-port", "0", "--nfs-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "NSD_LOG_LEVEL": "warning"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError(f"nsd did not start: {(workdir / 'nsd.log').read_text()}")
+        fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
+        port = int(fields["nfs"].rsplit(":", 1)[1])
+        asyncio.run(_mkdir(port, "/", "bench"))
+        yield Target("nsd", port, "/bench")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+        log.close()
+
+
+async def _mkdir(port: int, export: str, name: str) -> None:
+    rpc = await AsyncRpc.connect(port)
+    try:
+        root = await mount(rpc, export)
+        await rpc.call(NFS, 3, MKDIR, _opaque(root, name.encode()) + b"\0" * 24)
+    finally:
+        rpc.close()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+GANESHA_CONF = """
+NFS_CORE_PARAM {{ Protocols = 3; Bind_addr = 127.0.0.1; NFS_Port = {nfs}; MNT_Port = {mnt};
+    NLM_Port = {nlm}; Rquota_Port = {rquota}; Enable_NLM = false; Enable_RQUOTA = false;
+    Enable_UDP = false; Mount_Path_Pseudo = true; Plugins_Dir = {plugins}; }}
+NFSv4 {{ Graceless = true; RecoveryRoot = {dir}/recov; }}
+EXPORT {{ Export_Id = 1; Path = {dir}/export; Pseudo = /export; Protocols = 3; Transports = TCP;
+    Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL {{ Name = VFS; }} }}
+LOG {{ Default_Log_Level = EVENT; }}
+"""
+
+
+@contextlib.contextmanager
+def ganesha_server(workdir: Path) -> Iterator[Target]:
+    """nfs-ganesha exporting workdir/ganesha/export; raises RuntimeError saying why it cannot."""
+    binary = shutil.which("ganesha.nfsd")
+    plugins = Path("/usr/lib/x86_64-linux-gnu/ganesha")
+    if binary is None or not (plugins / "libfsalvfs.so").exists():
+        raise RuntimeError("nfs-ganesha (nfs-ganesha, nfs-ganesha-vfs) is not installed")
+    busy = [p for p in GANESHA_PORTS.values() if not _port_free(p)]
+    if busy:
+        raise RuntimeError(f"ports {busy} are taken")
+    gdir = workdir / "ganesha"
+    (gdir / "export").mkdir(parents=True)
+    (gdir / "recov").mkdir()
+    conf = gdir / "ganesha.conf"
+    conf.write_text(GANESHA_CONF.format(dir=gdir, plugins=plugins, **GANESHA_PORTS))
+    rpcbind = None
+    if _port_free(111):  # ganesha will not start without a portmapper to register with
+        rpcbind_bin = shutil.which("rpcbind")
+        if rpcbind_bin is None:
+            raise RuntimeError("rpcbind is not installed and no portmapper runs")
+        Path("/run/rpcbind").mkdir(parents=True, exist_ok=True)
+        rpcbind = subprocess.Popen([rpcbind_bin, "-f", "-w"], stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if not _port_free(111):
+                break
+            time.sleep(0.05)
+    pidfile = gdir / "ganesha.pid"
+    cmd = [binary, "-L", str(gdir / "ganesha.log"), "-f", str(conf), "-p", str(pidfile), "-N", "NIV_EVENT"]
+    try:
+        subprocess.run(cmd, check=True, timeout=60)
+        target = Target("ganesha", GANESHA_PORTS["nfs"], "/export")
+        for _ in range(200):  # ganesha answers after its grace period set-up
+            if _answers(target.port) and _answers(GANESHA_PORTS["mnt"]):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"ganesha did not answer; see {gdir / 'ganesha.log'}")
+        yield target
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        if rpcbind is not None:
+            rpcbind.terminate()
+            rpcbind.wait(30)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# ---- measurements ---------------------------------------------------------------------------
+
+
+def _url_for(target: Target, name: str) -> str:
+    if target.name == "ganesha":
+        return f"nfs://127.0.0.1/export/{name}?nfsport={target.port}&mountport={GANESHA_PORTS['mnt']}"
+    return target.url(name)
+
+
+def _timed(cmd: list[str], stdout: int | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=stdout if stdout is not None else subprocess.DEVNULL, timeout=3600)
+    return time.perf_counter() - start
+
+
+def measure(targets: list[Target], source: Path, size: int, reads: int, seconds: float) -> None:
+    """Each measurement on every server back to back, so a busy machine hurts both alike."""
+    name = "bench-file"
+    for t in targets:
+        t.results["write MiB/s"] = size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)])
+    for t in targets:
+        best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
+        t.results["read MiB/s"] = size / MiB / best
+    for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
+        for outstanding in (1, 32):
+            for t in targets:
+                mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
+                rate = asyncio.run(ops_per_second(t.port, mnt_port, t.export, proc, outstanding, seconds, name))
+                t.results[f"{label} ops/s @{outstanding}"] = rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--dir", default=None, help="work dir (both servers' data go here: the same disk)")
+    ap.add_argument("--reads", type=int, default=3, help="read passes; the best counts (cached)")
+    ap.add_argument("--ops-seconds", type=float, default=3.0)
+    ap.add_argument("--no-ganesha", action="store_true")
+    args = ap.parse_args()
+    size = args.size_mib * MiB
+    with tempfile.TemporaryDirectory(prefix="nsd-bench-nfs-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        source = work / "source"
+        with source.open("wb") as f:
+            block = os.urandom(4 * MiB)
+            for _ in range(size // len(block)):
+                f.write(block)
+            f.write(block[: size % len(block)])
+        why_not = "--no-ganesha" if args.no_ganesha else None
+        with nsd_server(work) as t, contextlib.ExitStack() as stack:
+            targets = [t]
+            if why_not is None:
+                try:
+                    targets.append(stack.enter_context(ganesha_server(work)))
+                except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+                    why_not = str(e)
+            measure(targets, source, size, args.reads, args.ops_seconds)
+    report(targets, args.size_mib, why_not)
+
+
+def report(targets: list[Target], size_mib: int, why_not: str | None) -> None:
+    print(f"NFSv3 benchmark, libnfs client, {size_mib} MiB file, loopback")
+    keys = list(targets[0].results)
+    header = f"{'':22}" + "".join(f"{t.name:>14}" for t in targets) + ("   nsd/ganesha" if len(targets) > 1 else "")
+    print(header)
+    for k in keys:
+        row = f"{k:22}" + "".join(f"{t.results[k]:>14,.1f}" for t in targets)
+        if len(targets) > 1:
+            row += f"{targets[0].results[k] / targets[1].results[k]:>14.2f}x"
+        print(row)
+    if why_not:
+        print(f"ganesha not measured: {why_not}")
+
+
+if __name__ == "__main__":
+    main()
