@@ -251,7 +251,7 @@ class BlockStore:
 
     def start_background_eviction(self, interval: float = 1.0) -> None:
         """Run evict() whenever a tier is above its high watermark: checked every `interval`
-        seconds, and at once after a put or unref that may have crossed it. Stopped by close()."""
+        seconds, and at once after a put that crossed it. Stopped by close()."""
         if self._evictor is None:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_loop(interval))
 
