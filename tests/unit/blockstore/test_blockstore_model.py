@@ -65,6 +65,7 @@ class BlockStoreModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.store.close())
+        self.run(self.loop.shutdown_default_executor())  # one worker pool per example: do not leak its threads
         self.loop.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
