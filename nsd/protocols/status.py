@@ -13,6 +13,7 @@ from aiohttp import web
 
 from nsd import __version__
 from nsd.metrics import Metrics
+from nsd.protocols import webhdfs
 from nsd.report import build_report
 from nsd.vfs import Vfs
 
@@ -30,7 +31,8 @@ def _label(request: web.Request) -> tuple[str, str]:
     """(protocol, op) of a request, with a bounded set of values."""
     path = request.path
     if path.startswith("/webhdfs/"):
-        return "webhdfs", request.query.get("op", "?").upper()[:32]
+        op = request.query.get("op", "").upper()
+        return "webhdfs", op if op in webhdfs.ALL_OPS else "other"  # clients choose op: keep series bounded
     if path.startswith("/api/"):
         route = request.match_info.route.resource
         canonical = route.canonical if route is not None else "?"

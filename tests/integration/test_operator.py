@@ -22,6 +22,9 @@ def ok(result) -> str:  # type: ignore[no-untyped-def]
 def test_metrics_parse_and_count_requests(daemon: Daemon) -> None:
     ok(nsd("mkdir", "/m", daemon=daemon))
     assert nsd("stat", "/nope", daemon=daemon).returncode == 1
+    requests.get(f"{daemon.url}/webhdfs/v1/m?op=GETFILESTATUS")
+    for junk in ("NOSUCHOP1", "NOSUCHOP2"):  # client-chosen op names must not make new series
+        assert requests.get(f"{daemon.url}/webhdfs/v1/m?op={junk}").status_code == 400
     text = requests.get(f"{daemon.url}/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("nsd_requests", "nsd_request_seconds", "nsd_journal_fsyncs", "nsd_inodes", "nsd_checkpoint_txid"):
@@ -29,6 +32,8 @@ def test_metrics_parse_and_count_requests(daemon: Daemon) -> None:
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("nsd_requests_total", (("op", "POST /fs/mkdir"), ("protocol", "admin")))] == 1
     assert samples[("nsd_request_errors_total", (("error", "404"), ("op", "GET /fs/stat"), ("protocol", "admin")))] == 1
+    assert samples[("nsd_requests_total", (("op", "GETFILESTATUS"), ("protocol", "webhdfs")))] == 1
+    assert samples[("nsd_request_errors_total", (("error", "400"), ("op", "other"), ("protocol", "webhdfs")))] == 2
     assert samples[("nsd_inodes", ())] == 2
     assert samples[("nsd_journal_appends_total", ())] >= 1
 
