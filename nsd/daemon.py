@@ -94,6 +94,8 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         jukebox_after=config.nfs_jukebox_after,
         observe=metrics.observe,
     )
+    metrics.rpc_servers = [nfs.server]
+    metrics.http_server = runner.server
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,7 @@
 """What nsd counts and how it is read: request counters and latencies per protocol and op,
 plus gauges read from the running parts at scrape time (journal, checkpoints, namespace,
-mounts, staging). Rendered in the Prometheus text format by prometheus_client.
+mounts, staging, connections). Also holds who the clients are (`nsd report clients`).
+Rendered in the Prometheus text format by prometheus_client.
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from nsd.clients import HttpClients
+
 if TYPE_CHECKING:
+    from aiohttp import web
+
+    from nsd.protocols.rpcserver import RpcServer
     from nsd.vfs import Vfs
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -52,11 +58,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.connections = Gauge(
-            "nsd_open_connections", "Open client connections, by protocol.", ["protocol"], registry=self.registry
-        )
         self.started = time.time()
         self.recent_errors = RecentErrors()
+        self.http_clients = HttpClients()
+        self.rpc_servers: list[RpcServer] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
+        self.http_server: web.Server | None = None
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.labels(protocol, op).inc()
@@ -66,7 +72,7 @@ class Metrics:
 
     def watch(self, vfs: Vfs) -> None:
         """Read the running parts at scrape time (no bookkeeping on the hot paths)."""
-        self.registry.register(_StateCollector(vfs, self.started))
+        self.registry.register(_StateCollector(vfs, self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -81,9 +87,10 @@ def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 class _StateCollector(Collector):
-    def __init__(self, vfs: Vfs, started: float) -> None:
+    def __init__(self, vfs: Vfs, metrics: Metrics) -> None:
         self.vfs = vfs
-        self.started = started
+        self.metrics = metrics
+        self.started = metrics.started
 
     def collect(self) -> Iterator[Any]:
         store = self.vfs.store
@@ -103,6 +110,11 @@ class _StateCollector(Collector):
         yield gauge(
             "nsd_checkpoint_duration_seconds", "How long the last checkpoint took.", store.last_checkpoint_seconds
         )
+        open_now = GaugeMetricFamily("nsd_open_connections", "Open client connections.", labels=["protocol"])
+        open_now.add_metric(["nfs"], sum(len(s.connections) for s in self.metrics.rpc_servers))
+        http = self.metrics.http_server
+        open_now.add_metric(["http"], len(http.connections) if http is not None else 0)
+        yield open_now
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)

@@ -6,17 +6,19 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from nsd import __version__
+from nsd import __version__, clients
 from nsd.journal.segment import list_segments
 
 if TYPE_CHECKING:
+    from nsd.metrics import Metrics
     from nsd.vfs import Vfs
 
-SECTIONS = ("summary", "capacity", "mounts", "journal")
+SECTIONS = ("summary", "capacity", "mounts", "journal", "clients")
 
 
-def build_report(vfs: Vfs) -> dict[str, Any]:
-    """Every section. Cost: a stat per journal segment; no walk of the namespace."""
+def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
+    """Every section. Cost: a stat per journal segment, a look at each open connection; no walk
+    of the namespace."""
     store = vfs.store
     w = store.writer
     segments = list_segments(store.journal_dir)
@@ -49,4 +51,5 @@ def build_report(vfs: Vfs) -> dict[str, Any]:
             "segments": len(segments),
             "segment_bytes": segment_bytes,
         },
+        "clients": clients.report(metrics.http_clients, metrics.rpc_servers),
     }

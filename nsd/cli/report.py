@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,24 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
+def _clients_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="clients", title_justify="left")
+    for col in ("protocol", "host", "user", "open", "requests", "errors", "last seen"):
+        table.add_column(col, justify="right" if col in ("open", "requests", "errors") else "left")
+    now = time.time()
+    for r in rows:
+        table.add_row(
+            r["protocol"],
+            r["host"],
+            r["user"],
+            f"{r['connections']:,}",
+            f"{r['requests']:,}",
+            f"{r['errors']:,}",
+            f"{max(0.0, now - r['last_seen']):.0f} s ago",
+        )
+    return table
+
+
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
     table = Table(title="mounts", title_justify="left")
     for col in ("path", "mode", "under-storage", "options"):
@@ -52,7 +71,7 @@ def report(
     section: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SECTIONS)} (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The daemon's state: summary, capacity, mounts, journal."""
+    """The daemon's state: summary, capacity, mounts, journal, clients."""
     if section is not None and section not in SECTIONS:
         fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
     data = G.client().get("/report")
@@ -63,7 +82,8 @@ def report(
         return
     console = Console()
     for name, value in data.items():
-        console.print(_mounts_table(value) if name == "mounts" else _kv_table(name, value))
+        tables = {"mounts": _mounts_table, "clients": _clients_table}
+        console.print(tables[name](value) if name in tables else _kv_table(name, value))
 
 
 @conf_app.command("show")

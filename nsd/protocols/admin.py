@@ -23,6 +23,7 @@ from nsd.doctor import diagnose
 from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
+from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report
 from nsd.vfs import Caller, Vfs
 
@@ -305,7 +306,7 @@ async def mounts_remove(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    return web.json_response(build_report(request.app[VFS_KEY]))
+    return web.json_response(build_report(request.app[VFS_KEY], request.app[METRICS_KEY]))
 
 
 async def conf(request: web.Request) -> web.Response:

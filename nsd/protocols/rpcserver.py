@@ -180,6 +180,11 @@ class RpcConnection(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.peer_host = ""
         self.local_port = 0
+        # for `nsd report clients`: plain attributes, a few stores per call
+        self.since = self.last_call = time.time()
+        self.calls = 0
+        self.rejected = 0  # calls answered with an RPC-level error (bad header, auth, garbage)
+        self.uid: int | None = None  # AUTH_SYS uid of the latest call
         self._write_paused = False
         self._read_paused = False
 
@@ -253,8 +258,13 @@ class RpcConnection(asyncio.Protocol):
             return
         except oncrpc.CallError as e:
             log.debug("rejecting a call from %s: %s", self.peer_host, e)
+            self.rejected += 1
             self._send(e.reply)
             return
+        self.calls += 1
+        self.last_call = time.time()
+        if call.cred is not None:
+            self.uid = call.cred.uid
         versions = self.server.programs.get(call.prog)
         if versions is None:
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL))
@@ -278,6 +288,7 @@ class RpcConnection(asyncio.Protocol):
             if inspect.iscoroutine(result):
                 result = _step_inline(result)
         except XdrError as e:
+            self.rejected += 1
             self._send(_garbage(call, e, self.peer_host))
             self._observe(program, proc, started, error="GARBAGE_ARGS")
             return

@@ -72,6 +72,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         protocol, op = _label(request)
         seconds = time.perf_counter() - started
         metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
+        if protocol != "http":
+            user = request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-")
+            metrics.http_clients.seen(protocol, request.remote or "?", user[:64], error=status >= 400)
         log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
         if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
             audit.info(
@@ -100,7 +103,7 @@ def _fmt_bytes(n: float) -> str:
 async def status_page(request: web.Request) -> web.Response:
     vfs = request.app[STATUS_VFS_KEY]
     metrics = request.app[METRICS_KEY]
-    report = build_report(vfs)
+    report = build_report(vfs, metrics)
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(m['path'])}</td><td>{'ro' if m['readonly'] else 'rw'}</td><td>{e(m['uri'])}</td>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ def test_metrics_parse_and_count_requests(daemon: Daemon) -> None:
 def test_report_and_conf_in_both_modes(daemon: Daemon) -> None:
     ok(nsd("mkdir", "-p", "/a/b", daemon=daemon))
     data = json.loads(ok(nsd("report", "--json", daemon=daemon)))
-    assert set(data) == {"summary", "capacity", "mounts", "journal"}
+    assert set(data) == {"summary", "capacity", "mounts", "journal", "clients"}
     assert data["summary"]["inodes"] == 3 and data["journal"]["last_txid"] >= 2
     assert data["mounts"][0]["path"] == "/"
     journal = json.loads(ok(nsd("report", "journal", "--json", daemon=daemon)))
@@ -163,3 +164,26 @@ def test_audit_log_names_who_what_and_where(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert "remote=127.0.0.1" in lines[0] and "user=admin-token" in lines[0] and "POST /fs/mkdir" in lines[0]
     assert "target='/audited'" in lines[0]
+
+
+def test_report_clients_shows_nfs_and_http_callers(daemon: Daemon) -> None:
+    from rpcclient import AuthSys, RpcClient
+
+    me = getpass.getuser()
+    requests.get(f"{daemon.url}/webhdfs/v1/?op=LISTSTATUS&user.name={me}")
+    requests.get(f"{daemon.url}/webhdfs/v1/nope?op=GETFILESTATUS&user.name={me}")
+    with RpcClient(daemon.nfs_port, cred=AuthSys(0, b"tester", 1234, 1234, ())) as rpc:
+        rpc.mount(b"/")
+        rpc.nfs(0)  # NULL
+        rows = json.loads(ok(nsd("report", "clients", "--json", daemon=daemon)))["clients"]
+        human = ok(nsd("report", "clients", daemon=daemon))
+    nfs = [r for r in rows if r["protocol"] == "nfs"]
+    assert len(nfs) == 1 and nfs[0]["user"] == "uid:1234" and nfs[0]["connections"] == 1
+    assert nfs[0]["requests"] == 2 and nfs[0]["host"] == "127.0.0.1"
+    web = [r for r in rows if r["protocol"] == "webhdfs"]
+    assert [(r["user"], r["requests"], r["errors"]) for r in web] == [(me, 2, 1)]
+    assert "uid:1234" in human and me in human
+    text = requests.get(f"{daemon.url}/metrics").text
+    families = text_string_to_metric_families(text)
+    samples = {(s.name, tuple(s.labels.items())): s.value for f in families for s in f.samples}
+    assert samples[("nsd_open_connections", (("protocol", "nfs"),))] == 0  # the client above has hung up

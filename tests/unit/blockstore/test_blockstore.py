@@ -174,9 +174,7 @@ async def test_100_concurrent_readers_of_a_missing_block_wait_on_one_fetch(make:
 # ---- corruption ---------------------------------------------------------------------------------
 
 
-async def test_flipped_byte_on_disk_is_detected_dropped_counted_and_never_served(
-    make: Factory, tmp_path: Path
-) -> None:
+async def test_flipped_byte_on_disk_is_detected_dropped_counted_and_never_served(make: Factory, tmp_path: Path) -> None:
     store = await make(0, 10 * MiB)
     data = os.urandom(MiB)
     digest = await store.put(data)
