@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,16 @@ def test_report_clients_shows_nfs_and_http_callers(daemon: Daemon) -> None:
     web = [r for r in rows if r["protocol"] == "webhdfs"]
     assert [(r["user"], r["requests"], r["errors"]) for r in web] == [(me, 2, 1)]
     assert "uid:1234" in human and me in human
-    text = requests.get(f"{daemon.url}/metrics").text
-    families = text_string_to_metric_families(text)
-    samples = {(s.name, tuple(s.labels.items())): s.value for f in families for s in f.samples}
-    assert samples[("nsd_open_connections", (("protocol", "nfs"),))] == 0  # the client above has hung up
+
+    def open_nfs() -> float:
+        families = text_string_to_metric_families(requests.get(f"{daemon.url}/metrics").text)
+        samples = {(s.name, tuple(s.labels.items())): s.value for f in families for s in f.samples}
+        return samples[("nsd_open_connections", (("protocol", "nfs"),))]
+
+    with RpcClient(daemon.nfs_port) as rpc:
+        rpc.nfs(0)
+        assert open_nfs() == 1
+    deadline = time.monotonic() + 10
+    while open_nfs() != 0:  # the hang-up reaches the server a moment later
+        assert time.monotonic() < deadline, "NFS connection still counted as open"
+        time.sleep(0.05)
