@@ -95,6 +95,11 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         observe=metrics.observe,
     )
     metrics.rpc_servers = [nfs.server]
+    listeners = app[admin.LISTENERS_KEY]
+    listeners["http"] = (config.bind, int(http_addr.rsplit(":", 1)[1]))
+    listeners["nfs"] = (config.bind, nfs.port)
+    if nfs.portmapper is not None and nfs.portmap_port is not None:
+        listeners["portmap"] = (config.bind, nfs.portmap_port)
     metrics.http_server = runner.server
 
     loop = asyncio.get_running_loop()

@@ -32,6 +32,8 @@ UPLOAD_CHUNK = 1 << 20
 MAX_LIST = 10_000
 
 VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
+# name -> (host, port) of each listener, filled in by the daemon once they are bound (for doctor)
+LISTENERS_KEY: web.AppKey[dict[str, tuple[str, int]]] = web.AppKey("listeners", dict)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
 CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
@@ -347,7 +349,8 @@ async def fsck_route(request: web.Request) -> web.Response:
 
 
 async def doctor_route(request: web.Request) -> web.Response:
-    return web.json_response({"checks": await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY])})
+    checks = await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY], request.app[LISTENERS_KEY])
+    return web.json_response({"checks": checks})
 
 
 async def journal_checkpoint(request: web.Request) -> web.Response:
@@ -357,6 +360,7 @@ async def journal_checkpoint(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config) -> None:
     app[VFS_KEY] = vfs
+    app[LISTENERS_KEY] = {}
     app[TOKEN_KEY] = datadir.read_token()
     app[CONFIG_KEY] = config
     app[DATADIR_KEY] = datadir

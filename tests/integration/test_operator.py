@@ -145,6 +145,7 @@ def test_doctor_reports_every_mount(daemon: Daemon, tmp_path: Path) -> None:
     checks = json.loads(ok(nsd("doctor", "--json", daemon=daemon)))
     by_name = {c["check"]: c["status"] for c in checks}
     assert by_name["daemon reachable"] == "ok" and by_name["mount /ext"] == "ok" and by_name["journal"] == "ok"
+    assert by_name["http port"] == "ok" and by_name["nfs port"] == "ok"
     store.rmdir()  # the store goes away under the mount
     failing = nsd("doctor", daemon=daemon)
     assert failing.returncode == 1 and "mount /ext" in failing.stdout.decode()
