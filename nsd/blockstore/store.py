@@ -95,6 +95,7 @@ class BlockStore:
         self._over_at_open = [0] * len(tiers)  # a tier may hold more than a (reduced) capacity allows
         self._evictor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # ---- life -----------------------------------------------------------------------------------
 
@@ -133,10 +134,13 @@ class BlockStore:
     async def close(self) -> None:
         """Stop background eviction. Blocks are durable as soon as put() returns, so nothing to flush."""
         if self._evictor is not None:
-            self._evictor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._evictor
+            # Not cancel(): a pass cancelled while its unlink thread runs would leave files being
+            # deleted after close returns. Ask the loop to stop and let the current pass finish.
+            self._stopping = True
+            self._wake.set()
+            await self._evictor
             self._evictor = None
+            self._stopping = False
 
     # ---- blocks ---------------------------------------------------------------------------------
 
@@ -256,10 +260,12 @@ class BlockStore:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_loop(interval))
 
     async def _evict_loop(self, interval: float) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
+            if self._stopping:
+                return
             if self._over_high():
                 try:
                     await self.evict()
