@@ -63,10 +63,18 @@ class Metrics:
         self.http_clients = HttpClients()
         self.rpc_servers: list[RpcServer] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
         self.http_server: web.Server | None = None
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
-        self.requests.labels(protocol, op).inc()
-        self.latency.labels(protocol, op).observe(seconds)
+        # labels() costs a lock and a tuple build per call; the (bounded) children are kept instead
+        children = self._children.get((protocol, op))
+        if children is None:
+            children = self._children[protocol, op] = (
+                self.requests.labels(protocol, op),
+                self.latency.labels(protocol, op),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if error is not None:
             self.errors.labels(protocol, op, error).inc()
 

@@ -120,6 +120,24 @@ def test_pipelined_calls_all_answered(client: RpcClient) -> None:
     assert xids == set(range(100, 400))
 
 
+def test_one_burst_of_mixed_calls_gets_every_reply(client: RpcClient) -> None:
+    # Replies to calls that arrive together leave in one write; errors and successes alike.
+    burst = b"".join(
+        oncrpc.encode_call(xid, NFS, 3, Proc.NULL)
+        if xid % 3 == 0
+        else oncrpc.encode_call(xid, 424242, 1, 0)  # no such program
+        if xid % 3 == 1
+        else oncrpc.encode_call(xid, NFS, 3, Proc.GETATTR, b"\0\0")  # truncated arguments
+        for xid in range(1000, 1300)
+    )
+    client.send_raw(burst)
+    replies = {r.xid: r for r in (oncrpc.decode_reply(client.recv_record()) for _ in range(300))}
+    assert sorted(replies) == list(range(1000, 1300))
+    for xid, r in replies.items():
+        expected = [oncrpc.SUCCESS, oncrpc.PROG_UNAVAIL, oncrpc.GARBAGE_ARGS][xid % 3]
+        assert (r.accepted, r.stat) == (True, expected), xid
+
+
 # ---- handles ------------------------------------------------------------------------------------
 
 
