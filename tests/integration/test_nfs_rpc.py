@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -513,3 +515,39 @@ def test_mounts_give_xdev_and_rofs(server: Daemon, tmp_path: Path) -> None:
         assert u.uint32() == Status.OK
         post_op_attr(u)
         assert (u.uint32(), u.bool(), u.opaque(100)) == (14, True, b"from the store")
+
+
+def _rpcinfo() -> str:
+    return subprocess.run(["rpcinfo", "-p", "127.0.0.1"], capture_output=True, text=True, timeout=30).stdout
+
+
+@pytest.fixture
+def rpcbind() -> Iterator[None]:
+    """Debian's rpcbind on port 111 (started here unless one already runs)."""
+    started = None
+    if subprocess.run(["rpcinfo", "-p", "127.0.0.1"], capture_output=True, timeout=30).returncode != 0:
+        started = subprocess.Popen(["rpcbind", "-f", "-w"])
+        deadline = time.monotonic() + 10
+        while "portmapper" not in _rpcinfo():
+            assert time.monotonic() < deadline, "rpcbind did not start"
+            time.sleep(0.1)
+    try:
+        yield
+    finally:
+        if started is not None:
+            started.terminate()
+            started.wait(30)
+
+
+def test_registers_with_a_running_rpcbind_and_unregisters_at_stop(rpcbind: None, tmp_path: Path) -> None:
+    d = start(tmp_path / "data", "--portmapper")  # port 111 is rpcbind's: nsd registers there
+    try:
+        lines = [line.split() for line in _rpcinfo().splitlines()[1:]]
+        assert ["100003", "3", "tcp", str(d.nfs_port), "nfs"] in lines
+        assert ["100005", "3", "tcp", str(d.nfs_port), "mountd"] in lines
+        # an unmodified client finds the ports through rpcbind: no nfsport/mountport in the URL
+        listing = subprocess.run(["nfs-ls", "nfs://127.0.0.1/"], capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+    finally:
+        d.stop()
+    assert str(d.nfs_port) not in _rpcinfo()
