@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsd import errors
 from nsd.namespace import DirInode, FileInode, Inode
+from nsd.users import SYSTEM
 
 if TYPE_CHECKING:
     from nsd.vfs import Vfs
@@ -34,7 +35,7 @@ async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
         vfs.ns.check()
     except AssertionError as e:
         problems.append(Problem("/", "invariant", str(e)))
-    files = _files_below(await vfs.resolve(path, follow=False))
+    files = _files_below(await vfs.resolve(path, caller=SYSTEM, follow=False))
     gate = asyncio.Semaphore(PARALLEL_STATS)
 
     async def check(node: FileInode) -> None:

@@ -7,6 +7,12 @@ then plan again and commit through the MetaStore, which answers only once the jo
 is durable. Mutations of the same directory entry, or of the same file's content, are
 serialised by locks so the UFS and the namespace change in the same order.
 
+Permissions: every public operation takes the caller and checks it (nsd.permissions) before it
+changes or reveals anything: search on each directory a path walks, r/w/x on the target, w+x on
+the directory whose entries change, sticky directories, owner-only chmod/chown. Private helpers
+(`_lookup`, `_resolve`) do not check; they serve operations that already did. The daemon's own
+work (sealing stages, shutdown, the admin token holder) runs as `SYSTEM`, a superuser.
+
 An object's UFS location is its primary link's canonical path (`Namespace.path_of`), never the
 path a caller used, so symlinked directories and renamed files are found where they really are.
 
@@ -25,9 +31,8 @@ import logging
 import os
 import stat as st
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
@@ -38,22 +43,17 @@ from nsd.mounttable import MountTable, MountView, sync_interval
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
+from nsd.permissions import NOW, Now, Permissions, R, W, X
 from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs, UfsStatus, open_ufs
+from nsd.users import SYSTEM, Caller
+
+__all__ = ["NOW", "SYSTEM", "Caller", "Now", "Vfs"]
 
 log = logging.getLogger("nsd.vfs")
 
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: the identity new objects get and (later) permission checks use."""
-
-    uid: int
-    gid: int
-    gids: tuple[int, ...] = ()
 
 
 class KeyLocks:
@@ -101,9 +101,16 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 class Vfs:
     def __init__(
-        self, store: MetaStore, mounts: MountTable, stage_dir: Path, *, idle_seal_seconds: float = IDLE_SEAL_SECONDS
+        self,
+        store: MetaStore,
+        mounts: MountTable,
+        stage_dir: Path,
+        *,
+        idle_seal_seconds: float = IDLE_SEAL_SECONDS,
+        perms: Permissions | None = None,
     ):
         self.store = store
+        self.perms = perms or Permissions()
         self.mounts = mounts
         self.locks = KeyLocks()
         self.stager = Stager(stage_dir)
@@ -125,20 +132,26 @@ class Vfs:
                 await self._sealer
         for ino in list(self.stager.stages):
             try:
-                await self.commit(ino)
+                await self.commit(ino, caller=SYSTEM)
             except errors.NsdError as e:
                 log.warning("could not seal staged writes of inode %d at shutdown: %s", ino, e)
 
     # ---- reads by inode ------------------------------------------------------------------
 
     async def getattr(self, ino: int) -> Inode:
-        """The inode, re-checked against the UFS when its mount's sync interval says so."""
+        """The inode, re-checked against the UFS when its mount's sync interval says so.
+
+        No permission check: holding an inode id (an NFS handle) is the right to see attributes."""
         node = self.ns.get(ino)
         await self.discovery.refresh(node)
         return node
 
-    async def lookup(self, dir_ino: int, name: str) -> Inode:
-        """Entry `name` of `dir_ino`, discovered in the UFS if the namespace has not seen it yet."""
+    async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
+        """Entry `name` of `dir_ino` (search permission there), discovered in the UFS if need be."""
+        self.perms.require(self.ns.get_dir(dir_ino), caller, X)
+        return await self._lookup(dir_ino, name)
+
+    async def _lookup(self, dir_ino: int, name: str) -> Inode:
         try:
             node = self.ns.lookup(dir_ino, name)
         except errors.NotFound:
@@ -149,24 +162,33 @@ class Vfs:
         return node
 
     async def readdir(
-        self, dir_ino: int, cookie: int = 0, limit: int = 1024
+        self, dir_ino: int, cookie: int = 0, limit: int = 1024, *, caller: Caller
     ) -> tuple[list[tuple[int, str, Inode]], bool]:
-        """A page of entries in cookie order; a listing that starts (cookie 0) syncs with the UFS."""
+        """A page of entries in cookie order (read permission); a listing that starts (cookie 0)
+        syncs with the UFS."""
+        self.perms.require(self.ns.get_dir(dir_ino), caller, R)
         if cookie == 0:
             await self.discovery.ensure_listed(self.ns.get_dir(dir_ino))
         return self.ns.readdir(dir_ino, cookie, limit)
 
     async def _lookup_or_none(self, dir_ino: int, name: str) -> Inode | None:
         try:
-            return await self.lookup(dir_ino, name)
+            return await self._lookup(dir_ino, name)
         except errors.NotFound:
             return None
 
-    async def resolve(self, path: str, *, follow: bool = True) -> Inode:
-        """Path resolution that discovers missing components in the UFS as it goes."""
+    async def resolve(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
+        """Path resolution (search permission on every directory walked through) that discovers
+        missing components in the UFS as it goes."""
+        perms = self.perms
+        if perms.is_super(caller):
+            return await self._resolve(path, follow, None)
+        return await self._resolve(path, follow, lambda d: perms.require(d, caller, X))
+
+    async def _resolve(self, path: str, follow: bool, search: Callable[[DirInode], None] | None) -> Inode:
         for _ in range(len(path) + 64):
             try:
-                node = self.ns.resolve(path, follow=follow)
+                node = self.ns.resolve(path, follow=follow, search=search)
             except errors.NotFound as e:
                 if e.missing is None or not await self.discovery.discover(*e.missing):
                     raise
@@ -175,18 +197,19 @@ class Vfs:
             return node
         raise errors.Loop(f"cannot resolve {path}", path=path)
 
-    async def _resolve_parent(self, path: str) -> tuple[DirInode, str]:
+    async def _resolve_parent(self, path: str, caller: Caller) -> tuple[DirInode, str]:
         parts = split_path(path)
         if not parts:
             raise errors.Invalid("the root has no parent", path="/")
-        parent = await self.resolve("/" + "/".join(parts[:-1]))
+        parent = await self.resolve("/" + "/".join(parts[:-1]), caller=caller)
         if not isinstance(parent, DirInode):
             raise errors.NotDir(f"not a directory: parent of {path}", path=path)
         return parent, parts[-1]
 
-    async def read_at(self, ino: int, offset: int, count: int) -> tuple[bytes, bool]:
+    async def read_at(self, ino: int, offset: int, count: int, *, caller: Caller) -> tuple[bytes, bool]:
         """Up to `count` bytes from `offset` and whether they reach the end of the file."""
         node = self._file(ino)
+        self.perms.require_data(node, caller, R)
         stage = self.stager.get(ino)
         if stage is not None:
             data = await stage.read(offset, count)
@@ -220,7 +243,8 @@ class Vfs:
     ) -> Inode:
         """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
         async with self.locks.hold(entry(dir_ino, name)):
-            self._writable_dir(dir_ino)
+            d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, X)
             existing = await self._lookup_or_none(dir_ino, name)
             if existing is not None:
                 if exclusive:
@@ -228,6 +252,7 @@ class Vfs:
                 if not existing.is_file:
                     raise errors.IsDir(f"is a directory: {self._path(dir_ino, name)}")
                 return existing
+            self.perms.require(d, caller, W | X)
             return await self._create_file(dir_ino, name, _nothing(), caller, mode)
 
     def _path(self, dir_ino: int, name: str) -> str:
@@ -254,6 +279,7 @@ class Vfs:
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             mk = self.ns.plan_mknod(dir_ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, self.store.now_ns())
@@ -268,7 +294,7 @@ class Vfs:
     async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
         """Symlinks live in the namespace only: object stores have none."""
         async with self.locks.hold(entry(dir_ino, name)):
-            self._writable_dir(dir_ino)
+            self.perms.require(self._writable_dir(dir_ino), caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             ops = await self.store.mutate(
@@ -278,10 +304,11 @@ class Vfs:
             )
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
-    async def link_at(self, ino: int, dir_ino: int, name: str) -> Inode:
+    async def link_at(self, ino: int, dir_ino: int, name: str, *, caller: Caller) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
             node = self.ns.get(ino)
             d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             self.ns.plan_link(ino, dir_ino, name, self.store.now_ns())
@@ -291,11 +318,12 @@ class Vfs:
             await self.store.mutate(lambda ns: ns.plan_link(ino, dir_ino, name, self.store.now_ns()))
             return node
 
-    async def remove_at(self, dir_ino: int, name: str) -> None:
+    async def remove_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a file or symlink entry (its staged writes go with its last link)."""
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
+            self.perms.require_delete(d, node, caller)
             self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
@@ -305,10 +333,11 @@ class Vfs:
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
 
-    async def rmdir_at(self, dir_ino: int, name: str) -> None:
+    async def rmdir_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
+            self.perms.require_delete(d, node, caller)
             if isinstance(node, DirInode):
                 await self.discovery.ensure_listed(node)  # empty here only if empty in the UFS too
             self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
@@ -316,13 +345,14 @@ class Vfs:
             await _delete_if_present(ufs, rel)
             await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
 
-    async def remove_tree_at(self, dir_ino: int, name: str) -> None:
+    async def remove_tree_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a directory and everything below it (files' stages too)."""
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
             if not isinstance(node, DirInode):
                 raise errors.NotDir(f"not a directory: {self._path(dir_ino, name)}")
+            self.perms.require_delete_tree(d, node, caller)
             if any(m.point is node or _below(m.point, node) for m in self.ns.mounts.values()):
                 raise errors.Invalid(f"a mount point is at or below {self._path(dir_ino, name)}: unmount it first")
             ufs, rel = self.mounts.locate_child(d, name)
@@ -332,12 +362,18 @@ class Vfs:
             for ino in before - self.ns.inodes.keys():
                 self.stager.drop(ino)
 
-    async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
+    async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str, *, caller: Caller) -> None:
         """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
         async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
             src, dst = self._writable_dir(src_dir), self._writable_dir(dst_dir)
-            node = await self.lookup(src_dir, src_name)
+            node = await self.lookup(src_dir, src_name, caller=caller)
+            self.perms.require_delete(src, node, caller)
+            self.perms.require(dst, caller, W | X)
             replaced = await self._lookup_or_none(dst_dir, dst_name)
+            if replaced is not None and replaced is not node:
+                self.perms.require_delete(dst, replaced, caller)
+            if node.is_dir and src is not dst:
+                self.perms.require(node, caller, W)  # its ".." changes, as Linux requires
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
             if not node.is_symlink and node is not replaced:
                 ufs, src_rel = self.mounts.locate_child(src, src_name)
@@ -352,22 +388,31 @@ class Vfs:
         self,
         ino: int,
         *,
+        caller: Caller,
         mode: int | None = None,
         uid: int | None = None,
         gid: int | None = None,
         size: int | None = None,
-        atime: int | None = None,
-        mtime: int | None = None,
+        atime: int | Now | None = None,
+        mtime: int | Now | None = None,
     ) -> Inode:
-        """Change attributes; a size change truncates or zero-extends the content, durably."""
-        self.mounts.check_writable(self.ns.get(ino))
+        """Change attributes; a size change truncates or zero-extends the content, durably.
+
+        A time of NOW is the server's clock (allowed to writers; other times to the owner)."""
+        node = self.ns.get(ino)
+        self.mounts.check_writable(node)
+        self.perms.require_setattr(node, caller, mode=mode, uid=uid, gid=gid, size=size, atime=atime, mtime=mtime)
         if size is not None:
             await self._resize(ino, size)
         node = self.ns.get(ino)
         if (mode, uid, gid, atime, mtime) != (None, None, None, None, None):
+            now = self.store.now_ns()
+            at = now if atime is NOW else atime
+            mt = now if mtime is NOW else mtime
+            assert not isinstance(at, Now) and not isinstance(mt, Now)
             await self.store.mutate(
                 lambda ns: ns.plan_setattr(
-                    ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime, time_ns=self.store.now_ns()
+                    ino, mode=mode, uid=uid, gid=gid, atime=at, mtime=mt, time_ns=self.store.now_ns()
                 )
             )
         return node
@@ -388,12 +433,13 @@ class Vfs:
 
     # ---- content by inode ----------------------------------------------------------------
 
-    async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool) -> Inode:
+    async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool, caller: Caller) -> Inode:
         """Write at `offset`. Unstable: staged (lost in a crash); stable: sealed before return."""
         if offset < 0:
             raise errors.Invalid(f"negative offset {offset}")
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require_data(node, caller, W)
             self.mounts.check_writable(node)
             stage = await self._stage(node)
             await stage.write(offset, data)
@@ -403,10 +449,11 @@ class Vfs:
                 await self._seal(node, stage)
             return node
 
-    async def commit(self, ino: int) -> Inode:
+    async def commit(self, ino: int, *, caller: Caller) -> Inode:
         """Make every staged write of `ino` durable (UFS and journal). A no-op when none is staged."""
         async with self.locks.hold(content(ino)):
             node = self.ns.get(ino)
+            self.perms.require_data(node, caller, W)
             stage = self.stager.get(ino)
             if stage is not None:
                 await self._seal(node, stage)
@@ -450,14 +497,15 @@ class Vfs:
             await asyncio.sleep(min(1.0, self.idle_seal_seconds))
             for ino in self.stager.idle(self.idle_seal_seconds):
                 try:
-                    await self.commit(ino)
+                    await self.commit(ino, caller=SYSTEM)
                 except errors.NsdError as e:
                     log.warning("sealing idle writes of inode %d failed (will retry): %s", ino, e)
 
-    async def append_at(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+    async def append_at(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require(node, caller, W)
             self.mounts.check_writable(node)
             stage = self.stager.get(ino)
             if stage is not None:
@@ -470,10 +518,11 @@ class Vfs:
             await self._content_changed(ino, status)
             return node
 
-    async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+    async def replace_content(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Replace a file's whole content, durably; staged writes are superseded."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require(node, caller, W)
             self.mounts.check_writable(node)
             self.stager.drop(ino)
             ufs, rel = self.mounts.locate(node)
@@ -483,39 +532,55 @@ class Vfs:
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------
 
-    async def stat(self, path: str, *, follow: bool = True) -> Inode:
-        return await self.resolve(path, follow=follow)
+    async def stat(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
+        return await self.resolve(path, caller=caller, follow=follow)
+
+    async def access(self, path: str, want: int, *, caller: Caller) -> Inode:
+        """Raise Denied unless `caller` holds the rwx bits `want` on `path` (WebHDFS CHECKACCESS)."""
+        node = await self.resolve(path, caller=caller)
+        self.perms.require(node, caller, want)
+        return node
 
     async def list(
-        self, path: str, *, start_after: str | None = None, limit: int | None = None
+        self, path: str, *, caller: Caller, start_after: str | None = None, limit: int | None = None
     ) -> list[tuple[str, Inode]]:
-        """Entries of a directory in name order; a file lists as itself under the name "".
+        """Entries of a directory in name order (read and search permission, as HDFS); a file
+        lists as itself under the name "".
 
         A listing that starts (no `start_after`) syncs the directory with the UFS first.
         """
-        node = await self.resolve(path)
+        node = await self.resolve(path, caller=caller)
         if not isinstance(node, DirInode):
             return [("", node)]
+        self.perms.require(node, caller, R | X)
         if not start_after:
             await self.discovery.ensure_listed(node)
         return self.ns.list_names(node.ino, start_after, limit)
 
-    async def readlink(self, path: str) -> str:
-        node = await self.resolve(path, follow=False)
+    async def readlink(self, path: str, *, caller: Caller) -> str:
+        node = await self.resolve(path, caller=caller, follow=False)
         target = getattr(node, "target", None)
         if target is None:
             raise errors.Invalid(f"not a symbolic link: {path}", path=path)
         return target
 
-    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
-        node = await self.resolve(path)
+    async def open_read(self, path: str, *, caller: Caller) -> Inode:
+        """The regular file at `path`, which `caller` may read (r bit, as open(2) checks)."""
+        node = await self.resolve(path, caller=caller)
         if node.is_dir:
             raise errors.IsDir(f"is a directory: {path}", path=path)
+        self.perms.require(node, caller, R)
+        return node
+
+    async def read(
+        self, path: str, offset: int = 0, length: int | None = None, *, caller: Caller
+    ) -> AsyncIterator[bytes]:
+        """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
+        node = await self.open_read(path, caller=caller)
         end = node.size if length is None else min(node.size, offset + length)
         pos = max(0, offset)
         while pos < end:
-            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos))
+            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos), caller=caller)
             if not chunk:
                 return
             pos += len(chunk)
@@ -523,21 +588,22 @@ class Vfs:
 
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
         if not parents:
-            parent, name = await self._resolve_parent(path)
+            parent, name = await self._resolve_parent(path, caller)
             return await self.mkdir_at(parent.ino, name, caller=caller, mode=mode)
         parts = split_path(path)
         node: Inode = self.ns.root
         for name in parts:
             if not isinstance(node, DirInode):
                 raise errors.NotDir(f"not a directory: a component of {path}", path=path)
+            self.perms.require(node, caller, X)
             found = await self._lookup_or_none(node.ino, name)
             if found is None:
                 try:
                     found = await self.mkdir_at(node.ino, name, caller=caller, mode=mode)
                 except errors.Exists:  # made meanwhile by someone else: fine for mkdir -p
-                    found = await self.lookup(node.ino, name)
+                    found = await self._lookup(node.ino, name)
             elif found.is_symlink:
-                found = await self.resolve(self.ns.path_of(found.ino))
+                found = await self.resolve(self.ns.path_of(found.ino), caller=caller)
             node = found
         if not isinstance(node, DirInode):
             raise errors.Exists(f"file exists: {path}", path=path)
@@ -553,63 +619,67 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
-        parent, name = await self._resolve_parent(path)
+        parent, name = await self._resolve_parent(path, caller)
         async with self.locks.hold(entry(parent.ino, name)):
-            self._writable_dir(parent.ino)
+            self.perms.require(self._writable_dir(parent.ino), caller, X)
             existing = await self._lookup_or_none(parent.ino, name)
             if existing is None:
+                self.perms.require(parent, caller, W | X)
                 return await self._create_file(parent.ino, name, chunks, caller, mode)
             if existing.is_dir:
                 raise errors.IsDir(f"is a directory: {path}", path=path)
             if not overwrite:
                 raise errors.Exists(f"file exists: {path}", path=path)
-            return await self.replace_content(existing.ino, chunks)
+            return await self.replace_content(existing.ino, chunks, caller=caller)
 
-    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> Inode:
-        return await self.append_at((await self.resolve(path)).ino, chunks)
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
+        return await self.append_at((await self.resolve(path, caller=caller)).ino, chunks, caller=caller)
 
-    async def truncate(self, path: str, size: int) -> Inode:
-        return await self.setattr_at((await self.resolve(path)).ino, size=size)
+    async def truncate(self, path: str, size: int, *, caller: Caller) -> Inode:
+        node = await self.resolve(path, caller=caller)
+        self.perms.require(node, caller, W)  # strictly the w bit, as truncate(2) and HDFS
+        return await self.setattr_at(node.ino, caller=caller, size=size)
 
     async def setattr(
         self,
         path: str,
         *,
+        caller: Caller,
         mode: int | None = None,
         uid: int | None = None,
         gid: int | None = None,
-        atime: int | None = None,
-        mtime: int | None = None,
+        atime: int | Now | None = None,
+        mtime: int | Now | None = None,
     ) -> Inode:
-        node = await self.resolve(path)
-        return await self.setattr_at(node.ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
+        node = await self.resolve(path, caller=caller)
+        return await self.setattr_at(node.ino, caller=caller, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
 
     async def symlink(self, target: str, path: str, *, caller: Caller) -> Inode:
-        parent, name = await self._resolve_parent(path)
+        parent, name = await self._resolve_parent(path, caller)
         return await self.symlink_at(parent.ino, name, target, caller=caller)
 
-    async def link(self, existing: str, path: str) -> Inode:
-        node = await self.resolve(existing, follow=False)
-        parent, name = await self._resolve_parent(path)
-        return await self.link_at(node.ino, parent.ino, name)
+    async def link(self, existing: str, path: str, *, caller: Caller) -> Inode:
+        node = await self.resolve(existing, caller=caller, follow=False)
+        parent, name = await self._resolve_parent(path, caller)
+        return await self.link_at(node.ino, parent.ino, name, caller=caller)
 
-    async def remove(self, path: str, *, recursive: bool = False) -> None:
-        parent, name = await self._resolve_parent(path)
-        node = await self.lookup(parent.ino, name)
+    async def remove(self, path: str, *, caller: Caller, recursive: bool = False) -> None:
+        parent, name = await self._resolve_parent(path, caller)
+        node = await self.lookup(parent.ino, name, caller=caller)
         if not isinstance(node, DirInode):
-            await self.remove_at(parent.ino, name)
+            await self.remove_at(parent.ino, name, caller=caller)
         elif recursive:
-            await self.remove_tree_at(parent.ino, name)
+            await self.remove_tree_at(parent.ino, name, caller=caller)
         else:
             await self.discovery.ensure_listed(node)
             if node.children:
                 raise errors.NotEmpty(f"directory not empty: {path}", path=path)
-            await self.rmdir_at(parent.ino, name)
+            await self.rmdir_at(parent.ino, name, caller=caller)
 
-    async def rename(self, src: str, dst: str) -> None:
-        sp, sn = await self._resolve_parent(src)
-        dp, dn = await self._resolve_parent(dst)
-        await self.rename_at(sp.ino, sn, dp.ino, dn)
+    async def rename(self, src: str, dst: str, *, caller: Caller) -> None:
+        sp, sn = await self._resolve_parent(src, caller)
+        dp, dn = await self._resolve_parent(dst, caller)
+        await self.rename_at(sp.ino, sn, dp.ino, dn, caller=caller)
 
     # ---- mounts and sync -----------------------------------------------------------------
 
@@ -619,10 +689,12 @@ class Vfs:
     async def mount(
         self, path: str, uri: str, *, caller: Caller, readonly: bool = False, options: dict[str, str] | None = None
     ) -> MountView:
-        """Mount `uri` at `path` once the store answers; journaled, so it survives restarts."""
+        """Mount `uri` at `path` once the store answers; journaled, so it survives restarts.
+        Superusers only: a mount decides what every user sees below it."""
+        self.perms.require_super(caller)
         options = dict(options or {})
         sync_interval(options)
-        parent, name = await self._resolve_parent(path)
+        parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)
         try:
@@ -650,9 +722,10 @@ class Vfs:
         mount_id = ops[0].mount_id  # type: ignore[attr-defined]
         return next(v for v in self.mounts.views() if v.mount_id == mount_id)
 
-    async def unmount(self, path: str) -> None:
+    async def unmount(self, path: str, *, caller: Caller) -> None:
         """Drop the mount and everything below it from the namespace; the UFS is never touched."""
-        node = await self.resolve(path, follow=False)
+        self.perms.require_super(caller)
+        node = await self.resolve(path, caller=caller, follow=False)
         parent = node.parent
         async with self.locks.hold(entry(parent.ino, node.name)):
             ops = await self.store.mutate(lambda ns: plan_remove_mount(ns, path, self.store.now_ns()))
@@ -661,22 +734,23 @@ class Vfs:
                 self.stager.drop(ino)
         await self.mounts.forget(ops[0].mount_id)  # type: ignore[attr-defined]
 
-    async def sync(self, path: str, *, recursive: bool = False) -> int:
+    async def sync(self, path: str, *, caller: Caller, recursive: bool = False) -> int:
         """Re-check `path` against the UFS now, whatever the interval; directories listed."""
-        return await self.discovery.sync_tree(await self.resolve(path), recursive)
+        return await self.discovery.sync_tree(await self.resolve(path, caller=caller), recursive)
 
     # ==== Added for WebHDFS (issue 7): xattrs, concat, content summary, capacity ===============
 
-    async def get_xattrs(self, path: str) -> dict[str, bytes]:
-        """Extended attributes of the object at `path` (symlinks followed), name -> value."""
-        return self.ns.get_xattrs((await self.resolve(path)).ino)
+    async def get_xattrs(self, path: str, *, caller: Caller) -> dict[str, bytes]:
+        """Extended attributes of the object at `path` (symlinks followed; read permission, as
+        HDFS), name -> value."""
+        return self.ns.get_xattrs((await self.access(path, R, caller=caller)).ino)
 
     async def set_xattr(
-        self, path: str, name: str, value: bytes, *, create: bool = True, replace: bool = True
+        self, path: str, name: str, value: bytes, *, caller: Caller, create: bool = True, replace: bool = True
     ) -> Inode:
-        """Set xattr `name`, durably. Without `create` it must exist already (else NotFound);
-        without `replace` it must not (else Exists)."""
-        node = await self.resolve(path)
+        """Set xattr `name`, durably (write permission). Without `create` it must exist already
+        (else NotFound); without `replace` it must not (else Exists)."""
+        node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             exists = name in self.ns.xattrs.get(node.ino, ())
             if exists and not replace:
@@ -686,49 +760,56 @@ class Vfs:
             await self.store.mutate(lambda ns: ns.plan_setxattr(node.ino, name, value, self.store.now_ns()))
             return node
 
-    async def remove_xattr(self, path: str, name: str) -> Inode:
-        """Remove xattr `name`, durably; NotFound if the object has none of that name."""
-        node = await self.resolve(path)
+    async def remove_xattr(self, path: str, name: str, *, caller: Caller) -> Inode:
+        """Remove xattr `name`, durably (write permission); NotFound if the object has none."""
+        node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             await self.store.mutate(lambda ns: ns.plan_removexattr(node.ino, name, self.store.now_ns()))
             return node
 
-    async def concat(self, target: str, sources: Sequence[str]) -> Inode:
+    async def concat(self, target: str, sources: Sequence[str], *, caller: Caller) -> Inode:
         """Append the sources' bytes to `target` in order, then remove the sources.
 
-        Two durable steps, not one: a crash between them leaves the data in both places (never
-        lost). Cost: the sources' bytes are copied once, through one append to the target.
+        Needs write on the target, read on each source and the right to remove it, all checked
+        before anything moves. Two durable steps, not one: a crash between them leaves the data
+        in both places (never lost). Cost: the sources' bytes are copied once, through one
+        append to the target.
         """
-        node = self._file((await self.resolve(target)).ino)
+        node = self._file((await self.resolve(target, caller=caller)).ino)
+        self.perms.require(node, caller, W)
         files = []
         for src in sources:
-            s = await self.resolve(src)
+            s = await self.open_read(src, caller=caller)
             if s.ino == node.ino:
                 raise errors.Invalid(f"concat: target {target} is among the sources", path=target)
+            parent, _ = await self._resolve_parent(src, caller)
+            self.perms.require_delete(parent, s, caller)
             files.append((src, self._file(s.ino)))
 
         async def joined() -> AsyncIterator[bytes]:
             for src, f in files:
-                async for chunk in self.read(src, 0, f.size):
+                async for chunk in self.read(src, 0, f.size, caller=caller):
                     yield chunk
 
-        await self.append_at(node.ino, joined())
+        await self.append_at(node.ino, joined(), caller=caller)
         for src, _ in files:
-            await self.remove(src)
+            await self.remove(src, caller=caller)
         return node
 
-    async def content_summary(self, path: str) -> tuple[int, int, int]:
+    async def content_summary(self, path: str, *, caller: Caller) -> tuple[int, int, int]:
         """(bytes, files, directories) at and below `path`; a directory counts itself.
 
-        Symlinks count as files of length 0. Directories not yet listed from their UFS are
-        listed first. Cost: O(objects below path).
+        Every directory counted must grant read and search (HDFS's subtree check). Symlinks
+        count as files of length 0. Directories not yet listed from their UFS are listed first.
+        Cost: O(objects below path).
         """
-        node = await self.resolve(path)
+        node = await self.resolve(path, caller=caller)
         length = files = dirs = 0
         todo = [node]
         while todo:
             n = todo.pop()
             if isinstance(n, DirInode):
+                self.perms.require(n, caller, R | X)
                 dirs += 1
                 await self.discovery.ensure_listed(n)
                 todo.extend(n.children.values())

@@ -69,6 +69,7 @@ XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
 S_IFMT = 0o170000
 PERMS = 0o7777
+Search = Callable[[DirInode], None]  # called for each directory a path walk looks into
 
 Entry = tuple[int, str, Inode]
 
@@ -148,14 +149,16 @@ class Namespace:
         path = self._child_path(d, name)
         raise NotFound(f"no such file or directory: {path}", path=path)
 
-    def resolve(self, path: str, *, follow: bool = True) -> Inode:
+    def resolve(self, path: str, *, follow: bool = True, search: Search | None = None) -> Inode:
         """The inode at absolute `path`.
 
         Symlinks are followed in every component but the last, and in the last too when
         `follow`; relative targets start at the link's directory. Raises NotFound, NotDir, Loop
-        (over MAX_SYMLINKS links), Invalid/NameTooLong. Cost: O(components + link targets).
+        (over MAX_SYMLINKS links), Invalid/NameTooLong. `search(d)` is called for every
+        directory the walk looks into, before it looks (permission checks raise from it).
+        Cost: O(components + link targets).
         """
-        return self._walk(self.root, split_path(path), follow, path)
+        return self._walk(self.root, split_path(path), follow, path, search)
 
     def resolve_parent(self, path: str) -> tuple[DirInode, str]:
         """The directory that holds (or would hold) the last component of `path`, and that name.
@@ -178,7 +181,7 @@ class Namespace:
             return self._dir_path(node)
         return self._child_path(node.parent, node.name)
 
-    def _walk(self, start: DirInode, parts: list[str], follow: bool, path: str) -> Inode:
+    def _walk(self, start: DirInode, parts: list[str], follow: bool, path: str, search: Search | None = None) -> Inode:
         todo = parts[::-1]  # components left, next one last; link targets are pushed on it
         cur: Inode = start
         links = 0
@@ -186,6 +189,8 @@ class Namespace:
             name = todo.pop()
             if not isinstance(cur, DirInode):
                 raise NotDir(f"not a directory: component before {name!r} in {path}", path=path)
+            if search is not None:
+                search(cur)
             if name == ".":
                 continue
             if name == "..":
