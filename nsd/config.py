@@ -46,8 +46,9 @@ SETTINGS: tuple[Setting, ...] = (
         "nfs_exports",
         str,
         "/ 127.0.0.1(rw,no_root_squash)",
-        "NFS exports, ';'-separated, /etc/exports style: PATH CLIENT(OPTIONS) ... "
-        "(options rw|ro, root_squash|no_root_squash|all_squash, anonuid=N, anongid=N).",
+        "NFS exports, ';'-separated, /etc/exports style: PATH CLIENT(OPTIONS) ... where CLIENT is an "
+        "address, a CIDR network or *; options rw|ro (default ro), root_squash (the default)|no_root_squash|"
+        "all_squash, anonuid=N, anongid=N (default 65534). Clients outside every entry are refused.",
     ),
     Setting(
         "nfs",
@@ -64,6 +65,69 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
     ),
+    Setting(
+        "security",
+        "superuser",
+        str,
+        "",
+        "User name (or uid) that bypasses permission checks, besides root and the user running nsd "
+        "(empty: just those two, HDFS's convention).",
+    ),
+    Setting(
+        "security",
+        "supergroup",
+        str,
+        "supergroup",
+        "Members of this group (name or gid) bypass permission checks, as HDFS's "
+        "dfs.permissions.superusergroup; a group nobody knows has no members.",
+    ),
+    Setting(
+        "security",
+        "users",
+        str,
+        "",
+        "User map shared by NFS and WebHDFS, ';'-separated NAME=UID[:GID[:GROUP,...]] (GID defaults to UID); "
+        "names not here come from the machine's passwd, then numbers stand for themselves.",
+    ),
+    Setting(
+        "security",
+        "groups",
+        str,
+        "",
+        "Group map, ';'-separated NAME=GID; names not here come from the machine's group database.",
+    ),
+    Setting(
+        "security",
+        "webhdfs_auth",
+        str,
+        "simple",
+        "WebHDFS authentication: simple (believe user.name, as Hadoop without Kerberos) or token "
+        "(Authorization: Bearer TOKEN, tokens from webhdfs_token_file; 401 without a valid one).",
+    ),
+    Setting(
+        "security",
+        "webhdfs_token_file",
+        str,
+        "",
+        "File of 'USER TOKEN' lines for webhdfs_auth = token (# comments); must be mode 0600 or stricter.",
+    ),
+    Setting(
+        "security",
+        "webhdfs_proxy_users",
+        str,
+        "",
+        "Who may use doas, ';'-separated: NAME hosts=ADDR|CIDR,...|* [users=U,...|*] [groups=G,...|*] "
+        "(as hadoop.proxyuser.NAME.*); superusers may always.",
+    ),
+    Setting(
+        "security",
+        "tls_cert_file",
+        str,
+        "",
+        "PEM certificate (chain) for HTTPS on the HTTP port (WebHDFS as swebhdfs, and the admin API); "
+        "empty: plain HTTP.",
+    ),
+    Setting("security", "tls_key_file", str, "", "PEM private key of tls_cert_file; not readable by others."),
     Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
     Setting(
         "storage",

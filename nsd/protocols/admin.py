@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__, backup, errors
+from nsd.clients import USER_KEY
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.doctor import diagnose
@@ -95,6 +96,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                 status=401,
             )
         request[CALLER_KEY] = SYSTEM if authorized else ANONYMOUS
+        request[USER_KEY] = "admin-token" if authorized else "anonymous"
     try:
         return await handler(request)
     except errors.NsdError as e:

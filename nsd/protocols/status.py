@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from nsd import __version__
+from nsd.clients import USER_KEY
 from nsd.metrics import Metrics
 from nsd.protocols import webhdfs
 from nsd.report import build_report
@@ -56,6 +57,11 @@ async def _audit_target(request: web.Request) -> str:
     return "?"
 
 
+def _user(request: web.Request, protocol: str) -> str:
+    """Who a request acted as, by name (never a credential)."""
+    return str(request.get(USER_KEY) or "-")
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS_KEY]
@@ -73,7 +79,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         seconds = time.perf_counter() - started
         metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
         if protocol != "http":
-            user = request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-")
+            user = _user(request, protocol)
             metrics.http_clients.seen(protocol, request.remote or "?", user[:64], error=status >= 400)
         log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
         if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
@@ -81,7 +87,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                 "protocol=%s remote=%s user=%s op=%r target=%r status=%d",
                 protocol,
                 request.remote,
-                request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-"),
+                _user(request, protocol),
                 op,
                 await _audit_target(request),
                 status,

@@ -12,8 +12,8 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 
 from nsd import errors
+from nsd.protocols.webhdfs_auth import Identity
 from nsd.protocols.webhdfs_params import Params
-from nsd.protocols.webhdfs_users import Identity
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/webhdfs/v1"

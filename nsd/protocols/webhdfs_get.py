@@ -85,12 +85,12 @@ async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerato
 
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
     node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
-    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size)})
+    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus(ctx: Ctx) -> web.StreamResponse:
     entries = await ctx.vfs.list(ctx.path, caller=ctx.caller)
-    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)})
+    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
@@ -103,7 +103,7 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
         remaining = len(node.children) - node.children.bisect_right(entries[-1][0])
     body = {
         "DirectoryListing": {
-            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)},
+            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)},
             "remainingEntries": remaining,
         }
     }

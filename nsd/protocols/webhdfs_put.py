@@ -12,7 +12,6 @@ from nsd import errors
 from nsd.namespace import Inode, validate_name
 from nsd.namespace.names import split_path
 from nsd.permissions import W, X
-from nsd.protocols import webhdfs_users as users
 from nsd.protocols.webhdfs_context import (
     FAE,
     FNF,
@@ -247,8 +246,13 @@ async def setowner(ctx: Ctx) -> web.StreamResponse:
     owner, group = ctx.params.get("owner") or None, ctx.params.get("group") or None
     if owner is None and group is None:
         raise Remote(400, IAE, "Both owner and group are empty.")
-    uid = users.uid_of(owner) if owner is not None else None
-    gid = users.gid_of(group) if group is not None else None
+    names = ctx.vfs.perms.users
+    uid = names.uid_of(owner) if owner is not None else None
+    gid = names.gid_of(group) if group is not None else None
+    if owner is not None and uid is None:
+        raise Remote(400, IAE, f"Unknown user: {owner}")
+    if group is not None and gid is None:
+        raise Remote(400, IAE, f"Unknown group: {group}")
     await ctx.vfs.setattr(ctx.path, caller=ctx.caller, uid=uid, gid=gid)
     return empty()
 
