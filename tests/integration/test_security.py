@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from daemon import Daemon, nsd, start
-from hdfs import HdfsError, InsecureClient
+from hdfs import Client, HdfsError, InsecureClient
 from rpcclient import RpcClient, dirop, fh, skip_fattr
 
 from nsd.protocols.nfs3.const import Proc, Status
@@ -207,3 +210,190 @@ def test_admin_reads_without_the_token_act_as_nobody(server: Daemon) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": server.token}):
         r = requests.post(f"{server.url}/api/v1/fs/mkdir", json={"path": "/shared/nope"}, headers=headers)
         assert r.status_code == 401 and r.json()["error"]["message"] == "admin token required"
+
+
+# ---- WebHDFS authentication: bearer tokens, proxy users ----------------------------------------------
+
+TOKENS = {"alice": "alice-0123456789abcdef", "oozie": "oozie-0123456789abcdef", "hue": "hue-0123456789abcdefgh"}
+
+
+def bearer(user: str) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {TOKENS[user]}"
+    return s
+
+
+def test_bearer_tokens_and_proxy_users(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("".join(f"{u} {t}\n" for u, t in TOKENS.items()))
+    token_file.chmod(0o600)
+    env = {
+        "NSD_USERS": USERS + "; oozie=4103; hue=4104",
+        "NSD_WEBHDFS_AUTH": "token",
+        "NSD_WEBHDFS_TOKEN_FILE": str(token_file),
+        "NSD_WEBHDFS_PROXY_USERS": "oozie hosts=127.0.0.1 users=alice; hue hosts=10.0.0.0/8 users=*",
+    }
+    d = start(tmp_path / "data", env=env)
+    try:
+        admin(d, "/fs/mkdir", {"path": "/shared", "mode": 0o777})
+        base = f"{d.url}/webhdfs/v1"
+        for headers in ({}, {"Authorization": "Bearer not-a-token-of-ours"}, {"Authorization": "Basic abc"}):
+            r = requests.get(f"{base}/shared", params={"op": "LISTSTATUS", "user.name": "alice"}, headers=headers)
+            assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert remote(r)["exception"] == "SecurityException"
+        client = Client(d.url, session=bearer("alice"))  # HdfsCLI with the token on every request
+        client.write("/shared/a.txt", data=b"by token")
+        with client.read("/shared/a.txt") as f:
+            assert f.read() == b"by token"
+        assert client.status("/shared/a.txt")["owner"] == "alice"
+        # a valid token without the permission is 403, never 401
+        r = bearer("alice").put(f"{base}/not-here", params={"op": "MKDIRS"})
+        assert r.status_code == 403 and remote(r)["exception"] == "AccessControlException"
+        # oozie may act as alice (from this host), not as bob
+        r = bearer("oozie").put(f"{base}/shared/by-oozie", params={"op": "MKDIRS", "doas": "alice"})
+        assert r.status_code == 200 and client.status("/shared/by-oozie")["owner"] == "alice"
+        r = bearer("oozie").put(f"{base}/shared/x", params={"op": "MKDIRS", "doas": "bob"})
+        assert r.status_code == 403 and remote(r)["message"] == "User: oozie is not allowed to impersonate bob"
+        r = bearer("hue").put(f"{base}/shared/y", params={"op": "MKDIRS", "doas": "alice"})
+        assert r.status_code == 403
+        assert remote(r)["message"] == "Unauthorized connection for super-user: hue from IP 127.0.0.1"
+        r = bearer("alice").put(f"{base}/shared/z", params={"op": "MKDIRS", "doas": "bob"})
+        assert r.status_code == 403 and "impersonate" in remote(r)["message"]
+        log = d.log.read_text()
+        assert all(t not in log for t in TOKENS.values())
+    finally:
+        d.stop()
+
+
+# ---- TLS (swebhdfs) -------------------------------------------------------------------------------
+
+
+def make_certificates(where: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nsd test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = where / "ca.pem", where / "server.pem", where / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+def test_tls_swebhdfs_with_real_clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsspec.implementations.webhdfs import WebHDFS
+
+    # requests lets these override a session's own `verify`; a plain machine has neither set
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+    ca, cert, key = make_certificates(tmp_path)
+    d = start(tmp_path / "data", env={"NSD_TLS_CERT_FILE": str(cert), "NSD_TLS_KEY_FILE": str(key)})
+    try:
+        assert d.url.startswith("https://127.0.0.1:")
+        session = requests.Session()
+        session.verify = str(ca)
+        client = InsecureClient(d.url, user=ME, session=session)  # HdfsCLI over HTTPS
+        client.write("/tls/hello", data=b"over TLS" * 1000)
+        with client.read("/tls/hello", offset=3, length=5) as f:
+            assert f.read() == b"r TLS"
+        first = session.put(
+            f"{d.url}/webhdfs/v1/tls/two", params={"op": "CREATE", "user.name": ME}, allow_redirects=False
+        )
+        assert first.status_code == 307 and first.headers["Location"].startswith("https://127.0.0.1:")
+        url = urlsplit(d.url)
+        fs = WebHDFS(url.hostname, url.port, user=ME, use_https=True, session_verify=str(ca), skip_instance_cache=True)
+        with fs.open("/tls/from-fsspec", "wb") as f:
+            f.write(b"fsspec says hi")
+        assert fs.cat("/tls/from-fsspec") == b"fsspec says hi"
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/tls", detail=False)) == ["from-fsspec", "hello"]
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{d.url}/webhdfs/v1/?op=GETHOMEDIRECTORY")  # not a CA the machine trusts
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{url.port}/webhdfs/v1/?op=GETHOMEDIRECTORY", timeout=10)
+        r = session.post(
+            f"{d.url}/api/v1/fs/mkdir", json={"path": "/tls/admin"}, headers={"Authorization": f"Bearer {d.token}"}
+        )
+        assert r.status_code == 201  # the admin API rides the same TLS port
+    finally:
+        d.stop()
+
+
+# ---- start-up refusals ------------------------------------------------------------------------------
+
+
+def refused_start(data_dir: Path, env: dict[str, str]) -> str:
+    """Run `nsd serve` that must refuse to start: its exit code and stderr."""
+    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", "--nfs-port", "0"]
+    out = subprocess.run(cmd, capture_output=True, timeout=60, env={**os.environ, **env}, text=True)
+    assert out.returncode != 0, out.stdout
+    assert "ready" not in out.stdout
+    return out.stderr
+
+
+def test_start_up_refusals_say_why(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert nsd("format", "--data-dir", str(data)).returncode == 0
+    token = data / "admin.token"
+    token.chmod(0o644)
+    assert f"chmod 600 {token}" in refused_start(data, {})
+    token.chmod(0o600)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice secret-token-0123456789\n")
+    tokens.chmod(0o640)
+    err = refused_start(data, {"NSD_WEBHDFS_AUTH": "token", "NSD_WEBHDFS_TOKEN_FILE": str(tokens)})
+    assert "chmod 600" in err and "secret-token" not in err
+    assert "needs webhdfs_token_file" in refused_start(data, {"NSD_WEBHDFS_AUTH": "token"})
+    assert "webhdfs_auth must be one of" in refused_start(data, {"NSD_WEBHDFS_AUTH": "kerberos"})
+    assert "hosts=" in refused_start(data, {"NSD_WEBHDFS_PROXY_USERS": "oozie users=*"})
+    assert "unknown user 'no-such-admin'" in refused_start(data, {"NSD_SUPERUSER": "no-such-admin"})
+    assert "users:" in refused_start(data, {"NSD_USERS": "alice=notanumber"})
+    _, cert, key = make_certificates(tmp_path)
+    assert "both tls_cert_file and tls_key_file" in refused_start(data, {"NSD_TLS_CERT_FILE": str(cert)})
+    key.chmod(0o644)
+    err = refused_start(data, {"NSD_TLS_CERT_FILE": str(cert), "NSD_TLS_KEY_FILE": str(key)})
+    assert "open to others" in err
+    key.chmod(0o600)
+    err = refused_start(data, {"NSD_TLS_CERT_FILE": str(key), "NSD_TLS_KEY_FILE": str(key)})
+    assert "cannot load the TLS certificate" in err
+    assert not re.search(r"Traceback", err)
