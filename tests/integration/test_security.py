@@ -397,3 +397,103 @@ def test_start_up_refusals_say_why(tmp_path: Path) -> None:
     err = refused_start(data, {"NSD_TLS_CERT_FILE": str(key), "NSD_TLS_KEY_FILE": str(key)})
     assert "cannot load the TLS certificate" in err
     assert not re.search(r"Traceback", err)
+
+
+# ---- credentials never show --------------------------------------------------------------------------
+
+PLANTED = {
+    "s3_access": "AKIAPLANTED0ACCESS99",
+    "s3_secret": "PLANTED-s3-secret-value-0001",
+    "s3_session": "PLANTED-s3-session-token-0002",
+    "wrong_s3_secret": "PLANTED-s3-secret-wrong-0003",
+    "uri_password": "PLANTEDuriPassword0004",
+    "webhdfs_token": "PLANTED-webhdfs-token-0005",
+    "bad_webhdfs_token": "PLANTED-bad-webhdfs-token-0006",
+    "bad_admin_token": "PLANTED-bad-admin-token-0007",
+}
+
+
+def test_credentials_never_show_in_logs_outputs_metrics_or_errors(tmp_path: Path) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"alice {PLANTED['webhdfs_token']}\n")
+    token_file.chmod(0o600)
+    env = {
+        "NSD_LOG_LEVEL": "debug",
+        "NSD_AUDIT_LOG": "true",
+        "NSD_USERS": USERS,
+        "NSD_WEBHDFS_AUTH": "token",
+        "NSD_WEBHDFS_TOKEN_FILE": str(token_file),
+    }
+    d = start(tmp_path / "data", env=env)
+    outputs: list[str] = []
+    try:
+        host, port = moto.get_host_and_port()
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id=PLANTED["s3_access"],
+            aws_secret_access_key=PLANTED["s3_secret"],
+            region_name="us-east-1",
+        ).create_bucket(Bucket="planted")
+        opts = [f"endpoint_override={host}:{port}", "scheme=http", f"access_key={PLANTED['s3_access']}"]
+        opts += [f"secret_key={PLANTED['s3_secret']}", f"session_token={PLANTED['s3_session']}"]
+        out = nsd("mount", "add", "/s3", "s3://planted/data", *[x for o in opts for x in ("-o", o)], daemon=d)
+        assert out.returncode == 0, out.stderr
+        outputs += [out.stdout.decode(), out.stderr.decode()]
+        # a mount that fails: its error must not carry the credentials either
+        bad = [f"endpoint_override=127.0.0.1:{free_port()}", "scheme=http", "retries=1", "timeout_s=5"]
+        bad += [f"access_key={PLANTED['s3_access']}", f"secret_key={PLANTED['wrong_s3_secret']}"]
+        out = nsd("mount", "add", "/bad", "s3://planted/x", *[x for o in bad for x in ("-o", o)], daemon=d)
+        assert out.returncode != 0
+        outputs += [out.stdout.decode(), out.stderr.decode()]
+        out = nsd("mount", "add", "/w", f"webhdfs://alice:{PLANTED['uri_password']}@127.0.0.1:{free_port()}/", daemon=d)
+        outputs += [out.stdout.decode(), out.stderr.decode()]
+        # use the S3 mount and WebHDFS with good and bad credentials
+        admin(d, "/fs/setattr", {"path": "/s3", "mode": 0o777})
+        s = bearer_session(PLANTED["webhdfs_token"])
+        assert s.put(f"{d.url}/webhdfs/v1/s3/f", params={"op": "CREATE"}, data=b"x").status_code == 201
+        assert nsd("cat", "/s3/f", daemon=d).stdout == b"x"
+        r = bearer_session(PLANTED["bad_webhdfs_token"]).get(f"{d.url}/webhdfs/v1/s3", params={"op": "LISTSTATUS"})
+        assert r.status_code == 401
+        outputs.append(r.text)
+        r = requests.post(
+            f"{d.url}/api/v1/fs/mkdir",
+            json={"path": "/x"},
+            headers={"Authorization": f"Bearer {PLANTED['bad_admin_token']}"},
+        )
+        assert r.status_code == 401
+        outputs.append(r.text)
+        for args in (("mount", "ls"), ("report",), ("report", "--json"), ("doctor",), ("ls", "/s3")):
+            out = nsd(*args, daemon=d)
+            outputs += [out.stdout.decode(), out.stderr.decode()]
+        for page in ("/metrics", "/", "/api/v1/report", "/api/v1/conf", "/api/v1/mounts", "/api/v1/doctor"):
+            outputs.append(requests.get(d.url + page).text)
+        assert "secret_key=****" in "".join(outputs)  # the masked form is what shows
+    finally:
+        d.stop()
+        moto.stop()
+    outputs.append(d.log.read_text())
+    text = "\n".join(outputs)
+    assert "webhdfs" in text and "s3://planted" in text  # the outputs are the real ones
+    leaked = [(name, line[:200]) for name, v in PLANTED.items() for line in text.splitlines() if v in line]
+    assert leaked == [], leaked
+    assert d.token not in text
+
+
+def bearer_session(token: str) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
