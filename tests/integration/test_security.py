@@ -497,3 +497,85 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# ---- hostile paths at every door -----------------------------------------------------------------------
+
+
+def raw_get(d: Daemon, target: str) -> tuple[int, dict[str, Any]]:
+    """GET exactly `target` (no client-side normalisation of dots or escapes)."""
+    import http.client
+    import json
+
+    u = urlsplit(d.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("GET", target)
+    r = conn.getresponse()
+    return r.status, json.loads(r.read() or b"{}")
+
+
+def test_hostile_paths_webhdfs(server: Daemon) -> None:
+    for target in (
+        "/webhdfs/v1/shared/%2e%2e/etc?op=LISTSTATUS",
+        "/webhdfs/v1/shared%2F..%2F..%2Fetc?op=LISTSTATUS",
+        "/webhdfs/v1/shared/..%2f?op=GETFILESTATUS",
+        "/webhdfs/v1/shared/a%00b?op=GETFILESTATUS",
+        "/webhdfs/v1/shared/%ff%fe?op=GETFILESTATUS",
+    ):
+        status, body = raw_get(server, target + f"&user.name={ME}")
+        assert status == 400 and body["RemoteException"]["exception"] == "InvalidPathException", target
+    long_name = "n" * 256
+    r = webhdfs(server, "PUT", f"/shared/{long_name}", "MKDIRS")
+    assert r.status_code == 400 and remote(r)["exception"] == "PathComponentTooLongException"
+    r = webhdfs(server, "PUT", "/shared/" + "/".join(["d" * 200] * 21), "MKDIRS")
+    assert r.status_code == 400 and "too long" in remote(r)["message"]
+    # decoded exactly once: "%252e%252e" is a file literally named "%2e%2e", inside /shared
+    status, _ = raw_get(server, f"/webhdfs/v1/shared/%252e%252e?op=MKDIRS&user.name={ME}")
+    assert status == 400  # MKDIRS is a PUT: the GET is refused, not misread
+    r = requests.put(f"{server.url}/webhdfs/v1/shared/%252e%252e", params={"op": "MKDIRS", "user.name": ME})
+    assert r.status_code == 200
+    names = [
+        s["pathSuffix"] for s in webhdfs(server, "GET", "/shared", "LISTSTATUS").json()["FileStatuses"]["FileStatus"]
+    ]
+    assert "%2e%2e" in names
+    for op, method, params in (
+        ("RENAME", "PUT", {"destination": "/shared/../escaped"}),
+        ("RENAME", "PUT", {"destination": "/shared/a\0b"}),
+        ("CONCAT", "POST", {"sources": "/shared/../x"}),
+    ):
+        r = webhdfs(server, method, "/shared/%2e%2e", op, **params)
+        assert r.status_code == 400, (op, params, r.text)
+
+
+def test_hostile_paths_admin_api(server: Daemon) -> None:
+    for target in (
+        "/api/v1/fs/stat?path=/shared/%2e%2e/etc",
+        "/api/v1/fs/stat?path=/a%00b",
+        "/api/v1/fs/list?path=etc",
+    ):
+        status, body = raw_get(server, target)
+        assert status == 400 and body["error"]["type"] in ("Invalid", "NameTooLong"), target
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {server.token}"
+    for endpoint, body in (
+        ("/fs/rename", {"src": "/shared", "dst": "/shared/../../x"}),
+        ("/fs/link", {"existing": "/shared/../x", "path": "/y"}),
+        ("/fs/symlink", {"path": "/shared/a\0b", "target": "x"}),
+        ("/mounts", {"path": "/shared/../m", "uri": "memory://x"}),
+    ):
+        r = session.post(f"{server.url}/api/v1{endpoint}", json=body)
+        assert r.status_code == 400, (endpoint, r.text)
+
+
+def test_hostile_paths_nfs_mount(server: Daemon) -> None:
+    from nsd.protocols.xdr import Packer, Unpacker
+
+    with RpcClient(server.nfs_port) as c:
+        for path, status in ((b"/../etc", 22), (b"/shared/..", 22), (b"/a\0b", 22), (b"/" + b"n" * 256, 63)):
+            p = Packer()
+            p.string(path)
+            assert Unpacker(c.call(100005, 3, 1, bytes(p.buf)).body).uint32() == status, path
+        p = Packer()
+        p.string(b"/" * 1025)  # over MNTPATHLEN: the arguments do not decode
+        assert c.call(100005, 3, 1, bytes(p.buf)).stat == 4  # GARBAGE_ARGS
+        assert c.mount(b"/shared")  # the connection lives on
