@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import os
 import stat as st
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from nsd.errors import Denied, NotPermitted
 from nsd.namespace import DirInode, Inode
@@ -94,6 +94,25 @@ class Permissions:
     def allowed(self, node: Inode, who: Caller, want: int) -> bool:
         """Whether `who` holds all of the rwx bits in `want` on `node`."""
         return self.is_super(who) or self.bits(node, who) & want == want
+
+    def searcher(self, who: Caller) -> Callable[[DirInode], None] | None:
+        """The search (x) check for each directory of a path walk, as one closure (the hot path
+        of every path resolution); None for a superuser, who needs none."""
+        if self.is_super(who):
+            return None
+        uid, gid, gids = who.uid, who.gid, who.gids
+
+        def search(d: DirInode) -> None:
+            if uid == d.uid:
+                ok = d.mode & 0o100
+            elif gid == d.gid or d.gid in gids:
+                ok = d.mode & 0o010
+            else:
+                ok = d.mode & 0o001
+            if not ok:
+                self.require(d, who, X)  # raises, worded
+
+        return search
 
     # ---- checks -----------------------------------------------------------------------------
 

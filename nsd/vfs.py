@@ -180,10 +180,7 @@ class Vfs:
     async def resolve(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
         """Path resolution (search permission on every directory walked through) that discovers
         missing components in the UFS as it goes."""
-        perms = self.perms
-        if perms.is_super(caller):
-            return await self._resolve(path, follow, None)
-        return await self._resolve(path, follow, lambda d: perms.require(d, caller, X))
+        return await self._resolve(path, follow, self.perms.searcher(caller))
 
     async def _resolve(self, path: str, follow: bool, search: Callable[[DirInode], None] | None) -> Inode:
         for _ in range(len(path) + 64):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import stat as st
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -190,7 +189,3 @@ class Authenticator:
         names = {self.users.group_name(g) for g in (target.caller.gid, *target.caller.gids)}
         return not rule.groups.isdisjoint(names)
 
-
-def default_superuser() -> str:
-    """The user running the daemon: HDFS's superuser (it formatted the namespace)."""
-    return UserMap().user_name(os.getuid())
