@@ -275,7 +275,8 @@ class NamespaceModel(RuleBasedStateMachine):
         if not files:
             return
         path = data.draw(st.sampled_from(files), label="path")
-        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], [[0, size, "x"]]))
+        layout = [[0, size, "e" * 64]] if size else []
+        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], layout))
         self.nodes[self.ino(path)].size = size
 
     # ---- listing ---------------------------------------------------------------------------
