@@ -16,6 +16,7 @@ import sys
 
 from aiohttp import web
 
+from nsd.cache import setup as cache_setup
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
@@ -59,6 +60,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         fatal.append(exc)
         stop.set()
 
+    settings = cache_setup.settings(config)  # a bad read/write type fails before anything opens
     store = await MetaStore.open(
         datadir.journal,
         fsync=config.fsync,
@@ -69,7 +71,9 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     )
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
-    vfs = Vfs(store, mounts, datadir.path / "staging")
+    blocks = await cache_setup.open_block_store(config, datadir.path)
+    vfs = Vfs(store, mounts, datadir.path / "staging", blocks=blocks, cache_settings=settings)
+    vfs.start()
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -119,6 +123,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     await runner.cleanup()
     if not fatal:
         await vfs.close()
+    await blocks.close()
     await mounts.close()
     if fatal:
         await store.close(checkpoint=False)
