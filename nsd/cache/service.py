@@ -51,6 +51,7 @@ class Cache:
         self.settings = settings
         self.block_size = settings.block_size
         self.holds: dict[str, int] = {}
+        self._types: dict[int, tuple[ReadType, WriteType]] = {}  # mount ids are never reused
         blocks.must_keep = self.must_keep
         self.reader = BlockReader(self)
 
@@ -97,7 +98,12 @@ class Cache:
                 self.holds.pop(d, None)
 
     def types(self, mount_id: int) -> tuple[ReadType, WriteType]:
-        return mount_types(self.mounts.options(mount_id), self.settings.read_type, self.settings.write_type)
+        """The mount's read and write types (asked on every read: remembered per mount)."""
+        found = self._types.get(mount_id)
+        if found is None:
+            options = self.mounts.options(mount_id)
+            found = self._types[mount_id] = mount_types(options, self.settings.read_type, self.settings.write_type)
+        return found
 
     # ---- reporting -------------------------------------------------------------------------------
 
