@@ -147,6 +147,45 @@ SETTINGS: tuple[Setting, ...] = (
         3600.0,
         "Write a checkpoint after this many seconds if anything changed.",
     ),
+    Setting("cache", "block_size", int, 4 << 20, "Bytes per cached block (files are cut on this grid)."),
+    Setting("cache", "cache_memory_bytes", int, 256 << 20, "Capacity of the memory tier (0: no memory tier)."),
+    Setting(
+        "cache",
+        "cache_dirs",
+        str,
+        "",
+        "Disk tiers, fastest first: 'PATH:BYTES;PATH:BYTES' (BYTES may end in K, M, G or T); "
+        "empty: <data_dir>/blocks with cache_disk_bytes.",
+    ),
+    Setting("cache", "cache_disk_bytes", int, 16 << 30, "Capacity of the default disk tier <data_dir>/blocks."),
+    Setting("cache", "cache_high_watermark", float, 0.95, "Eviction starts when a tier is this full (fraction)."),
+    Setting("cache", "cache_low_watermark", float, 0.85, "Eviction stops when a tier is down to this (fraction)."),
+    Setting(
+        "cache", "cache_verify_reads", bool, True, "Re-hash every block read from disk (corrupt ones are refetched)."
+    ),
+    Setting(
+        "cache",
+        "read_type",
+        str,
+        "CACHE",
+        "Default read type of mounts without a read_type option: CACHE, CACHE_PROMOTE or NO_CACHE.",
+    ),
+    Setting(
+        "cache",
+        "write_type",
+        str,
+        "THROUGH",
+        "Default write type of mounts without a write_type option: "
+        "MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH.",
+    ),
+    Setting(
+        "cache",
+        "persist_retry_max",
+        float,
+        60.0,
+        "Longest wait in seconds between tries of a background (ASYNC_THROUGH) persist.",
+    ),
+    Setting("cache", "ttl_check_interval", float, 10.0, "Seconds between looks for expired TTLs."),
     Setting("log", "log_level", str, "info", "debug, info, warning or error."),
     Setting("log", "log_format", str, "text", "text or json."),
     Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from nsd import errors
+from nsd.cache import setup as cache_setup
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
@@ -123,6 +124,7 @@ async def _serve(
         fatal.append(exc)
         stop.set()
 
+    settings = cache_setup.settings(config)  # a bad read/write type fails before anything opens
     store = await MetaStore.open(
         datadir.journal,
         fsync=config.fsync,
@@ -133,7 +135,9 @@ async def _serve(
     )
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
-    vfs = Vfs(store, mounts, datadir.path / "staging", perms=perms)
+    blocks = await cache_setup.open_block_store(config, datadir.path)
+    vfs = Vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
+    vfs.start()
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -184,6 +188,7 @@ async def _serve(
     await runner.cleanup()
     if not fatal:
         await vfs.close()
+    await blocks.close()
     await mounts.close()
     if fatal:
         await store.close(checkpoint=False)

@@ -20,6 +20,11 @@ Writes at offsets go to a stage (nsd.staging) and are sealed, i.e. uploaded to t
 journaled, on COMMIT, on a stable write, after `idle_seal_seconds` without writes, and at
 shutdown. While staged, the inode's size and mtime in memory run ahead of the journal: like the
 unstable data itself, they are lost in a crash.
+
+With a block store (`blocks`), reads go through the cache (nsd.cache.reader) and each mount's
+write type (nsd.cache.policy) says where sealed content goes: the UFS, blocks, or both. Content
+in blocks only (MUST_CACHE, ASYNC_THROUGH) is journaled without a fingerprint and a complete
+layout; nsd.cache.persister puts it in the UFS later.
 """
 
 from __future__ import annotations
@@ -34,13 +39,22 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from nsd import errors
+from nsd.blockstore import BlockStore
+from nsd.cache import writes
+from nsd.cache.ingest import Sealer
+from nsd.cache.persister import Persister
+from nsd.cache.policy import ReadType, WriteType, mount_types
+from nsd.cache.service import Cache, CacheSettings
+from nsd.cache.ttl import TtlEnforcer
 from nsd.discovery import Discovery
-from nsd.journal.ops import Op, Rmdir, SetContent, Unlink
+from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
 from nsd.mounttable import MountTable, MountView, sync_interval
-from nsd.namespace import DirInode, Inode, Namespace
+from nsd.namespace import DirInode, FileInode, Inode, Namespace
+from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
 from nsd.permissions import NOW, Now, Permissions, R, W, X
@@ -108,6 +122,8 @@ class Vfs:
         *,
         idle_seal_seconds: float = IDLE_SEAL_SECONDS,
         perms: Permissions | None = None,
+        blocks: BlockStore | None = None,
+        cache_settings: CacheSettings | None = None,
     ):
         self.store = store
         self.perms = perms or Permissions()
@@ -119,6 +135,22 @@ class Vfs:
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
+        self.cache: Cache | None = None
+        self.persister: Persister | None = None
+        self.ttl: TtlEnforcer | None = None
+        if blocks is not None:
+            settings = cache_settings or CacheSettings()
+            self.cache = Cache(store, mounts, blocks, settings)
+            self.cache.attach()
+            self.persister = Persister(self, retry_max=settings.persist_retry_max)
+            self.ttl = TtlEnforcer(self, interval=settings.ttl_interval)
+
+    def start(self) -> None:
+        """Start the background persister and TTL enforcer (needs the running loop)."""
+        if self.persister is not None:
+            self.persister.start()
+        if self.ttl is not None:
+            self.ttl.start()
 
     @property
     def ns(self) -> Namespace:
@@ -126,6 +158,10 @@ class Vfs:
 
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
+        if self.ttl is not None:
+            await self.ttl.close()
+        if self.persister is not None:
+            await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,8 +239,11 @@ class Vfs:
             raise errors.NotDir(f"not a directory: parent of {path}", path=path)
         return parent, parts[-1]
 
-    async def read_at(self, ino: int, offset: int, count: int, *, caller: Caller) -> tuple[bytes, bool]:
-        """Up to `count` bytes from `offset` and whether they reach the end of the file."""
+    async def read_at(
+        self, ino: int, offset: int, count: int, *, caller: Caller, read_type: ReadType | None = None
+    ) -> tuple[bytes, bool]:
+        """Up to `count` bytes from `offset` and whether they reach the end of the file.
+        `read_type` overrides the mount's for this call."""
         node = self._file(ino)
         self.perms.require_data(node, caller, R)
         stage = self.stager.get(ino)
@@ -212,6 +251,10 @@ class Vfs:
             data = await stage.read(offset, count)
         elif offset >= node.size or count <= 0:
             data = b""
+        elif self.cache is not None:
+            assert isinstance(node, FileInode)
+            rt = read_type or self.cache.types(node.mount)[0]
+            data = await self.cache.reader.read(node, offset, min(count, node.size - offset), rt)
         else:
             want = min(count, node.size - offset)
             ufs, rel = self.mounts.locate(node)
@@ -258,20 +301,52 @@ class Vfs:
     async def _create_file(
         self, dir_ino: int, name: str, chunks: AsyncIterable[bytes], caller: Caller, mode: int
     ) -> Inode:
-        """Write the UFS object, then journal the inode and its content in one group."""
+        """Write the content (UFS and/or blocks, per write type), then journal the inode and its
+        content in one group."""
         now = self.store.now_ns()
         self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
-        ufs, rel = self.mounts.locate_child(self._writable_dir(dir_ino), name)
-        status = await ufs.write(rel, chunks)
+        d = self._writable_dir(dir_ino)
+        ufs, rel = self.mounts.locate_child(d, name)
+        wt = self._write_type(d.mount)
+        async with self._sealing() as sealer:
+            content = await self._whole_content(sealer, wt, chunks, ufs, rel)
 
-        def plan(ns: Namespace) -> list[Op]:
-            made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
-            # The inode exists only once the MkNode applies, so its content op is built directly.
-            return [made, SetContent(made.ino, status.size, made.time_ns, status.fingerprint())]
+            def plan(ns: Namespace) -> list[Op]:
+                made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
+                # The inode exists only once the MkNode applies, so its content ops are built directly.
+                return [made, *_content_ops(made.ino, made.time_ns, content, wt)]
 
-        ops = await self.store.mutate(plan)
-        self.discovery.mark_checked(ops[-1].ino)  # type: ignore[attr-defined]
-        return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
+            ops = await self.store.mutate(plan)
+        ino: int = ops[0].ino  # type: ignore[attr-defined]
+        self._content_written(ino, wt)
+        return self.ns.get(ino)
+
+    # ---- write types (nsd.cache) ---------------------------------------------------------
+
+    def _write_type(self, mount_id: int) -> WriteType:
+        return self.cache.types(mount_id)[1] if self.cache is not None else WriteType.THROUGH
+
+    def _sealing(self) -> Sealer | contextlib.nullcontext[None]:
+        return Sealer(self.cache) if self.cache is not None else contextlib.nullcontext()
+
+    async def _whole_content(
+        self, sealer: Sealer | None, wt: WriteType, chunks: AsyncIterable[bytes], ufs: Ufs, rel: str
+    ) -> writes.Content:
+        if sealer is None or not wt.caches:
+            status = await ufs.write(rel, chunks)
+            return writes.Content(status.size, status.fingerprint(), None)
+        return await writes.whole(sealer, wt, chunks, ufs, rel)
+
+    def _content_written(self, ino: int, wt: WriteType) -> None:
+        node = self.ns.inodes.get(ino)
+        if node is not None and not unpersisted(node):
+            self.discovery.mark_checked(ino)
+        if wt is WriteType.ASYNC_THROUGH and self.persister is not None:
+            self.persister.kick(ino)
+
+    async def _commit_content(self, ino: int, content: writes.Content, wt: WriteType) -> None:
+        await self.store.mutate(lambda ns: _content_ops(ino, self.store.now_ns(), content, wt, ns))
+        self._content_written(ino, wt)
 
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
@@ -309,7 +384,7 @@ class Vfs:
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             self.ns.plan_link(ino, dir_ino, name, self.store.now_ns())
-            if node.is_file:
+            if node.is_file and not unpersisted(node):  # no UFS copy yet: the persist writes one
                 ufs, src = self.mounts.locate(node)
                 await ufs.link(src, self.mounts.locate_child(d, name)[1])
             await self.store.mutate(lambda ns: ns.plan_link(ino, dir_ino, name, self.store.now_ns()))
@@ -372,12 +447,19 @@ class Vfs:
             if node.is_dir and src is not dst:
                 self.perms.require(node, caller, W)  # its ".." changes, as Linux requires
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            if not node.is_symlink and node is not replaced:
-                ufs, src_rel = self.mounts.locate_child(src, src_name)
-                await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
-            await self.store.mutate(
-                lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            )
+            # A file's content lock keeps a persist from uploading to the old path meanwhile.
+            async with self.locks.hold(*([content(node.ino)] if node.is_file else [])):
+                if node is not replaced and unpersisted(node):
+                    # Only in blocks: nothing to move; what it replaces must go from the UFS too.
+                    if replaced is not None and replaced.is_file and not unpersisted(replaced):
+                        ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
+                        await _delete_if_present(ufs, dst_rel)
+                elif not node.is_symlink and node is not replaced:
+                    ufs, src_rel = self.mounts.locate_child(src, src_name)
+                    await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
+                await self.store.mutate(
+                    lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+                )
             if replaced is not None and replaced.ino not in self.ns.inodes:
                 self.stager.drop(replaced.ino)
 
@@ -420,13 +502,17 @@ class Vfs:
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             stage = self.stager.get(ino)
+            if stage is None and (self._write_type(node.mount).caches or unpersisted(node)):
+                stage = await self._stage(node)  # blocks are immutable: re-sealed from a stage
             if stage is not None:
                 await stage.truncate(size)
                 await self._seal(node, stage)
                 return
             ufs, rel = self.mounts.locate(node)
             status = await ufs.truncate(rel, size)
-            await self._content_changed(ino, status)
+            upto = min(size, node.size)  # blocks before the cut are unchanged
+            kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
+            await self._content_changed(ino, status, kept)
 
     # ---- content by inode ----------------------------------------------------------------
 
@@ -459,7 +545,13 @@ class Vfs:
     async def _stage(self, node: Inode) -> Stage:
         stage = self.stager.get(node.ino)
         if stage is None:
-            base = self._ufs_chunks(node) if node.size else None
+            base = None
+            if node.size:
+                base = (
+                    writes.chunks_of(self.cache, node, READ_CHUNK)
+                    if self.cache is not None and isinstance(node, FileInode)
+                    else self._ufs_chunks(node)
+                )
             stage = await self.stager.open(node.ino, base)
             if self._sealer is None:
                 self._sealer = asyncio.create_task(self._seal_idle_stages())
@@ -475,17 +567,28 @@ class Vfs:
             yield chunk
 
     async def _seal(self, node: Inode, stage: Stage) -> None:
-        """Upload the stage to the UFS, journal the new content, drop the stage. Caller holds content lock."""
+        """Seal the stage per the write type (upload, and/or blocks), journal the new content,
+        drop the stage. Caller holds content lock."""
         await stage.sync()
         ufs, rel = self.mounts.locate(node)
-        status = await ufs.write(rel, stage.chunks())
-        await self._content_changed(node.ino, status)
+        assert isinstance(node, FileInode)
+        wt = writes.effective(node, self._write_type(node.mount))
+        if self.cache is None or wt is WriteType.THROUGH:
+            status = await ufs.write(rel, stage.chunks())
+            # Cached blocks below the first staged write still hold the same bytes.
+            keep = min(stage.dirty_from, stage.size)
+            await self._content_changed(node.ino, status, [e for e in node.layout or () if e[0] + e[1] <= keep])
+        else:
+            sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
+            with contextlib.closing(sealer):
+                await self._commit_content(node.ino, new, wt)
         self.stager.drop(node.ino)
 
-    async def _content_changed(self, ino: int, status: UfsStatus) -> None:
-        """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now."""
+    async def _content_changed(self, ino: int, status: UfsStatus, layout: list[Any] | None = None) -> None:
+        """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now.
+        `layout`: cached blocks whose bytes the change left as they were."""
         await self.store.mutate(
-            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint(), layout or None)
         )
         self.discovery.mark_checked(ino)
 
@@ -511,8 +614,17 @@ class Vfs:
                 await self._seal(node, stage)
                 return node
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.append(rel, chunks, at=node.size)
-            await self._content_changed(ino, status)
+            assert isinstance(node, FileInode)
+            wt = writes.effective(node, self._write_type(node.mount))
+            if self.cache is not None and wt.caches:
+                sealer, new = await writes.append(self.cache, wt, node, chunks, ufs, rel)
+                with contextlib.closing(sealer):
+                    await self._commit_content(ino, new, wt)
+                return node
+            old_size = node.size
+            status = await ufs.append(rel, chunks, at=old_size)
+            # Blocks before the old end are unchanged by an append: they stay cached.
+            await self._content_changed(ino, status, [e for e in node.layout or () if e[0] + e[1] <= old_size])
             return node
 
     async def replace_content(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
@@ -523,8 +635,10 @@ class Vfs:
             self.mounts.check_writable(node)
             self.stager.drop(ino)
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.write(rel, chunks)
-            await self._content_changed(ino, status)
+            wt = self._write_type(node.mount)
+            async with self._sealing() as sealer:
+                new = await self._whole_content(sealer, wt, chunks, ufs, rel)
+                await self._commit_content(ino, new, wt)
             return node
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------
@@ -570,14 +684,22 @@ class Vfs:
         return node
 
     async def read(
-        self, path: str, offset: int = 0, length: int | None = None, *, caller: Caller
+        self,
+        path: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        caller: Caller,
+        read_type: ReadType | None = None,
     ) -> AsyncIterator[bytes]:
         """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
         node = await self.open_read(path, caller=caller)
         end = node.size if length is None else min(node.size, offset + length)
         pos = max(0, offset)
         while pos < end:
-            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos), caller=caller)
+            chunk, _ = await self.read_at(
+                node.ino, pos, min(READ_CHUNK, end - pos), caller=caller, read_type=read_type
+            )
             if not chunk:
                 return
             pos += len(chunk)
@@ -691,6 +813,7 @@ class Vfs:
         self.perms.require_super(caller)
         options = dict(options or {})
         sync_interval(options)
+        mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
         parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)
@@ -850,3 +973,12 @@ def _plan_remove_tree(ns: Namespace, parent_ino: int, name: str, now: int) -> Se
 
     walk(parent_ino, name)
     return ops
+
+
+def _content_ops(ino: int, now: int, content: writes.Content, wt: WriteType, ns: Namespace | None = None) -> list[Op]:
+    """SetContent for new content, and a persist request when it is to reach the UFS later."""
+    size, fp, layout = content
+    op = ns.plan_set_content(ino, size, now, fp, layout) if ns is not None else SetContent(ino, size, now, fp, layout)
+    if fp is None and wt is WriteType.ASYNC_THROUGH:
+        return [op, RequestPersist(ino)]
+    return [op]

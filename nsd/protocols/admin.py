@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__, backup, errors
+from nsd.cache.controls import cache_info
+from nsd.cache.policy import parse_read_type
 from nsd.clients import USER_KEY
 from nsd.config import Config
 from nsd.datadir import DataDir
@@ -168,8 +170,9 @@ async def status(request: web.Request) -> web.Response:
 async def fs_stat(request: web.Request) -> web.Response:
     path = _path(request)
     follow = _bool(request.query.get("follow"), "follow", True)
-    node = await request.app[VFS_KEY].stat(path, caller=_caller(request), follow=follow)
-    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path))
+    vfs = request.app[VFS_KEY]
+    node = await vfs.stat(path, caller=_caller(request), follow=follow)
+    return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
@@ -195,9 +198,11 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     length = _int(request.query.get("length"), "length")
     if offset < 0 or (length is not None and length < 0):
         raise errors.Invalid("offset and length must not be negative")
+    raw_type = request.query.get("read_type")
+    read_type = parse_read_type(raw_type) if raw_type else None
     node = await vfs.open_read(path, caller=_caller(request))
     end = node.size if length is None else min(node.size, offset + length)
-    stream = vfs.read(path, offset, length, caller=_caller(request))
+    stream = vfs.read(path, offset, length, caller=_caller(request), read_type=read_type)
     first = await anext(stream, b"")  # errors surface before the 200 goes out
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     response.content_length = max(0, end - offset)
@@ -414,3 +419,6 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
     app.router.add_post(f"{PREFIX}/fsck", fsck_route)
     app.router.add_get(f"{PREFIX}/doctor", doctor_route)
+    from nsd.protocols import admin_cache  # it imports this module's helpers
+
+    admin_cache.add_routes(app)
