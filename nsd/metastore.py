@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nsd import wcc
 from nsd.errors import JournalFailed
 from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
 from nsd.journal.ops import Op
@@ -186,13 +187,19 @@ class MetaStore:
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
         txid = 0
+        watch = wcc.current()  # an NFS call's wcc_data is taken here, at the change itself
+        lookup = self.ns.inodes.get
         for op in ops:
             txid = self.writer.append(op)
+            snaps = watch.snap(lookup) if watch is not None else None
             try:
                 self.ns.apply(op)
             except Exception as e:  # a planned op that cannot apply is a bug; the log now disagrees
                 self._fatal(e)
                 raise
+            if snaps:
+                assert watch is not None
+                watch.compare(lookup, snaps)
         return ops, txid
 
     def maybe_checkpoint(self) -> None:

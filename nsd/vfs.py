@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import logging
 import os
 import stat as st
@@ -41,7 +42,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from nsd import errors
+from nsd import errors, wcc
 from nsd.blockstore import BlockStore
 from nsd.cache import writes
 from nsd.cache.ingest import Sealer
@@ -526,8 +527,9 @@ class Vfs:
             self.mounts.check_writable(node)
             stage = await self._stage(node)
             await stage.write(offset, data)
-            node.size = stage.size
-            node.mtime = node.ctime = self.store.now_ns()
+            with wcc.changing(self.ns.inodes.get):  # not journaled: reported for wcc_data here
+                node.size = stage.size
+                node.mtime = node.ctime = self.store.now_ns()
             if stable:
                 await self._seal(node, stage)
             return node
@@ -554,7 +556,10 @@ class Vfs:
                 )
             stage = await self.stager.open(node.ino, base)
             if self._sealer is None:
-                self._sealer = asyncio.create_task(self._seal_idle_stages())
+                # its own empty context: this call's wcc watch must not follow the sealer around
+                self._sealer = asyncio.get_running_loop().create_task(
+                    self._seal_idle_stages(), context=contextvars.Context()
+                )
         return stage
 
     async def _ufs_chunks(self, node: Inode) -> AsyncIterator[bytes]:
@@ -697,9 +702,7 @@ class Vfs:
         end = node.size if length is None else min(node.size, offset + length)
         pos = max(0, offset)
         while pos < end:
-            chunk, _ = await self.read_at(
-                node.ino, pos, min(READ_CHUNK, end - pos), caller=caller, read_type=read_type
-            )
+            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos), caller=caller, read_type=read_type)
             if not chunk:
                 return
             pos += len(chunk)

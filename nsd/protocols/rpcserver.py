@@ -12,7 +12,10 @@ a coroutine. A coroutine is first stepped inline: most calls (GETATTR, LOOKUP, .
 really wait and are answered right there, without the cost of a task; one that suspends is
 finished as a task (`_Suspended.finish` resumes it exactly as asyncio's Task would). So many
 calls of one connection are in flight together, and their replies go out in completion
-order, each tagged with its XID, as RPC allows.
+order, each tagged with its XID, as RPC allows. Every call runs in a contextvars.Context of
+its own, inline steps included (they would otherwise share the transport's callback context),
+so a ContextVar a procedure sets (its wcc watch, nsd.wcc) is seen by that call only; the cost
+is one context copy per call (about 0.1 us).
 
 Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while
 the transport's write buffer is over its high-water mark (`pause_writing`), the connection
@@ -34,6 +37,7 @@ instead of running twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -299,10 +303,13 @@ class RpcConnection(asyncio.Protocol):
             self._start(self._run_cached(program, proc, ctx, started))
             return
         result: ReplyBody | Awaitable[ReplyBody] | _Suspended
+        # Each call runs in a context of its own, also while stepped inline: what a procedure
+        # sets in a ContextVar (its wcc watch) must not leak into the transport's callbacks.
+        context = contextvars.copy_context()
         try:
-            result = proc.func(ctx)
+            result = context.run(proc.func, ctx)
             if inspect.iscoroutine(result):
-                result = _step_inline(result)
+                result = context.run(_step_inline, result)
         except XdrError as e:
             self.rejected += 1
             self._send(_garbage(call, e, self.peer_host))
@@ -317,15 +324,15 @@ class RpcConnection(asyncio.Protocol):
             self._observe(program, proc, started, error="SYSTEM_ERR")
             return
         if isinstance(result, _Suspended):
-            self._start(self._run(program, proc, call, started, result.finish()))
+            self._start(self._run(program, proc, call, started, result.finish()), context)
         elif inspect.isawaitable(result):
-            self._start(self._run(program, proc, call, started, result))
+            self._start(self._run(program, proc, call, started, result), context)
         else:
             self._reply(call.xid, result)
             self._observe(program, proc, started, result)
 
-    def _start(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from nsd.namespace import Inode
 from nsd.protocols.nfs3.const import DONT_CHANGE, SET_TO_CLIENT_TIME, TIME_HOWS, Ftype
 from nsd.protocols.xdr import U32, U32X2, Unpacker, XdrError
+from nsd.wcc import Attrs
 
 # post_op_attr with attributes_follow = TRUE: the flag, then fattr3 (84 bytes).
 # type mode nlink uid gid | size used | rdev(2) | fsid fileid | atime(2) mtime(2) ctime(2)
@@ -51,7 +52,7 @@ def ftype(node: Inode) -> Ftype:
     return _FTYPE.get(st.S_IFMT(node.mode), Ftype.REG)
 
 
-def post_op_attr(node: Inode, fsid: int) -> bytes:
+def post_op_attr(node: Inode | Attrs, fsid: int) -> bytes:
     """post_op_attr with the attributes of `node` (fileid = inode id, used = size). 88 bytes."""
     asec, ansec = split_time(node.atime)
     msec, mnsec = split_time(node.mtime)
@@ -62,8 +63,8 @@ def post_op_attr(node: Inode, fsid: int) -> bytes:
     )  # fmt: skip
 
 
-def pre_op_attr(node: Inode) -> bytes:
-    """pre_op_attr (size, mtime, ctime), snapshotted now: take it before the change starts."""
+def pre_op_attr(node: Inode | Attrs) -> bytes:
+    """pre_op_attr (size, mtime, ctime) of `node` (a snapshot taken at the change: nsd.wcc)."""
     msec, mnsec = split_time(node.mtime)
     csec, cnsec = split_time(node.ctime)
     return PRE_OP_ATTR.pack(1, node.size, msec, mnsec, csec, cnsec)
