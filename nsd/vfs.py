@@ -37,7 +37,7 @@ import logging
 import os
 import stat as st
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -547,14 +547,7 @@ class Vfs:
     async def _stage(self, node: Inode) -> Stage:
         stage = self.stager.get(node.ino)
         if stage is None:
-            base = None
-            if node.size:
-                base = (
-                    writes.chunks_of(self.cache, node, READ_CHUNK)
-                    if self.cache is not None and isinstance(node, FileInode)
-                    else self._ufs_chunks(node)
-                )
-            stage = await self.stager.open(node.ino, base)
+            stage = self.stager.open(node.ino, self._base_reader(node) if node.size else None, node.size)
             if self._sealer is None:
                 # its own empty context: this call's wcc watch must not follow the sealer around
                 self._sealer = asyncio.get_running_loop().create_task(
@@ -562,31 +555,48 @@ class Vfs:
                 )
         return stage
 
-    async def _ufs_chunks(self, node: Inode) -> AsyncIterator[bytes]:
-        (ufs, rel), pos, size = self.mounts.locate(node), 0, node.size
-        while pos < size:
-            chunk = await ufs.read(rel, pos, min(READ_CHUNK, size - pos))
-            if not chunk:
+    def _base_reader(self, node: Inode) -> Callable[[int, int], Awaitable[bytes]]:
+        """How a stage reads the content under it: the file as journaled (`size` bytes, while the
+        inode's size runs ahead with the staged writes), through the cache, else the UFS."""
+        size = node.size
+        cache = self.cache
+        if cache is not None and isinstance(node, FileInode):
+            file = node
+
+            async def cached(offset: int, length: int) -> bytes:
+                return await cache.reader.read(file, offset, length, ReadType.CACHE, size=size)
+
+            return cached
+
+        async def direct(offset: int, length: int) -> bytes:
+            ufs, rel = self.mounts.locate(node)  # where it is now: a rename may have moved it
+            data = await ufs.read(rel, offset, length)
+            if len(data) < length:
                 raise errors.Corrupt(f"under-storage file is shorter than its recorded size: {ufs.uri} {rel}")
-            pos += len(chunk)
-            yield chunk
+            return data
+
+        return direct
 
     async def _seal(self, node: Inode, stage: Stage) -> None:
         """Seal the stage per the write type (upload, and/or blocks), journal the new content,
         drop the stage. Caller holds content lock."""
-        await stage.sync()
         ufs, rel = self.mounts.locate(node)
         assert isinstance(node, FileInode)
         wt = writes.effective(node, self._write_type(node.mount))
-        if self.cache is None or wt is WriteType.THROUGH:
-            status = await ufs.write(rel, stage.chunks())
-            # Cached blocks below the first staged write still hold the same bytes.
-            keep = min(stage.dirty_from, stage.size)
-            await self._content_changed(node.ino, status, [e for e in node.layout or () if e[0] + e[1] <= keep])
-        else:
-            sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
-            with contextlib.closing(sealer):
-                await self._commit_content(node.ino, new, wt)
+        try:
+            if self.cache is None or wt is WriteType.THROUGH:
+                status = await stage.upload(ufs, rel)
+                # Cached blocks below the first staged write still hold the same bytes.
+                keep = min(stage.dirty_from, stage.size)
+                await self._content_changed(node.ino, status, [e for e in node.layout or () if e[0] + e[1] <= keep])
+            else:
+                sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
+                with contextlib.closing(sealer):
+                    await self._commit_content(node.ino, new, wt)
+        except BaseException:
+            if stage.handed_over:  # the UFS has the file now, whatever failed after: never reuse it
+                self.stager.drop(node.ino)
+            raise
         self.stager.drop(node.ino)
 
     async def _content_changed(self, ino: int, status: UfsStatus, layout: list[Any] | None = None) -> None:

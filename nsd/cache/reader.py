@@ -58,13 +58,17 @@ class BlockReader:
         self._fetches = SingleFlight()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
 
-    async def read(self, node: FileInode, offset: int, count: int, read_type: ReadType) -> bytes:
-        """`count` bytes from `offset`, both inside the file (the caller clips them)."""
+    async def read(
+        self, node: FileInode, offset: int, count: int, read_type: ReadType, *, size: int | None = None
+    ) -> bytes:
+        """`count` bytes from `offset`, both inside the file (the caller clips them). `size`: the
+        size of the content the layout and fingerprint describe, when the inode's runs ahead of
+        it (staged writes: the stage reads what lies under it through here)."""
         end = offset + count
         parts: list[bytes] = []
         pos = offset
         while pos < end:
-            boff, blob, cached = await self._block(node, pos, read_type)
+            boff, blob, cached = await self._block(node, pos, read_type, size)
             lo, hi = pos - boff, min(end - boff, len(blob))
             if hi <= lo:  # the file shrank under us
                 break
@@ -80,7 +84,9 @@ class BlockReader:
         """The whole block covering `offset`: its offset, bytes and whether it was cached already."""
         return await self._block(node, offset, read_type)
 
-    async def _block(self, node: FileInode, pos: int, read_type: ReadType) -> tuple[int, bytes, bool]:
+    async def _block(
+        self, node: FileInode, pos: int, read_type: ReadType, size: int | None = None
+    ) -> tuple[int, bytes, bool]:
         entry = block_at(node.layout, pos)
         if entry is not None:
             off, length, digest = entry
@@ -96,7 +102,7 @@ class BlockReader:
         self.counters.block_misses += 1
         bs = self.cache.block_size
         boff = pos // bs * bs
-        blen = min(bs, node.size - boff)
+        blen = min(bs, (node.size if size is None else size) - boff)
         fp = node.fingerprint
         key = (node.ino, boff, blen, _freeze(fp))
         blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))

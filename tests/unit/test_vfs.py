@@ -152,6 +152,26 @@ async def test_staged_writes_are_visible_then_sealed_on_commit(vfs: Vfs, tmp_pat
     assert node.fingerprint is not None and node.fingerprint[0] == 12
 
 
+async def test_a_small_write_into_a_big_file_stages_only_itself(vfs: Vfs, tmp_path: Path) -> None:
+    import os
+
+    big = os.urandom(8 << 20)
+    node = await vfs.write_file("/big", chunks(big), caller=ME)
+    await vfs.write_at(node.ino, 5 << 20, b"patch", stable=False, caller=ME)
+    [stage_file] = (tmp_path / "staging").iterdir()
+    assert stage_file.stat().st_blocks * 512 <= 64 << 10  # the 5 bytes, not a copy of 8 MiB
+    want = big[: 5 << 20] + b"patch" + big[(5 << 20) + 5 :]
+    assert (await vfs.read_at(node.ino, (5 << 20) - 3, 11, caller=ME))[0] == want[(5 << 20) - 3 : (5 << 20) + 8]
+    staged_inode = stage_file.stat().st_ino
+    await vfs.commit(node.ino, caller=ME)
+    ufs_file = tmp_path / "ufs/big"
+    assert ufs_file.read_bytes() == want
+    assert ufs_file.stat().st_ino == staged_inode  # handed over by rename: same file system, no copy
+    assert node.fingerprint is not None and node.fingerprint[:2] == [len(want), ufs_file.stat().st_mtime_ns]
+    await vfs.write_at(node.ino, len(want), b"!", stable=True, caller=ME)  # a new stage over the sealed file
+    assert ufs_file.read_bytes() == want + b"!"
+
+
 async def test_stable_write_is_durable_on_return(tmp_path: Path) -> None:
     vfs = await open_vfs(tmp_path)
     node = await vfs.create(1, "f", caller=ME)
