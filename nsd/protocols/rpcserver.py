@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 One `RpcConnection` (an asyncio.Protocol) per TCP connection:
 
-    data_received -> RecordDecoder.feed -> for each record: decode_call -> dispatch
+    buffer_updated (the socket reads into RecordDecoder) -> each record: decode_call -> dispatch
 
 Dispatch looks the (program, version, procedure) up in the `RpcServer` tables and calls the
 procedure function with a `CallContext`. A function may answer at once (a plain return) or be
@@ -179,7 +179,7 @@ class RpcServer:
             await self.server.wait_closed()
 
 
-class RpcConnection(asyncio.Protocol):
+class RpcConnection(asyncio.BufferedProtocol):
     def __init__(self, server: RpcServer) -> None:
         self.server = server
         self.decoder = oncrpc.RecordDecoder(server.max_record)
@@ -212,7 +212,14 @@ class RpcConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.transport = None
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer(sizehint)  # the socket reads straight into the decoder
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.decoder.buffer_updated(nbytes)
+        self._process()
+
+    def data_received(self, data: bytes) -> None:  # transports without buffer support
         self.decoder.feed(data)
         self._process()
 
@@ -246,7 +253,7 @@ class RpcConnection(asyncio.Protocol):
                     return
                 if record is NEED_DATA:
                     break
-                assert isinstance(record, bytes)
+                assert isinstance(record, bytes | bytearray)
                 self._dispatch(record)
         finally:
             self._flush()
@@ -270,7 +277,7 @@ class RpcConnection(asyncio.Protocol):
             t.resume_reading()
             self._read_paused = False
 
-    def _dispatch(self, record: bytes) -> None:
+    def _dispatch(self, record: bytes | bytearray) -> None:
         try:
             call = oncrpc.decode_call(record)
         except oncrpc.Ignored as e:
@@ -330,6 +337,8 @@ class RpcConnection(asyncio.Protocol):
         else:
             self._reply(call.xid, result)
             self._observe(program, proc, started, result)
+            del ctx  # its argument views are what keep a large record's buffer from reuse
+            self.decoder.recycle(record)
 
     def _start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro, context=context)
@@ -361,6 +370,9 @@ class RpcConnection(asyncio.Protocol):
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
             self._observe(program, proc, started, error="SYSTEM_ERR")
             return
+        finally:
+            del pending  # the finished coroutine and, with it, its views of the record
+            self.decoder.recycle(call.record)
         self._reply(call.xid, body)
         self._observe(program, proc, started, body)
 
