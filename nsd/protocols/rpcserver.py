@@ -45,7 +45,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import CoroutineType
+from typing import Any, cast
 
 from nsd.protocols import oncrpc
 from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
@@ -59,6 +60,7 @@ ProcFunc = Callable[["CallContext"], "ReplyBody | Awaitable[ReplyBody]"]
 # (protocol, operation, seconds, error name or None), called once per answered call
 Observer = Callable[[str, str, float, "str | None"], None]
 
+_BODY_TYPES = (bytes, bytearray, memoryview, list)
 DEFAULT_MAX_INFLIGHT = 64
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
 DEFAULT_DRC_ENTRIES = 4096
@@ -199,8 +201,8 @@ class RpcConnection(asyncio.BufferedProtocol):
     # ---- transport callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's are not asyncio.Transport subclasses, but behave as one)
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.peer_host = str(peer[0]) if peer else ""
@@ -315,7 +317,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         context = contextvars.copy_context()
         try:
             result = context.run(proc.func, ctx)
-            if inspect.iscoroutine(result):
+            if type(result) is CoroutineType:
                 result = context.run(_step_inline, result)
         except XdrError as e:
             self.rejected += 1
@@ -332,7 +334,7 @@ class RpcConnection(asyncio.BufferedProtocol):
             return
         if isinstance(result, _Suspended):
             self._start(self._run(program, proc, call, started, result.finish()), context)
-        elif inspect.isawaitable(result):
+        elif not isinstance(result, _BODY_TYPES) and inspect.isawaitable(result):
             self._start(self._run(program, proc, call, started, result), context)
         else:
             self._reply(call.xid, result)
