@@ -38,7 +38,7 @@ from nsd.ufs.local import classify
 CHUNK = 1 << 20
 FILL_CHUNK = 4 << 20
 T = TypeVar("T")
-Base = Callable[[int, int], Awaitable[bytes]]  # (offset, length) inside [0, base_size) -> bytes
+Base = Callable[[int, int], Awaitable[bytes | memoryview]]  # (offset, length) in [0, base_size) -> bytes
 
 
 class Extents:
@@ -152,7 +152,7 @@ class Stage:
         self.dirty_from = min(self.dirty_from, offset)
         self.last_write = time.monotonic()
 
-    async def read(self, offset: int, count: int) -> bytes:
+    async def read(self, offset: int, count: int) -> bytes | memoryview:
         """The content in [offset, offset + count), clipped to the size: written bytes, else the
         base, else zeros."""
         end = min(offset + count, self.size)
@@ -164,17 +164,17 @@ class Stage:
         parts = [await self._piece(start, stop, covered) for start, stop, covered in pieces]
         return b"".join(parts)
 
-    async def _piece(self, start: int, stop: int, covered: bool) -> bytes:
+    async def _piece(self, start: int, stop: int, covered: bool) -> bytes | memoryview:
         if covered:
             return await self._io(os.pread, self.fd, stop - start, start)
         from_base = max(0, min(stop, self.base_size) - start)
-        data = b""
-        if from_base:
-            assert self.base is not None
-            data = await self.base(start, from_base)
-            if len(data) != from_base:
-                raise errors.Corrupt(f"inode {self.ino}: the content under the stage is shorter than recorded")
-        return data + bytes(stop - start - from_base)
+        if not from_base:
+            return bytes(stop - start)
+        assert self.base is not None
+        data = await self.base(start, from_base)
+        if len(data) != from_base:
+            raise errors.Corrupt(f"inode {self.ino}: the content under the stage is shorter than recorded")
+        return data if from_base == stop - start else b"".join((data, bytes(stop - start - from_base)))
 
     async def truncate(self, size: int) -> None:
         if self.handed_over:
@@ -197,7 +197,7 @@ class Stage:
             if not chunk:
                 return
             pos += len(chunk)
-            yield chunk
+            yield bytes(chunk)  # no copy when it is bytes already
 
     async def fill(self) -> None:
         """Copy the base's bytes that were not overwritten into the stage file, which then holds

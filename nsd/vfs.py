@@ -242,9 +242,10 @@ class Vfs:
 
     async def read_at(
         self, ino: int, offset: int, count: int, *, caller: Caller, read_type: ReadType | None = None
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytes | memoryview, bool]:
         """Up to `count` bytes from `offset` and whether they reach the end of the file.
-        `read_type` overrides the mount's for this call."""
+        `read_type` overrides the mount's for this call. The bytes may be a view of a cached
+        block (read-only, not a copy)."""
         node = self._file(ino)
         self.perms.require_data(node, caller, R)
         stage = self.stager.get(ino)
@@ -555,7 +556,7 @@ class Vfs:
                 )
         return stage
 
-    def _base_reader(self, node: Inode) -> Callable[[int, int], Awaitable[bytes]]:
+    def _base_reader(self, node: Inode) -> Callable[[int, int], Awaitable[bytes | memoryview]]:
         """How a stage reads the content under it: the file as journaled (`size` bytes, while the
         inode's size runs ahead with the staged writes), through the cache, else the UFS."""
         size = node.size
@@ -563,7 +564,7 @@ class Vfs:
         if cache is not None and isinstance(node, FileInode):
             file = node
 
-            async def cached(offset: int, length: int) -> bytes:
+            async def cached(offset: int, length: int) -> bytes | memoryview:
                 return await cache.reader.read(file, offset, length, ReadType.CACHE, size=size)
 
             return cached
@@ -716,7 +717,7 @@ class Vfs:
             if not chunk:
                 return
             pos += len(chunk)
-            yield chunk
+            yield bytes(chunk)  # a copy if it is a view: streams go on to writers that want bytes
 
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
         if not parents:

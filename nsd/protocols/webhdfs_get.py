@@ -57,11 +57,11 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     return response
 
 
-async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerator[bytes, None]:
+async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerator[bytes | memoryview, None]:
     """The bytes [start, end) in OPEN_CHUNK pieces, the next piece read while this one is sent,
     so disk and socket work at once. Memory: two pieces per open stream."""
 
-    def fetch(pos: int) -> asyncio.Future[tuple[bytes, bool]] | None:
+    def fetch(pos: int) -> asyncio.Future[tuple[bytes | memoryview, bool]] | None:
         if pos >= end:
             return None
         return asyncio.ensure_future(ctx.vfs.read_at(ino, pos, min(OPEN_CHUNK, end - pos), caller=ctx.caller))
