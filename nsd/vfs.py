@@ -180,7 +180,8 @@ class Vfs:
 
         No permission check: holding an inode id (an NFS handle) is the right to see attributes."""
         node = self.ns.get(ino)
-        await self.discovery.refresh(node)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
         return node
 
     async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
@@ -195,7 +196,8 @@ class Vfs:
             if not await self.discovery.discover(dir_ino, name):
                 raise
             node = self.ns.lookup(dir_ino, name)
-        await self.discovery.refresh(node)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
         return node
 
     async def readdir(

@@ -105,10 +105,13 @@ class Nfs3Service:
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
             raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
-        try:
-            node = await self.vfs.getattr(ino)
-        except errors.NotFound:
-            raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
+        vfs = self.vfs
+        node = vfs.ns.get(ino)
+        if vfs.discovery.due(node):  # as vfs.getattr, without a coroutine when nothing is due
+            try:
+                node = await vfs.getattr(ino)
+            except errors.NotFound:
+                raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
         if node.gen != gen:
             raise NfsError(Status.STALE, f"inode {ino} generation {node.gen}, handle has {gen}")
         return Target(export, rule, node, rule.caller(ctx.cred))
