@@ -129,8 +129,11 @@ class RecordDecoder:
             if self._start:
                 buf[:live] = buf[self._start : self._end]  # same length: no resize, views or not
                 self._start, self._end = 0, live
-            else:
-                buf.extend(bytes(len(buf)))  # an unparsed fragment fills it: make room
+            else:  # an unparsed fragment fills it: make room
+                try:
+                    buf.extend(bytes(len(buf)))
+                except BufferError:  # someone still views it: move to a bigger copy instead
+                    self._buf = buf + bytes(len(buf))
         return memoryview(self._buf)[self._end :]
 
     def buffer_updated(self, n: int) -> None:
