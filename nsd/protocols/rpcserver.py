@@ -155,9 +155,33 @@ class RpcServer:
         self.observe: Observer | None = None  # metrics; None costs nothing per call
         self.connections: set[RpcConnection] = set()
         self.server: asyncio.Server | None = None
+        self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
 
     def add(self, program: Program) -> None:
         self.programs.setdefault(program.number, {})[program.version] = program
+        self._routes.clear()
+
+    def route(self, call: RpcCall, send: Callable[[bytes], None] | None = None) -> tuple[Program, Procedure] | None:
+        """The program and procedure a call names; else None, after sending the RPC error
+        (PROG_UNAVAIL, PROG_MISMATCH with low/high, PROC_UNAVAIL) with `send`. One dict lookup
+        for a (program, version, procedure) seen before."""
+        key = (call.prog, call.vers, call.proc)
+        found = self._routes.get(key)
+        if found is not None:
+            return found
+        versions = self.programs.get(call.prog)
+        if versions is None:
+            reply = oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL)
+        elif (program := versions.get(call.vers)) is None:
+            reply = oncrpc.prog_mismatch_reply(call.xid, min(versions), max(versions))
+        elif (proc := program.procs.get(call.proc)) is None:
+            reply = oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL)
+        else:
+            found = self._routes[key] = (program, proc)
+            return found
+        if send is not None:
+            send(reply)
+        return None
 
     def protocol(self) -> RpcConnection:
         return RpcConnection(self)
@@ -244,10 +268,11 @@ class RpcConnection(asyncio.BufferedProtocol):
         # Replies answered inline while draining one read are gathered and sent in one write:
         # a client pipelining 32 GETATTRs then costs one send() instead of 32.
         self._batch = []
+        tasks, limit, decoder = self.tasks, self.server.max_inflight, self.decoder
         try:
-            while self.transport is not None and not self._write_paused and len(self.tasks) < self.server.max_inflight:
+            while self.transport is not None and not self._write_paused and len(tasks) < limit:
                 try:
-                    record = self.decoder.next()
+                    record = decoder.next()
                 except oncrpc.FrameError as e:
                     log.warning("closing connection from %s: %s", self.peer_host, e)
                     self.transport.close()
@@ -255,11 +280,11 @@ class RpcConnection(asyncio.BufferedProtocol):
                     return
                 if record is NEED_DATA:
                     break
-                assert isinstance(record, bytes | bytearray)
-                self._dispatch(record)
+                self._dispatch(record)  # type: ignore[arg-type]
         finally:
             self._flush()
-        self._update_reading()
+        if self._read_paused or self._write_paused or len(tasks) >= limit:
+            self._update_reading()
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
@@ -294,18 +319,10 @@ class RpcConnection(asyncio.BufferedProtocol):
         self.last_call = time.time()
         if call.cred is not None:
             self.uid = call.cred.uid
-        versions = self.server.programs.get(call.prog)
-        if versions is None:
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL))
+        route = self.server.route(call, self._send)
+        if route is None:
             return
-        program = versions.get(call.vers)
-        if program is None:
-            self._send(oncrpc.prog_mismatch_reply(call.xid, min(versions), max(versions)))
-            return
-        proc = program.procs.get(call.proc)
-        if proc is None:
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL))
-            return
+        program, proc = route
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
         started = time.perf_counter() if self.server.observe is not None else 0.0
         if proc.cached:
