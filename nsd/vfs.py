@@ -186,7 +186,11 @@ class Vfs:
 
     async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
         """Entry `name` of `dir_ino` (search permission there), discovered in the UFS if need be."""
-        self.perms.require(self.ns.get_dir(dir_ino), caller, X)
+        d = self.ns.get_dir(dir_ino)
+        self.perms.require(d, caller, X)
+        node = d.children.get(name)
+        if node is not None and not self.discovery.due(node):
+            return node  # known and fresh: the common case, without another coroutine
         return await self._lookup(dir_ino, name)
 
     async def _lookup(self, dir_ino: int, name: str) -> Inode:
