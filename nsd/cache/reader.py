@@ -12,6 +12,8 @@ An unpersisted file's blocks are its only copy: one that is missing is an error,
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsd.cache")
 
-RECENT_BLOCKS = 2  # blocks read from disk kept for the next read of the same block (1 MiB NFS reads)
+RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
+SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class BlockReader:
         self.counters = ReadCounters()
         self._fetches = SingleFlight()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
+        self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
 
     async def read(
         self, node: FileInode, offset: int, count: int, read_type: ReadType, *, size: int | None = None
@@ -79,7 +84,34 @@ class BlockReader:
             if cached:
                 self.counters.bytes_from_cache += hi - lo
             pos = boff + hi
+        self._sequential(node, offset, pos, size)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _sequential(self, node: FileInode, offset: int, end: int, size: int | None) -> None:
+        """A read that starts where the file's last one ended gets the next block read ahead
+        (disk read and re-hash in a worker thread) while this one is sent, so a sequential
+        reader never waits for them. Only blocks the store has: a UFS fetch waits for a real read."""
+        last = self._last_end.pop(node.ino, None)
+        self._last_end[node.ino] = end
+        if len(self._last_end) > SEQUENTIAL_FILES:
+            self._last_end.popitem(last=False)
+        if last != offset or end >= (node.size if size is None else size):
+            return
+        entry = block_at(node.layout, end)
+        if entry is None:
+            return
+        digest = entry[2]
+        if digest in self._recent or digest in self._ahead or not self.cache.blocks.has(digest):
+            return
+        # its own empty context: a call's wcc watch must not follow a background read
+        task = asyncio.get_running_loop().create_task(self.get(digest), context=contextvars.Context())
+        self._ahead[digest] = task
+        task.add_done_callback(lambda t: self._ahead_done(digest, t))
+
+    def _ahead_done(self, digest: str, task: asyncio.Task[bytes | None]) -> None:
+        self._ahead.pop(digest, None)
+        if not task.cancelled() and task.exception() is not None:  # the real read will see it again
+            log.debug("reading block %s ahead failed: %s", digest, task.exception())
 
     async def block(
         self, node: FileInode, offset: int, read_type: ReadType = ReadType.CACHE
