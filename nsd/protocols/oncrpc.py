@@ -84,6 +84,35 @@ class AuthError(Exception):
 # ---- record marking -------------------------------------------------------------------------
 
 
+class BufferPool:
+    """Buffers of large records that their calls are done with, by size, at most `max_bytes` in
+    all (shared by the connections of one server, so idle clients hold no memory of their own)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._free: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray | None:
+        free = self._free.get(size)
+        if not free:
+            return None
+        self.bytes -= size
+        return free.pop()
+
+    def give(self, buf: bytearray) -> None:
+        if self.bytes + len(buf) > self.max_bytes:
+            return
+        try:  # a bytearray with live views cannot change size: this raises BufferError then
+            last = buf[-1]
+            del buf[-1]
+            buf.append(last)
+        except BufferError:
+            return
+        self._free.setdefault(len(buf), []).append(buf)
+        self.bytes += len(buf)
+
+
 class RecordDecoder:
     """Reassembles records from fragments of a TCP stream.
 
@@ -102,7 +131,12 @@ class RecordDecoder:
     """
 
     def __init__(
-        self, max_record: int = DEFAULT_MAX_RECORD, *, large: int = LARGE_RECORD, buffer_size: int = 256 << 10
+        self,
+        max_record: int = DEFAULT_MAX_RECORD,
+        *,
+        large: int = LARGE_RECORD,
+        buffer_size: int = 256 << 10,
+        pool: BufferPool | None = None,
     ) -> None:
         self.max_record = max_record
         self.large = large
@@ -113,8 +147,7 @@ class RecordDecoder:
         self._big_filled = 0
         self._fragments: list[bytes] = []
         self._record_len = 0  # bytes of the current record held in _fragments
-        self._pool: dict[int, list[bytearray]] = {}
-        self._pooled = 0
+        self.pool = pool if pool is not None else BufferPool(4 * (DEFAULT_MAX_RECORD))
 
     # ---- bytes in ----------------------------------------------------------------------------
 
@@ -201,12 +234,7 @@ class RecordDecoder:
 
     def _start_big(self, size: int) -> bytearray | NeedData:
         """The record's header is parsed: give it its own buffer, with what already arrived."""
-        pooled = self._pool.get(size)
-        if pooled:
-            big = pooled.pop()
-            self._pooled -= 1
-        else:
-            big = bytearray(size)
+        big = self.pool.take(size) or bytearray(size)
         start = self._start + 4
         have = min(size, self._end - start)
         big[:have] = self._buf[start : start + have]
@@ -216,18 +244,10 @@ class RecordDecoder:
         self._big, self._big_filled = big, have
         return NEED_DATA
 
-    def recycle(self, record: object, keep: int = 4) -> None:
+    def recycle(self, record: object) -> None:
         """Take back a large record's buffer for reuse, if nothing views it any more."""
-        if type(record) is not bytearray or len(record) < self.large or self._pooled >= keep:
-            return
-        try:  # a bytearray with live views cannot change size: this raises BufferError then
-            last = record[-1]
-            del record[-1]
-            record.append(last)
-        except BufferError:
-            return
-        self._pool.setdefault(len(record), []).append(record)
-        self._pooled += 1
+        if type(record) is bytearray and len(record) >= self.large:
+            self.pool.give(record)
 
 
 def record_mark(length: int) -> bytes:

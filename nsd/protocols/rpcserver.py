@@ -62,6 +62,7 @@ Observer = Callable[[str, str, float, "str | None"], None]
 
 _BODY_TYPES = (bytes, bytearray, memoryview, list)
 DEFAULT_MAX_INFLIGHT = 64
+RECORD_POOL_BYTES = 32 << 20
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
 DEFAULT_DRC_ENTRIES = 4096
 _AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
@@ -156,6 +157,8 @@ class RpcServer:
         self.connections: set[RpcConnection] = set()
         self.server: asyncio.Server | None = None
         self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
+        # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
+        self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
 
     def add(self, program: Program) -> None:
         self.programs.setdefault(program.number, {})[program.version] = program
@@ -208,7 +211,7 @@ class RpcServer:
 class RpcConnection(asyncio.BufferedProtocol):
     def __init__(self, server: RpcServer) -> None:
         self.server = server
-        self.decoder = oncrpc.RecordDecoder(server.max_record)
+        self.decoder = oncrpc.RecordDecoder(server.max_record, pool=server.buffers)
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.peer_host = ""

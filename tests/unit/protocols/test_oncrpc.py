@@ -165,3 +165,26 @@ def test_reply_encoders() -> None:
     assert struct.unpack(">I", head[:4])[0] == 0x80000000 | (len(head) - 4 + 4)
     r = oncrpc.decode_reply(head[4:] + b"body")
     assert (r.xid, r.stat, r.body) == (8, oncrpc.SUCCESS, b"body")
+
+
+def test_record_buffers_are_pooled_across_decoders_within_a_bound() -> None:
+    pool = oncrpc.BufferPool(max_bytes=2500)
+    a, b = RecordDecoder(large=1000, pool=pool), RecordDecoder(large=1000, pool=pool)
+    stream = oncrpc.encode_record(bytes(1200))
+    a.feed(stream)
+    first = a.next()
+    a.feed(stream)
+    second = a.next()
+    assert isinstance(first, bytearray) and isinstance(second, bytearray)
+    a.recycle(first)
+    a.recycle(second)
+    assert pool.bytes == 1200 * 2
+    b.feed(stream)
+    assert b.next() is second  # another connection reuses it
+    b.feed(stream)
+    third = b.next()
+    assert third is first
+    a.recycle(third)
+    b.recycle(bytearray(1200))
+    b.recycle(bytearray(1200))  # a third would make 3600 > 2500: not kept
+    assert pool.bytes == 1200 * 2
