@@ -40,6 +40,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
 import time
 import zlib
 from collections import OrderedDict
@@ -224,6 +225,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._read_paused = False
         self._batch: list[Buffer] | None = None  # inline replies gathered while _process runs
+        self._sock_fd = -1
 
     # ---- transport callbacks ----------------------------------------------------------------
 
@@ -232,6 +234,8 @@ class RpcConnection(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
+        raw = transport.get_extra_info("socket")
+        self._sock_fd = raw.fileno() if raw is not None else -1  # for writev (see _reply)
         self.peer_host = str(peer[0]) if peer else ""
         self.local_port = int(sock[1]) if sock else 0
         self.server.connections.add(self)
@@ -469,8 +473,24 @@ class RpcConnection(asyncio.BufferedProtocol):
         if type(t).writelines is not asyncio.WriteTransport.writelines:
             t.writelines([header, *body])  # Python >= 3.12: sendmsg, no join
             return
-        # Before 3.12 writelines joins all buffers into one: write the large ones on their own
-        # (the kernel copies straight from them; only what the socket cannot take is buffered).
+        # Before 3.12 writelines joins all buffers into one (a copy of the READ data). With
+        # nothing queued in the transport, the buffers go out in one writev, as 3.12 does; what
+        # the socket cannot take yet is queued behind, in order. Else one write per buffer.
+        parts = [header, *body]
+        if self._sock_fd >= 0 and not t.get_write_buffer_size():
+            try:
+                sent = os.writev(self._sock_fd, parts)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport meets the same error on its write and closes
+            for part in parts:
+                if sent >= len(part):
+                    sent -= len(part)
+                    continue
+                t.write(memoryview(part)[sent:] if sent else part)
+                sent = 0
+            return
         t.write(header + body[0])
         for part in body[1:]:
             t.write(part)
