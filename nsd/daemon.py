@@ -29,6 +29,7 @@ from nsd.vfs import Vfs
 log = logging.getLogger("nsd.daemon")
 
 CHECKPOINT_POLL_SECONDS = 10.0
+RECONCILE_AT_START_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 
@@ -70,6 +71,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     vfs = Vfs(store, mounts, datadir.path / "staging")
+    await _reconcile_at_start(vfs)
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -117,6 +119,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     ticker.cancel()
     await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
+    await vfs.reconciler.close()
     if not fatal:
         await vfs.close()
     await mounts.close()
@@ -127,6 +130,21 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     await store.close(checkpoint=True)
     log.info("stopped cleanly at txid %d", store.writer.last_txid)
     return 0
+
+
+async def _reconcile_at_start(vfs: Vfs) -> None:
+    """Settle under-storage changes a crash interrupted before serving, if the UFS answers soon.
+
+    A UFS that is down must not block start-up: what is left stays open and the background
+    pass retries it (`nsd doctor` and `nsd fsck` show it meanwhile)."""
+    if not vfs.ns.intents:
+        vfs.reconciler.start()
+        return
+    log.info("%d under-storage change(s) were interrupted; reconciling", len(vfs.ns.intents))
+    first = vfs.reconciler.start()
+    await asyncio.wait([first], timeout=RECONCILE_AT_START_SECONDS)
+    if vfs.ns.intents:
+        log.warning("%d interrupted under-storage change(s) not reconciled yet; retrying", len(vfs.ns.intents))
 
 
 def _bound_address(site: web.TCPSite) -> str:

@@ -81,6 +81,14 @@ class Discovery:
         await self.store.mutate(lambda ns: self._plan_add(ns, d, [(name, status)]))
         return name in d.children
 
+    async def add_found(self, d: DirInode, name: str, status: UfsStatus) -> None:
+        """Enter an object the caller found in the UFS, whatever the listing state says."""
+        await self.store.mutate(lambda ns: self._plan_add(ns, d, [(name, status)]))
+
+    async def drop_gone(self, d: DirInode, names: list[str]) -> None:
+        """Remove entries the caller found gone from the UFS (subtrees included)."""
+        await self._remove(d, [n for n in names if (c := d.children.get(n)) is not None and self._removable(c)])
+
     async def refresh(self, node: Inode, *, force: bool = False) -> None:
         """Re-check a file against the UFS when its mount's interval says so; NotFound if it is gone."""
         if not isinstance(node, FileInode) or node.fingerprint is None or self.is_staged(node.ino):

@@ -41,6 +41,12 @@ async def diagnose(vfs: Vfs, datadir: DataDir, listeners: dict[str, tuple[str, i
     else:
         lag = store.writer.last_txid - store.writer.durable_txid
         out.append(_check("journal", "ok", f"txid {store.writer.last_txid}, {lag} not yet on disk"))
+    pending = vfs.reconciler.orphans()
+    if pending:
+        last = next((vfs.reconciler.errors[i] for i in pending if i in vfs.reconciler.errors), "retrying")
+        out.append(_check("interrupted changes", "warn", f"{len(pending)} not reconciled with the UFS yet: {last}"))
+    else:
+        out.append(_check("interrupted changes", "ok", "none open"))
     for view in vfs.mount_table():
         out.append(await _probe_mount(vfs, view.mount_id, view.path, view.uri))
     return out

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nsd.errors import JournalFailed
 from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
-from nsd.journal.ops import Op
+from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
 from nsd.journal.segment import list_segments
 from nsd.journal.writer import JournalWriter
@@ -160,19 +160,22 @@ class MetaStore:
             if self._on_fatal is not None:
                 self._on_fatal(exc)
 
-    async def mutate(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
+    async def mutate(self, plan: Callable[[Namespace], Op | Sequence[Op]], *, done: int | None = None) -> list[Op]:
         """Plan, append, apply, and return once durable. `plan` must not change anything itself.
 
         The plan runs in the same step as the append, so what it validated still holds.
+        `done`: an open UFS intent this change resolves; its IntentDone joins the same batch
+        (after the planned ops), so the outcome and the resolution are durable together.
         """
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
-        if not ops:
+        batch = ops if done is None else [*ops, IntentDone(done)]
+        if not batch:
             return ops
         txid = 0
-        for op in ops:
+        for op in batch:
             txid = self.writer.append(op)
             try:
                 self.ns.apply(op)

@@ -38,6 +38,7 @@ from nsd.mounttable import MountTable, MountView, sync_interval
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
+from nsd.reconcile import Reconciler
 from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs, UfsStatus, open_ufs
 
@@ -112,6 +113,7 @@ class Vfs:
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
+        self.reconciler = Reconciler(self)
 
     @property
     def ns(self) -> Namespace:
@@ -119,6 +121,7 @@ class Vfs:
 
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
+        await self.reconciler.close()
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -300,8 +303,13 @@ class Vfs:
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
-                    await _delete_if_present(ufs, rel)
-                await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
+                    async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                        await _delete_if_present(ufs, rel)
+                        await self.store.mutate(
+                            lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()), done=intent
+                        )
+                else:
+                    await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
 
@@ -313,8 +321,9 @@ class Vfs:
                 await self.discovery.ensure_listed(node)  # empty here only if empty in the UFS too
             self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
             ufs, rel = self.mounts.locate_child(d, name)
-            await _delete_if_present(ufs, rel)
-            await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
+            async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                await _delete_if_present(ufs, rel)
+                await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()), done=intent)
 
     async def remove_tree_at(self, dir_ino: int, name: str) -> None:
         """Remove a directory and everything below it (files' stages too)."""
@@ -326,9 +335,12 @@ class Vfs:
             if any(m.point is node or _below(m.point, node) for m in self.ns.mounts.values()):
                 raise errors.Invalid(f"a mount point is at or below {self._path(dir_ino, name)}: unmount it first")
             ufs, rel = self.mounts.locate_child(d, name)
-            await _delete_if_present(ufs, rel, recursive=True)
             before = set(self.stager.stages)
-            await self.store.mutate(lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()))
+            async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                await _delete_if_present(ufs, rel, recursive=True)
+                await self.store.mutate(
+                    lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()), done=intent
+                )
             for ino in before - self.ns.inodes.keys():
                 self.stager.drop(ino)
 
@@ -339,12 +351,17 @@ class Vfs:
             node = await self.lookup(src_dir, src_name)
             replaced = await self._lookup_or_none(dst_dir, dst_name)
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+
+            def plan(ns: Namespace) -> Op:
+                return ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+
             if not node.is_symlink and node is not replaced:
                 ufs, src_rel = self.mounts.locate_child(src, src_name)
-                await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
-            await self.store.mutate(
-                lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            )
+                async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as intent:
+                    await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
+                    await self.store.mutate(plan, done=intent)
+            else:
+                await self.store.mutate(plan)
             if replaced is not None and replaced.ino not in self.ns.inodes:
                 self.stager.drop(replaced.ino)
 
@@ -383,8 +400,9 @@ class Vfs:
                 await self._seal(node, stage)
                 return
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.truncate(rel, size)
-            await self._content_changed(ino, status)
+            async with self.reconciler.change("content", [ino]) as intent:
+                status = await ufs.truncate(rel, size)
+                await self._content_changed(ino, status, done=intent)
 
     # ---- content by inode ----------------------------------------------------------------
 
@@ -434,14 +452,15 @@ class Vfs:
         """Upload the stage to the UFS, journal the new content, drop the stage. Caller holds content lock."""
         await stage.sync()
         ufs, rel = self.mounts.locate(node)
-        status = await ufs.write(rel, stage.chunks())
-        await self._content_changed(node.ino, status)
+        async with self.reconciler.change("content", [node.ino]) as intent:
+            status = await ufs.write(rel, stage.chunks())
+            await self._content_changed(node.ino, status, done=intent)
         self.stager.drop(node.ino)
 
-    async def _content_changed(self, ino: int, status: UfsStatus) -> None:
+    async def _content_changed(self, ino: int, status: UfsStatus, *, done: int | None = None) -> None:
         """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now."""
         await self.store.mutate(
-            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint()), done=done
         )
         self.discovery.mark_checked(ino)
 
@@ -466,8 +485,9 @@ class Vfs:
                 await self._seal(node, stage)
                 return node
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.append(rel, chunks, at=node.size)
-            await self._content_changed(ino, status)
+            async with self.reconciler.change("append", [ino, node.size]) as intent:
+                status = await ufs.append(rel, chunks, at=node.size)
+                await self._content_changed(ino, status, done=intent)
             return node
 
     async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
@@ -477,8 +497,9 @@ class Vfs:
             self.mounts.check_writable(node)
             self.stager.drop(ino)
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.write(rel, chunks)
-            await self._content_changed(ino, status)
+            async with self.reconciler.change("content", [ino]) as intent:
+                status = await ufs.write(rel, chunks)
+                await self._content_changed(ino, status, done=intent)
             return node
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------

@@ -42,6 +42,7 @@ from nsd.journal.ops import (
     AddMount,
     CacheBlock,
     DropLayout,
+    IntentDone,
     Link,
     MkNode,
     Op,
@@ -53,10 +54,11 @@ from nsd.journal.ops import (
     SetContent,
     SetPin,
     SetXAttr,
+    UfsIntent,
     UfsSync,
     Unlink,
 )
-from nsd.namespace import layouts, mounts
+from nsd.namespace import intents, layouts, mounts
 from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
@@ -64,6 +66,7 @@ ROOT_INO = 1
 MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loop
 IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
+IMAGE_VERSION_INTENTS = 3  # written only while UFS intents are open; version 2 plus header key "intents"
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
@@ -94,6 +97,9 @@ class Namespace:
         # Extended attributes by inode id, only for inodes that have any: most have none, and
         # a slot on every inode would cost memory across millions of them.
         self.xattrs: dict[int, dict[str, bytes]] = {}
+        # Open under-storage intents (nsd.namespace.intents): id -> (kind, args). Usually empty.
+        self.intents: dict[int, tuple[str, list[Any]]] = {}
+        self.next_intent = 1
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -110,6 +116,8 @@ class Namespace:
             SetPin: lambda op: layouts.apply_set_pin(self, op),
             SetXAttr: self._apply_setxattr,
             RemoveXAttr: self._apply_removexattr,
+            UfsIntent: lambda op: intents.apply_intent(self, op),
+            IntentDone: lambda op: intents.apply_done(self, op),
         }
 
     def _int(self, value: int) -> int:
@@ -785,6 +793,7 @@ class Namespace:
             if linked is None or linked.nlink != len(entries) or linked.nlink < 2:
                 raise AssertionError(f"links index of inode {ino} has {len(entries)} entries, nlink differs")
         mounts.check_mounts(self)
+        intents.check_intents(self)
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -801,10 +810,11 @@ class Namespace:
         The tree must not change while the iterator is consumed. Cost: O(inodes).
         """
         yield {
-            "version": IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION,
+            "version": self._image_version(),
             "next_ino": self.next_ino,
             "inodes": len(self.inodes),
             **mounts.image_header(self),
+            **intents.image_header(self),
         }
         chunk: list[list[Any]] = []
         units = 0
@@ -819,6 +829,11 @@ class Namespace:
         if self.xattrs:
             # Version 2 only: one trailing map chunk, [ino, name, value] in inode then name order.
             yield {"xattrs": [[ino, k, v] for ino in sorted(self.xattrs) for k, v in sorted(self.xattrs[ino].items())]}
+
+    def _image_version(self) -> int:
+        if self.intents:
+            return IMAGE_VERSION_INTENTS
+        return IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION
 
     def _image_records(self, piece: int) -> Iterator[tuple[list[Any], int]]:
         """(record, its size in inodes + entries), children before their directory."""
@@ -861,7 +876,11 @@ class Namespace:
     def _from_image(cls, chunks: Iterable[Any]) -> Namespace:
         it = iter(chunks)
         header = next(it, None)
-        if not isinstance(header, dict) or header.get("version") not in (IMAGE_VERSION, IMAGE_VERSION_XATTRS):
+        if not isinstance(header, dict) or header.get("version") not in (
+            IMAGE_VERSION,
+            IMAGE_VERSION_XATTRS,
+            IMAGE_VERSION_INTENTS,
+        ):
             raise Corrupt(f"not a namespace image header: {header!r}")
         ns = cls()
         inodes: dict[int, Inode] = {}
@@ -930,6 +949,9 @@ class Namespace:
         ns.inodes = inodes
         ns.next_ino = next_ino
         mounts.load_image_header(ns, header)
+        if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
+            raise Corrupt(f"image: intents in a version {header['version']} image")
+        intents.load_image_header(ns, header)
         return ns
 
 
