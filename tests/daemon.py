@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,10 +48,20 @@ class Daemon:
         self.proc.wait(30)
 
 
-def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
-    """Run `nsd serve` on an ephemeral port and wait for its `ready` line."""
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a daemon that must come back on the same one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, http_port: int = 0, nfs_port: int = 0
+) -> Daemon:
+    """Run `nsd serve` (on ephemeral ports unless given) and wait for its `ready` line."""
     log = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", "--nfs-port", "0"]
+    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--http-port", str(http_port), "--nfs-port", str(nfs_port)]
     cmd += args
     full_env = {**os.environ, "NSD_LOG_LEVEL": "info", **(env or {})}
     with open(log, "a") as err:
