@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from crashload import CrashRun  # noqa: E402
+from crashload import CrashRun
 
 
 def main() -> int:
