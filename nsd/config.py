@@ -75,6 +75,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("journal", "fsync", bool, True, "fsync the journal before acknowledging (off only for tests)."),
     Setting("journal", "segment_bytes", int, 64 << 20, "Roll to a new journal segment past this size."),
+    Setting(
+        "journal",
+        "journal_reserve_bytes",
+        int,
+        64 << 20,
+        "Refuse changes (NFS NOSPC, WebHDFS 403, admin 507) while the journal's disk has less free space "
+        "than this; reads go on, and changes are taken again once space is freed.",
+    ),
     Setting("journal", "checkpoint_entries", int, 1_000_000, "Write a checkpoint after this many records."),
     Setting(
         "journal",

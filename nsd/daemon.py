@@ -18,6 +18,7 @@ from aiohttp import web
 
 from nsd.config import Config
 from nsd.datadir import DataDir
+from nsd.errors import JournalFailed
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
@@ -67,6 +68,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         checkpoint_entries=config.checkpoint_entries,
         checkpoint_interval=config.checkpoint_interval,
         on_fatal=on_fatal,
+        reserve_bytes=config.journal_reserve_bytes,
     )
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
@@ -127,7 +129,11 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         await store.close(checkpoint=False)
         log.critical("stopped after a journal failure: %s", fatal[0])
         return 1
-    await store.close(checkpoint=True)
+    try:
+        await store.close(checkpoint=True)
+    except JournalFailed as e:
+        log.critical("stopped without writing everything: %s", e)
+        return 1
     log.info("stopped cleanly at txid %d", store.writer.last_txid)
     return 0
 

@@ -38,6 +38,8 @@ async def diagnose(vfs: Vfs, datadir: DataDir, listeners: dict[str, tuple[str, i
     store = vfs.store
     if store.failed is not None:
         out.append(_check("journal", "fail", f"failed: {store.failed}"))
+    elif (refused := store.refusal()) is not None:
+        out.append(_check("journal", "fail", refused))
     else:
         lag = store.writer.last_txid - store.writer.durable_txid
         out.append(_check("journal", "ok", f"txid {store.writer.last_txid}, {lag} not yet on disk"))

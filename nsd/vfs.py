@@ -222,6 +222,7 @@ class Vfs:
         self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o644, exclusive: bool = False
     ) -> Inode:
         """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             self._writable_dir(dir_ino)
             existing = await self._lookup_or_none(dir_ino, name)
@@ -240,6 +241,7 @@ class Vfs:
         self, dir_ino: int, name: str, chunks: AsyncIterable[bytes], caller: Caller, mode: int
     ) -> Inode:
         """Write the UFS object, then journal the inode and its content in one group."""
+        self.store.admit()
         now = self.store.now_ns()
         self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
         ufs, rel = self.mounts.locate_child(self._writable_dir(dir_ino), name)
@@ -255,6 +257,7 @@ class Vfs:
         return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
 
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             if await self._lookup_or_none(dir_ino, name) is not None:
@@ -270,6 +273,7 @@ class Vfs:
 
     async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
         """Symlinks live in the namespace only: object stores have none."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             self._writable_dir(dir_ino)
             if await self._lookup_or_none(dir_ino, name) is not None:
@@ -282,6 +286,7 @@ class Vfs:
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
     async def link_at(self, ino: int, dir_ino: int, name: str) -> Inode:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             node = self.ns.get(ino)
             d = self._writable_dir(dir_ino)
@@ -296,6 +301,7 @@ class Vfs:
 
     async def remove_at(self, dir_ino: int, name: str) -> None:
         """Remove a file or symlink entry (its staged writes go with its last link)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name)
@@ -314,6 +320,7 @@ class Vfs:
                     self.stager.drop(node.ino)
 
     async def rmdir_at(self, dir_ino: int, name: str) -> None:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name)
@@ -327,6 +334,7 @@ class Vfs:
 
     async def remove_tree_at(self, dir_ino: int, name: str) -> None:
         """Remove a directory and everything below it (files' stages too)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name)
@@ -346,6 +354,7 @@ class Vfs:
 
     async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
         """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
+        self.store.admit()
         async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
             src, dst = self._writable_dir(src_dir), self._writable_dir(dst_dir)
             node = await self.lookup(src_dir, src_name)
@@ -377,6 +386,7 @@ class Vfs:
         mtime: int | None = None,
     ) -> Inode:
         """Change attributes; a size change truncates or zero-extends the content, durably."""
+        self.store.admit()
         self.mounts.check_writable(self.ns.get(ino))
         if size is not None:
             await self._resize(ino, size)
@@ -408,6 +418,7 @@ class Vfs:
 
     async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool) -> Inode:
         """Write at `offset`. Unstable: staged (lost in a crash); stable: sealed before return."""
+        self.store.admit()
         if offset < 0:
             raise errors.Invalid(f"negative offset {offset}")
         async with self.locks.hold(content(ino)):
@@ -427,6 +438,7 @@ class Vfs:
             node = self.ns.get(ino)
             stage = self.stager.get(ino)
             if stage is not None:
+                self.store.admit()
                 await self._seal(node, stage)
             return node
 
@@ -467,6 +479,8 @@ class Vfs:
     async def _seal_idle_stages(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.idle_seal_seconds))
+            if self.store.refusal() is not None:
+                continue  # the journal has no room: staged data waits (it was never acknowledged)
             for ino in self.stager.idle(self.idle_seal_seconds):
                 try:
                     await self.commit(ino)
@@ -475,6 +489,7 @@ class Vfs:
 
     async def append_at(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
+        self.store.admit()
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             self.mounts.check_writable(node)
@@ -492,6 +507,7 @@ class Vfs:
 
     async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
         """Replace a file's whole content, durably; staged writes are superseded."""
+        self.store.admit()
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             self.mounts.check_writable(node)
@@ -574,6 +590,7 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
+        self.store.admit()
         parent, name = await self._resolve_parent(path)
         async with self.locks.hold(entry(parent.ino, name)):
             self._writable_dir(parent.ino)
@@ -641,6 +658,7 @@ class Vfs:
         self, path: str, uri: str, *, caller: Caller, readonly: bool = False, options: dict[str, str] | None = None
     ) -> MountView:
         """Mount `uri` at `path` once the store answers; journaled, so it survives restarts."""
+        self.store.admit()
         options = dict(options or {})
         sync_interval(options)
         parent, name = await self._resolve_parent(path)
@@ -673,6 +691,7 @@ class Vfs:
 
     async def unmount(self, path: str) -> None:
         """Drop the mount and everything below it from the namespace; the UFS is never touched."""
+        self.store.admit()
         node = await self.resolve(path, follow=False)
         parent = node.parent
         async with self.locks.hold(entry(parent.ino, node.name)):
@@ -697,6 +716,7 @@ class Vfs:
     ) -> Inode:
         """Set xattr `name`, durably. Without `create` it must exist already (else NotFound);
         without `replace` it must not (else Exists)."""
+        self.store.admit()
         node = await self.resolve(path)
         async with self.locks.hold(("xattr", node.ino)):
             exists = name in self.ns.xattrs.get(node.ino, ())
@@ -709,6 +729,7 @@ class Vfs:
 
     async def remove_xattr(self, path: str, name: str) -> Inode:
         """Remove xattr `name`, durably; NotFound if the object has none of that name."""
+        self.store.admit()
         node = await self.resolve(path)
         async with self.locks.hold(("xattr", node.ino)):
             await self.store.mutate(lambda ns: ns.plan_removexattr(node.ino, name, self.store.now_ns()))
@@ -720,6 +741,7 @@ class Vfs:
         Two durable steps, not one: a crash between them leaves the data in both places (never
         lost). Cost: the sources' bytes are copied once, through one append to the target.
         """
+        self.store.admit()
         node = self._file((await self.resolve(target)).ino)
         files = []
         for src in sources:

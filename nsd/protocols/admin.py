@@ -148,6 +148,7 @@ async def status(request: web.Request) -> web.Response:
             "durable_txid": store.writer.durable_txid,
             "checkpoint_txid": store.checkpoint_txid,
             "mounts": len(vfs.ns.mounts) + 1,
+            "writes_refused": store.refusal(),
         }
     )
 
