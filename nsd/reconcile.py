@@ -63,9 +63,15 @@ class Reconciler:
 
         The caller holds the locks of what the intent names. On failure the intent is
         reconciled at once (best effort; the background pass retries what that leaves open).
+        An orphan with the same kind and args is taken over rather than a second one opened, so
+        a change retried while the UFS is down keeps one intent, not one per try.
         """
-        ops = await self.vfs.store.mutate(lambda ns: plan_intent(ns, kind, args))
-        intent = ops[0].id  # type: ignore[attr-defined]
+        same = [i for i, (k, a) in self.vfs.ns.intents.items() if k == kind and a == args and i not in self.active]
+        if same:
+            intent = same[0]
+        else:
+            ops = await self.vfs.store.mutate(lambda ns: plan_intent(ns, kind, args))
+            intent = ops[0].id  # type: ignore[attr-defined]
         self.active.add(intent)
         try:
             yield intent
@@ -174,7 +180,13 @@ class Reconciler:
         if not isinstance(node, FileInode) or node.fingerprint is None:
             return True
         if ino in self.vfs.stager.stages:
-            return False  # its stage is the truth until sealed; the seal journals the UFS state
+            # The stage is the truth until sealed. Settled if the UFS still holds what the journal
+            # says (the failed write changed nothing); otherwise the next seal journals it.
+            ufs, rel = self.vfs.mounts.locate(node)
+            try:
+                return (await ufs.stat(rel)).fingerprint() == node.fingerprint
+            except errors.NotFound:
+                return False
         if cut_at is not None:
             ufs, rel = self.vfs.mounts.locate(node)
             try:

@@ -46,6 +46,7 @@ log = logging.getLogger("nsd.vfs")
 
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
+SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,15 +478,24 @@ class Vfs:
         self.discovery.mark_checked(ino)
 
     async def _seal_idle_stages(self) -> None:
+        retry: dict[int, tuple[float, float]] = {}  # ino -> (not before, next delay) after a failure
         while True:
             await asyncio.sleep(min(1.0, self.idle_seal_seconds))
             if self.store.refusal() is not None:
                 continue  # the journal has no room: staged data waits (it was never acknowledged)
+            now = time.monotonic()
             for ino in self.stager.idle(self.idle_seal_seconds):
+                not_before, delay = retry.get(ino, (0.0, 1.0))
+                if now < not_before:
+                    continue
                 try:
                     await self.commit(ino)
+                    retry.pop(ino, None)
                 except errors.NsdError as e:
-                    log.warning("sealing idle writes of inode %d failed (will retry): %s", ino, e)
+                    retry[ino] = (now + delay, min(delay * 2, SEAL_RETRY_MAX))
+                    log.warning("sealing idle writes of inode %d failed (retry in %.0f s): %s", ino, delay, e)
+            for ino in [i for i in retry if i not in self.stager.stages]:
+                del retry[ino]
 
     async def append_at(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""

@@ -4,7 +4,7 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 `open_ufs` (as a mount would) and reach the same store to inject faults or change objects
 "out of band". Faults apply to every call of every adapter on the store:
 
-- `latency`: seconds each call sleeps first;
+- `latency`: seconds each call sleeps first; `read_latency`: seconds each read sleeps more;
 - `fail_every`: every Nth call fails with UfsUnavailable (transient); `fail_calls`: the calls
   with these numbers (1 is the first) fail so;
 - `permanent`: an error every call raises (e.g. Denied), until cleared;
@@ -13,18 +13,22 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 - `lose_answers`: calls (by number) whose change is made but whose answer is lost (they fail
   with UfsUnavailable afterwards), as when a connection drops after the store acted;
 - `capacity`: bytes the store holds; a write past it fails with NoSpace and changes nothing.
+
+A daemon in another process can be given faults through mount options (`fault_latency_s`,
+`fault_read_latency_s`, `fault_capacity`): they set the store's faults when it is opened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from nsd import errors
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.options import Options
 
 LIST_BATCH = 256
 
@@ -32,6 +36,7 @@ LIST_BATCH = 256
 @dataclass
 class Faults:
     latency: float = 0.0
+    read_latency: float = 0.0
     fail_every: int = 0
     fail_calls: frozenset[int] = frozenset()
     lose_answers: frozenset[int] = frozenset()
@@ -152,13 +157,20 @@ def _check_path(path: str) -> None:
 class MemoryUfs(Ufs):
     kind = "memory"
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "memory" or not parsed.netloc:
             raise errors.Invalid(f"not a memory store URI (memory://NAME/optional/prefix): {uri!r}")
         self.uri = uri
         self.store = store(parsed.netloc)
         self.prefix = parsed.path.strip("/")
+        opts = Options(options, uri)
+        faults = self.store.faults
+        faults.latency = opts.number("fault_latency_s", faults.latency)
+        faults.read_latency = opts.number("fault_read_latency_s", faults.read_latency)
+        capacity = opts.text("fault_capacity")
+        if capacity is not None:
+            faults.capacity = opts.integer("fault_capacity", 0)
         if self.prefix:
             self.store._make_parents(self.prefix + "/x")
 
@@ -189,6 +201,8 @@ class MemoryUfs(Ufs):
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         await self.store.enter()
+        if self.store.faults.read_latency:
+            await asyncio.sleep(self.store.faults.read_latency)
         p = self._p(path)
         f = self.store.files.get(p)
         if f is None:

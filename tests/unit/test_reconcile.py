@@ -271,3 +271,44 @@ def test_open_intents_survive_a_checkpoint_image() -> None:
         plan_intent(ns, "explode", [])
     with pytest.raises(errors.Corrupt):
         ns.apply(IntentDone(99))
+
+
+async def test_retries_while_the_ufs_is_down_keep_one_intent(vfs: list[Vfs], tmp_path: Path) -> None:
+    v = vfs[0]
+    await v.write_file("/f", chunks(b"v1"), caller=ME)
+    ufs = v.mounts.ufs(0)
+    real_write, real_stat = ufs.write, ufs.stat
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise errors.UfsUnavailable("under-storage is down")
+
+    ufs.write = ufs.stat = down  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(errors.UfsUnavailable):
+            await v.write_file("/f", chunks(b"v2"), caller=ME)
+    assert len(v.ns.intents) == 1  # taken over by each retry, not one per try
+    ufs.write, ufs.stat = real_write, real_stat  # type: ignore[method-assign]
+    await v.write_file("/f", chunks(b"v3"), caller=ME)  # the retry that works closes it
+    assert not v.ns.intents and await read_all(v, "/f") == b"v3"
+    await clean(v)
+
+
+async def test_a_failed_seal_that_changed_nothing_closes_its_intent(vfs: list[Vfs], tmp_path: Path) -> None:
+    v = vfs[0]
+    node = await v.write_file("/f", chunks(b"base"), caller=ME)
+    await v.write_at(node.ino, 4, b"+staged", stable=False)
+    ufs = v.mounts.ufs(0)
+    real_write = ufs.write
+
+    async def full(*args: Any, **kwargs: Any) -> Any:
+        raise errors.NoSpace("under-storage: No space left on device")
+
+    ufs.write = full  # type: ignore[method-assign]
+    with pytest.raises(errors.NoSpace):
+        await v.commit(node.ino)
+    assert not v.ns.intents  # the UFS still holds what the journal says
+    assert v.stager.get(node.ino) is not None  # and the staged bytes wait for the next try
+    ufs.write = real_write  # type: ignore[method-assign]
+    await v.commit(node.ino)
+    assert await read_all(v, "/f") == b"base+staged"
+    await clean(v)

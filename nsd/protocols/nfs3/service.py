@@ -83,7 +83,7 @@ class Nfs3Service:
         self.exports = {e.id: e for e in exports}
         self.codec = codec
         self.statfs_path = statfs_path
-        self.slow_reads = slow_reads or SlowReads()
+        self.slow_reads = slow_reads if slow_reads is not None else SlowReads()  # empty is falsy
 
     # ---- handles ----------------------------------------------------------------------------
 
