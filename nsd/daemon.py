@@ -23,8 +23,9 @@ from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
-from nsd.protocols import admin, status, webhdfs
+from nsd.protocols import admin, httplimits, status, webhdfs
 from nsd.protocols.nfs import start_nfs
+from nsd.protocols.rpcserver import Limits
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -78,13 +79,26 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
     metrics.watch(vfs)
-    app = web.Application()
+    limits = httplimits.HttpLimits(
+        max_connections=config.http_max_connections,
+        max_requests=config.http_max_requests,
+        max_header_bytes=config.http_max_header_bytes,
+        max_body_bytes=config.http_max_body_bytes,
+        idle_timeout=config.http_idle_timeout,
+        body_timeout=config.http_body_timeout,
+    )
+    app = web.Application(client_max_size=limits.max_body_bytes)
+    overload = metrics.http_overload = httplimits.install(app, limits)
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url))
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None, **limits.runner_kwargs()
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
+    site = httplimits.LimitedSite(
+        runner, config.bind, config.http_port, limits.max_connections, overload, reuse_address=True
+    )
     await site.start()
     http_addr = _bound_address(site)
     nfs = await start_nfs(
@@ -97,6 +111,13 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         portmap_port=config.portmap_port,
         jukebox_after=config.nfs_jukebox_after,
         observe=metrics.observe,
+        limits=Limits(
+            max_connections=config.nfs_max_connections,
+            max_total=config.nfs_max_inflight,
+            idle_timeout=config.nfs_idle_timeout,
+            slow_client_timeout=config.nfs_slow_client_timeout,
+        ),
+        max_inflight_per_connection=config.nfs_max_inflight_per_connection,
     )
     metrics.rpc_servers = [nfs.server]
     listeners = app[admin.LISTENERS_KEY]

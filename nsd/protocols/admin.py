@@ -23,6 +23,7 @@ from nsd.doctor import diagnose
 from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
+from nsd.protocols.httplimits import body_stream
 from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report
 from nsd.vfs import Caller, Vfs
@@ -203,9 +204,7 @@ async def fs_write(request: web.Request) -> web.Response:
     path = _path(request)
     overwrite = _bool(request.query.get("overwrite"), "overwrite", False)
     mode = _int(request.query.get("mode"), "mode", 0o644)
-    node = await vfs.write_file(
-        path, request.content.iter_chunked(UPLOAD_CHUNK), caller=_caller(), mode=mode or 0o644, overwrite=overwrite
-    )
+    node = await vfs.write_file(path, body_stream(request), caller=_caller(), mode=mode or 0o644, overwrite=overwrite)
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
