@@ -79,14 +79,14 @@ def mkdir(
 
 
 @contextlib.contextmanager
-def transfer_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rate and ETA on stderr when it is a terminal; else nothing."""
+def transfer_progress(label: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rate and ETA on stderr when it is a terminal (and not `quiet`)."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     console = Console(stderr=True)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(f"{label}", *columns, console=console, disable=not console.is_terminal) as progress:
+    with Progress(f"{label}", *columns, console=console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,55 +141,3 @@ def journal_repair(data_dir: DataDirOpt = None) -> None:
 
     dd = _offline(data_dir)
     typer.echo(repair(dd.journal))
-
-
-@journal_app.command("backup")
-def journal_backup(
-    file: Path,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
-) -> None:
-    """Back up the running daemon's metadata (a consistent checkpoint, mounts, config) to FILE."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from nsd.client import ApiError
-
-    tmp = file.with_name(file.name + ".part")
-    try:
-        response = G.client().stream("POST", "/journal/backup")
-        total = int(response.headers.get("Content-Length", 0)) or None
-        with (
-            open(tmp, "wb") as out,
-            Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                disable=quiet,
-            ) as progress,
-        ):
-            task = progress.add_task("backup", total=total)
-            for chunk in response.iter_content(1 << 20):
-                out.write(chunk)
-                progress.advance(task, len(chunk))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, file)
-    except ApiError as e:
-        fail(str(e), EXIT_FAILED if e.status else 3)
-    finally:
-        tmp.unlink(missing_ok=True)
-    typer.echo(f"backup of txid {response.headers.get('X-Nsd-Txid', '?')} written to {file}")
-
-
-@journal_app.command("restore")
-def journal_restore(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    data_dir: Annotated[str, typer.Option("--data-dir", help="A new, empty data dir.")],
-) -> None:
-    """Restore a backup into a new data dir (offline); start `nsd serve --data-dir` on it after."""
-    from nsd.backup import restore_archive
-
-    try:
-        manifest = restore_archive(file, Path(data_dir))
-    except NsdError as e:
-        fail(e.message)
-    typer.echo(f"restored txid {manifest['txid']} into {Path(data_dir).resolve()}")
