@@ -136,7 +136,8 @@ class Cache:
     # ---- reporting -------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """What `nsd report cache`, /metrics and the status page show. Cost: O(referenced blocks)."""
+        """What `nsd report cache`, /metrics and the status page show. Cost: O(referenced blocks
+        + pins)."""
         s: dict[str, Any] = self.blocks.stats()
         r = self.reader.counters
         tiers = [{"tier": "memory", "path": "", **s["memory"]}]
@@ -165,6 +166,7 @@ class Cache:
             "refetched_blocks": r.refetched,
             "corrupt_blocks": s["corrupt"],
             "pending_persists": len(self.ns.persist_pending),
-            "pinned_files": len(self.ns.pinned),
+            "pinned_files": sum(1 for ino in self.ns.pinned if isinstance(self.ns.inodes.get(ino), FileInode)),
+            "pinned_dirs": sum(1 for ino in self.ns.pinned if not isinstance(self.ns.inodes.get(ino), FileInode)),
             "ttls": len(self.ns.ttls),
         }

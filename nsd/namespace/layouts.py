@@ -166,7 +166,7 @@ def plan_drop_layout(ns: Namespace, ino: int) -> DropLayout:
 
 
 def plan_set_pin(ns: Namespace, ino: int, pinned: bool) -> SetPin:
-    _file(ns, ino)
+    _pinnable(ns, ino)
     return SetPin(ino, pinned)
 
 
@@ -217,8 +217,30 @@ def apply_drop_layout(ns: Namespace, op: DropLayout) -> None:
     change(ns, check_drop_layout(ns, op), layout=None)
 
 
+def _pinnable(ns: Namespace, ino: int) -> Inode:
+    node = ns.get(ino)
+    if not isinstance(node, FileInode) and not node.is_dir:
+        raise Invalid(f"inode {ino} is not a regular file or a directory")
+    return node
+
+
 def apply_set_pin(ns: Namespace, op: SetPin) -> None:
-    change(ns, _file(ns, op.ino), pinned=bool(op.pinned))
+    node = _pinnable(ns, op.ino)
+    if isinstance(node, FileInode):
+        change(ns, node, pinned=bool(op.pinned))
+    elif op.pinned:
+        ns.pinned.add(node.ino)
+    else:
+        ns.pinned.discard(node.ino)
+
+
+def inherit_pin(ns: Namespace, parent: Inode, node: Inode) -> None:
+    """A file or directory created in a pinned directory (by nsd, or found in the UFS) is pinned,
+    so a pin on a directory reaches everything created below it later (Alluxio's rule). Part of
+    the creating op's apply: replay gives the same pins. A new file has no layout yet, so
+    nothing becomes held here."""
+    if parent.ino in ns.pinned and (isinstance(node, FileInode) or node.is_dir):
+        ns.pinned.add(node.ino)
 
 
 def check_persisted(ns: Namespace, op: Persisted) -> FileInode:

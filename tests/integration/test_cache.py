@@ -286,3 +286,40 @@ def test_cache_commands_in_both_output_modes(fast: Daemon, tmp_path: Path) -> No
     assert samples[("nsd_cache_read_bytes_total", (("source", "ufs"),))] == total
     assert samples[("nsd_cache_misses_total", ())] == 4 and samples[("nsd_cache_pending_persists", ())] == 0
     assert ("nsd_cache_dedup_ratio", ()) in samples and ("nsd_cache_hit_ratio", ()) in samples
+
+
+def test_a_pinned_directory_pins_files_created_in_it_later_across_restarts(tmp_path: Path) -> None:
+    env = {**FAST, "NSD_CACHE_DISK_BYTES": str(14 * MiB), "NSD_CACHE_MEMORY_BYTES": "0"}
+    ufs = tmp_path / "ufs"
+    d = start(tmp_path / "data", env=env)
+    try:
+        mount_dir(d, "/m", ufs, "write_type=CACHE_THROUGH")
+        ok(nsd("mkdir", "/m/keep", daemon=d))
+        assert "pinned 0 files in 1 directory" in ok(nsd("pin", "/m/keep", daemon=d))
+        assert info(d, "/m/keep")["pinned"] is True
+        first = os.urandom(4 * MiB)
+        InsecureClient(d.url, user=ME).write("/m/keep/over-webhdfs", data=first)
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data", env=env)  # the directory's pin is journaled state
+    try:
+        src = tmp_path / "src"
+        src.write_bytes(os.urandom(3 * MiB))
+        subprocess.run(["nfs-cp", str(src), d.nfs_url("/m/keep/over-nfs")], check=True, capture_output=True)
+        for name in ("over-webhdfs", "over-nfs"):
+            stat = info(d, f"/m/keep/{name}")
+            assert stat["pinned"] is True and stat["cached_bytes"] == stat["size"], name
+        for i in range(6):  # twice the cache's capacity passes through it
+            (ufs / f"f{i}").write_bytes(os.urandom(3 * MiB))
+            open_(d, f"/m/f{i}")
+        assert cache_report(d)["evictions"] > 0
+        before = cache_report(d)["bytes_from_ufs"]
+        assert open_(d, "/m/keep/over-webhdfs") == first and open_(d, "/m/keep/over-nfs") == src.read_bytes()
+        assert cache_report(d)["bytes_from_ufs"] == before  # both still whole in the cache
+
+        undone = json.loads(ok(nsd("unpin", "--json", "/m/keep", daemon=d)))
+        assert (undone["files"], undone["directories"], undone["changed"]) == (2, 1, 2)
+        ok(nsd("put", str(src), "/m/keep/after", daemon=d))
+        assert info(d, "/m/keep/after")["pinned"] is False and info(d, "/m/keep")["pinned"] is False
+    finally:
+        assert d.stop() == 0
