@@ -174,7 +174,8 @@ def test_async_through_persist_completes_after_kill_9_and_restart(tmp_path: Path
     d = start(tmp_path / "data", env=FAST)
     data = os.urandom(2 * MiB + 3)
     try:
-        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *s3.mount_options(write_type="ASYNC_THROUGH"), daemon=d))
+        options = s3.mount_options(write_type="ASYNC_THROUGH", retries="1")  # each try fails at once
+        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *options, daemon=d))
         ok(nsd("mkdir", "/s3/out", daemon=d))
         s3.stop()  # the store is down: the write is acknowledged, the persist cannot finish
         (tmp_path / "in").write_bytes(data)
@@ -321,5 +322,54 @@ def test_a_pinned_directory_pins_files_created_in_it_later_across_restarts(tmp_p
         assert (undone["files"], undone["directories"], undone["changed"]) == (2, 1, 2)
         ok(nsd("put", str(src), "/m/keep/after", daemon=d))
         assert info(d, "/m/keep/after")["pinned"] is False and info(d, "/m/keep")["pinned"] is False
+    finally:
+        assert d.stop() == 0
+
+
+def test_doctor_checks_each_cache_tier_and_persists_that_keep_failing(tmp_path: Path, s3: MotoS3) -> None:
+    t0, t1 = tmp_path / "t0", tmp_path / "t1"
+    env = {**FAST, "NSD_CACHE_DIRS": f"{t0}:64M;{t1}:1T"}  # no temp dir has a free TiB
+    d = start(tmp_path / "data", env=env)
+    bucket = s3.bucket()
+
+    def doctor() -> dict[str, dict[str, str]]:
+        result = nsd("doctor", "--json", daemon=d)
+        return {c["check"]: c for c in json.loads(result.stdout)}
+
+    try:
+        checks = doctor()
+        assert checks["cache tier disk0"]["status"] == "ok" and str(t0) in checks["cache tier disk0"]["detail"]
+        assert checks["cache tier disk1"]["status"] == "warn" and "may grow by" in checks["cache tier disk1"]["detail"]
+        assert checks["cache tier memory"]["status"] == "ok"
+        assert checks["pending persists"]["detail"] == "0 pending, none failing"
+
+        options = s3.mount_options(write_type="ASYNC_THROUGH", retries="1")  # each try fails at once
+        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *options, daemon=d))
+        ok(nsd("mkdir", "/s3/out", daemon=d))
+        s3.stop()
+        (tmp_path / "in").write_bytes(os.urandom(MiB))
+        ok(nsd("put", str(tmp_path / "in"), "/s3/out/f", daemon=d))
+        checks: dict[str, dict[str, str]] = {}
+
+        def failing_persist() -> bool:  # each doctor run waits up to 5 s on the S3 mount
+            checks.update(doctor())
+            return checks["pending persists"]["status"] == "warn"
+
+        wait_for(failing_persist, what="three failed tries")
+        detail = checks["pending persists"]["detail"]
+        assert checks["pending persists"]["status"] == "warn", detail
+        assert "1 of 1 keep failing" in detail and "/s3/out/f (" in detail and "tries)" in detail
+        assert {name for name, c in checks.items() if c["status"] == "fail"} == {"mount /s3"}  # S3 is down
+
+        t0.rename(tmp_path / "t0-gone")  # the tier's directory goes away under the daemon
+        failing = nsd("doctor", daemon=d)
+        assert failing.returncode == 1 and "cache tier disk0" in failing.stdout.decode()
+        assert "pending persists" in failing.stdout.decode() and "is missing" in failing.stdout.decode()
+        (tmp_path / "t0-gone").rename(t0)
+    finally:
+        s3.restart()
+    try:
+        wait_for(lambda: doctor()["pending persists"]["status"] == "ok", what="the persist once S3 is back")
+        assert doctor()["pending persists"]["detail"] == "0 pending, none failing"
     finally:
         assert d.stop() == 0
