@@ -373,3 +373,40 @@ def test_doctor_checks_each_cache_tier_and_persists_that_keep_failing(tmp_path: 
         assert doctor()["pending persists"]["detail"] == "0 pending, none failing"
     finally:
         assert d.stop() == 0
+
+
+def test_ttls_on_directories_free_or_delete_them_whole_through_the_cli(tmp_path: Path) -> None:
+    """Alluxio's rule: a TTL on a directory acts on the directory, so on everything below it."""
+    ufs = tmp_path / "ufs"
+    for rel in ("keep/a", "keep/sub/b", "gone/x", "gone/sub/y", "later/z"):
+        (ufs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ufs / rel).write_bytes(os.urandom(MiB + len(rel)))
+    d = start(tmp_path / "data", env=FAST)
+    try:
+        mount_dir(d, "/m", ufs)
+        for top in ("keep", "gone", "later"):
+            ok(nsd("load", "-r", f"/m/{top}", daemon=d))
+        assert info(d, "/m/keep/sub/b")["cached_bytes"] == MiB + 10
+        assert "free at" in ok(nsd("ttl", "set", "/m/keep", "1", "--action", "free", daemon=d))
+        assert (
+            json.loads(ok(nsd("ttl", "set", "--json", "/m/gone", "1", "--action", "delete", daemon=d)))["action"]
+            == "delete"
+        )
+        assert info(d, "/m/gone")["ttl"]["action"] == "delete"
+        wait_for(lambda: nsd("stat", "/m/gone", daemon=d).returncode == 1, what="the delete TTL")
+        assert not (ufs / "gone").exists()
+        wait_for(lambda: "ttl" not in info(d, "/m/keep"), what="the free TTL")
+        for rel in ("keep/a", "keep/sub/b"):
+            stat = info(d, f"/m/{rel}")
+            assert stat["cached_bytes"] == 0 and (ufs / rel).exists(), rel
+        assert open_(d, "/m/keep/sub/b") == (ufs / "keep/sub/b").read_bytes()  # read through again
+        ok(nsd("ttl", "set", "/m/later", "3", "--action", "delete", daemon=d))
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data", env=FAST)  # a TTL is journaled: it fires after a restart too
+    try:
+        assert info(d, "/m/later")["ttl"]["action"] == "delete"
+        wait_for(lambda: not (ufs / "later").exists(), what="the TTL set before the restart")
+        assert nsd("stat", "/m/later", daemon=d).returncode == 1
+    finally:
+        assert d.stop() == 0
