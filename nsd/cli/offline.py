@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from nsd import config as config_mod
-from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, fail, journal_app
+from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, emit, fail, journal_app
 from nsd.errors import NsdError
 
 
@@ -54,6 +54,7 @@ def serve(
 def format_cmd(
     data_dir: Annotated[str, typer.Option("--data-dir", envvar="NSD_DATA_DIR")] = "./nsd-data",
     root_ufs: Annotated[str | None, typer.Option("--root-ufs", help="URI mounted at /.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a new, empty data dir."""
     from nsd.daemon import format_data_dir
@@ -64,7 +65,7 @@ def format_cmd(
         format_data_dir(dd, root_ufs or (dd.path / "ufs").as_uri())
     except NsdError as e:
         fail(e.message)
-    typer.echo(f"formatted {dd.path}")
+    emit(as_json, {"data_dir": str(dd.path), "root_ufs": dd.root_ufs}, f"formatted {dd.path}")
 
 
 def _offline(data_dir: str | None) -> Any:
@@ -102,12 +103,16 @@ def _dump_line(item: dict[str, Any]) -> str:
 
 
 @journal_app.command("verify")
-def journal_verify(data_dir: DataDirOpt = None) -> None:
+def journal_verify(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Check every checkpoint and segment; exit 1 on corruption."""
     from nsd.journal.recovery import verify
 
     dd = _offline(data_dir)
     report = verify(dd.journal)
+    if as_json:
+        fields = ("checkpoint_txid", "last_txid", "ops", "segments", "checkpoints", "warnings", "errors")
+        emit(True, {"ok": report.ok, **{k: getattr(report, k) for k in fields}})
+        raise typer.Exit(0 if report.ok else EXIT_FAILED)
     for line in report.warnings:
         typer.echo(f"warning: {line}")
     for line in report.errors:
@@ -118,7 +123,7 @@ def journal_verify(data_dir: DataDirOpt = None) -> None:
 
 
 @journal_app.command("checkpoint")
-def journal_checkpoint(data_dir: DataDirOpt = None) -> None:
+def journal_checkpoint(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Fold the log into a new checkpoint (offline)."""
     from nsd.journal.recovery import recover
     from nsd.metastore import fold, purge
@@ -131,13 +136,17 @@ def journal_checkpoint(data_dir: DataDirOpt = None) -> None:
         purge(dd.journal)
     except NsdError as e:
         fail(e.message)
-    typer.echo(f"checkpoint at txid {txid} in {time.monotonic() - started:.2f}s")
+    took = time.monotonic() - started
+    emit(as_json, {"checkpoint_txid": txid, "seconds": round(took, 3)}, f"checkpoint at txid {txid} in {took:.2f}s")
 
 
 @journal_app.command("repair")
-def journal_repair(data_dir: DataDirOpt = None) -> None:
+def journal_repair(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Cut the log at the first corrupt record (a copy of what is cut is kept in journal/torn/)."""
+    import dataclasses
+
     from nsd.journal.recovery import repair
 
     dd = _offline(data_dir)
-    typer.echo(repair(dd.journal))
+    report = repair(dd.journal)
+    emit(as_json, dataclasses.asdict(report) | {"saved": [str(p) for p in report.saved]}, str(report))
