@@ -287,6 +287,8 @@ def test_cache_commands_in_both_output_modes(fast: Daemon, tmp_path: Path) -> No
     assert samples[("nsd_cache_read_bytes_total", (("source", "ufs"),))] == total
     assert samples[("nsd_cache_misses_total", ())] == 4 and samples[("nsd_cache_pending_persists", ())] == 0
     assert ("nsd_cache_dedup_ratio", ()) in samples and ("nsd_cache_hit_ratio", ()) in samples
+    for family in ("nsd_cache_hits_total", "nsd_cache_evictions_total"):
+        assert {labels for name, labels in samples if name == family} == {(("tier", "memory"),), (("tier", "disk"),)}
 
 
 def test_a_pinned_directory_pins_files_created_in_it_later_across_restarts(tmp_path: Path) -> None:
