@@ -126,7 +126,9 @@ async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
         print(f"read, memory tier (best of {args.rounds})             {gbps(total, best)}   {hit_ratio(vfs)}   {rss()}")
         nfs = min([(await read_through(vfs, path, piece=MiB))[0] for _ in range(args.rounds)])
         print(f"read, memory tier, 1 MiB pieces (NFS READ)  {gbps(total, nfs)}   (4 MiB pieces pass the block itself)")
-        print(f"cached/UFS speed: disk tier {cold / disk:5.1f}x, memory tier {cold / best:6.1f}x")
+        # Ratios use the 1 MiB-piece memory figure: 4 MiB pieces hand over the stored block itself
+        # (no copy at all), which says nothing a client could see.
+        print(f"cached/UFS speed: disk tier {cold / disk:5.1f}x, memory tier {cold / nfs:6.1f}x")
         fs, key = direct_fs(kind, base, endpoint, options)
         t0 = time.perf_counter()
         with fs.open_input_file(key) as f:
@@ -145,7 +147,7 @@ async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
             print(f"direct pyarrow, one request per block       {gbps(total, ranged)}   (moto's cost per request)")
         print(
             f"speed vs direct pyarrow: first read through nsd {direct / cold:5.2f}x, "
-            f"disk tier {direct / disk:5.1f}x, memory tier {direct / best:6.1f}x"
+            f"disk tier {direct / disk:5.1f}x, memory tier {direct / nfs:6.1f}x"
         )
         await close_vfs(vfs)
     finally:
