@@ -124,7 +124,7 @@ def journal_restore(
         "txid": done["txid"],
         "blocks": done["blocks_restored"],
         "block_bytes": done["block_bytes_restored"],
-        "lost_blocks": done["lost_blocks"],
+        "lost_blocks": len(done["lost_blocks"]),
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -135,7 +135,7 @@ def journal_restore(
     )
     if result["lost_blocks"]:
         typer.echo(
-            f"nsd: warning: {len(result['lost_blocks'])} blocks were lost before the backup was taken; "
+            f"nsd: warning: {result['lost_blocks']} blocks were lost before the backup was taken; "
             "`nsd fsck` names the files that cannot be read",
             err=True,
         )
