@@ -9,8 +9,8 @@ file (the namespace's `kept` index, one dict lookup), or by a write being sealed
 
 A backup needs the blocks of files that were unpersisted at the txid of its checkpoint, which
 it learns only once the checkpoint is written; by then such a file may have been persisted
-and its blocks evicted. `capture()` holds, from before the checkpoint is asked for until it is
-stopped, every block an unpersisted file has or is given, so they all stay until released.
+and its blocks evicted. `with capture():` holds, from before the checkpoint is asked for until
+the block ends, every block an unpersisted file has or is given meanwhile.
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ class Cache:
 
     @contextmanager
     def capture(self) -> Iterator[set[str]]:
-        """Hold every block of every unpersisted file, now and given to one until the block
-        exits; yields the growing set of held digests (see the module docstring). Cost: O(held
-        blocks) to enter, and a set difference per layout change of an unpersisted file."""
+        """Hold every block of every unpersisted file: those it has now, and those given to one
+        until the `with` block ends. Yields the growing set of held digests (see the module
+        docstring). Cost: O(held blocks) to enter, a set difference per layout change of an
+        unpersisted file while it lasts."""
         captured = set(self.ns.kept)  # unpersisted files' blocks (and pinned ones': harmless)
         self.hold(captured)
         self._captures.append(captured)
