@@ -216,13 +216,30 @@ class MetaStore:
         `done`: an open UFS intent this change resolves; its IntentDone joins the same batch
         (after the planned ops), so the outcome and the resolution are durable together.
         """
+        ops, txid = self._append_apply(plan, done)
+        if txid:
+            await self.writer.sync(txid)
+            self.maybe_checkpoint()
+        return ops
+
+    def record(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
+        """Like mutate() but without waiting for the fsync: for facts that acknowledge nothing to
+        a client (a block was cached), which a crash may lose harmlessly. The next group commit
+        makes them durable; journal order is still apply order."""
+        ops, _ = self._append_apply(plan)
+        if ops:
+            self.maybe_checkpoint()
+        return ops
+
+    def _append_apply(
+        self, plan: Callable[[Namespace], Op | Sequence[Op]], done: int | None = None
+    ) -> tuple[list[Op], int]:
+        """Append and apply the planned ops (and IntentDone(done)); (the planned ops, last txid or 0)."""
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
         batch = ops if done is None else [*ops, IntentDone(done)]
-        if not batch:
-            return ops
         txid = 0
         for op in batch:
             txid = self.writer.append(op)
@@ -231,9 +248,7 @@ class MetaStore:
             except Exception as e:  # a planned op that cannot apply is a bug; the log now disagrees
                 self._fatal(e)
                 raise
-        await self.writer.sync(txid)
-        self.maybe_checkpoint()
-        return ops
+        return ops, txid
 
     def maybe_checkpoint(self) -> None:
         if self._checkpointing is not None:

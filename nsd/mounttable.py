@@ -83,6 +83,9 @@ class MountTable:
             adapter = self._adapters[mount_id] = open_ufs(uri, options)
         return adapter
 
+    def options(self, mount_id: int) -> dict[str, str]:
+        return self._spec(mount_id)[1]
+
     def readonly(self, mount_id: int) -> bool:
         return self._spec(mount_id)[2]
 

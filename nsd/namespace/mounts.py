@@ -202,11 +202,12 @@ def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
             node.parent, node.name = d, name
         d.add_child(name, node)
         ns.inodes[ino] = node
+        layouts.inherit_pin(ns, d, node)
         ns.next_ino = ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]
-        f.size, f.mtime, f.ctime, f.fingerprint = size, mtime, op.time_ns, fp
-        layouts.replace_layout(ns, f, None)  # blocks of the old content must never be served
+        f.size, f.mtime, f.ctime = size, mtime, op.time_ns
+        layouts.change(ns, f, fingerprint=fp, layout=None)  # blocks of the old content must never be served
     for name in op.remove:
         drop_entry(ns, d, name, op.time_ns)
 
@@ -229,7 +230,7 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
                 ns._drop_link(child, sub, child_name, t)
         sub.nlink = 0
         del ns.inodes[sub.ino]
-        ns.xattrs.pop(sub.ino, None)
+        ns.forget_side_state(sub.ino)
 
 
 # ---- image and invariants ------------------------------------------------------------------
@@ -240,6 +241,7 @@ def image_header(ns: Namespace) -> dict[str, Any]:
         "pinned": sorted(ns.pinned),
         "next_mount_id": ns.next_mount_id,
         "mounts": [[m.mount_id, m.point.ino, m.uri, m.readonly, m.options] for m in ns.mounts.values()],
+        **layouts.image_header(ns),
     }
 
 
@@ -253,14 +255,15 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
         if not isinstance(point, DirInode) or point.mount != mount_id:
             raise Corrupt(f"image: mount {mount_id} has no mount point {point_ino}")
         ns.mounts[mount_id] = Mount(mount_id, point, uri, readonly, options)
+    layouts.load_image_header(ns, header)
 
 
 def check_mounts(ns: Namespace) -> None:
     """Each inode is in its parent's mount unless it is a mount point; the table is sound;
-    pinned inodes are live files."""
+    pinned inodes are live files or directories."""
     for ino in ns.pinned:
-        if not isinstance(ns.inodes.get(ino), FileInode):
-            raise AssertionError(f"pinned inode {ino} is not a live file")
+        if not isinstance(ns.inodes.get(ino), FileInode | DirInode):
+            raise AssertionError(f"pinned inode {ino} is not a live file or directory")
     for m in ns.mounts.values():
         if ns.inodes.get(m.point.ino) is not m.point or m.point.mount != m.mount_id:
             raise AssertionError(f"mount {m.mount_id}: its point {m.point.ino} is gone or not marked")

@@ -1,14 +1,16 @@
 """The admin API under /api/v1: JSON for the `nsd` CLI and for scripts.
 
-Reads are open; every other method needs `Authorization: Bearer <admin token>`.
-Errors come back as {"error": {"type", "errno", "message", "path"}} with a status from errmap.
+Every method but GET/HEAD needs `Authorization: Bearer <admin token>` (401 without it). The
+token holder acts as the superuser (the user running the daemon); a read without the token
+acts as nobody, so the namespace's permissions still apply to it (403 when they refuse).
+The token is compared in constant time. Errors come back as
+{"error": {"type", "errno", "message", "path"}} with a status from errmap.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import os
+import logging
 import stat as st
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from nsd import __version__, backup, errors
+from nsd import __version__, errors
+from nsd.backup_live import LiveBackup
+from nsd.cache.controls import cache_info
+from nsd.cache.policy import parse_read_type
+from nsd.clients import USER_KEY
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.doctor import diagnose
@@ -26,10 +32,12 @@ from nsd.protocols.errmap import http_status
 from nsd.protocols.httplimits import body_stream
 from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report
+from nsd.users import NOBODY, SYSTEM
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"
 UPLOAD_CHUNK = 1 << 20
+log = logging.getLogger("nsd.admin")
 MAX_LIST = 10_000
 
 VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
@@ -41,6 +49,8 @@ CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
 DATADIR_KEY: web.AppKey[DataDir] = web.AppKey("datadir", DataDir)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CALLER_KEY = "nsd.admin.caller"
+ANONYMOUS = Caller(NOBODY, NOBODY)
 
 TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink"}
 
@@ -75,25 +85,31 @@ def error_response(exc: errors.NsdError) -> web.Response:
     return web.json_response(body, status=http_status(exc))
 
 
+def _has_token(request: web.Request) -> bool:
+    expected = f"Bearer {request.app[TOKEN_KEY]}".encode()
+    return hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD") and request.path.startswith(PREFIX):
-        expected = request.app[TOKEN_KEY]
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+    if request.path.startswith(PREFIX):
+        authorized = _has_token(request)
+        if not authorized and request.method not in ("GET", "HEAD"):
             return web.json_response(
                 {"error": {"type": "Unauthorized", "errno": 13, "message": "admin token required", "path": None}},
                 status=401,
             )
+        request[CALLER_KEY] = SYSTEM if authorized else ANONYMOUS
+        request[USER_KEY] = "admin-token" if authorized else "anonymous"
     try:
         return await handler(request)
     except errors.NsdError as e:
         return error_response(e)
 
 
-def _caller() -> Caller:
-    # The admin token holder acts as the user running the daemon (HDFS's superuser convention).
-    return Caller(os.getuid(), os.getgid())
+def _caller(request: web.Request) -> Caller:
+    """The token holder is the superuser (HDFS's convention: the user running the daemon)."""
+    return request.get(CALLER_KEY, ANONYMOUS)
 
 
 def _path(request: web.Request, key: str = "path", body: dict[str, Any] | None = None) -> str:
@@ -157,8 +173,9 @@ async def status(request: web.Request) -> web.Response:
 async def fs_stat(request: web.Request) -> web.Response:
     path = _path(request)
     follow = _bool(request.query.get("follow"), "follow", True)
-    node = await request.app[VFS_KEY].stat(path, follow=follow)
-    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path))
+    vfs = request.app[VFS_KEY]
+    node = await vfs.stat(path, caller=_caller(request), follow=follow)
+    return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
@@ -166,13 +183,15 @@ async def fs_list(request: web.Request) -> web.Response:
     limit = _int(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
     if not 0 < limit <= MAX_LIST:
         raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
-    entries = await request.app[VFS_KEY].list(path, start_after=request.query.get("start_after"), limit=limit + 1)
+    entries = await request.app[VFS_KEY].list(
+        path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
+    )
     more = len(entries) > limit
     return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
-    return web.json_response({"target": await request.app[VFS_KEY].readlink(_path(request))})
+    return web.json_response({"target": await request.app[VFS_KEY].readlink(_path(request), caller=_caller(request))})
 
 
 async def fs_read(request: web.Request) -> web.StreamResponse:
@@ -182,11 +201,11 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     length = _int(request.query.get("length"), "length")
     if offset < 0 or (length is not None and length < 0):
         raise errors.Invalid("offset and length must not be negative")
-    node = await vfs.stat(path)
-    if node.is_dir:
-        raise errors.IsDir(f"is a directory: {path}", path=path)
+    raw_type = request.query.get("read_type")
+    read_type = parse_read_type(raw_type) if raw_type else None
+    node = await vfs.open_read(path, caller=_caller(request))
     end = node.size if length is None else min(node.size, offset + length)
-    stream = vfs.read(path, offset, length)
+    stream = vfs.read(path, offset, length, caller=_caller(request), read_type=read_type)
     first = await anext(stream, b"")  # errors surface before the 200 goes out
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     response.content_length = max(0, end - offset)
@@ -204,7 +223,9 @@ async def fs_write(request: web.Request) -> web.Response:
     path = _path(request)
     overwrite = _bool(request.query.get("overwrite"), "overwrite", False)
     mode = _int(request.query.get("mode"), "mode", 0o644)
-    node = await vfs.write_file(path, body_stream(request), caller=_caller(), mode=mode or 0o644, overwrite=overwrite)
+    node = await vfs.write_file(
+        path, body_stream(request), caller=_caller(request), mode=mode or 0o644, overwrite=overwrite
+    )
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
@@ -213,7 +234,10 @@ async def fs_mkdir(request: web.Request) -> web.Response:
     path = _path(request, body=body)
     mode = _int(body.get("mode"), "mode", 0o755)
     node = await request.app[VFS_KEY].mkdir(
-        path, caller=_caller(), mode=0o755 if mode is None else mode, parents=_bool(body.get("parents"), "parents")
+        path,
+        caller=_caller(request),
+        mode=0o755 if mode is None else mode,
+        parents=_bool(body.get("parents"), "parents"),
     )
     return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), status=201)
 
@@ -221,7 +245,9 @@ async def fs_mkdir(request: web.Request) -> web.Response:
 async def fs_remove(request: web.Request) -> web.Response:
     body = await _body(request)
     path = _path(request, body=body)
-    await request.app[VFS_KEY].remove(path, recursive=_bool(body.get("recursive"), "recursive"))
+    await request.app[VFS_KEY].remove(
+        path, caller=_caller(request), recursive=_bool(body.get("recursive"), "recursive")
+    )
     return web.json_response({"removed": path})
 
 
@@ -230,12 +256,13 @@ async def fs_rename(request: web.Request) -> web.Response:
     vfs = request.app[VFS_KEY]
     body = await _body(request)
     src, dst = _path(request, "src", body), _path(request, "dst", body)
+    who = _caller(request)
     try:
-        if (await vfs.stat(dst)).is_dir and not (await vfs.stat(src, follow=False)).is_dir:
+        if (await vfs.stat(dst, caller=who)).is_dir and not (await vfs.stat(src, caller=who, follow=False)).is_dir:
             dst = dst.rstrip("/") + "/" + src.rstrip("/").rsplit("/", 1)[-1]
     except errors.NotFound:
         pass
-    await vfs.rename(src, dst)
+    await vfs.rename(src, dst, caller=who)
     return web.json_response({"src": src, "dst": dst})
 
 
@@ -245,9 +272,10 @@ async def fs_setattr(request: web.Request) -> web.Response:
     path = _path(request, body=body)
     size = _int(body.get("size"), "size")
     if size is not None:
-        await vfs.truncate(path, size)
+        await vfs.truncate(path, size, caller=_caller(request))
     node = await vfs.setattr(
         path,
+        caller=_caller(request),
         mode=_int(body.get("mode"), "mode"),
         uid=_int(body.get("uid"), "uid"),
         gid=_int(body.get("gid"), "gid"),
@@ -263,21 +291,23 @@ async def fs_symlink(request: web.Request) -> web.Response:
     target = body.get("target")
     if not isinstance(target, str):
         raise errors.Invalid("missing parameter 'target'")
-    node = await request.app[VFS_KEY].symlink(target, path, caller=_caller())
+    node = await request.app[VFS_KEY].symlink(target, path, caller=_caller(request))
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_link(request: web.Request) -> web.Response:
     body = await _body(request)
     existing, path = _path(request, "existing", body), _path(request, "path", body)
-    node = await request.app[VFS_KEY].link(existing, path)
+    node = await request.app[VFS_KEY].link(existing, path, caller=_caller(request))
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_sync(request: web.Request) -> web.Response:
     body = await _body(request)
     path = _path(request, body=body)
-    listed = await request.app[VFS_KEY].sync(path, recursive=_bool(body.get("recursive"), "recursive"))
+    listed = await request.app[VFS_KEY].sync(
+        path, caller=_caller(request), recursive=_bool(body.get("recursive"), "recursive")
+    )
     return web.json_response({"path": path, "directories_listed": listed})
 
 
@@ -295,7 +325,7 @@ async def mounts_add(request: web.Request) -> web.Response:
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         raise errors.Invalid("options must be a map of strings")
     view = await request.app[VFS_KEY].mount(
-        path, uri, caller=_caller(), readonly=_bool(body.get("readonly"), "readonly"), options=options
+        path, uri, caller=_caller(request), readonly=_bool(body.get("readonly"), "readonly"), options=options
     )
     return web.json_response(view.to_json(), status=201)
 
@@ -303,7 +333,7 @@ async def mounts_add(request: web.Request) -> web.Response:
 async def mounts_remove(request: web.Request) -> web.Response:
     body = await _body(request)
     path = _path(request, body=body)
-    await request.app[VFS_KEY].unmount(path)
+    await request.app[VFS_KEY].unmount(path, caller=_caller(request))
     return web.json_response({"unmounted": path})
 
 
@@ -319,24 +349,29 @@ async def conf(request: web.Request) -> web.Response:
 
 
 async def journal_backup(request: web.Request) -> web.StreamResponse:
-    """A consistent checkpoint taken now, packed with the mount table and config, streamed back."""
-    vfs = request.app[VFS_KEY]
-    datadir = request.app[DATADIR_KEY]
-    txid = await vfs.store.checkpoint()
-    out = datadir.path / f"backup-{txid:016x}-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
-    cfg = request.app[CONFIG_KEY].values
-    await asyncio.to_thread(backup.write_archive, datadir, txid, cfg, out)
+    """A consistent checkpoint taken now, with the mount table, config and the blocks of
+    unpersisted files, streamed back as it is made (see backup_live.py)."""
+    job = await LiveBackup.prepare(request.app[VFS_KEY], request.app[DATADIR_KEY], request.app[CONFIG_KEY].values)
     try:
-        response = web.StreamResponse(headers={"Content-Type": "application/gzip", "X-Nsd-Txid": str(txid)})
-        response.content_length = out.stat().st_size
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/gzip",
+                "X-Nsd-Txid": str(job.txid),
+                "X-Nsd-Backup-Bytes": str(job.raw_size()),  # uncompressed: the client's progress total
+            }
+        )
         await response.prepare(request)
-        with open(out, "rb") as f:
-            while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
-                await response.write(chunk)
+        try:
+            await job.stream(response.write)
+        except Exception as e:  # the headers are out: all that is left is to break the stream
+            log.error("backup of txid %d failed while streaming: %s", job.txid, e)
+            if request.transport is not None:
+                request.transport.abort()  # the client sees a cut archive, never a complete-looking one
+            return response
         await response.write_eof()
         return response
     finally:
-        out.unlink(missing_ok=True)
+        job.close()
 
 
 async def fsck_route(request: web.Request) -> web.Response:
@@ -388,3 +423,6 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
     app.router.add_post(f"{PREFIX}/fsck", fsck_route)
     app.router.add_get(f"{PREFIX}/doctor", doctor_route)
+    from nsd.protocols import admin_cache  # it imports this module's helpers
+
+    admin_cache.add_routes(app)

@@ -180,7 +180,12 @@ class LimitedSite(web.TCPSite):
             return server()
 
         self._server = await loop.create_server(
-            factory, self._host, self._port, reuse_address=self._reuse_address, backlog=self._backlog
+            factory,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            reuse_address=self._reuse_address,
+            backlog=self._backlog,
         )
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 

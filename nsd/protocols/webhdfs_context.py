@@ -13,9 +13,9 @@ from aiohttp import hdrs, web
 
 from nsd import errors
 from nsd.protocols.httplimits import body_stream
+from nsd.protocols.webhdfs_auth import Identity
 from nsd.protocols.webhdfs_params import Params
-from nsd.protocols.webhdfs_users import Identity
-from nsd.vfs import Vfs
+from nsd.vfs import Caller, Vfs
 
 PREFIX = "/webhdfs/v1"
 DEFAULT_BLOCK_SIZE = 128 << 20  # HDFS's default; what Spark and MapReduce split by
@@ -36,6 +36,11 @@ class Ctx:
     path: str  # absolute, percent-decoded once, validated
     params: Params
     who: Identity
+
+    @property
+    def caller(self) -> Caller:
+        """Who the vfs checks permissions for and new objects belong to."""
+        return self.who.caller
 
     @property
     def data_step(self) -> bool:
@@ -147,4 +152,4 @@ Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 def read_stream(ctx: Ctx, path: str, offset: int, length: int) -> AsyncGenerator[bytes, None]:
     """vfs.read as the async generator it is, so callers can close it when a client hangs up."""
-    return cast(AsyncGenerator[bytes, None], ctx.vfs.read(path, offset, length))
+    return cast(AsyncGenerator[bytes, None], ctx.vfs.read(path, offset, length, caller=ctx.caller))

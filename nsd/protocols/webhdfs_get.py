@@ -10,6 +10,7 @@ from aiohttp import web
 
 from nsd import errors
 from nsd.namespace import DirInode, Inode
+from nsd.permissions import parse_fsaction
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
 from nsd.protocols.webhdfs_context import IOE, Ctx, Handler, Remote, empty, json_response, not_a_file, read_stream
@@ -21,10 +22,11 @@ OPEN_CHUNK = 4 << 20  # fewer, larger reads: each one is a worker-thread round t
 
 
 async def _file(ctx: Ctx) -> Inode:
-    node = await ctx.vfs.stat(ctx.path)
+    """The file at the request's path, which the caller may read (HDFS checks READ here)."""
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     if not node.is_file:
         raise not_a_file(ctx.path)
-    return node
+    return await ctx.vfs.open_read(ctx.path, caller=ctx.caller)
 
 
 async def open_(ctx: Ctx) -> web.StreamResponse:
@@ -60,7 +62,9 @@ async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerato
     so disk and socket work at once. Memory: two pieces per open stream."""
 
     def fetch(pos: int) -> asyncio.Future[tuple[bytes, bool]] | None:
-        return asyncio.ensure_future(ctx.vfs.read_at(ino, pos, min(OPEN_CHUNK, end - pos))) if pos < end else None
+        if pos >= end:
+            return None
+        return asyncio.ensure_future(ctx.vfs.read_at(ino, pos, min(OPEN_CHUNK, end - pos), caller=ctx.caller))
 
     pos = start
     pending = fetch(pos)
@@ -80,26 +84,26 @@ async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerato
 
 
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
-    node = await ctx.vfs.stat(ctx.path)
-    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size)})
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
+    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus(ctx: Ctx) -> web.StreamResponse:
-    entries = await ctx.vfs.list(ctx.path)
-    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)})
+    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller)
+    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
     """LIST_BATCH entries after `startAfter` (a name) and how many remain after them."""
-    node = await ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     start_after = ctx.params.get("startafter") or None
-    entries = await ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH)
+    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller, start_after=start_after, limit=LIST_BATCH)
     remaining = 0
     if isinstance(node, DirInode) and entries:
         remaining = len(node.children) - node.children.bisect_right(entries[-1][0])
     body = {
         "DirectoryListing": {
-            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)},
+            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)},
             "remainingEntries": remaining,
         }
     }
@@ -107,11 +111,11 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
 
 
 async def getcontentsummary(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.content_summary(*await ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.content_summary(*await ctx.vfs.content_summary(ctx.path, caller=ctx.caller)))
 
 
 async def getquotausage(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.quota_usage(*await ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.quota_usage(*await ctx.vfs.content_summary(ctx.path, caller=ctx.caller)))
 
 
 async def getfilechecksum(ctx: Ctx) -> web.StreamResponse:
@@ -160,7 +164,7 @@ async def getfileblocklocations(ctx: Ctx) -> web.StreamResponse:
 
 async def getxattrs(ctx: Ctx) -> web.StreamResponse:
     encoding = ctx.params.choice("encoding", ("TEXT", "HEX", "BASE64"))
-    attrs = await ctx.vfs.get_xattrs(ctx.path)
+    attrs = await ctx.vfs.get_xattrs(ctx.path, caller=ctx.caller)
     names = [normalize_name(n) for n in ctx.params.getall("xattr.name")]
     if names:
         if any(n not in attrs for n in names):
@@ -172,13 +176,14 @@ async def getxattrs(ctx: Ctx) -> web.StreamResponse:
 
 
 async def listxattrs(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.xattr_names(sorted(await ctx.vfs.get_xattrs(ctx.path))))
+    return json_response(js.xattr_names(sorted(await ctx.vfs.get_xattrs(ctx.path, caller=ctx.caller))))
 
 
 async def checkaccess(ctx: Ctx) -> web.StreamResponse:
-    """Existence only for now: permission enforcement arrives with issue 8."""
-    ctx.params.fsaction()
-    await ctx.vfs.stat(ctx.path)
+    """200 when the caller holds the rwx bits of `fsaction` on the path, else 403
+    AccessControlException: the vfs's own checks, so the answer is what OPEN/CREATE would meet."""
+    want = parse_fsaction(ctx.params.fsaction())
+    await ctx.vfs.access(ctx.path, want, caller=ctx.caller)
     return empty()
 
 

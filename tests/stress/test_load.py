@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-from daemon import nsd, start
+from daemon import fsck_problems, start
 from loadgen import run_load
 
 CLIENTS = 40
@@ -30,7 +30,6 @@ def test_mixed_load_has_no_errors_and_bounded_memory(tmp_path: Path) -> None:
         assert rss_after - rss_before < 200 << 20, f"RSS grew {(rss_after - rss_before) >> 20} MiB"
         listed = d.session().get(f"{d.url}/api/v1/fs/list", params={"path": "/load"}).json()["entries"]
         assert len(listed) == CLIENTS  # one directory per client, through both doors
-        fsck = nsd("fsck", daemon=d)
-        assert fsck.returncode == 0, fsck.stdout.decode()
+        assert not fsck_problems(d)
     finally:
         assert d.stop() == 0

@@ -20,10 +20,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from nsd.errors import Exists, Invalid, IsDir, NotDir, NotEmpty, NotPermitted, NsdError
 from nsd.journal.ops import Op, decode_op
-from nsd.namespace import DirInode, FileInode, Namespace, SymlinkInode
+from nsd.namespace import DirInode, FileInode, Namespace, SymlinkInode, layouts
 
 NAMES = st.sampled_from(["a", "b", "c", "dé", "e"])
 PERMS = st.sampled_from([0o644, 0o600, 0o4755, 0o7777])
+DIGESTS = st.sampled_from(["a" * 64, "b" * 64, "c" * 64])
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Node:
     perms: int
     size: int = 0
     target: str | None = None
+    unpersisted: bool = False  # content only in blocks (no fingerprint, a complete layout)
+    pinned: bool = False  # set by SetPin, or inherited when created in a pinned directory
 
 
 @dataclass
@@ -129,8 +132,11 @@ class NamespaceModel(RuleBasedStateMachine):
         self.paths[path] = self.next_ino
         perms = mode & 0o7777
         size = len(target.encode()) if target is not None else 0
-        self.nodes[self.next_ino] = Node(kind, perms, size, target)
+        self.nodes[self.next_ino] = Node(kind, perms, size, target, pinned=kind != "l" and self.pinned(d))
         self.next_ino += 1
+
+    def pinned(self, path: str) -> bool:
+        return self.nodes[self.ino(path)].pinned
 
     @rule(data=st.data(), perms=PERMS)
     def mkdir(self, data: st.DataObject, perms: int) -> None:
@@ -167,7 +173,7 @@ class NamespaceModel(RuleBasedStateMachine):
         assert [op.ino for op in ops] == list(range(self.next_ino, self.next_ino + len(missing)))
         for q in missing:
             self.paths[q] = self.next_ino
-            self.nodes[self.next_ino] = Node("d", 0o750)
+            self.nodes[self.next_ino] = Node("d", 0o750, pinned=self.pinned(parent_of(q)))
             self.next_ino += 1
 
     @precondition(lambda self: len(self.paths) > 1)
@@ -256,6 +262,8 @@ class NamespaceModel(RuleBasedStateMachine):
         error: type[NsdError] | None = None
         if size is not None and node.kind != "f":
             error = IsDir if node.kind == "d" else Invalid
+        elif size is not None and node.unpersisted and size != node.size:
+            error = Invalid  # blocks-only content changes size only with new content
 
         def plan() -> Any:
             return self.ns.plan_setattr(self.ino(path), mode=perms, size=size, time_ns=self.now())
@@ -275,8 +283,66 @@ class NamespaceModel(RuleBasedStateMachine):
         if not files:
             return
         path = data.draw(st.sampled_from(files), label="path")
-        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], [[0, size, "x"]]))
+        layout = [[0, size, "e" * 64]] if size else []
+        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], layout))
         self.nodes[self.ino(path)].size = size
+        self.nodes[self.ino(path)].unpersisted = False
+
+    # ---- cache state: unpersisted content, pins, persists, TTLs ------------------------------
+
+    def files(self) -> list[str]:
+        return sorted(p for p in self.paths if self.kind(p) == "f")
+
+    @rule(data=st.data(), blocks=st.lists(st.tuples(st.integers(1, 9), DIGESTS), max_size=3))
+    def write_unpersisted(self, data: st.DataObject, blocks: list[tuple[int, str]]) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        layout, pos = [], 0
+        for length, digest in blocks:
+            layout.append([pos, length, digest])
+            pos += length
+        self.apply(self.ns.plan_set_content(self.ino(path), pos, self.now(), None, layout))
+        node = self.nodes[self.ino(path)]
+        node.size, node.unpersisted = pos, True
+
+    @rule(data=st.data(), pinned=st.booleans())
+    def pin(self, data: st.DataObject, pinned: bool) -> None:
+        path = data.draw(st.sampled_from(sorted(self.paths)), label="path")
+        error = Invalid if self.kind(path) == "l" else None
+        op = self.expect(error, lambda: layouts.plan_set_pin(self.ns, self.ino(path), pinned))
+        if op is not None:
+            self.apply(op)
+            self.nodes[self.ino(path)].pinned = pinned
+
+    @rule(data=st.data())
+    def request_persist(self, data: st.DataObject) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        error = None if self.nodes[self.ino(path)].unpersisted else Invalid
+        op = self.expect(error, lambda: layouts.plan_request_persist(self.ns, self.ino(path)))
+        if op is not None:
+            self.apply(op)
+
+    @rule(data=st.data(), stale=st.booleans())
+    def persisted(self, data: st.DataObject, stale: bool) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        f = self.ns.get(self.ino(path))
+        assert isinstance(f, FileInode)
+        token = layouts.content_token(f.size + stale, f.layout)
+        error = None if self.nodes[f.ino].unpersisted and not stale else Invalid
+        op = self.expect(error, lambda: layouts.plan_persisted(self.ns, f.ino, token, [f.size, 2, None]))
+        if op is not None:
+            self.apply(op)
+            self.nodes[f.ino].unpersisted = False
+
+    @rule(data=st.data(), expires=st.none() | st.integers(0, 10**12), action=st.sampled_from(["free", "delete"]))
+    def ttl(self, data: st.DataObject, expires: int | None, action: str) -> None:
+        path = data.draw(st.sampled_from(sorted(self.paths)), label="path")
+        self.apply(layouts.plan_set_ttl(self.ns, self.ino(path), expires, action))
 
     # ---- listing ---------------------------------------------------------------------------
 
@@ -343,6 +409,7 @@ class NamespaceModel(RuleBasedStateMachine):
             expected[p] = (ino, n.kind, n.perms, nlink, n.size, n.target)
         assert visible == expected
         assert self.ns.next_ino == self.next_ino
+        assert self.ns.pinned == {ino for ino, n in self.nodes.items() if n.pinned}
         for p, ino in self.paths.items():
             assert self.ns.resolve(p, follow=False).ino == ino
 

@@ -25,7 +25,7 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def read_all(vfs: Vfs, path: str) -> bytes:
-    return b"".join([c async for c in vfs.read(path)])
+    return b"".join([c async for c in vfs.read(path, caller=ME)])
 
 
 async def open_vfs(tmp_path: Path) -> Vfs:
@@ -57,17 +57,17 @@ async def test_existing_ufs_files_appear_lazily(vfs: Vfs, tmp_path: Path) -> Non
         (data / f"f{i}").write_bytes(b"x" * (i + 1))
     os.chmod(data / "f2", 0o600)
 
-    f2 = await vfs.stat("/data/f2")  # one lookup: one UFS stat per component, no listing
+    f2 = await vfs.stat("/data/f2", caller=ME)  # one lookup: one UFS stat per component, no listing
     assert (f2.size, f2.mode & 0o777, f2.uid) == (3, 0o600, ME.uid)
     assert f2.mtime == (data / "f2").stat().st_mtime_ns
     assert vfs.discovery.listings == 0 and list(vfs.ns.resolve("/data").children) == ["f2"]
     assert await read_all(vfs, "/data/f2") == b"xxx"
 
-    names = [n for n, _ in await vfs.list("/data")]
+    names = [n for n, _ in await vfs.list("/data", caller=ME)]
     assert names == ["f0", "f1", "f2"] and vfs.discovery.listings == 1
-    assert [n for n, _ in await vfs.list("/")] == ["data"]
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["data"]
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/data/missing")
+        await vfs.stat("/data/missing", caller=ME)
     vfs.ns.check()
 
 
@@ -76,7 +76,7 @@ async def test_a_big_directory_is_journaled_page_by_page(vfs: Vfs, tmp_path: Pat
     big.mkdir()
     for i in range(2500):
         (big / f"part-{i:05d}").touch()
-    assert len(await vfs.list("/big")) == 2500
+    assert len(await vfs.list("/big", caller=ME)) == 2500
     pages = [op for op in ufs_syncs(tmp_path) if op.add and op.dir_ino == vfs.ns.resolve("/big").ino]
     assert [len(op.add) for op in pages] == [1000, 1000, 500]
 
@@ -88,37 +88,37 @@ async def test_sync_interval_zero_sees_every_out_of_band_change(vfs: Vfs, tmp_pa
     assert await read_all(vfs, "/m/a") == b"old"
 
     (tmp_path / "outside" / "a").write_bytes(b"new and longer")
-    assert (await vfs.stat("/m/a")).size == 14
+    assert (await vfs.stat("/m/a", caller=ME)).size == 14
     assert await read_all(vfs, "/m/a") == b"new and longer"
     (tmp_path / "outside" / "b").write_bytes(b"b")
     (tmp_path / "outside" / "a").unlink()
-    assert [n for n, _ in await vfs.list("/m")] == ["b"]
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["b"]
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/m/a")
+        await vfs.stat("/m/a", caller=ME)
     vfs.ns.check()
 
 
 async def test_sync_interval_never_waits_for_an_explicit_sync(vfs: Vfs, tmp_path: Path) -> None:
     (tmp_path / "ufs" / "f").write_bytes(b"one")
-    assert [n for n, _ in await vfs.list("/")] == ["f"]
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f"]
     assert await read_all(vfs, "/f") == b"one"
     (tmp_path / "ufs" / "f").write_bytes(b"three")
     (tmp_path / "ufs" / "g").write_bytes(b"g")
-    assert (await vfs.stat("/f")).size == 3  # the root mount never re-checks by itself
-    assert [n for n, _ in await vfs.list("/")] == ["f"]
-    await vfs.sync("/", recursive=True)
-    assert (await vfs.stat("/f")).size == 5 and await read_all(vfs, "/f") == b"three"
-    assert [n for n, _ in await vfs.list("/")] == ["f", "g"]
+    assert (await vfs.stat("/f", caller=ME)).size == 3  # the root mount never re-checks by itself
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f"]
+    await vfs.sync("/", recursive=True, caller=ME)
+    assert (await vfs.stat("/f", caller=ME)).size == 5 and await read_all(vfs, "/f") == b"three"
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f", "g"]
 
 
 async def test_sync_interval_seconds(vfs: Vfs, tmp_path: Path) -> None:
     (tmp_path / "o").mkdir()
     await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options={"sync_interval": "0.3"})
-    assert await vfs.list("/m") == []
+    assert await vfs.list("/m", caller=ME) == []
     (tmp_path / "o" / "late").write_bytes(b"1")
-    assert await vfs.list("/m") == []  # within the interval
+    assert await vfs.list("/m", caller=ME) == []  # within the interval
     await asyncio.sleep(0.4)
-    assert [n for n, _ in await vfs.list("/m")] == ["late"]
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["late"]
 
 
 async def test_writes_reach_the_mounted_store_and_rules_hold(vfs: Vfs, tmp_path: Path) -> None:
@@ -134,26 +134,26 @@ async def test_writes_reach_the_mounted_store_and_rules_hold(vfs: Vfs, tmp_path:
 
     for attempt in (
         vfs.write_file("/ro/new", chunks(b"x"), caller=ME),
-        vfs.remove("/ro/keep"),
+        vfs.remove("/ro/keep", caller=ME),
         vfs.mkdir("/ro/d", caller=ME),
-        vfs.setattr("/ro/keep", mode=0o600),
+        vfs.setattr("/ro/keep", mode=0o600, caller=ME),
     ):
         with pytest.raises(errors.ReadOnly):
             await attempt
     assert await read_all(vfs, "/ro/keep") == b"k"
     with pytest.raises(errors.CrossDevice):
-        await vfs.rename("/rw/d/f", "/f-in-root-mount")
+        await vfs.rename("/rw/d/f", "/f-in-root-mount", caller=ME)
     with pytest.raises(errors.Exists, match="already mounted"):
         await vfs.mount("/rw", (tmp_path / "ro").as_uri(), caller=ME)
     with pytest.raises(errors.Invalid, match="root"):
-        await vfs.unmount("/")
+        await vfs.unmount("/", caller=ME)
     await vfs.write_file("/plain", chunks(b"file"), caller=ME)
     with pytest.raises(errors.NotDir, match="existing file"):
         await vfs.mount("/plain", (tmp_path / "ro").as_uri(), caller=ME)
 
-    await vfs.unmount("/rw")
+    await vfs.unmount("/rw", caller=ME)
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/rw/d/f")
+        await vfs.stat("/rw/d/f", caller=ME)
     assert (tmp_path / "s3ish" / "d" / "f").read_bytes() == b"through"  # the store is untouched
     vfs.ns.check()
 

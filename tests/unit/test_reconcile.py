@@ -35,14 +35,14 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def read_all(vfs: Vfs, path: str) -> bytes:
-    return b"".join([c async for c in vfs.read(path)])
+    return b"".join([c async for c in vfs.read(path, caller=ME)])
 
 
 async def open_vfs(tmp_path: Path) -> Vfs:
     journal = tmp_path / "journal"
     if not journal.exists():
         journal.mkdir()
-        initial_checkpoint(journal, root_uid=0, root_gid=0)
+        initial_checkpoint(journal, root_uid=ME.uid, root_gid=ME.gid)
     (tmp_path / "ufs").mkdir(exist_ok=True)
     store = await MetaStore.open(journal, fsync=False)
     return Vfs(store, MountTable(store.ns, (tmp_path / "ufs").as_uri()), tmp_path / "staging")
@@ -95,7 +95,7 @@ async def test_replaced_content_rolls_forward_to_the_whole_new_object(vfs: list[
     assert v.ns.get(node.ino).size == 3  # the namespace never heard of it
     v = vfs[0] = await restart(v, tmp_path)
     assert await read_all(v, "/f") == b"brand new content"
-    assert (await v.stat("/f")).ino == node.ino
+    assert (await v.stat("/f", caller=ME)).ino == node.ino
     await clean(v)
 
 
@@ -108,13 +108,13 @@ async def test_an_unacknowledged_append_is_cut_back(vfs: list[Vfs], tmp_path: Pa
         raise Crash("append body")
 
     with pytest.raises(Crash):
-        await v.append("/log", dies_midway())
+        await v.append("/log", dies_midway(), caller=ME)
     assert (tmp_path / "ufs/log").read_bytes() == b"line1\nline2 is half"  # half an append in the UFS
     v = vfs[0] = await restart(v, tmp_path)
     assert await read_all(v, "/log") == b"line1\n"
     assert (tmp_path / "ufs/log").read_bytes() == b"line1\n"
     await clean(v)
-    await v.append("/log", chunks(b"line2\n"))  # and appends go on from there
+    await v.append("/log", chunks(b"line2\n"), caller=ME)  # and appends go on from there
     assert await read_all(v, "/log") == b"line1\nline2\n"
 
 
@@ -124,11 +124,11 @@ async def test_a_removed_file_leaves_the_namespace(vfs: list[Vfs], tmp_path: Pat
     await v.write_file("/d/f", chunks(b"x"), caller=ME)
     crash_after(v, "delete")
     with pytest.raises(Crash):
-        await v.remove("/d/f")
+        await v.remove("/d/f", caller=ME)
     assert "f" in v.ns.resolve("/d").children  # type: ignore[attr-defined]
     v = vfs[0] = await restart(v, tmp_path)
     with pytest.raises(errors.NotFound):
-        await v.stat("/d/f")
+        await v.stat("/d/f", caller=ME)
     await clean(v)
 
 
@@ -145,9 +145,9 @@ async def test_a_recursive_delete_cut_short_is_relisted(vfs: list[Vfs], tmp_path
 
     ufs.delete = partly  # type: ignore[method-assign]
     with pytest.raises(Crash):
-        await v.remove("/t", recursive=True)
+        await v.remove("/t", recursive=True, caller=ME)
     v = vfs[0] = await restart(v, tmp_path)
-    assert sorted(n for n, _ in await v.list("/t/a")) == ["y"]
+    assert sorted(n for n, _ in await v.list("/t/a", caller=ME)) == ["y"]
     await clean(v)
 
 
@@ -156,12 +156,12 @@ async def test_a_rename_keeps_the_inode(vfs: list[Vfs], tmp_path: Path) -> None:
     node = await v.write_file("/src", chunks(b"moving"), caller=ME)
     crash_after(v, "rename")
     with pytest.raises(Crash):
-        await v.rename("/src", "/dst")
+        await v.rename("/src", "/dst", caller=ME)
     v = vfs[0] = await restart(v, tmp_path)
-    moved = await v.stat("/dst")
+    moved = await v.stat("/dst", caller=ME)
     assert moved.ino == node.ino and await read_all(v, "/dst") == b"moving"
     with pytest.raises(errors.NotFound):
-        await v.stat("/src")
+        await v.stat("/src", caller=ME)
     await clean(v)
 
 
@@ -171,9 +171,9 @@ async def test_a_renamed_directory_keeps_its_inode_and_children(vfs: list[Vfs], 
     await v.write_file("/dir/f", chunks(b"inside"), caller=ME)
     crash_after(v, "rename")
     with pytest.raises(Crash):
-        await v.rename("/dir", "/moved")
+        await v.rename("/dir", "/moved", caller=ME)
     v = vfs[0] = await restart(v, tmp_path)
-    assert (await v.stat("/moved")).ino == d.ino
+    assert (await v.stat("/moved", caller=ME)).ino == d.ino
     assert await read_all(v, "/moved/f") == b"inside"
     await clean(v)
 
@@ -191,7 +191,7 @@ async def test_a_crash_before_the_ufs_call_changes_nothing(vfs: list[Vfs], tmp_p
         await v.write_file("/f", chunks(b"never"), caller=ME)
     v = vfs[0] = await restart(v, tmp_path)
     assert v.reconciler.reconciled == 1
-    assert await read_all(v, "/f") == b"same" and (await v.stat("/f")).ino == node.ino
+    assert await read_all(v, "/f") == b"same" and (await v.stat("/f", caller=ME)).ino == node.ino
     await clean(v)
 
 
@@ -200,7 +200,7 @@ async def test_a_truncate_and_a_created_file_after_a_crash(vfs: list[Vfs], tmp_p
     await v.write_file("/t", chunks(b"0123456789"), caller=ME)
     crash_after(v, "truncate")
     with pytest.raises(Crash):
-        await v.truncate("/t", 4)
+        await v.truncate("/t", 4, caller=ME)
     crash_after(v, "write")
     with pytest.raises(Crash):
         await v.write_file("/new", chunks(b"created"), caller=ME)  # no intent: the UFS alone has it
@@ -222,8 +222,8 @@ async def test_a_failed_ufs_call_is_reconciled_at_once(vfs: list[Vfs], tmp_path:
 
     ufs.rename = answer_lost  # type: ignore[method-assign]
     with pytest.raises(errors.Invalid):
-        await v.rename("/a", "/b")
-    assert (await v.stat("/b")).ino == node.ino  # no restart needed
+        await v.rename("/a", "/b", caller=ME)
+    assert (await v.stat("/b", caller=ME)).ino == node.ino  # no restart needed
     assert not v.ns.intents
     await clean(v)
 
@@ -263,7 +263,7 @@ def test_open_intents_survive_a_checkpoint_image() -> None:
     ns.apply(plan_intent(ns, "append", [1, 7]))
     ns.apply(IntentDone(first.id))
     image = list(ns.to_image())
-    assert image[0]["version"] == 3
+    assert image[0]["version"] == 4
     back = Namespace.from_image(image)
     back.check()
     assert back.intents == {2: ("append", [1, 7])} and back.next_intent == 3
@@ -296,7 +296,7 @@ async def test_retries_while_the_ufs_is_down_keep_one_intent(vfs: list[Vfs], tmp
 async def test_a_failed_seal_that_changed_nothing_closes_its_intent(vfs: list[Vfs], tmp_path: Path) -> None:
     v = vfs[0]
     node = await v.write_file("/f", chunks(b"base"), caller=ME)
-    await v.write_at(node.ino, 4, b"+staged", stable=False)
+    await v.write_at(node.ino, 4, b"+staged", stable=False, caller=ME)
     ufs = v.mounts.ufs(0)
     real_write = ufs.write
 
@@ -305,10 +305,10 @@ async def test_a_failed_seal_that_changed_nothing_closes_its_intent(vfs: list[Vf
 
     ufs.write = full  # type: ignore[method-assign]
     with pytest.raises(errors.NoSpace):
-        await v.commit(node.ino)
+        await v.commit(node.ino, caller=ME)
     assert not v.ns.intents  # the UFS still holds what the journal says
     assert v.stager.get(node.ino) is not None  # and the staged bytes wait for the next try
     ufs.write = real_write  # type: ignore[method-assign]
-    await v.commit(node.ino)
+    await v.commit(node.ino, caller=ME)
     assert await read_all(v, "/f") == b"base+staged"
     await clean(v)
