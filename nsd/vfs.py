@@ -34,7 +34,7 @@ from nsd import errors
 from nsd.discovery import Discovery
 from nsd.journal.ops import Op, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
-from nsd.mounttable import MountTable, MountView, sync_interval
+from nsd.mounttable import MountTable, MountView, mount_settings
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
@@ -119,6 +119,7 @@ class Vfs:
 
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
+        await self.discovery.close()
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -491,14 +492,16 @@ class Vfs:
     ) -> list[tuple[str, Inode]]:
         """Entries of a directory in name order; a file lists as itself under the name "".
 
-        A listing that starts (no `start_after`) syncs the directory with the UFS first.
+        A listing that starts (no `start_after`) syncs the directory with the UFS; while that
+        runs, a page is answered as soon as its names are final (see Discovery.window).
         """
         node = await self.resolve(path)
         if not isinstance(node, DirInode):
             return [("", node)]
-        if not start_after:
-            await self.discovery.ensure_listed(node)
-        return self.ns.list_names(node.ino, start_after, limit)
+        await self.discovery.window(node, start_after, limit)
+        entries = self.ns.list_names(node.ino, start_after, limit)
+        bound = self.discovery.pending_above(node)
+        return entries if bound is None else [e for e in entries if e[0] <= bound]
 
     async def readlink(self, path: str) -> str:
         node = await self.resolve(path, follow=False)
@@ -621,7 +624,7 @@ class Vfs:
     ) -> MountView:
         """Mount `uri` at `path` once the store answers; journaled, so it survives restarts."""
         options = dict(options or {})
-        sync_interval(options)
+        mount_settings(uri, options)
         parent, name = await self._resolve_parent(path)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)

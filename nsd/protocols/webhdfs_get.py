@@ -93,10 +93,14 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
     """LIST_BATCH entries after `startAfter` (a name) and how many remain after them."""
     node = await ctx.vfs.stat(ctx.path)
     start_after = ctx.params.get("startafter") or None
-    entries = await ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH)
+    # One more than a batch: a directory still being listed from its UFS may hold fewer entries
+    # than it will, and clients stop at remainingEntries 0, so "more" must come from the listing.
+    entries = await ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH + 1)
+    more = len(entries) > LIST_BATCH
+    entries = entries[:LIST_BATCH]
     remaining = 0
-    if isinstance(node, DirInode) and entries:
-        remaining = len(node.children) - node.children.bisect_right(entries[-1][0])
+    if isinstance(node, DirInode) and more:
+        remaining = max(1, len(node.children) - node.children.bisect_right(entries[-1][0]))
     body = {
         "DirectoryListing": {
             "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)},

@@ -151,6 +151,7 @@ def _check_path(path: str) -> None:
 
 class MemoryUfs(Ufs):
     kind = "memory"
+    sorted_listing = True
 
     def __init__(self, uri: str) -> None:
         parsed = urlparse(uri)
@@ -242,6 +243,19 @@ class MemoryUfs(Ufs):
             s.dirs.discard(p)
         s.dirs.add("")
         s.answer(call)
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        await self.store.enter()
+        cutoff = time.time_ns() - int(older_than * 1e9)
+        base = self.prefix + "/" if self.prefix else ""
+        stale = [
+            p
+            for p, f in self.store.files.items()
+            if p.startswith(base) and p.rsplit("/", 1)[-1].startswith(TMP_PREFIX) and f.mtime_ns < cutoff
+        ]
+        for p in stale:
+            del self.store.files[p]
+        return len(stale)
 
     async def rename(self, src: str, dst: str) -> None:
         await self.store.enter()

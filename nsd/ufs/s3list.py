@@ -13,6 +13,7 @@ from a listing equals one taken from a stat.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nsd import errors
@@ -23,6 +24,12 @@ PAGE = 1000
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404"}
+
+
+def late_candidates(key: str) -> list[str]:
+    """Directory names that sort before `key` by name but after it by key ("a" for "a-1":
+    key "a/" > "a-1"): the prefixes of `key` followed by a character below "/"."""
+    return [key[:i] for i in range(1, len(key)) if key[i] < "/" and "/" not in key[:i]]
 
 
 class S3Lister:
@@ -67,10 +74,21 @@ class S3Lister:
         )
 
     def pages(self, bucket: str, prefix: str, path: str) -> Iterator[list[UfsStatus]]:
-        """Entries of directory `prefix` ("" or ending in "/"), a page at a time. Blocking."""
+        """Entries of directory `prefix` ("" or ending in "/"), a page at a time, in name order
+        across pages. Blocking.
+
+        S3 sorts keys, and a directory's key is its name plus "/", so directory "a" comes after
+        file "a-1" although "a" < "a-1" by name. Only directories whose name prefixes the page's
+        last key (followed by a character below "/") can come late, so for those few names one
+        probe (a one-key listing of "name/") asks whether they exist; one that does is listed
+        early and skipped when its place in key order comes. Probes are remembered while the
+        keys still start with the name: about one extra request per page at most.
+        """
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": self.page}
         )
+        early: set[str] = set()  # directories already listed ahead of their key
+        probed: dict[str, bool] = {}
         it = iter(pages)
         while True:
             try:
@@ -80,17 +98,61 @@ class S3Lister:
             except Exception as e:
                 raise self.classify(e, path) from None
             self.pages_fetched += 1
-            out = []
+            out, last = [], ""
             for cp in page.get("CommonPrefixes", ()):
                 name = cp["Prefix"][len(prefix) :].rstrip("/")
-                if name and "/" not in name and not name.startswith(TMP_PREFIX):
+                last = max(last, name + "/")
+                if name in early:
+                    early.discard(name)
+                elif name and "/" not in name and not name.startswith(TMP_PREFIX):
                     out.append(UfsStatus(name, True, 0, 0))
             for obj in page.get("Contents", ()):
                 name = obj["Key"][len(prefix) :]
+                last = max(last, name)
                 if name and "/" not in name and not name.startswith(TMP_PREFIX):
                     mtime = int(obj["LastModified"].timestamp()) * 1_000_000_000
                     out.append(UfsStatus(name, False, int(obj["Size"]), mtime))
+            if page.get("IsTruncated"):
+                probed = {d: found for d, found in probed.items() if last.startswith(d)}
+                for d in late_candidates(last):
+                    if d not in probed:
+                        probed[d] = self._is_dir(bucket, prefix + d + "/", path)
+                        if probed[d] and d not in early and not d.startswith(TMP_PREFIX):
+                            early.add(d)
+                            out.append(UfsStatus(d, True, 0, 0))
+            out.sort(key=lambda e: e.name)
             yield out
+
+    def _is_dir(self, bucket: str, key_prefix: str, path: str) -> bool:
+        try:
+            return bool(self.client.list_objects_v2(Bucket=bucket, Prefix=key_prefix, MaxKeys=1).get("KeyCount"))
+        except Exception as e:
+            raise self.classify(e, path) from None
+
+    def sweep_tmp(self, bucket: str, prefix: str, older_than: float, writing: set[str]) -> int:
+        """Delete TMP_PREFIX objects below `prefix` older than `older_than` seconds, except the
+        keys in `writing` ("bucket/key"): one listing without delimiter, deletes in batches of
+        up to 1000 keys. Blocking."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        swept = 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page}
+            )
+            for page in pages:
+                stale = [
+                    {"Key": obj["Key"]}
+                    for obj in page.get("Contents", ())
+                    if obj["Key"].rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+                    and obj["LastModified"] < cutoff
+                    and f"{bucket}/{obj['Key']}" not in writing
+                ]
+                if stale:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True})
+                    swept += len(stale)
+        except Exception as e:
+            raise self.classify(e, prefix) from None
+        return swept
 
     def read(self, bucket: str, key: str, offset: int, length: int, path: str) -> bytes:
         """Up to `length` bytes from `offset` with one ranged GET. Blocking."""

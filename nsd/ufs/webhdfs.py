@@ -62,6 +62,7 @@ def _by_status(status: int) -> type[errors.NsdError]:
 
 class WebHdfsUfs(Ufs):
     kind = "webhdfs"
+    sorted_listing = True  # LISTSTATUS_BATCH pages by startAfter: name order by definition
 
     def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
         p = urlparse(uri)
