@@ -74,8 +74,11 @@ class Listing:
 
 
 class Discovery:
-    def __init__(self, store: MetaStore, mounts: MountTable, is_staged: Callable[[int], bool]) -> None:
+    def __init__(
+        self, store: MetaStore, mounts: MountTable, is_staged: Callable[[int], bool], *, page: int = PAGE
+    ) -> None:
         self.store = store
+        self.page = page  # UFS entries per UfsSync record
         self.mounts = mounts
         self.is_staged = is_staged
         self._listed: dict[int, float] = {}  # directory ino -> when its last full listing finished
@@ -261,7 +264,7 @@ class Discovery:
                 log.warning("skipping under-storage entry %r in %s: %s", status.name, ufs.uri, e.message)
                 continue
             page.append((status.name, status))
-            if len(page) >= PAGE:
+            if len(page) >= self.page:
                 yield page
                 page = []
         if page:
@@ -310,8 +313,8 @@ class Discovery:
             await self._remove_all(d, gone)
 
     async def _remove_all(self, d: DirInode, gone: list[str]) -> None:
-        for i in range(0, len(gone), PAGE):
-            await self._remove(d, gone[i : i + PAGE])
+        for i in range(0, len(gone), self.page):
+            await self._remove(d, gone[i : i + self.page])
 
     async def _remove(self, d: DirInode, names: list[str]) -> None:
         await self.store.mutate(lambda ns: _plan_removals(ns, d, names, self.store.now_ns()))

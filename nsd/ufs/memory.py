@@ -13,14 +13,21 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 - `lose_answers`: calls (by number) whose change is made but whose answer is lost (they fail
   with UfsUnavailable afterwards), as when a connection drops after the store acted;
 - `capacity`: bytes the store holds; a write past it fails with NoSpace and changes nothing.
+
+A store in another process (a daemon under test) takes its faults from the mount option
+`faults_file`: a JSON object with any of latency, fail_every, down, hang, re-read whenever
+the file changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from nsd import errors
@@ -56,6 +63,8 @@ class MemoryStore:
     dirs: set[str] = field(default_factory=lambda: {""})
     faults: Faults = field(default_factory=Faults)
     calls: int = 0
+    faults_file: str | None = None
+    _faults_seen: tuple[int, int, int] = (0, 0, 0)
     _versions: int = 0
     _up: asyncio.Event | None = None
 
@@ -114,9 +123,31 @@ class MemoryStore:
         if call in self.faults.lose_answers:
             raise errors.UfsUnavailable(f"under-storage: injected lost answer (call {call})")
 
+    def _load_faults(self) -> None:
+        """Apply `faults_file` if it changed since it was last read (a missing file: no faults)."""
+        assert self.faults_file is not None
+        try:
+            st = os.stat(self.faults_file)
+            seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            seen = (0, 0, 0)
+        if seen == self._faults_seen:
+            return
+        self._faults_seen = seen
+        given = json.loads(Path(self.faults_file).read_text()) if seen[2] else {}
+        self.faults.latency = float(given.get("latency", 0.0))
+        self.faults.fail_every = int(given.get("fail_every", 0))
+        self.faults.down = bool(given.get("down", False))
+        self.faults.hang = bool(given.get("hang", False))
+
     async def enter(self) -> None:
         """Every call passes here: count it, then apply the faults."""
         self.calls += 1
+        if self.faults_file is not None:
+            self._load_faults()
+            while self.faults.hang:  # released by the file, which another process writes
+                await asyncio.sleep(0.05)
+                self._load_faults()
         f = self.faults
         if f.hang:
             if self._up is None:
@@ -153,12 +184,14 @@ class MemoryUfs(Ufs):
     kind = "memory"
     sorted_listing = True
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, faults_file: str | None = None) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "memory" or not parsed.netloc:
             raise errors.Invalid(f"not a memory store URI (memory://NAME/optional/prefix): {uri!r}")
         self.uri = uri
         self.store = store(parsed.netloc)
+        if faults_file:
+            self.store.faults_file = faults_file
         self.prefix = parsed.path.strip("/")
         if self.prefix:
             self.store._make_parents(self.prefix + "/x")
