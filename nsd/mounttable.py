@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nsd import errors
@@ -44,9 +44,11 @@ class MountView:
     state: str = UNUSED
     since: float | None = None  # wall-clock seconds of the last state change
     last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the rest of the adapter's describe()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "id": self.mount_id,
             "path": self.path,
             "uri": self.uri,
@@ -68,6 +70,9 @@ class MountSettings:
     down_probe_s: float  # while the store is down, calls fail at once; one probe this often
     tmp_max_age_s: float  # leftover temporary objects older than this are deleted
     tmp_sweep_s: float  # how often the sweep runs (first at mount open); -1 never
+
+
+_SHOWN = {"uri", "options", "kind", "state", "since", "last_error"}  # MountView fields from describe()
 
 
 def mount_settings(uri: str, options: dict[str, str]) -> MountSettings:
@@ -194,6 +199,7 @@ class MountTable:
             state=described.get("state", UNUSED),
             since=described.get("since"),
             last_error=described.get("last_error"),
+            extra={k: v for k, v in described.items() if k not in _SHOWN},
         )
 
     async def forget(self, mount_id: int) -> None:

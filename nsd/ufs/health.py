@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from nsd import errors
 from nsd.ufs.base import Ufs, UfsStatus
-from nsd.ufs.options import scrub, secret_values
+from nsd.ufs.options import mask_uri, scrub, secret_values
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ class HealthUfs(Ufs):
             return True
         self.fast_failures += 1
         raise errors.UfsUnavailable(
-            f"under-storage {self.inner!r} is unreachable ({self.last_error}); "
+            f"under-storage {mask_uri(self.uri)} is unreachable ({self.last_error}); "
             f"failing fast, next try in {max(wait, 0.0):.1f}s"
         )
 
