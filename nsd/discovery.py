@@ -278,7 +278,7 @@ class Discovery:
         async for page in self._entries(ufs, rel):
             if d.ino not in self.ns.inodes:
                 return
-            last = max(page[-1][0], prev or "")
+            last = max(prev or "", *(name for name, _ in page))  # robust to a store's slip in order
             await self._apply_page(d, page, self._gone(d, page, prev, last, watermark))
             prev = last
             listing.advance(last)

@@ -19,7 +19,8 @@ Object stores have no directories, so:
   falls back to pyarrow). pyarrow has no paging API: on GCS and Azure list holds one directory's
   FileInfo list and turns it into entries page by page while releasing it (never held twice),
   and the first entry arrives only once the whole directory has been listed.
-- etag: pyarrow gives size and mtime only, so the fingerprint is (size, mtime); etag is None.
+- etag: pyarrow gives size and mtime only, so on GCS and Azure the fingerprint is (size, mtime);
+  S3 stats and lists through boto3 (s3list.py), which adds the ETag.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ class ArrowUfs(Ufs):
         return self._status(path.rstrip("/").rsplit("/", 1)[-1], info)
 
     async def stat(self, path: str) -> UfsStatus:
+        if self.lister is not None:
+            bucket, _, key = self._full(path).partition("/")
+            return await self._run(path, self.lister.stat, bucket, key, path)
         return await self._run(path, self._stat_sync, path)
 
     def _select(self, full: str, path: str, recursive: bool = False) -> list[Any]:

@@ -1,13 +1,14 @@
 """S3 calls pyarrow makes poorly, through boto3: paged listings (ListObjectsV2 with a "/"
-delimiter) and ranged reads in one request (pyarrow's open_input_file sends a HEAD first).
+delimiter), stats that carry the ETag, and ranged reads in one request (pyarrow's
+open_input_file sends a HEAD first).
 
 pyarrow lists a whole prefix before returning anything: for 100k objects that is one call of
 tens of seconds and every FileInfo in memory at once. This lists one page (up to 1000 keys)
 per call, so the first entry arrives after one round trip and memory holds one page.
 
-Entries match what pyarrow's stat reports for the same objects: size, mtime in whole
-seconds (a HEAD's Last-Modified has no finer grain) and no etag, so a fingerprint taken
-from a listing equals one taken from a stat.
+Entries and stats agree: size, mtime in whole seconds (a HEAD's Last-Modified has no finer
+grain) and the ETag, so a fingerprint taken from a listing equals one taken from a stat, and
+an object overwritten within the same second with the same size still gets a new fingerprint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ PAGE = 1000
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404"}
+
+
+def _file(name: str, size: int, modified: Any, etag: str | None) -> UfsStatus:
+    mtime = int(modified.timestamp()) * 1_000_000_000
+    return UfsStatus(name, False, int(size), mtime, etag.strip('"') if etag else None)
 
 
 def late_candidates(key: str) -> list[str]:
@@ -110,8 +116,7 @@ class S3Lister:
                 name = obj["Key"][len(prefix) :]
                 last = max(last, name)
                 if name and "/" not in name and not name.startswith(TMP_PREFIX):
-                    mtime = int(obj["LastModified"].timestamp()) * 1_000_000_000
-                    out.append(UfsStatus(name, False, int(obj["Size"]), mtime))
+                    out.append(_file(name, obj["Size"], obj["LastModified"], obj.get("ETag")))
             if page.get("IsTruncated"):
                 probed = {d: found for d, found in probed.items() if last.startswith(d)}
                 for d in late_candidates(last):
@@ -122,6 +127,31 @@ class S3Lister:
                             out.append(UfsStatus(d, True, 0, 0))
             out.sort(key=lambda e: e.name)
             yield out
+
+    def stat(self, bucket: str, key: str, path: str) -> UfsStatus:
+        """A HEAD for a file; else a one-key listing of "key/" for a directory (a mount's root
+        is a directory while its bucket exists). Blocking."""
+        from botocore.exceptions import ClientError
+
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            if key:
+                try:
+                    head = self.client.head_object(Bucket=bucket, Key=key)
+                    return _file(name, head["ContentLength"], head["LastModified"], head.get("ETag"))
+                except ClientError as e:
+                    if int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0) != 404:
+                        raise
+                if self._is_dir(bucket, key + "/", path):
+                    return UfsStatus(name, True, 0, 0)
+            if not path.strip("/"):
+                self.client.head_bucket(Bucket=bucket)
+                return UfsStatus(name, True, 0, 0)
+        except errors.NsdError:
+            raise
+        except Exception as e:
+            raise self.classify(e, path) from None
+        raise errors.NotFound(f"under-storage s3: no such object: {path or '/'}", path=path)
 
     def _is_dir(self, bucket: str, key_prefix: str, path: str) -> bool:
         try:

@@ -3,11 +3,17 @@ S3 client."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import boto3
 from conftest import S3_KEYS, make_bucket, s3_options
 
 from nsd.ufs import open_ufs
 from nsd.ufs.arrow import ArrowUfs
+
+
+async def body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def client(endpoint: str):  # type: ignore[no-untyped-def]
@@ -93,3 +99,21 @@ async def test_sweep_deletes_old_temporary_objects_only(moto_endpoint: str) -> N
     assert await ufs.sweep_tmp(3600) == 2
     left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert left == ["other/.nsd-tmp.9.x", "p/.nsd-tmp.0003.fresh", "p/keep"]  # outside the mount: untouched
+
+
+async def test_fingerprint_carries_the_etag(moto_endpoint: str) -> None:
+    """An overwrite of the same size within the same second changes only the ETag; the
+    fingerprint must still change (cached blocks of the old bytes must not be served)."""
+    bucket = make_bucket(moto_endpoint)
+    s3 = client(moto_endpoint)
+    ufs = open_ufs(f"s3://{bucket}/p", s3_options(moto_endpoint))
+    s3.put_object(Bucket=bucket, Key="p/f", Body=b"aaaa")
+    before = await ufs.stat("f")
+    s3.put_object(Bucket=bucket, Key="p/f", Body=b"bbbb")
+    after = await ufs.stat("f")
+    assert before.etag and after.etag and before.fingerprint() != after.fingerprint()
+    assert [s.fingerprint() async for s in ufs.list("")] == [after.fingerprint()]
+    s3.put_object(Bucket=bucket, Key="p/d/", Body=b"")
+    assert (await ufs.stat("d")).is_dir and (await ufs.stat("")).is_dir
+    written = await ufs.write("w", body(b"through nsd"))
+    assert written.fingerprint() == (await ufs.stat("w")).fingerprint()
