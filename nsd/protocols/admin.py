@@ -7,6 +7,7 @@ Errors come back as {"error": {"type", "errno", "message", "path"}} with a statu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import os
 import stat as st
@@ -23,6 +24,7 @@ from nsd.doctor import diagnose
 from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
+from nsd.protocols.readahead import read_ahead
 from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report
 from nsd.vfs import Caller, Vfs
@@ -184,16 +186,16 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     if node.is_dir:
         raise errors.IsDir(f"is a directory: {path}", path=path)
     end = node.size if length is None else min(node.size, offset + length)
-    stream = vfs.read(path, offset, length)
-    first = await anext(stream, b"")  # errors surface before the 200 goes out
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    response.content_length = max(0, end - offset)
-    await response.prepare(request)
-    if first:
-        await response.write(first)
-    async for chunk in stream:
-        await response.write(chunk)
-    await response.write_eof()
+    async with contextlib.aclosing(read_ahead(vfs, node.ino, offset, max(offset, end), path)) as stream:
+        first = await anext(stream, b"")  # errors surface before the 200 goes out
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = max(0, end - offset)
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for chunk in stream:
+            await response.write(chunk)
+        await response.write_eof()
     return response
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
-from nsd import errors
 from nsd.namespace import DirInode, Inode
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
+from nsd.protocols.readahead import read_ahead
 from nsd.protocols.webhdfs_context import IOE, Ctx, Handler, Remote, empty, json_response, not_a_file, read_stream
 from nsd.protocols.webhdfs_params import LONG_MAX
 from nsd.protocols.webhdfs_xattr import normalize_name
@@ -38,7 +37,7 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     if not ctx.data_step:
         return ctx.redirect()
     end = node.size if length is None else min(node.size, offset + length)
-    stream = _read_ahead(ctx, node.ino, offset, end)
+    stream = read_ahead(ctx.vfs, node.ino, offset, end, ctx.path, OPEN_CHUNK)
     async with contextlib.aclosing(stream):
         first = await anext(stream, b"")  # errors surface before the 200 goes out
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -53,30 +52,6 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
         except ConnectionError:
             pass  # columnar readers hang up mid-stream on purpose
     return response
-
-
-async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerator[bytes, None]:
-    """The bytes [start, end) in OPEN_CHUNK pieces, the next piece read while this one is sent,
-    so disk and socket work at once. Memory: two pieces per open stream."""
-
-    def fetch(pos: int) -> asyncio.Future[tuple[bytes, bool]] | None:
-        return asyncio.ensure_future(ctx.vfs.read_at(ino, pos, min(OPEN_CHUNK, end - pos))) if pos < end else None
-
-    pos = start
-    pending = fetch(pos)
-    try:
-        while pending is not None:
-            data, _ = await pending
-            if not data:
-                raise errors.Corrupt(f"file ended early at {pos} of {end}: {ctx.path}", path=ctx.path)
-            pos += len(data)
-            pending = fetch(pos)
-            yield data
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
 
 
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
