@@ -30,6 +30,7 @@ import stat as st
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from nsd import errors
@@ -149,6 +150,8 @@ class Discovery:
         except errors.NotFound:
             status = None
         except errors.UfsUnavailable as e:
+            if force:
+                raise
             # The store is down: what is known still answers; reading the data will fail clearly.
             log.debug("keeping what is known of %s: %s", rel, e.message)
             return
@@ -183,7 +186,7 @@ class Discovery:
         running = self._listings.get(d.ino)
         if running is not None:
             await self._wait(running, d, None, None)
-        await self._wait(self._start(d), d, None, None)
+        await self._wait(self._start(d), d, None, None, stale_ok=False)
 
     async def window(self, d: DirInode, start_after: str | None, limit: int | None) -> None:
         """Return once the `limit` names after `start_after` (all, for None) are in line with the
@@ -223,17 +226,19 @@ class Discovery:
                 del self._listings[listing.dir.ino]
             listing.finish(error)
 
-    async def _wait(self, listing: Listing, d: DirInode, start_after: str | None, limit: int | None) -> None:
+    async def _wait(
+        self, listing: Listing, d: DirInode, start_after: str | None, limit: int | None, *, stale_ok: bool = True
+    ) -> None:
+        """Wait for the listing to cover the window; its error, unless the store is down and
+        `stale_ok` and the directory was listed before (then the last listing answers)."""
         while not listing.done and not _covers(listing, d, start_after, limit):
             await listing.progressed()
         error = listing.error
         if not listing.done or error is None:
             return
-        if isinstance(error, errors.UfsUnavailable) and d.ino in self._listed:
+        if stale_ok and isinstance(error, errors.UfsUnavailable) and d.ino in self._listed:
             log.debug("store down; serving the last listing of %s: %s", self.ns.path_of(d.ino), error)
             return
-        if isinstance(error, errors.NsdError):
-            raise type(error)(error.message, path=error.path)
         raise error
 
     async def _sync(self, listing: Listing) -> None:
@@ -279,7 +284,7 @@ class Discovery:
             if d.ino not in self.ns.inodes:
                 return
             last = max(prev or "", *(name for name, _ in page))  # robust to a store's slip in order
-            await self._apply_page(d, page, self._gone(d, page, prev, last, watermark))
+            await self._apply_page(d, page, partial(self._gone, d, page, prev, last, watermark))
             prev = last
             listing.advance(last)
         if d.ino in self.ns.inodes:
@@ -303,7 +308,7 @@ class Discovery:
             if d.ino not in self.ns.inodes:
                 return
             seen.update(name for name, _ in page)
-            await self._apply_page(d, page, [])
+            await self._apply_page(d, page, list)
         if d.ino in self.ns.inodes:
             gone = [
                 name
@@ -324,7 +329,9 @@ class Discovery:
             return False
         return child.is_dir or child.fingerprint is not None
 
-    async def _apply_page(self, d: DirInode, page: list[tuple[str, UfsStatus]], gone: list[str]) -> None:
+    async def _apply_page(self, d: DirInode, page: list[tuple[str, UfsStatus]], gone: Callable[[], list[str]]) -> None:
+        """One UfsSync record: the page's new and changed entries, and the names `gone()`
+        finds missing (asked when the record is planned, so it sees the namespace as it is)."""
         retyped = [
             name
             for name, status in page
@@ -345,7 +352,7 @@ class Discovery:
                     changed.append((name, status))
             add = self._entries_to_add(d, fresh)
             update = [[name, s.size, s.mtime_ns, s.fingerprint()] for name, s in changed]
-            remove = [name for name in gone if name in d.children]
+            remove = gone()
             if not (add or update or remove):
                 return []
             return [plan_ufs_sync(ns, d.ino, add, update, remove, self.store.now_ns())]

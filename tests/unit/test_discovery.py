@@ -257,6 +257,9 @@ async def test_a_store_that_is_down_still_answers_what_is_known(vfs: Vfs, mem: s
     with pytest.raises(errors.UfsUnavailable):
         await vfs.list("/m")  # never listed: nothing to fall back on
     assert vfs.mount_table()[1].state == "unreachable"
+    for forced in (vfs.sync("/m/d"), vfs.sync("/m/d/known")):  # asked for explicitly: the error
+        with pytest.raises(errors.UfsUnavailable):
+            await forced
     s.set_down(False)
     s.put("d/later", b"")
     assert [n for n, _ in await vfs.list("/m/d")] == ["known", "later", "other"]
