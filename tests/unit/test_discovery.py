@@ -282,3 +282,22 @@ async def test_temporary_names_are_reserved_and_never_discovered(vfs: Vfs, mem: 
     with pytest.raises(errors.Invalid, match="reserved"):
         await vfs.rename("/m/f", "/m/.nsd-tmp.f")
     assert [n for n, _ in await vfs.list("/m")] == ["f"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"sync_interval": "soon"}, "sync_interval must be seconds"),
+        ({"sync_interval": "-2"}, "sync_interval must be -1, 0 or positive"),
+        ({"down_probe_s": "x"}, "option down_probe_s of .* must be a number"),
+        ({"tmp_max_age_s": "-1"}, "must not be negative"),
+        ({"tmp_sweep_s": "0"}, "tmp_sweep_s must be positive seconds or -1"),
+    ],
+)
+async def test_bad_mount_options_are_refused_at_mount_time(
+    vfs: Vfs, tmp_path: Path, option: dict[str, str], message: str
+) -> None:
+    (tmp_path / "o").mkdir(exist_ok=True)
+    with pytest.raises(errors.Invalid, match=message):
+        await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options=option)
+    assert len(vfs.mount_table()) == 1
