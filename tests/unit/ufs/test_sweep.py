@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from webhdfs_fake import serve_fake
+
 from nsd.ufs import open_ufs
 from nsd.ufs.base import TMP_PREFIX
 from nsd.ufs.memory import drop_store, store
@@ -62,3 +64,24 @@ async def test_memory_sweep() -> None:
         assert sorted(s.files) == [f"p/{TMP_PREFIX}b", f"q/{TMP_PREFIX}c"]
     finally:
         drop_store(name)
+
+
+async def test_webhdfs_sweep_walks_the_tree(tmp_path: Path) -> None:
+    server = await serve_fake(tmp_path / "hdfs")
+    root = tmp_path / "hdfs" / "base"
+    (root / "a" / "b").mkdir(parents=True)
+    old = [root / f"{TMP_PREFIX}1.x", root / "a" / "b" / f"{TMP_PREFIX}2.y"]
+    for p in old:
+        p.write_bytes(b"half")
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    (root / "a" / f"{TMP_PREFIX}3.fresh").write_bytes(b"new")
+    (root / "a" / "keep").write_bytes(b"k")
+    ufs = open_ufs(f"webhdfs://127.0.0.1:{server.port}/base", {"token": "t0ken-secret-123"})
+    try:
+        assert [s.name async for s in ufs.list("a")] == ["b", "keep"]
+        assert await ufs.sweep_tmp(3600) == 2
+        assert not any(p.exists() for p in old)
+        assert sorted(os.listdir(root / "a")) == [f"{TMP_PREFIX}3.fresh", "b", "keep"]
+    finally:
+        await ufs.close()
+        await server.close()
