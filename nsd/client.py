@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,13 @@ class Client:
 
     def post(self, endpoint: str, body: dict[str, Any]) -> Any:
         return self._call("POST", endpoint, json=body).json()
+
+    def post_lines(self, endpoint: str, body: dict[str, Any]) -> Iterator[Any]:
+        """POST, then one JSON value per line of the streamed reply (NDJSON progress)."""
+        response = self._call("POST", endpoint, json=body, stream=True)
+        for line in response.iter_lines():
+            if line:
+                yield json.loads(line)
 
     def status(self) -> dict[str, Any]:
         return self.get("/status")

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from nsd.protocols.rpcserver import RpcServer
 
 HTTP_CLIENTS_KEPT = 256
+# aiohttp request key: the name an HTTP request acted as (never a credential), set by the
+# WebHDFS and admin handlers for metrics, `nsd report clients` and the audit log
+USER_KEY = "nsd.user"
 
 
 @dataclass(slots=True)

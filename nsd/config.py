@@ -46,8 +46,9 @@ SETTINGS: tuple[Setting, ...] = (
         "nfs_exports",
         str,
         "/ 127.0.0.1(rw,no_root_squash)",
-        "NFS exports, ';'-separated, /etc/exports style: PATH CLIENT(OPTIONS) ... "
-        "(options rw|ro, root_squash|no_root_squash|all_squash, anonuid=N, anongid=N).",
+        "NFS exports, ';'-separated, /etc/exports style: PATH CLIENT(OPTIONS) ... where CLIENT is an "
+        "address, a CIDR network or *; options rw|ro (default ro), root_squash (the default)|no_root_squash|"
+        "all_squash, anonuid=N, anongid=N (default 65534). Clients outside every entry are refused.",
     ),
     Setting(
         "nfs",
@@ -64,6 +65,69 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
     ),
+    Setting(
+        "security",
+        "superuser",
+        str,
+        "",
+        "User name (or uid) that bypasses permission checks, besides root and the user running nsd "
+        "(empty: just those two, HDFS's convention).",
+    ),
+    Setting(
+        "security",
+        "supergroup",
+        str,
+        "supergroup",
+        "Members of this group (name or gid) bypass permission checks, as HDFS's "
+        "dfs.permissions.superusergroup; a group nobody knows has no members.",
+    ),
+    Setting(
+        "security",
+        "users",
+        str,
+        "",
+        "User map shared by NFS and WebHDFS, ';'-separated NAME=UID[:GID[:GROUP,...]] (GID defaults to UID); "
+        "names not here come from the machine's passwd, then numbers stand for themselves.",
+    ),
+    Setting(
+        "security",
+        "groups",
+        str,
+        "",
+        "Group map, ';'-separated NAME=GID; names not here come from the machine's group database.",
+    ),
+    Setting(
+        "security",
+        "webhdfs_auth",
+        str,
+        "simple",
+        "WebHDFS authentication: simple (believe user.name, as Hadoop without Kerberos) or token "
+        "(Authorization: Bearer TOKEN, tokens from webhdfs_token_file; 401 without a valid one).",
+    ),
+    Setting(
+        "security",
+        "webhdfs_token_file",
+        str,
+        "",
+        "File of 'USER TOKEN' lines for webhdfs_auth = token (# comments); must be mode 0600 or stricter.",
+    ),
+    Setting(
+        "security",
+        "webhdfs_proxy_users",
+        str,
+        "",
+        "Who may use doas, ';'-separated: NAME hosts=ADDR|CIDR,...|* [users=U,...|*] [groups=G,...|*] "
+        "(as hadoop.proxyuser.NAME.*); superusers may always.",
+    ),
+    Setting(
+        "security",
+        "tls_cert_file",
+        str,
+        "",
+        "PEM certificate (chain) for HTTPS on the HTTP port (WebHDFS as swebhdfs, and the admin API); "
+        "empty: plain HTTP.",
+    ),
+    Setting("security", "tls_key_file", str, "", "PEM private key of tls_cert_file; not readable by others."),
     Setting("storage", "data_dir", str, "./nsd-data", "Data dir: journal, checkpoints, token, lock."),
     Setting(
         "storage",
@@ -83,6 +147,45 @@ SETTINGS: tuple[Setting, ...] = (
         3600.0,
         "Write a checkpoint after this many seconds if anything changed.",
     ),
+    Setting("cache", "block_size", int, 4 << 20, "Bytes per cached block (files are cut on this grid)."),
+    Setting("cache", "cache_memory_bytes", int, 256 << 20, "Capacity of the memory tier (0: no memory tier)."),
+    Setting(
+        "cache",
+        "cache_dirs",
+        str,
+        "",
+        "Disk tiers, fastest first: 'PATH:BYTES;PATH:BYTES' (BYTES may end in K, M, G or T); "
+        "empty: <data_dir>/blocks with cache_disk_bytes.",
+    ),
+    Setting("cache", "cache_disk_bytes", int, 16 << 30, "Capacity of the default disk tier <data_dir>/blocks."),
+    Setting("cache", "cache_high_watermark", float, 0.95, "Eviction starts when a tier is this full (fraction)."),
+    Setting("cache", "cache_low_watermark", float, 0.85, "Eviction stops when a tier is down to this (fraction)."),
+    Setting(
+        "cache", "cache_verify_reads", bool, True, "Re-hash every block read from disk (corrupt ones are refetched)."
+    ),
+    Setting(
+        "cache",
+        "read_type",
+        str,
+        "CACHE",
+        "Default read type of mounts without a read_type option: CACHE, CACHE_PROMOTE or NO_CACHE.",
+    ),
+    Setting(
+        "cache",
+        "write_type",
+        str,
+        "THROUGH",
+        "Default write type of mounts without a write_type option: "
+        "MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH.",
+    ),
+    Setting(
+        "cache",
+        "persist_retry_max",
+        float,
+        60.0,
+        "Longest wait in seconds between tries of a background (ASYNC_THROUGH) persist.",
+    ),
+    Setting("cache", "ttl_check_interval", float, 10.0, "Seconds between looks for expired TTLs."),
     Setting("log", "log_level", str, "info", "debug, info, warning or error."),
     Setting("log", "log_format", str, "text", "text or json."),
     Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),

@@ -12,18 +12,26 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
+import stat as st
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
+from nsd import errors
+from nsd.cache import setup as cache_setup
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
+from nsd.permissions import Permissions
 from nsd.protocols import admin, status, webhdfs
 from nsd.protocols.nfs import start_nfs
+from nsd.protocols.webhdfs_auth import Authenticator, load_tokens, parse_proxy_users
+from nsd.users import UserMap
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -38,20 +46,77 @@ def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
     initial_checkpoint(datadir.journal, root_uid=os.getuid(), root_gid=os.getgid())
 
 
+def permissions(config: Config) -> Permissions:
+    """The user map and the superusers from the config; Invalid for a superuser nobody knows."""
+    users = UserMap(config.users, config.groups)
+    superusers = []
+    if config.superuser:
+        uid = users.uid_of(config.superuser)
+        if uid is None:
+            raise errors.Invalid(f"superuser: unknown user {config.superuser!r} (add it to `users`)")
+        superusers.append(uid)
+    supergroups = []
+    if config.supergroup:
+        gid = users.gid_of(config.supergroup)
+        if gid is None:
+            log.info("supergroup %r is not a known group: it has no members", config.supergroup)
+        else:
+            supergroups.append(gid)
+    return Permissions(users, superusers=superusers, supergroups=supergroups)
+
+
+def authenticator(config: Config, perms: Permissions) -> Authenticator:
+    tokens = load_tokens(config.webhdfs_token_file) if config.webhdfs_token_file else None
+    return Authenticator(
+        perms.users,
+        perms.is_super,
+        mode=config.webhdfs_auth,
+        tokens=tokens,
+        proxy_users=parse_proxy_users(config.webhdfs_proxy_users),
+    )
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """HTTPS for the HTTP port when a certificate is configured; None for plain HTTP."""
+    if not config.tls_cert_file and not config.tls_key_file:
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise errors.Invalid("TLS needs both tls_cert_file and tls_key_file")
+    key = Path(config.tls_key_file)
+    try:
+        mode = key.stat().st_mode
+    except OSError as e:
+        raise errors.Invalid(f"tls_key_file {key}: {e.strerror or e}") from None
+    if mode & 0o007:
+        raise errors.Invalid(f"tls_key_file {key} is mode {st.S_IMODE(mode):04o}, open to others: chmod o-rwx {key}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except (OSError, ssl.SSLError) as e:
+        raise errors.Invalid(f"cannot load the TLS certificate {config.tls_cert_file} and key {key}: {e}") from None
+    return context
+
+
 async def run(config: Config) -> int:
     datadir = DataDir(config.data_path)
     if not datadir.is_formatted():
         log.info("formatting new data dir %s", datadir.path)
         format_data_dir(datadir, config.root_ufs_uri)
     datadir.check_version()
+    datadir.check_token_mode()
+    perms = permissions(config)
+    auth = authenticator(config, perms)
+    tls = tls_context(config)
     datadir.lock()
     try:
-        return await _serve(config, datadir)
+        return await _serve(config, datadir, perms, auth, tls)
     finally:
         datadir.unlock()
 
 
-async def _serve(config: Config, datadir: DataDir) -> int:
+async def _serve(
+    config: Config, datadir: DataDir, perms: Permissions, auth: Authenticator, tls: ssl.SSLContext | None
+) -> int:
     stop = asyncio.Event()
     fatal: list[BaseException] = []
 
@@ -59,6 +124,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
         fatal.append(exc)
         stop.set()
 
+    settings = cache_setup.settings(config)  # a bad read/write type fails before anything opens
     store = await MetaStore.open(
         datadir.journal,
         fsync=config.fsync,
@@ -69,7 +135,9 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     )
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
-    vfs = Vfs(store, mounts, datadir.path / "staging")
+    blocks = await cache_setup.open_block_store(config, datadir.path)
+    vfs = Vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
+    vfs.start()
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -77,10 +145,10 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     app = web.Application()
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
-    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url))
+    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True)
+    site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True, ssl_context=tls)
     await site.start()
     http_addr = _bound_address(site)
     nfs = await start_nfs(
@@ -109,7 +177,8 @@ async def _serve(config: Config, datadir: DataDir) -> int:
 
     nfs_addr = f"{config.bind}:{nfs.port}"
     portmap_addr = f" portmap={config.bind}:{nfs.portmap_port}" if nfs.portmapper is not None else ""
-    print(f"nsd ready http=http://{http_addr} nfs={nfs_addr}{portmap_addr} data_dir={datadir.path}", flush=True)
+    scheme = "https" if tls is not None else "http"
+    print(f"nsd ready http={scheme}://{http_addr} nfs={nfs_addr}{portmap_addr} data_dir={datadir.path}", flush=True)
     log.info("serving; %d mount(s), root under-storage %s", len(store.ns.mounts) + 1, mounts.views()[0].uri)
     await stop.wait()
 
@@ -119,6 +188,7 @@ async def _serve(config: Config, datadir: DataDir) -> int:
     await runner.cleanup()
     if not fatal:
         await vfs.close()
+    await blocks.close()
     await mounts.close()
     if fatal:
         await store.close(checkpoint=False)

@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from nsd.errors import DataDirLocked, NotFormatted
+from nsd.errors import DataDirLocked, Invalid, NotFormatted
 
 FORMAT_VERSION = 1
 
@@ -84,6 +84,14 @@ class DataDir:
 
     def read_token(self) -> str:
         return self.token_file.read_text().strip()
+
+    def check_token_mode(self) -> None:
+        """The admin token must be readable by its owner only (0600): refuse to start otherwise."""
+        mode = self.token_file.stat().st_mode
+        if mode & 0o077:
+            raise Invalid(
+                f"{self.token_file} is mode {mode & 0o777:04o}, readable by others: run chmod 600 {self.token_file}"
+            )
 
     def lock(self) -> None:
         """Take the dir for this process; a second daemon on the same dir gets DataDirLocked."""

@@ -1,8 +1,10 @@
-"""`nsd fsck`: the namespace against its own invariants and against the under-storage.
+"""`nsd fsck`: the namespace against its own invariants, the under-storage and the block store.
 
 Checks, for every UFS-backed file below a path: the object still exists, its size matches,
 its fingerprint matches. `repair` re-syncs such files from the UFS (the UFS holds the truth for
 them), which is always safe. Staged files are skipped: their truth is the stage until sealed.
+The cache checks (missing blocks of unpersisted files, block sizes, orphan blocks, reference
+counts) are in nsd.cache.check.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from nsd import errors
+from nsd.cache import check as cache_check
 from nsd.namespace import DirInode, FileInode, Inode
+from nsd.users import SYSTEM
 
 if TYPE_CHECKING:
     from nsd.vfs import Vfs
@@ -23,7 +27,7 @@ PARALLEL_STATS = 16
 @dataclass
 class Problem:
     path: str
-    kind: str  # invariant | missing_in_ufs | size_mismatch | changed_in_ufs | ufs_unreachable
+    kind: str  # invariant | missing_in_ufs | size_mismatch | changed_in_ufs | ufs_unreachable | cache kinds
     detail: str
     repaired: bool = False
 
@@ -34,7 +38,7 @@ async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
         vfs.ns.check()
     except AssertionError as e:
         problems.append(Problem("/", "invariant", str(e)))
-    files = _files_below(await vfs.resolve(path, follow=False))
+    files = _files_below(await vfs.resolve(path, caller=SYSTEM, follow=False))
     gate = asyncio.Semaphore(PARALLEL_STATS)
 
     async def check(node: FileInode) -> None:
@@ -53,6 +57,13 @@ async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
             problems.append(problem)
 
     await asyncio.gather(*(check(f) for f in files))
+
+    def found(p: str, kind: str, detail: str, repaired: bool) -> None:
+        problems.append(Problem(p, kind, detail, repaired))
+
+    await cache_check.check_files(vfs, files, repair, found)
+    if path.rstrip("/") == "":
+        await cache_check.check_store(vfs, repair, found)
     problems.sort(key=lambda p: p.path)
     return {
         "path": path,

@@ -1,4 +1,9 @@
-"""Logging set-up: text by default, one JSON object per line with log_format = json."""
+"""Logging set-up: text by default, one JSON object per line with log_format = json.
+
+Libraries that log requests on the wire at DEBUG (botocore prints every signed request: the
+access key id in the Authorization header, the session token in x-amz-security-token) stay
+at INFO whatever `log_level` says, so credentials never reach the log.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +36,9 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+
+
+# Loggers whose DEBUG output includes request headers or bodies (credentials among them).
+WIRE_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google", "requests_oauthlib", "aiobotocore")

@@ -165,12 +165,26 @@ class MetaStore:
 
         The plan runs in the same step as the append, so what it validated still holds.
         """
+        ops, txid = self._append_apply(plan)
+        if ops:
+            await self.writer.sync(txid)
+            self.maybe_checkpoint()
+        return ops
+
+    def record(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
+        """Like mutate() but without waiting for the fsync: for facts that acknowledge nothing to
+        a client (a block was cached), which a crash may lose harmlessly. The next group commit
+        makes them durable; journal order is still apply order."""
+        ops, _ = self._append_apply(plan)
+        if ops:
+            self.maybe_checkpoint()
+        return ops
+
+    def _append_apply(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> tuple[list[Op], int]:
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
-        if not ops:
-            return ops
         txid = 0
         for op in ops:
             txid = self.writer.append(op)
@@ -179,9 +193,7 @@ class MetaStore:
             except Exception as e:  # a planned op that cannot apply is a bug; the log now disagrees
                 self._fatal(e)
                 raise
-        await self.writer.sync(txid)
-        self.maybe_checkpoint()
-        return ops
+        return ops, txid
 
     def maybe_checkpoint(self) -> None:
         if self._checkpointing is not None:

@@ -126,3 +126,42 @@ class _StateCollector(Collector):
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)
+        if self.vfs.cache is not None:
+            yield from _cache_metrics(self.vfs.cache.report(), len(self.vfs.ns.persist_pending))
+
+
+def _cache_metrics(r: dict[str, Any], pending: int) -> Iterator[Any]:
+    """The block cache: per tier capacity/used/blocks, hits by tier, and the totals of `nsd report cache`."""
+    per_tier = {
+        "capacity": GaugeMetricFamily("nsd_cache_capacity_bytes", "Capacity of a cache tier.", labels=["tier"]),
+        "used": GaugeMetricFamily("nsd_cache_used_bytes", "Bytes of blocks in a cache tier.", labels=["tier"]),
+        "blocks": GaugeMetricFamily("nsd_cache_blocks", "Blocks in a cache tier.", labels=["tier"]),
+    }
+    for t in r["tiers"]:
+        for key, family in per_tier.items():
+            family.add_metric([t["tier"]], t[key])
+    yield from per_tier.values()
+    hits = CounterMetricFamily("nsd_cache_hits", "Block reads served from the cache, by tier.", labels=["tier"])
+    hits.add_metric(["memory"], r["hits_memory"])
+    hits.add_metric(["disk"], r["hits_disk"])
+    yield hits
+    evictions = CounterMetricFamily("nsd_cache_evictions", "Blocks evicted, by tier.", labels=["tier"])
+    evictions.add_metric(["memory"], r["memory_evictions"])
+    evictions.add_metric(["disk"], r["evictions"])
+    yield evictions
+    served = CounterMetricFamily("nsd_cache_read_bytes", "Bytes read, by where they came from.", labels=["source"])
+    served.add_metric(["cache"], r["bytes_from_cache"])
+    served.add_metric(["ufs"], r["bytes_from_ufs"])
+    yield served
+    yield counter("nsd_cache_lookups_hit", "Block lookups of reads that found the block cached.", r["hits"])
+    yield counter("nsd_cache_misses", "Block lookups of reads that went to the under-storage.", r["misses"])
+    yield gauge("nsd_cache_hit_ratio", "Hits / (hits + misses) of block lookups since start.", r["hit_ratio"])
+    yield gauge("nsd_cache_logical_bytes", "Bytes of cached file ranges, summed over files.", r["logical_bytes"])
+    yield gauge("nsd_cache_physical_bytes", "Bytes of blocks stored, each block once.", r["physical_bytes"])
+    yield gauge("nsd_cache_dedup_ratio", "Logical / physical bytes (0 when empty).", r["dedup_ratio"])
+    yield counter("nsd_cache_corrupt_blocks", "Blocks found not to match their name (dropped).", r["corrupt_blocks"])
+    yield counter(
+        "nsd_cache_refetched_blocks", "Cached blocks lost (evicted, corrupt) and read again.", r["refetched_blocks"]
+    )
+    yield gauge("nsd_cache_pending_persists", "Files waiting for a background persist.", pending)
+    yield gauge("nsd_cache_pinned_files", "Pinned files.", r["pinned_files"])

@@ -134,6 +134,9 @@ class MountTable:
             return  # opened outside the daemon's loop (offline tools): nothing runs in the background
         self._sweepers[mount_id] = loop.create_task(_sweep_forever(adapter, settings))
 
+    def options(self, mount_id: int) -> dict[str, str]:
+        return self._spec(mount_id)[1]
+
     def readonly(self, mount_id: int) -> bool:
         return self._spec(mount_id)[2]
 

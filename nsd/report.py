@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from nsd.metrics import Metrics
     from nsd.vfs import Vfs
 
-SECTIONS = ("summary", "capacity", "mounts", "journal", "clients")
+SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients")
 
 
 def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
@@ -25,6 +25,8 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     segment_bytes = sum(p.stat().st_size for _, p in segments if p.exists())
     disk = shutil.disk_usage(store.journal_dir)
     staged = sum(s.size for s in vfs.stager.stages.values())
+    cache = cache_report(vfs)
+    tiers = cache.get("tiers", [])
     return {
         "summary": {
             "version": __version__,
@@ -37,8 +39,12 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
             "data_dir_disk": {"total": disk.total, "used": disk.used, "free": disk.free},
             "journal_bytes": segment_bytes,
             "staged_bytes": staged,
+            "cache_capacity_bytes": sum(t["capacity"] for t in tiers if t["tier"] != "memory"),
+            "cache_used_bytes": sum(t["used"] for t in tiers if t["tier"] != "memory"),
+            "cache_memory_bytes": {t["tier"]: t["capacity"] for t in tiers}.get("memory", 0),
         },
         "mounts": [m.to_json() for m in vfs.mount_table()],
+        "cache": cache,
         "journal": {
             "last_txid": w.last_txid,
             "durable_txid": w.durable_txid,
@@ -53,3 +59,16 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
         },
         "clients": clients.report(metrics.http_clients, metrics.rpc_servers),
     }
+
+
+def cache_report(vfs: Vfs) -> dict[str, Any]:
+    """Tiers (capacity, used), logical vs physical bytes, hits, misses, evictions, bytes from the
+    cache vs the UFS, pending persists, corrupt blocks. Cost: O(referenced blocks)."""
+    if vfs.cache is None:
+        return {"enabled": False}
+    out: dict[str, Any] = {"enabled": True, **vfs.cache.report()}
+    if vfs.persister is not None:
+        status = vfs.persister.status()
+        out["persists_done"] = status["persisted"]
+        out["persist_failures"] = status["failures"]
+    return out

@@ -32,6 +32,9 @@ class Stage:
         self.fd = fd
         self.size = size
         self.last_write = time.monotonic()
+        # Lowest offset changed since the stage was filled: bytes below it are as they were,
+        # so blocks there need not be sealed again.
+        self.dirty_from = size
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -46,6 +49,7 @@ class Stage:
             n = await self._io(os.pwrite, self.fd, view, pos)
             view, pos = view[n:], pos + n
         self.size = max(self.size, offset + len(data))
+        self.dirty_from = min(self.dirty_from, offset)
         self.last_write = time.monotonic()
 
     async def read(self, offset: int, count: int) -> bytes:
@@ -54,15 +58,16 @@ class Stage:
 
     async def truncate(self, size: int) -> None:
         await self._io(os.ftruncate, self.fd, size)
+        self.dirty_from = min(self.dirty_from, size, self.size)
         self.size = size
         self.last_write = time.monotonic()
 
     async def sync(self) -> None:
         await self._io(os.fdatasync, self.fd)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The whole staged content, streamed."""
-        pos = 0
+    async def chunks(self, start: int = 0) -> AsyncIterator[bytes]:
+        """The staged content from `start` to the end, streamed."""
+        pos = start
         while pos < self.size:
             chunk = await self.read(pos, CHUNK)
             if not chunk:
@@ -98,6 +103,7 @@ class Stager:
             if base is not None:
                 async for chunk in base:
                     await stage.write(stage.size, chunk)
+            stage.dirty_from = stage.size
         except BaseException:
             self._discard(stage)
             raise

@@ -7,6 +7,12 @@ then plan again and commit through the MetaStore, which answers only once the jo
 is durable. Mutations of the same directory entry, or of the same file's content, are
 serialised by locks so the UFS and the namespace change in the same order.
 
+Permissions: every public operation takes the caller and checks it (nsd.permissions) before it
+changes or reveals anything: search on each directory a path walks, r/w/x on the target, w+x on
+the directory whose entries change, sticky directories, owner-only chmod/chown. Private helpers
+(`_lookup`, `_resolve`) do not check; they serve operations that already did. The daemon's own
+work (sealing stages, shutdown, the admin token holder) runs as `SYSTEM`, a superuser.
+
 An object's UFS location is its primary link's canonical path (`Namespace.path_of`), never the
 path a caller used, so symlinked directories and renamed files are found where they really are.
 
@@ -14,6 +20,11 @@ Writes at offsets go to a stage (nsd.staging) and are sealed, i.e. uploaded to t
 journaled, on COMMIT, on a stable write, after `idle_seal_seconds` without writes, and at
 shutdown. While staged, the inode's size and mtime in memory run ahead of the journal: like the
 unstable data itself, they are lost in a crash.
+
+With a block store (`blocks`), reads go through the cache (nsd.cache.reader) and each mount's
+write type (nsd.cache.policy) says where sealed content goes: the UFS, blocks, or both. Content
+in blocks only (MUST_CACHE, ASYNC_THROUGH) is journaled without a fingerprint and a complete
+layout; nsd.cache.persister puts it in the UFS later.
 """
 
 from __future__ import annotations
@@ -25,35 +36,38 @@ import logging
 import os
 import stat as st
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nsd import errors
+from nsd.blockstore import BlockStore
+from nsd.cache import writes
+from nsd.cache.ingest import Sealer
+from nsd.cache.persister import Persister
+from nsd.cache.policy import ReadType, WriteType, mount_types
+from nsd.cache.service import Cache, CacheSettings
+from nsd.cache.ttl import TtlEnforcer
 from nsd.discovery import Discovery
-from nsd.journal.ops import Op, Rmdir, SetContent, Unlink
+from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
 from nsd.mounttable import MountTable, MountView, mount_settings
-from nsd.namespace import DirInode, Inode, Namespace
+from nsd.namespace import DirInode, FileInode, Inode, Namespace
+from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
+from nsd.permissions import NOW, Now, Permissions, R, W, X
 from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs, UfsStatus, open_ufs
+from nsd.users import SYSTEM, Caller
+
+__all__ = ["NOW", "SYSTEM", "Caller", "Now", "Vfs"]
 
 log = logging.getLogger("nsd.vfs")
 
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: the identity new objects get and (later) permission checks use."""
-
-    uid: int
-    gid: int
-    gids: tuple[int, ...] = ()
 
 
 class KeyLocks:
@@ -101,9 +115,18 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 class Vfs:
     def __init__(
-        self, store: MetaStore, mounts: MountTable, stage_dir: Path, *, idle_seal_seconds: float = IDLE_SEAL_SECONDS
+        self,
+        store: MetaStore,
+        mounts: MountTable,
+        stage_dir: Path,
+        *,
+        idle_seal_seconds: float = IDLE_SEAL_SECONDS,
+        perms: Permissions | None = None,
+        blocks: BlockStore | None = None,
+        cache_settings: CacheSettings | None = None,
     ):
         self.store = store
+        self.perms = perms or Permissions()
         self.mounts = mounts
         self.locks = KeyLocks()
         self.stager = Stager(stage_dir)
@@ -112,6 +135,22 @@ class Vfs:
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
+        self.cache: Cache | None = None
+        self.persister: Persister | None = None
+        self.ttl: TtlEnforcer | None = None
+        if blocks is not None:
+            settings = cache_settings or CacheSettings()
+            self.cache = Cache(store, mounts, blocks, settings)
+            self.cache.attach()
+            self.persister = Persister(self, retry_max=settings.persist_retry_max)
+            self.ttl = TtlEnforcer(self, interval=settings.ttl_interval)
+
+    def start(self) -> None:
+        """Start the background persister and TTL enforcer (needs the running loop)."""
+        if self.persister is not None:
+            self.persister.start()
+        if self.ttl is not None:
+            self.ttl.start()
 
     @property
     def ns(self) -> Namespace:
@@ -120,26 +159,36 @@ class Vfs:
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
         await self.discovery.close()
+        if self.ttl is not None:
+            await self.ttl.close()
+        if self.persister is not None:
+            await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sealer
         for ino in list(self.stager.stages):
             try:
-                await self.commit(ino)
+                await self.commit(ino, caller=SYSTEM)
             except errors.NsdError as e:
                 log.warning("could not seal staged writes of inode %d at shutdown: %s", ino, e)
 
     # ---- reads by inode ------------------------------------------------------------------
 
     async def getattr(self, ino: int) -> Inode:
-        """The inode, re-checked against the UFS when its mount's sync interval says so."""
+        """The inode, re-checked against the UFS when its mount's sync interval says so.
+
+        No permission check: holding an inode id (an NFS handle) is the right to see attributes."""
         node = self.ns.get(ino)
         await self.discovery.refresh(node)
         return node
 
-    async def lookup(self, dir_ino: int, name: str) -> Inode:
-        """Entry `name` of `dir_ino`, discovered in the UFS if the namespace has not seen it yet."""
+    async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
+        """Entry `name` of `dir_ino` (search permission there), discovered in the UFS if need be."""
+        self.perms.require(self.ns.get_dir(dir_ino), caller, X)
+        return await self._lookup(dir_ino, name)
+
+    async def _lookup(self, dir_ino: int, name: str) -> Inode:
         try:
             node = self.ns.lookup(dir_ino, name)
         except errors.NotFound:
@@ -150,24 +199,30 @@ class Vfs:
         return node
 
     async def readdir(
-        self, dir_ino: int, cookie: int = 0, limit: int = 1024
+        self, dir_ino: int, cookie: int = 0, limit: int = 1024, *, caller: Caller
     ) -> tuple[list[tuple[int, str, Inode]], bool]:
-        """A page of entries in cookie order; a listing that starts (cookie 0) syncs with the UFS."""
+        """A page of entries in cookie order (read permission); a listing that starts (cookie 0)
+        syncs with the UFS."""
+        self.perms.require(self.ns.get_dir(dir_ino), caller, R)
         if cookie == 0:
             await self.discovery.ensure_listed(self.ns.get_dir(dir_ino))
         return self.ns.readdir(dir_ino, cookie, limit)
 
     async def _lookup_or_none(self, dir_ino: int, name: str) -> Inode | None:
         try:
-            return await self.lookup(dir_ino, name)
+            return await self._lookup(dir_ino, name)
         except errors.NotFound:
             return None
 
-    async def resolve(self, path: str, *, follow: bool = True) -> Inode:
-        """Path resolution that discovers missing components in the UFS as it goes."""
+    async def resolve(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
+        """Path resolution (search permission on every directory walked through) that discovers
+        missing components in the UFS as it goes."""
+        return await self._resolve(path, follow, self.perms.searcher(caller))
+
+    async def _resolve(self, path: str, follow: bool, search: Callable[[DirInode], None] | None) -> Inode:
         for _ in range(len(path) + 64):
             try:
-                node = self.ns.resolve(path, follow=follow)
+                node = self.ns.resolve(path, follow=follow, search=search)
             except errors.NotFound as e:
                 if e.missing is None or not await self.discovery.discover(*e.missing):
                     raise
@@ -176,23 +231,31 @@ class Vfs:
             return node
         raise errors.Loop(f"cannot resolve {path}", path=path)
 
-    async def _resolve_parent(self, path: str) -> tuple[DirInode, str]:
+    async def _resolve_parent(self, path: str, caller: Caller) -> tuple[DirInode, str]:
         parts = split_path(path)
         if not parts:
             raise errors.Invalid("the root has no parent", path="/")
-        parent = await self.resolve("/" + "/".join(parts[:-1]))
+        parent = await self.resolve("/" + "/".join(parts[:-1]), caller=caller)
         if not isinstance(parent, DirInode):
             raise errors.NotDir(f"not a directory: parent of {path}", path=path)
         return parent, parts[-1]
 
-    async def read_at(self, ino: int, offset: int, count: int) -> tuple[bytes, bool]:
-        """Up to `count` bytes from `offset` and whether they reach the end of the file."""
+    async def read_at(
+        self, ino: int, offset: int, count: int, *, caller: Caller, read_type: ReadType | None = None
+    ) -> tuple[bytes, bool]:
+        """Up to `count` bytes from `offset` and whether they reach the end of the file.
+        `read_type` overrides the mount's for this call."""
         node = self._file(ino)
+        self.perms.require_data(node, caller, R)
         stage = self.stager.get(ino)
         if stage is not None:
             data = await stage.read(offset, count)
         elif offset >= node.size or count <= 0:
             data = b""
+        elif self.cache is not None:
+            assert isinstance(node, FileInode)
+            rt = read_type or self.cache.types(node.mount)[0]
+            data = await self.cache.reader.read(node, offset, min(count, node.size - offset), rt)
         else:
             want = min(count, node.size - offset)
             ufs, rel = self.mounts.locate(node)
@@ -221,7 +284,8 @@ class Vfs:
     ) -> Inode:
         """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
         async with self.locks.hold(entry(dir_ino, name)):
-            self._writable_dir(dir_ino)
+            d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, X)
             existing = await self._lookup_or_none(dir_ino, name)
             if existing is not None:
                 if exclusive:
@@ -229,6 +293,7 @@ class Vfs:
                 if not existing.is_file:
                     raise errors.IsDir(f"is a directory: {self._path(dir_ino, name)}")
                 return existing
+            self.perms.require(d, caller, W | X)
             return await self._create_file(dir_ino, name, _nothing(), caller, mode)
 
     def _path(self, dir_ino: int, name: str) -> str:
@@ -237,24 +302,57 @@ class Vfs:
     async def _create_file(
         self, dir_ino: int, name: str, chunks: AsyncIterable[bytes], caller: Caller, mode: int
     ) -> Inode:
-        """Write the UFS object, then journal the inode and its content in one group."""
+        """Write the content (UFS and/or blocks, per write type), then journal the inode and its
+        content in one group."""
         now = self.store.now_ns()
         self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
-        ufs, rel = self.mounts.locate_child(self._writable_dir(dir_ino), name)
-        status = await ufs.write(rel, chunks)
+        d = self._writable_dir(dir_ino)
+        ufs, rel = self.mounts.locate_child(d, name)
+        wt = self._write_type(d.mount)
+        async with self._sealing() as sealer:
+            content = await self._whole_content(sealer, wt, chunks, ufs, rel)
 
-        def plan(ns: Namespace) -> list[Op]:
-            made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
-            # The inode exists only once the MkNode applies, so its content op is built directly.
-            return [made, SetContent(made.ino, status.size, made.time_ns, status.fingerprint())]
+            def plan(ns: Namespace) -> list[Op]:
+                made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
+                # The inode exists only once the MkNode applies, so its content ops are built directly.
+                return [made, *_content_ops(made.ino, made.time_ns, content, wt)]
 
-        ops = await self.store.mutate(plan)
-        self.discovery.mark_checked(ops[-1].ino)  # type: ignore[attr-defined]
-        return self.ns.get(ops[-1].ino)  # type: ignore[attr-defined]
+            ops = await self.store.mutate(plan)
+        ino: int = ops[0].ino  # type: ignore[attr-defined]
+        self._content_written(ino, wt)
+        return self.ns.get(ino)
+
+    # ---- write types (nsd.cache) ---------------------------------------------------------
+
+    def _write_type(self, mount_id: int) -> WriteType:
+        return self.cache.types(mount_id)[1] if self.cache is not None else WriteType.THROUGH
+
+    def _sealing(self) -> Sealer | contextlib.nullcontext[None]:
+        return Sealer(self.cache) if self.cache is not None else contextlib.nullcontext()
+
+    async def _whole_content(
+        self, sealer: Sealer | None, wt: WriteType, chunks: AsyncIterable[bytes], ufs: Ufs, rel: str
+    ) -> writes.Content:
+        if sealer is None or not wt.caches:
+            status = await ufs.write(rel, chunks)
+            return writes.Content(status.size, status.fingerprint(), None)
+        return await writes.whole(sealer, wt, chunks, ufs, rel)
+
+    def _content_written(self, ino: int, wt: WriteType) -> None:
+        node = self.ns.inodes.get(ino)
+        if node is not None and not unpersisted(node):
+            self.discovery.mark_checked(ino)
+        if wt is WriteType.ASYNC_THROUGH and self.persister is not None:
+            self.persister.kick(ino)
+
+    async def _commit_content(self, ino: int, content: writes.Content, wt: WriteType) -> None:
+        await self.store.mutate(lambda ns: _content_ops(ino, self.store.now_ns(), content, wt, ns))
+        self._content_written(ino, wt)
 
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             mk = self.ns.plan_mknod(dir_ino, name, st.S_IFDIR | mode, caller.uid, caller.gid, self.store.now_ns())
@@ -269,7 +367,7 @@ class Vfs:
     async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
         """Symlinks live in the namespace only: object stores have none."""
         async with self.locks.hold(entry(dir_ino, name)):
-            self._writable_dir(dir_ino)
+            self.perms.require(self._writable_dir(dir_ino), caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             ops = await self.store.mutate(
@@ -279,24 +377,26 @@ class Vfs:
             )
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
-    async def link_at(self, ino: int, dir_ino: int, name: str) -> Inode:
+    async def link_at(self, ino: int, dir_ino: int, name: str, *, caller: Caller) -> Inode:
         async with self.locks.hold(entry(dir_ino, name)):
             node = self.ns.get(ino)
             d = self._writable_dir(dir_ino)
+            self.perms.require(d, caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
                 raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
             self.ns.plan_link(ino, dir_ino, name, self.store.now_ns())
-            if node.is_file:
+            if node.is_file and not unpersisted(node):  # no UFS copy yet: the persist writes one
                 ufs, src = self.mounts.locate(node)
                 await ufs.link(src, self.mounts.locate_child(d, name)[1])
             await self.store.mutate(lambda ns: ns.plan_link(ino, dir_ino, name, self.store.now_ns()))
             return node
 
-    async def remove_at(self, dir_ino: int, name: str) -> None:
+    async def remove_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a file or symlink entry (its staged writes go with its last link)."""
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
+            self.perms.require_delete(d, node, caller)
             self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
@@ -306,10 +406,11 @@ class Vfs:
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
 
-    async def rmdir_at(self, dir_ino: int, name: str) -> None:
+    async def rmdir_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
+            self.perms.require_delete(d, node, caller)
             if isinstance(node, DirInode):
                 await self.discovery.ensure_listed(node)  # empty here only if empty in the UFS too
             self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
@@ -317,13 +418,14 @@ class Vfs:
             await _delete_if_present(ufs, rel)
             await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
 
-    async def remove_tree_at(self, dir_ino: int, name: str) -> None:
+    async def remove_tree_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a directory and everything below it (files' stages too)."""
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
-            node = await self.lookup(dir_ino, name)
+            node = await self.lookup(dir_ino, name, caller=caller)
             if not isinstance(node, DirInode):
                 raise errors.NotDir(f"not a directory: {self._path(dir_ino, name)}")
+            self.perms.require_delete_tree(d, node, caller)
             if any(m.point is node or _below(m.point, node) for m in self.ns.mounts.values()):
                 raise errors.Invalid(f"a mount point is at or below {self._path(dir_ino, name)}: unmount it first")
             ufs, rel = self.mounts.locate_child(d, name)
@@ -333,19 +435,32 @@ class Vfs:
             for ino in before - self.ns.inodes.keys():
                 self.stager.drop(ino)
 
-    async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
+    async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str, *, caller: Caller) -> None:
         """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
         async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
             src, dst = self._writable_dir(src_dir), self._writable_dir(dst_dir)
-            node = await self.lookup(src_dir, src_name)
+            node = await self.lookup(src_dir, src_name, caller=caller)
+            self.perms.require_delete(src, node, caller)
+            self.perms.require(dst, caller, W | X)
             replaced = await self._lookup_or_none(dst_dir, dst_name)
+            if replaced is not None and replaced is not node:
+                self.perms.require_delete(dst, replaced, caller)
+            if node.is_dir and src is not dst:
+                self.perms.require(node, caller, W)  # its ".." changes, as Linux requires
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            if not node.is_symlink and node is not replaced:
-                ufs, src_rel = self.mounts.locate_child(src, src_name)
-                await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
-            await self.store.mutate(
-                lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-            )
+            # A file's content lock keeps a persist from uploading to the old path meanwhile.
+            async with self.locks.hold(*([content(node.ino)] if node.is_file else [])):
+                if node is not replaced and unpersisted(node):
+                    # Only in blocks: nothing to move; what it replaces must go from the UFS too.
+                    if replaced is not None and replaced.is_file and not unpersisted(replaced):
+                        ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
+                        await _delete_if_present(ufs, dst_rel)
+                elif not node.is_symlink and node is not replaced:
+                    ufs, src_rel = self.mounts.locate_child(src, src_name)
+                    await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
+                await self.store.mutate(
+                    lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+                )
             if replaced is not None and replaced.ino not in self.ns.inodes:
                 self.stager.drop(replaced.ino)
 
@@ -353,22 +468,31 @@ class Vfs:
         self,
         ino: int,
         *,
+        caller: Caller,
         mode: int | None = None,
         uid: int | None = None,
         gid: int | None = None,
         size: int | None = None,
-        atime: int | None = None,
-        mtime: int | None = None,
+        atime: int | Now | None = None,
+        mtime: int | Now | None = None,
     ) -> Inode:
-        """Change attributes; a size change truncates or zero-extends the content, durably."""
-        self.mounts.check_writable(self.ns.get(ino))
+        """Change attributes; a size change truncates or zero-extends the content, durably.
+
+        A time of NOW is the server's clock (allowed to writers; other times to the owner)."""
+        node = self.ns.get(ino)
+        self.mounts.check_writable(node)
+        self.perms.require_setattr(node, caller, mode=mode, uid=uid, gid=gid, size=size, atime=atime, mtime=mtime)
         if size is not None:
             await self._resize(ino, size)
         node = self.ns.get(ino)
         if (mode, uid, gid, atime, mtime) != (None, None, None, None, None):
+            now = self.store.now_ns()
+            at = now if atime is NOW else atime
+            mt = now if mtime is NOW else mtime
+            assert not isinstance(at, Now) and not isinstance(mt, Now)
             await self.store.mutate(
                 lambda ns: ns.plan_setattr(
-                    ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime, time_ns=self.store.now_ns()
+                    ino, mode=mode, uid=uid, gid=gid, atime=at, mtime=mt, time_ns=self.store.now_ns()
                 )
             )
         return node
@@ -379,22 +503,27 @@ class Vfs:
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             stage = self.stager.get(ino)
+            if stage is None and (self._write_type(node.mount).caches or unpersisted(node)):
+                stage = await self._stage(node)  # blocks are immutable: re-sealed from a stage
             if stage is not None:
                 await stage.truncate(size)
                 await self._seal(node, stage)
                 return
             ufs, rel = self.mounts.locate(node)
             status = await ufs.truncate(rel, size)
-            await self._content_changed(ino, status)
+            upto = min(size, node.size)  # blocks before the cut are unchanged
+            kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
+            await self._content_changed(ino, status, kept)
 
     # ---- content by inode ----------------------------------------------------------------
 
-    async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool) -> Inode:
+    async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool, caller: Caller) -> Inode:
         """Write at `offset`. Unstable: staged (lost in a crash); stable: sealed before return."""
         if offset < 0:
             raise errors.Invalid(f"negative offset {offset}")
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require_data(node, caller, W)
             self.mounts.check_writable(node)
             stage = await self._stage(node)
             await stage.write(offset, data)
@@ -404,10 +533,11 @@ class Vfs:
                 await self._seal(node, stage)
             return node
 
-    async def commit(self, ino: int) -> Inode:
+    async def commit(self, ino: int, *, caller: Caller) -> Inode:
         """Make every staged write of `ino` durable (UFS and journal). A no-op when none is staged."""
         async with self.locks.hold(content(ino)):
             node = self.ns.get(ino)
+            self.perms.require_data(node, caller, W)
             stage = self.stager.get(ino)
             if stage is not None:
                 await self._seal(node, stage)
@@ -416,7 +546,13 @@ class Vfs:
     async def _stage(self, node: Inode) -> Stage:
         stage = self.stager.get(node.ino)
         if stage is None:
-            base = self._ufs_chunks(node) if node.size else None
+            base = None
+            if node.size:
+                base = (
+                    writes.chunks_of(self.cache, node, READ_CHUNK)
+                    if self.cache is not None and isinstance(node, FileInode)
+                    else self._ufs_chunks(node)
+                )
             stage = await self.stager.open(node.ino, base)
             if self._sealer is None:
                 self._sealer = asyncio.create_task(self._seal_idle_stages())
@@ -432,17 +568,28 @@ class Vfs:
             yield chunk
 
     async def _seal(self, node: Inode, stage: Stage) -> None:
-        """Upload the stage to the UFS, journal the new content, drop the stage. Caller holds content lock."""
+        """Seal the stage per the write type (upload, and/or blocks), journal the new content,
+        drop the stage. Caller holds content lock."""
         await stage.sync()
         ufs, rel = self.mounts.locate(node)
-        status = await ufs.write(rel, stage.chunks())
-        await self._content_changed(node.ino, status)
+        assert isinstance(node, FileInode)
+        wt = writes.effective(node, self._write_type(node.mount))
+        if self.cache is None or wt is WriteType.THROUGH:
+            status = await ufs.write(rel, stage.chunks())
+            # Cached blocks below the first staged write still hold the same bytes.
+            keep = min(stage.dirty_from, stage.size)
+            await self._content_changed(node.ino, status, [e for e in node.layout or () if e[0] + e[1] <= keep])
+        else:
+            sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
+            with contextlib.closing(sealer):
+                await self._commit_content(node.ino, new, wt)
         self.stager.drop(node.ino)
 
-    async def _content_changed(self, ino: int, status: UfsStatus) -> None:
-        """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now."""
+    async def _content_changed(self, ino: int, status: UfsStatus, layout: list[Any] | None = None) -> None:
+        """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now.
+        `layout`: cached blocks whose bytes the change left as they were."""
         await self.store.mutate(
-            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint())
+            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint(), layout or None)
         )
         self.discovery.mark_checked(ino)
 
@@ -451,14 +598,15 @@ class Vfs:
             await asyncio.sleep(min(1.0, self.idle_seal_seconds))
             for ino in self.stager.idle(self.idle_seal_seconds):
                 try:
-                    await self.commit(ino)
+                    await self.commit(ino, caller=SYSTEM)
                 except errors.NsdError as e:
                     log.warning("sealing idle writes of inode %d failed (will retry): %s", ino, e)
 
-    async def append_at(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+    async def append_at(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require(node, caller, W)
             self.mounts.check_writable(node)
             stage = self.stager.get(ino)
             if stage is not None:
@@ -467,58 +615,92 @@ class Vfs:
                 await self._seal(node, stage)
                 return node
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.append(rel, chunks, at=node.size)
-            await self._content_changed(ino, status)
+            assert isinstance(node, FileInode)
+            wt = writes.effective(node, self._write_type(node.mount))
+            if self.cache is not None and wt.caches:
+                sealer, new = await writes.append(self.cache, wt, node, chunks, ufs, rel)
+                with contextlib.closing(sealer):
+                    await self._commit_content(ino, new, wt)
+                return node
+            old_size = node.size
+            status = await ufs.append(rel, chunks, at=old_size)
+            # Blocks before the old end are unchanged by an append: they stay cached.
+            await self._content_changed(ino, status, [e for e in node.layout or () if e[0] + e[1] <= old_size])
             return node
 
-    async def replace_content(self, ino: int, chunks: AsyncIterable[bytes]) -> Inode:
+    async def replace_content(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Replace a file's whole content, durably; staged writes are superseded."""
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
+            self.perms.require(node, caller, W)
             self.mounts.check_writable(node)
             self.stager.drop(ino)
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.write(rel, chunks)
-            await self._content_changed(ino, status)
+            wt = self._write_type(node.mount)
+            async with self._sealing() as sealer:
+                new = await self._whole_content(sealer, wt, chunks, ufs, rel)
+                await self._commit_content(ino, new, wt)
             return node
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------
 
-    async def stat(self, path: str, *, follow: bool = True) -> Inode:
-        return await self.resolve(path, follow=follow)
+    async def stat(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
+        return await self.resolve(path, caller=caller, follow=follow)
+
+    async def access(self, path: str, want: int, *, caller: Caller) -> Inode:
+        """Raise Denied unless `caller` holds the rwx bits `want` on `path` (WebHDFS CHECKACCESS)."""
+        node = await self.resolve(path, caller=caller)
+        self.perms.require(node, caller, want)
+        return node
 
     async def list(
-        self, path: str, *, start_after: str | None = None, limit: int | None = None
+        self, path: str, *, caller: Caller, start_after: str | None = None, limit: int | None = None
     ) -> list[tuple[str, Inode]]:
-        """Entries of a directory in name order; a file lists as itself under the name "".
+        """Entries of a directory in name order (read and search permission, as HDFS); a file
+        lists as itself under the name "".
 
         A listing that starts (no `start_after`) syncs the directory with the UFS; while that
         runs, a page is answered as soon as its names are final (see Discovery.window).
         """
-        node = await self.resolve(path)
+        node = await self.resolve(path, caller=caller)
         if not isinstance(node, DirInode):
             return [("", node)]
+        self.perms.require(node, caller, R | X)
         await self.discovery.window(node, start_after, limit)
         entries = self.ns.list_names(node.ino, start_after, limit)
         bound = self.discovery.pending_above(node)
         return entries if bound is None else [e for e in entries if e[0] <= bound]
 
-    async def readlink(self, path: str) -> str:
-        node = await self.resolve(path, follow=False)
+    async def readlink(self, path: str, *, caller: Caller) -> str:
+        node = await self.resolve(path, caller=caller, follow=False)
         target = getattr(node, "target", None)
         if target is None:
             raise errors.Invalid(f"not a symbolic link: {path}", path=path)
         return target
 
-    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
-        node = await self.resolve(path)
+    async def open_read(self, path: str, *, caller: Caller) -> Inode:
+        """The regular file at `path`, which `caller` may read (r bit, as open(2) checks)."""
+        node = await self.resolve(path, caller=caller)
         if node.is_dir:
             raise errors.IsDir(f"is a directory: {path}", path=path)
+        self.perms.require(node, caller, R)
+        return node
+
+    async def read(
+        self,
+        path: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        caller: Caller,
+        read_type: ReadType | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream a file's bytes from `offset`, `length` bytes at most (None: to the end)."""
+        node = await self.open_read(path, caller=caller)
         end = node.size if length is None else min(node.size, offset + length)
         pos = max(0, offset)
         while pos < end:
-            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos))
+            chunk, _ = await self.read_at(node.ino, pos, min(READ_CHUNK, end - pos), caller=caller, read_type=read_type)
             if not chunk:
                 return
             pos += len(chunk)
@@ -526,21 +708,22 @@ class Vfs:
 
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
         if not parents:
-            parent, name = await self._resolve_parent(path)
+            parent, name = await self._resolve_parent(path, caller)
             return await self.mkdir_at(parent.ino, name, caller=caller, mode=mode)
         parts = split_path(path)
         node: Inode = self.ns.root
         for name in parts:
             if not isinstance(node, DirInode):
                 raise errors.NotDir(f"not a directory: a component of {path}", path=path)
+            self.perms.require(node, caller, X)
             found = await self._lookup_or_none(node.ino, name)
             if found is None:
                 try:
                     found = await self.mkdir_at(node.ino, name, caller=caller, mode=mode)
                 except errors.Exists:  # made meanwhile by someone else: fine for mkdir -p
-                    found = await self.lookup(node.ino, name)
+                    found = await self._lookup(node.ino, name)
             elif found.is_symlink:
-                found = await self.resolve(self.ns.path_of(found.ino))
+                found = await self.resolve(self.ns.path_of(found.ino), caller=caller)
             node = found
         if not isinstance(node, DirInode):
             raise errors.Exists(f"file exists: {path}", path=path)
@@ -556,63 +739,67 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
-        parent, name = await self._resolve_parent(path)
+        parent, name = await self._resolve_parent(path, caller)
         async with self.locks.hold(entry(parent.ino, name)):
-            self._writable_dir(parent.ino)
+            self.perms.require(self._writable_dir(parent.ino), caller, X)
             existing = await self._lookup_or_none(parent.ino, name)
             if existing is None:
+                self.perms.require(parent, caller, W | X)
                 return await self._create_file(parent.ino, name, chunks, caller, mode)
             if existing.is_dir:
                 raise errors.IsDir(f"is a directory: {path}", path=path)
             if not overwrite:
                 raise errors.Exists(f"file exists: {path}", path=path)
-            return await self.replace_content(existing.ino, chunks)
+            return await self.replace_content(existing.ino, chunks, caller=caller)
 
-    async def append(self, path: str, chunks: AsyncIterable[bytes]) -> Inode:
-        return await self.append_at((await self.resolve(path)).ino, chunks)
+    async def append(self, path: str, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
+        return await self.append_at((await self.resolve(path, caller=caller)).ino, chunks, caller=caller)
 
-    async def truncate(self, path: str, size: int) -> Inode:
-        return await self.setattr_at((await self.resolve(path)).ino, size=size)
+    async def truncate(self, path: str, size: int, *, caller: Caller) -> Inode:
+        node = await self.resolve(path, caller=caller)
+        self.perms.require(node, caller, W)  # strictly the w bit, as truncate(2) and HDFS
+        return await self.setattr_at(node.ino, caller=caller, size=size)
 
     async def setattr(
         self,
         path: str,
         *,
+        caller: Caller,
         mode: int | None = None,
         uid: int | None = None,
         gid: int | None = None,
-        atime: int | None = None,
-        mtime: int | None = None,
+        atime: int | Now | None = None,
+        mtime: int | Now | None = None,
     ) -> Inode:
-        node = await self.resolve(path)
-        return await self.setattr_at(node.ino, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
+        node = await self.resolve(path, caller=caller)
+        return await self.setattr_at(node.ino, caller=caller, mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
 
     async def symlink(self, target: str, path: str, *, caller: Caller) -> Inode:
-        parent, name = await self._resolve_parent(path)
+        parent, name = await self._resolve_parent(path, caller)
         return await self.symlink_at(parent.ino, name, target, caller=caller)
 
-    async def link(self, existing: str, path: str) -> Inode:
-        node = await self.resolve(existing, follow=False)
-        parent, name = await self._resolve_parent(path)
-        return await self.link_at(node.ino, parent.ino, name)
+    async def link(self, existing: str, path: str, *, caller: Caller) -> Inode:
+        node = await self.resolve(existing, caller=caller, follow=False)
+        parent, name = await self._resolve_parent(path, caller)
+        return await self.link_at(node.ino, parent.ino, name, caller=caller)
 
-    async def remove(self, path: str, *, recursive: bool = False) -> None:
-        parent, name = await self._resolve_parent(path)
-        node = await self.lookup(parent.ino, name)
+    async def remove(self, path: str, *, caller: Caller, recursive: bool = False) -> None:
+        parent, name = await self._resolve_parent(path, caller)
+        node = await self.lookup(parent.ino, name, caller=caller)
         if not isinstance(node, DirInode):
-            await self.remove_at(parent.ino, name)
+            await self.remove_at(parent.ino, name, caller=caller)
         elif recursive:
-            await self.remove_tree_at(parent.ino, name)
+            await self.remove_tree_at(parent.ino, name, caller=caller)
         else:
             await self.discovery.ensure_listed(node)
             if node.children:
                 raise errors.NotEmpty(f"directory not empty: {path}", path=path)
-            await self.rmdir_at(parent.ino, name)
+            await self.rmdir_at(parent.ino, name, caller=caller)
 
-    async def rename(self, src: str, dst: str) -> None:
-        sp, sn = await self._resolve_parent(src)
-        dp, dn = await self._resolve_parent(dst)
-        await self.rename_at(sp.ino, sn, dp.ino, dn)
+    async def rename(self, src: str, dst: str, *, caller: Caller) -> None:
+        sp, sn = await self._resolve_parent(src, caller)
+        dp, dn = await self._resolve_parent(dst, caller)
+        await self.rename_at(sp.ino, sn, dp.ino, dn, caller=caller)
 
     # ---- mounts and sync -----------------------------------------------------------------
 
@@ -622,10 +809,13 @@ class Vfs:
     async def mount(
         self, path: str, uri: str, *, caller: Caller, readonly: bool = False, options: dict[str, str] | None = None
     ) -> MountView:
-        """Mount `uri` at `path` once the store answers; journaled, so it survives restarts."""
+        """Mount `uri` at `path` once the store answers; journaled, so it survives restarts.
+        Superusers only: a mount decides what every user sees below it."""
+        self.perms.require_super(caller)
         options = dict(options or {})
         mount_settings(uri, options)
-        parent, name = await self._resolve_parent(path)
+        mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
+        parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)
         try:
@@ -653,9 +843,10 @@ class Vfs:
         mount_id = ops[0].mount_id  # type: ignore[attr-defined]
         return next(v for v in self.mounts.views() if v.mount_id == mount_id)
 
-    async def unmount(self, path: str) -> None:
+    async def unmount(self, path: str, *, caller: Caller) -> None:
         """Drop the mount and everything below it from the namespace; the UFS is never touched."""
-        node = await self.resolve(path, follow=False)
+        self.perms.require_super(caller)
+        node = await self.resolve(path, caller=caller, follow=False)
         parent = node.parent
         async with self.locks.hold(entry(parent.ino, node.name)):
             ops = await self.store.mutate(lambda ns: plan_remove_mount(ns, path, self.store.now_ns()))
@@ -664,22 +855,23 @@ class Vfs:
                 self.stager.drop(ino)
         await self.mounts.forget(ops[0].mount_id)  # type: ignore[attr-defined]
 
-    async def sync(self, path: str, *, recursive: bool = False) -> int:
+    async def sync(self, path: str, *, caller: Caller, recursive: bool = False) -> int:
         """Re-check `path` against the UFS now, whatever the interval; directories listed."""
-        return await self.discovery.sync_tree(await self.resolve(path), recursive)
+        return await self.discovery.sync_tree(await self.resolve(path, caller=caller), recursive)
 
     # ==== Added for WebHDFS (issue 7): xattrs, concat, content summary, capacity ===============
 
-    async def get_xattrs(self, path: str) -> dict[str, bytes]:
-        """Extended attributes of the object at `path` (symlinks followed), name -> value."""
-        return self.ns.get_xattrs((await self.resolve(path)).ino)
+    async def get_xattrs(self, path: str, *, caller: Caller) -> dict[str, bytes]:
+        """Extended attributes of the object at `path` (symlinks followed; read permission, as
+        HDFS), name -> value."""
+        return self.ns.get_xattrs((await self.access(path, R, caller=caller)).ino)
 
     async def set_xattr(
-        self, path: str, name: str, value: bytes, *, create: bool = True, replace: bool = True
+        self, path: str, name: str, value: bytes, *, caller: Caller, create: bool = True, replace: bool = True
     ) -> Inode:
-        """Set xattr `name`, durably. Without `create` it must exist already (else NotFound);
-        without `replace` it must not (else Exists)."""
-        node = await self.resolve(path)
+        """Set xattr `name`, durably (write permission). Without `create` it must exist already
+        (else NotFound); without `replace` it must not (else Exists)."""
+        node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             exists = name in self.ns.xattrs.get(node.ino, ())
             if exists and not replace:
@@ -689,49 +881,56 @@ class Vfs:
             await self.store.mutate(lambda ns: ns.plan_setxattr(node.ino, name, value, self.store.now_ns()))
             return node
 
-    async def remove_xattr(self, path: str, name: str) -> Inode:
-        """Remove xattr `name`, durably; NotFound if the object has none of that name."""
-        node = await self.resolve(path)
+    async def remove_xattr(self, path: str, name: str, *, caller: Caller) -> Inode:
+        """Remove xattr `name`, durably (write permission); NotFound if the object has none."""
+        node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             await self.store.mutate(lambda ns: ns.plan_removexattr(node.ino, name, self.store.now_ns()))
             return node
 
-    async def concat(self, target: str, sources: Sequence[str]) -> Inode:
+    async def concat(self, target: str, sources: Sequence[str], *, caller: Caller) -> Inode:
         """Append the sources' bytes to `target` in order, then remove the sources.
 
-        Two durable steps, not one: a crash between them leaves the data in both places (never
-        lost). Cost: the sources' bytes are copied once, through one append to the target.
+        Needs write on the target, read on each source and the right to remove it, all checked
+        before anything moves. Two durable steps, not one: a crash between them leaves the data
+        in both places (never lost). Cost: the sources' bytes are copied once, through one
+        append to the target.
         """
-        node = self._file((await self.resolve(target)).ino)
+        node = self._file((await self.resolve(target, caller=caller)).ino)
+        self.perms.require(node, caller, W)
         files = []
         for src in sources:
-            s = await self.resolve(src)
+            s = await self.open_read(src, caller=caller)
             if s.ino == node.ino:
                 raise errors.Invalid(f"concat: target {target} is among the sources", path=target)
+            parent, _ = await self._resolve_parent(src, caller)
+            self.perms.require_delete(parent, s, caller)
             files.append((src, self._file(s.ino)))
 
         async def joined() -> AsyncIterator[bytes]:
             for src, f in files:
-                async for chunk in self.read(src, 0, f.size):
+                async for chunk in self.read(src, 0, f.size, caller=caller):
                     yield chunk
 
-        await self.append_at(node.ino, joined())
+        await self.append_at(node.ino, joined(), caller=caller)
         for src, _ in files:
-            await self.remove(src)
+            await self.remove(src, caller=caller)
         return node
 
-    async def content_summary(self, path: str) -> tuple[int, int, int]:
+    async def content_summary(self, path: str, *, caller: Caller) -> tuple[int, int, int]:
         """(bytes, files, directories) at and below `path`; a directory counts itself.
 
-        Symlinks count as files of length 0. Directories not yet listed from their UFS are
-        listed first. Cost: O(objects below path).
+        Every directory counted must grant read and search (HDFS's subtree check). Symlinks
+        count as files of length 0. Directories not yet listed from their UFS are listed first.
+        Cost: O(objects below path).
         """
-        node = await self.resolve(path)
+        node = await self.resolve(path, caller=caller)
         length = files = dirs = 0
         todo = [node]
         while todo:
             n = todo.pop()
             if isinstance(n, DirInode):
+                self.perms.require(n, caller, R | X)
                 dirs += 1
                 await self.discovery.ensure_listed(n)
                 todo.extend(n.children.values())
@@ -775,3 +974,12 @@ def _plan_remove_tree(ns: Namespace, parent_ino: int, name: str, now: int) -> Se
 
     walk(parent_ino, name)
     return ops
+
+
+def _content_ops(ino: int, now: int, content: writes.Content, wt: WriteType, ns: Namespace | None = None) -> list[Op]:
+    """SetContent for new content, and a persist request when it is to reach the UFS later."""
+    size, fp, layout = content
+    op = ns.plan_set_content(ino, size, now, fp, layout) if ns is not None else SetContent(ino, size, now, fp, layout)
+    if fp is None and wt is WriteType.ASYNC_THROUGH:
+        return [op, RequestPersist(ino)]
+    return [op]

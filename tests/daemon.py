@@ -47,11 +47,12 @@ class Daemon:
         self.proc.wait(30)
 
 
-def start(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
-    """Run `nsd serve` on an ephemeral port and wait for its `ready` line."""
+def start(data_dir: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Daemon:
+    """Run `nsd serve` on an ephemeral port and wait for its `ready` line (`prefix`: a command
+    that runs it, such as `ip netns exec NS`)."""
     log = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir), "--http-port", "0", "--nfs-port", "0"]
-    cmd += args
+    cmd = [*prefix, sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--http-port", "0", "--nfs-port", "0", *args]
     full_env = {**os.environ, "NSD_LOG_LEVEL": "info", **(env or {})}
     with open(log, "a") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)

@@ -1,5 +1,6 @@
-"""A real S3 endpoint for tests: moto's server on loopback, in this process (so a test can
-also reach its backend directly, e.g. to fill a bucket fast or backdate an object)."""
+"""A real S3 endpoint for tests: moto's server on loopback, in this process, so a restart on
+the same port is an outage, not a new store, and a test can reach moto's backend directly
+(to fill a bucket fast or backdate an object). Plus the boto3 client and mount options."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ def start_moto(port: int = 0) -> tuple[Any, str]:
     return server, f"{host}:{bound}"
 
 
-def s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str, keys: dict[str, str] = S3_KEYS) -> Any:
     import boto3
 
     return boto3.client(
         "s3",
         endpoint_url=f"http://{endpoint}",
-        aws_access_key_id=S3_KEYS["access_key"],
-        aws_secret_access_key=S3_KEYS["secret_key"],
+        aws_access_key_id=keys["access_key"],
+        aws_secret_access_key=keys["secret_key"],
         region_name="us-east-1",
     )
 
@@ -49,3 +50,38 @@ def backend() -> Any:
     from moto.s3.models import s3_backends
 
     return s3_backends[ACCOUNT]["global"]
+
+
+KEYS = {"access_key": "AKIAEXAMPLEACCESS5678", "secret_key": "m0to-s3cr3t-N3v3r-Sh0wn"}
+
+
+class MotoS3:
+    """One moto server that a test can stop and restart on the same port."""
+
+    def __init__(self) -> None:
+        self.server, self.endpoint = start_moto()
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self.up = True
+
+    def stop(self) -> None:
+        if self.up:
+            self.server.stop()
+            self.up = False
+
+    def restart(self) -> None:
+        if not self.up:
+            self.server, _ = start_moto(self.port)
+            self.up = True
+
+    def client(self) -> Any:
+        return s3_client(self.endpoint, KEYS)
+
+    def bucket(self) -> str:
+        name = "nsd-" + secrets.token_hex(6)
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def mount_options(self, **more: str) -> list[str]:
+        """`nsd mount add` -o arguments."""
+        options = {"endpoint_override": self.endpoint, "scheme": "http", **KEYS, **more}
+        return [arg for k, v in options.items() for arg in ("-o", f"{k}={v}")]

@@ -188,6 +188,14 @@ class BlockStore:
     def has(self, digest: str) -> bool:
         return digest in self._index
 
+    def digests(self) -> list[str]:
+        """Every stored block's digest (a snapshot). Cost: O(blocks)."""
+        return list(self._index.entries)
+
+    def referenced(self) -> dict[str, int]:
+        """digest -> reference count, for every digest with references (a copy)."""
+        return dict(self._refs)
+
     def size_of(self, digest: str) -> int | None:
         entry = self._index.get(digest)
         return None if entry is None else entry.size

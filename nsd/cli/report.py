@@ -55,6 +55,21 @@ def _clients_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _cache_tables(cache: dict[str, Any]) -> list[Table]:
+    if not cache.get("enabled"):
+        return [_kv_table("cache", {"enabled": "no"})]
+    tiers = Table(title="cache tiers", title_justify="left")
+    for col in ("tier", "path", "capacity", "used", "use", "blocks"):
+        tiers.add_column(col, justify="left" if col in ("tier", "path") else "right")
+    for t in cache["tiers"]:
+        use = f"{100 * t['used'] / t['capacity']:.1f}%" if t["capacity"] else "-"
+        tiers.add_row(t["tier"], t["path"], human_bytes(t["capacity"]), human_bytes(t["used"]), use, f"{t['blocks']:,}")
+    rows = {k: v for k, v in cache.items() if k not in ("tiers", "enabled")}
+    rows["hit_ratio"] = f"{100 * cache['hit_ratio']:.1f}%"
+    rows["dedup_ratio"] = f"{cache['dedup_ratio']:.2f}"
+    return [tiers, _kv_table("cache", rows)]
+
+
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
     table = Table(title="mounts", title_justify="left")
     for col in ("path", "mode", "state", "under-storage", "options"):
@@ -71,7 +86,7 @@ def report(
     section: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SECTIONS)} (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The daemon's state: summary, capacity, mounts, journal, clients."""
+    """The daemon's state: summary, capacity, mounts, cache, journal, clients."""
     if section is not None and section not in SECTIONS:
         fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
     data = G.client().get("/report")
@@ -83,7 +98,11 @@ def report(
     console = Console()
     for name, value in data.items():
         tables = {"mounts": _mounts_table, "clients": _clients_table}
-        console.print(tables[name](value) if name in tables else _kv_table(name, value))
+        if name == "cache":
+            for table in _cache_tables(value):
+                console.print(table)
+        else:
+            console.print(tables[name](value) if name in tables else _kv_table(name, value))
 
 
 @conf_app.command("show")

@@ -221,6 +221,41 @@ class SetPin(Op):
     pinned: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Persisted(Op):
+    """Unpersisted file `ino` (written with MUST_CACHE or ASYNC_THROUGH) is now in the under-storage
+    with `fingerprint`: its blocks may be evicted from now on, and a pending persist request is done.
+
+    `token` names the content that was uploaded (see layouts.content_token): the op is planned only
+    while the file still holds that content, so a persist that raced a newer write never applies.
+    """
+
+    CODE: ClassVar[int] = 14
+    ino: int
+    token: str
+    fingerprint: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPersist(Op):
+    """Persist unpersisted file `ino` in the background (ASYNC_THROUGH). The request is part of the
+    namespace until a Persisted op for the file applies (or the file goes), so it survives restarts."""
+
+    CODE: ClassVar[int] = 15
+    ino: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTtl(Op):
+    """Inode `ino` (file or directory) expires at `expires_ns`: then its cached data is freed
+    (`action` "free") or it is deleted ("delete"). `expires_ns` None removes the TTL."""
+
+    CODE: ClassVar[int] = 16
+    ino: int
+    expires_ns: int | None
+    action: str
+
+
 # ---- extended attributes (codes 20-29) ------------------------------------------------------
 
 
@@ -261,6 +296,9 @@ OPS: dict[int, type[Op]] = {
         CacheBlock,
         DropLayout,
         SetPin,
+        Persisted,
+        RequestPersist,
+        SetTtl,
         SetXAttr,
         RemoveXAttr,
     )

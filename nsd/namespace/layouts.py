@@ -1,22 +1,36 @@
-"""Which cached blocks each file's content is made of, and which files are pinned.
+"""Which cached blocks each file's content is made of, which files the block store must keep,
+pending persists and TTLs.
 
-A layout is a list of [offset, length, digest] in offset order (None: nothing cached). The
-namespace knows layouts, never where a block lives; every change to a layout is reported to
-`Namespace.layout_listener` (the block store's reference counts) as digests removed and added,
-during live changes and replay alike.
+A layout is a list of [offset, length, digest] in offset order, never overlapping (None: nothing
+cached). The namespace knows layouts, never where a block lives. Two kinds of file:
+
+- UFS-backed (a fingerprint): the UFS holds the truth; the layout names whichever blocks are
+  cached, all read under that fingerprint (a new fingerprint drops the layout).
+- unpersisted (no fingerprint, a layout, possibly empty): written through nsd with MUST_CACHE or
+  ASYNC_THROUGH; the blocks are the only copy, so the layout covers [0, size) exactly.
+
+A file's blocks are *held* while it is unpersisted or pinned: eviction must never drop them.
+`Namespace.kept` counts, per digest, the references from held files, so the block store's
+question "must I keep this digest?" is one dict lookup, never a walk of the tree. Every change
+of a layout, a fingerprint or a pin goes through `change()`, which keeps that index and the
+`layout_listener` (the block store's reference counts) in step, in live changes and replay alike.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nsd.errors import Invalid
-from nsd.journal.ops import CacheBlock, DropLayout, SetPin
+from nsd.errors import Corrupt, Invalid
+from nsd.journal.ops import CacheBlock, DropLayout, Persisted, RequestPersist, SetPin, SetTtl
 from nsd.namespace.inode import FileInode, Inode
 
 if TYPE_CHECKING:
     from nsd.namespace.tree import Namespace
+
+TTL_ACTIONS = ("free", "delete")
+_SAME: Any = object()
 
 
 class LayoutListener(Protocol):
@@ -27,23 +41,109 @@ def digests(layout: list[Any] | None) -> list[str]:
     return [entry[2] for entry in layout] if layout else []
 
 
-def replace_layout(ns: Namespace, node: Inode, layout: list[Any] | None) -> None:
-    """The only way a file's layout changes (so the listener sees every change)."""
+def is_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def unpersisted(node: Inode) -> bool:
+    """Written through nsd and not yet in the UFS: its blocks are the only copy."""
+    return isinstance(node, FileInode) and node.fingerprint is None and node.layout is not None
+
+
+def held(ns: Namespace, node: Inode) -> bool:
+    return unpersisted(node) or node.ino in ns.pinned
+
+
+def content_token(size: int, layout: list[Any] | None) -> str:
+    """A short name for a file's content (its size and blocks): what a persist uploaded."""
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    for off, length, digest in layout or ():
+        h.update(f"|{off}:{length}:{digest}".encode())
+    return h.hexdigest()
+
+
+def check_layout(layout: object, size: int, *, complete: bool) -> None:
+    """Invalid unless `layout` is None or sorted, non-overlapping [offset, length, digest] entries
+    inside [0, size); `complete`: they must cover [0, size) with no gap."""
+    if layout is None:
+        if complete and size:
+            raise Invalid(f"an unpersisted file of {size} bytes needs a layout")
+        return
+    if not isinstance(layout, list):
+        raise Invalid(f"a layout is a list, not {type(layout).__name__}")
+    end = 0
+    for entry in layout:
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise Invalid(f"bad layout entry {entry!r}")
+        off, length, digest = entry
+        if type(off) is not int or type(length) is not int or length <= 0 or off < end:
+            raise Invalid(f"bad or overlapping layout entry {entry!r}")
+        if complete and off != end:
+            raise Invalid(f"layout of an unpersisted file has a gap at {end}")
+        if not is_digest(digest):
+            raise Invalid(f"not a block digest in layout: {digest!r}")
+        end = off + length
+    if end > size or (complete and end != size):
+        raise Invalid(f"layout ends at {end}, the file has {size} bytes")
+
+
+def change(
+    ns: Namespace, node: Inode, *, layout: Any = _SAME, fingerprint: Any = _SAME, pinned: bool | None = None
+) -> None:
+    """The only way a file's layout, fingerprint or pin changes (see the module docstring)."""
     assert isinstance(node, FileInode)
-    old = node.layout
-    node.layout = layout
-    if ns.layout_listener is not None and (old or layout):
-        ns.layout_listener.layout_changed(node.ino, digests(old), digests(layout))
+    was_held, old = held(ns, node), node.layout
+    if layout is not _SAME:
+        node.layout = layout
+    if fingerprint is not _SAME:
+        node.fingerprint = fingerprint
+    if pinned is True:
+        ns.pinned.add(node.ino)
+    elif pinned is False:
+        ns.pinned.discard(node.ino)
+    if not unpersisted(node):
+        ns.persist_pending.discard(node.ino)
+    _account(ns, node, was_held, old)
+
+
+def _account(ns: Namespace, node: FileInode, was_held: bool, old: list[Any] | None, gone: bool = False) -> None:
+    now_held = not gone and held(ns, node)
+    new = None if gone else node.layout
+    if was_held:
+        _count(ns.kept, digests(old), -1)
+    if now_held:
+        _count(ns.kept, digests(new), 1)
+    if ns.layout_listener is not None and old is not new and (old or new):
+        ns.layout_listener.layout_changed(node.ino, digests(old), digests(new))
+
+
+def _count(index: dict[str, int], keys: list[str], step: int) -> None:
+    for d in keys:
+        n = index.get(d, 0) + step
+        if n:
+            index[d] = n
+        else:
+            del index[d]
+
+
+def kept_index(ns: Namespace) -> dict[str, int]:
+    """`Namespace.kept` computed from scratch. Cost: O(inodes + blocks)."""
+    kept: dict[str, int] = {}
+    for node in ns.inodes.values():
+        if isinstance(node, FileInode) and held(ns, node):
+            _count(kept, digests(node.layout), 1)
+    return kept
 
 
 def block_at(layout: list[Any] | None, offset: int) -> tuple[int, int, str] | None:
-    """The cached block that starts at `offset`, if any. O(log blocks)."""
+    """The cached block that covers byte `offset`, if any. O(log blocks)."""
     if not layout:
         return None
-    i = bisect.bisect_left(layout, offset, key=lambda e: e[0])
-    if i < len(layout) and layout[i][0] == offset:
+    i = bisect.bisect_right(layout, offset, key=lambda e: e[0]) - 1
+    if i >= 0:
         off, length, digest = layout[i]
-        return off, length, digest
+        if off <= offset < off + length:
+            return off, length, digest
     return None
 
 
@@ -54,36 +154,164 @@ def _file(ns: Namespace, ino: int) -> FileInode:
     return node
 
 
+# ---- planning: validate, change nothing ------------------------------------------------------
+
+
+def plan_drop_layout(ns: Namespace, ino: int) -> DropLayout:
+    op = DropLayout(ino)
+    check_drop_layout(ns, op)
+    return op
+
+
+def plan_set_pin(ns: Namespace, ino: int, pinned: bool) -> SetPin:
+    _file(ns, ino)
+    return SetPin(ino, pinned)
+
+
+def plan_persisted(ns: Namespace, ino: int, token: str, fingerprint: list[Any]) -> Persisted:
+    op = Persisted(ino, token, fingerprint)
+    check_persisted(ns, op)
+    return op
+
+
+def plan_request_persist(ns: Namespace, ino: int) -> RequestPersist:
+    op = RequestPersist(ino)
+    check_request_persist(ns, op)
+    return op
+
+
+def plan_set_ttl(ns: Namespace, ino: int, expires_ns: int | None, action: str = "") -> SetTtl:
+    op = SetTtl(ino, expires_ns, action)
+    check_set_ttl(ns, op)
+    return op
+
+
+# ---- appliers -----------------------------------------------------------------------------
+
+
 def apply_cache_block(ns: Namespace, op: CacheBlock) -> None:
     node = _file(ns, op.ino)
     if type(op.offset) is not int or op.offset < 0 or type(op.length) is not int or op.length <= 0:
         raise Invalid(f"bad block range {op.offset}+{op.length}")
-    if node.fingerprint != op.fingerprint or op.offset + op.length > node.size:
-        return  # read under another version of the file: never part of this one
-    layout = list(node.layout or [])
-    i = bisect.bisect_left(layout, op.offset, key=lambda e: e[0])
-    entry = [op.offset, op.length, op.digest]
-    if i < len(layout) and layout[i][0] == op.offset:
-        layout[i] = entry
-    else:
-        layout.insert(i, entry)
-    replace_layout(ns, node, layout)
+    if not is_digest(op.digest):
+        raise Invalid(f"not a block digest: {op.digest!r}")
+    if node.fingerprint is None or node.fingerprint != op.fingerprint or op.offset + op.length > node.size:
+        return  # read under another version of the file (or it is nsd's own): never part of this one
+    end = op.offset + op.length
+    # Entries overlapping the new one (cut on another block size) make way for it.
+    layout = [e for e in node.layout or () if e[0] + e[1] <= op.offset or e[0] >= end]
+    bisect.insort(layout, [op.offset, op.length, op.digest], key=lambda e: e[0])
+    change(ns, node, layout=layout)
+
+
+def check_drop_layout(ns: Namespace, op: DropLayout) -> FileInode:
+    node = _file(ns, op.ino)
+    if unpersisted(node):
+        raise Invalid(f"inode {op.ino} is not persisted: its blocks are the only copy")
+    return node
 
 
 def apply_drop_layout(ns: Namespace, op: DropLayout) -> None:
-    replace_layout(ns, _file(ns, op.ino), None)
+    change(ns, check_drop_layout(ns, op), layout=None)
 
 
 def apply_set_pin(ns: Namespace, op: SetPin) -> None:
-    _file(ns, op.ino)
-    if op.pinned:
-        ns.pinned.add(op.ino)
+    change(ns, _file(ns, op.ino), pinned=bool(op.pinned))
+
+
+def check_persisted(ns: Namespace, op: Persisted) -> FileInode:
+    node = _file(ns, op.ino)
+    if not unpersisted(node):
+        raise Invalid(f"inode {op.ino} is already persisted")
+    if op.token != content_token(node.size, node.layout):
+        raise Invalid(f"inode {op.ino} changed since its persist began")
+    if not isinstance(op.fingerprint, list):
+        raise Invalid(f"bad fingerprint {op.fingerprint!r}")
+    return node
+
+
+def apply_persisted(ns: Namespace, op: Persisted) -> None:
+    change(ns, check_persisted(ns, op), fingerprint=op.fingerprint)
+
+
+def check_request_persist(ns: Namespace, op: RequestPersist) -> FileInode:
+    node = _file(ns, op.ino)
+    if not unpersisted(node):
+        raise Invalid(f"inode {op.ino} has nothing to persist")
+    return node
+
+
+def apply_request_persist(ns: Namespace, op: RequestPersist) -> None:
+    check_request_persist(ns, op)
+    ns.persist_pending.add(op.ino)
+
+
+def check_set_ttl(ns: Namespace, op: SetTtl) -> Inode:
+    node = ns.get(op.ino)
+    if op.expires_ns is not None:
+        if type(op.expires_ns) is not int:
+            raise Invalid(f"bad expiry {op.expires_ns!r}")
+        if op.action not in TTL_ACTIONS:
+            raise Invalid(f"TTL action must be one of {', '.join(TTL_ACTIONS)}, not {op.action!r}")
+    return node
+
+
+def apply_set_ttl(ns: Namespace, op: SetTtl) -> None:
+    check_set_ttl(ns, op)
+    if op.expires_ns is None:
+        ns.ttls.pop(op.ino, None)
     else:
-        ns.pinned.discard(op.ino)
+        ns.ttls[op.ino] = (op.expires_ns, op.action)
 
 
 def forget(ns: Namespace, node: Inode) -> None:
-    """A file inode is gone: its blocks are no longer referenced by it, and it is no longer pinned."""
-    if isinstance(node, FileInode) and node.layout:
-        replace_layout(ns, node, None)
+    """An inode is gone: its blocks are no longer referenced or held by it, and its pin,
+    pending persist and TTL go with it."""
+    if isinstance(node, FileInode):
+        was_held, old = held(ns, node), node.layout
+        node.layout = None
+        _account(ns, node, was_held, old, gone=True)
     ns.pinned.discard(node.ino)
+    ns.persist_pending.discard(node.ino)
+    ns.ttls.pop(node.ino, None)
+
+
+# ---- image and invariants -------------------------------------------------------------------
+
+
+def image_header(ns: Namespace) -> dict[str, Any]:
+    """Pending persists and TTLs, only when there are any (older images stay as they were)."""
+    out: dict[str, Any] = {}
+    if ns.persist_pending:
+        out["persist_pending"] = sorted(ns.persist_pending)
+    if ns.ttls:
+        out["ttls"] = [[ino, exp, action] for ino, (exp, action) in sorted(ns.ttls.items())]
+    return out
+
+
+def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
+    ns.persist_pending = set(header.get("persist_pending", []))
+    ns.ttls = {ino: (exp, action) for ino, exp, action in header.get("ttls", [])}
+    if not ns.persist_pending <= ns.inodes.keys() or not ns.ttls.keys() <= ns.inodes.keys():
+        raise Corrupt("image: a pending persist or a TTL names an inode that does not exist")
+    ns.kept = kept_index(ns)
+
+
+def check(ns: Namespace) -> None:
+    """Layouts are sound, unpersisted files are whole, the kept index is exact, pending persists
+    name unpersisted files and TTLs live inodes."""
+    for ino, node in ns.inodes.items():
+        if isinstance(node, FileInode):
+            try:
+                check_layout(node.layout, node.size, complete=node.fingerprint is None and node.layout is not None)
+            except Invalid as e:
+                raise AssertionError(f"inode {ino}: {e}") from None
+    if ns.kept != kept_index(ns):
+        raise AssertionError("the index of held blocks is out of step with the layouts")
+    for ino in ns.persist_pending:
+        pending = ns.inodes.get(ino)
+        if pending is None or not unpersisted(pending):
+            raise AssertionError(f"pending persist of inode {ino}, which is not an unpersisted file")
+    for ino, (exp, action) in ns.ttls.items():
+        if ino not in ns.inodes or type(exp) is not int or action not in TTL_ACTIONS:
+            raise AssertionError(f"TTL of inode {ino}: {exp!r} {action!r}")

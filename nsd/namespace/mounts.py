@@ -205,8 +205,8 @@ def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
         ns.next_ino = ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]
-        f.size, f.mtime, f.ctime, f.fingerprint = size, mtime, op.time_ns, fp
-        layouts.replace_layout(ns, f, None)  # blocks of the old content must never be served
+        f.size, f.mtime, f.ctime = size, mtime, op.time_ns
+        layouts.change(ns, f, fingerprint=fp, layout=None)  # blocks of the old content must never be served
     for name in op.remove:
         drop_entry(ns, d, name, op.time_ns)
 
@@ -229,7 +229,7 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
                 ns._drop_link(child, sub, child_name, t)
         sub.nlink = 0
         del ns.inodes[sub.ino]
-        ns.xattrs.pop(sub.ino, None)
+        ns.forget_side_state(sub.ino)
 
 
 # ---- image and invariants ------------------------------------------------------------------
@@ -240,6 +240,7 @@ def image_header(ns: Namespace) -> dict[str, Any]:
         "pinned": sorted(ns.pinned),
         "next_mount_id": ns.next_mount_id,
         "mounts": [[m.mount_id, m.point.ino, m.uri, m.readonly, m.options] for m in ns.mounts.values()],
+        **layouts.image_header(ns),
     }
 
 
@@ -253,6 +254,7 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
         if not isinstance(point, DirInode) or point.mount != mount_id:
             raise Corrupt(f"image: mount {mount_id} has no mount point {point_ino}")
         ns.mounts[mount_id] = Mount(mount_id, point, uri, readonly, options)
+    layouts.load_image_header(ns, header)
 
 
 def check_mounts(ns: Namespace) -> None:

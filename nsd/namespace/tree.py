@@ -45,13 +45,16 @@ from nsd.journal.ops import (
     Link,
     MkNode,
     Op,
+    Persisted,
     RemoveMount,
     RemoveXAttr,
     Rename,
+    RequestPersist,
     Rmdir,
     SetAttr,
     SetContent,
     SetPin,
+    SetTtl,
     SetXAttr,
     UfsSync,
     Unlink,
@@ -64,11 +67,14 @@ ROOT_INO = 1
 MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loop
 IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
+IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
+IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE)
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
 S_IFMT = 0o170000
 PERMS = 0o7777
+Search = Callable[[DirInode], None]  # called for each directory a path walk looks into
 
 Entry = tuple[int, str, Inode]
 
@@ -90,6 +96,10 @@ class Namespace:
         self.mounts: dict[int, mounts.Mount] = {}
         self.pinned: set[int] = set()
         self.layout_listener: layouts.LayoutListener | None = None
+        # digest -> references from unpersisted or pinned files (derived; see layouts.py)
+        self.kept: dict[str, int] = {}
+        self.persist_pending: set[int] = set()  # unpersisted files waiting for the background persister
+        self.ttls: dict[int, tuple[int, str]] = {}  # ino -> (expires_ns, "free" | "delete")
         self.next_mount_id = mounts.ROOT_MOUNT + 1
         # Extended attributes by inode id, only for inodes that have any: most have none, and
         # a slot on every inode would cost memory across millions of them.
@@ -108,12 +118,20 @@ class Namespace:
             CacheBlock: lambda op: layouts.apply_cache_block(self, op),
             DropLayout: lambda op: layouts.apply_drop_layout(self, op),
             SetPin: lambda op: layouts.apply_set_pin(self, op),
+            Persisted: lambda op: layouts.apply_persisted(self, op),
+            RequestPersist: lambda op: layouts.apply_request_persist(self, op),
+            SetTtl: lambda op: layouts.apply_set_ttl(self, op),
             SetXAttr: self._apply_setxattr,
             RemoveXAttr: self._apply_removexattr,
         }
 
     def _int(self, value: int) -> int:
         return self._ints.setdefault(value, value)
+
+    def forget_side_state(self, ino: int) -> None:
+        """A directory (or other non-file) inode left the tree: drop what side tables hold for it."""
+        self.xattrs.pop(ino, None)
+        self.ttls.pop(ino, None)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -148,14 +166,16 @@ class Namespace:
         path = self._child_path(d, name)
         raise NotFound(f"no such file or directory: {path}", path=path)
 
-    def resolve(self, path: str, *, follow: bool = True) -> Inode:
+    def resolve(self, path: str, *, follow: bool = True, search: Search | None = None) -> Inode:
         """The inode at absolute `path`.
 
         Symlinks are followed in every component but the last, and in the last too when
         `follow`; relative targets start at the link's directory. Raises NotFound, NotDir, Loop
-        (over MAX_SYMLINKS links), Invalid/NameTooLong. Cost: O(components + link targets).
+        (over MAX_SYMLINKS links), Invalid/NameTooLong. `search(d)` is called for every
+        directory the walk looks into, before it looks (permission checks raise from it).
+        Cost: O(components + link targets).
         """
-        return self._walk(self.root, split_path(path), follow, path)
+        return self._walk(self.root, split_path(path), follow, path, search)
 
     def resolve_parent(self, path: str) -> tuple[DirInode, str]:
         """The directory that holds (or would hold) the last component of `path`, and that name.
@@ -178,7 +198,7 @@ class Namespace:
             return self._dir_path(node)
         return self._child_path(node.parent, node.name)
 
-    def _walk(self, start: DirInode, parts: list[str], follow: bool, path: str) -> Inode:
+    def _walk(self, start: DirInode, parts: list[str], follow: bool, path: str, search: Search | None = None) -> Inode:
         todo = parts[::-1]  # components left, next one last; link targets are pushed on it
         cur: Inode = start
         links = 0
@@ -186,6 +206,8 @@ class Namespace:
             name = todo.pop()
             if not isinstance(cur, DirInode):
                 raise NotDir(f"not a directory: component before {name!r} in {path}", path=path)
+            if search is not None:
+                search(cur)
             if name == ".":
                 continue
             if name == "..":
@@ -478,6 +500,8 @@ class Namespace:
             if not isinstance(node, FileInode):
                 raise Invalid(f"cannot set the size of inode {op.ino}: not a regular file")
             _check_nonneg("size", op.size)
+            if layouts.unpersisted(node) and op.size != node.size:
+                raise Invalid(f"inode {op.ino} lives in blocks: its size changes with new content only")
         if op.mode is not None:
             _check_nonneg("mode", op.mode)
         _check_owner(op.uid, op.gid)
@@ -509,6 +533,9 @@ class Namespace:
         if not isinstance(node, FileInode):
             raise Invalid(f"inode {op.ino} is not a regular file")
         _check_nonneg("size", op.size)
+        if op.fingerprint is not None and not isinstance(op.fingerprint, list):
+            raise Invalid(f"fingerprint is not a list: {op.fingerprint!r}")
+        layouts.check_layout(op.layout, op.size, complete=op.fingerprint is None and op.layout is not None)
         return node
 
     # ---- apply: the only mutator ------------------------------------------------------------
@@ -582,7 +609,7 @@ class Namespace:
         parent.nlink -= 1
         node.nlink = 0
         del self.inodes[node.ino]
-        self.xattrs.pop(node.ino, None)
+        self.forget_side_state(node.ino)
         parent.mtime = parent.ctime = t
 
     def _apply_rename(self, op: Rename) -> None:
@@ -599,7 +626,7 @@ class Namespace:
                 dst.nlink -= 1
                 old.nlink = 0
                 del self.inodes[old.ino]
-                self.xattrs.pop(old.ino, None)
+                self.forget_side_state(old.ino)
             else:
                 self._drop_link(old, dst, op.dst_name, t)
         dst.add_child(op.dst_name, node)
@@ -647,6 +674,8 @@ class Namespace:
         if op.gid is not None:
             node.gid = self._int(op.gid)
         if op.size is not None:
+            if op.size != node.size and isinstance(node, FileInode) and node.layout is not None:
+                layouts.change(self, node, layout=None)  # blocks cut for the old size
             node.size = op.size
         if op.atime is not None:
             node.atime = t if op.atime == t else op.atime
@@ -657,14 +686,9 @@ class Namespace:
     def _apply_set_content(self, op: SetContent) -> None:
         node = self._check_set_content(op)
         _check_time(op.time_ns)
-        if op.fingerprint is not None and not isinstance(op.fingerprint, list):
-            raise Corrupt(f"cannot apply {op!r}: fingerprint is not a list")
-        if op.layout is not None and not isinstance(op.layout, list):
-            raise Corrupt(f"cannot apply {op!r}: layout is not a list")
         node.size = op.size
         node.mtime = node.ctime = op.time_ns
-        node.fingerprint = op.fingerprint
-        layouts.replace_layout(self, node, op.layout)
+        layouts.change(self, node, fingerprint=op.fingerprint, layout=op.layout)
 
     def _apply_setxattr(self, op: SetXAttr) -> None:
         node = self._check_setxattr(op)
@@ -785,6 +809,7 @@ class Namespace:
             if linked is None or linked.nlink != len(entries) or linked.nlink < 2:
                 raise AssertionError(f"links index of inode {ino} has {len(entries)} entries, nlink differs")
         mounts.check_mounts(self)
+        layouts.check(self)
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -800,8 +825,11 @@ class Namespace:
         The order depends only on the tree, so equal trees give equal images.
         The tree must not change while the iterator is consumed. Cost: O(inodes).
         """
+        version = IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION
+        if self.persist_pending or self.ttls:
+            version = IMAGE_VERSION_CACHE
         yield {
-            "version": IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION,
+            "version": version,
             "next_ino": self.next_ino,
             "inodes": len(self.inodes),
             **mounts.image_header(self),
@@ -861,7 +889,7 @@ class Namespace:
     def _from_image(cls, chunks: Iterable[Any]) -> Namespace:
         it = iter(chunks)
         header = next(it, None)
-        if not isinstance(header, dict) or header.get("version") not in (IMAGE_VERSION, IMAGE_VERSION_XATTRS):
+        if not isinstance(header, dict) or header.get("version") not in IMAGE_VERSIONS:
             raise Corrupt(f"not a namespace image header: {header!r}")
         ns = cls()
         inodes: dict[int, Inode] = {}

@@ -72,6 +72,14 @@ class CallError(Exception):
         self.reply = reply
 
 
+class AuthError(Exception):
+    """Raised by a procedure to refuse the call with an RPC AUTH_ERROR (MSG_DENIED) reply."""
+
+    def __init__(self, stat: int, message: str) -> None:
+        super().__init__(message)
+        self.stat = stat
+
+
 # ---- record marking -------------------------------------------------------------------------
 
 

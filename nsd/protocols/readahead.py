@@ -8,19 +8,32 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from nsd import errors
-from nsd.vfs import Vfs
+from nsd.cache.policy import ReadType
+from nsd.vfs import Caller, Vfs
 
 CHUNK = 4 << 20  # fewer, larger reads: each one is a worker-thread or store round trip
 
 
 async def read_ahead(
-    vfs: Vfs, ino: int, start: int, end: int, path: str, chunk: int = CHUNK
+    vfs: Vfs,
+    ino: int,
+    start: int,
+    end: int,
+    path: str,
+    *,
+    caller: Caller,
+    read_type: ReadType | None = None,
+    chunk: int = CHUNK,
 ) -> AsyncGenerator[bytes, None]:
-    """The bytes [start, end) of inode `ino` in `chunk` pieces, one piece read ahead.
-    Memory: two pieces per open stream. Corrupt if the file ends before `end`."""
+    """The bytes [start, end) of inode `ino` in `chunk` pieces, one piece read ahead, as
+    `vfs.read_at` gives them to `caller`. Memory: two pieces per open stream. Corrupt if the
+    file ends before `end`."""
 
     def fetch(pos: int) -> asyncio.Future[tuple[bytes, bool]] | None:
-        return asyncio.ensure_future(vfs.read_at(ino, pos, min(chunk, end - pos))) if pos < end else None
+        if pos >= end:
+            return None
+        piece = vfs.read_at(ino, pos, min(chunk, end - pos), caller=caller, read_type=read_type)
+        return asyncio.ensure_future(piece)
 
     pos = start
     pending = fetch(pos)

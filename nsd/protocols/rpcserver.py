@@ -22,7 +22,8 @@ stops reading; buffered records wait in the decoder. A reply body may be a list 
 
 Errors: a broken frame (FrameError) closes the connection. A bad call gets an RPC error reply
 (PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS when the arguments do not decode,
-SYSTEM_ERR when a procedure fails unexpectedly) and the connection lives on.
+SYSTEM_ERR when a procedure fails unexpectedly, AUTH_ERROR when it raises oncrpc.AuthError)
+and the connection lives on.
 
 Non-idempotent procedures (marked `cached`) go through the `DuplicateRequestCache`: a call
 retransmitted with the same XID, from the same host, with the same bytes (credentials and
@@ -57,6 +58,7 @@ Observer = Callable[[str, str, float, "str | None"], None]
 DEFAULT_MAX_INFLIGHT = 64
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
 DEFAULT_DRC_ENTRIES = 4096
+_AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
 
 
 @dataclass(slots=True)
@@ -306,6 +308,9 @@ class RpcConnection(asyncio.Protocol):
             self._send(_garbage(call, e, self.peer_host))
             self._observe(program, proc, started, error="GARBAGE_ARGS")
             return
+        except oncrpc.AuthError as e:
+            self._refuse(program, proc, call, started, e)
+            return
         except Exception:
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
@@ -341,6 +346,9 @@ class RpcConnection(asyncio.Protocol):
             self._send(_garbage(call, e, self.peer_host))
             self._observe(program, proc, started, error="GARBAGE_ARGS")
             return
+        except oncrpc.AuthError as e:
+            self._refuse(program, proc, call, started, e)
+            return
         except Exception:
             log.exception("procedure %s failed", proc.name or call.proc)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
@@ -348,6 +356,12 @@ class RpcConnection(asyncio.Protocol):
             return
         self._reply(call.xid, body)
         self._observe(program, proc, started, body)
+
+    def _refuse(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: oncrpc.AuthError) -> None:
+        log.debug("refused %s from %s: %s", proc.name or call.proc, self.peer_host, e)  # counted in metrics
+        self.rejected += 1
+        self._send(oncrpc.auth_error_reply(call.xid, e.stat))
+        self._observe(program, proc, started, error=_AUTH_STAT_NAMES.get(e.stat, "AUTH_ERROR"))
 
     def _observe(
         self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
@@ -381,6 +395,10 @@ class RpcConnection(asyncio.Protocol):
             drc.forget(key)
             self._send(_garbage(call, e, self.peer_host))
             self._observe(program, proc, started, error="GARBAGE_ARGS")
+            return
+        except oncrpc.AuthError as e:
+            drc.forget(key)
+            self._refuse(program, proc, call, started, e)
             return
         except Exception:
             drc.forget(key)

@@ -8,10 +8,12 @@ import html
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from nsd import __version__
+from nsd.clients import USER_KEY
 from nsd.metrics import Metrics
 from nsd.protocols import webhdfs
 from nsd.report import build_report
@@ -56,6 +58,11 @@ async def _audit_target(request: web.Request) -> str:
     return "?"
 
 
+def _user(request: web.Request, protocol: str) -> str:
+    """Who a request acted as, by name (never a credential)."""
+    return str(request.get(USER_KEY) or "-")
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS_KEY]
@@ -73,7 +80,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         seconds = time.perf_counter() - started
         metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
         if protocol != "http":
-            user = request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-")
+            user = _user(request, protocol)
             metrics.http_clients.seen(protocol, request.remote or "?", user[:64], error=status >= 400)
         log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
         if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
@@ -81,7 +88,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                 "protocol=%s remote=%s user=%s op=%r target=%r status=%d",
                 protocol,
                 request.remote,
-                request.query.get("user.name") or ("admin-token" if protocol == "admin" else "-"),
+                _user(request, protocol),
                 op,
                 await _audit_target(request),
                 status,
@@ -113,6 +120,7 @@ async def status_page(request: web.Request) -> web.Response:
     )
     j = report["journal"]
     s = report["summary"]
+    cache = _cache_section(report["cache"])
     errors = (
         "".join(
             f"<li><time>{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))}</time> {e(level)}: {e(msg)}</li>"
@@ -133,6 +141,7 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
 &middot; {s["staged_files"]} files with staged writes</p>
 <h2>Mounts</h2>
 <table><tr><th>path</th><th>mode</th><th>state</th><th>under-storage</th><th>options</th></tr>{rows}</table>
+{cache}
 <h2>Journal</h2>
 <table>
 <tr><th>last txid</th><td class="num">{j["last_txid"]:,}</td></tr>
@@ -146,6 +155,31 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
 <p><a href="/metrics">/metrics</a> &middot; <a href="/api/v1/report">/api/v1/report</a></p>
 </body></html>"""
     return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+
+def _cache_section(c: dict[str, Any]) -> str:
+    """Capacity and use per tier, hit ratio, dedup, pending persists (the status page's cache part)."""
+    if not c.get("enabled"):
+        return "<h2>Cache</h2><p>no block cache</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(t['tier'])}</td><td>{html.escape(t['path'])}</td>"
+        f'<td class="num">{_fmt_bytes(t["capacity"])}</td><td class="num">{_fmt_bytes(t["used"])}</td>'
+        f'<td class="num">{100 * t["used"] / t["capacity"] if t["capacity"] else 0:.1f}%</td>'
+        f'<td class="num">{t["blocks"]:,}</td></tr>'
+        for t in c["tiers"]
+    )
+    return f"""<h2>Cache</h2>
+<table><tr><th>tier</th><th>path</th><th>capacity</th><th>used</th><th>use</th><th>blocks</th></tr>{rows}</table>
+<table>
+<tr><th>hit ratio</th><td class="num">{100 * c["hit_ratio"]:.1f}% ({c["hits"]:,} hits, {c["misses"]:,} misses)</td></tr>
+<tr><th>read from cache / under-storage</th>
+<td class="num">{_fmt_bytes(c["bytes_from_cache"])} / {_fmt_bytes(c["bytes_from_ufs"])}</td></tr>
+<tr><th>logical / physical (dedup)</th>
+<td class="num">{_fmt_bytes(c["logical_bytes"])} / {_fmt_bytes(c["physical_bytes"])} ({c["dedup_ratio"]:.2f}x)</td></tr>
+<tr><th>evictions</th><td class="num">{c["evictions"]:,}</td></tr>
+<tr><th>pending persists</th><td class="num">{c["pending_persists"]:,}</td></tr>
+<tr><th>corrupt blocks found</th><td class="num">{c["corrupt_blocks"]:,}</td></tr>
+</table>"""
 
 
 def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics, *, audit_log: bool = False) -> None:

@@ -3,8 +3,9 @@
 Theory of operation. One aiohttp handler takes every method under the prefix. It parses the
 path from the raw request line (percent-decoded exactly once, `.`/`..`/NUL refused, so nothing
 the URL normaliser did can change which object is meant), the query (names case-insensitive,
-unknown ones ignored), and the caller (`user.name`, `doas`), then dispatches on (method, op)
-through one table to a handler in webhdfs_get / webhdfs_put. Handlers call only the vfs.
+unknown ones ignored), and the caller (webhdfs_auth: `user.name` or a bearer token, `doas`),
+then dispatches on (method, op) through one table to a handler in webhdfs_get / webhdfs_put.
+Handlers call only the vfs, as the caller: the vfs checks permissions.
 
 Two-step operations (CREATE, APPEND, OPEN, GETFILECHECKSUM): the first request is validated
 and answered with a 307 whose absolute Location carries every original parameter plus
@@ -26,8 +27,9 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import hdrs, web
 
 from nsd import errors
+from nsd.clients import USER_KEY
 from nsd.protocols import errmap, webhdfs_get, webhdfs_put
-from nsd.protocols import webhdfs_users as users
+from nsd.protocols.webhdfs_auth import Authenticator, Unauthenticated
 from nsd.protocols.webhdfs_context import (
     IAE,
     IOE,
@@ -61,6 +63,7 @@ BODY_OPS = frozenset({"CREATE", "APPEND"})
 class State:
     vfs: Vfs
     settings: Settings
+    auth: Authenticator
 
 
 STATE_KEY: web.AppKey[State] = web.AppKey("webhdfs", State)
@@ -124,9 +127,16 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     try:
         path = parse_path(request.raw_path)
         handler = _lookup(request.method, op)
-        who = users.resolve(params.get("user.name"), params.get("doas"))
+        who = state.auth.identify(
+            request.headers.get(hdrs.AUTHORIZATION), params.get("user.name"), params.get("doas"), request.remote or ""
+        )
+        request[USER_KEY] = who.name
         ctx = Ctx(request, state.vfs, state.settings, op, path, params, who)
         return await handler(ctx)
+    except Unauthenticated as e:
+        response = error_response(401, "java.lang.SecurityException", e.message)
+        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="nsd"'
+        return response
     except Remote as e:
         return error_response(e.status, e.java, e.message)
     except errors.NsdError as e:
@@ -150,8 +160,10 @@ async def expect_handler(request: web.Request) -> None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
-def add_routes(app: web.Application, vfs: Vfs, settings: Settings | None = None) -> None:
-    app[STATE_KEY] = State(vfs, settings or Settings())
+def add_routes(
+    app: web.Application, vfs: Vfs, settings: Settings | None = None, auth: Authenticator | None = None
+) -> None:
+    app[STATE_KEY] = State(vfs, settings or Settings(), auth or Authenticator(vfs.perms.users, vfs.perms.is_super))
     for method in OPS:
         app.router.add_route(method, PREFIX + "{path:|/.*}", handle, expect_handler=expect_handler)
 

@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 
 from nsd import errors
+from nsd.protocols.webhdfs_auth import Identity
 from nsd.protocols.webhdfs_params import Params
-from nsd.protocols.webhdfs_users import Identity
-from nsd.vfs import Vfs
+from nsd.vfs import Caller, Vfs
 
 PREFIX = "/webhdfs/v1"
 DEFAULT_BLOCK_SIZE = 128 << 20  # HDFS's default; what Spark and MapReduce split by
@@ -35,6 +35,11 @@ class Ctx:
     path: str  # absolute, percent-decoded once, validated
     params: Params
     who: Identity
+
+    @property
+    def caller(self) -> Caller:
+        """Who the vfs checks permissions for and new objects belong to."""
+        return self.who.caller
 
     @property
     def data_step(self) -> bool:
@@ -146,4 +151,4 @@ Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 def read_stream(ctx: Ctx, path: str, offset: int, length: int) -> AsyncGenerator[bytes, None]:
     """vfs.read as the async generator it is, so callers can close it when a client hangs up."""
-    return cast(AsyncGenerator[bytes, None], ctx.vfs.read(path, offset, length))
+    return cast(AsyncGenerator[bytes, None], ctx.vfs.read(path, offset, length, caller=ctx.caller))

@@ -8,6 +8,7 @@ import contextlib
 from aiohttp import web
 
 from nsd.namespace import DirInode, Inode
+from nsd.permissions import parse_fsaction
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
 from nsd.protocols.readahead import read_ahead
@@ -20,10 +21,11 @@ OPEN_CHUNK = 4 << 20  # fewer, larger reads: each one is a worker-thread round t
 
 
 async def _file(ctx: Ctx) -> Inode:
-    node = await ctx.vfs.stat(ctx.path)
+    """The file at the request's path, which the caller may read (HDFS checks READ here)."""
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     if not node.is_file:
         raise not_a_file(ctx.path)
-    return node
+    return await ctx.vfs.open_read(ctx.path, caller=ctx.caller)
 
 
 async def open_(ctx: Ctx) -> web.StreamResponse:
@@ -37,7 +39,7 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     if not ctx.data_step:
         return ctx.redirect()
     end = node.size if length is None else min(node.size, offset + length)
-    stream = read_ahead(ctx.vfs, node.ino, offset, end, ctx.path, OPEN_CHUNK)
+    stream = read_ahead(ctx.vfs, node.ino, offset, end, ctx.path, caller=ctx.caller, chunk=OPEN_CHUNK)
     async with contextlib.aclosing(stream):
         first = await anext(stream, b"")  # errors surface before the 200 goes out
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -55,22 +57,22 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
 
 
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
-    node = await ctx.vfs.stat(ctx.path)
-    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size)})
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
+    return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus(ctx: Ctx) -> web.StreamResponse:
-    entries = await ctx.vfs.list(ctx.path)
-    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)})
+    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller)
+    return json_response({"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)})
 
 
 async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
     """LIST_BATCH entries after `startAfter` (a name) and how many remain after them."""
-    node = await ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     start_after = ctx.params.get("startafter") or None
     # One more than a batch: a directory still being listed from its UFS may hold fewer entries
     # than it will, and clients stop at remainingEntries 0, so "more" must come from the listing.
-    entries = await ctx.vfs.list(ctx.path, start_after=start_after, limit=LIST_BATCH + 1)
+    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller, start_after=start_after, limit=LIST_BATCH + 1)
     more = len(entries) > LIST_BATCH
     entries = entries[:LIST_BATCH]
     remaining = 0
@@ -78,7 +80,7 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
         remaining = max(1, len(node.children) - node.children.bisect_right(entries[-1][0]))
     body = {
         "DirectoryListing": {
-            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size)},
+            "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)},
             "remainingEntries": remaining,
         }
     }
@@ -86,11 +88,11 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
 
 
 async def getcontentsummary(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.content_summary(*await ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.content_summary(*await ctx.vfs.content_summary(ctx.path, caller=ctx.caller)))
 
 
 async def getquotausage(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.quota_usage(*await ctx.vfs.content_summary(ctx.path)))
+    return json_response(js.quota_usage(*await ctx.vfs.content_summary(ctx.path, caller=ctx.caller)))
 
 
 async def getfilechecksum(ctx: Ctx) -> web.StreamResponse:
@@ -139,7 +141,7 @@ async def getfileblocklocations(ctx: Ctx) -> web.StreamResponse:
 
 async def getxattrs(ctx: Ctx) -> web.StreamResponse:
     encoding = ctx.params.choice("encoding", ("TEXT", "HEX", "BASE64"))
-    attrs = await ctx.vfs.get_xattrs(ctx.path)
+    attrs = await ctx.vfs.get_xattrs(ctx.path, caller=ctx.caller)
     names = [normalize_name(n) for n in ctx.params.getall("xattr.name")]
     if names:
         if any(n not in attrs for n in names):
@@ -151,13 +153,14 @@ async def getxattrs(ctx: Ctx) -> web.StreamResponse:
 
 
 async def listxattrs(ctx: Ctx) -> web.StreamResponse:
-    return json_response(js.xattr_names(sorted(await ctx.vfs.get_xattrs(ctx.path))))
+    return json_response(js.xattr_names(sorted(await ctx.vfs.get_xattrs(ctx.path, caller=ctx.caller))))
 
 
 async def checkaccess(ctx: Ctx) -> web.StreamResponse:
-    """Existence only for now: permission enforcement arrives with issue 8."""
-    ctx.params.fsaction()
-    await ctx.vfs.stat(ctx.path)
+    """200 when the caller holds the rwx bits of `fsaction` on the path, else 403
+    AccessControlException: the vfs's own checks, so the answer is what OPEN/CREATE would meet."""
+    want = parse_fsaction(ctx.params.fsaction())
+    await ctx.vfs.access(ctx.path, want, caller=ctx.caller)
     return empty()
 
 

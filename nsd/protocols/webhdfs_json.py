@@ -14,7 +14,7 @@ from typing import Any
 from nsd import errors
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.hdfs_checksum import BYTES_PER_CRC, FileChecksum
-from nsd.protocols.webhdfs_users import group_name, user_name
+from nsd.users import UserMap
 
 REPLICATION = 1  # one copy as far as HDFS clients can tell: the UFS keeps its own redundancy
 STORAGE_POLICY_UNSPECIFIED = 0
@@ -41,18 +41,19 @@ def kind(node: Inode) -> str:
     return "FILE"
 
 
-def file_status(node: Inode, suffix: str, block_size: int) -> dict[str, Any]:
-    """One FileStatus object (without its {"FileStatus": ...} wrapper)."""
+def file_status(node: Inode, suffix: str, block_size: int, names: UserMap) -> dict[str, Any]:
+    """One FileStatus object (without its {"FileStatus": ...} wrapper); owner and group named
+    through the user map NFS shares, so a uid shows as the same name at both doors."""
     is_dir = isinstance(node, DirInode)
     out: dict[str, Any] = {
         "accessTime": ms(node.atime),
         "blockSize": 0 if is_dir else block_size,
         "childrenNum": len(node.children) if isinstance(node, DirInode) else 0,
         "fileId": node.ino,
-        "group": group_name(node.gid),
+        "group": names.group_name(node.gid),
         "length": node.size if node.is_file else 0,
         "modificationTime": ms(node.mtime),
-        "owner": user_name(node.uid),
+        "owner": names.user_name(node.uid),
         "pathSuffix": suffix,
         "permission": permission(node.mode),
         "replication": 0 if is_dir else REPLICATION,
@@ -65,8 +66,8 @@ def file_status(node: Inode, suffix: str, block_size: int) -> dict[str, Any]:
     return out
 
 
-def file_statuses(entries: list[tuple[str, Inode]], block_size: int) -> dict[str, Any]:
-    return {"FileStatus": [file_status(node, name, block_size) for name, node in entries]}
+def file_statuses(entries: list[tuple[str, Inode]], block_size: int, names: UserMap) -> dict[str, Any]:
+    return {"FileStatus": [file_status(node, name, block_size, names) for name, node in entries]}
 
 
 def content_summary(length: int, files: int, dirs: int) -> dict[str, Any]:

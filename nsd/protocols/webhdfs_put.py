@@ -11,7 +11,7 @@ from aiohttp import web
 from nsd import errors
 from nsd.namespace import Inode, validate_name
 from nsd.namespace.names import split_path
-from nsd.protocols import webhdfs_users as users
+from nsd.permissions import W, X
 from nsd.protocols.webhdfs_context import (
     FAE,
     FNF,
@@ -45,7 +45,7 @@ def _name(path: str) -> str:
 
 async def _maybe(ctx: Ctx, path: str, *, follow: bool = True) -> Inode | None:
     try:
-        return await ctx.vfs.stat(path, follow=follow)
+        return await ctx.vfs.stat(path, caller=ctx.caller, follow=follow)
     except errors.NotFound:
         return None
 
@@ -59,19 +59,24 @@ def _under(path: str, ancestor: str) -> bool:
 
 
 async def _check_create(ctx: Ctx, overwrite: bool, createparent: bool) -> None:
-    validate_name(_name(ctx.path))  # an impossible name fails on the first step
+    """Everything a CREATE can fail on, before the client uploads: an impossible name, an
+    existing file or directory, a missing parent, and permissions."""
+    validate_name(_name(ctx.path))
     node = await _maybe(ctx, ctx.path)
     if node is not None:
         if node.is_dir:
             raise Remote(403, FAE, f"{ctx.path} already exists as a directory")
         if not overwrite:
             raise Remote(403, FAE, f"{ctx.path} for client {ctx.request.remote} already exists")
+        await ctx.vfs.access(ctx.path, W, caller=ctx.caller)
     parent = _parent(ctx.path)
     pnode = await _maybe(ctx, parent)
     if pnode is None and not createparent:
         raise Remote(404, FNF, f"Parent directory doesn't exist: {parent}")
     if pnode is not None and not pnode.is_dir:
         raise Remote(403, PNDE, f"{parent} (is not a directory)")
+    if pnode is not None and node is None:
+        await ctx.vfs.access(parent, W | X, caller=ctx.caller)
 
 
 async def create(ctx: Ctx) -> web.StreamResponse:
@@ -89,14 +94,14 @@ async def create(ctx: Ctx) -> web.StreamResponse:
         return ctx.redirect()
     parent = _parent(ctx.path)
     if createparent and await _maybe(ctx, parent) is None:
-        await ctx.vfs.mkdir(parent, caller=ctx.who.caller, mode=0o755, parents=True)
+        await ctx.vfs.mkdir(parent, caller=ctx.caller, mode=0o755, parents=True)
     node = await ctx.vfs.write_file(
-        ctx.path, body_chunks(ctx.request), caller=ctx.who.caller, mode=mode, overwrite=overwrite
+        ctx.path, body_chunks(ctx.request), caller=ctx.caller, mode=mode, overwrite=overwrite
     )
     if "permission" in ctx.params and node.mode & 0o7777 != mode:
         # HDFS replaces an overwritten file by a new one with the asked permission; the vfs
         # keeps the inode (NFS handles stay valid), so the permission is set on it.
-        await ctx.vfs.setattr(ctx.path, mode=mode)
+        await ctx.vfs.setattr(ctx.path, caller=ctx.caller, mode=mode)
     return web.Response(status=201, headers={"Location": f"webhdfs://{ctx.request.host}{ctx.path}"})
 
 
@@ -108,9 +113,10 @@ async def append(ctx: Ctx) -> web.StreamResponse:
         raise Remote(404, FNF, f"Failed to append to non-existent file {ctx.path} for client {ctx.request.remote}")
     if not node.is_file:
         raise not_a_file(ctx.path)
+    await ctx.vfs.access(ctx.path, W, caller=ctx.caller)  # fail before the client uploads
     if not ctx.data_step:
         return ctx.redirect()
-    await ctx.vfs.append(ctx.path, body_chunks(ctx.request))
+    await ctx.vfs.append(ctx.path, body_chunks(ctx.request), caller=ctx.caller)
     return empty()
 
 
@@ -121,7 +127,7 @@ async def mkdirs(ctx: Ctx) -> web.StreamResponse:
     mode = ctx.params.permission(default=0o755)
     assert mode is not None
     try:
-        await ctx.vfs.mkdir(ctx.path, caller=ctx.who.caller, mode=mode, parents=True)
+        await ctx.vfs.mkdir(ctx.path, caller=ctx.caller, mode=mode, parents=True)
     except errors.Exists as e:
         raise Remote(403, FAE, f"Path is not a directory: {e.path or ctx.path}") from None
     except errors.NotDir as e:
@@ -168,7 +174,7 @@ async def _try_rename(ctx: Ctx, src: str, dst: str) -> bool:
     if parent is None or not parent.is_dir:
         return False
     try:
-        await ctx.vfs.rename(src, dst)
+        await ctx.vfs.rename(src, dst, caller=ctx.caller)
     except (errors.NotFound, errors.Exists, errors.NotEmpty, errors.IsDir, errors.NotDir, errors.Invalid):
         return False  # lost a race with another change
     return True
@@ -190,14 +196,14 @@ async def _rename2(ctx: Ctx, src: str, dst: str, overwrite: bool) -> None:
         if target.is_dir != node.is_dir:
             kinds = "directories" if target.is_dir else "files"
             raise Remote(403, IOE, f"Source {src} and destination {dst} must both be {kinds}")
-        if target.is_dir and await ctx.vfs.list(dst, limit=1):
+        if target.is_dir and await ctx.vfs.list(dst, caller=ctx.caller, limit=1):
             raise Remote(403, IOE, f"rename destination directory is not empty: {dst}")
     parent = await _maybe(ctx, _parent(dst))
     if parent is None:
         raise Remote(404, FNF, f"rename destination parent {_parent(dst)} not found.")
     if not parent.is_dir:
         raise Remote(403, PNDE, f"rename destination parent {_parent(dst)} is a file.")
-    await ctx.vfs.rename(src, dst)
+    await ctx.vfs.rename(src, dst, caller=ctx.caller)
 
 
 async def delete(ctx: Ctx) -> web.StreamResponse:
@@ -208,7 +214,7 @@ async def delete(ctx: Ctx) -> web.StreamResponse:
     if node is None:
         return boolean(False)
     try:
-        await ctx.vfs.remove(ctx.path, recursive=recursive)
+        await ctx.vfs.remove(ctx.path, caller=ctx.caller, recursive=recursive)
     except errors.NotEmpty:
         raise Remote(403, NOT_EMPTY, f"`{ctx.path} is non empty': Directory is not empty") from None
     except errors.NotFound:
@@ -220,10 +226,10 @@ async def createsymlink(ctx: Ctx) -> web.StreamResponse:
     target = ctx.params.path("destination")
     assert target is not None
     if ctx.params.flag("createparent", False) and await _maybe(ctx, _parent(ctx.path)) is None:
-        await ctx.vfs.mkdir(_parent(ctx.path), caller=ctx.who.caller, mode=0o755, parents=True)
+        await ctx.vfs.mkdir(_parent(ctx.path), caller=ctx.caller, mode=0o755, parents=True)
     if await _maybe(ctx, ctx.path, follow=False) is not None:
         raise Remote(403, FAE, f"{ctx.path} already exists")
-    await ctx.vfs.symlink(target, ctx.path, caller=ctx.who.caller)
+    await ctx.vfs.symlink(target, ctx.path, caller=ctx.caller)
     return empty()
 
 
@@ -232,7 +238,7 @@ async def createsymlink(ctx: Ctx) -> web.StreamResponse:
 
 async def setpermission(ctx: Ctx) -> web.StreamResponse:
     mode = ctx.params.permission(default=0o755)
-    await ctx.vfs.setattr(ctx.path, mode=mode)
+    await ctx.vfs.setattr(ctx.path, caller=ctx.caller, mode=mode)
     return empty()
 
 
@@ -240,9 +246,14 @@ async def setowner(ctx: Ctx) -> web.StreamResponse:
     owner, group = ctx.params.get("owner") or None, ctx.params.get("group") or None
     if owner is None and group is None:
         raise Remote(400, IAE, "Both owner and group are empty.")
-    uid = users.uid_of(owner) if owner is not None else None
-    gid = users.gid_of(group) if group is not None else None
-    await ctx.vfs.setattr(ctx.path, uid=uid, gid=gid)
+    names = ctx.vfs.perms.users
+    uid = names.uid_of(owner) if owner is not None else None
+    gid = names.gid_of(group) if group is not None else None
+    if owner is not None and uid is None:
+        raise Remote(400, IAE, f"Unknown user: {owner}")
+    if group is not None and gid is None:
+        raise Remote(400, IAE, f"Unknown group: {group}")
+    await ctx.vfs.setattr(ctx.path, caller=ctx.caller, uid=uid, gid=gid)
     return empty()
 
 
@@ -252,6 +263,7 @@ async def settimes(ctx: Ctx) -> web.StreamResponse:
     atime = ctx.params.long("accesstime", -1, minimum=-1)
     await ctx.vfs.setattr(
         ctx.path,
+        caller=ctx.caller,
         mtime=None if mtime == -1 or mtime is None else mtime * 1_000_000,
         atime=None if atime == -1 or atime is None else atime * 1_000_000,
     )
@@ -261,7 +273,7 @@ async def settimes(ctx: Ctx) -> web.StreamResponse:
 async def setreplication(ctx: Ctx) -> web.StreamResponse:
     """Accepted and ignored for files (true), false for directories, as HDFS answers."""
     ctx.params.long("replication", None, minimum=1)
-    node = await ctx.vfs.stat(ctx.path)
+    node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     return boolean(node.is_file)
 
 
@@ -273,11 +285,11 @@ async def setxattr(ctx: Ctx) -> web.StreamResponse:
     create_ok, replace_ok = parse_flags(ctx.params.get("flag"))
     value = decode_xattr(ctx.params.get("xattr.value"))
     try:
-        await ctx.vfs.set_xattr(ctx.path, name, value, create=create_ok, replace=replace_ok)
+        await ctx.vfs.set_xattr(ctx.path, name, value, caller=ctx.caller, create=create_ok, replace=replace_ok)
     except errors.Exists:
         raise Remote(403, IOE, f"XAttr: {name} already exists. The REPLACE flag must be specified.") from None
     except errors.NotFound:
-        await ctx.vfs.stat(ctx.path)  # a missing path stays a FileNotFoundException
+        await ctx.vfs.stat(ctx.path, caller=ctx.caller)  # a missing path stays a FileNotFoundException
         raise Remote(403, IOE, f"XAttr: {name} does not exist. The CREATE flag must be specified.") from None
     return empty()
 
@@ -287,9 +299,9 @@ async def removexattr(ctx: Ctx) -> web.StreamResponse:
     if not raw:
         raise BadParam('Missing required webhdfs parameter "xattr.name"')
     name = normalize_name(raw)
-    if name not in await ctx.vfs.get_xattrs(ctx.path):
+    if name not in await ctx.vfs.get_xattrs(ctx.path, caller=ctx.caller):
         raise Remote(403, IOE, "No matching attributes found for remove operation")
-    await ctx.vfs.remove_xattr(ctx.path, name)
+    await ctx.vfs.remove_xattr(ctx.path, name, caller=ctx.caller)
     return empty()
 
 
@@ -310,7 +322,7 @@ async def concat(ctx: Ctx) -> web.StreamResponse:
     for s in sources:
         if not await _file_or_fnf(ctx, s):
             raise Remote(400, HIAE, f"concat: source file {s} is not a file")
-    await ctx.vfs.concat(ctx.path, sources)
+    await ctx.vfs.concat(ctx.path, sources, caller=ctx.caller)
     return empty()
 
 
@@ -332,7 +344,7 @@ async def truncate(ctx: Ctx) -> web.StreamResponse:
         raise Remote(
             400, HIAE, f"Cannot truncate to a larger file size. Current size: {node.size}, truncate size: {size}."
         )
-    await ctx.vfs.truncate(ctx.path, size)
+    await ctx.vfs.truncate(ctx.path, size, caller=ctx.caller)
     return boolean(True)
 
 

@@ -3,6 +3,12 @@
 Written with os calls rather than pyarrow so that writes can be fsynced and hard links kept.
 Blocking calls run in worker threads; writes go to a hidden temporary file in the target
 directory and are renamed into place, so a reader never sees half a file.
+
+Confinement: no path leaves the root. `..`, `.` and NUL components are refused, and a path
+whose real location (symlinks resolved) is outside the root is refused with Denied, so a
+symlink someone placed in the directory cannot lead nsd (which may run as root) to files it was
+never given; listings leave such symlinks out. Known limit: a symlink swapped in between the
+check and the open is not caught (that needs openat2's RESOLVE_BENEATH, which Python lacks).
 """
 
 from __future__ import annotations
@@ -63,11 +69,18 @@ class LocalUfs(Ufs):
         self.root = Path(unquote(parsed.path)).resolve()
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
 
-    def _abs(self, path: str) -> Path:
+    def _abs(self, path: str, *, follow_last: bool = True) -> Path:
+        """The real path for `path`, confined to the root (see the module's docstring).
+        `follow_last=False` for calls that act on a link itself (unlink, rename)."""
         parts = [p for p in path.split("/") if p]
         if any(p in (".", "..") or "\0" in p for p in parts):
             raise errors.Invalid(f"bad under-storage path {path!r}")
-        return self.root.joinpath(*parts)
+        p = self.root.joinpath(*parts)
+        if not parts:
+            return p
+        if not _beneath(self.root, p if follow_last else p.parent):
+            raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
+        return p
 
     async def usage(self) -> tuple[int, int, int]:
         du = await self._run("", shutil.disk_usage, self.root)
@@ -89,7 +102,7 @@ class LocalUfs(Ufs):
         it = await self._run(path, os.scandir, p)
         try:
             while True:
-                batch = await self._run(path, _next_batch, it)
+                batch = await self._run(path, _next_batch, it, self.root)
                 if not batch:
                     return
                 for entry in batch:
@@ -141,7 +154,7 @@ class LocalUfs(Ufs):
         await self._run(path, lambda: p.mkdir(parents=True, exist_ok=True))
 
     async def delete(self, path: str, *, recursive: bool = False) -> None:
-        p = self._abs(path)
+        p = self._abs(path, follow_last=False)
 
         def delete() -> None:
             if p.is_dir() and not p.is_symlink():
@@ -156,7 +169,7 @@ class LocalUfs(Ufs):
         await self._run(path, delete)
 
     async def rename(self, src: str, dst: str) -> None:
-        s, d = self._abs(src), self._abs(dst)
+        s, d = self._abs(src, follow_last=False), self._abs(dst, follow_last=False)
 
         def rename() -> None:
             os.rename(s, d)
@@ -215,11 +228,19 @@ class LocalUfs(Ufs):
         return await self._run("", sweep)
 
 
-def _next_batch(it: Iterator[os.DirEntry[str]]) -> list[UfsStatus]:
+def _beneath(root: Path, p: Path) -> bool:
+    """Whether `p`, symlinks resolved, is `root` or inside it. Cost: an lstat per component."""
+    real = os.path.realpath(p)
+    return real == str(root) or real.startswith(str(root).rstrip("/") + "/")
+
+
+def _next_batch(it: Iterator[os.DirEntry[str]], root: Path) -> list[UfsStatus]:
     batch: list[UfsStatus] = []
     for entry in it:
         if entry.name.startswith(TMP_PREFIX):
             continue
+        if entry.is_symlink() and not _beneath(root, Path(entry.path)):
+            continue  # leads outside the mount: never shown, never followed
         try:
             batch.append(_status(entry.name, entry.stat(follow_symlinks=False)))
         except FileNotFoundError:

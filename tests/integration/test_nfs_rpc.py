@@ -551,3 +551,66 @@ def test_registers_with_a_running_rpcbind_and_unregisters_at_stop(rpcbind: None,
     finally:
         d.stop()
     assert str(d.nfs_port) not in _rpcinfo()
+
+
+def test_a_client_outside_the_export_is_refused_at_every_call(tmp_path: Path) -> None:
+    """Handles of an export this client is not in get AUTH_ERROR (AUTH_TOOWEAK), as nfs-ganesha
+    answers, whatever the procedure; MNT gets MNT3ERR_ACCES. The handle here is a real one
+    (made with the data dir's secret), as a client that was allowed earlier would hold."""
+    from nsd.protocols.nfs3.handles import HandleCodec, load_secret
+
+    d = start(tmp_path / "data", env={"NSD_NFS_EXPORTS": "/ 127.0.0.1(rw,no_root_squash); /far 10.9.9.0/24(rw)"})
+    try:
+        nsd("mkdir", "-p", "/far/x", daemon=d)
+        with RpcClient(d.nfs_port) as c:
+            p = Packer()
+            p.string(b"/far")
+            assert Unpacker(c.call(MOUNT, 3, 1, bytes(p.buf)).body).uint32() == 13  # MNT3ERR_ACCES
+            root = c.mount(b"/")
+            status, far_via_root = lookup(c, root, b"far")
+            assert status == Status.OK and far_via_root is not None  # reachable inside export 1
+            ino = struct.unpack(">Q", far_via_root[4:12])[0]
+            forged = HandleCodec(load_secret(d.data_dir)).encode(2, ino, 1)  # the same dir as export 2
+            for proc, args in (
+                (Proc.GETATTR, fh(forged)),
+                (Proc.LOOKUP, dirop(forged, b"x")),
+                (Proc.READDIR, fh(forged) + struct.pack(">Q8sI", 0, bytes(8), 4096)),
+                (Proc.CREATE, dirop(forged, b"new") + struct.pack(">I", GUARDED) + SATTR_NONE),
+                (Proc.FSINFO, fh(forged)),
+            ):
+                reply = c.call(NFS, 3, proc, args)
+                assert not reply.accepted and reply.stat == oncrpc.AUTH_ERROR, proc
+                assert reply.detail == (oncrpc.AUTH_TOOWEAK,), proc
+            assert c.call(NFS, 3, Proc.NULL).accepted  # NULL names no export
+            assert getattr_status(c, root) == Status.OK  # the connection lives on
+    finally:
+        d.stop()
+
+
+def test_squashing_per_export_rule(tmp_path: Path) -> None:
+    exports = "/ 127.0.0.1(rw); /all 127.0.0.1(rw,all_squash,anonuid=4000,anongid=4001)"
+    d = start(tmp_path / "data", env={"NSD_NFS_EXPORTS": exports})
+    try:
+        nsd("mkdir", "-p", "/all", daemon=d)
+        requests.post(
+            d.url + "/api/v1/fs/setattr",
+            json={"path": "/all", "mode": 0o777},
+            headers={"Authorization": f"Bearer {d.token}"},
+        ).raise_for_status()
+        requests.post(
+            d.url + "/api/v1/fs/setattr",
+            json={"path": "/", "mode": 0o777},
+            headers={"Authorization": f"Bearer {d.token}"},
+        ).raise_for_status()
+        with RpcClient(d.nfs_port) as root_client:  # uid 0 on an export without no_root_squash
+            attrs = skip_fattr(
+                _getattr(root_client, created_handle(create(root_client, root_client.mount(b"/"), b"r")))
+            )
+            assert attrs[3:5] == (65534, 65534)  # root_squash is the default: root became nobody
+        with RpcClient(d.nfs_port, cred=AuthSys(0, b"c", 1234, 1234, ())) as c:
+            attrs = skip_fattr(_getattr(c, created_handle(create(c, c.mount(b"/all"), b"a"))))
+            assert attrs[3:5] == (4000, 4001)  # all_squash: everyone is anonuid/anongid
+            attrs = skip_fattr(_getattr(c, created_handle(create(c, c.mount(b"/"), b"u"))))
+            assert attrs[3:5] == (1234, 1234)
+    finally:
+        d.stop()

@@ -43,7 +43,7 @@ def test_metrics_parse_and_count_requests(daemon: Daemon) -> None:
 def test_report_and_conf_in_both_modes(daemon: Daemon) -> None:
     ok(nsd("mkdir", "-p", "/a/b", daemon=daemon))
     data = json.loads(ok(nsd("report", "--json", daemon=daemon)))
-    assert set(data) == {"summary", "capacity", "mounts", "journal", "clients"}
+    assert set(data) == {"summary", "capacity", "mounts", "cache", "journal", "clients"}
     assert data["summary"]["inodes"] == 3 and data["journal"]["last_txid"] >= 2
     assert data["mounts"][0]["path"] == "/"
     journal = json.loads(ok(nsd("report", "journal", "--json", daemon=daemon)))

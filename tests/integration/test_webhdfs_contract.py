@@ -446,6 +446,7 @@ def test_attributes_truncate_concat(web: Web) -> None:
 def test_identities(web: Web) -> None:
     anon = requests.get(web.base + "/", params={"op": "GETHOMEDIRECTORY"})
     assert anon.json() == {"Path": "/user/dr.who"}
+    assert web.call("PUT", "/id", "MKDIRS", permission="777").status_code == 200
     unknown = web.call("PUT", "/id/x", "MKDIRS", **{"user.name": "no-such-user-here"})
     assert unknown.status_code == 403 and remote(unknown)["exception"] == "AccessControlException"
     numeric = web.call("PUT", "/id/n", "MKDIRS", **{"user.name": "4242"})

@@ -20,10 +20,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from nsd.errors import Exists, Invalid, IsDir, NotDir, NotEmpty, NotPermitted, NsdError
 from nsd.journal.ops import Op, decode_op
-from nsd.namespace import DirInode, FileInode, Namespace, SymlinkInode
+from nsd.namespace import DirInode, FileInode, Namespace, SymlinkInode, layouts
 
 NAMES = st.sampled_from(["a", "b", "c", "dé", "e"])
 PERMS = st.sampled_from([0o644, 0o600, 0o4755, 0o7777])
+DIGESTS = st.sampled_from(["a" * 64, "b" * 64, "c" * 64])
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Node:
     perms: int
     size: int = 0
     target: str | None = None
+    unpersisted: bool = False  # content only in blocks (no fingerprint, a complete layout)
 
 
 @dataclass
@@ -256,6 +258,8 @@ class NamespaceModel(RuleBasedStateMachine):
         error: type[NsdError] | None = None
         if size is not None and node.kind != "f":
             error = IsDir if node.kind == "d" else Invalid
+        elif size is not None and node.unpersisted and size != node.size:
+            error = Invalid  # blocks-only content changes size only with new content
 
         def plan() -> Any:
             return self.ns.plan_setattr(self.ino(path), mode=perms, size=size, time_ns=self.now())
@@ -275,8 +279,63 @@ class NamespaceModel(RuleBasedStateMachine):
         if not files:
             return
         path = data.draw(st.sampled_from(files), label="path")
-        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], [[0, size, "x"]]))
+        layout = [[0, size, "e" * 64]] if size else []
+        self.apply(self.ns.plan_set_content(self.ino(path), size, self.now(), [size, 1, "e"], layout))
         self.nodes[self.ino(path)].size = size
+        self.nodes[self.ino(path)].unpersisted = False
+
+    # ---- cache state: unpersisted content, pins, persists, TTLs ------------------------------
+
+    def files(self) -> list[str]:
+        return sorted(p for p in self.paths if self.kind(p) == "f")
+
+    @rule(data=st.data(), blocks=st.lists(st.tuples(st.integers(1, 9), DIGESTS), max_size=3))
+    def write_unpersisted(self, data: st.DataObject, blocks: list[tuple[int, str]]) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        layout, pos = [], 0
+        for length, digest in blocks:
+            layout.append([pos, length, digest])
+            pos += length
+        self.apply(self.ns.plan_set_content(self.ino(path), pos, self.now(), None, layout))
+        node = self.nodes[self.ino(path)]
+        node.size, node.unpersisted = pos, True
+
+    @rule(data=st.data(), pinned=st.booleans())
+    def pin(self, data: st.DataObject, pinned: bool) -> None:
+        if self.files():
+            path = data.draw(st.sampled_from(self.files()), label="path")
+            self.apply(layouts.plan_set_pin(self.ns, self.ino(path), pinned))
+
+    @rule(data=st.data())
+    def request_persist(self, data: st.DataObject) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        error = None if self.nodes[self.ino(path)].unpersisted else Invalid
+        op = self.expect(error, lambda: layouts.plan_request_persist(self.ns, self.ino(path)))
+        if op is not None:
+            self.apply(op)
+
+    @rule(data=st.data(), stale=st.booleans())
+    def persisted(self, data: st.DataObject, stale: bool) -> None:
+        if not self.files():
+            return
+        path = data.draw(st.sampled_from(self.files()), label="path")
+        f = self.ns.get(self.ino(path))
+        assert isinstance(f, FileInode)
+        token = layouts.content_token(f.size + stale, f.layout)
+        error = None if self.nodes[f.ino].unpersisted and not stale else Invalid
+        op = self.expect(error, lambda: layouts.plan_persisted(self.ns, f.ino, token, [f.size, 2, None]))
+        if op is not None:
+            self.apply(op)
+            self.nodes[f.ino].unpersisted = False
+
+    @rule(data=st.data(), expires=st.none() | st.integers(0, 10**12), action=st.sampled_from(["free", "delete"]))
+    def ttl(self, data: st.DataObject, expires: int | None, action: str) -> None:
+        path = data.draw(st.sampled_from(sorted(self.paths)), label="path")
+        self.apply(layouts.plan_set_ttl(self.ns, self.ino(path), expires, action))
 
     # ---- listing ---------------------------------------------------------------------------
 

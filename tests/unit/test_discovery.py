@@ -27,7 +27,7 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def read_all(vfs: Vfs, path: str) -> bytes:
-    return b"".join([c async for c in vfs.read(path)])
+    return b"".join([c async for c in vfs.read(path, caller=ME)])
 
 
 async def open_vfs(tmp_path: Path) -> Vfs:
@@ -59,17 +59,17 @@ async def test_existing_ufs_files_appear_lazily(vfs: Vfs, tmp_path: Path) -> Non
         (data / f"f{i}").write_bytes(b"x" * (i + 1))
     os.chmod(data / "f2", 0o600)
 
-    f2 = await vfs.stat("/data/f2")  # one lookup: one UFS stat per component, no listing
+    f2 = await vfs.stat("/data/f2", caller=ME)  # one lookup: one UFS stat per component, no listing
     assert (f2.size, f2.mode & 0o777, f2.uid) == (3, 0o600, ME.uid)
     assert f2.mtime == (data / "f2").stat().st_mtime_ns
     assert vfs.discovery.listings == 0 and list(vfs.ns.resolve("/data").children) == ["f2"]
     assert await read_all(vfs, "/data/f2") == b"xxx"
 
-    names = [n for n, _ in await vfs.list("/data")]
+    names = [n for n, _ in await vfs.list("/data", caller=ME)]
     assert names == ["f0", "f1", "f2"] and vfs.discovery.listings == 1
-    assert [n for n, _ in await vfs.list("/")] == ["data"]
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["data"]
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/data/missing")
+        await vfs.stat("/data/missing", caller=ME)
     vfs.ns.check()
 
 
@@ -78,7 +78,7 @@ async def test_a_big_directory_is_journaled_page_by_page(vfs: Vfs, tmp_path: Pat
     big.mkdir()
     for i in range(2500):
         (big / f"part-{i:05d}").touch()
-    assert len(await vfs.list("/big")) == 2500
+    assert len(await vfs.list("/big", caller=ME)) == 2500
     pages = [op for op in ufs_syncs(tmp_path) if op.add and op.dir_ino == vfs.ns.resolve("/big").ino]
     assert [len(op.add) for op in pages] == [1000, 1000, 500]
 
@@ -90,37 +90,37 @@ async def test_sync_interval_zero_sees_every_out_of_band_change(vfs: Vfs, tmp_pa
     assert await read_all(vfs, "/m/a") == b"old"
 
     (tmp_path / "outside" / "a").write_bytes(b"new and longer")
-    assert (await vfs.stat("/m/a")).size == 14
+    assert (await vfs.stat("/m/a", caller=ME)).size == 14
     assert await read_all(vfs, "/m/a") == b"new and longer"
     (tmp_path / "outside" / "b").write_bytes(b"b")
     (tmp_path / "outside" / "a").unlink()
-    assert [n for n, _ in await vfs.list("/m")] == ["b"]
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["b"]
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/m/a")
+        await vfs.stat("/m/a", caller=ME)
     vfs.ns.check()
 
 
 async def test_sync_interval_never_waits_for_an_explicit_sync(vfs: Vfs, tmp_path: Path) -> None:
     (tmp_path / "ufs" / "f").write_bytes(b"one")
-    assert [n for n, _ in await vfs.list("/")] == ["f"]
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f"]
     assert await read_all(vfs, "/f") == b"one"
     (tmp_path / "ufs" / "f").write_bytes(b"three")
     (tmp_path / "ufs" / "g").write_bytes(b"g")
-    assert (await vfs.stat("/f")).size == 3  # the root mount never re-checks by itself
-    assert [n for n, _ in await vfs.list("/")] == ["f"]
-    await vfs.sync("/", recursive=True)
-    assert (await vfs.stat("/f")).size == 5 and await read_all(vfs, "/f") == b"three"
-    assert [n for n, _ in await vfs.list("/")] == ["f", "g"]
+    assert (await vfs.stat("/f", caller=ME)).size == 3  # the root mount never re-checks by itself
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f"]
+    await vfs.sync("/", recursive=True, caller=ME)
+    assert (await vfs.stat("/f", caller=ME)).size == 5 and await read_all(vfs, "/f") == b"three"
+    assert [n for n, _ in await vfs.list("/", caller=ME)] == ["f", "g"]
 
 
 async def test_sync_interval_seconds(vfs: Vfs, tmp_path: Path) -> None:
     (tmp_path / "o").mkdir()
     await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options={"sync_interval": "0.3"})
-    assert await vfs.list("/m") == []
+    assert await vfs.list("/m", caller=ME) == []
     (tmp_path / "o" / "late").write_bytes(b"1")
-    assert await vfs.list("/m") == []  # within the interval
+    assert await vfs.list("/m", caller=ME) == []  # within the interval
     await asyncio.sleep(0.4)
-    assert [n for n, _ in await vfs.list("/m")] == ["late"]
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["late"]
 
 
 async def test_writes_reach_the_mounted_store_and_rules_hold(vfs: Vfs, tmp_path: Path) -> None:
@@ -136,26 +136,26 @@ async def test_writes_reach_the_mounted_store_and_rules_hold(vfs: Vfs, tmp_path:
 
     for attempt in (
         vfs.write_file("/ro/new", chunks(b"x"), caller=ME),
-        vfs.remove("/ro/keep"),
+        vfs.remove("/ro/keep", caller=ME),
         vfs.mkdir("/ro/d", caller=ME),
-        vfs.setattr("/ro/keep", mode=0o600),
+        vfs.setattr("/ro/keep", mode=0o600, caller=ME),
     ):
         with pytest.raises(errors.ReadOnly):
             await attempt
     assert await read_all(vfs, "/ro/keep") == b"k"
     with pytest.raises(errors.CrossDevice):
-        await vfs.rename("/rw/d/f", "/f-in-root-mount")
+        await vfs.rename("/rw/d/f", "/f-in-root-mount", caller=ME)
     with pytest.raises(errors.Exists, match="already mounted"):
         await vfs.mount("/rw", (tmp_path / "ro").as_uri(), caller=ME)
     with pytest.raises(errors.Invalid, match="root"):
-        await vfs.unmount("/")
+        await vfs.unmount("/", caller=ME)
     await vfs.write_file("/plain", chunks(b"file"), caller=ME)
     with pytest.raises(errors.NotDir, match="existing file"):
         await vfs.mount("/plain", (tmp_path / "ro").as_uri(), caller=ME)
 
-    await vfs.unmount("/rw")
+    await vfs.unmount("/rw", caller=ME)
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/rw/d/f")
+        await vfs.stat("/rw/d/f", caller=ME)
     assert (tmp_path / "s3ish" / "d" / "f").read_bytes() == b"through"  # the store is untouched
     vfs.ns.check()
 
@@ -202,12 +202,12 @@ async def test_a_sorted_listing_is_served_while_it_runs(vfs: Vfs, tmp_path: Path
     vfs.discovery.page = 100
     s.faults.latency = 0.05  # one call per 256 entries (memory's page): the listing takes a while
 
-    first = await vfs.list("/m/big", limit=10)
+    first = await vfs.list("/m/big", limit=10, caller=ME)
     big = vfs.ns.resolve("/m/big")
     assert [n for n, _ in first] == ["obj", *names[:9]]
     assert len(big.children) < 1201  # answered before the listing ended
     seen = [n for n, _ in first]
-    while page := await vfs.list("/m/big", start_after=seen[-1], limit=250):
+    while page := await vfs.list("/m/big", start_after=seen[-1], limit=250, caller=ME):
         seen += [n for n, _ in page]
     assert seen == ["obj", *names]  # every entry once, in order
     records = [op for op in ufs_syncs(tmp_path) if op.dir_ino == big.ino]
@@ -221,7 +221,7 @@ async def test_a_resync_merges_each_page_in_one_record(vfs: Vfs, tmp_path: Path,
         s.put(f"d/f{i:02d}", b"x")
     await vfs.mount("/m", f"memory://{mem}", caller=ME, options={"sync_interval": "0"})
     vfs.discovery.page = 5
-    assert len(await vfs.list("/m/d")) == 15
+    assert len(await vfs.list("/m/d", caller=ME)) == 15
     kept = vfs.ns.resolve("/m/d/f10").ino
     for i in range(0, 30, 4):
         del s.files[f"d/f{i:02d}"]
@@ -230,7 +230,7 @@ async def test_a_resync_merges_each_page_in_one_record(vfs: Vfs, tmp_path: Path,
     s.put("d/f10", b"changed")
     before = len(ufs_syncs(tmp_path))
     expected = sorted([f"f{i:02d}" for i in range(2, 30, 4)] + [f"f{i:02d}" for i in range(1, 30, 4)])
-    assert [n for n, _ in await vfs.list("/m/d")] == expected
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == expected
     records = ufs_syncs(tmp_path)[before:]
     assert len(records) == 3  # 15 entries in pages of 5: adds, removals and updates together
     assert sum(len(op.remove) for op in records) == 8 and sum(len(op.add) for op in records) == 8
@@ -246,23 +246,23 @@ async def test_a_store_that_is_down_still_answers_what_is_known(vfs: Vfs, mem: s
     s.put("d/other", b"1")
     opts = {"sync_interval": "0", "retries": "1", "down_probe_s": "0", "tmp_sweep_s": "-1"}
     await vfs.mount("/m", f"memory://{mem}", caller=ME, options=opts)
-    assert [n for n, _ in await vfs.list("/m/d")] == ["known", "other"]
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "other"]
     s.set_down(True)
-    assert [n for n, _ in await vfs.list("/m/d")] == ["known", "other"]  # the last listing
-    assert (await vfs.stat("/m/d/known")).size == 5  # the last metadata
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "other"]  # the last listing
+    assert (await vfs.stat("/m/d/known", caller=ME)).size == 5  # the last metadata
     with pytest.raises(errors.UfsUnavailable, match="down"):
         await read_all(vfs, "/m/d/known")
     with pytest.raises(errors.UfsUnavailable):
-        await vfs.stat("/m/d/never-seen")  # unknown names need the store
+        await vfs.stat("/m/d/never-seen", caller=ME)  # unknown names need the store
     with pytest.raises(errors.UfsUnavailable):
-        await vfs.list("/m")  # never listed: nothing to fall back on
+        await vfs.list("/m", caller=ME)  # never listed: nothing to fall back on
     assert vfs.mount_table()[1].state == "unreachable"
-    for forced in (vfs.sync("/m/d"), vfs.sync("/m/d/known")):  # asked for explicitly: the error
+    for forced in (vfs.sync("/m/d", caller=ME), vfs.sync("/m/d/known", caller=ME)):  # asked for explicitly: the error
         with pytest.raises(errors.UfsUnavailable):
             await forced
     s.set_down(False)
     s.put("d/later", b"")
-    assert [n for n, _ in await vfs.list("/m/d")] == ["known", "later", "other"]
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "later", "other"]
     assert await read_all(vfs, "/m/d/known") == b"12345"
     assert vfs.mount_table()[1].state == "connected"
 
@@ -272,16 +272,16 @@ async def test_temporary_names_are_reserved_and_never_discovered(vfs: Vfs, mem: 
     s.put(".nsd-tmp.0001.f", b"half")
     await vfs.mount("/m", f"memory://{mem}", caller=ME)
     with pytest.raises(errors.NotFound):
-        await vfs.stat("/m/.nsd-tmp.0001.f")
-    assert await vfs.list("/m") == []
+        await vfs.stat("/m/.nsd-tmp.0001.f", caller=ME)
+    assert await vfs.list("/m", caller=ME) == []
     with pytest.raises(errors.Invalid, match="reserved"):
         await vfs.write_file("/m/.nsd-tmp.mine", chunks(b"x"), caller=ME)
     with pytest.raises(errors.Invalid, match="reserved"):
         await vfs.mkdir("/.nsd-tmp.d", caller=ME)
     await vfs.write_file("/m/f", chunks(b"x"), caller=ME)
     with pytest.raises(errors.Invalid, match="reserved"):
-        await vfs.rename("/m/f", "/m/.nsd-tmp.f")
-    assert [n for n, _ in await vfs.list("/m")] == ["f"]
+        await vfs.rename("/m/f", "/m/.nsd-tmp.f", caller=ME)
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["f"]
 
 
 @pytest.mark.parametrize(

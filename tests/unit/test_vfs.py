@@ -10,7 +10,7 @@ import pytest
 from nsd import errors
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.mounttable import MountTable
-from nsd.vfs import Caller, Vfs
+from nsd.vfs import SYSTEM, Caller, Vfs
 
 ME = Caller(1000, 1000)
 
@@ -21,14 +21,14 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def read_all(vfs: Vfs, path: str, offset: int = 0, length: int | None = None) -> bytes:
-    return b"".join([c async for c in vfs.read(path, offset, length)])
+    return b"".join([c async for c in vfs.read(path, offset, length, caller=ME)])
 
 
 async def open_vfs(tmp_path: Path) -> Vfs:
     journal = tmp_path / "journal"
     if not journal.exists():
         journal.mkdir()
-        initial_checkpoint(journal, root_uid=0, root_gid=0)
+        initial_checkpoint(journal, root_uid=ME.uid, root_gid=ME.gid)
     (tmp_path / "ufs").mkdir(exist_ok=True)
     store = await MetaStore.open(journal, fsync=False)
     mounts = MountTable(store.ns, (tmp_path / "ufs").as_uri())
@@ -73,51 +73,51 @@ async def test_symlinked_directories_write_to_the_real_place(vfs: Vfs, tmp_path:
     assert await read_all(vfs, "/real/f") == b"via link"
     await vfs.symlink("f", "/real/lnk", caller=ME)
     assert await read_all(vfs, "/alias/lnk") == b"via link"
-    assert (await vfs.readlink("/real/lnk")) == "f"
+    assert (await vfs.readlink("/real/lnk", caller=ME)) == "f"
 
 
 async def test_rename_replaces_and_moves_the_ufs_file(vfs: Vfs, tmp_path: Path) -> None:
     await vfs.write_file("/x", chunks(b"x"), caller=ME)
     await vfs.write_file("/y", chunks(b"y"), caller=ME)
-    await vfs.rename("/x", "/y")
+    await vfs.rename("/x", "/y", caller=ME)
     assert await read_all(vfs, "/y") == b"x"
     with pytest.raises(errors.NotFound):
-        (await vfs.stat("/x"))
+        (await vfs.stat("/x", caller=ME))
     assert not (tmp_path / "ufs/x").exists() and (tmp_path / "ufs/y").read_bytes() == b"x"
     await vfs.mkdir("/d", caller=ME)
     with pytest.raises(errors.Invalid):
-        await vfs.rename("/d", "/d/inside")
+        await vfs.rename("/d", "/d/inside", caller=ME)
 
 
 async def test_remove_tree_and_its_limits(vfs: Vfs, tmp_path: Path) -> None:
     await vfs.mkdir("/t/u/v", caller=ME, parents=True)
     await vfs.write_file("/t/u/f", chunks(b"1"), caller=ME)
     with pytest.raises(errors.NotEmpty):
-        await vfs.remove("/t")
-    await vfs.remove("/t", recursive=True)
+        await vfs.remove("/t", caller=ME)
+    await vfs.remove("/t", recursive=True, caller=ME)
     assert not (tmp_path / "ufs/t").exists()
-    assert [name for name, _ in (await vfs.list("/"))] == []
+    assert [name for name, _ in (await vfs.list("/", caller=ME))] == []
     with pytest.raises(errors.Invalid):
-        await vfs.remove("/")
+        await vfs.remove("/", caller=ME)
     vfs.store.ns.check()
 
 
 async def test_hard_links_share_the_inode(vfs: Vfs, tmp_path: Path) -> None:
     a = await vfs.write_file("/a", chunks(b"data"), caller=ME)
-    await vfs.link("/a", "/b")
-    assert (await vfs.stat("/b")) is a and a.nlink == 2
-    await vfs.remove("/a")
+    await vfs.link("/a", "/b", caller=ME)
+    assert (await vfs.stat("/b", caller=ME)) is a and a.nlink == 2
+    await vfs.remove("/a", caller=ME)
     assert await read_all(vfs, "/b") == b"data"
-    assert (await vfs.stat("/b")).nlink == 1
+    assert (await vfs.stat("/b", caller=ME)).nlink == 1
 
 
 async def test_truncate_and_setattr(vfs: Vfs, tmp_path: Path) -> None:
     await vfs.write_file("/f", chunks(b"0123456789"), caller=ME)
-    await vfs.truncate("/f", 4)
+    await vfs.truncate("/f", 4, caller=ME)
     assert await read_all(vfs, "/f") == b"0123"
-    await vfs.truncate("/f", 6)
+    await vfs.truncate("/f", 6, caller=ME)
     assert await read_all(vfs, "/f") == b"0123\0\0"
-    node = await vfs.setattr("/f", mode=0o600, uid=7, mtime=123)
+    node = await vfs.setattr("/f", mode=0o600, uid=7, mtime=123, caller=SYSTEM)  # chown: superusers only
     assert (node.mode & 0o7777, node.uid, node.mtime) == (0o600, 7, 123)
 
 
@@ -126,12 +126,12 @@ async def test_everything_survives_reopen(tmp_path: Path) -> None:
     await vfs.mkdir("/keep", caller=ME)
     await vfs.write_file("/keep/f", chunks(b"kept"), caller=ME)
     await vfs.symlink("/keep/f", "/l", caller=ME)
-    before = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await vfs.list("/"))}
+    before = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await vfs.list("/", caller=ME))}
     await vfs.store.close(checkpoint=False)  # replay from the log alone
 
     again = await open_vfs(tmp_path)
     try:
-        after = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await again.list("/"))}
+        after = {name: (n.ino, n.mode, n.size, n.mtime, n.ctime) for name, n in (await again.list("/", caller=ME))}
         assert after == before
         assert await read_all(again, "/l") == b"kept"
         again.store.ns.check()
@@ -141,12 +141,12 @@ async def test_everything_survives_reopen(tmp_path: Path) -> None:
 
 async def test_staged_writes_are_visible_then_sealed_on_commit(vfs: Vfs, tmp_path: Path) -> None:
     node = await vfs.write_file("/s", chunks(b"0123456789"), caller=ME)
-    await vfs.write_at(node.ino, 8, b"ABCD", stable=False)
+    await vfs.write_at(node.ino, 8, b"ABCD", stable=False, caller=ME)
     assert node.size == 12
-    assert await vfs.read_at(node.ino, 6, 100) == (b"67ABCD", True)
+    assert await vfs.read_at(node.ino, 6, 100, caller=ME) == (b"67ABCD", True)
     assert (tmp_path / "ufs/s").read_bytes() == b"0123456789"  # not sealed yet
     assert list((tmp_path / "staging").iterdir())
-    await vfs.commit(node.ino)
+    await vfs.commit(node.ino, caller=ME)
     assert (tmp_path / "ufs/s").read_bytes() == b"01234567ABCD"
     assert not list((tmp_path / "staging").iterdir())
     assert node.fingerprint is not None and node.fingerprint[0] == 12
@@ -155,8 +155,8 @@ async def test_staged_writes_are_visible_then_sealed_on_commit(vfs: Vfs, tmp_pat
 async def test_stable_write_is_durable_on_return(tmp_path: Path) -> None:
     vfs = await open_vfs(tmp_path)
     node = await vfs.create(1, "f", caller=ME)
-    await vfs.write_at(node.ino, 0, b"stable", stable=True)
-    await vfs.write_at(node.ino, 6, b" but lost", stable=False)
+    await vfs.write_at(node.ino, 0, b"stable", stable=True, caller=ME)
+    await vfs.write_at(node.ino, 6, b" but lost", stable=False, caller=ME)
     await vfs.store.close(checkpoint=False)  # a crash: the stage is never sealed
 
     again = await open_vfs(tmp_path)
@@ -171,7 +171,7 @@ async def test_idle_stages_are_sealed(vfs: Vfs, tmp_path: Path) -> None:
     import asyncio
 
     node = await vfs.create(1, "idle", caller=ME)
-    await vfs.write_at(node.ino, 0, b"x" * 10, stable=False)
+    await vfs.write_at(node.ino, 0, b"x" * 10, stable=False, caller=ME)
     for _ in range(50):
         if not vfs.stager.stages:
             break
@@ -190,15 +190,15 @@ async def test_append_writes_after_the_known_size(vfs: Vfs, tmp_path: Path) -> N
     await vfs.write_file("/log", chunks(b"one\n"), caller=ME)
     with open(tmp_path / "ufs/log", "ab") as f:
         f.write(b"junk an interrupted append left")
-    await vfs.append("/log", chunks(b"two\n", b"three\n"))
+    await vfs.append("/log", chunks(b"two\n", b"three\n"), caller=ME)
     assert await read_all(vfs, "/log") == b"one\ntwo\nthree\n"
     assert (tmp_path / "ufs/log").read_bytes() == b"one\ntwo\nthree\n"
 
 
 async def test_removing_a_staged_file_drops_its_stage(vfs: Vfs, tmp_path: Path) -> None:
     node = await vfs.create(1, "gone", caller=ME)
-    await vfs.write_at(node.ino, 0, b"data", stable=False)
-    await vfs.remove("/gone")
+    await vfs.write_at(node.ino, 0, b"data", stable=False, caller=ME)
+    await vfs.remove("/gone", caller=ME)
     assert not vfs.stager.stages and not list((tmp_path / "staging").iterdir())
     with pytest.raises(errors.Stale):
-        await vfs.commit(node.ino)
+        await vfs.commit(node.ino, caller=ME)

@@ -1,15 +1,23 @@
-"""Block store benchmark: prints figures, asserts nothing.
+"""Block cache benchmark: prints figures, asserts nothing.
 
-    python tools/bench/cache.py [--mib 256] [--block-mib 4] [--dir DIR] [--rounds 5]
+    python tools/bench/cache.py [--only store,local,s3,dedup,ingest] [--mib 256] [--block-mib 4]
+                                [--dir DIR] [--rounds 5]
 
-- hashing alone (blake3, one thread and blake3's pool);
-- put throughput (hash + tmp -> fsync -> rename -> fsync(dir)) vs. a raw write of the same bytes to
-  one file with one fsync, as a ratio; also without fsync;
-- get throughput from the memory tier, and from the disk tier with a warm page cache (with and
-  without re-hashing), next to a plain read of the same bytes from one file.
+store  - the BlockStore alone: hashing (blake3, one thread and its pool); put throughput (hash +
+         tmp -> fsync -> rename -> fsync(dir)) vs. a raw write with one fsync; get throughput from
+         the memory tier and the disk tier (warm page cache, with and without re-hashing) next to
+         a plain read of one file.
+local, - through the vfs (what WebHDFS OPEN calls: read_at in 4 MiB pieces) on a local directory
+s3       and on S3 (moto's server, in this process: it competes with nsd for the GIL, and is slow
+         like a remote store): cold read (from the UFS), warm read from the disk tier (a restart
+         empties memory; the page cache stays warm), read from the memory tier; GB/s, hit ratio,
+         RSS; for S3 also one direct pyarrow read of the object, and cached/UFS speed ratios.
+dedup  - the same file under two mounts read through the vfs: logical, physical, dedup ratio.
+ingest - MUST_CACHE writes through the vfs (cut, blake3, put with fsync, journal) vs. a raw
+         write of the same bytes with one fsync.
 
-Goals (issue 4): >= 2 GB/s in-process from memory; disk reads close to the page cache.
-The S3-through-nsd half (first read, cached read, direct pyarrow read) comes with the vfs wiring.
+Goals (issue 4): cached >= 20x faster than the UFS (S3); >= 2 GB/s in-process from memory; disk
+reads close to the page cache. The machine is shared: expect noise, run twice.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nsd.blockstore import BlockStore, TierSpec, hash_block, split_blocks
 
@@ -61,13 +70,7 @@ def raw_read(path: Path, block: int) -> float:
     return time.perf_counter() - t0
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mib", type=int, default=256)
-    ap.add_argument("--block-mib", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=5, help="repetitions of each read pass")
-    ap.add_argument("--dir", type=Path, default=None, help="where the tiers go (default: a tmp dir)")
-    args = ap.parse_args()
+async def bench_store(args: argparse.Namespace) -> None:
     total, block = args.mib * MiB, args.block_mib * MiB
     base = Path(tempfile.mkdtemp(prefix="nsd-bench-cache-", dir=args.dir))
     data = os.urandom(total)
@@ -119,6 +122,28 @@ async def main() -> None:
         print(f"plain file read (page cache)   {rate(total * args.rounds, took)}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="store,local,s3,dedup,ingest", help="comma-separated sections")
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--block-mib", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5, help="repetitions of each read pass")
+    ap.add_argument("--dir", type=Path, default=None, help="where data goes (default: a tmp dir)")
+    args = ap.parse_args()
+    from cache_vfs import bench_dedup, bench_ingest, bench_vfs
+
+    sections = {
+        "store": bench_store,
+        "local": lambda a: bench_vfs(a, "local"),
+        "s3": lambda a: bench_vfs(a, "s3"),
+        "dedup": bench_dedup,
+        "ingest": bench_ingest,
+    }
+    for name in args.only.split(","):
+        print(f"== {name}")
+        await sections[name](args)
 
 
 if __name__ == "__main__":

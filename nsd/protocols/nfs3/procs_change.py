@@ -2,8 +2,9 @@
 MKNOD, REMOVE, RMDIR, RENAME, LINK.
 
 Each snapshots the pre-op attributes (size, mtime, ctime) of what it changes right after
-resolving the handle, checks the export is writable and the caller's permission, calls the
-vfs (which answers once the change is durable), and replies with wcc_data, on failure too.
+resolving the handle, checks the export is writable, calls the vfs as the (squashed) caller
+(the vfs checks permissions and answers once the change is durable), and replies with
+wcc_data, on failure too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import struct
 
 from nsd.namespace import Inode
-from nsd.protocols.nfs3 import access, args
+from nsd.permissions import NOW
+from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import NO_ATTR, SERVER_TIME, Sattr3
 from nsd.protocols.nfs3.const import CreateMode, Ftype, NfsError, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
@@ -32,8 +34,7 @@ async def _dir(s: Nfs3Service, ctx: CallContext, fh: memoryview) -> Target:
 
 
 def _may_change_entries(d: Target) -> None:
-    d.require_writable()
-    access.require(d.node, d.caller, access.W | access.X)
+    d.require_writable()  # the export's ro/rw; permission bits are the vfs's to check
 
 
 def _post_op_fh(s: Nfs3Service, d: Target, node: Inode) -> bytes:
@@ -47,37 +48,20 @@ def _created(s: Nfs3Service, d: Target, pre: bytes, node: Inode) -> bytes:
 
 
 async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False) -> None:
-    """Check and apply a sattr3 to `t` (for a new object, mode was applied at creation)."""
+    """Apply a sattr3 to `t` as its caller (for a new object, mode was applied at creation)."""
     if a.empty():
         return
-    who, node = t.caller, t.node
+    node = t.node
     mode = None if new else a.mode
-    if mode is not None:
-        access.require_owner(node, who)
-    if a.uid is not None and a.uid != node.uid and who.uid != 0:
-        raise NfsError(Status.PERM, "only root may give a file away")
-    if a.gid is not None and a.gid != node.gid and who.uid != 0:
-        access.require_owner(node, who)
-        if a.gid != who.gid and a.gid not in who.gids:
-            raise NfsError(Status.PERM, "not a member of that group")
-    if a.size is not None and node.uid != who.uid:
-        access.require(node, who, access.W)
-    for when in (a.atime, a.mtime):
-        if when == SERVER_TIME:
-            if node.uid != who.uid:
-                access.require(node, who, access.W)
-        elif when is not None:
-            access.require_owner(node, who)
-    now = s.vfs.store.now_ns()
-    atime = now if a.atime == SERVER_TIME else a.atime
-    mtime = now if a.mtime == SERVER_TIME else a.mtime
+    atime = NOW if a.atime == SERVER_TIME else a.atime
+    mtime = NOW if a.mtime == SERVER_TIME else a.mtime
     uid = a.uid if a.uid is not None and a.uid != node.uid else None
     gid = a.gid if a.gid is not None and a.gid != node.gid else None
     if (mode, uid, gid, a.size, atime, mtime) == (None, None, None, None, None, None):
         return
     if a.size is not None:
         s.slow_reads.forget(t.ino)
-    await s.vfs.setattr_at(t.ino, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime)
+    await s.vfs.setattr_at(t.ino, caller=t.caller, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime)
 
 
 async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -124,7 +108,7 @@ async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 async def _exists(s: Nfs3Service, d: Target, name: str) -> bool:
     try:
-        await s.vfs.lookup(d.ino, name)
+        await s.vfs.lookup(d.ino, name, caller=d.caller)
     except Failure:
         return False
     return True
@@ -136,7 +120,7 @@ async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -
     hi, lo = _VERF.unpack(verf)
     want = (hi * _NS, lo * _NS)
     try:
-        existing: Inode | None = await s.vfs.lookup(d.ino, name)
+        existing: Inode | None = await s.vfs.lookup(d.ino, name, caller=d.caller)
     except Failure:
         existing = None
     if existing is not None:
@@ -144,7 +128,7 @@ async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -
             return existing
         raise NfsError(Status.EXIST)
     node = await s.vfs.create(d.ino, name, caller=d.caller, mode=0o644, exclusive=True)
-    return await s.vfs.setattr_at(node.ino, atime=want[0], mtime=want[1])
+    return await s.vfs.setattr_at(node.ino, caller=d.caller, atime=want[0], mtime=want[1])
 
 
 async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -201,7 +185,7 @@ async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         d = await _dir(s, ctx, a.dir)
         pre = s.pre(d)
         _may_change_entries(d)
-        await s.vfs.remove_at(d.ino, decode_name(a.name))
+        await s.vfs.remove_at(d.ino, decode_name(a.name), caller=d.caller)
     except Failure as e:
         return status_word(e) + s.wcc(pre, d)
     return OK + s.wcc(pre, d)
@@ -218,7 +202,7 @@ async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         name = decode_name(a.name)
         if name == "..":
             raise NfsError(Status.NOTEMPTY)
-        await s.vfs.rmdir_at(d.ino, name)
+        await s.vfs.rmdir_at(d.ino, name, caller=d.caller)
     except Failure as e:
         return status_word(e) + s.wcc(pre, d)
     return OK + s.wcc(pre, d)
@@ -238,7 +222,7 @@ async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
             raise NfsError(Status.XDEV)
         _may_change_entries(src)
         _may_change_entries(dst)
-        await s.vfs.rename_at(src.ino, decode_name(a.src.name), dst.ino, decode_name(a.dst.name))
+        await s.vfs.rename_at(src.ino, decode_name(a.src.name), dst.ino, decode_name(a.dst.name), caller=src.caller)
     except Failure as e:
         return status_word(e) + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
     return OK + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
@@ -256,7 +240,7 @@ async def link3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         if t.export.id != d.export.id:
             raise NfsError(Status.XDEV)
         _may_change_entries(d)
-        await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name))
+        await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name), caller=d.caller)
     except Failure as e:
         return status_word(e) + s.maybe_attr(t) + s.wcc(pre, d)
     return OK + s.attr(t) + s.wcc(pre, d)

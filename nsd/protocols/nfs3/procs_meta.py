@@ -54,7 +54,6 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         d = await s.resolve(ctx, a.dir)
         if not d.node.is_dir:
             raise NfsError(Status.NOTDIR)
-        access.require(d.node, d.caller, access.X)
         node = await s.lookup(d, decode_name(a.name))
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
@@ -71,7 +70,7 @@ async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
-    granted = access.access_mask(t.node, t.caller, a.access & ACCESS_ALL, t.rule.rw)
+    granted = access.access_mask(s.vfs.perms, t.node, t.caller, a.access & ACCESS_ALL, t.rule.rw)
     return OK + s.attr_of(t.export, t.node) + U32.pack(granted)
 
 

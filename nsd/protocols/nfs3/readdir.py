@@ -16,7 +16,8 @@ import struct
 from collections.abc import AsyncIterator
 
 from nsd.namespace import Inode
-from nsd.protocols.nfs3 import access, args
+from nsd.permissions import R
+from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import FH_SIZE
@@ -42,10 +43,10 @@ async def _entries(s: Nfs3Service, d: Target, cookie: int) -> AsyncIterator[tupl
     if cookie == 0:
         yield 1, ".", d.node
     if cookie <= 1:
-        yield 2, "..", await s.lookup(d, "..")
+        yield 2, "..", s.parent(d)
     after = cookie if cookie > 2 else 0
     while True:
-        batch, eof = await s.vfs.readdir(d.ino, after, BATCH)
+        batch, eof = await s.vfs.readdir(d.ino, after, BATCH, caller=d.caller)
         for item in batch:
             yield item
         if eof or not batch:
@@ -59,7 +60,7 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
         d = await s.resolve(ctx, a.fh)
         if not d.node.is_dir:
             raise NfsError(Status.NOTDIR)
-        access.require(d.node, d.caller, access.R)
+        s.vfs.perms.require(d.node, d.caller, R)  # before "." and ".." go out
         dir_attr = s.attr_of(d.export, d.node)
         budget = min(a.maxcount, MAX_REPLY) - FIXED
         dir_budget = a.dircount if plus and a.dircount else 1 << 62

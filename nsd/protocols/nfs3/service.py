@@ -4,6 +4,10 @@ A procedure turns its handle(s) into `Target`s here: the handle is checked (BADH
 its export must still exist and be exported to the calling host (ACCES otherwise), and the
 inode must be alive with the handle's generation (STALE). The caller's AUTH_SYS identity is
 squashed per the export's rule.
+
+A client outside an export's allow-list is refused at every call that names one of its handles
+with an RPC AUTH_ERROR (AUTH_TOOWEAK), as nfs-ganesha answers; MOUNT refuses it with
+MNT3ERR_ACCES. Permission checks are the vfs's: procedures pass the squashed caller along.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.nfs3.slowreads import SlowReads
+from nsd.protocols.oncrpc import AUTH_TOOWEAK, AuthError
 from nsd.protocols.rpcserver import CallContext
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller, Vfs
@@ -99,7 +104,7 @@ class Nfs3Service:
             raise NfsError(Status.STALE, f"no export {export_id}")
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
-            raise NfsError(Status.ACCES, f"{export.path} is not exported to {ctx.peer_host}")
+            raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
         try:
             node = await self.vfs.getattr(ino)
         except errors.NotFound:
@@ -118,7 +123,13 @@ class Nfs3Service:
         """LOOKUP semantics: "." is the directory, ".." its parent but never above the export root."""
         if name == ".." and target.node.ino == self.export_root(target.export).ino:
             return target.node
-        return await self.vfs.lookup(target.ino, name)
+        return await self.vfs.lookup(target.ino, name, caller=target.caller)
+
+    def parent(self, target: Target) -> Inode:
+        """The ".." entry of a directory as READDIR lists it (no search permission needed)."""
+        if target.node.ino == self.export_root(target.export).ino:
+            return target.node
+        return target.node.parent
 
     # ---- attributes -------------------------------------------------------------------------
 

@@ -606,10 +606,10 @@ def test_set_content(t: Tree) -> None:
     f = t.mk("/f")
     assert isinstance(f, FileInode)
     now = t.now()
-    op = t.ns.plan_set_content(f.ino, 42, now, [42, 7, "etag"], [[0, 42, "digest"]])
+    op = t.ns.plan_set_content(f.ino, 42, now, [42, 7, "etag"], [[0, 42, "ab" * 32]])
     t.apply(op)
     assert (f.size, f.mtime, f.ctime) == (42, now, now)
-    assert f.fingerprint == [42, 7, "etag"] and f.layout == [[0, 42, "digest"]]
+    assert f.fingerprint == [42, 7, "etag"] and f.layout == [[0, 42, "ab" * 32]]
     t.apply(t.ns.plan_set_content(f.ino, 0, t.now()))
     assert f.fingerprint is None and f.layout is None
     with pytest.raises(IsDir):
@@ -665,7 +665,7 @@ def populate(t: Tree) -> None:
     f = t.mk("/a/b/f")
     t.apply(t.ns.plan_link(f.ino, 1, "hard", t.now()))
     t.symlink("/a/l", "b/f")
-    t.apply(t.ns.plan_set_content(f.ino, 10, t.now(), [10, 1, None], [[0, 10, "d1"]]))
+    t.apply(t.ns.plan_set_content(f.ino, 10, t.now(), [10, 1, None], [[0, 10, "d1" * 32]]))
     t.apply(t.ns.plan_setattr(t.ns.resolve("/a").ino, mode=0o700, uid=5, time_ns=t.now()))
     t.apply(t.ns.plan_mkdirs("/x/y/z", 0o755, 0, 0, t.now()))
     t.rename("/a/b", "/x/y/b")
@@ -902,7 +902,7 @@ def test_image_round_trip(t: Tree) -> None:
         loaded.check()
         assert image(loaded) == image(t.ns)
         assert loaded.next_ino == t.ns.next_ino
-        assert loaded.resolve("/x/y/b/f").layout == [[0, 10, "d1"]]  # type: ignore[attr-defined]
+        assert loaded.resolve("/x/y/b/f").layout == [[0, 10, "d1" * 32]]  # type: ignore[attr-defined]
         z = loaded.resolve("/x/y/z")
         assert z.atime is z.mtime is z.ctime  # equal times share one int
 

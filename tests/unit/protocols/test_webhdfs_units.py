@@ -5,19 +5,22 @@ from __future__ import annotations
 import os
 import pwd
 import random
+from pathlib import Path
 
 import pytest
 from hdfs_reference import reference_checksum
 
 from nsd import errors
 from nsd.namespace import Namespace
+from nsd.permissions import Permissions
 from nsd.protocols import webhdfs_json as js
-from nsd.protocols import webhdfs_users as users
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
 from nsd.protocols.webhdfs import parse_path
+from nsd.protocols.webhdfs_auth import Authenticator, Identity, Unauthenticated, load_tokens, parse_proxy_users
 from nsd.protocols.webhdfs_context import Remote
 from nsd.protocols.webhdfs_params import BadParam, Params
 from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
+from nsd.users import UserMap
 
 
 @pytest.mark.parametrize("size", [1, 511, 512, 513, 4096, 4097, 3 * 4096, 3 * 4096 + 700])
@@ -96,7 +99,7 @@ def test_hostile_paths_are_refused(raw: str) -> None:
 def test_permission_and_status_json() -> None:
     assert js.permission(0o100644) == "644" and js.permission(0o41777) == "1777" and js.permission(0o40000) == "0"
     ns = Namespace(root_uid=os.getuid(), root_gid=os.getgid(), time_ns=1_700_000_000_123_456_789)
-    status = js.file_status(ns.root, "", 4096)
+    status = js.file_status(ns.root, "", 4096, UserMap())
     assert status["modificationTime"] == 1_700_000_000_123
     assert status["owner"] == pwd.getpwuid(os.getuid()).pw_name
     assert status["type"] == "DIRECTORY" and status["blockSize"] == 0
@@ -128,16 +131,64 @@ def test_xattr_codec_and_names() -> None:
 
 def test_identities_from_passwd() -> None:
     me = pwd.getpwuid(os.getuid())
-    who = users.resolve(me.pw_name, None)
+    auth = Authenticator(UserMap(), Permissions().is_super)
+
+    def resolve(user: str | None, doas: str | None, host: str = "127.0.0.1") -> Identity:
+        return auth.identify(None, user, doas, host)
+
+    who = resolve(me.pw_name, None)
     assert (who.name, who.caller.uid, who.caller.gid) == (me.pw_name, me.pw_uid, me.pw_gid)
-    assert users.resolve(str(me.pw_uid), None).name == me.pw_name
-    assert users.resolve("987654", None).caller.uid == 987654  # no account: the number itself
-    assert users.resolve(None, None).name == "dr.who"
+    assert resolve(str(me.pw_uid), None).name == me.pw_name
+    assert resolve("987654", None).caller.uid == 987654  # no account: the number itself
+    assert resolve(None, None).name == "dr.who"
     with pytest.raises(errors.Denied):
-        users.resolve("no-such-user-here", None)
-    assert users.resolve(me.pw_name, "987654").caller.uid == 987654  # the superuser may proxy
+        resolve("no-such-user-here", None)
+    assert resolve(me.pw_name, "987654").caller.uid == 987654  # the superuser may proxy
     with pytest.raises(errors.Denied):
-        users.resolve("987654", me.pw_name)
-    assert users.user_name(987654) == "987654" and users.uid_of("12") == 12
+        resolve("987654", me.pw_name)
+
+
+def test_proxy_users_by_host_user_and_group() -> None:
+    users = UserMap("oozie=2001; hue=2002; alice=3001:3001:etl; bob=3002", "etl=5000", system=False)
+    rules = parse_proxy_users("oozie hosts=10.0.0.0/8,127.0.0.1 users=alice; hue hosts=* groups=etl")
+    auth = Authenticator(users, Permissions(users).is_super, proxy_users=rules)
+    assert auth.identify(None, "oozie", "alice", "10.1.2.3").caller.uid == 3001
+    assert auth.identify(None, "oozie", "alice", "::ffff:127.0.0.1").name == "alice"
+    with pytest.raises(errors.Denied) as e:
+        auth.identify(None, "oozie", "alice", "192.168.1.1")
+    assert e.value.message == "Unauthorized connection for super-user: oozie from IP 192.168.1.1"
+    with pytest.raises(errors.Denied) as e:
+        auth.identify(None, "oozie", "bob", "10.1.2.3")
+    assert e.value.message == "User: oozie is not allowed to impersonate bob"
+    assert auth.identify(None, "hue", "alice", "8.8.8.8").name == "alice"  # alice is in etl
+    with pytest.raises(errors.Denied):
+        auth.identify(None, "hue", "bob", "8.8.8.8")
+    with pytest.raises(errors.Denied):
+        auth.identify(None, "bob", "alice", "127.0.0.1")  # not a proxy user at all
+    for bad in ("oozie users=*", "oozie hosts=nowhere", "oozie hosts=* colour=blue"):
+        with pytest.raises(errors.Invalid):
+            parse_proxy_users(bad)
+
+
+def test_bearer_tokens(tmp_path: Path) -> None:
+    users = UserMap("alice=3001; svc=3003", system=False)
+    f = tmp_path / "tokens"
+    f.write_text("# user token\nalice  alice-token-0123456789\nsvc svc-token-abcdefghijkl\n")
+    f.chmod(0o644)
+    with pytest.raises(errors.Invalid) as e:
+        load_tokens(f)
+    assert "chmod 600" in e.value.message and "alice-token" not in e.value.message
+    f.chmod(0o600)
+    auth = Authenticator(users, Permissions(users).is_super, mode="token", tokens=load_tokens(f))
+    assert auth.identify("Bearer alice-token-0123456789", None, None, "h").name == "alice"
+    assert auth.identify("bearer svc-token-abcdefghijkl", "alice", None, "h").name == "svc"  # user.name ignored
+    for header in (None, "", "Bearer", "Basic alice-token-0123456789", "Bearer alice-token-012345678X"):
+        with pytest.raises(Unauthenticated):
+            auth.identify(header, "alice", None, "h")
     with pytest.raises(errors.Invalid):
-        users.gid_of("no-such-group-here")
+        Authenticator(users, Permissions(users).is_super, mode="token")  # no tokens
+    with pytest.raises(errors.Invalid):
+        Authenticator(users, Permissions(users).is_super, mode="kerberos")
+    f.write_text("alice short\n")
+    with pytest.raises(errors.Invalid):
+        load_tokens(f)

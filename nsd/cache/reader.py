@@ -1,0 +1,142 @@
+"""Read-through: a file's bytes from its cached blocks, the missing blocks fetched from the UFS.
+
+Blocks of a UFS-backed file are cut on the block-size grid (offset // block_size). A block the
+layout names and the store holds is served (re-hashed when it comes from disk, so corrupt bytes
+are never served); a block that is absent, or turns out corrupt, is fetched from the UFS, stored,
+and recorded in the layout with a CacheBlock carrying the fingerprint it was read under, so a
+block read from an older version of the object never joins a newer one. Concurrent readers of
+one missing block share one fetch (single flight by inode, offset and fingerprint).
+
+An unpersisted file's blocks are its only copy: one that is missing is an error, never a fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from nsd import errors
+from nsd.blockstore import SingleFlight
+from nsd.cache.policy import ReadType
+from nsd.journal.ops import CacheBlock, Op
+from nsd.namespace import FileInode, Namespace
+from nsd.namespace.layouts import block_at, unpersisted
+
+if TYPE_CHECKING:
+    from nsd.cache.service import Cache
+
+log = logging.getLogger("nsd.cache")
+
+RECENT_BLOCKS = 2  # blocks read from disk kept for the next read of the same block (1 MiB NFS reads)
+
+
+@dataclass
+class ReadCounters:
+    """Monotonic since start; never persisted."""
+
+    block_hits: int = 0  # block lookups served from the cache
+    block_misses: int = 0  # block lookups that went to the UFS
+    bytes_from_cache: int = 0
+    bytes_from_ufs: int = 0  # bytes fetched from the UFS (whole blocks)
+    refetched: int = 0  # blocks a layout named but the store had lost (evicted or corrupt)
+    not_cached: int = 0  # fetched blocks the store had no room for (served anyway)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _freeze(fingerprint: list[Any] | None) -> tuple[Any, ...] | None:
+    return None if fingerprint is None else tuple(fingerprint)
+
+
+class BlockReader:
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.counters = ReadCounters()
+        self._fetches = SingleFlight()
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+
+    async def read(self, node: FileInode, offset: int, count: int, read_type: ReadType) -> bytes:
+        """`count` bytes from `offset`, both inside the file (the caller clips them)."""
+        end = offset + count
+        parts: list[bytes] = []
+        pos = offset
+        while pos < end:
+            boff, blob, cached = await self._block(node, pos, read_type)
+            lo, hi = pos - boff, min(end - boff, len(blob))
+            if hi <= lo:  # the file shrank under us
+                break
+            parts.append(blob if lo == 0 and hi == len(blob) else blob[lo:hi])
+            if cached:
+                self.counters.bytes_from_cache += hi - lo
+            pos = boff + hi
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def block(
+        self, node: FileInode, offset: int, read_type: ReadType = ReadType.CACHE
+    ) -> tuple[int, bytes, bool]:
+        """The whole block covering `offset`: its offset, bytes and whether it was cached already."""
+        return await self._block(node, offset, read_type)
+
+    async def _block(self, node: FileInode, pos: int, read_type: ReadType) -> tuple[int, bytes, bool]:
+        entry = block_at(node.layout, pos)
+        if entry is not None:
+            off, length, digest = entry
+            blob = await self.get(digest, promote=read_type is ReadType.CACHE_PROMOTE)
+            if blob is not None and len(blob) == length:
+                self.counters.block_hits += 1
+                return off, blob, True
+            if unpersisted(node):
+                raise errors.Corrupt(f"block {digest} of inode {node.ino} is lost, and the file was never persisted")
+            self.counters.refetched += 1
+        elif unpersisted(node):
+            raise errors.Corrupt(f"inode {node.ino} has no block at offset {pos}, and was never persisted")
+        self.counters.block_misses += 1
+        bs = self.cache.block_size
+        boff = pos // bs * bs
+        blen = min(bs, node.size - boff)
+        fp = node.fingerprint
+        key = (node.ino, boff, blen, _freeze(fp))
+        blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
+        return boff, blob, False
+
+    async def get(self, digest: str, *, promote: bool = False) -> bytes | None:
+        """A block by digest (verified), or None when the store does not have it (any more)."""
+        blob = self._recent.get(digest)
+        if blob is not None:
+            self._recent.move_to_end(digest)
+            return blob
+        blob = await self.cache.blocks.get(digest, promote=promote)
+        if blob is not None:
+            self._recent[digest] = blob
+            if len(self._recent) > RECENT_BLOCKS:
+                self._recent.popitem(last=False)
+        return blob
+
+    async def _fetch(self, node: FileInode, boff: int, blen: int, fp: list[Any] | None, read_type: ReadType) -> bytes:
+        ufs, rel = self.cache.mounts.locate(node)
+        data = await ufs.read(rel, boff, blen)
+        if len(data) < blen:
+            raise errors.Corrupt(f"under-storage file is shorter than its recorded size: inode {node.ino}")
+        data = bytes(data)
+        self.counters.bytes_from_ufs += len(data)
+        if read_type is ReadType.NO_CACHE:
+            return data
+        try:
+            digest = await self.cache.blocks.put(data)
+        except errors.NoSpace as e:
+            self.counters.not_cached += 1
+            log.debug("block of inode %d not cached: %s", node.ino, e.message)
+            return data
+        ino = node.ino
+
+        def plan(ns: Namespace) -> list[Op]:
+            live = ns.inodes.get(ino)
+            if not isinstance(live, FileInode) or live.fingerprint is None or live.fingerprint != fp:
+                return []  # gone or changed meanwhile: the block belongs to no version we know
+            return [CacheBlock(ino, boff, blen, digest, fp)]
+
+        self.cache.store.record(plan)
+        return data

@@ -1,0 +1,149 @@
+"""Operator controls in-process: load, free, pin, persist, TTLs; eviction around pins."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cachevfs import BS, ME, chunks, close, new_env, read_all
+
+from nsd import errors
+from nsd.cache import controls
+from nsd.cache.policy import WriteType
+from nsd.namespace import FileInode
+
+
+def layout(vfs, path: str) -> list:  # type: ignore[no-untyped-def]
+    n = vfs.ns.resolve(path)
+    assert isinstance(n, FileInode)
+    return list(n.layout or [])
+
+
+async def test_load_free_and_their_summaries(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    a, b = os.urandom(3 * BS), os.urandom(BS + 1)
+    env.ufs.put("d/a", a)
+    env.ufs.put("d/e/b", b)
+    vfs = await env.open()
+    try:
+        with pytest.raises(errors.IsDir, match="-r"):
+            await controls.load_path(vfs, "/d")
+        events: list[dict] = []
+        summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
+        assert events[0] == {"files": 2, "bytes": len(a) + len(b)}
+        assert sorted(e["path"] for e in events[1:]) == ["/d/a", "/d/e/b"]
+        assert summary["bytes_from_ufs"] == len(a) + len(b) and summary["bytes_already_cached"] == 0
+        again = await controls.load_path(vfs, "/d", recursive=True)
+        assert again["bytes_from_ufs"] == 0 and again["bytes_already_cached"] == len(a) + len(b)
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/d/a") == a and env.ufs.calls == calls
+        info = controls.cache_info(vfs, vfs.ns.resolve("/d/a"))
+        assert info == {"persisted": True, "pinned": False, "cached_bytes": len(a), "persist_pending": False}
+
+        freed = await controls.free_path(vfs, "/d/a")
+        assert freed["freed_files"] == 1 and freed["freed_bytes"] == len(a)
+        assert layout(vfs, "/d/a") == [] and vfs.cache is not None
+        assert vfs.cache.report()["physical_bytes"] == len(b)
+        assert await read_all(vfs, "/d/a") == a  # read through again
+        vfs.cache.blocks.check()
+    finally:
+        await close(vfs)
+
+
+async def test_free_keeps_unpersisted_and_pinned_data(tmp_path: Path) -> None:
+    env = new_env(tmp_path, root_options={"write_type": "MUST_CACHE"})
+    env.ufs.put("d/ufs", os.urandom(BS))
+    vfs = await env.open()
+    try:
+        await vfs.write_file("/d/mine", chunks(os.urandom(BS)), caller=ME)
+        await controls.load_path(vfs, "/d/ufs")
+        await controls.pin_path(vfs, "/d/ufs", pinned=True)
+        result = await controls.free_path(vfs, "/d", recursive=True)
+        assert (result["freed_files"], result["skipped_unpersisted"], result["skipped_pinned"]) == (0, 1, 1)
+        assert layout(vfs, "/d/mine") and layout(vfs, "/d/ufs")
+        await controls.pin_path(vfs, "/d/ufs", pinned=False)
+        assert (await controls.free_path(vfs, "/d", recursive=True))["freed_files"] == 1
+    finally:
+        await close(vfs)
+
+
+async def test_eviction_keeps_usage_under_capacity_and_never_drops_pinned_blocks(tmp_path: Path) -> None:
+    env = new_env(tmp_path, disk_bytes=10 * BS)
+    pinned_data = os.urandom(3 * BS)
+    env.ufs.put("pinned", pinned_data)
+    for i in range(6):
+        env.ufs.put(f"f{i}", os.urandom(3 * BS))
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        await controls.load_path(vfs, "/pinned")
+        await controls.pin_path(vfs, "/pinned", pinned=True)
+        for i in range(6):
+            await read_all(vfs, f"/f{i}")
+            assert vfs.cache.report()["tiers"][1]["used"] <= 10 * BS
+        await vfs.cache.blocks.evict()
+        r = vfs.cache.report()
+        assert r["evictions"] > 0 and r["tiers"][1]["used"] <= 0.9 * 10 * BS
+        assert all(vfs.cache.blocks.has(e[2]) for e in layout(vfs, "/pinned"))
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/pinned") == pinned_data and env.ufs.calls == calls
+        vfs.cache.blocks.check()
+    finally:
+        await close(vfs)
+
+
+async def test_persist_path_and_pin_state_survive_restarts(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    await vfs.mkdir("/d", caller=ME)
+    await vfs.write_file("/d/a", chunks(b"a" * 10), caller=ME)
+    await vfs.write_file("/d/b", chunks(b"b" * 10), caller=ME)
+    await controls.pin_path(vfs, "/d", pinned=True, recursive=True)
+    await close(vfs, checkpoint=True)
+    vfs = await env.open()
+    try:
+        assert len(vfs.ns.pinned) == 2
+        result = await controls.persist_path(vfs, "/d", recursive=True)
+        assert result == {"files": 2, "persisted": 2, "already_persisted": 0}
+        assert env.ufs.files["d/a"].data == b"a" * 10 and env.ufs.files["d/b"].data == b"b" * 10
+        assert (await controls.persist_path(vfs, "/d/a"))["already_persisted"] == 1
+    finally:
+        await close(vfs)
+
+
+async def test_ttls_free_or_delete_when_they_expire(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    env.ufs.put("d/a", os.urandom(BS))
+    env.ufs.put("e/b", os.urandom(BS))
+    vfs = await env.open()
+    try:
+        await controls.load_path(vfs, "/d/a")
+        with pytest.raises(errors.Invalid, match="action"):
+            await controls.set_ttl(vfs, "/d", 1, "burn")
+        with pytest.raises(errors.Invalid, match="negative"):
+            await controls.set_ttl(vfs, "/d", -1, "free")
+        await controls.set_ttl(vfs, "/d", 3600, "free")
+        await controls.set_ttl(vfs, "/e", 3600, "delete")
+        assert vfs.ttl is not None
+        assert await vfs.ttl.enforce() == 0  # not yet
+        later = time.time_ns() + 7200 * 10**9
+        assert await vfs.ttl.enforce(later) == 2
+        assert layout(vfs, "/d/a") == [] and vfs.ns.ttls == {}
+        with pytest.raises(errors.NotFound):
+            await vfs.stat("/e", caller=ME)
+        assert "e/b" not in env.ufs.files
+        await controls.set_ttl(vfs, "/d/a", 10, "free")
+        await controls.remove_ttl(vfs, "/d/a")
+        with pytest.raises(errors.NotFound, match="no TTL"):
+            await controls.remove_ttl(vfs, "/d/a")
+        await controls.set_ttl(vfs, "/d/a", 0, "delete")  # the background enforcer gets this one
+        for _ in range(100):
+            if "d/a" not in env.ufs.files:
+                break
+            await asyncio.sleep(0.05)
+        assert "d/a" not in env.ufs.files
+    finally:
+        await close(vfs)

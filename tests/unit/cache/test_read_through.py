@@ -1,0 +1,203 @@
+"""Read-through in-process: blocks fetched once, served from the store, never stale, never corrupt."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from cachevfs import BS, ME, close, new_env, read_all
+
+from nsd.cache.policy import ReadType
+from nsd.namespace import FileInode
+from nsd.namespace.layouts import block_at
+
+
+def layout_of(vfs, path: str) -> list:  # type: ignore[no-untyped-def]
+    node = vfs.ns.resolve(path)
+    assert isinstance(node, FileInode)
+    return list(node.layout or [])
+
+
+async def test_first_read_fills_the_cache_and_the_second_is_served_from_it(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(3 * BS + 123)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert await read_all(vfs, "/f") == data
+        assert [e[:2] for e in layout_of(vfs, "/f")] == [[0, BS], [BS, BS], [2 * BS, BS], [3 * BS, 123]]
+        assert vfs.cache is not None
+        r = vfs.cache.report()
+        assert (r["misses"], r["bytes_from_ufs"], r["physical_bytes"]) == (4, len(data), len(data))
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/f") == data
+        assert env.ufs.calls == calls  # not one call to the UFS
+        r = vfs.cache.report()
+        assert (r["hits"], r["bytes_from_cache"], r["bytes_from_ufs"]) == (4, len(data), len(data))
+        # A read inside one block, and one across two.
+        node = vfs.ns.resolve("/f")
+        assert (await vfs.read_at(node.ino, 10, 20, caller=ME))[0] == data[10:30]
+        assert (await vfs.read_at(node.ino, BS - 5, 10, caller=ME))[0] == data[BS - 5 : BS + 5]
+        vfs.cache.blocks.check()
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
+async def test_identical_files_are_stored_once(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(5 * BS)
+    env.ufs.put("a/f", data)
+    env.ufs.put("b/g", data)
+    vfs = await env.open()
+    try:
+        assert await read_all(vfs, "/a/f") == data
+        assert await read_all(vfs, "/b/g") == data
+        assert vfs.cache is not None
+        r = vfs.cache.report()
+        assert r["physical_bytes"] == len(data) and r["logical_bytes"] == 2 * len(data)
+        assert r["dedup_ratio"] == 2.0
+    finally:
+        await close(vfs)
+
+
+async def test_concurrent_readers_of_a_missing_block_share_one_fetch(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        node = await vfs.stat("/f", caller=ME)
+        env.ufs.faults.latency = 0.05
+        calls = env.ufs.calls
+        results = await asyncio.gather(*(vfs.read_at(node.ino, i * 100, 100, caller=ME) for i in range(8)))
+        assert [r[0] for r in results] == [data[i * 100 : i * 100 + 100] for i in range(8)]
+        assert env.ufs.calls - calls == 1
+    finally:
+        await close(vfs)
+
+
+async def test_an_out_of_band_overwrite_is_never_served_stale(tmp_path: Path) -> None:
+    env = new_env(tmp_path, root_options={"sync_interval": "0"})
+    old, new = os.urandom(2 * BS), os.urandom(2 * BS + 7)
+    env.ufs.put("f", old)
+    vfs = await env.open()
+    try:
+        assert await read_all(vfs, "/f") == old
+        old_digests = {e[2] for e in layout_of(vfs, "/f")}
+        env.ufs.put("f", new)
+        assert await read_all(vfs, "/f") == new
+        assert not old_digests & {e[2] for e in layout_of(vfs, "/f")}
+        env.ufs.put("f", old[:100])  # shorter now
+        assert await read_all(vfs, "/f") == old[:100]
+    finally:
+        await close(vfs)
+
+
+async def test_a_block_read_under_an_old_fingerprint_never_joins_the_new_version(tmp_path: Path) -> None:
+    env = new_env(tmp_path, root_options={"sync_interval": "0"})
+    env.ufs.put("f", os.urandom(BS))
+    vfs = await env.open()
+    try:
+        node = await vfs.stat("/f", caller=ME)
+        env.ufs.faults.latency = 0.1
+        read = asyncio.ensure_future(vfs.read_at(node.ino, 0, 10, caller=ME))  # in flight under the old fingerprint
+        await asyncio.sleep(0.02)
+        env.ufs.faults.latency = 0
+        env.ufs.put("f", os.urandom(BS))
+        await vfs.stat("/f", caller=ME)  # the update is noticed while the old read runs
+        await read
+        assert layout_of(vfs, "/f") == []
+    finally:
+        await close(vfs)
+
+
+async def test_a_corrupt_block_file_is_detected_counted_and_fetched_again(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(4 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    assert await read_all(vfs, "/f") == data
+    digest = layout_of(vfs, "/f")[2][2]
+    await close(vfs, checkpoint=True)
+    block = tmp_path / "blocks" / digest[:2] / digest
+    raw = bytearray(block.read_bytes())
+    raw[100] ^= 0xFF
+    block.write_bytes(raw)
+    vfs = await env.open()  # a new start: nothing of the block is in memory
+    try:
+        assert vfs.cache is not None
+        assert await read_all(vfs, "/f") == data
+        r = vfs.cache.report()
+        assert (r["corrupt_blocks"], r["refetched_blocks"], r["bytes_from_ufs"]) == (1, 1, BS)
+        assert block.read_bytes() == data[2 * BS : 3 * BS]  # stored again, whole
+        assert layout_of(vfs, "/f")[2][2] == digest
+    finally:
+        await close(vfs)
+
+
+async def test_layouts_and_reference_counts_survive_a_restart(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(2 * BS)
+    env.ufs.put("f", data)
+    env.ufs.put("g", data)
+    vfs = await env.open()
+    await read_all(vfs, "/f")
+    await read_all(vfs, "/g")
+    await close(vfs)  # no checkpoint: the CacheBlock records are replayed
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        digests = [e[2] for e in layout_of(vfs, "/f")]
+        assert [vfs.cache.blocks.refs(d) for d in digests] == [2, 2]
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/f") == data
+        assert env.ufs.calls == calls and vfs.cache.report()["bytes_from_ufs"] == 0
+    finally:
+        await close(vfs)
+
+
+@pytest.mark.parametrize("read_type", [ReadType.NO_CACHE, ReadType.CACHE_PROMOTE])
+async def test_read_types(tmp_path: Path, read_type: ReadType) -> None:
+    env = new_env(tmp_path, memory_bytes=16 * BS)
+    data = os.urandom(2 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        if read_type is ReadType.NO_CACHE:
+            assert await read_all(vfs, "/f", read_type) == data
+            assert layout_of(vfs, "/f") == [] and vfs.cache.report()["physical_bytes"] == 0
+            await read_all(vfs, "/f")  # CACHE fills it; NO_CACHE then serves what is there
+            calls = env.ufs.calls
+            assert await read_all(vfs, "/f", read_type) == data and env.ufs.calls == calls
+        else:
+            await read_all(vfs, "/f")
+            await close(vfs)
+            vfs = await env.open()
+            assert vfs.cache is not None
+            assert vfs.cache.blocks.stats()["memory"]["used"] == 0  # type: ignore[index]
+            assert await read_all(vfs, "/f", read_type) == data
+            assert vfs.cache.blocks.stats()["memory"]["used"] == len(data)  # type: ignore[index]
+    finally:
+        await close(vfs)
+
+
+async def test_the_mount_option_sets_the_read_type(tmp_path: Path) -> None:
+    env = new_env(tmp_path, root_options={"read_type": "no_cache"})
+    env.ufs.put("f", b"x" * 10)
+    vfs = await env.open()
+    try:
+        assert await read_all(vfs, "/f") == b"x" * 10
+        assert layout_of(vfs, "/f") == []
+    finally:
+        await close(vfs)
+
+
+def test_block_at_finds_the_covering_entry() -> None:
+    layout = [[0, 4, "a"], [4, 4, "b"], [10, 2, "c"]]
+    assert block_at(layout, 0) == (0, 4, "a") and block_at(layout, 7) == (4, 4, "b")
+    assert block_at(layout, 8) is None and block_at(layout, 11) == (10, 2, "c") and block_at(layout, 12) is None
+    assert block_at(None, 0) is None

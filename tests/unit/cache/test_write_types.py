@@ -1,0 +1,261 @@
+"""Write types in-process: where sealed content goes, persisting, and re-sealing only what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from cachevfs import BS, ME, chunks, close, crash, new_env, read_all
+
+from nsd import errors
+from nsd.cache.controls import persist_path
+from nsd.cache.policy import WriteType
+from nsd.namespace import FileInode
+from nsd.namespace.layouts import unpersisted
+from nsd.vfs import Vfs
+
+
+def node(vfs: Vfs, path: str) -> FileInode:
+    n = vfs.ns.resolve(path)
+    assert isinstance(n, FileInode)
+    return n
+
+
+async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_must_cache_stays_out_of_the_ufs_until_persisted(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    data = os.urandom(2 * BS + 5)
+    try:
+        await vfs.mkdir("/d", caller=ME)
+        await vfs.write_file("/d/f", chunks(data[:1000], data[1000:]), caller=ME)
+        f = node(vfs, "/d/f")
+        assert unpersisted(f) and f.size == len(data) and "d/f" not in env.ufs.files
+        assert await read_all(vfs, "/d/f") == data
+        assert vfs.ns.kept and vfs.ns.persist_pending == set()
+        await asyncio.sleep(0.3)
+        assert "d/f" not in env.ufs.files  # MUST_CACHE: nobody persists it behind our back
+        assert (await persist_path(vfs, "/d/f"))["persisted"] == 1
+        assert env.ufs.files["d/f"].data == data and not unpersisted(f) and vfs.ns.kept == {}
+        assert f.fingerprint is not None and f.fingerprint[0] == len(data)
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
+async def test_cache_through_writes_both_before_the_reply(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.CACHE_THROUGH)
+    vfs = await env.open()
+    data = os.urandom(3 * BS)
+    try:
+        await vfs.write_file("/f", chunks(data), caller=ME)
+        f = node(vfs, "/f")
+        assert env.ufs.files["f"].data == data and f.fingerprint is not None
+        assert [e[:2] for e in f.layout or []] == [[0, BS], [BS, BS], [2 * BS, BS]]
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/f") == data and env.ufs.calls == calls
+        assert vfs.ns.kept == {}  # persisted: ordinary cache, evictable
+    finally:
+        await close(vfs)
+
+
+async def test_through_writes_the_ufs_only(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.THROUGH)
+    vfs = await env.open()
+    try:
+        await vfs.write_file("/f", chunks(b"abc"), caller=ME)
+        assert env.ufs.files["f"].data == b"abc" and node(vfs, "/f").layout is None
+        assert vfs.cache is not None and vfs.cache.report()["physical_bytes"] == 0
+    finally:
+        await close(vfs)
+
+
+async def test_the_mount_option_wins_over_the_default(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.THROUGH, root_options={"write_type": "must_cache"})
+    vfs = await env.open()
+    try:
+        await vfs.write_file("/f", chunks(b"abc"), caller=ME)
+        assert "f" not in env.ufs.files and unpersisted(node(vfs, "/f"))
+        with pytest.raises(errors.Invalid, match="write_type"):
+            await vfs.mount("/m", f"memory://{env.store_name}/m", caller=ME, options={"write_type": "SOMETIMES"})
+    finally:
+        await close(vfs)
+
+
+async def test_async_through_persists_in_the_background_and_retries_while_the_ufs_is_down(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    data = os.urandom(BS + 9)
+    try:
+        await vfs.mkdir("/d", caller=ME)  # made by nsd: known to be empty, no UFS lookup needed
+        env.ufs.set_down(True)
+        await vfs.write_file("/d/f", chunks(data), caller=ME)  # acknowledged with the UFS down
+        f = node(vfs, "/d/f")
+        assert unpersisted(f) and vfs.ns.persist_pending == {f.ino}
+        assert await read_all(vfs, "/d/f") == data
+        assert vfs.persister is not None
+        await wait_for(lambda: vfs.persister is not None and vfs.persister.failures >= 2)
+        assert "d/f" not in env.ufs.files
+        env.ufs.set_down(False)
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert env.ufs.files["d/f"].data == data and not unpersisted(f) and vfs.ns.kept == {}
+    finally:
+        await close(vfs)
+
+
+async def test_async_through_persist_resumes_after_a_crash(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    data = os.urandom(3 * BS)
+    await vfs.mkdir("/d", caller=ME)
+    env.ufs.set_down(True)
+    await vfs.write_file("/d/f", chunks(data), caller=ME)
+    await crash(vfs)
+    env.ufs.set_down(False)
+    vfs = await env.open()
+    try:
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert env.ufs.files["d/f"].data == data and not unpersisted(node(vfs, "/d/f"))
+    finally:
+        await close(vfs)
+
+
+async def test_a_persist_that_raced_a_newer_write_persists_the_newer_content(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    try:
+        env.ufs.faults.latency = 0.05
+        await vfs.write_file("/f", chunks(b"one"), caller=ME)
+        await vfs.write_file("/f", chunks(b"two!"), caller=ME)
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert env.ufs.files["f"].data == b"two!"
+    finally:
+        await close(vfs)
+
+
+async def test_appends_reseal_only_the_last_block(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    data = os.urandom(4 * BS + 10)
+    try:
+        await vfs.write_file("/f", chunks(data), caller=ME)
+        before = [list(e) for e in node(vfs, "/f").layout or []]
+        assert vfs.cache is not None
+        puts = vfs.cache.blocks.stats()["puts"]
+        more = b""
+        for i in range(5):
+            piece = os.urandom(100 + i)
+            more += piece
+            await vfs.append("/f", chunks(piece), caller=ME)
+        after = node(vfs, "/f").layout or []
+        assert after[:4] == before[:4]  # the full blocks were never read or hashed again
+        assert vfs.cache.blocks.stats()["puts"] - puts == 5  # one (last) block per append
+        assert await read_all(vfs, "/f") == data + more
+        # An append that crosses block boundaries.
+        big = os.urandom(2 * BS)
+        await vfs.append("/f", chunks(big), caller=ME)
+        assert await read_all(vfs, "/f") == data + more + big
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
+async def test_appending_to_a_ufs_file_under_must_cache_caches_it_whole(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    base = os.urandom(2 * BS + 3)
+    env.ufs.put("f", base)
+    vfs = await env.open()
+    try:
+        await vfs.append("/f", chunks(b"tail"), caller=ME)
+        f = node(vfs, "/f")
+        assert unpersisted(f) and env.ufs.files["f"].data == base
+        assert await read_all(vfs, "/f") == base + b"tail"
+    finally:
+        await close(vfs)
+
+
+async def test_cache_through_append_keeps_unchanged_blocks(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.CACHE_THROUGH)
+    vfs = await env.open()
+    data = os.urandom(2 * BS + 3)
+    try:
+        await vfs.write_file("/f", chunks(data), caller=ME)
+        first = (node(vfs, "/f").layout or [])[0]
+        await vfs.append("/f", chunks(b"more"), caller=ME)
+        assert env.ufs.files["f"].data == data + b"more"
+        assert (node(vfs, "/f").layout or [])[0] == first
+        assert await read_all(vfs, "/f") == data + b"more"
+    finally:
+        await close(vfs)
+
+
+async def test_staged_writes_seal_into_blocks_from_the_first_change(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    data = bytearray(os.urandom(6 * BS))
+    try:
+        f = await vfs.write_file("/f", chunks(bytes(data)), caller=ME)
+        before = [list(e) for e in node(vfs, "/f").layout or []]
+        assert vfs.cache is not None
+        puts = vfs.cache.blocks.stats()["puts"]
+        await vfs.write_at(f.ino, 4 * BS + 10, b"XYZ", stable=False, caller=ME)  # NFS UNSTABLE
+        data[4 * BS + 10 : 4 * BS + 13] = b"XYZ"
+        staged, _ = await vfs.read_at(f.ino, 4 * BS, 20, caller=ME)  # from the stage
+        assert staged == bytes(data[4 * BS : 4 * BS + 20])
+        await vfs.commit(f.ino, caller=ME)
+        after = node(vfs, "/f").layout or []
+        assert after[:4] == before[:4] and after[4] != before[4] and after[5] == before[5]
+        assert vfs.cache.blocks.stats()["puts"] - puts == 2  # blocks 4 and 5 sealed again (5 deduplicated)
+        assert await read_all(vfs, "/f") == bytes(data)
+        assert unpersisted(node(vfs, "/f")) and "f" not in env.ufs.files
+        await vfs.setattr_at(f.ino, size=BS + 1, caller=ME)  # truncation of blocks-only content
+        assert await read_all(vfs, "/f") == bytes(data[: BS + 1])
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
+async def test_an_unpersisted_file_can_be_renamed_linked_and_removed(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    try:
+        env.ufs.put("old", b"ufs copy")
+        await vfs.stat("/old", caller=ME)
+        await vfs.mkdir("/d", caller=ME)
+        await vfs.write_file("/d/f", chunks(b"data"), caller=ME)
+        await vfs.rename("/d/f", "/old", caller=ME)  # replaces a UFS file: that copy must go too
+        assert "old" not in env.ufs.files
+        await vfs.link("/old", "/d/again", caller=ME)
+        assert (await persist_path(vfs, "/old"))["persisted"] == 1
+        assert env.ufs.files["old"].data == b"data"
+        await vfs.write_file("/d/g", chunks(b"gone soon"), caller=ME)
+        await vfs.remove("/d/g", caller=ME)
+        assert vfs.cache is not None and vfs.ns.kept == {}
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
+async def test_unpersisted_blocks_are_never_evicted(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE, disk_bytes=8 * BS)
+    vfs = await env.open()
+    try:
+        await vfs.write_file("/a", chunks(os.urandom(6 * BS)), caller=ME)
+        with pytest.raises(errors.NoSpace):
+            await vfs.write_file("/b", chunks(os.urandom(4 * BS)), caller=ME)
+        assert vfs.cache is not None
+        await vfs.cache.blocks.evict()  # the failed write's blocks are garbage: they go; /a's stay
+        assert all(vfs.cache.blocks.has(e[2]) for e in node(vfs, "/a").layout or [])
+        assert vfs.cache.report()["tiers"][1]["used"] == 6 * BS
+        assert len(await read_all(vfs, "/a")) == 6 * BS
+        vfs.cache.blocks.check()
+    finally:
+        await close(vfs)

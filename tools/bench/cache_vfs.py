@@ -1,0 +1,191 @@
+"""The through-the-vfs sections of tools/bench/cache.py (run that file, not this one)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from nsd.blockstore import BlockStore, TierSpec
+from nsd.cache.policy import ReadType, WriteType
+from nsd.cache.service import CacheSettings
+from nsd.metastore import MetaStore, initial_checkpoint
+from nsd.mounttable import MountTable
+from nsd.vfs import Caller, Vfs
+
+MiB = 1 << 20
+PIECE = 4 * MiB  # what WebHDFS OPEN asks the vfs for
+ME = Caller(os.getuid(), os.getgid())
+
+
+def gbps(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / seconds / 1e9:6.2f} GB/s"
+
+
+def rss() -> str:
+    return f"RSS {psutil.Process().memory_info().rss / MiB:7.0f} MiB"
+
+
+async def open_vfs(base: Path, block: int, memory: int, write_type: WriteType = WriteType.THROUGH) -> Vfs:
+    journal = base / "journal"
+    if not journal.exists():
+        journal.mkdir(parents=True)
+        initial_checkpoint(journal, root_uid=os.getuid(), root_gid=os.getgid())
+        (base / "ufs").mkdir()
+    store = await MetaStore.open(journal, fsync=True)
+    mounts = MountTable(store.ns, (base / "ufs").as_uri())
+    blocks = BlockStore(memory_bytes=memory, tiers=[TierSpec(base / "blocks", 64 << 30)])
+    await blocks.open()
+    settings = CacheSettings(block_size=block, write_type=write_type)
+    vfs = Vfs(store, mounts, base / "staging", blocks=blocks, cache_settings=settings)
+    vfs.start()
+    return vfs
+
+
+async def close_vfs(vfs: Vfs) -> None:
+    await vfs.close()
+    assert vfs.cache is not None
+    await vfs.cache.blocks.close()
+    await vfs.mounts.close()
+    await vfs.store.close(checkpoint=True)
+
+
+async def read_through(vfs: Vfs, path: str, read_type: ReadType | None = None, piece: int = PIECE) -> tuple[float, int]:
+    node = await vfs.stat(path)
+    t0 = time.perf_counter()
+    pos = 0
+    while pos < node.size:
+        data, _ = await vfs.read_at(node.ino, pos, piece, read_type=read_type)
+        pos += len(data)
+    return time.perf_counter() - t0, pos
+
+
+def hit_ratio(vfs: Vfs) -> str:
+    assert vfs.cache is not None
+    r = vfs.cache.report()
+    return f"hit ratio {100 * r['hit_ratio']:5.1f}%"
+
+
+def start_s3(data: bytes) -> tuple[Any, str, dict[str, str]]:
+    from cache_s3 import start_moto_with
+
+    return start_moto_with(data)
+
+
+async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
+    total, block = args.mib * MiB, args.block_mib * MiB
+    base = Path(tempfile.mkdtemp(prefix=f"nsd-bench-vfs-{kind}-", dir=args.dir))
+    data = os.urandom(total)
+    server = None
+    try:
+        vfs = await open_vfs(base, block, memory=2 * total)
+        if kind == "local":
+            (base / "ufs" / "big").write_bytes(data)
+            path = "/big"
+        else:
+            server, endpoint, options = start_s3(data)
+            await vfs.mount("/s3", "s3://bench", caller=ME, options=options)
+            path = "/s3/big"
+        print(f"{args.mib} MiB file on {kind}, {args.block_mib} MiB blocks, read in 4 MiB pieces; {rss()}")
+        took, n = await read_through(vfs, path)
+        cold = took
+        print(f"cold read (from the UFS, cached on the way)  {gbps(n, took)}   {hit_ratio(vfs)}   {rss()}")
+        await close_vfs(vfs)  # a restart: the memory tier is empty, the page cache is warm
+        vfs = await open_vfs(base, block, memory=2 * total)
+        took, n = await read_through(vfs, path)
+        disk = took
+        print(f"warm read, disk tier (re-hashed)            {gbps(n, took)}   {hit_ratio(vfs)}   {rss()}")
+        await read_through(vfs, path, ReadType.CACHE_PROMOTE)
+        best = min([(await read_through(vfs, path))[0] for _ in range(args.rounds)])
+        print(f"read, memory tier (best of {args.rounds})             {gbps(total, best)}   {hit_ratio(vfs)}   {rss()}")
+        nfs = min([(await read_through(vfs, path, piece=MiB))[0] for _ in range(args.rounds)])
+        print(f"read, memory tier, 1 MiB pieces (NFS READ)  {gbps(total, nfs)}   (4 MiB pieces pass the block itself)")
+        print(f"cached/UFS speed: disk tier {cold / disk:5.1f}x, memory tier {cold / best:6.1f}x")
+        if kind == "s3":
+            import pyarrow.fs as pafs
+
+            fs = pafs.S3FileSystem(
+                endpoint_override=endpoint,
+                scheme="http",
+                region="us-east-1",
+                access_key=options["access_key"],
+                secret_key=options["secret_key"],
+            )
+            t0 = time.perf_counter()
+            with fs.open_input_file("bench/big") as f:
+                got = f.read()
+            direct = time.perf_counter() - t0
+            assert len(got) == total
+            print(f"direct pyarrow read of the object          {gbps(total, direct)}")
+            t0 = time.perf_counter()
+            with fs.open_input_file("bench/big") as f:
+                for off in range(0, total, block):
+                    f.read_at(min(block, total - off), off)
+            ranged = time.perf_counter() - t0
+            print(f"direct pyarrow, one request per block       {gbps(total, ranged)}   (moto's cost per request)")
+            print(f"cached/pyarrow speed: disk tier {direct / disk:5.1f}x, memory tier {direct / best:6.1f}x")
+        await close_vfs(vfs)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def bench_dedup(args: argparse.Namespace) -> None:
+    total, block = args.mib * MiB, args.block_mib * MiB
+    base = Path(tempfile.mkdtemp(prefix="nsd-bench-dedup-", dir=args.dir))
+    try:
+        vfs = await open_vfs(base, block, memory=0)
+        data = os.urandom(total)
+        for name in ("a", "b"):
+            (base / name).mkdir()
+            (base / name / "big").write_bytes(data)
+            await vfs.mount(f"/{name}", (base / name).as_uri(), caller=ME)
+            await read_through(vfs, f"/{name}/big")
+        assert vfs.cache is not None
+        r = vfs.cache.report()
+        print(
+            f"two mounts, same {args.mib} MiB file: logical {r['logical_bytes'] / MiB:.0f} MiB, "
+            f"physical {r['physical_bytes'] / MiB:.0f} MiB, dedup ratio {r['dedup_ratio']:.2f}"
+        )
+        await close_vfs(vfs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def bench_ingest(args: argparse.Namespace) -> None:
+    total, block = args.mib * MiB, args.block_mib * MiB
+    base = Path(tempfile.mkdtemp(prefix="nsd-bench-ingest-", dir=args.dir))
+    try:
+        data = os.urandom(total)
+        pieces = [data[i : i + MiB] for i in range(0, total, MiB)]
+        t0 = time.perf_counter()
+        fd = os.open(base / "raw", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for p in pieces:
+            os.write(fd, p)
+        os.fsync(fd)
+        os.close(fd)
+        raw = time.perf_counter() - t0
+        print(f"raw write + 1 fsync                         {gbps(total, raw)}")
+        vfs = await open_vfs(base / "nsd", block, memory=0, write_type=WriteType.MUST_CACHE)
+
+        async def body() -> Any:
+            for p in pieces:
+                yield p
+
+        t0 = time.perf_counter()
+        await vfs.write_file("/ingest", body(), caller=ME)
+        took = time.perf_counter() - t0
+        print(f"MUST_CACHE write (blake3, put+fsync, journal) {gbps(total, took)}   {took / raw:5.2f}x raw time")
+        await close_vfs(vfs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
