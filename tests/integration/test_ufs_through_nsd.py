@@ -132,6 +132,7 @@ def test_s3_down_fails_fast_known_metadata_answers_and_it_recovers(tmp_path: Pat
     bucket = make_bucket(endpoint)
     s3 = s3_client(endpoint)
     s3.put_object(Bucket=bucket, Key="p/f", Body=b"still here")
+    s3.put_object(Bucket=bucket, Key="p/cold", Body=b"never read")
     s3.put_object(Bucket=bucket, Key="p/listed/x", Body=b"x")
     s3.put_object(Bucket=bucket, Key="p/unlisted/y", Body=b"y")
     d = start(tmp_path / "data")
@@ -140,30 +141,33 @@ def test_s3_down_fails_fast_known_metadata_answers_and_it_recovers(tmp_path: Pat
         options = s3_options(endpoint, sync_interval="0", retries="2", down_probe_s="1", tmp_sweep_s="-1")
         mount(d, "/s3", f"s3://{bucket}/p", options)
         assert mounts(d)["/s3"]["state"] == "unused"
-        assert same(doors.names("/s3")) == ["f", "listed", "unlisted"]
+        assert same(doors.names("/s3")) == ["cold", "f", "listed", "unlisted"]
         assert same(doors.names("/s3/listed")) == ["x"]
-        assert same(doors.contents("/s3/f")) == b"still here"
+        assert same(doors.contents("/s3/f")) == b"still here"  # now in the block cache too
         assert mounts(d)["/s3"]["state"] == "connected"
         server.stop()
 
-        # reads fail with the store's error, in each door's own words, and nothing hangs
-        read = doors.api("fs/content", path="/s3/f")
+        # data never read fails with the store's error, in each door's own words; nothing hangs
+        read = doors.api("fs/content", path="/s3/cold")
         assert read.status_code == 503 and read.json()["error"]["type"] == "UfsUnavailable"
         assert "connect" in read.json()["error"]["message"].lower()
         with pytest.raises(HdfsError) as e:
-            doors.hdfs_read("/s3/f")
+            doors.hdfs_read("/s3/cold")
         assert e.value.exception == "IOException"
-        assert doors.nfs("nfs-cat", d.nfs_url("/s3/f")).returncode != 0
+        assert doors.nfs("nfs-cat", d.nfs_url("/s3/cold")).returncode != 0
+        assert nfs_errors(d, "READ", "NFS3ERR_IO") >= 1
         never = doors.nfs("nfs-ls", d.nfs_url("/s3/unlisted"))
         assert b"NFS3ERR_IO" in never.stdout + never.stderr  # never listed: needs the store
         assert doors.api("fs/list", path="/s3/unlisted").status_code == 503
         unknown = doors.api("fs/stat", path="/s3/never-seen")
         assert unknown.status_code == 503 and "unreachable" in unknown.json()["error"]["message"]
 
-        # what nsd knows still answers (sync_interval 0 would ask the store each time)
-        assert same(doors.names("/s3")) == ["f", "listed", "unlisted"]
+        # what nsd knows still answers (sync_interval 0 would ask the store each time),
+        # and data read before comes from the block cache
+        assert same(doors.names("/s3")) == ["cold", "f", "listed", "unlisted"]
         assert same(doors.names("/s3/listed")) == ["x"]
         assert same(doors.sizes("/s3/f")) == 10
+        assert same(doors.contents("/s3/f")) == b"still here"
 
         state = mounts(d)["/s3"]
         assert state["state"] == "unreachable" and "connect" in state["last_error"].lower()
@@ -172,8 +176,8 @@ def test_s3_down_fails_fast_known_metadata_answers_and_it_recovers(tmp_path: Pat
         assert S3_KEYS["secret_key"] not in human + json.dumps(state)
 
         server, _ = start_moto(int(port))  # moto keeps its buckets in this process: all is back
-        eventually(lambda: doors.api("fs/content", path="/s3/f").status_code == 200, timeout=20)
-        assert same(doors.contents("/s3/f")) == b"still here"
+        eventually(lambda: doors.api("fs/content", path="/s3/cold").status_code == 200, timeout=20)
+        assert same(doors.contents("/s3/cold")) == b"never read"
         assert same(doors.names("/s3/unlisted")) == ["y"]
         assert mounts(d)["/s3"]["state"] == "connected"
     finally:
@@ -207,6 +211,7 @@ def test_slow_and_hanging_store(tmp_path: Path) -> None:
         mount(d, "/slow", "memory://through-nsd-slow", {**store, "sync_interval": "-1", "tmp_sweep_s": "-1"})
         doors.hdfs.makedirs("/slow/d")
         doors.hdfs.write("/slow/d/f", data=b"slow bytes")
+        doors.hdfs.write("/slow/d/g", data=b"not read yet")
 
         # Slower than NFS's patience (0.5 s), within the store's timeout: READ answers JUKEBOX
         # and the read goes on; libnfs gives up on JUKEBOX (the kernel client waits and
@@ -219,22 +224,23 @@ def test_slow_and_hanging_store(tmp_path: Path) -> None:
         assert nfs_errors(d, "READ", "NFS3ERR_JUKEBOX") == 1
         assert doors.hdfs_read("/slow/d/f") == b"slow bytes"
 
-        # A store that does not answer: a clear error after timeout_s, then at once at every door.
+        # A store that does not answer: a clear error after timeout_s, then at once at every door
+        # (NFS answers JUKEBOX first: its patience is shorter than the store's timeout).
         write_faults(faults, hang=True)
-        read = doors.api("fs/content", path="/slow/d/f")
+        read = doors.api("fs/content", path="/slow/d/g")
         assert read.status_code == 503 and "did not answer read within 3s" in read.json()["error"]["message"]
         with pytest.raises(HdfsError) as e:
-            doors.hdfs_read("/slow/d/f")
+            doors.hdfs_read("/slow/d/g")
         assert e.value.exception == "IOException" and "unreachable" in str(e.value)
-        assert doors.nfs("nfs-cat", d.nfs_url("/slow/d/f")).returncode != 0
-        assert nfs_errors(d, "READ", "NFS3ERR_IO") >= 1
-        assert same(doors.names("/slow/d")) == ["f"]  # listed before: still answers
-        assert doors.api_stat("/slow/d/f")["size"] == 10
+        assert doors.nfs("nfs-cat", d.nfs_url("/slow/d/g")).returncode != 0
+        assert same(doors.names("/slow/d")) == ["f", "g"]  # listed before: still answers
+        assert doors.api_stat("/slow/d/g")["size"] == 12
+        assert same(doors.contents("/slow/d/f")) == b"slow bytes"  # read before: from the cache
         assert mounts(d)["/slow"]["state"] == "unreachable"
 
         write_faults(faults)
-        eventually(lambda: doors.api("fs/content", path="/slow/d/f").status_code == 200, timeout=20)
-        assert same(doors.contents("/slow/d/f")) == b"slow bytes"
+        eventually(lambda: doors.api("fs/content", path="/slow/d/g").status_code == 200, timeout=20)
+        assert same(doors.contents("/slow/d/g")) == b"not read yet"
         assert mounts(d)["/slow"]["state"] == "connected"
     finally:
         write_faults(faults)
