@@ -108,10 +108,14 @@ class Discovery:
         self._checked.pop(ino, None)
 
     async def close(self) -> None:
-        """Stop running listings (what they applied so far stays: it is journaled)."""
+        """Stop running listings (what they applied so far stays: it is journaled). Their
+        waiters get an error: a task cancelled before its first step never runs its finally."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for listing in list(self._listings.values()):
+            listing.finish(errors.NsdError("the daemon is stopping: listing abandoned"))
+        self._listings.clear()
 
     # ---- lookups ---------------------------------------------------------------------------
 

@@ -158,11 +158,11 @@ class Vfs:
 
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
-        await self.discovery.close()
         if self.ttl is not None:
             await self.ttl.close()
         if self.persister is not None:
             await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
+        await self.discovery.close()  # after the background tasks that may wait on a listing
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -301,3 +301,17 @@ async def test_bad_mount_options_are_refused_at_mount_time(
     with pytest.raises(errors.Invalid, match=message):
         await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options=option)
     assert len(vfs.mount_table()) == 1
+
+
+async def test_closing_wakes_whoever_waits_on_a_listing(vfs: Vfs, mem: str) -> None:
+    """A listing task cancelled before its first step never runs its own cleanup; its
+    waiters must still be woken (with an error), or a shutdown waits for ever."""
+    store(mem).put("d/f", b"x")
+    await vfs.mount("/m", f"memory://{mem}", caller=ME, options={"tmp_sweep_s": "-1"})
+    await vfs.stat("/m/d", caller=ME)
+    waiter = asyncio.create_task(vfs.list("/m/d", caller=ME))
+    await asyncio.sleep(0)  # the waiter has started the listing task, which has not run yet
+    assert vfs.discovery.pending_above(vfs.ns.resolve("/m/d")) == ""
+    await vfs.discovery.close()
+    with pytest.raises(errors.NsdError, match="stopping"):
+        await asyncio.wait_for(waiter, 5)
