@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app, fail, mount_app
+from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, mount_app
 
 
 @mount_app.command("add")
@@ -19,6 +19,7 @@ def mount_add(
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="KEY=VALUE, repeatable (e.g. sync_interval=60).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Mount URI at PATH (journaled: it survives restarts)."""
     options: dict[str, str] = {}
@@ -27,14 +28,14 @@ def mount_add(
         if not sep or not key:
             fail(f"--option takes KEY=VALUE, got {item!r}", 2)
         options[key] = value
-    G.client().post("/mounts", {"path": path, "uri": uri, "readonly": readonly, "options": options})
+    emit(as_json, G.client().post("/mounts", {"path": path, "uri": uri, "readonly": readonly, "options": options}))
 
 
 @mount_app.command("rm")
 @api_errors
-def mount_rm(path: str) -> None:
+def mount_rm(path: str, as_json: JsonOpt = False) -> None:
     """Unmount PATH: its entries leave the namespace; the under-storage is not touched."""
-    G.client().post("/mounts/remove", {"path": path})
+    emit(as_json, G.client().post("/mounts/remove", {"path": path}))
 
 
 @mount_app.command("ls")
@@ -65,7 +66,11 @@ def _interval(seconds: float) -> str:
 
 @app.command()
 @api_errors
-def sync(path: str, recursive: Annotated[bool, typer.Option("-r", "-R", help="Whole subtree.")] = False) -> None:
+def sync(
+    path: str,
+    recursive: Annotated[bool, typer.Option("-r", "-R", help="Whole subtree.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Re-check PATH against its under-storage now."""
     result = G.client().post("/fs/sync", {"path": path, "recursive": recursive})
-    typer.echo(f"synced {path}: {result['directories_listed']} directories listed")
+    emit(as_json, result, f"synced {path}: {result['directories_listed']} directories listed")

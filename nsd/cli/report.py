@@ -144,7 +144,8 @@ def fsck_cmd(
 
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
-    """Check the daemon, its data dir, its journal and every mount; exit 1 if anything fails."""
+    """Check the daemon, its data dir, its journal, the cache tiers, pending persists and every
+    mount; exit 1 if anything fails."""
     from nsd.client import ApiError
 
     try:

@@ -214,7 +214,8 @@ class DropLayout(Op):
 
 @dataclass(frozen=True, slots=True)
 class SetPin(Op):
-    """Pin (or unpin) file `ino`: a pinned file's blocks are never evicted."""
+    """Pin (or unpin) file or directory `ino`: a pinned file's blocks are never evicted; files
+    and directories created in a pinned directory later are pinned as they are created."""
 
     CODE: ClassVar[int] = 13
     ino: int

@@ -132,6 +132,7 @@ class Namespace:
         """A directory (or other non-file) inode left the tree: drop what side tables hold for it."""
         self.xattrs.pop(ino, None)
         self.ttls.pop(ino, None)
+        self.pinned.discard(ino)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -580,6 +581,7 @@ class Namespace:
             node.parent, node.name = parent, op.name
         parent.add_child(op.name, node)
         self.inodes[ino] = node
+        layouts.inherit_pin(self, parent, node)
         parent.mtime = parent.ctime = t
         self.next_ino = ino + 1
 

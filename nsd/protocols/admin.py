@@ -9,10 +9,9 @@ The token is compared in constant time. Errors come back as
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
-import os
+import logging
 import stat as st
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from nsd import __version__, backup, errors
+from nsd import __version__, errors
+from nsd.backup_live import LiveBackup
 from nsd.cache.controls import cache_info
 from nsd.cache.policy import parse_read_type
 from nsd.clients import USER_KEY
@@ -38,6 +38,7 @@ from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"
 UPLOAD_CHUNK = 1 << 20
+log = logging.getLogger("nsd.admin")
 MAX_LIST = 10_000
 
 VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
@@ -355,24 +356,29 @@ async def conf(request: web.Request) -> web.Response:
 
 
 async def journal_backup(request: web.Request) -> web.StreamResponse:
-    """A consistent checkpoint taken now, packed with the mount table and config, streamed back."""
-    vfs = request.app[VFS_KEY]
-    datadir = request.app[DATADIR_KEY]
-    txid = await vfs.store.checkpoint()
-    out = datadir.path / f"backup-{txid:016x}-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
-    cfg = request.app[CONFIG_KEY].values
-    await asyncio.to_thread(backup.write_archive, datadir, txid, cfg, out)
+    """A consistent checkpoint taken now, with the mount table, config and the blocks of
+    unpersisted files, streamed back as it is made (see backup_live.py)."""
+    job = await LiveBackup.prepare(request.app[VFS_KEY], request.app[DATADIR_KEY], request.app[CONFIG_KEY].values)
     try:
-        response = web.StreamResponse(headers={"Content-Type": "application/gzip", "X-Nsd-Txid": str(txid)})
-        response.content_length = out.stat().st_size
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/gzip",
+                "X-Nsd-Txid": str(job.txid),
+                "X-Nsd-Backup-Bytes": str(job.raw_size()),  # uncompressed: the client's progress total
+            }
+        )
         await response.prepare(request)
-        with open(out, "rb") as f:
-            while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
-                await response.write(chunk)
+        try:
+            await job.stream(response.write)
+        except Exception as e:  # the headers are out: all that is left is to break the stream
+            log.error("backup of txid %d failed while streaming: %s", job.txid, e)
+            if request.transport is not None:
+                request.transport.abort()  # the client sees a cut archive, never a complete-looking one
+            return response
         await response.write_eof()
         return response
     finally:
-        out.unlink(missing_ok=True)
+        job.close()
 
 
 async def fsck_route(request: web.Request) -> web.Response:
