@@ -52,7 +52,7 @@ from nsd.cache.ttl import TtlEnforcer
 from nsd.discovery import Discovery
 from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
-from nsd.mounttable import MountTable, MountView, sync_interval
+from nsd.mounttable import MountTable, MountView, mount_settings
 from nsd.namespace import DirInode, FileInode, Inode, Namespace
 from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
@@ -166,6 +166,7 @@ class Vfs:
             await self.ttl.close()
         if self.persister is not None:
             await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
+        await self.discovery.close()  # after the background tasks that may wait on a listing
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -716,15 +717,17 @@ class Vfs:
         """Entries of a directory in name order (read and search permission, as HDFS); a file
         lists as itself under the name "".
 
-        A listing that starts (no `start_after`) syncs the directory with the UFS first.
+        A listing that starts (no `start_after`) syncs the directory with the UFS; while that
+        runs, a page is answered as soon as its names are final (see Discovery.window).
         """
         node = await self.resolve(path, caller=caller)
         if not isinstance(node, DirInode):
             return [("", node)]
         self.perms.require(node, caller, R | X)
-        if not start_after:
-            await self.discovery.ensure_listed(node)
-        return self.ns.list_names(node.ino, start_after, limit)
+        await self.discovery.window(node, start_after, limit)
+        entries = self.ns.list_names(node.ino, start_after, limit)
+        bound = self.discovery.pending_above(node)
+        return entries if bound is None else [e for e in entries if e[0] <= bound]
 
     async def readlink(self, path: str, *, caller: Caller) -> str:
         node = await self.resolve(path, caller=caller, follow=False)
@@ -870,7 +873,7 @@ class Vfs:
         self.perms.require_super(caller)
         self.store.admit()
         options = dict(options or {})
-        sync_interval(options)
+        mount_settings(uri, options)
         mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
         parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen

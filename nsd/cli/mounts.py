@@ -41,16 +41,27 @@ def mount_rm(path: str, as_json: JsonOpt = False) -> None:
 @mount_app.command("ls")
 @api_errors
 def mount_ls(as_json: JsonOpt = False) -> None:
-    """The mount table (secrets masked)."""
+    """The mount table: path, rw/ro, state of the store, sync interval, URI, options (secrets masked)."""
     mounts = G.client().get("/mounts")["mounts"]
     if as_json:
         typer.echo(json.dumps(mounts))
         return
-    width = max(len(m["path"]) for m in mounts)
+    rows = [("PATH", "MODE", "STATE", "SYNC", "URI", "OPTIONS")]
     for m in mounts:
         opts = ",".join(f"{k}={v}" for k, v in sorted(m["options"].items()))
-        flags = "ro" if m["readonly"] else "rw"
-        typer.echo(f"{m['path']:<{width}}  {flags}  {m['uri']}" + (f"  {opts}" if opts else ""))
+        mode = "ro" if m["readonly"] else "rw"
+        rows.append((m["path"], mode, m["state"], _interval(m["sync_interval"]), m["uri"], opts))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row, m in zip(rows, [None, *mounts], strict=True):
+        typer.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        if m is not None and m.get("last_error") and m["state"] != "connected":
+            typer.echo(f"  last error: {m['last_error']}")
+
+
+def _interval(seconds: float) -> str:
+    if seconds < 0:
+        return "never"
+    return "always" if seconds == 0 else f"{seconds:g}s"
 
 
 @app.command()

@@ -9,6 +9,7 @@ The token is compared in constant time. Errors come back as
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import stat as st
@@ -30,6 +31,7 @@ from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
 from nsd.protocols.errmap import http_status
 from nsd.protocols.httplimits import body_stream
+from nsd.protocols.readahead import read_ahead
 from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report
 from nsd.users import NOBODY, SYSTEM
@@ -205,16 +207,19 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
     read_type = parse_read_type(raw_type) if raw_type else None
     node = await vfs.open_read(path, caller=_caller(request))
     end = node.size if length is None else min(node.size, offset + length)
-    stream = vfs.read(path, offset, length, caller=_caller(request), read_type=read_type)
-    first = await anext(stream, b"")  # errors surface before the 200 goes out
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    response.content_length = max(0, end - offset)
-    await response.prepare(request)
-    if first:
-        await response.write(first)
-    async for chunk in stream:
-        await response.write(chunk)
-    await response.write_eof()
+    # 4 MiB pieces, the next read while one is sent (as WebHDFS OPEN): a remote store's
+    # per-request cost is paid a quarter as often, and overlaps the sending.
+    stream = read_ahead(vfs, node.ino, offset, max(offset, end), path, caller=_caller(request), read_type=read_type)
+    async with contextlib.aclosing(stream):
+        first = await anext(stream, b"")  # errors surface before the 200 goes out
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = max(0, end - offset)
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for chunk in stream:
+            await response.write(chunk)
+        await response.write_eof()
     return response
 
 

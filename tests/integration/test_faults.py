@@ -20,6 +20,7 @@ import pytest
 import requests
 from daemon import Daemon, nsd, start
 from hdfs import InsecureClient
+from hdfs.util import HdfsError
 from rpcclient import RpcClient, create_file, lookup_path, read_status, write_status
 
 from nsd.journal.checkpoint import list_checkpoints
@@ -315,6 +316,7 @@ def test_s3_down_under_a_mount_fails_fast_and_clearly_then_recovers(tmp_path: Pa
             "retry_base_s": "0.05",
             "timeout_s": "3",
             "sdk_retries": "1",
+            "down_probe_s": "0.5",  # while down, calls fail fast; one probe per half second
         }
         r = d.session().post(f"{d.url}/api/v1/mounts", json={"path": "/s3", "uri": "s3://faults", "options": options})
         assert r.status_code == 201, r.text
@@ -339,8 +341,16 @@ def test_s3_down_under_a_mount_fails_fast_and_clearly_then_recovers(tmp_path: Pa
             moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             moto.start()  # same process, same port: the bucket's objects are back too
         web = InsecureClient(d.url, user=USER)
-        with web.read("/s3/obj") as f:
-            assert f.read() == b"in the bucket"
+        deadline = time.monotonic() + 10
+        while True:  # the next probe after the store is back finds it
+            try:
+                with web.read("/s3/obj") as f:
+                    assert f.read() == b"in the bucket"
+                break
+            except HdfsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         assert webhdfs_put(d, "/s3/new", b"back up").status_code == 201
         with web.read("/s3/new") as f:
             assert f.read() == b"back up"
