@@ -65,6 +65,63 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
     ),
+    Setting("nfs", "nfs_max_connections", int, 1024, "Open NFS connections at most; past it new ones are closed."),
+    Setting(
+        "nfs",
+        "nfs_max_inflight",
+        int,
+        1024,
+        "NFS calls in progress over all connections at most; past it calls are answered NFS3ERR_JUKEBOX "
+        "(retry later) at once.",
+    ),
+    Setting(
+        "nfs",
+        "nfs_max_inflight_per_connection",
+        int,
+        64,
+        "NFS calls in progress per connection at most; past it the connection is not read until one ends.",
+    ),
+    Setting("nfs", "nfs_idle_timeout", float, 900.0, "Close an NFS connection after this many seconds without calls."),
+    Setting(
+        "nfs",
+        "nfs_slow_client_timeout",
+        float,
+        60.0,
+        "Abort an NFS connection whose replies stay unread this many seconds (its buffered replies are dropped).",
+    ),
+    Setting("http", "http_max_connections", int, 1024, "Open HTTP connections at most; past it: 503 and close."),
+    Setting(
+        "http",
+        "http_max_requests",
+        int,
+        256,
+        "HTTP requests in progress at most (WebHDFS and admin API); past it: 503 with Retry-After.",
+    ),
+    Setting(
+        "http",
+        "http_max_header_bytes",
+        int,
+        8190,
+        "Longest request line or header field; longer requests get 400 and the connection is closed.",
+    ),
+    Setting(
+        "http",
+        "http_max_body_bytes",
+        int,
+        1 << 20,
+        "Largest JSON/form request body (admin API, WebHDFS parameters): 413 past it. File uploads stream and "
+        "are not limited by this.",
+    ),
+    Setting(
+        "http", "http_idle_timeout", float, 75.0, "Close an idle HTTP (keep-alive) connection after this many seconds."
+    ),
+    Setting(
+        "http",
+        "http_body_timeout",
+        float,
+        60.0,
+        "An upload that sends no data for this many seconds is answered 408 and its connection closed.",
+    ),
     Setting(
         "security",
         "superuser",
@@ -139,6 +196,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("journal", "fsync", bool, True, "fsync the journal before acknowledging (off only for tests)."),
     Setting("journal", "segment_bytes", int, 64 << 20, "Roll to a new journal segment past this size."),
+    Setting(
+        "journal",
+        "journal_reserve_bytes",
+        int,
+        64 << 20,
+        "Refuse changes (NFS NOSPC, WebHDFS 403, admin 507) while the journal's disk has less free space "
+        "than this; reads go on, and changes are taken again once space is freed.",
+    ),
     Setting("journal", "checkpoint_entries", int, 1_000_000, "Write a checkpoint after this many records."),
     Setting(
         "journal",

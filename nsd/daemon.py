@@ -23,13 +23,15 @@ from nsd import errors
 from nsd.cache import setup as cache_setup
 from nsd.config import Config
 from nsd.datadir import DataDir
+from nsd.errors import JournalFailed
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.permissions import Permissions
-from nsd.protocols import admin, status, webhdfs
+from nsd.protocols import admin, httplimits, status, webhdfs
 from nsd.protocols.nfs import start_nfs
+from nsd.protocols.rpcserver import Limits
 from nsd.protocols.webhdfs_auth import Authenticator, load_tokens, parse_proxy_users
 from nsd.users import UserMap
 from nsd.vfs import Vfs
@@ -37,6 +39,7 @@ from nsd.vfs import Vfs
 log = logging.getLogger("nsd.daemon")
 
 CHECKPOINT_POLL_SECONDS = 10.0
+RECONCILE_AT_START_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 
@@ -132,23 +135,38 @@ async def _serve(
         checkpoint_entries=config.checkpoint_entries,
         checkpoint_interval=config.checkpoint_interval,
         on_fatal=on_fatal,
+        reserve_bytes=config.journal_reserve_bytes,
     )
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)
     vfs = Vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
     vfs.start()
+    await _reconcile_at_start(vfs)
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
     metrics.watch(vfs)
-    app = web.Application()
+    limits = httplimits.HttpLimits(
+        max_connections=config.http_max_connections,
+        max_requests=config.http_max_requests,
+        max_header_bytes=config.http_max_header_bytes,
+        max_body_bytes=config.http_max_body_bytes,
+        idle_timeout=config.http_idle_timeout,
+        body_timeout=config.http_body_timeout,
+    )
+    app = web.Application(client_max_size=limits.max_body_bytes)
+    overload = metrics.http_overload = httplimits.install(app, limits)
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None, **limits.runner_kwargs()
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True, ssl_context=tls)
+    site = httplimits.LimitedSite(
+        runner, config.bind, config.http_port, limits.max_connections, overload, reuse_address=True, ssl_context=tls
+    )
     await site.start()
     http_addr = _bound_address(site)
     nfs = await start_nfs(
@@ -161,6 +179,13 @@ async def _serve(
         portmap_port=config.portmap_port,
         jukebox_after=config.nfs_jukebox_after,
         observe=metrics.observe,
+        limits=Limits(
+            max_connections=config.nfs_max_connections,
+            max_total=config.nfs_max_inflight,
+            idle_timeout=config.nfs_idle_timeout,
+            slow_client_timeout=config.nfs_slow_client_timeout,
+        ),
+        max_inflight_per_connection=config.nfs_max_inflight_per_connection,
     )
     metrics.rpc_servers = [nfs.server]
     listeners = app[admin.LISTENERS_KEY]
@@ -186,6 +211,7 @@ async def _serve(
     ticker.cancel()
     await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
+    await vfs.reconciler.close()
     if not fatal:
         await vfs.close()
     await blocks.close()
@@ -194,9 +220,28 @@ async def _serve(
         await store.close(checkpoint=False)
         log.critical("stopped after a journal failure: %s", fatal[0])
         return 1
-    await store.close(checkpoint=True)
+    try:
+        await store.close(checkpoint=True)
+    except JournalFailed as e:
+        log.critical("stopped without writing everything: %s", e)
+        return 1
     log.info("stopped cleanly at txid %d", store.writer.last_txid)
     return 0
+
+
+async def _reconcile_at_start(vfs: Vfs) -> None:
+    """Settle under-storage changes a crash interrupted before serving, if the UFS answers soon.
+
+    A UFS that is down must not block start-up: what is left stays open and the background
+    pass retries it (`nsd doctor` and `nsd fsck` show it meanwhile)."""
+    if not vfs.ns.intents:
+        vfs.reconciler.start()
+        return
+    log.info("%d under-storage change(s) were interrupted; reconciling", len(vfs.ns.intents))
+    first = vfs.reconciler.start()
+    await asyncio.wait([first], timeout=RECONCILE_AT_START_SECONDS)
+    if vfs.ns.intents:
+        log.warning("%d interrupted under-storage change(s) not reconciled yet; retrying", len(vfs.ns.intents))
 
 
 def _bound_address(site: web.TCPSite) -> str:

@@ -8,6 +8,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from nsd import errors
+from nsd.cache import health
 from nsd.protocols import mount3, nfs3, oncrpc, portmap
 
 if TYPE_CHECKING:
@@ -38,9 +39,21 @@ async def diagnose(vfs: Vfs, datadir: DataDir, listeners: dict[str, tuple[str, i
     store = vfs.store
     if store.failed is not None:
         out.append(_check("journal", "fail", f"failed: {store.failed}"))
+    elif (refused := store.refusal()) is not None:
+        out.append(_check("journal", "fail", refused))
     else:
         lag = store.writer.last_txid - store.writer.durable_txid
         out.append(_check("journal", "ok", f"txid {store.writer.last_txid}, {lag} not yet on disk"))
+    if vfs.cache is not None:
+        out.extend(await asyncio.to_thread(health.tier_checks, vfs.cache.blocks.stats()))
+    if vfs.persister is not None:
+        out.append(health.persist_check(vfs.persister, vfs.ns))
+    pending = vfs.reconciler.orphans()
+    if pending:
+        last = next((vfs.reconciler.errors[i] for i in pending if i in vfs.reconciler.errors), "retrying")
+        out.append(_check("interrupted changes", "warn", f"{len(pending)} not reconciled with the UFS yet: {last}"))
+    else:
+        out.append(_check("interrupted changes", "ok", "none open"))
     for view in vfs.mount_table():
         out.append(await _probe_mount(vfs, view.mount_id, view.path, view.uri))
     return out

@@ -82,6 +82,12 @@ class NotSupported(NsdError):
     errno = _errno.EOPNOTSUPP
 
 
+class TimedOut(NsdError):
+    """A peer stopped sending (a stalled upload): ETIMEDOUT."""
+
+    errno = _errno.ETIMEDOUT
+
+
 class UfsUnavailable(NsdError):
     errno = _errno.EIO
 

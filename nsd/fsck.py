@@ -3,6 +3,12 @@
 Checks, for every UFS-backed file below a path: the object still exists, its size matches,
 its fingerprint matches. `repair` re-syncs such files from the UFS (the UFS holds the truth for
 them), which is always safe. Staged files are skipped: their truth is the stage until sealed.
+
+Under-storage changes a crash interrupted are reconciled first (nsd.reconcile); one that
+cannot be yet (the UFS is down) is a problem of its own. Objects only the UFS holds are not
+problems: they are undiscovered, like anything written there by others, and the next lookup
+or listing enters them.
+
 The cache checks (missing blocks of unpersisted files, block sizes, orphan blocks, reference
 counts) are in nsd.cache.check.
 """
@@ -27,13 +33,18 @@ PARALLEL_STATS = 16
 @dataclass
 class Problem:
     path: str
-    kind: str  # invariant | missing_in_ufs | size_mismatch | changed_in_ufs | ufs_unreachable | cache kinds
+    kind: str  # invariant | pending_intent | missing_in_ufs | size_mismatch | changed_in_ufs | ufs_unreachable | cache
     detail: str
     repaired: bool = False
 
 
 async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
     problems: list[Problem] = []
+    await vfs.reconciler.settle()
+    for intent in vfs.reconciler.orphans():
+        kind, args = vfs.ns.intents[intent]
+        why = vfs.reconciler.errors.get(intent, "not reconciled yet")
+        problems.append(Problem("/", "pending_intent", f"interrupted {kind} {args}: {why}"))
     try:
         vfs.ns.check()
     except AssertionError as e:
@@ -46,7 +57,7 @@ async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
             problem = await _check_file(vfs, node)
             if problem is None:
                 return
-            if repair and problem.kind != "ufs_unreachable":
+            if repair and problem.kind not in ("ufs_unreachable", "pending_intent"):
                 try:
                     await vfs.discovery.refresh(node, force=True)
                     problem.repaired = True

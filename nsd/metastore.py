@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nsd import wcc
-from nsd.errors import JournalFailed
+from nsd.errors import JournalFailed, NoSpace
 from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
-from nsd.journal.ops import Op
+from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
 from nsd.journal.segment import list_segments
 from nsd.journal.writer import JournalWriter
@@ -31,6 +32,7 @@ from nsd.namespace import Namespace
 log = logging.getLogger("nsd.metastore")
 
 CHECKPOINTS_KEPT = 2
+SPACE_CHECK_SECONDS = 0.25  # how stale the journal disk's free space may be when admitting a change
 
 
 class Clock:
@@ -96,6 +98,7 @@ class MetaStore:
         checkpoint_entries: int = 1_000_000,
         checkpoint_interval: float = 3600.0,
         on_fatal: Callable[[BaseException], None] | None = None,
+        reserve_bytes: int = 0,
     ) -> None:
         self.ns = ns
         self.writer = writer
@@ -110,6 +113,10 @@ class MetaStore:
         self._checkpointing: asyncio.Task[int] | None = None
         self._ckpt_lock = asyncio.Lock()
         self.failed: BaseException | None = None
+        self.reserve_bytes = reserve_bytes
+        self.refusing: str | None = None  # why client changes are refused right now
+        self._space_checked = -SPACE_CHECK_SECONDS
+        self._free = 0
 
     @classmethod
     async def open(
@@ -121,6 +128,7 @@ class MetaStore:
         checkpoint_entries: int = 1_000_000,
         checkpoint_interval: float = 3600.0,
         on_fatal: Callable[[BaseException], None] | None = None,
+        reserve_bytes: int = 0,
     ) -> MetaStore:
         """Recover (newest valid checkpoint + replay, torn tail cut) and open the log for appends."""
         started = time.monotonic()
@@ -147,6 +155,7 @@ class MetaStore:
             checkpoint_entries=checkpoint_entries,
             checkpoint_interval=checkpoint_interval,
             on_fatal=on_fatal,
+            reserve_bytes=reserve_bytes,
         )
         writer.on_fatal = store._fatal
         return store
@@ -161,13 +170,55 @@ class MetaStore:
             if self._on_fatal is not None:
                 self._on_fatal(exc)
 
-    async def mutate(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
+    def admit(self) -> None:
+        """Raise NoSpace if a client change must be refused now because the journal's disk is full.
+
+        Checked before a change touches anything (the UFS first of all), so a refused change
+        changed nothing. Below `reserve_bytes` free, changes are refused while what is already
+        under way still fits; a batch the disk refused outright (the writer is `full`) refuses
+        them too. Cost: one statvfs per SPACE_CHECK_SECONDS.
+        """
+        if self.failed is not None:
+            raise JournalFailed(f"journal failed earlier: {self.failed}")
+        reason = self.refusal()
+        if reason is not None:
+            raise NoSpace(reason)
+
+    def refusal(self) -> str | None:
+        """Why client changes are refused right now (None: they are not); logs each change of mind."""
+        now = time.monotonic()
+        if now - self._space_checked >= SPACE_CHECK_SECONDS:
+            self._space_checked = now
+            try:
+                st = os.statvfs(self.journal_dir)
+                self._free = st.f_bavail * st.f_frsize
+            except OSError:
+                self._free = self.reserve_bytes  # cannot tell: let the writer find out
+        reason = None
+        if self.writer.full is not None:
+            reason = f"journal disk full ({self.writer.full}); writes are refused until there is room"
+        elif self._free < self.reserve_bytes:
+            reason = (
+                f"journal disk full: {self._free} bytes free in {self.journal_dir}, less than the "
+                f"{self.reserve_bytes} kept in reserve; writes are refused until space is freed"
+            )
+        if reason != self.refusing:
+            if reason is not None and self.refusing is None:
+                log.error("refusing changes: %s", reason)
+            elif reason is None:
+                log.warning("journal disk has room again: accepting changes")
+            self.refusing = reason
+        return reason
+
+    async def mutate(self, plan: Callable[[Namespace], Op | Sequence[Op]], *, done: int | None = None) -> list[Op]:
         """Plan, append, apply, and return once durable. `plan` must not change anything itself.
 
         The plan runs in the same step as the append, so what it validated still holds.
+        `done`: an open UFS intent this change resolves; its IntentDone joins the same batch
+        (after the planned ops), so the outcome and the resolution are durable together.
         """
-        ops, txid = self._append_apply(plan)
-        if ops:
+        ops, txid = self._append_apply(plan, done)
+        if txid:
             await self.writer.sync(txid)
             self.maybe_checkpoint()
         return ops
@@ -181,15 +232,19 @@ class MetaStore:
             self.maybe_checkpoint()
         return ops
 
-    def _append_apply(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> tuple[list[Op], int]:
+    def _append_apply(
+        self, plan: Callable[[Namespace], Op | Sequence[Op]], done: int | None = None
+    ) -> tuple[list[Op], int]:
+        """Append and apply the planned ops (and IntentDone(done)); (the planned ops, last txid or 0)."""
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
+        batch = ops if done is None else [*ops, IntentDone(done)]
         txid = 0
         watch = wcc.current()  # an NFS call's wcc_data is taken here, at the change itself
         lookup = self.ns.inodes.get
-        for op in ops:
+        for op in batch:
             txid = self.writer.append(op)
             snaps = watch.snap(lookup) if watch is not None else None
             try:

@@ -23,6 +23,7 @@ from nsd.clients import HttpClients
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from nsd.protocols.httplimits import Overload
     from nsd.protocols.rpcserver import RpcServer
     from nsd.vfs import Vfs
 
@@ -51,6 +52,7 @@ class Metrics:
         self.http_clients = HttpClients()
         self.rpc_servers: list[RpcServer] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
         self.http_server: web.Server | None = None
+        self.http_overload: Overload | None = None  # what the HTTP limits turned away
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.observe(protocol, op, seconds, error)
@@ -151,6 +153,19 @@ class _StateCollector(Collector):
         http = self.metrics.http_server
         open_now.add_metric(["http"], len(http.connections) if http is not None else 0)
         yield open_now
+        turned = CounterMetricFamily(
+            "nsd_overload", "Work turned away by a limit, by protocol and what happened.", labels=["protocol", "reason"]
+        )
+        servers, ho = self.metrics.rpc_servers, self.metrics.http_overload
+        turned.add_metric(["nfs", "connection_refused"], sum(s.refused_connections for s in servers))
+        turned.add_metric(["nfs", "jukebox"], sum(s.busy_replies for s in servers))
+        turned.add_metric(["nfs", "idle_closed"], sum(s.closed_idle for s in servers))
+        turned.add_metric(["nfs", "slow_client_aborted"], sum(s.aborted_slow for s in servers))
+        if ho is not None:
+            turned.add_metric(["http", "connection_refused"], ho.refused_connections)
+            turned.add_metric(["http", "busy_503"], ho.busy_replies)
+            turned.add_metric(["http", "stalled_upload_408"], ho.stalled_uploads)
+        yield turned
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)

@@ -53,12 +53,13 @@ from nsd.cache.ttl import TtlEnforcer
 from nsd.discovery import Discovery
 from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
-from nsd.mounttable import MountTable, MountView, sync_interval
+from nsd.mounttable import MountTable, MountView, mount_settings
 from nsd.namespace import DirInode, FileInode, Inode, Namespace
 from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
 from nsd.permissions import NOW, Now, Permissions, R, W, X
+from nsd.reconcile import Reconciler
 from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs, UfsStatus, open_ufs
 from nsd.users import SYSTEM, Caller
@@ -69,6 +70,7 @@ log = logging.getLogger("nsd.vfs")
 
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
+SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
 
 
 class KeyLocks:
@@ -136,6 +138,7 @@ class Vfs:
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
+        self.reconciler = Reconciler(self)
         self.cache: Cache | None = None
         self.persister: Persister | None = None
         self.ttl: TtlEnforcer | None = None
@@ -159,10 +162,12 @@ class Vfs:
 
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
+        await self.reconciler.close()
         if self.ttl is not None:
             await self.ttl.close()
         if self.persister is not None:
             await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
+        await self.discovery.close()  # after the background tasks that may wait on a listing
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +295,7 @@ class Vfs:
         self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o644, exclusive: bool = False
     ) -> Inode:
         """An empty file (UNCHECKED: an existing file is returned as it is; exclusive: Exists)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             self.perms.require(d, caller, X)
@@ -311,6 +317,7 @@ class Vfs:
     ) -> Inode:
         """Write the content (UFS and/or blocks, per write type), then journal the inode and its
         content in one group."""
+        self.store.admit()
         now = self.store.now_ns()
         self.ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, now)
         d = self._writable_dir(dir_ino)
@@ -352,11 +359,14 @@ class Vfs:
         if wt is WriteType.ASYNC_THROUGH and self.persister is not None:
             self.persister.kick(ino)
 
-    async def _commit_content(self, ino: int, content: writes.Content, wt: WriteType) -> None:
-        await self.store.mutate(lambda ns: _content_ops(ino, self.store.now_ns(), content, wt, ns))
+    async def _commit_content(
+        self, ino: int, content: writes.Content, wt: WriteType, *, done: int | None = None
+    ) -> None:
+        await self.store.mutate(lambda ns: _content_ops(ino, self.store.now_ns(), content, wt, ns), done=done)
         self._content_written(ino, wt)
 
     async def mkdir_at(self, dir_ino: int, name: str, *, caller: Caller, mode: int = 0o755) -> Inode:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             self.perms.require(d, caller, W | X)
@@ -373,6 +383,7 @@ class Vfs:
 
     async def symlink_at(self, dir_ino: int, name: str, target: str, *, caller: Caller) -> Inode:
         """Symlinks live in the namespace only: object stores have none."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             self.perms.require(self._writable_dir(dir_ino), caller, W | X)
             if await self._lookup_or_none(dir_ino, name) is not None:
@@ -385,6 +396,7 @@ class Vfs:
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
     async def link_at(self, ino: int, dir_ino: int, name: str, *, caller: Caller) -> Inode:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             node = self.ns.get(ino)
             d = self._writable_dir(dir_ino)
@@ -400,6 +412,7 @@ class Vfs:
 
     async def remove_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a file or symlink entry (its staged writes go with its last link)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name, caller=caller)
@@ -408,12 +421,18 @@ class Vfs:
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
-                    await _delete_if_present(ufs, rel)
-                await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
+                    async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                        await _delete_if_present(ufs, rel)
+                        await self.store.mutate(
+                            lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()), done=intent
+                        )
+                else:
+                    await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
 
     async def rmdir_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name, caller=caller)
@@ -422,11 +441,13 @@ class Vfs:
                 await self.discovery.ensure_listed(node)  # empty here only if empty in the UFS too
             self.ns.plan_rmdir(dir_ino, name, self.store.now_ns())
             ufs, rel = self.mounts.locate_child(d, name)
-            await _delete_if_present(ufs, rel)
-            await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()))
+            async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                await _delete_if_present(ufs, rel)
+                await self.store.mutate(lambda ns: ns.plan_rmdir(dir_ino, name, self.store.now_ns()), done=intent)
 
     async def remove_tree_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         """Remove a directory and everything below it (files' stages too)."""
+        self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
             d = self._writable_dir(dir_ino)
             node = await self.lookup(dir_ino, name, caller=caller)
@@ -436,14 +457,18 @@ class Vfs:
             if any(m.point is node or _below(m.point, node) for m in self.ns.mounts.values()):
                 raise errors.Invalid(f"a mount point is at or below {self._path(dir_ino, name)}: unmount it first")
             ufs, rel = self.mounts.locate_child(d, name)
-            await _delete_if_present(ufs, rel, recursive=True)
             before = set(self.stager.stages)
-            await self.store.mutate(lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()))
+            async with self.reconciler.change("remove", [dir_ino, name]) as intent:
+                await _delete_if_present(ufs, rel, recursive=True)
+                await self.store.mutate(
+                    lambda ns: _plan_remove_tree(ns, dir_ino, name, self.store.now_ns()), done=intent
+                )
             for ino in before - self.ns.inodes.keys():
                 self.stager.drop(ino)
 
     async def rename_at(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str, *, caller: Caller) -> None:
         """POSIX rename: atomic, replaces a file or an empty directory at the destination."""
+        self.store.admit()
         async with self.locks.hold(entry(src_dir, src_name), entry(dst_dir, dst_name)):
             src, dst = self._writable_dir(src_dir), self._writable_dir(dst_dir)
             node = await self.lookup(src_dir, src_name, caller=caller)
@@ -457,17 +482,26 @@ class Vfs:
             self.ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
             # A file's content lock keeps a persist from uploading to the old path meanwhile.
             async with self.locks.hold(*([content(node.ino)] if node.is_file else [])):
+
+                def plan(ns: Namespace) -> Op:
+                    return ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
+
                 if node is not replaced and unpersisted(node):
                     # Only in blocks: nothing to move; what it replaces must go from the UFS too.
                     if replaced is not None and replaced.is_file and not unpersisted(replaced):
                         ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
-                        await _delete_if_present(ufs, dst_rel)
+                        async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:
+                            await _delete_if_present(ufs, dst_rel)
+                            await self.store.mutate(plan, done=i)
+                    else:
+                        await self.store.mutate(plan)
                 elif not node.is_symlink and node is not replaced:
                     ufs, src_rel = self.mounts.locate_child(src, src_name)
-                    await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
-                await self.store.mutate(
-                    lambda ns: ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
-                )
+                    async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:
+                        await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])
+                        await self.store.mutate(plan, done=i)
+                else:
+                    await self.store.mutate(plan)
             if replaced is not None and replaced.ino not in self.ns.inodes:
                 self.stager.drop(replaced.ino)
 
@@ -489,6 +523,7 @@ class Vfs:
         node = self.ns.get(ino)
         self.mounts.check_writable(node)
         self.perms.require_setattr(node, caller, mode=mode, uid=uid, gid=gid, size=size, atime=atime, mtime=mtime)
+        self.store.admit()
         if size is not None:
             await self._resize(ino, size)
         node = self.ns.get(ino)
@@ -517,15 +552,17 @@ class Vfs:
                 await self._seal(node, stage)
                 return
             ufs, rel = self.mounts.locate(node)
-            status = await ufs.truncate(rel, size)
-            upto = min(size, node.size)  # blocks before the cut are unchanged
-            kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
-            await self._content_changed(ino, status, kept)
+            async with self.reconciler.change("content", [ino]) as intent:
+                status = await ufs.truncate(rel, size)
+                upto = min(size, node.size)  # blocks before the cut are unchanged
+                kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
+                await self._content_changed(ino, status, kept, done=intent)
 
     # ---- content by inode ----------------------------------------------------------------
 
     async def write_at(self, ino: int, offset: int, data: bytes | memoryview, *, stable: bool, caller: Caller) -> Inode:
         """Write at `offset`. Unstable: staged (lost in a crash); stable: sealed before return."""
+        self.store.admit()
         if offset < 0:
             raise errors.Invalid(f"negative offset {offset}")
         async with self.locks.hold(content(ino)):
@@ -548,6 +585,7 @@ class Vfs:
             self.perms.require_data(node, caller, W)
             stage = self.stager.get(ino)
             if stage is not None:
+                self.store.admit()
                 await self._seal(node, stage)
             return node
 
@@ -591,40 +629,58 @@ class Vfs:
         assert isinstance(node, FileInode)
         wt = writes.effective(node, self._write_type(node.mount))
         try:
-            if self.cache is None or wt is WriteType.THROUGH:
-                status = await stage.upload(ufs, rel)
-                # Cached blocks below the first staged write still hold the same bytes.
-                keep = min(stage.dirty_from, stage.size)
-                await self._content_changed(node.ino, status, [e for e in node.layout or () if e[0] + e[1] <= keep])
-            else:
-                sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
-                with contextlib.closing(sealer):
-                    await self._commit_content(node.ino, new, wt)
+            async with self.reconciler.change("content", [node.ino]) as intent:
+                if self.cache is None or wt is WriteType.THROUGH:
+                    status = await stage.upload(ufs, rel)
+                    # Cached blocks below the first staged write still hold the same bytes.
+                    keep = min(stage.dirty_from, stage.size)
+                    layout = [e for e in node.layout or () if e[0] + e[1] <= keep]
+                    await self._content_changed(node.ino, status, layout, done=intent)
+                else:
+                    sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
+                    with contextlib.closing(sealer):
+                        await self._commit_content(node.ino, new, wt, done=intent)
         except BaseException:
             if stage.handed_over:  # the UFS has the file now, whatever failed after: never reuse it
                 self.stager.drop(node.ino)
             raise
         self.stager.drop(node.ino)
 
-    async def _content_changed(self, ino: int, status: UfsStatus, layout: list[Any] | None = None) -> None:
+    async def _content_changed(
+        self, ino: int, status: UfsStatus, layout: list[Any] | None = None, *, done: int | None = None
+    ) -> None:
         """Journal new content whose UFS copy has `status`; its fingerprint is fresh as of now.
-        `layout`: cached blocks whose bytes the change left as they were."""
+        `layout`: cached blocks whose bytes the change left as they were. `done`: the UFS intent
+        this resolves."""
         await self.store.mutate(
-            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint(), layout or None)
+            lambda ns: ns.plan_set_content(ino, status.size, self.store.now_ns(), status.fingerprint(), layout or None),
+            done=done,
         )
         self.discovery.mark_checked(ino)
 
     async def _seal_idle_stages(self) -> None:
+        retry: dict[int, tuple[float, float]] = {}  # ino -> (not before, next delay) after a failure
         while True:
             await asyncio.sleep(min(1.0, self.idle_seal_seconds))
+            if self.store.refusal() is not None:
+                continue  # the journal has no room: staged data waits (it was never acknowledged)
+            now = time.monotonic()
             for ino in self.stager.idle(self.idle_seal_seconds):
+                not_before, delay = retry.get(ino, (0.0, 1.0))
+                if now < not_before:
+                    continue
                 try:
                     await self.commit(ino, caller=SYSTEM)
+                    retry.pop(ino, None)
                 except errors.NsdError as e:
-                    log.warning("sealing idle writes of inode %d failed (will retry): %s", ino, e)
+                    retry[ino] = (now + delay, min(delay * 2, SEAL_RETRY_MAX))
+                    log.warning("sealing idle writes of inode %d failed (retry in %.0f s): %s", ino, delay, e)
+            for ino in [i for i in retry if i not in self.stager.stages]:
+                del retry[ino]
 
     async def append_at(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Append durably. Without a stage the UFS appends natively where it can (no rewrite)."""
+        self.store.admit()
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             self.perms.require(node, caller, W)
@@ -638,19 +694,22 @@ class Vfs:
             ufs, rel = self.mounts.locate(node)
             assert isinstance(node, FileInode)
             wt = writes.effective(node, self._write_type(node.mount))
-            if self.cache is not None and wt.caches:
-                sealer, new = await writes.append(self.cache, wt, node, chunks, ufs, rel)
-                with contextlib.closing(sealer):
-                    await self._commit_content(ino, new, wt)
-                return node
-            old_size = node.size
-            status = await ufs.append(rel, chunks, at=old_size)
-            # Blocks before the old end are unchanged by an append: they stay cached.
-            await self._content_changed(ino, status, [e for e in node.layout or () if e[0] + e[1] <= old_size])
+            async with self.reconciler.change("append", [ino, node.size]) as intent:
+                if self.cache is not None and wt.caches:
+                    sealer, new = await writes.append(self.cache, wt, node, chunks, ufs, rel)
+                    with contextlib.closing(sealer):
+                        await self._commit_content(ino, new, wt, done=intent)
+                    return node
+                old_size = node.size
+                status = await ufs.append(rel, chunks, at=old_size)
+                # Blocks before the old end are unchanged by an append: they stay cached.
+                layout = [e for e in node.layout or () if e[0] + e[1] <= old_size]
+                await self._content_changed(ino, status, layout, done=intent)
             return node
 
     async def replace_content(self, ino: int, chunks: AsyncIterable[bytes], *, caller: Caller) -> Inode:
         """Replace a file's whole content, durably; staged writes are superseded."""
+        self.store.admit()
         async with self.locks.hold(content(ino)):
             node = self._file(ino)
             self.perms.require(node, caller, W)
@@ -658,9 +717,9 @@ class Vfs:
             self.stager.drop(ino)
             ufs, rel = self.mounts.locate(node)
             wt = self._write_type(node.mount)
-            async with self._sealing() as sealer:
+            async with self.reconciler.change("content", [ino]) as intent, self._sealing() as sealer:
                 new = await self._whole_content(sealer, wt, chunks, ufs, rel)
-                await self._commit_content(ino, new, wt)
+                await self._commit_content(ino, new, wt, done=intent)
             return node
 
     # ---- by path (admin API, WebHDFS) ----------------------------------------------------
@@ -680,15 +739,17 @@ class Vfs:
         """Entries of a directory in name order (read and search permission, as HDFS); a file
         lists as itself under the name "".
 
-        A listing that starts (no `start_after`) syncs the directory with the UFS first.
+        A listing that starts (no `start_after`) syncs the directory with the UFS; while that
+        runs, a page is answered as soon as its names are final (see Discovery.window).
         """
         node = await self.resolve(path, caller=caller)
         if not isinstance(node, DirInode):
             return [("", node)]
         self.perms.require(node, caller, R | X)
-        if not start_after:
-            await self.discovery.ensure_listed(node)
-        return self.ns.list_names(node.ino, start_after, limit)
+        await self.discovery.window(node, start_after, limit)
+        entries = self.ns.list_names(node.ino, start_after, limit)
+        bound = self.discovery.pending_above(node)
+        return entries if bound is None else [e for e in entries if e[0] <= bound]
 
     async def readlink(self, path: str, *, caller: Caller) -> str:
         node = await self.resolve(path, caller=caller, follow=False)
@@ -758,6 +819,7 @@ class Vfs:
         overwrite: bool = True,
     ) -> Inode:
         """Create or replace a file with the streamed bytes; durable in the UFS and journal on return."""
+        self.store.admit()
         parent, name = await self._resolve_parent(path, caller)
         async with self.locks.hold(entry(parent.ino, name)):
             self.perms.require(self._writable_dir(parent.ino), caller, X)
@@ -831,8 +893,9 @@ class Vfs:
         """Mount `uri` at `path` once the store answers; journaled, so it survives restarts.
         Superusers only: a mount decides what every user sees below it."""
         self.perms.require_super(caller)
+        self.store.admit()
         options = dict(options or {})
-        sync_interval(options)
+        mount_settings(uri, options)
         mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
         parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
@@ -864,6 +927,7 @@ class Vfs:
 
     async def unmount(self, path: str, *, caller: Caller) -> None:
         """Drop the mount and everything below it from the namespace; the UFS is never touched."""
+        self.store.admit()
         self.perms.require_super(caller)
         node = await self.resolve(path, caller=caller, follow=False)
         parent = node.parent
@@ -890,6 +954,7 @@ class Vfs:
     ) -> Inode:
         """Set xattr `name`, durably (write permission). Without `create` it must exist already
         (else NotFound); without `replace` it must not (else Exists)."""
+        self.store.admit()
         node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             exists = name in self.ns.xattrs.get(node.ino, ())
@@ -902,6 +967,7 @@ class Vfs:
 
     async def remove_xattr(self, path: str, name: str, *, caller: Caller) -> Inode:
         """Remove xattr `name`, durably (write permission); NotFound if the object has none."""
+        self.store.admit()
         node = await self.access(path, W, caller=caller)
         async with self.locks.hold(("xattr", node.ino)):
             await self.store.mutate(lambda ns: ns.plan_removexattr(node.ino, name, self.store.now_ns()))
@@ -915,6 +981,7 @@ class Vfs:
         in both places (never lost). Cost: the sources' bytes are copied once, through one
         append to the target.
         """
+        self.store.admit()
         node = self._file((await self.resolve(target, caller=caller)).ino)
         self.perms.require(node, caller, W)
         files = []

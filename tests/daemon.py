@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,12 +49,26 @@ class Daemon:
         self.proc.wait(30)
 
 
-def start(data_dir: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Daemon:
-    """Run `nsd serve` on an ephemeral port and wait for its `ready` line (`prefix`: a command
-    that runs it, such as `ip netns exec NS`)."""
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a daemon that must come back on the same one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    http_port: int = 0,
+    nfs_port: int = 0,
+) -> Daemon:
+    """Run `nsd serve` (on ephemeral ports unless given) and wait for its `ready` line (`prefix`:
+    a command that runs it, such as `ip netns exec NS`)."""
     log = data_dir.parent / f"{data_dir.name}.log"
     cmd = [*prefix, sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data_dir)]
-    cmd += ["--http-port", "0", "--nfs-port", "0", *args]
+    cmd += ["--http-port", str(http_port), "--nfs-port", str(nfs_port), *args]
     full_env = {**os.environ, "NSD_LOG_LEVEL": "info", **(env or {})}
     with open(log, "a") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)
@@ -80,3 +96,11 @@ def nsd(*args: str, daemon: Daemon | None = None, input: bytes | None = None) ->
     return subprocess.run(
         [sys.executable, "-m", "nsd.cli", *args], capture_output=True, env=env, input=input, timeout=120
     )
+
+
+def fsck_problems(daemon: Daemon) -> list[dict[str, object]]:
+    """`nsd fsck --json` problems left unrepaired, except cached blocks that no file names any more
+    ("orphan_blocks": what deleted or rewritten files leave in the cache until eviction takes it)."""
+    out = nsd("fsck", "--json", daemon=daemon)
+    report = json.loads(out.stdout)
+    return [p for p in report["problems"] if not p["repaired"] and p["kind"] != "orphan_blocks"]

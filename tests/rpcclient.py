@@ -106,3 +106,43 @@ def wcc(u: Unpacker) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
 
 def post_op_fh(u: Unpacker) -> bytes | None:
     return u.opaque(64) if u.bool() else None
+
+
+def lookup_path(c: RpcClient, path: str) -> bytes:
+    """The handle of `path` under the export "/", one LOOKUP per component."""
+    handle = c.mount()
+    for name in [p for p in path.split("/") if p]:
+        u = c.nfs(3, dirop(handle, name.encode()))  # LOOKUP
+        assert u.uint32() == 0, f"LOOKUP {name} failed"
+        handle = u.opaque(64)
+    return handle
+
+
+def read_status(c: RpcClient, handle: bytes, offset: int, count: int) -> tuple[int, bytes]:
+    """(nfsstat3, data) of one READ."""
+    u = c.nfs(6, fh(handle) + struct.pack(">QI", offset, count))
+    status = u.uint32()
+    post_op_attr(u)
+    if status != 0:
+        return status, b""
+    u.uint32()  # count
+    u.bool()  # eof
+    return status, bytes(u.opaque(count))
+
+
+def create_file(c: RpcClient, dir_handle: bytes, name: str) -> bytes:
+    """CREATE (UNCHECKED) and return the new handle."""
+    u = c.nfs(8, dirop(dir_handle, name.encode()) + struct.pack(">I", 0) + SATTR_NONE)
+    assert u.uint32() == 0, "CREATE failed"
+    handle = post_op_fh(u)
+    assert handle is not None
+    return handle
+
+
+def write_status(c: RpcClient, handle: bytes, offset: int, data: bytes, stable: int = 2) -> int:
+    """The nfsstat3 of one WRITE (stable 2: FILE_SYNC)."""
+    p = Packer()
+    p.opaque(handle)
+    p.buf += struct.pack(">QII", offset, len(data), stable)
+    p.opaque(data)
+    return c.nfs(7, bytes(p.buf)).uint32()

@@ -163,23 +163,26 @@ class BlockStore:
         await self._writes.run(digest, lambda: self._write_new(digest, blob))
         return digest
 
-    async def get(self, digest: str, *, promote: bool = False) -> bytes | None:
+    async def get(self, digest: str, *, promote: bool = False, count: bool = True) -> bytes | None:
         """The block's bytes, or None when it is not stored (or was found corrupt: then it is
         deleted, counted in stats()["corrupt"], and never served). A memory hit returns the stored
         bytes object without a copy or an await; a disk hit reads the file in a thread and re-hashes
-        it (`verify_reads`); `promote` also keeps it in the memory tier."""
+        it (`verify_reads`); `promote` also keeps it in the memory tier. `count=False` (a backup
+        reading blocks) leaves hit counters and eviction order as they were."""
         blob = self._memory.get(digest)
         if blob is not None:
-            self._hit(digest, blob, memory=True)
+            if count:
+                self._hit(digest, blob, memory=True)
             return blob
         if digest not in self._index:
-            self._counters.misses += 1
+            self._counters.misses += count
             return None
         blob = await self._reads.run(digest, lambda: self._read_disk(digest))
         if blob is None:
-            self._counters.misses += 1
+            self._counters.misses += count
             return None
-        self._hit(digest, blob, memory=False)
+        if count:
+            self._hit(digest, blob, memory=False)
         entry = self._index.get(digest)
         if promote and entry is not None and entry.size == len(blob):
             self._cache_in_memory(digest, blob)

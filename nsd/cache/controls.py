@@ -55,9 +55,10 @@ async def files_below(vfs: Vfs, path: str, recursive: bool) -> list[FileInode]:
 def cache_info(vfs: Vfs, node: Inode) -> dict[str, Any]:
     """A file's cache state, for `nsd stat`: persisted, pinned, bytes cached, TTL."""
     out: dict[str, Any] = {}
+    if isinstance(node, FileInode | DirInode):
+        out["pinned"] = node.ino in vfs.ns.pinned
     if isinstance(node, FileInode):
         out["persisted"] = not unpersisted(node)
-        out["pinned"] = node.ino in vfs.ns.pinned
         if vfs.cache is not None:
             has = vfs.cache.blocks.has
             out["cached_bytes"] = sum(length for _, length, d in node.layout or () if has(d))
@@ -141,10 +142,44 @@ async def free_path(vfs: Vfs, path: str, *, recursive: bool = False) -> dict[str
 
 
 async def pin_path(vfs: Vfs, path: str, *, pinned: bool, recursive: bool = False) -> dict[str, Any]:
-    """Pin (or unpin) files: a pinned file's cached blocks are never evicted (pinning caches
-    nothing by itself: `nsd load` does)."""
-    files = await files_below(vfs, path, recursive)
-    todo = [f.ino for f in files if (f.ino in vfs.ns.pinned) != pinned]
+    """Pin (or unpin) a file, or a directory with every file and directory below it: a pinned
+    file's cached blocks are never evicted, and whatever is created in a pinned directory later
+    is pinned too (Alluxio's rule; pinning caches nothing by itself: `nsd load` does). A
+    directory is always taken whole, `recursive` or not.
+
+    A directory's own pin is journaled before it is listed, so children that appear meanwhile
+    (written, or found in the UFS) inherit it instead of slipping through; unpinning also starts
+    at the top, so nothing inherits a pin being taken away."""
+    node = await vfs.resolve(path, caller=SYSTEM)
+    if not isinstance(node, FileInode | DirInode):
+        raise errors.Invalid(f"not a file or directory: {path}", path=path)
+    before = set(vfs.ns.pinned)  # "changed" counts files against this (found ones inherit)
+    out = {"files": 0, "directories": 0, "changed": 0, "pinned": pinned}
+    if isinstance(node, FileInode):
+        await _set_pins(vfs, [node], pinned)
+        files = [node]
+    else:
+        files = []
+        todo = [node]
+        await _set_pins(vfs, [node], pinned)
+        while todo:
+            d = todo.pop()
+            out["directories"] += 1
+            await vfs.discovery.ensure_listed(d)
+            kids = [k for k in list(d.children.values()) if isinstance(k, FileInode | DirInode)]
+            files += [k for k in kids if isinstance(k, FileInode)]
+            dirs = [k for k in kids if isinstance(k, DirInode)]
+            await _set_pins(vfs, [k for k in kids if isinstance(k, FileInode)], pinned)
+            await _set_pins(vfs, dirs, pinned)  # before they are listed: see the docstring
+            todo.extend(dirs)
+    out["files"] = len(files)
+    out["changed"] = sum(1 for f in files if (f.ino in before) != pinned)
+    return out
+
+
+async def _set_pins(vfs: Vfs, nodes: list[Any], pinned: bool) -> None:
+    """Journal SetPin for those of `nodes` not already so, BATCH per group."""
+    todo = [n.ino for n in nodes if (n.ino in vfs.ns.pinned) != pinned]
     for i in range(0, len(todo), BATCH):
         batch = todo[i : i + BATCH]
 
@@ -152,7 +187,6 @@ async def pin_path(vfs: Vfs, path: str, *, pinned: bool, recursive: bool = False
             return [plan_set_pin(ns, ino, pinned) for ino in batch if ino in ns.inodes]
 
         await vfs.store.mutate(plan)
-    return {"files": len(files), "changed": len(todo), "pinned": pinned}
 
 
 async def persist_path(vfs: Vfs, path: str, *, recursive: bool = False) -> dict[str, Any]:

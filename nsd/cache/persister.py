@@ -44,6 +44,7 @@ class Persister:
         self.failures = 0
         self._due: dict[int, float] = {}  # ino -> monotonic time of its next try
         self._tries: dict[int, int] = {}
+        self._errors: dict[int, str] = {}  # ino -> why its last try failed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -62,6 +63,7 @@ class Persister:
         """A new persist request (or newer content for one): try it now."""
         self._due[ino] = 0.0
         self._tries.pop(ino, None)
+        self._errors.pop(ino, None)
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
@@ -73,6 +75,12 @@ class Persister:
             "retrying": sum(1 for ino, t in self._due.items() if t > now and self._tries.get(ino)),
         }
 
+    def failing(self, min_tries: int = 3) -> list[tuple[int, int, str]]:
+        """(ino, tries, last error) of pending persists that failed `min_tries` times in a row,
+        most tries first (what `nsd doctor` reports)."""
+        out = [(ino, n, self._errors.get(ino, "")) for ino, n in self._tries.items() if n >= min_tries]
+        return sorted(out, key=lambda t: -t[1])
+
     async def _run(self) -> None:
         while True:
             pending = self.vfs.ns.persist_pending
@@ -81,6 +89,7 @@ class Persister:
                 if ino not in pending:
                     self._due.pop(ino, None)
                     self._tries.pop(ino, None)
+                    self._errors.pop(ino, None)
             for ino in pending:
                 self._due.setdefault(ino, now)
             for ino in sorted(ino for ino, t in self._due.items() if t <= now):
@@ -97,12 +106,14 @@ class Persister:
         except errors.NsdError as e:
             self.failures += 1
             tries = self._tries[ino] = self._tries.get(ino, 0) + 1
+            self._errors[ino] = e.message
             delay = min(self.retry_max, self.retry_base * 2 ** min(tries, 30)) * random.uniform(0.5, 1.0)
             self._due[ino] = time.monotonic() + delay
             log.warning("persist of inode %d failed (try %d, next in %.1f s): %s", ino, tries, delay, e.message)
             return
         self._due.pop(ino, None)
         self._tries.pop(ino, None)
+        self._errors.pop(ino, None)
 
     async def persist(self, ino: int) -> bool:
         """Upload the file's blocks and journal Persisted; False when there was nothing to do."""

@@ -6,12 +6,18 @@ the store's reference counts always equal the layouts' references. The store ask
 question before evicting a block, `must_keep(digest)`: is it held by an unpersisted or pinned
 file (the namespace's `kept` index, one dict lookup), or by a write being sealed right now
 (`holds`: blocks stored but not yet journaled in a layout)?
+
+A backup needs the blocks of files that were unpersisted at the txid of its checkpoint, which
+it learns only once the checkpoint is written; by then such a file may have been persisted
+and its blocks evicted. `with capture():` holds, from before the checkpoint is asked for until
+the block ends, every block an unpersisted file has or is given meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +26,7 @@ from nsd.blockstore import BlockStore
 from nsd.cache.policy import ReadType, WriteType, mount_types
 from nsd.cache.reader import BlockReader
 from nsd.namespace import FileInode, Namespace
+from nsd.namespace.layouts import unpersisted
 
 if TYPE_CHECKING:
     from nsd.metastore import MetaStore
@@ -52,6 +59,7 @@ class Cache:
         self.block_size = settings.block_size
         self.holds: dict[str, int] = {}
         self._types: dict[int, tuple[ReadType, WriteType]] = {}  # mount ids are never reused
+        self._captures: list[set[str]] = []
         blocks.must_keep = self.must_keep
         self.reader = BlockReader(self)
 
@@ -81,6 +89,12 @@ class Cache:
                 log.warning("reference count of %s: %s", digest, e.message)
         for digest in added:
             self.blocks.ref(digest)
+        node = self.ns.inodes.get(ino) if self._captures and added else None
+        if node is not None and unpersisted(node):
+            for captured in self._captures:
+                new = set(added) - captured
+                captured |= new
+                self.hold(new)
 
     def must_keep(self, digest: str) -> bool:
         return digest in self.ns.kept or digest in self.holds
@@ -97,6 +111,21 @@ class Cache:
             else:
                 self.holds.pop(d, None)
 
+    @contextmanager
+    def capture(self) -> Iterator[set[str]]:
+        """Hold every block of every unpersisted file: those it has now, and those given to one
+        until the `with` block ends. Yields the growing set of held digests (see the module
+        docstring). Cost: O(held blocks) to enter, a set difference per layout change of an
+        unpersisted file while it lasts."""
+        captured = set(self.ns.kept)  # unpersisted files' blocks (and pinned ones': harmless)
+        self.hold(captured)
+        self._captures.append(captured)
+        try:
+            yield captured
+        finally:
+            self._captures.remove(captured)
+            self.release(captured)
+
     def types(self, mount_id: int) -> tuple[ReadType, WriteType]:
         """The mount's read and write types (asked on every read: remembered per mount)."""
         found = self._types.get(mount_id)
@@ -108,7 +137,8 @@ class Cache:
     # ---- reporting -------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """What `nsd report cache`, /metrics and the status page show. Cost: O(referenced blocks)."""
+        """What `nsd report cache`, /metrics and the status page show. Cost: O(referenced blocks
+        + pins)."""
         s: dict[str, Any] = self.blocks.stats()
         r = self.reader.counters
         tiers = [{"tier": "memory", "path": "", **s["memory"]}]
@@ -137,6 +167,7 @@ class Cache:
             "refetched_blocks": r.refetched,
             "corrupt_blocks": s["corrupt"],
             "pending_persists": len(self.ns.persist_pending),
-            "pinned_files": len(self.ns.pinned),
+            "pinned_files": sum(1 for ino in self.ns.pinned if isinstance(self.ns.inodes.get(ino), FileInode)),
+            "pinned_dirs": sum(1 for ino in self.ns.pinned if not isinstance(self.ns.inodes.get(ino), FileInode)),
             "ttls": len(self.ns.ttls),
         }

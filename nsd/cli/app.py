@@ -75,3 +75,13 @@ def api_errors(fn: Any) -> Any:
             fail(e.message)
 
     return wrapper
+
+
+def emit(as_json: bool, value: Any, human: str | None = None) -> None:
+    """Print `value` as JSON with --json, else `human` (None: print nothing, as mkdir(1) does)."""
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(value))
+    elif human is not None:
+        typer.echo(human)

@@ -69,12 +69,13 @@ def free(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False) -
 
 
 def pin(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False) -> None:
-    """Pin PATH: its cached blocks are never evicted (`nsd load` caches them)."""
+    """Pin PATH: its cached blocks are never evicted (`nsd load` caches them); a directory is
+    pinned whole, and files created in it later are pinned too."""
     _pin(path, recursive, as_json, "pin")
 
 
 def unpin(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False) -> None:
-    """Unpin PATH: its blocks may be evicted again."""
+    """Unpin PATH (a directory whole, and files created in it later no longer inherit a pin)."""
     _pin(path, recursive, as_json, "unpin")
 
 
@@ -83,7 +84,9 @@ def _pin(path: str, recursive: bool, as_json: bool, what: str) -> None:
     if as_json:
         typer.echo(json.dumps(r))
     else:
-        typer.echo(f"{what}ned {_files(r['files'])} ({r['changed']:,} changed)")
+        dirs = r.get("directories", 0)
+        also = f" in {dirs:,} director{'y' if dirs == 1 else 'ies'}" if dirs else ""
+        typer.echo(f"{what}ned {_files(r['files'])}{also} ({r['changed']:,} changed)")
 
 
 def persist(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False) -> None:

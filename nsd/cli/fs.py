@@ -14,7 +14,7 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app, fail, fs_app
+from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app
 
 
 def _mode_string(entry: dict[str, Any]) -> str:
@@ -72,21 +72,23 @@ def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
 @app.command()
 @api_errors
 def mkdir(
-    path: str, parents: Annotated[bool, typer.Option("-p", help="Make parents; no error if it exists.")] = False
+    path: str,
+    parents: Annotated[bool, typer.Option("-p", help="Make parents; no error if it exists.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create a directory."""
-    G.client().post("/fs/mkdir", {"path": path, "parents": parents})
+    """Create a directory (--json: its attributes)."""
+    emit(as_json, G.client().post("/fs/mkdir", {"path": path, "parents": parents}))
 
 
 @contextlib.contextmanager
-def transfer_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rate and ETA on stderr when it is a terminal; else nothing."""
+def transfer_progress(label: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rate and ETA on stderr when it is a terminal (and not `quiet`)."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     console = Console(stderr=True)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(f"{label}", *columns, console=console, disable=not console.is_terminal) as progress:
+    with Progress(f"{label}", *columns, console=console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -109,26 +111,31 @@ def put(
     local: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     path: str,
     force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Copy a local file into nsd (a progress bar on a terminal)."""
+    """Copy a local file into nsd (a progress bar on a terminal; --json: the new file's attributes)."""
     with open(local, "rb") as f, transfer_progress("put", local.stat().st_size) as advance:
-        G.client().put(path, _counting(f, advance), overwrite=force)
+        reply = G.client().put(path, _counting(f, advance), overwrite=force)
+    emit(as_json, reply)
 
 
 @app.command()
 @api_errors
-def get(path: str, local: Path) -> None:
+def get(path: str, local: Path, as_json: JsonOpt = False) -> None:
     """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal)."""
     tmp = local.with_name(local.name + ".part")
     client = G.client()
+    copied = 0
     try:
         with open(tmp, "wb") as f, transfer_progress("get", client.stat(path)["size"]) as advance:
             for chunk in client.read(path):
                 f.write(chunk)
+                copied += len(chunk)
                 advance(len(chunk))
         os.replace(tmp, local)
     finally:
         tmp.unlink(missing_ok=True)
+    emit(as_json, {"path": path, "local": str(local), "bytes": copied})
 
 
 @app.command()
@@ -144,17 +151,19 @@ def cat(path: str) -> None:
 @app.command()
 @api_errors
 def rm(
-    path: str, recursive: Annotated[bool, typer.Option("-r", "-R", help="Remove directories and contents.")] = False
+    path: str,
+    recursive: Annotated[bool, typer.Option("-r", "-R", help="Remove directories and contents.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove a file, a symlink or (with -r) a directory tree."""
-    G.client().post("/fs/remove", {"path": path, "recursive": recursive})
+    emit(as_json, G.client().post("/fs/remove", {"path": path, "recursive": recursive}))
 
 
 @app.command()
 @api_errors
-def mv(src: str, dst: str) -> None:
+def mv(src: str, dst: str, as_json: JsonOpt = False) -> None:
     """Rename or move (into DST when DST is a directory)."""
-    G.client().post("/fs/rename", {"src": src, "dst": dst})
+    emit(as_json, G.client().post("/fs/rename", {"src": src, "dst": dst}))
 
 
 for _name, _fn in [
@@ -213,11 +222,14 @@ def _walk(path: str) -> Any:
 
 @fs_app.command()
 @api_errors
-def du(paths: list[str]) -> None:
+def du(paths: list[str], as_json: JsonOpt = False) -> None:
     """Bytes used below each PATH (one total per argument)."""
-    for path in paths:
-        _, _, size = _walk(path)
-        typer.echo(f"{size:>14}  {path}")
+    rows = [{"path": path, "bytes": _walk(path)[2]} for path in paths]
+    if as_json:
+        emit(True, rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['bytes']:>14}  {r['path']}")
 
 
 @fs_app.command()
@@ -237,18 +249,18 @@ def count(paths: list[str], as_json: JsonOpt = False) -> None:
 
 @fs_app.command()
 @api_errors
-def chmod(mode: str, path: str) -> None:
+def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
     """Set permission bits (octal, e.g. 640)."""
     try:
         bits = int(mode, 8)
     except ValueError:
         fail(f"mode must be octal, got {mode!r}", 2)
-    G.client().post("/fs/setattr", {"path": path, "mode": bits})
+    emit(as_json, G.client().post("/fs/setattr", {"path": path, "mode": bits}))
 
 
 @fs_app.command()
 @api_errors
-def chown(owner: str, path: str) -> None:
+def chown(owner: str, path: str, as_json: JsonOpt = False) -> None:
     """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers)."""
     import grp
     import pwd
@@ -262,12 +274,12 @@ def chown(owner: str, path: str) -> None:
             body["gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError as e:
         fail(f"unknown user or group: {e.args[0]}")
-    G.client().post("/fs/setattr", body)
+    emit(as_json, G.client().post("/fs/setattr", body))
 
 
 @fs_app.command()
 @api_errors
-def touch(path: str) -> None:
+def touch(path: str, as_json: JsonOpt = False) -> None:
     """Create an empty file, or set an existing one's times to now."""
     import io
 
@@ -275,9 +287,10 @@ def touch(path: str) -> None:
 
     client = G.client()
     try:
-        client.put(path, io.BytesIO(b""), overwrite=False)
+        reply = client.put(path, io.BytesIO(b""), overwrite=False)
     except ApiError as e:
         if e.kind != "Exists":
             raise
         now = time.time_ns()
-        client.post("/fs/setattr", {"path": path, "atime_ns": now, "mtime_ns": now})
+        reply = client.post("/fs/setattr", {"path": path, "atime_ns": now, "mtime_ns": now})
+    emit(as_json, reply)

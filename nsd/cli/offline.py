@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from nsd import config as config_mod
-from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, fail, journal_app
+from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, emit, fail, journal_app
 from nsd.errors import NsdError
 
 
@@ -55,6 +54,7 @@ def serve(
 def format_cmd(
     data_dir: Annotated[str, typer.Option("--data-dir", envvar="NSD_DATA_DIR")] = "./nsd-data",
     root_ufs: Annotated[str | None, typer.Option("--root-ufs", help="URI mounted at /.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a new, empty data dir."""
     from nsd.daemon import format_data_dir
@@ -65,7 +65,7 @@ def format_cmd(
         format_data_dir(dd, root_ufs or (dd.path / "ufs").as_uri())
     except NsdError as e:
         fail(e.message)
-    typer.echo(f"formatted {dd.path}")
+    emit(as_json, {"data_dir": str(dd.path), "root_ufs": dd.root_ufs}, f"formatted {dd.path}")
 
 
 def _offline(data_dir: str | None) -> Any:
@@ -103,12 +103,16 @@ def _dump_line(item: dict[str, Any]) -> str:
 
 
 @journal_app.command("verify")
-def journal_verify(data_dir: DataDirOpt = None) -> None:
+def journal_verify(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Check every checkpoint and segment; exit 1 on corruption."""
     from nsd.journal.recovery import verify
 
     dd = _offline(data_dir)
     report = verify(dd.journal)
+    if as_json:
+        fields = ("checkpoint_txid", "last_txid", "ops", "segments", "checkpoints", "warnings", "errors")
+        emit(True, {"ok": report.ok, **{k: getattr(report, k) for k in fields}})
+        raise typer.Exit(0 if report.ok else EXIT_FAILED)
     for line in report.warnings:
         typer.echo(f"warning: {line}")
     for line in report.errors:
@@ -119,7 +123,7 @@ def journal_verify(data_dir: DataDirOpt = None) -> None:
 
 
 @journal_app.command("checkpoint")
-def journal_checkpoint(data_dir: DataDirOpt = None) -> None:
+def journal_checkpoint(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Fold the log into a new checkpoint (offline)."""
     from nsd.journal.recovery import recover
     from nsd.metastore import fold, purge
@@ -132,65 +136,17 @@ def journal_checkpoint(data_dir: DataDirOpt = None) -> None:
         purge(dd.journal)
     except NsdError as e:
         fail(e.message)
-    typer.echo(f"checkpoint at txid {txid} in {time.monotonic() - started:.2f}s")
+    took = time.monotonic() - started
+    emit(as_json, {"checkpoint_txid": txid, "seconds": round(took, 3)}, f"checkpoint at txid {txid} in {took:.2f}s")
 
 
 @journal_app.command("repair")
-def journal_repair(data_dir: DataDirOpt = None) -> None:
+def journal_repair(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Cut the log at the first corrupt record (a copy of what is cut is kept in journal/torn/)."""
+    import dataclasses
+
     from nsd.journal.recovery import repair
 
     dd = _offline(data_dir)
-    typer.echo(repair(dd.journal))
-
-
-@journal_app.command("backup")
-def journal_backup(
-    file: Path,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
-) -> None:
-    """Back up the running daemon's metadata (a consistent checkpoint, mounts, config) to FILE."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from nsd.client import ApiError
-
-    tmp = file.with_name(file.name + ".part")
-    try:
-        response = G.client().stream("POST", "/journal/backup")
-        total = int(response.headers.get("Content-Length", 0)) or None
-        with (
-            open(tmp, "wb") as out,
-            Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                disable=quiet,
-            ) as progress,
-        ):
-            task = progress.add_task("backup", total=total)
-            for chunk in response.iter_content(1 << 20):
-                out.write(chunk)
-                progress.advance(task, len(chunk))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, file)
-    except ApiError as e:
-        fail(str(e), EXIT_FAILED if e.status else 3)
-    finally:
-        tmp.unlink(missing_ok=True)
-    typer.echo(f"backup of txid {response.headers.get('X-Nsd-Txid', '?')} written to {file}")
-
-
-@journal_app.command("restore")
-def journal_restore(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    data_dir: Annotated[str, typer.Option("--data-dir", help="A new, empty data dir.")],
-) -> None:
-    """Restore a backup into a new data dir (offline); start `nsd serve --data-dir` on it after."""
-    from nsd.backup import restore_archive
-
-    try:
-        manifest = restore_archive(file, Path(data_dir))
-    except NsdError as e:
-        fail(e.message)
-    typer.echo(f"restored txid {manifest['txid']} into {Path(data_dir).resolve()}")
+    report = repair(dd.journal)
+    emit(as_json, dataclasses.asdict(report) | {"saved": [str(p) for p in report.saved]}, str(report))

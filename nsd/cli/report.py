@@ -72,11 +72,11 @@ def _cache_tables(cache: dict[str, Any]) -> list[Table]:
 
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
     table = Table(title="mounts", title_justify="left")
-    for col in ("path", "mode", "under-storage", "options"):
+    for col in ("path", "mode", "state", "under-storage", "options"):
         table.add_column(col)
     for m in mounts:
         opts = ", ".join(f"{k}={v}" for k, v in sorted(m["options"].items()))
-        table.add_row(m["path"], "ro" if m["readonly"] else "rw", m["uri"], opts)
+        table.add_row(m["path"], "ro" if m["readonly"] else "rw", m.get("state", ""), m["uri"], opts)
     return table
 
 
@@ -144,7 +144,8 @@ def fsck_cmd(
 
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
-    """Check the daemon, its data dir, its journal and every mount; exit 1 if anything fails."""
+    """Check the daemon, its data dir, its journal, the cache tiers, pending persists and every
+    mount; exit 1 if anything fails."""
     from nsd.client import ApiError
 
     try:

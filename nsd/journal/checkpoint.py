@@ -98,8 +98,9 @@ def _unpack(rec: Record, path: Path) -> Any:
         raise Corrupt(f"bad payload at offset {rec.offset}: {e}", path=str(path)) from None
 
 
-def read_checkpoint(path: Path) -> tuple[int, Iterator[Any]]:
-    """(txid, chunks) of a whole, sound checkpoint; anything else raises Corrupt.
+def read_checkpoint(path: Path, data: bytes | None = None) -> tuple[int, Iterator[Any]]:
+    """(txid, chunks) of a whole, sound checkpoint; anything else raises Corrupt. `data`: the
+    file's bytes when the caller has them already (`path` then only names it).
 
     Every record's framing and CRC is checked before this returns; the chunks are then
     unpacked lazily, one at a time as the caller consumes them, so a 1M-inode image never
@@ -107,7 +108,8 @@ def read_checkpoint(path: Path) -> tuple[int, Iterator[Any]]:
     while iterating). Chunks come back as msgpack decodes them (tuples become lists).
     Cost: the file is read once and crc-checked in C, then one unpack per chunk.
     """
-    data = path.read_bytes()
+    if data is None:
+        data = path.read_bytes()
     where = str(path)
     if data[: len(MAGIC)] != MAGIC:
         raise Corrupt("bad checkpoint magic", path=where)

@@ -214,7 +214,8 @@ class DropLayout(Op):
 
 @dataclass(frozen=True, slots=True)
 class SetPin(Op):
-    """Pin (or unpin) file `ino`: a pinned file's blocks are never evicted."""
+    """Pin (or unpin) file or directory `ino`: a pinned file's blocks are never evicted; files
+    and directories created in a pinned directory later are pinned as they are created."""
 
     CODE: ClassVar[int] = 13
     ino: int
@@ -280,6 +281,34 @@ class RemoveXAttr(Op):
     time_ns: int
 
 
+# ---- under-storage intents (codes 30-39) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UfsIntent(Op):
+    """nsd is about to change the under-storage where the journal cannot follow atomically.
+
+    Durable before the UFS is touched; the op that records the outcome carries an IntentDone
+    in the same batch. An intent still pending at start-up means a crash (or a failure) came
+    between the two, and the entries it names are brought back in line with the UFS.
+    `kind` and `args`: "content" [ino], "append" [ino, at], "remove" [dir_ino, name],
+    "rename" [src_dir, src_name, dst_dir, dst_name].
+    """
+
+    CODE: ClassVar[int] = 30
+    id: int
+    kind: str
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IntentDone(Op):
+    """The intent `id` is resolved: its outcome is in the journal (or was reconciled)."""
+
+    CODE: ClassVar[int] = 31
+    id: int
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
     for cls in (
@@ -301,6 +330,8 @@ OPS: dict[int, type[Op]] = {
         SetTtl,
         SetXAttr,
         RemoveXAttr,
+        UfsIntent,
+        IntentDone,
     )
 }
 assert not RESERVED_CODES & OPS.keys()

@@ -7,14 +7,20 @@ the buffer out, writes it and fdatasyncs it in a one-thread executor, then wakes
 waiter the batch covered. Appends made while it waits pile up for the next batch, so under
 load many callers share one fsync.
 
-A failed write or fsync is final (after a failed fsync the kernel may have dropped the
-pages, and retrying would claim durability it cannot prove): the writer is marked failed,
-every waiter and later caller gets JournalFailed, and `on_fatal` is told once.
+A failed fsync is final (the kernel may have dropped the pages, and retrying would claim
+durability it cannot prove): the writer is marked failed, every waiter and later caller gets
+JournalFailed, and `on_fatal` is told once. So is a failed write, with one exception: a write
+refused for lack of space (ENOSPC, EDQUOT) wrote nothing that counts. The segment is cut back to
+its last whole batch, the batch is kept, the writer says it is `full`, and the flush is retried
+with backoff; waiters keep waiting (nothing is acknowledged early, nothing is lost) and are
+answered once space returns. A new segment that cannot be created for lack of space is not
+fatal either: the current one grows until a later roll succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import logging
@@ -28,9 +34,16 @@ from pathlib import Path
 from nsd.errors import JournalCorrupt, JournalFailed
 from nsd.journal.ops import Op
 from nsd.journal.record import encode_record_into
-from nsd.journal.segment import MAGIC, create_segment, list_segments, read_segment
+from nsd.journal.segment import MAGIC, create_segment, list_segments, read_segment, segment_name
 
 log = logging.getLogger(__name__)
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+FULL_RETRY_FIRST, FULL_RETRY_MAX = 0.05, 2.0
+
+
+class JournalFull(OSError):
+    """A batch did not fit on the journal's disk; the segment was cut back to before it."""
 
 
 @dataclass
@@ -47,6 +60,7 @@ class WriterStats:
     last_fsync_seconds: float = 0.0
     max_fsync_seconds: float = 0.0
     rolls: int = 0
+    full_refusals: int = 0  # batches the disk had no room for (each retried later)
 
 
 class JournalWriter:
@@ -84,6 +98,9 @@ class JournalWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsd-journal")
         self._failed: BaseException | None = None
         self._closed = False
+        self.full: str | None = None  # why the last batch did not fit, until one does
+        self._full_delay = FULL_RETRY_FIRST
+        self._roll_failed = False
         self.stats = WriterStats()
         self._fd, self._seg_first, self._seg_size, self._seg_records = self._open_segment(next_txid)
 
@@ -165,18 +182,31 @@ class JournalWriter:
         self._check_usable()
         async with self._io:
             await self._flush_locked()
+            if self.full is not None:
+                raise JournalFull(errno.ENOSPC, f"journal disk full, cannot roll: {self.full}")
             sealed = self._durable
             await self._roll_locked()
+            if self._roll_failed:
+                raise JournalFull(errno.ENOSPC, "journal disk full: no room for a new segment")
         self._check_usable()
         return sealed
 
-    async def close(self) -> None:
-        """Make every appended op durable, then release the file. Raises JournalFailed if that fails."""
+    async def close(self, full_grace: float = 10.0) -> None:
+        """Make every appended op durable, then release the file. Raises JournalFailed if that fails.
+
+        If the disk is full, waits up to `full_grace` seconds for room, then gives up: the ops
+        not yet written were never acknowledged, so the writer fails rather than wait forever.
+        """
         if self._closed:
             return
         try:
             if self._failed is None and self.last_txid > self._durable:
-                await self.sync(self.last_txid)
+                try:
+                    await asyncio.wait_for(self.sync(self.last_txid), full_grace)
+                except TimeoutError:
+                    lost = self.last_txid - self._durable
+                    self._fail(JournalFull(errno.ENOSPC, f"closed with the disk full; {lost} op(s) never written"))
+                    raise JournalFailed(f"journal disk full at close: {lost} unacknowledged op(s) dropped") from None
         finally:
             self._closed = True
             if self._flush_task is not None:
@@ -202,8 +232,11 @@ class JournalWriter:
             while self._buf and self._failed is None:
                 async with self._io:
                     await self._flush_locked()
-                    if self._failed is None and self._seg_size >= self._segment_bytes:
+                    if self._failed is None and self.full is None and self._seg_size >= self._segment_bytes:
                         await self._roll_locked()
+                if self.full is not None:
+                    await asyncio.sleep(self._full_delay)
+                    self._full_delay = min(self._full_delay * 2, FULL_RETRY_MAX)
         finally:
             self._flush_task = None
 
@@ -216,10 +249,23 @@ class JournalWriter:
         last = self._next - 1  # appends made from here on go to the next batch
         loop = asyncio.get_running_loop()
         try:
-            fsync_seconds = await loop.run_in_executor(self._executor, self._write, self._fd, data)
+            fsync_seconds = await loop.run_in_executor(self._executor, self._write, self._fd, data, self._seg_size)
+        except JournalFull as e:
+            # Nothing of this batch counts: keep it, ahead of what was appended meanwhile.
+            self._buf[:0] = data
+            self._buf_records += records
+            self.stats.full_refusals += 1
+            if self.full is None:
+                log.error("journal disk full: %s; holding %d record(s) until there is room", e.strerror, records)
+            self.full = e.strerror
+            return
         except Exception as e:
             self._fail(e)
             return
+        if self.full is not None:
+            log.warning("journal disk has room again; %d record(s) written", records)
+            self.full = None
+            self._full_delay = FULL_RETRY_FIRST
         self._seg_size += len(data)
         self._seg_records += records
         self._durable = last
@@ -237,15 +283,24 @@ class JournalWriter:
             if not fut.done():
                 fut.set_result(None)
 
-    def _write(self, fd: int, data: bytearray) -> float | None:
-        """Runs in the executor thread. Returns the fdatasync time, or None without fsync."""
+    def _write(self, fd: int, data: bytearray, size_before: int) -> float | None:
+        """Runs in the executor thread. Returns the fdatasync time, or None without fsync.
+
+        A write refused for lack of space cuts the file back to `size_before` (so no partial
+        record stays ahead of later ones) and raises JournalFull."""
         with memoryview(data) as view:
             done = 0
-            while done < len(view):
-                n = os.write(fd, view[done:])
-                if n <= 0:
-                    raise OSError("journal write made no progress")
-                done += n
+            try:
+                while done < len(view):
+                    n = os.write(fd, view[done:])
+                    if n <= 0:
+                        raise OSError("journal write made no progress")
+                    done += n
+            except OSError as e:
+                if e.errno not in NO_SPACE:
+                    raise
+                os.ftruncate(fd, size_before)  # shrinking needs no space; if this fails, the writer fails
+                raise JournalFull(e.errno, f"{os.strerror(e.errno)} writing {len(data)} bytes to the journal") from e
         if not self._fsync:
             return None
         start = time.perf_counter()
@@ -260,9 +315,15 @@ class JournalWriter:
         loop = asyncio.get_running_loop()
         try:
             fd = await loop.run_in_executor(self._executor, self._seal_and_create, self._fd, first)
+        except JournalFull as e:
+            if not self._roll_failed:
+                log.error("journal disk full, staying on segment %016x: %s", self._seg_first, e.strerror)
+            self._roll_failed = True
+            return
         except Exception as e:
             self._fail(e)
             return
+        self._roll_failed = False
         self._fd, self._seg_first, self._seg_size, self._seg_records = fd, first, len(MAGIC), 0
         self.stats.rolls += 1
 
@@ -271,7 +332,14 @@ class JournalWriter:
         # segment can ever hold a torn tail.
         if self._fsync:
             os.fsync(old_fd)
-        fd = create_segment(self._dir, first, fsync=self._fsync)
+        try:
+            fd = create_segment(self._dir, first, fsync=self._fsync)
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            # The new segment never held a record: take it away again, keep the old one.
+            (self._dir / segment_name(first)).unlink(missing_ok=True)
+            raise JournalFull(e.errno, f"{os.strerror(e.errno)} creating segment {segment_name(first)}") from e
         os.close(old_fd)
         return fd
 

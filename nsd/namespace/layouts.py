@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import stat
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nsd.errors import Corrupt, Invalid
@@ -164,7 +166,7 @@ def plan_drop_layout(ns: Namespace, ino: int) -> DropLayout:
 
 
 def plan_set_pin(ns: Namespace, ino: int, pinned: bool) -> SetPin:
-    _file(ns, ino)
+    _pinnable(ns, ino)
     return SetPin(ino, pinned)
 
 
@@ -215,8 +217,30 @@ def apply_drop_layout(ns: Namespace, op: DropLayout) -> None:
     change(ns, check_drop_layout(ns, op), layout=None)
 
 
+def _pinnable(ns: Namespace, ino: int) -> Inode:
+    node = ns.get(ino)
+    if not isinstance(node, FileInode) and not node.is_dir:
+        raise Invalid(f"inode {ino} is not a regular file or a directory")
+    return node
+
+
 def apply_set_pin(ns: Namespace, op: SetPin) -> None:
-    change(ns, _file(ns, op.ino), pinned=bool(op.pinned))
+    node = _pinnable(ns, op.ino)
+    if isinstance(node, FileInode):
+        change(ns, node, pinned=bool(op.pinned))
+    elif op.pinned:
+        ns.pinned.add(node.ino)
+    else:
+        ns.pinned.discard(node.ino)
+
+
+def inherit_pin(ns: Namespace, parent: Inode, node: Inode) -> None:
+    """A file or directory created in a pinned directory (by nsd, or found in the UFS) is pinned,
+    so a pin on a directory reaches everything created below it later (Alluxio's rule). Part of
+    the creating op's apply: replay gives the same pins. A new file has no layout yet, so
+    nothing becomes held here."""
+    if parent.ino in ns.pinned and (isinstance(node, FileInode) or node.is_dir):
+        ns.pinned.add(node.ino)
 
 
 def check_persisted(ns: Namespace, op: Persisted) -> FileInode:
@@ -286,6 +310,22 @@ def image_header(ns: Namespace) -> dict[str, Any]:
         out["persist_pending"] = sorted(ns.persist_pending)
     if ns.ttls:
         out["ttls"] = [[ino, exp, action] for ino, (exp, action) in sorted(ns.ttls.items())]
+    return out
+
+
+def image_unpersisted_blocks(chunks: Iterable[Any]) -> dict[str, int]:
+    """digest -> length of every block an unpersisted file names in an image, read straight
+    from `Namespace.to_image` chunks without building a tree (a backup reads its checkpoint
+    so): an inode record has 13 fields; a regular file's is unpersisted when its fingerprint
+    (field 11) is None and its layout (field 12) is a list. Cost: O(image), memory O(result)."""
+    out: dict[str, int] = {}
+    for chunk in chunks:
+        if not isinstance(chunk, list):  # the header and the xattrs map
+            continue
+        for rec in chunk:
+            if len(rec) == 13 and stat.S_ISREG(rec[2]) and rec[11] is None and isinstance(rec[12], list):
+                for _, length, digest in rec[12]:
+                    out[digest] = length
     return out
 
 

@@ -202,6 +202,7 @@ def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
             node.parent, node.name = d, name
         d.add_child(name, node)
         ns.inodes[ino] = node
+        layouts.inherit_pin(ns, d, node)
         ns.next_ino = ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]
@@ -259,10 +260,10 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
 
 def check_mounts(ns: Namespace) -> None:
     """Each inode is in its parent's mount unless it is a mount point; the table is sound;
-    pinned inodes are live files."""
+    pinned inodes are live files or directories."""
     for ino in ns.pinned:
-        if not isinstance(ns.inodes.get(ino), FileInode):
-            raise AssertionError(f"pinned inode {ino} is not a live file")
+        if not isinstance(ns.inodes.get(ino), FileInode | DirInode):
+            raise AssertionError(f"pinned inode {ino} is not a live file or directory")
     for m in ns.mounts.values():
         if ns.inodes.get(m.point.ino) is not m.point or m.point.mount != m.mount_id:
             raise AssertionError(f"mount {m.mount_id}: its point {m.point.ino} is gone or not marked")

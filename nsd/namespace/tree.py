@@ -42,6 +42,7 @@ from nsd.journal.ops import (
     AddMount,
     CacheBlock,
     DropLayout,
+    IntentDone,
     Link,
     MkNode,
     Op,
@@ -56,10 +57,11 @@ from nsd.journal.ops import (
     SetPin,
     SetTtl,
     SetXAttr,
+    UfsIntent,
     UfsSync,
     Unlink,
 )
-from nsd.namespace import layouts, mounts
+from nsd.namespace import intents, layouts, mounts
 from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
@@ -68,7 +70,8 @@ MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loo
 IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE)
+IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
+IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS)
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
@@ -104,6 +107,9 @@ class Namespace:
         # Extended attributes by inode id, only for inodes that have any: most have none, and
         # a slot on every inode would cost memory across millions of them.
         self.xattrs: dict[int, dict[str, bytes]] = {}
+        # Open under-storage intents (nsd.namespace.intents): id -> (kind, args). Usually empty.
+        self.intents: dict[int, tuple[str, list[Any]]] = {}
+        self.next_intent = 1
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -123,6 +129,8 @@ class Namespace:
             SetTtl: lambda op: layouts.apply_set_ttl(self, op),
             SetXAttr: self._apply_setxattr,
             RemoveXAttr: self._apply_removexattr,
+            UfsIntent: lambda op: intents.apply_intent(self, op),
+            IntentDone: lambda op: intents.apply_done(self, op),
         }
 
     def _int(self, value: int) -> int:
@@ -132,6 +140,7 @@ class Namespace:
         """A directory (or other non-file) inode left the tree: drop what side tables hold for it."""
         self.xattrs.pop(ino, None)
         self.ttls.pop(ino, None)
+        self.pinned.discard(ino)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -580,6 +589,7 @@ class Namespace:
             node.parent, node.name = parent, op.name
         parent.add_child(op.name, node)
         self.inodes[ino] = node
+        layouts.inherit_pin(self, parent, node)
         parent.mtime = parent.ctime = t
         self.next_ino = ino + 1
 
@@ -810,6 +820,7 @@ class Namespace:
                 raise AssertionError(f"links index of inode {ino} has {len(entries)} entries, nlink differs")
         mounts.check_mounts(self)
         layouts.check(self)
+        intents.check_intents(self)
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -828,11 +839,14 @@ class Namespace:
         version = IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION
         if self.persist_pending or self.ttls:
             version = IMAGE_VERSION_CACHE
+        if self.intents:
+            version = IMAGE_VERSION_INTENTS
         yield {
             "version": version,
             "next_ino": self.next_ino,
             "inodes": len(self.inodes),
             **mounts.image_header(self),
+            **intents.image_header(self),
         }
         chunk: list[list[Any]] = []
         units = 0
@@ -958,6 +972,9 @@ class Namespace:
         ns.inodes = inodes
         ns.next_ino = next_ino
         mounts.load_image_header(ns, header)
+        if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
+            raise Corrupt(f"image: intents in a version {header['version']} image")
+        intents.load_image_header(ns, header)
         return ns
 
 

@@ -45,6 +45,7 @@ TABLE: dict[type[errors.NsdError], Mapping] = {
     errors.UfsUnavailable: Mapping(503, 500, IOE),
     errors.JournalFailed: Mapping(503, 500, IOE),
     errors.Corrupt: Mapping(500, 500, IOE),
+    errors.TimedOut: Mapping(408, 408, "java.net.SocketTimeoutException"),
 }
 DEFAULT = Mapping(500, 500, IOE)
 

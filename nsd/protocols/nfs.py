@@ -15,7 +15,7 @@ from nsd.protocols.exports import parse_exports
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.nfs3.slowreads import SlowReads
-from nsd.protocols.rpcserver import Observer, RpcServer
+from nsd.protocols.rpcserver import DEFAULT_MAX_INFLIGHT, Limits, Observer, RpcServer
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.nfs")
@@ -50,12 +50,14 @@ async def start_nfs(
     portmap_port: int = 111,
     jukebox_after: float = 2.0,
     observe: Observer | None = None,
+    limits: Limits | None = None,
+    max_inflight_per_connection: int = DEFAULT_MAX_INFLIGHT,
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
     or register with the portmapper already there."""
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
-    server = RpcServer()
+    server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection)
     server.observe = observe
     server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))))
     server.add(mount3.program(mount3.MountService(vfs, exports, codec)))

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-One `RpcConnection` (an asyncio.Protocol) per TCP connection:
+One `RpcConnection` (an asyncio.BufferedProtocol) per TCP connection:
 
     buffer_updated (the socket reads into RecordDecoder) -> each record: decode_call -> dispatch
 
@@ -22,6 +22,13 @@ the transport's write buffer is over its high-water mark (`pause_writing`), the 
 stops reading; buffered records wait in the decoder. A reply body may be a list of buffers
 (a READ reply is header + file data + padding) written buffer by buffer (or with a native
 `writelines`), so the payload is never joined into one bytes object.
+
+Limits (`Limits`), so overload gives errors and never unbounded memory: past `max_connections`
+a new connection is closed at once; past `max_total` tasks over all connections a call is
+answered at once with its program's `busy` reply (NFS3ERR_JUKEBOX: "retry later") instead of
+being run; a connection without calls for `idle_timeout` seconds is closed (clients reconnect);
+one whose replies stay unread (writing paused) for `slow_client_timeout` seconds is aborted,
+dropping what it buffered. So a client that never reads holds at most `max_inflight` replies.
 
 Errors: a broken frame (FrameError) closes the connection. A bad call gets an RPC error reply
 (PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS when the arguments do not decode,
@@ -64,6 +71,7 @@ Observer = Callable[[str, str, float, "str | None"], None]
 _BODY_TYPES = (bytes, bytearray, memoryview, list)
 DEFAULT_MAX_INFLIGHT = 64
 RECORD_POOL_BYTES = 32 << 20
+SWEEP_MAX_SECONDS = 10.0
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
 DEFAULT_DRC_ENTRIES = 4096
 _AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
@@ -102,6 +110,17 @@ class Program:
     procs: dict[int, Procedure] = field(default_factory=dict)
     name: str = "rpc"
     error_of: Callable[[ReplyBody], str | None] | None = None
+    busy: Callable[[int], ReplyBody] | None = None  # procedure -> "retry later" reply, when overloaded
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one listener accepts; 0 means no limit (a timeout of 0: never)."""
+
+    max_connections: int = 0
+    max_total: int = 0  # tasks in flight over all connections
+    idle_timeout: float = 0.0
+    slow_client_timeout: float = 0.0
 
 
 class DuplicateRequestCache:
@@ -149,10 +168,23 @@ class DuplicateRequestCache:
 class RpcServer:
     """The programs one listener serves, its connections and the duplicate request cache."""
 
-    def __init__(self, *, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_record: int = oncrpc.DEFAULT_MAX_RECORD):
+    def __init__(
+        self,
+        *,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_record: int = oncrpc.DEFAULT_MAX_RECORD,
+        limits: Limits | None = None,
+    ):
         self.programs: dict[int, dict[int, Program]] = {}
         self.max_inflight = max_inflight
         self.max_record = max_record
+        self.limits = limits or Limits()
+        self.inflight = 0  # tasks over all connections
+        self.refused_connections = 0
+        self.busy_replies = 0
+        self.closed_idle = 0
+        self.aborted_slow = 0
+        self._sweeper: asyncio.Task[None] | None = None
         self.drc = DuplicateRequestCache()
         self.observe: Observer | None = None  # metrics; None costs nothing per call
         self.connections: set[RpcConnection] = set()
@@ -187,19 +219,50 @@ class RpcServer:
             send(reply)
         return None
 
-    def protocol(self) -> RpcConnection:
+    def protocol(self) -> asyncio.BaseProtocol:
+        cap = self.limits.max_connections
+        if cap and len(self.connections) >= cap:
+            self.refused_connections += 1
+            if self.refused_connections in (1, 10, 100) or self.refused_connections % 1000 == 0:
+                log.warning(
+                    "refusing an RPC connection: %d open, the limit (%d refused so far)", cap, self.refused_connections
+                )
+            return _Refused()
         return RpcConnection(self)
 
     async def listen(self, host: str, port: int) -> int:
         """Start accepting; returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self.protocol, host, port, reuse_address=True)
+        timeouts = [t for t in (self.limits.idle_timeout, self.limits.slow_client_timeout) if t > 0]
+        if timeouts:
+            self._sweeper = asyncio.create_task(self._sweep(min(SWEEP_MAX_SECONDS, max(0.05, min(timeouts) / 4))))
         return int(self.server.sockets[0].getsockname()[1])
+
+    async def _sweep(self, every: float) -> None:
+        """Close connections idle too long; abort those whose replies stay unread too long."""
+        idle, slow = self.limits.idle_timeout, self.limits.slow_client_timeout
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for c in list(self.connections):
+                if slow and c.write_paused_since is not None and now - c.write_paused_since > slow:
+                    self.aborted_slow += 1
+                    log.warning(
+                        "aborting the connection from %s: its replies went unread for %.0f s", c.peer_host, slow
+                    )
+                    c.abort()
+                elif idle and not c.tasks and now - c.last_data > idle:
+                    self.closed_idle += 1
+                    log.debug("closing the connection from %s: idle for %.0f s", c.peer_host, idle)
+                    c.close()
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop accepting, let in-flight calls finish (up to `grace` seconds), close connections."""
         if self.server is not None:
             self.server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         tasks = [t for c in self.connections for t in c.tasks]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
@@ -223,6 +286,8 @@ class RpcConnection(asyncio.BufferedProtocol):
         self.rejected = 0  # calls answered with an RPC-level error (bad header, auth, garbage)
         self.uid: int | None = None  # AUTH_SYS uid of the latest call
         self._write_paused = False
+        self.write_paused_since: float | None = None  # monotonic, while the client is not reading
+        self.last_data = time.monotonic()
         self._read_paused = False
         self._batch: list[Buffer] | None = None  # inline replies gathered while _process runs
         self._sock_fd = -1
@@ -249,25 +314,34 @@ class RpcConnection(asyncio.BufferedProtocol):
         return self.decoder.get_buffer(sizehint)  # the socket reads straight into the decoder
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_data = time.monotonic()
         self.decoder.buffer_updated(nbytes)
         self._process()
 
     def data_received(self, data: bytes) -> None:  # transports without buffer support
+        self.last_data = time.monotonic()
         self.decoder.feed(data)
         self._process()
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.write_paused_since = time.monotonic()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.write_paused_since = None
         self._update_reading()
         self._process()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, dropping buffered replies (close() would wait for the client to read them)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     # ---- dispatch ---------------------------------------------------------------------------
 
@@ -332,6 +406,13 @@ class RpcConnection(asyncio.BufferedProtocol):
         program, proc = route
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
         started = time.perf_counter() if self.server.observe is not None else 0.0
+        cap = self.server.limits.max_total
+        if cap and self.server.inflight >= cap and program.busy is not None and call.proc != 0:
+            self.server.busy_replies += 1
+            body = program.busy(call.proc)
+            self._reply(call.xid, body)
+            self._observe(program, proc, started, body)
+            return
         if proc.cached:
             self._start(self._run_cached(program, proc, ctx, started))
             return
@@ -369,10 +450,12 @@ class RpcConnection(asyncio.BufferedProtocol):
     def _start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro, context=context)
         self.tasks.add(task)
+        self.server.inflight += 1
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self.server.inflight -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("rpc task failed", exc_info=task.exception())
         if self.transport is not None:
@@ -503,6 +586,13 @@ class RpcConnection(asyncio.BufferedProtocol):
             self._batch.append(record)
         else:
             t.write(record)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the limit: closed as soon as it is made."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 class _Suspended:

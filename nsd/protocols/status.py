@@ -113,7 +113,8 @@ async def status_page(request: web.Request) -> web.Response:
     report = build_report(vfs, metrics)
     e = html.escape
     rows = "".join(
-        f"<tr><td>{e(m['path'])}</td><td>{'ro' if m['readonly'] else 'rw'}</td><td>{e(m['uri'])}</td>"
+        f"<tr><td>{e(m['path'])}</td><td>{'ro' if m['readonly'] else 'rw'}</td>"
+        f'<td title="{e(m.get("last_error") or "")}">{e(m.get("state", ""))}</td><td>{e(m["uri"])}</td>'
         f"<td>{e(', '.join(f'{k}={v}' for k, v in sorted(m['options'].items())))}</td></tr>"
         for m in report["mounts"]
     )
@@ -139,7 +140,7 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
 <p>up {s["uptime_s"]:.0f} s &middot; {s["inodes"]:,} inodes &middot; {s["mounts"]} mounts
 &middot; {s["staged_files"]} files with staged writes</p>
 <h2>Mounts</h2>
-<table><tr><th>path</th><th>mode</th><th>under-storage</th><th>options</th></tr>{rows}</table>
+<table><tr><th>path</th><th>mode</th><th>state</th><th>under-storage</th><th>options</th></tr>{rows}</table>
 {cache}
 <h2>Journal</h2>
 <table>

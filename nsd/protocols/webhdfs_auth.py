@@ -188,4 +188,3 @@ class Authenticator:
             return True
         names = {self.users.group_name(g) for g in (target.caller.gid, *target.caller.gids)}
         return not rule.groups.isdisjoint(names)
-

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 
 from nsd import errors
+from nsd.protocols.httplimits import body_stream
 from nsd.protocols.webhdfs_auth import Identity
 from nsd.protocols.webhdfs_params import Params
 from nsd.vfs import Caller, Vfs
@@ -137,7 +138,7 @@ async def body_chunks(request: web.Request, size: int = 4 << 20) -> AsyncIterato
     """The request body (chunked or not) regrouped into pieces of about `size` bytes, so the
     under-storage sees few large writes instead of many 64 KiB ones."""
     buf = bytearray()
-    async for piece in request.content.iter_any():
+    async for piece in body_stream(request):
         buf += piece
         if len(buf) >= size:
             yield bytes(buf)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
-from nsd import errors
 from nsd.namespace import DirInode, Inode
 from nsd.permissions import parse_fsaction
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
+from nsd.protocols.readahead import read_ahead
 from nsd.protocols.webhdfs_context import IOE, Ctx, Handler, Remote, empty, json_response, not_a_file, read_stream
 from nsd.protocols.webhdfs_params import LONG_MAX
 from nsd.protocols.webhdfs_xattr import normalize_name
@@ -40,7 +39,7 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     if not ctx.data_step:
         return ctx.redirect()
     end = node.size if length is None else min(node.size, offset + length)
-    stream = _read_ahead(ctx, node.ino, offset, end)
+    stream = read_ahead(ctx.vfs, node.ino, offset, end, ctx.path, caller=ctx.caller, chunk=OPEN_CHUNK)
     async with contextlib.aclosing(stream):
         first = await anext(stream, b"")  # errors surface before the 200 goes out
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -57,32 +56,6 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     return response
 
 
-async def _read_ahead(ctx: Ctx, ino: int, start: int, end: int) -> AsyncGenerator[bytes | memoryview, None]:
-    """The bytes [start, end) in OPEN_CHUNK pieces, the next piece read while this one is sent,
-    so disk and socket work at once. Memory: two pieces per open stream."""
-
-    def fetch(pos: int) -> asyncio.Future[tuple[bytes | memoryview, bool]] | None:
-        if pos >= end:
-            return None
-        return asyncio.ensure_future(ctx.vfs.read_at(ino, pos, min(OPEN_CHUNK, end - pos), caller=ctx.caller))
-
-    pos = start
-    pending = fetch(pos)
-    try:
-        while pending is not None:
-            data, _ = await pending
-            if not data:
-                raise errors.Corrupt(f"file ended early at {pos} of {end}: {ctx.path}", path=ctx.path)
-            pos += len(data)
-            pending = fetch(pos)
-            yield data
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-
-
 async def getfilestatus(ctx: Ctx) -> web.StreamResponse:
     node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     return json_response({"FileStatus": js.file_status(node, "", ctx.settings.block_size, ctx.vfs.perms.users)})
@@ -97,10 +70,14 @@ async def liststatus_batch(ctx: Ctx) -> web.StreamResponse:
     """LIST_BATCH entries after `startAfter` (a name) and how many remain after them."""
     node = await ctx.vfs.stat(ctx.path, caller=ctx.caller)
     start_after = ctx.params.get("startafter") or None
-    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller, start_after=start_after, limit=LIST_BATCH)
+    # One more than a batch: a directory still being listed from its UFS may hold fewer entries
+    # than it will, and clients stop at remainingEntries 0, so "more" must come from the listing.
+    entries = await ctx.vfs.list(ctx.path, caller=ctx.caller, start_after=start_after, limit=LIST_BATCH + 1)
+    more = len(entries) > LIST_BATCH
+    entries = entries[:LIST_BATCH]
     remaining = 0
-    if isinstance(node, DirInode) and entries:
-        remaining = len(node.children) - node.children.bisect_right(entries[-1][0])
+    if isinstance(node, DirInode) and more:
+        remaining = max(1, len(node.children) - node.children.bisect_right(entries[-1][0]))
     body = {
         "DirectoryListing": {
             "partialListing": {"FileStatuses": js.file_statuses(entries, ctx.settings.block_size, ctx.vfs.perms.users)},

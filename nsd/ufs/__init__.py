@@ -25,7 +25,7 @@ def _local(uri: str, options: Mapping[str, str]) -> Ufs:
 def _memory(uri: str, options: Mapping[str, str]) -> Ufs:
     from nsd.ufs.memory import MemoryUfs
 
-    return MemoryUfs(uri)
+    return MemoryUfs(uri, options)
 
 
 def _arrow(uri: str, options: Mapping[str, str]) -> Ufs:

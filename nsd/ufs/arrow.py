@@ -19,7 +19,8 @@ Object stores have no directories, so:
   falls back to pyarrow). pyarrow has no paging API: on GCS and Azure list holds one directory's
   FileInfo list and turns it into entries page by page while releasing it (never held twice),
   and the first entry arrives only once the whole directory has been listed.
-- etag: pyarrow gives size and mtime only, so the fingerprint is (size, mtime); etag is None.
+- etag: pyarrow gives size and mtime only, so on GCS and Azure the fingerprint is (size, mtime);
+  S3 stats and lists through boto3 (s3list.py), which adds the ETag.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import UTC
 from typing import Any, TypeVar
@@ -96,12 +98,14 @@ class ArrowUfs(Ufs):
     ) -> None:
         self.uri = uri
         self.lister = lister
+        self.sorted_listing = lister is not None  # boto3 pages come in name order (s3list.py)
         self.fs = fs
         self.root = root.rstrip("/")
         self.kind = kind
         self.object_store = object_store
         self.options = dict(options)
         self._hidden = secret_values(options)
+        self._writing: set[str] = set()  # temporary keys of writes in progress: never swept
 
     def _full(self, path: str) -> str:
         parts = [p for p in path.split("/") if p]
@@ -140,6 +144,9 @@ class ArrowUfs(Ufs):
         return self._status(path.rstrip("/").rsplit("/", 1)[-1], info)
 
     async def stat(self, path: str) -> UfsStatus:
+        if self.lister is not None:
+            bucket, _, key = self._full(path).partition("/")
+            return await self._run(path, self.lister.stat, bucket, key, path)
         return await self._run(path, self._stat_sync, path)
 
     def _select(self, full: str, path: str, recursive: bool = False) -> list[Any]:
@@ -216,6 +223,14 @@ class ArrowUfs(Ufs):
             raise errors.IsDir(f"under-storage {self.kind}: is a directory: {path}", path=path)
         parent, _, name = full.rpartition("/")
         tmp = f"{parent}/{TMP_PREFIX}{secrets.token_hex(8)}.{name}"[-1000:]
+        self._writing.add(tmp)
+        try:
+            await self._write(path, full, tmp, chunks)
+        finally:
+            self._writing.discard(tmp)
+        return await self.stat(path)
+
+    async def _write(self, path: str, full: str, tmp: str, chunks: AsyncIterable[bytes]) -> None:
         out = await self._run(path, self.fs.open_output_stream, tmp)
         try:
             try:
@@ -227,7 +242,6 @@ class ArrowUfs(Ufs):
         except BaseException:
             await asyncio.to_thread(self._delete_quietly, tmp)
             raise
-        return await self.stat(path)
 
     def _replace(self, tmp: str, full: str) -> None:
         if self.object_store:
@@ -242,6 +256,27 @@ class ArrowUfs(Ufs):
     def _delete_quietly(self, full: str) -> None:
         with contextlib.suppress(Exception):
             self.fs.delete_file(full)
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        if self.lister is not None:
+            bucket, _, key = self.root.partition("/")
+            return await self._run(
+                "", self.lister.sweep_tmp, bucket, key + "/" if key else "", older_than, self._writing
+            )
+
+        def sweep() -> int:
+            from pyarrow.fs import FileSelector, FileType
+
+            cutoff, swept = time.time_ns() - int(older_than * 1e9), 0
+            for info in self.fs.get_file_info(FileSelector(self.root, recursive=True, allow_not_found=True)):
+                if info.type != FileType.File or not info.base_name.startswith(TMP_PREFIX):
+                    continue
+                if info.path not in self._writing and (info.mtime_ns or 0) < cutoff:
+                    self._delete_quietly(info.path)
+                    swept += 1
+            return swept
+
+        return await self._run("", sweep)
 
     async def mkdir(self, path: str) -> None:
         from pyarrow.fs import FileType

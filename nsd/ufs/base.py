@@ -38,6 +38,9 @@ class Ufs(ABC):
     uri: str
     options: Mapping[str, str] = MappingProxyType({})
     kind = "ufs"
+    # list() yields entries in name order (Python str order, i.e. UTF-8 byte order), so the
+    # part of a listing seen so far is final below its last name and can be served while it runs.
+    sorted_listing = False
 
     def describe(self) -> dict[str, Any]:
         """What `mount ls` and logs may show: kind, URI and options, secrets masked."""
@@ -87,6 +90,14 @@ class Ufs(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        """Delete leftover temporary objects (TMP_PREFIX names, left by a write that died between
+        upload and move) last changed over `older_than` seconds ago, anywhere below the root,
+        never one this adapter is still writing. Returns how many went. Cost: a walk of the
+        whole tree (one recursive listing on object stores), so callers run it in the background.
+        """
+        raise NotSupported(f"{self.kind} under-storage cannot sweep temporary objects")
 
     async def usage(self) -> tuple[int, int, int] | None:
         """(capacity, used, free) bytes where the store has a notion of them; None for object stores."""

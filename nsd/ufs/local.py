@@ -19,6 +19,7 @@ import errno
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,6 +83,7 @@ class LocalUfs(Ufs):
         self.uri = uri
         self.root = Path(unquote(parsed.path)).resolve()
         self._device: int | None = None
+        self._writing: set[str] = set()  # temporary files of writes in progress: never swept
 
     def _abs(self, path: str, *, follow_last: bool = True) -> Path:
         """The real path for `path`, confined to the root (see the module's docstring).
@@ -136,6 +138,13 @@ class LocalUfs(Ufs):
     async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
         p = self._abs(path)
         tmp = p.with_name(TMP_PREFIX + secrets.token_hex(8))
+        self._writing.add(str(tmp))
+        try:
+            return await self._write(path, p, tmp, chunks)
+        finally:
+            self._writing.discard(str(tmp))
+
+    async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> UfsStatus:
         fd = await self._run(path, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             async for chunk in chunks:
@@ -244,6 +253,22 @@ class LocalUfs(Ufs):
     async def link(self, src: str, dst: str) -> None:
         s, d = self._abs(src), self._abs(dst)
         await self._run(dst, os.link, s, d)
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        def sweep() -> int:
+            cutoff, swept = time.time() - older_than, 0
+            for top, _, files in os.walk(self.root):
+                for name in files:
+                    full = os.path.join(top, name)
+                    if not name.startswith(TMP_PREFIX) or full in self._writing:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(full).st_mtime < cutoff:
+                            os.unlink(full)
+                            swept += 1
+            return swept
+
+        return await self._run("", sweep)
 
 
 def _beneath(root: Path, p: Path) -> bool:

@@ -4,7 +4,7 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 `open_ufs` (as a mount would) and reach the same store to inject faults or change objects
 "out of band". Faults apply to every call of every adapter on the store:
 
-- `latency`: seconds each call sleeps first;
+- `latency`: seconds each call sleeps first; `read_latency`: seconds each read sleeps more;
 - `fail_every`: every Nth call fails with UfsUnavailable (transient); `fail_calls`: the calls
   with these numbers (1 is the first) fail so;
 - `permanent`: an error every call raises (e.g. Denied), until cleared;
@@ -13,18 +13,26 @@ Stores of the same NAME are shared within a process, so a test can open one thro
 - `lose_answers`: calls (by number) whose change is made but whose answer is lost (they fail
   with UfsUnavailable afterwards), as when a connection drops after the store acted;
 - `capacity`: bytes the store holds; a write past it fails with NoSpace and changes nothing.
+
+A daemon in another process can be given faults through mount options (`fault_latency_s`,
+`fault_read_latency_s`, `fault_capacity`: set when the store is opened) or `faults_file`: a JSON
+object with any of latency, fail_every, down, hang, re-read whenever the file changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from nsd import errors
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.options import Options
 
 LIST_BATCH = 256
 
@@ -32,6 +40,7 @@ LIST_BATCH = 256
 @dataclass
 class Faults:
     latency: float = 0.0
+    read_latency: float = 0.0
     fail_every: int = 0
     fail_calls: frozenset[int] = frozenset()
     lose_answers: frozenset[int] = frozenset()
@@ -56,6 +65,8 @@ class MemoryStore:
     dirs: set[str] = field(default_factory=lambda: {""})
     faults: Faults = field(default_factory=Faults)
     calls: int = 0
+    faults_file: str | None = None
+    _faults_seen: tuple[int, int, int] = (0, 0, 0)
     _versions: int = 0
     _up: asyncio.Event | None = None
 
@@ -114,9 +125,31 @@ class MemoryStore:
         if call in self.faults.lose_answers:
             raise errors.UfsUnavailable(f"under-storage: injected lost answer (call {call})")
 
+    def _load_faults(self) -> None:
+        """Apply `faults_file` if it changed since it was last read (a missing file: no faults)."""
+        assert self.faults_file is not None
+        try:
+            st = os.stat(self.faults_file)
+            seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            seen = (0, 0, 0)
+        if seen == self._faults_seen:
+            return
+        self._faults_seen = seen
+        given = json.loads(Path(self.faults_file).read_text()) if seen[2] else {}
+        self.faults.latency = float(given.get("latency", 0.0))
+        self.faults.fail_every = int(given.get("fail_every", 0))
+        self.faults.down = bool(given.get("down", False))
+        self.faults.hang = bool(given.get("hang", False))
+
     async def enter(self) -> None:
         """Every call passes here: count it, then apply the faults."""
         self.calls += 1
+        if self.faults_file is not None:
+            self._load_faults()
+            while self.faults.hang:  # released by the file, which another process writes
+                await asyncio.sleep(0.05)
+                self._load_faults()
         f = self.faults
         if f.hang:
             if self._up is None:
@@ -151,14 +184,25 @@ def _check_path(path: str) -> None:
 
 class MemoryUfs(Ufs):
     kind = "memory"
+    sorted_listing = True
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "memory" or not parsed.netloc:
             raise errors.Invalid(f"not a memory store URI (memory://NAME/optional/prefix): {uri!r}")
         self.uri = uri
         self.store = store(parsed.netloc)
+        faults_file = (options or {}).get("faults_file")
+        if faults_file:
+            self.store.faults_file = faults_file
         self.prefix = parsed.path.strip("/")
+        opts = Options(options, uri)
+        faults = self.store.faults
+        faults.latency = opts.number("fault_latency_s", faults.latency)
+        faults.read_latency = opts.number("fault_read_latency_s", faults.read_latency)
+        capacity = opts.text("fault_capacity")
+        if capacity is not None:
+            faults.capacity = opts.integer("fault_capacity", 0)
         if self.prefix:
             self.store._make_parents(self.prefix + "/x")
 
@@ -189,6 +233,8 @@ class MemoryUfs(Ufs):
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         await self.store.enter()
+        if self.store.faults.read_latency:
+            await asyncio.sleep(self.store.faults.read_latency)
         p = self._p(path)
         f = self.store.files.get(p)
         if f is None:
@@ -242,6 +288,19 @@ class MemoryUfs(Ufs):
             s.dirs.discard(p)
         s.dirs.add("")
         s.answer(call)
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        await self.store.enter()
+        cutoff = time.time_ns() - int(older_than * 1e9)
+        base = self.prefix + "/" if self.prefix else ""
+        stale = [
+            p
+            for p, f in self.store.files.items()
+            if p.startswith(base) and p.rsplit("/", 1)[-1].startswith(TMP_PREFIX) and f.mtime_ns < cutoff
+        ]
+        for p in stale:
+            del self.store.files[p]
+        return len(stale)
 
     async def rename(self, src: str, dst: str) -> None:
         await self.store.enter()

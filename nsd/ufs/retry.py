@@ -102,6 +102,7 @@ class RetryingUfs(Ufs):
         self.uri = inner.uri
         self.options = inner.options
         self.kind = inner.kind
+        self.sorted_listing = inner.sorted_listing
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -198,6 +199,10 @@ class RetryingUfs(Ufs):
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        # A whole-tree walk: no per-call timeout (it would cut a long sweep); the next sweep retries.
+        return await self.inner.sweep_tmp(older_than)
 
     async def usage(self) -> tuple[int, int, int] | None:
         return await self._call("usage", "", self.inner.usage)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
@@ -62,6 +63,7 @@ def _by_status(status: int) -> type[errors.NsdError]:
 
 class WebHdfsUfs(Ufs):
     kind = "webhdfs"
+    sorted_listing = True  # LISTSTATUS_BATCH pages by startAfter: name order by definition
 
     def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
         p = urlparse(uri)
@@ -78,6 +80,7 @@ class WebHdfsUfs(Ufs):
         self.page = opts.integer("page", 1000)
         self._hidden = secret_values(self.options)
         self._session: aiohttp.ClientSession | None = None
+        self._writing: set[str] = set()  # temporary files of writes in progress: never swept
 
     # ---- HTTP plumbing --------------------------------------------------------------------
 
@@ -170,6 +173,13 @@ class WebHdfsUfs(Ufs):
     async def list(self, path: str) -> AsyncIterator[UfsStatus]:
         if not (await self.stat(path)).is_dir:
             raise errors.NotDir(f"under-storage webhdfs: not a directory: {path}", path=path)
+        async for fs in self._statuses(path):
+            name = fs["pathSuffix"]
+            if name and not name.startswith(TMP_PREFIX):
+                yield self._status(name, fs)
+
+    async def _statuses(self, path: str) -> AsyncIterator[dict[str, Any]]:
+        """Every FileStatus of a directory, temporary files included, page by page."""
         after: str | None = None
         while True:
             try:
@@ -183,9 +193,7 @@ class WebHdfsUfs(Ufs):
                 page = (await self._json("GET", path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
                 remaining = 0
             for fs in page:
-                name = fs["pathSuffix"]
-                if name and not name.startswith(TMP_PREFIX):
-                    yield self._status(name, fs)
+                yield fs
             if not remaining or not page:
                 return
             after = page[-1]["pathSuffix"]
@@ -205,6 +213,13 @@ class WebHdfsUfs(Ufs):
         parent, _, name = path.strip("/").rpartition("/")
         hidden = f"{TMP_PREFIX}{secrets.token_hex(8)}.{name}"
         tmp = f"{parent}/{hidden}" if parent else hidden
+        self._writing.add(tmp)
+        try:
+            return await self._write(path, tmp, chunks)
+        finally:
+            self._writing.discard(tmp)
+
+    async def _write(self, path: str, tmp: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
         try:
             existing: UfsStatus | None = await self.stat(path)
         except errors.NotFound:
@@ -222,6 +237,27 @@ class WebHdfsUfs(Ufs):
                 await self._request("DELETE", tmp, "DELETE", recursive=False)
             raise
         return await self.stat(path)
+
+    async def sweep_tmp(self, older_than: float) -> int:
+        """A walk of the tree, one LISTSTATUS_BATCH page at a time, directories kept on a stack."""
+        cutoff_ms = (time.time() - older_than) * 1000
+        swept, todo = 0, [""]
+        while todo:
+            d = todo.pop()
+            async for fs in self._statuses(d):
+                name = fs["pathSuffix"]
+                full = f"{d}/{name}" if d else name
+                if fs.get("type") == "DIRECTORY":
+                    todo.append(full)
+                elif (
+                    name.startswith(TMP_PREFIX)
+                    and full not in self._writing
+                    and int(fs.get("modificationTime", 0)) < cutoff_ms
+                ):
+                    with contextlib.suppress(errors.NotFound):
+                        await self._json("DELETE", full, "DELETE", recursive=False)
+                        swept += 1
+        return swept
 
     async def mkdir(self, path: str) -> None:
         try:

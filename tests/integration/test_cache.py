@@ -174,7 +174,8 @@ def test_async_through_persist_completes_after_kill_9_and_restart(tmp_path: Path
     d = start(tmp_path / "data", env=FAST)
     data = os.urandom(2 * MiB + 3)
     try:
-        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *s3.mount_options(write_type="ASYNC_THROUGH"), daemon=d))
+        options = s3.mount_options(write_type="ASYNC_THROUGH", retries="1")  # each try fails at once
+        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *options, daemon=d))
         ok(nsd("mkdir", "/s3/out", daemon=d))
         s3.stop()  # the store is down: the write is acknowledged, the persist cannot finish
         (tmp_path / "in").write_bytes(data)
@@ -286,3 +287,128 @@ def test_cache_commands_in_both_output_modes(fast: Daemon, tmp_path: Path) -> No
     assert samples[("nsd_cache_read_bytes_total", (("source", "ufs"),))] == total
     assert samples[("nsd_cache_misses_total", ())] == 4 and samples[("nsd_cache_pending_persists", ())] == 0
     assert ("nsd_cache_dedup_ratio", ()) in samples and ("nsd_cache_hit_ratio", ()) in samples
+    for family in ("nsd_cache_hits_total", "nsd_cache_evictions_total"):
+        assert {labels for name, labels in samples if name == family} == {(("tier", "memory"),), (("tier", "disk"),)}
+
+
+def test_a_pinned_directory_pins_files_created_in_it_later_across_restarts(tmp_path: Path) -> None:
+    env = {**FAST, "NSD_CACHE_DISK_BYTES": str(14 * MiB), "NSD_CACHE_MEMORY_BYTES": "0"}
+    ufs = tmp_path / "ufs"
+    d = start(tmp_path / "data", env=env)
+    try:
+        mount_dir(d, "/m", ufs, "write_type=CACHE_THROUGH")
+        ok(nsd("mkdir", "/m/keep", daemon=d))
+        assert "pinned 0 files in 1 directory" in ok(nsd("pin", "/m/keep", daemon=d))
+        assert info(d, "/m/keep")["pinned"] is True
+        first = os.urandom(4 * MiB)
+        InsecureClient(d.url, user=ME).write("/m/keep/over-webhdfs", data=first)
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data", env=env)  # the directory's pin is journaled state
+    try:
+        src = tmp_path / "src"
+        src.write_bytes(os.urandom(3 * MiB))
+        subprocess.run(["nfs-cp", str(src), d.nfs_url("/m/keep/over-nfs")], check=True, capture_output=True)
+        for name in ("over-webhdfs", "over-nfs"):
+            stat = info(d, f"/m/keep/{name}")
+            assert stat["pinned"] is True and stat["cached_bytes"] == stat["size"], name
+        for i in range(6):  # twice the cache's capacity passes through it
+            (ufs / f"f{i}").write_bytes(os.urandom(3 * MiB))
+            open_(d, f"/m/f{i}")
+        assert cache_report(d)["evictions"] > 0
+        before = cache_report(d)["bytes_from_ufs"]
+        assert open_(d, "/m/keep/over-webhdfs") == first and open_(d, "/m/keep/over-nfs") == src.read_bytes()
+        assert cache_report(d)["bytes_from_ufs"] == before  # both still whole in the cache
+
+        undone = json.loads(ok(nsd("unpin", "--json", "/m/keep", daemon=d)))
+        assert (undone["files"], undone["directories"], undone["changed"]) == (2, 1, 2)
+        ok(nsd("put", str(src), "/m/keep/after", daemon=d))
+        assert info(d, "/m/keep/after")["pinned"] is False and info(d, "/m/keep")["pinned"] is False
+    finally:
+        assert d.stop() == 0
+
+
+def test_doctor_checks_each_cache_tier_and_persists_that_keep_failing(tmp_path: Path, s3: MotoS3) -> None:
+    t0, t1 = tmp_path / "t0", tmp_path / "t1"
+    env = {**FAST, "NSD_CACHE_DIRS": f"{t0}:64M;{t1}:1T"}  # no temp dir has a free TiB
+    d = start(tmp_path / "data", env=env)
+    bucket = s3.bucket()
+
+    def doctor() -> dict[str, dict[str, str]]:
+        result = nsd("doctor", "--json", daemon=d)
+        return {c["check"]: c for c in json.loads(result.stdout)}
+
+    try:
+        checks = doctor()
+        assert checks["cache tier disk0"]["status"] == "ok" and str(t0) in checks["cache tier disk0"]["detail"]
+        assert checks["cache tier disk1"]["status"] == "warn" and "may grow by" in checks["cache tier disk1"]["detail"]
+        assert checks["cache tier memory"]["status"] == "ok"
+        assert checks["pending persists"]["detail"] == "0 pending, none failing"
+
+        options = s3.mount_options(write_type="ASYNC_THROUGH", retries="1")  # each try fails at once
+        ok(nsd("mount", "add", "/s3", f"s3://{bucket}", *options, daemon=d))
+        ok(nsd("mkdir", "/s3/out", daemon=d))
+        s3.stop()
+        (tmp_path / "in").write_bytes(os.urandom(MiB))
+        ok(nsd("put", str(tmp_path / "in"), "/s3/out/f", daemon=d))
+        checks: dict[str, dict[str, str]] = {}
+
+        def failing_persist() -> bool:  # each doctor run waits up to 5 s on the S3 mount
+            checks.update(doctor())
+            return checks["pending persists"]["status"] == "warn"
+
+        wait_for(failing_persist, what="three failed tries")
+        detail = checks["pending persists"]["detail"]
+        assert checks["pending persists"]["status"] == "warn", detail
+        assert "1 of 1 keep failing" in detail and "/s3/out/f (" in detail and "tries)" in detail
+        assert {name for name, c in checks.items() if c["status"] == "fail"} == {"mount /s3"}  # S3 is down
+
+        t0.rename(tmp_path / "t0-gone")  # the tier's directory goes away under the daemon
+        failing = nsd("doctor", daemon=d)
+        assert failing.returncode == 1 and "cache tier disk0" in failing.stdout.decode()
+        assert "pending persists" in failing.stdout.decode() and "is missing" in failing.stdout.decode()
+        (tmp_path / "t0-gone").rename(t0)
+    finally:
+        s3.restart()
+    try:
+        wait_for(lambda: doctor()["pending persists"]["status"] == "ok", what="the persist once S3 is back")
+        assert doctor()["pending persists"]["detail"] == "0 pending, none failing"
+    finally:
+        assert d.stop() == 0
+
+
+def test_ttls_on_directories_free_or_delete_them_whole_through_the_cli(tmp_path: Path) -> None:
+    """Alluxio's rule: a TTL on a directory acts on the directory, so on everything below it."""
+    ufs = tmp_path / "ufs"
+    for rel in ("keep/a", "keep/sub/b", "gone/x", "gone/sub/y", "later/z"):
+        (ufs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ufs / rel).write_bytes(os.urandom(MiB + len(rel)))
+    d = start(tmp_path / "data", env=FAST)
+    try:
+        mount_dir(d, "/m", ufs)
+        for top in ("keep", "gone", "later"):
+            ok(nsd("load", "-r", f"/m/{top}", daemon=d))
+        assert info(d, "/m/keep/sub/b")["cached_bytes"] == MiB + 10
+        assert "free at" in ok(nsd("ttl", "set", "/m/keep", "1", "--action", "free", daemon=d))
+        assert (
+            json.loads(ok(nsd("ttl", "set", "--json", "/m/gone", "1", "--action", "delete", daemon=d)))["action"]
+            == "delete"
+        )
+        assert info(d, "/m/gone")["ttl"]["action"] == "delete"
+        wait_for(lambda: nsd("stat", "/m/gone", daemon=d).returncode == 1, what="the delete TTL")
+        assert not (ufs / "gone").exists()
+        wait_for(lambda: "ttl" not in info(d, "/m/keep"), what="the free TTL")
+        for rel in ("keep/a", "keep/sub/b"):
+            stat = info(d, f"/m/{rel}")
+            assert stat["cached_bytes"] == 0 and (ufs / rel).exists(), rel
+        assert open_(d, "/m/keep/sub/b") == (ufs / "keep/sub/b").read_bytes()  # read through again
+        ok(nsd("ttl", "set", "/m/later", "3", "--action", "delete", daemon=d))
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data", env=FAST)  # a TTL is journaled: it fires after a restart too
+    try:
+        assert info(d, "/m/later")["ttl"]["action"] == "delete"
+        wait_for(lambda: not (ufs / "later").exists(), what="the TTL set before the restart")
+        assert nsd("stat", "/m/later", daemon=d).returncode == 1
+    finally:
+        assert d.stop() == 0

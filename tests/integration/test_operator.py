@@ -88,31 +88,47 @@ def test_fs_group_commands(daemon: Daemon, tmp_path: Path) -> None:
 )
 def test_status_page_renders_in_headless_chromium(daemon: Daemon, tmp_path: Path) -> None:
     ok(nsd("mkdir", "/shown", daemon=daemon))
+    (tmp_path / "f").write_bytes(os.urandom(5 << 20))
+    ok(nsd("put", str(tmp_path / "f"), "/shown/f", daemon=daemon))
+    ok(nsd("load", "/shown/f", daemon=daemon))  # two misses, from the under-storage
+    requests.get(f"{daemon.url}/webhdfs/v1/shown/f?op=OPEN").raise_for_status()  # two hits
+    cache = json.loads(ok(nsd("report", "cache", "--json", daemon=daemon)))["cache"]
+    assert (cache["hits"], cache["misses"]) == (2, 2)
     page = requests.get(f"{daemon.url}/")
     assert page.status_code == 200 and "<h2>Mounts</h2>" in page.text and "last txid" in page.text
-    shot = tmp_path / "status.png"
-    subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1000,800",
-            f"{daemon.url}/",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+
+    def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                *args,
+                f"{daemon.url}/",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    shot = Path(os.environ.get("NSD_STATUS_SHOT", tmp_path / "status.png"))  # set it to keep the picture
+    chromium(f"--screenshot={shot}", "--window-size=1000,1400")
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a real page, not a blank image
+    # What the browser built from the page: the cache's tiers and its hit ratio are there to read.
+    dom = chromium("--dump-dom").stdout
+    cache_part = dom[dom.index("<h2>Cache</h2>") :]
+    for tier in ("memory", "disk0", str(daemon.data_dir / "blocks")):
+        assert f"<td>{tier}</td>" in cache_part, tier
+    assert "hit ratio" in cache_part and "50.0% (2 hits, 2 misses)" in cache_part
 
 
 def test_fsck_finds_and_repairs_ufs_drift(daemon: Daemon, tmp_path: Path) -> None:

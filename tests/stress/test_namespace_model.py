@@ -34,6 +34,7 @@ class Node:
     size: int = 0
     target: str | None = None
     unpersisted: bool = False  # content only in blocks (no fingerprint, a complete layout)
+    pinned: bool = False  # set by SetPin, or inherited when created in a pinned directory
 
 
 @dataclass
@@ -131,8 +132,11 @@ class NamespaceModel(RuleBasedStateMachine):
         self.paths[path] = self.next_ino
         perms = mode & 0o7777
         size = len(target.encode()) if target is not None else 0
-        self.nodes[self.next_ino] = Node(kind, perms, size, target)
+        self.nodes[self.next_ino] = Node(kind, perms, size, target, pinned=kind != "l" and self.pinned(d))
         self.next_ino += 1
+
+    def pinned(self, path: str) -> bool:
+        return self.nodes[self.ino(path)].pinned
 
     @rule(data=st.data(), perms=PERMS)
     def mkdir(self, data: st.DataObject, perms: int) -> None:
@@ -169,7 +173,7 @@ class NamespaceModel(RuleBasedStateMachine):
         assert [op.ino for op in ops] == list(range(self.next_ino, self.next_ino + len(missing)))
         for q in missing:
             self.paths[q] = self.next_ino
-            self.nodes[self.next_ino] = Node("d", 0o750)
+            self.nodes[self.next_ino] = Node("d", 0o750, pinned=self.pinned(parent_of(q)))
             self.next_ino += 1
 
     @precondition(lambda self: len(self.paths) > 1)
@@ -304,9 +308,12 @@ class NamespaceModel(RuleBasedStateMachine):
 
     @rule(data=st.data(), pinned=st.booleans())
     def pin(self, data: st.DataObject, pinned: bool) -> None:
-        if self.files():
-            path = data.draw(st.sampled_from(self.files()), label="path")
-            self.apply(layouts.plan_set_pin(self.ns, self.ino(path), pinned))
+        path = data.draw(st.sampled_from(sorted(self.paths)), label="path")
+        error = Invalid if self.kind(path) == "l" else None
+        op = self.expect(error, lambda: layouts.plan_set_pin(self.ns, self.ino(path), pinned))
+        if op is not None:
+            self.apply(op)
+            self.nodes[self.ino(path)].pinned = pinned
 
     @rule(data=st.data())
     def request_persist(self, data: st.DataObject) -> None:
@@ -402,6 +409,7 @@ class NamespaceModel(RuleBasedStateMachine):
             expected[p] = (ino, n.kind, n.perms, nlink, n.size, n.target)
         assert visible == expected
         assert self.ns.next_ino == self.next_ino
+        assert self.ns.pinned == {ino for ino, n in self.nodes.items() if n.pinned}
         for p, ino in self.paths.items():
             assert self.ns.resolve(p, follow=False).ino == ino
 

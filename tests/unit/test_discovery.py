@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from nsd.journal.ops import UfsSync
 from nsd.journal.recovery import recover
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.mounttable import MountTable
+from nsd.ufs.memory import drop_store, store
 from nsd.vfs import Caller, Vfs
 
 ME = Caller(os.getuid(), os.getgid())
@@ -178,3 +180,138 @@ async def test_mounts_survive_a_restart_and_secrets_stay_hidden(tmp_path: Path) 
     finally:
         await again.close()
         await again.store.close()
+
+
+# ---- listings from a store that lists in name order (memory://), and a store that is down ----
+
+
+@pytest.fixture
+def mem() -> Iterator[str]:
+    name = "disc-" + secrets.token_hex(4)
+    yield name
+    drop_store(name)
+
+
+async def test_a_sorted_listing_is_served_while_it_runs(vfs: Vfs, tmp_path: Path, mem: str) -> None:
+    s = store(mem)
+    names = [f"obj-{i:05d}" for i in range(1200)]
+    for n in names:
+        s.put(f"big/{n}", b"x")
+    s.put("big/obj", b"")  # a name that sorts before every other
+    await vfs.mount("/m", f"memory://{mem}", caller=ME, options={"tmp_sweep_s": "-1"})
+    vfs.discovery.page = 100
+    s.faults.latency = 0.05  # one call per 256 entries (memory's page): the listing takes a while
+
+    first = await vfs.list("/m/big", limit=10, caller=ME)
+    big = vfs.ns.resolve("/m/big")
+    assert [n for n, _ in first] == ["obj", *names[:9]]
+    assert len(big.children) < 1201  # answered before the listing ended
+    seen = [n for n, _ in first]
+    while page := await vfs.list("/m/big", start_after=seen[-1], limit=250, caller=ME):
+        seen += [n for n, _ in page]
+    assert seen == ["obj", *names]  # every entry once, in order
+    records = [op for op in ufs_syncs(tmp_path) if op.dir_ino == big.ino]
+    assert [len(op.add) for op in records] == [100] * 12 + [1]
+    vfs.ns.check()
+
+
+async def test_a_resync_merges_each_page_in_one_record(vfs: Vfs, tmp_path: Path, mem: str) -> None:
+    s = store(mem)
+    for i in range(0, 30, 2):
+        s.put(f"d/f{i:02d}", b"x")
+    await vfs.mount("/m", f"memory://{mem}", caller=ME, options={"sync_interval": "0"})
+    vfs.discovery.page = 5
+    assert len(await vfs.list("/m/d", caller=ME)) == 15
+    kept = vfs.ns.resolve("/m/d/f10").ino
+    for i in range(0, 30, 4):
+        del s.files[f"d/f{i:02d}"]
+    for i in range(1, 30, 4):
+        s.put(f"d/f{i:02d}", b"new")
+    s.put("d/f10", b"changed")
+    before = len(ufs_syncs(tmp_path))
+    expected = sorted([f"f{i:02d}" for i in range(2, 30, 4)] + [f"f{i:02d}" for i in range(1, 30, 4)])
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == expected
+    records = ufs_syncs(tmp_path)[before:]
+    assert len(records) == 3  # 15 entries in pages of 5: adds, removals and updates together
+    assert sum(len(op.remove) for op in records) == 8 and sum(len(op.add) for op in records) == 8
+    assert any(op.add and op.remove for op in records)
+    node = vfs.ns.resolve("/m/d/f10")
+    assert node.ino == kept and node.size == 7  # updated in place, same inode
+    vfs.ns.check()
+
+
+async def test_a_store_that_is_down_still_answers_what_is_known(vfs: Vfs, mem: str) -> None:
+    s = store(mem)
+    s.put("d/known", b"12345")
+    s.put("d/other", b"1")
+    opts = {"sync_interval": "0", "retries": "1", "down_probe_s": "0", "tmp_sweep_s": "-1"}
+    await vfs.mount("/m", f"memory://{mem}", caller=ME, options=opts)
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "other"]
+    s.set_down(True)
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "other"]  # the last listing
+    assert (await vfs.stat("/m/d/known", caller=ME)).size == 5  # the last metadata
+    with pytest.raises(errors.UfsUnavailable, match="down"):
+        await read_all(vfs, "/m/d/known")
+    with pytest.raises(errors.UfsUnavailable):
+        await vfs.stat("/m/d/never-seen", caller=ME)  # unknown names need the store
+    with pytest.raises(errors.UfsUnavailable):
+        await vfs.list("/m", caller=ME)  # never listed: nothing to fall back on
+    assert vfs.mount_table()[1].state == "unreachable"
+    for forced in (vfs.sync("/m/d", caller=ME), vfs.sync("/m/d/known", caller=ME)):  # asked for explicitly: the error
+        with pytest.raises(errors.UfsUnavailable):
+            await forced
+    s.set_down(False)
+    s.put("d/later", b"")
+    assert [n for n, _ in await vfs.list("/m/d", caller=ME)] == ["known", "later", "other"]
+    assert await read_all(vfs, "/m/d/known") == b"12345"
+    assert vfs.mount_table()[1].state == "connected"
+
+
+async def test_temporary_names_are_reserved_and_never_discovered(vfs: Vfs, mem: str) -> None:
+    s = store(mem)
+    s.put(".nsd-tmp.0001.f", b"half")
+    await vfs.mount("/m", f"memory://{mem}", caller=ME)
+    with pytest.raises(errors.NotFound):
+        await vfs.stat("/m/.nsd-tmp.0001.f", caller=ME)
+    assert await vfs.list("/m", caller=ME) == []
+    with pytest.raises(errors.Invalid, match="reserved"):
+        await vfs.write_file("/m/.nsd-tmp.mine", chunks(b"x"), caller=ME)
+    with pytest.raises(errors.Invalid, match="reserved"):
+        await vfs.mkdir("/.nsd-tmp.d", caller=ME)
+    await vfs.write_file("/m/f", chunks(b"x"), caller=ME)
+    with pytest.raises(errors.Invalid, match="reserved"):
+        await vfs.rename("/m/f", "/m/.nsd-tmp.f", caller=ME)
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["f"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"sync_interval": "soon"}, "sync_interval must be seconds"),
+        ({"sync_interval": "-2"}, "sync_interval must be -1, 0 or positive"),
+        ({"down_probe_s": "x"}, "option down_probe_s of .* must be a number"),
+        ({"tmp_max_age_s": "-1"}, "must not be negative"),
+        ({"tmp_sweep_s": "0"}, "tmp_sweep_s must be positive seconds or -1"),
+    ],
+)
+async def test_bad_mount_options_are_refused_at_mount_time(
+    vfs: Vfs, tmp_path: Path, option: dict[str, str], message: str
+) -> None:
+    (tmp_path / "o").mkdir(exist_ok=True)
+    with pytest.raises(errors.Invalid, match=message):
+        await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options=option)
+    assert len(vfs.mount_table()) == 1
+
+
+async def test_closing_wakes_whoever_waits_on_a_listing(vfs: Vfs, mem: str) -> None:
+    """A listing task cancelled before its first step never runs its own cleanup; its
+    waiters must still be woken (with an error), or a shutdown waits for ever."""
+    store(mem).put("d/f", b"x")
+    await vfs.mount("/m", f"memory://{mem}", caller=ME, options={"tmp_sweep_s": "-1"})
+    await vfs.stat("/m/d", caller=ME)
+    waiter = asyncio.create_task(vfs.list("/m/d", caller=ME))
+    await asyncio.sleep(0)  # the waiter has started the listing task, which has not run yet
+    assert vfs.discovery.pending_above(vfs.ns.resolve("/m/d")) == ""
+    await vfs.discovery.close()
+    with pytest.raises(errors.NsdError, match="stopping"):
+        await asyncio.wait_for(waiter, 5)

@@ -11,7 +11,8 @@ local, - through the vfs (what WebHDFS OPEN calls: read_at in 4 MiB pieces) on a
 s3       and on S3 (moto's server, in this process: it competes with nsd for the GIL, and is slow
          like a remote store): cold read (from the UFS), warm read from the disk tier (a restart
          empties memory; the page cache stays warm), read from the memory tier; GB/s, hit ratio,
-         RSS; for S3 also one direct pyarrow read of the object, and cached/UFS speed ratios.
+         RSS; cached/UFS speed ratios; the peer: one direct pyarrow read of the same bytes (the
+         object in one GET, the local file from the page cache) and nsd's speeds against it.
 dedup  - the same file under two mounts read through the vfs: logical, physical, dedup ratio.
 ingest - MUST_CACHE writes through the vfs (cut, blake3, put with fsync, journal) vs. a raw
          write of the same bytes with one fsync.

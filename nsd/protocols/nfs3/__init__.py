@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from nsd.protocols.nfs3 import procs_change, procs_data, procs_meta, readdir
+from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
 from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc, Status
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.rpcserver import Procedure, Program, ReplyBody
@@ -36,13 +37,46 @@ DISPATCH = {
 }
 
 
+# What each procedure's failure body holds after its status, without attributes (RFC 1813).
+_FAILURE_TAIL = {
+    Proc.GETATTR: b"",
+    Proc.SETATTR: NO_WCC,
+    Proc.LOOKUP: NO_ATTR,
+    Proc.ACCESS: NO_ATTR,
+    Proc.READLINK: NO_ATTR,
+    Proc.READ: NO_ATTR,
+    Proc.WRITE: NO_WCC,
+    Proc.CREATE: NO_WCC,
+    Proc.MKDIR: NO_WCC,
+    Proc.SYMLINK: NO_WCC,
+    Proc.MKNOD: NO_WCC,
+    Proc.REMOVE: NO_WCC,
+    Proc.RMDIR: NO_WCC,
+    Proc.RENAME: NO_WCC + NO_WCC,
+    Proc.LINK: NO_ATTR + NO_WCC,
+    Proc.READDIR: NO_ATTR,
+    Proc.READDIRPLUS: NO_ATTR,
+    Proc.FSSTAT: NO_ATTR,
+    Proc.FSINFO: NO_ATTR,
+    Proc.PATHCONF: NO_ATTR,
+    Proc.COMMIT: NO_WCC,
+}
+_JUKEBOX = Status.JUKEBOX.to_bytes(4, "big")
+BUSY = {int(p): _JUKEBOX + tail for p, tail in _FAILURE_TAIL.items()}
+
+
+def busy(proc: int) -> bytes:
+    """NFS3ERR_JUKEBOX for `proc`, with its failure body: the reply when the server is overloaded."""
+    return BUSY[proc]
+
+
 def program(service: Nfs3Service) -> Program:
     """The NFS program (100003 v3) served by `service`."""
     procs = {
         int(proc): Procedure(partial(func, service), cached=cached, name=proc.name)
         for proc, (func, cached) in DISPATCH.items()
     }
-    return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of)
+    return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of, busy=busy)
 
 
 def error_of(body: ReplyBody) -> str | None:

@@ -89,7 +89,8 @@ class Nfs3Service:
         self.exports = {e.id: e for e in exports}
         self.codec = codec
         self.statfs_path = statfs_path
-        self.slow_reads = slow_reads or SlowReads()
+        # not `or`: an empty SlowReads is falsy (it has __len__), and the configured one must stay
+        self.slow_reads = slow_reads if slow_reads is not None else SlowReads()
 
     # ---- handles ----------------------------------------------------------------------------
 

@@ -95,6 +95,40 @@ async def test_eviction_keeps_usage_under_capacity_and_never_drops_pinned_blocks
         await close(vfs)
 
 
+async def test_a_pinned_directory_keeps_files_written_into_it_later(tmp_path: Path) -> None:
+    env = new_env(tmp_path, disk_bytes=10 * BS, write_type=WriteType.CACHE_THROUGH)
+    env.ufs.put("d/old", os.urandom(BS))
+    env.ufs.put("d/sub/deep", os.urandom(BS))
+    for i in range(6):
+        env.ufs.put(f"f{i}", os.urandom(3 * BS))
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        result = await controls.pin_path(vfs, "/d", pinned=True)  # no -r: a directory is taken whole
+        assert result == {"files": 2, "directories": 2, "changed": 2, "pinned": True}
+        later = os.urandom(3 * BS)
+        await vfs.write_file("/d/sub/later", chunks(later), caller=ME)  # in the UFS, and cached
+        env.ufs.put("d/found", os.urandom(BS))  # appears in the UFS, found at the next listing
+        await vfs.discovery.sync_dir(vfs.ns.resolve("/d"))
+        for p in ("/d/sub/later", "/d/found", "/d/sub"):
+            assert controls.cache_info(vfs, vfs.ns.resolve(p))["pinned"], p
+        for i in range(6):  # fill the cache twice over: the later file's blocks stay
+            await read_all(vfs, f"/f{i}")
+        await vfs.cache.blocks.evict()
+        assert vfs.cache.report()["evictions"] > 0
+        assert layout(vfs, "/d/sub/later") and all(vfs.cache.blocks.has(e[2]) for e in layout(vfs, "/d/sub/later"))
+        assert vfs.cache.report()["pinned_dirs"] == 2
+
+        undone = await controls.pin_path(vfs, "/d", pinned=False, recursive=True)
+        assert undone["changed"] == 4 and undone["directories"] == 2
+        await vfs.write_file("/d/after", chunks(b"x"), caller=ME)
+        assert vfs.ns.pinned == set()
+        with pytest.raises(errors.NotFound):
+            await controls.pin_path(vfs, "/nope", pinned=True)
+    finally:
+        await close(vfs)
+
+
 async def test_persist_path_and_pin_state_survive_restarts(tmp_path: Path) -> None:
     env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
     vfs = await env.open()
@@ -105,7 +139,7 @@ async def test_persist_path_and_pin_state_survive_restarts(tmp_path: Path) -> No
     await close(vfs, checkpoint=True)
     vfs = await env.open()
     try:
-        assert len(vfs.ns.pinned) == 2
+        assert vfs.ns.pinned == {vfs.ns.resolve(p).ino for p in ("/d", "/d/a", "/d/b")}
         result = await controls.persist_path(vfs, "/d", recursive=True)
         assert result == {"files": 2, "persisted": 2, "already_persisted": 0}
         assert env.ufs.files["d/a"].data == b"a" * 10 and env.ufs.files["d/b"].data == b"b" * 10

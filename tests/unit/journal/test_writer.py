@@ -141,18 +141,100 @@ async def test_failed_write_fails_the_writer(tmp_path: Path, monkeypatch: pytest
     real_write = os.write
     segment_fd = w._fd
 
-    def no_space(fd: int, data: bytes) -> int:
+    def broken(fd: int, data: bytes) -> int:
         if fd == segment_fd:
-            raise OSError(errno.ENOSPC, "disk full")
+            raise OSError(errno.EIO, "disk broken")
         return real_write(fd, data)
 
-    monkeypatch.setattr(os, "write", no_space)
+    monkeypatch.setattr(os, "write", broken)
     with pytest.raises(JournalFailed):
         await w.sync(w.append(op_for(1)))
-    assert len(fatal) == 1 and fatal[0].errno == errno.ENOSPC  # type: ignore[attr-defined]
+    assert len(fatal) == 1 and fatal[0].errno == errno.EIO  # type: ignore[attr-defined]
     with pytest.raises(JournalFailed):
         w.append(op_for(2))
     await w.close()
+
+
+class Disk:
+    """Stands in for os.write on one fd: a disk that fills up after `room` bytes (part of a write
+    goes through, as the kernel does), until `free()`."""
+
+    def __init__(self, fd: int, room: int) -> None:
+        self.fd, self.room, self.real = fd, room, os.write
+        self.refused = 0
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        if fd != self.fd or self.room is None:
+            return self.real(fd, data)
+        if self.room == 0:
+            self.refused += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = self.real(fd, bytes(memoryview(data)[: self.room]))
+        self.room -= n
+        return n
+
+    def free(self) -> None:
+        self.room = None  # type: ignore[assignment]
+
+
+async def test_a_full_disk_holds_the_batch_until_there_is_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fatal: list[BaseException] = []
+    w = JournalWriter(tmp_path, 1, fsync=False, on_fatal=fatal.append)
+    await w.sync(w.append(op_for(1)))
+    seg = tmp_path / segment_name(1)
+    size_before = seg.stat().st_size
+    disk = Disk(w._fd, room=10)  # the next batch gets 10 bytes in, then the disk is full
+    monkeypatch.setattr(os, "write", disk)
+    waiter = asyncio.ensure_future(w.sync(w.append(op_for(2))))
+    for _ in range(200):
+        if disk.refused >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert not waiter.done() and w.full is not None and "No space" in w.full  # waiting, not failed
+    assert seg.stat().st_size == size_before  # the partial record was cut back
+    assert w.stats.full_refusals >= 2 and w.durable_txid == 1
+    t3 = w.append(op_for(3))  # appends still take txids; nothing is acknowledged early
+    disk.free()
+    await asyncio.wait_for(waiter, 10)
+    await w.sync(t3)
+    assert w.full is None and not fatal
+    await w.close()
+    sr = read_segment(seg, is_last=True)
+    assert sr.torn_at is None and [r.txid for r in sr.records] == [1, 2, 3]
+
+
+async def test_no_room_for_a_new_segment_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = JournalWriter(tmp_path, 1, fsync=False)
+    await w.sync(w.append(op_for(1)))
+    real_write = os.write
+
+    def no_magic(fd: int, data: bytes) -> int:
+        if bytes(data[:8]) == MAGIC:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", no_magic)
+    with pytest.raises(OSError, match="no room for a new segment"):
+        await w.roll()
+    assert [p.name for _, p in list_segments(tmp_path)] == [segment_name(1)]  # the half-made one is gone
+    await w.sync(w.append(op_for(2)))  # the old segment takes it
+    monkeypatch.setattr(os, "write", real_write)
+    assert await w.roll() == 2
+    await w.sync(w.append(op_for(3)))
+    await w.close()
+    assert [t for t, _ in logged(tmp_path)] == [1, 2, 3]
+    assert [f for f, _ in list_segments(tmp_path)] == [1, 3]
+
+
+async def test_closing_with_the_disk_full_gives_up_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = JournalWriter(tmp_path, 1, fsync=False)
+    monkeypatch.setattr(os, "write", Disk(w._fd, room=0))
+    w.append(op_for(1))
+    with pytest.raises(JournalFailed, match="disk full at close"):
+        await w.close(full_grace=0.3)
+    assert logged(tmp_path) == []  # never acknowledged, never written
 
 
 async def test_a_cancelled_waiter_does_not_disturb_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ Persisted, TTLs; their replay, images and check()."""
 
 from __future__ import annotations
 
+import stat
 from typing import Any
 
 import msgpack
@@ -13,6 +14,7 @@ from nsd.errors import Corrupt, Invalid
 from nsd.journal.ops import CacheBlock, DropLayout, SetAttr, decode_op
 from nsd.namespace import FileInode, Namespace
 from nsd.namespace import layouts as L
+from nsd.namespace.mounts import plan_ufs_sync
 from nsd.namespace.tree import IMAGE_VERSION, IMAGE_VERSION_CACHE
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -68,6 +70,43 @@ def test_pins_hold_blocks_of_persisted_files() -> None:
     t.apply(L.plan_set_pin(t.ns, f.ino, True))
     t.apply(t.ns.plan_unlink(1, "f", t.now()))  # the inode goes: its pin and holds go too
     assert t.ns.kept == {} and t.ns.pinned == set()
+
+
+def test_a_pinned_directory_pins_what_is_created_in_it_later() -> None:
+    t = Tree()
+    d = t.mkdir("/d")
+    t.apply(L.plan_set_pin(t.ns, d.ino, True))
+    f = t.mk("/d/f")
+    sub = t.mkdir("/d/sub")
+    deep = t.mk("/d/sub/g")
+    link = t.symlink("/d/ln", "f")
+    other = t.mk("/other")
+    found = plan_ufs_sync(t.ns, sub.ino, [["ufs", stat.S_IFREG | 0o644, 0, 0, 4, 5, [4, 5, None]]], [], [], t.now())
+    t.apply(found)
+    assert {f.ino, sub.ino, deep.ino, found.add[0][1]} <= t.ns.pinned
+    assert link.ino not in t.ns.pinned and other.ino not in t.ns.pinned
+    t.apply(t.ns.plan_set_content(deep.ino, 8, t.now(), None, [[0, 8, A]]))
+    assert t.ns.kept == {A: 1}  # held twice over (unpersisted and pinned), counted once
+    with pytest.raises(Invalid, match="not a regular file or a directory"):
+        L.plan_set_pin(t.ns, link.ino, True)
+
+    replay = Namespace(root_uid=0, root_gid=0, time_ns=1_000)
+    for op in t.ops:
+        replay.apply(decode_op(op.CODE, op.encode()))
+    replay.check()
+    assert replay.pinned == t.ns.pinned
+    loaded = Namespace.from_image([msgpack.unpackb(msgpack.packb(c), strict_map_key=False) for c in t.ns.to_image()])
+    loaded.check()
+    assert loaded.pinned == t.ns.pinned
+
+    t.apply(L.plan_set_pin(t.ns, d.ino, False))
+    assert t.mk("/d/later").ino not in t.ns.pinned  # the directory no longer passes a pin on
+    assert t.mk("/d/sub/still").ino in t.ns.pinned  # its subdirectory was pinned on its own
+    t.apply(t.ns.plan_unlink(sub.ino, "g", t.now()))
+    t.apply(t.ns.plan_unlink(sub.ino, "ufs", t.now()))
+    t.apply(t.ns.plan_unlink(sub.ino, "still", t.now()))
+    t.apply(t.ns.plan_rmdir(d.ino, "sub", t.now()))
+    assert sub.ino not in t.ns.pinned  # a removed directory's pin goes with it
 
 
 def test_cache_block_rules() -> None:

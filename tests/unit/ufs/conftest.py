@@ -19,39 +19,18 @@ from nsd.ufs import Ufs, open_ufs
 from nsd.ufs.memory import drop_store
 
 sys.path.insert(0, str(Path(__file__).parent))
+from s3server import S3_KEYS, make_bucket, s3_options, start_moto
 from webhdfs_fake import serve_fake
 
-S3_KEYS = {"access_key": "AKIAEXAMPLEACCESS1234", "secret_key": "s3cr3t-Sh0uld-N3v3r-Sh0w"}
+__all__ = ["S3_KEYS", "make_bucket", "s3_options"]  # imported from here by the S3 tests
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real S3 endpoint (moto's server) on loopback, one per test session."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
+    server, endpoint = start_moto()
+    yield endpoint
     server.stop()
-
-
-def make_bucket(endpoint: str) -> str:
-    import boto3
-
-    name = "nsd-" + secrets.token_hex(6)
-    boto3.client(
-        "s3",
-        endpoint_url=f"http://{endpoint}",
-        aws_access_key_id=S3_KEYS["access_key"],
-        aws_secret_access_key=S3_KEYS["secret_key"],
-        region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-    return name
-
-
-def s3_options(endpoint: str, **more: str) -> dict[str, str]:
-    return {"endpoint_override": endpoint, "scheme": "http", **S3_KEYS, **more}
 
 
 # Azurite's public, documented development key.
