@@ -628,8 +628,8 @@ class Vfs:
         ufs, rel = self.mounts.locate(node)
         assert isinstance(node, FileInode)
         wt = writes.effective(node, self._write_type(node.mount))
-        try:
-            async with self.reconciler.change("content", [node.ino]) as intent:
+        async with self.reconciler.change("content", [node.ino]) as intent:
+            try:
                 if self.cache is None or wt is WriteType.THROUGH:
                     status = await stage.upload(ufs, rel)
                     # Cached blocks below the first staged write still hold the same bytes.
@@ -640,10 +640,12 @@ class Vfs:
                     sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
                     with contextlib.closing(sealer):
                         await self._commit_content(node.ino, new, wt, done=intent)
-        except BaseException:
-            if stage.handed_over:  # the UFS has the file now, whatever failed after: never reuse it
-                self.stager.drop(node.ino)
-            raise
+            except BaseException:
+                # Handed over, then something failed: the UFS has the file now. The stage is
+                # spent (never written through again) and the intent settles on what the UFS has.
+                if stage.handed_over:
+                    self.stager.drop(node.ino)
+                raise
         self.stager.drop(node.ino)
 
     async def _content_changed(
