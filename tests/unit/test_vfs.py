@@ -222,3 +222,23 @@ async def test_removing_a_staged_file_drops_its_stage(vfs: Vfs, tmp_path: Path) 
     assert not vfs.stager.stages and not list((tmp_path / "staging").iterdir())
     with pytest.raises(errors.Stale):
         await vfs.commit(node.ino, caller=ME)
+
+
+async def test_a_seal_that_fails_after_the_hand_over_settles_on_what_the_ufs_has(
+    vfs: Vfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await vfs.write_file("/h", chunks(b"old"), caller=ME)
+    await vfs.write_at(node.ino, 0, b"NEW!", stable=False, caller=ME)
+
+    async def journal_refuses(*args: object, **kwargs: object) -> None:
+        raise errors.UfsUnavailable("refused after the rename")
+
+    monkeypatch.setattr(vfs, "_content_changed", journal_refuses)
+    with pytest.raises(errors.UfsUnavailable):
+        await vfs.commit(node.ino, caller=ME)
+    monkeypatch.undo()
+    assert (tmp_path / "ufs/h").read_bytes() == b"NEW!"  # the stage was renamed into place
+    assert node.ino not in vfs.stager.stages and not list((tmp_path / "staging").iterdir())
+    assert not vfs.ns.intents  # settled at once on what the UFS has
+    assert vfs.ns.get(node.ino).size == 4
+    assert (await vfs.read_at(node.ino, 0, 10, caller=ME))[0] == b"NEW!"
