@@ -139,6 +139,14 @@ class Discovery:
         await self.store.mutate(lambda ns: self._plan_add(ns, d, [(name, status)]))
         return name in d.children
 
+    def due(self, node: Inode) -> bool:
+        """Whether `refresh` would ask the UFS about this object now (cheap, synchronous: the
+        hot paths call refresh only when it would, and skip making a coroutine otherwise)."""
+        if not isinstance(node, FileInode) or node.fingerprint is None or self.is_staged(node.ino):
+            return False
+        interval = self.mounts.sync_interval(node.mount)
+        return not (interval == NEVER or self._fresh(node.mount, self._checked.get(node.ino)))
+
     async def add_found(self, d: DirInode, name: str, status: UfsStatus) -> None:
         """Enter an object the caller found in the UFS, whatever the listing state says."""
         await self.store.mutate(lambda ns: self._plan_add(ns, d, [(name, status)]))
@@ -151,10 +159,8 @@ class Discovery:
         """Re-check a file against the UFS when its mount's interval says so; NotFound if it is gone."""
         if not isinstance(node, FileInode) or node.fingerprint is None or self.is_staged(node.ino):
             return
-        if not force:
-            interval = self.mounts.sync_interval(node.mount)
-            if interval == NEVER or self._fresh(node.mount, self._checked.get(node.ino)):
-                return
+        if not force and not self.due(node):
+            return
         ufs, rel = self.mounts.locate(node)
         self.stats += 1
         try:

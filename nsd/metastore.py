@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nsd import wcc
 from nsd.errors import JournalFailed, NoSpace
 from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
 from nsd.journal.ops import IntentDone, Op
@@ -241,13 +242,19 @@ class MetaStore:
         ops = [planned] if isinstance(planned, Op) else list(planned)
         batch = ops if done is None else [*ops, IntentDone(done)]
         txid = 0
+        watch = wcc.current()  # an NFS call's wcc_data is taken here, at the change itself
+        lookup = self.ns.inodes.get
         for op in batch:
             txid = self.writer.append(op)
+            snaps = watch.snap(lookup) if watch is not None else None
             try:
                 self.ns.apply(op)
             except Exception as e:  # a planned op that cannot apply is a bug; the log now disagrees
                 self._fatal(e)
                 raise
+            if snaps:
+                assert watch is not None
+                watch.compare(lookup, snaps)
         return ops, txid
 
     def maybe_checkpoint(self) -> None:

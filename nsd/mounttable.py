@@ -107,6 +107,7 @@ class MountTable:
         self.root_options = root_options or {}
         self._adapters: dict[int, HealthUfs] = {}
         self._sweepers: dict[int, asyncio.Task[None]] = {}
+        self._intervals: dict[int, float] = {}
 
     def _spec(self, mount_id: int) -> tuple[str, dict[str, str], bool, DirInode]:
         if mount_id == ROOT_MOUNT:
@@ -141,7 +142,12 @@ class MountTable:
         return self._spec(mount_id)[2]
 
     def sync_interval(self, mount_id: int) -> float:
-        return sync_interval(self._spec(mount_id)[1])
+        # Asked on every lookup and getattr: parsed once per mount (ids are never reused and a
+        # mount's options never change).
+        value = self._intervals.get(mount_id)
+        if value is None:
+            value = self._intervals[mount_id] = sync_interval(self._spec(mount_id)[1])
+        return value
 
     def health(self, mount_id: int) -> HealthUfs | None:
         """The mount's adapter if it has been opened."""

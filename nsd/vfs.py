@@ -32,16 +32,17 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import logging
 import os
 import stat as st
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from nsd import errors
+from nsd import errors, wcc
 from nsd.blockstore import BlockStore
 from nsd.cache import writes
 from nsd.cache.ingest import Sealer
@@ -184,12 +185,17 @@ class Vfs:
 
         No permission check: holding an inode id (an NFS handle) is the right to see attributes."""
         node = self.ns.get(ino)
-        await self.discovery.refresh(node)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
         return node
 
     async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
         """Entry `name` of `dir_ino` (search permission there), discovered in the UFS if need be."""
-        self.perms.require(self.ns.get_dir(dir_ino), caller, X)
+        d = self.ns.get_dir(dir_ino)
+        self.perms.require(d, caller, X)
+        node = d.children.get(name)
+        if node is not None and not self.discovery.due(node):
+            return node  # known and fresh: the common case, without another coroutine
         return await self._lookup(dir_ino, name)
 
     async def _lookup(self, dir_ino: int, name: str) -> Inode:
@@ -199,7 +205,8 @@ class Vfs:
             if not await self.discovery.discover(dir_ino, name):
                 raise
             node = self.ns.lookup(dir_ino, name)
-        await self.discovery.refresh(node)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
         return node
 
     async def readdir(
@@ -246,9 +253,10 @@ class Vfs:
 
     async def read_at(
         self, ino: int, offset: int, count: int, *, caller: Caller, read_type: ReadType | None = None
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytes | memoryview, bool]:
         """Up to `count` bytes from `offset` and whether they reach the end of the file.
-        `read_type` overrides the mount's for this call."""
+        `read_type` overrides the mount's for this call. The bytes may be a view of a cached
+        block (read-only, not a copy)."""
         node = self._file(ino)
         self.perms.require_data(node, caller, R)
         stage = self.stager.get(ino)
@@ -563,8 +571,9 @@ class Vfs:
             self.mounts.check_writable(node)
             stage = await self._stage(node)
             await stage.write(offset, data)
-            node.size = stage.size
-            node.mtime = node.ctime = self.store.now_ns()
+            with wcc.changing(self.ns.inodes.get):  # not journaled: reported for wcc_data here
+                node.size = stage.size
+                node.mtime = node.ctime = self.store.now_ns()
             if stable:
                 await self._seal(node, stage)
             return node
@@ -583,45 +592,60 @@ class Vfs:
     async def _stage(self, node: Inode) -> Stage:
         stage = self.stager.get(node.ino)
         if stage is None:
-            base = None
-            if node.size:
-                base = (
-                    writes.chunks_of(self.cache, node, READ_CHUNK)
-                    if self.cache is not None and isinstance(node, FileInode)
-                    else self._ufs_chunks(node)
-                )
-            stage = await self.stager.open(node.ino, base)
+            stage = self.stager.open(node.ino, self._base_reader(node) if node.size else None, node.size)
             if self._sealer is None:
-                self._sealer = asyncio.create_task(self._seal_idle_stages())
+                # its own empty context: this call's wcc watch must not follow the sealer around
+                self._sealer = asyncio.get_running_loop().create_task(
+                    self._seal_idle_stages(), context=contextvars.Context()
+                )
         return stage
 
-    async def _ufs_chunks(self, node: Inode) -> AsyncIterator[bytes]:
-        (ufs, rel), pos, size = self.mounts.locate(node), 0, node.size
-        while pos < size:
-            chunk = await ufs.read(rel, pos, min(READ_CHUNK, size - pos))
-            if not chunk:
+    def _base_reader(self, node: Inode) -> Callable[[int, int], Awaitable[bytes | memoryview]]:
+        """How a stage reads the content under it: the file as journaled (`size` bytes, while the
+        inode's size runs ahead with the staged writes), through the cache, else the UFS."""
+        size = node.size
+        cache = self.cache
+        if cache is not None and isinstance(node, FileInode):
+            file = node
+
+            async def cached(offset: int, length: int) -> bytes | memoryview:
+                return await cache.reader.read(file, offset, length, ReadType.CACHE, size=size)
+
+            return cached
+
+        async def direct(offset: int, length: int) -> bytes:
+            ufs, rel = self.mounts.locate(node)  # where it is now: a rename may have moved it
+            data = await ufs.read(rel, offset, length)
+            if len(data) < length:
                 raise errors.Corrupt(f"under-storage file is shorter than its recorded size: {ufs.uri} {rel}")
-            pos += len(chunk)
-            yield chunk
+            return data
+
+        return direct
 
     async def _seal(self, node: Inode, stage: Stage) -> None:
         """Seal the stage per the write type (upload, and/or blocks), journal the new content,
         drop the stage. Caller holds content lock."""
-        await stage.sync()
         ufs, rel = self.mounts.locate(node)
         assert isinstance(node, FileInode)
         wt = writes.effective(node, self._write_type(node.mount))
         async with self.reconciler.change("content", [node.ino]) as intent:
-            if self.cache is None or wt is WriteType.THROUGH:
-                status = await ufs.write(rel, stage.chunks())
-                # Cached blocks below the first staged write still hold the same bytes.
-                keep = min(stage.dirty_from, stage.size)
-                layout = [e for e in node.layout or () if e[0] + e[1] <= keep]
-                await self._content_changed(node.ino, status, layout, done=intent)
-            else:
-                sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
-                with contextlib.closing(sealer):
-                    await self._commit_content(node.ino, new, wt, done=intent)
+            try:
+                if self.cache is None or wt is WriteType.THROUGH:
+                    status = await stage.upload(ufs, rel)
+                    # Cached blocks below the first staged write still hold the same bytes.
+                    keep = min(stage.dirty_from, stage.size)
+                    layout = [e for e in node.layout or () if e[0] + e[1] <= keep]
+                    await self._content_changed(node.ino, status, layout, done=intent)
+                else:
+                    sealer, new = await writes.from_stage(self.cache, wt, stage, node.layout, ufs, rel)
+                    with contextlib.closing(sealer):
+                        await self._commit_content(node.ino, new, wt, done=intent)
+            except BaseException:
+                # Handed over, then something failed: the UFS has the file now. The stage is
+                # spent (never written through again) and the intent settles on what the UFS has.
+                if stage.handed_over:
+                    self.stager.drop(node.ino)
+                raise
         self.stager.drop(node.ino)
 
     async def _content_changed(
@@ -762,7 +786,7 @@ class Vfs:
             if not chunk:
                 return
             pos += len(chunk)
-            yield chunk
+            yield bytes(chunk)  # a copy if it is a view: streams go on to writers that want bytes
 
     async def mkdir(self, path: str, *, caller: Caller, mode: int = 0o755, parents: bool = False) -> Inode:
         if not parents:

@@ -12,6 +12,8 @@ An unpersisted file's blocks are its only copy: one that is missing is an error,
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsd.cache")
 
-RECENT_BLOCKS = 2  # blocks read from disk kept for the next read of the same block (1 MiB NFS reads)
+RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
+SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
 
 
 @dataclass
@@ -57,22 +60,58 @@ class BlockReader:
         self.counters = ReadCounters()
         self._fetches = SingleFlight()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
+        self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
 
-    async def read(self, node: FileInode, offset: int, count: int, read_type: ReadType) -> bytes:
-        """`count` bytes from `offset`, both inside the file (the caller clips them)."""
+    async def read(
+        self, node: FileInode, offset: int, count: int, read_type: ReadType, *, size: int | None = None
+    ) -> bytes | memoryview:
+        """`count` bytes from `offset`, both inside the file (the caller clips them). `size`: the
+        size of the content the layout and fingerprint describe, when the inode's runs ahead of
+        it (staged writes: the stage reads what lies under it through here).
+
+        A range inside one block is a view of that (immutable) block, not a copy: a 1 MiB NFS
+        READ of a 4 MiB block costs no memcpy here."""
         end = offset + count
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         pos = offset
         while pos < end:
-            boff, blob, cached = await self._block(node, pos, read_type)
+            boff, blob, cached = await self._block(node, pos, read_type, size)
             lo, hi = pos - boff, min(end - boff, len(blob))
             if hi <= lo:  # the file shrank under us
                 break
-            parts.append(blob if lo == 0 and hi == len(blob) else blob[lo:hi])
+            parts.append(blob if lo == 0 and hi == len(blob) else memoryview(blob)[lo:hi])
             if cached:
                 self.counters.bytes_from_cache += hi - lo
             pos = boff + hi
+        self._sequential(node, offset, pos, size)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _sequential(self, node: FileInode, offset: int, end: int, size: int | None) -> None:
+        """A read that starts where the file's last one ended gets the next block read ahead
+        (disk read and re-hash in a worker thread) while this one is sent, so a sequential
+        reader never waits for them. Only blocks the store has: a UFS fetch waits for a real read."""
+        last = self._last_end.pop(node.ino, None)
+        self._last_end[node.ino] = end
+        if len(self._last_end) > SEQUENTIAL_FILES:
+            self._last_end.popitem(last=False)
+        if last != offset or end >= (node.size if size is None else size):
+            return
+        entry = block_at(node.layout, end)
+        if entry is None:
+            return
+        digest = entry[2]
+        if digest in self._recent or digest in self._ahead or not self.cache.blocks.has(digest):
+            return
+        # its own empty context: a call's wcc watch must not follow a background read
+        task = asyncio.get_running_loop().create_task(self.get(digest), context=contextvars.Context())
+        self._ahead[digest] = task
+        task.add_done_callback(lambda t: self._ahead_done(digest, t))
+
+    def _ahead_done(self, digest: str, task: asyncio.Task[bytes | None]) -> None:
+        self._ahead.pop(digest, None)
+        if not task.cancelled() and task.exception() is not None:  # the real read will see it again
+            log.debug("reading block %s ahead failed: %s", digest, task.exception())
 
     async def block(
         self, node: FileInode, offset: int, read_type: ReadType = ReadType.CACHE
@@ -80,7 +119,9 @@ class BlockReader:
         """The whole block covering `offset`: its offset, bytes and whether it was cached already."""
         return await self._block(node, offset, read_type)
 
-    async def _block(self, node: FileInode, pos: int, read_type: ReadType) -> tuple[int, bytes, bool]:
+    async def _block(
+        self, node: FileInode, pos: int, read_type: ReadType, size: int | None = None
+    ) -> tuple[int, bytes, bool]:
         entry = block_at(node.layout, pos)
         if entry is not None:
             off, length, digest = entry
@@ -96,7 +137,7 @@ class BlockReader:
         self.counters.block_misses += 1
         bs = self.cache.block_size
         boff = pos // bs * bs
-        blen = min(bs, node.size - boff)
+        blen = min(bs, (node.size if size is None else size) - boff)
         fp = node.fingerprint
         key = (node.ino, boff, blen, _freeze(fp))
         blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))

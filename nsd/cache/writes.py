@@ -12,7 +12,7 @@ layout covers it completely.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nsd import errors
@@ -75,7 +75,7 @@ async def from_stage(
         await sealer.feed_all(stage.chunks(start))
         layout = await sealer.finish()
         if wt is WriteType.CACHE_THROUGH:
-            status = await ufs.write(rel, stage.chunks())
+            status = await stage.upload(ufs, rel)
             return sealer, Content(status.size, status.fingerprint(), layout)
         return sealer, Content(sealer.size, None, layout)
     except BaseException:
@@ -123,14 +123,3 @@ async def _cache_whole(cache: Cache, node: FileInode, sealer: Sealer, upto: int)
         sealer.keep([list(entry)])  # held at once, in the same stretch as the check
         entries.append(list(entry))
         pos += entry[1]
-
-
-async def chunks_of(cache: Cache, node: FileInode, chunk: int) -> AsyncIterator[bytes]:
-    """A file's whole content, read through the cache (to fill a stage)."""
-    pos, size = 0, node.size
-    while pos < size:
-        data = await cache.reader.read(node, pos, min(chunk, size - pos), ReadType.CACHE)
-        if not data:
-            raise errors.Corrupt(f"inode {node.ino} is shorter than its recorded size")
-        pos += len(data)
-        yield data

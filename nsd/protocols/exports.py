@@ -33,6 +33,9 @@ class Rule:
     squash: str = "root"  # "none", "root" or "all"
     anonuid: int = NOBODY
     anongid: int = NOBODY
+    _callers: dict[tuple[int, int, tuple[int, ...]] | None, Caller] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def matches(self, host: str) -> bool:
         if self.network is None:
@@ -46,13 +49,20 @@ class Rule:
         return addr.version == self.network.version and addr in self.network
 
     def caller(self, cred: AuthSys | None) -> Caller:
-        """The identity a request acts as after squashing (AUTH_NONE is anonymous)."""
-        anon = Caller(self.anonuid, self.anongid)
-        if cred is None or self.squash == "all":
-            return anon
-        if cred.uid == 0 and self.squash == "root":
-            return anon
-        return Caller(cred.uid, cred.gid, cred.gids)
+        """The identity a request acts as after squashing (AUTH_NONE is anonymous). Asked on
+        every call: answers are kept per credential (clients send the same few again and again)."""
+        key = None if cred is None else (cred.uid, cred.gid, cred.gids)
+        known = self._callers.get(key)
+        if known is not None:
+            return known
+        if cred is None or self.squash == "all" or (cred.uid == 0 and self.squash == "root"):
+            found = Caller(self.anonuid, self.anongid)
+        else:
+            found = Caller(cred.uid, cred.gid, cred.gids)
+        if len(self._callers) >= 4096:
+            self._callers.clear()
+        self._callers[key] = found
+        return found
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ MAX_GIDS = 16
 
 LAST_FRAGMENT = 0x80000000
 DEFAULT_MAX_RECORD = (1 << 20) + 64 * 1024  # wtmax (1 MiB) plus headers and handles
+LARGE_RECORD = 64 << 10  # records this large are received straight into a buffer of their own
 
 _CALL_HEAD = struct.Struct(">IIIIII")  # xid, msg_type, rpcvers, prog, vers, proc
 _U32X2 = struct.Struct(">II")  # an opaque_auth's flavor and length
@@ -83,34 +84,130 @@ class AuthError(Exception):
 # ---- record marking -------------------------------------------------------------------------
 
 
+class BufferPool:
+    """Buffers of large records that their calls are done with, by size, at most `max_bytes` in
+    all (shared by the connections of one server, so idle clients hold no memory of their own)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._free: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray | None:
+        free = self._free.get(size)
+        if not free:
+            return None
+        self.bytes -= size
+        return free.pop()
+
+    def give(self, buf: bytearray) -> None:
+        if self.bytes + len(buf) > self.max_bytes:
+            return
+        try:  # a bytearray with live views cannot change size: this raises BufferError then
+            last = buf[-1]
+            del buf[-1]
+            buf.append(last)
+        except BufferError:
+            return
+        self._free.setdefault(len(buf), []).append(buf)
+        self.bytes += len(buf)
+
+
 class RecordDecoder:
     """Reassembles records from fragments of a TCP stream.
 
-    Promises: each record is returned once, in stream order, as one bytes object; a record
+    Promises: each record is returned once, in stream order, as one bytes-like object; a record
     (all fragments together) over `max_record` bytes raises FrameError as soon as its
-    header announces it, before its bytes are buffered. Cost: the copy into the buffer and one
-    out of it per record (one more for records split over several fragments).
+    header announces it, before its bytes are buffered.
+
+    Bytes come in by `feed(data)`, or straight from the socket: `get_buffer()` says where the
+    next bytes go and `buffer_updated(n)` that n bytes went there (asyncio.BufferedProtocol).
+    Small records are cut out of one reused buffer (one copy each, into a bytes object). A
+    single-fragment record of `large` bytes or more (a 1 MiB WRITE) gets a bytearray of exactly
+    its size, and the rest of it is received straight into that: the kernel's copy is the only
+    one. Such a buffer may be handed back with `recycle(record)` once its call is done with it
+    and holds no view of it any more; the next record of that size reuses it, so a stream of
+    WRITEs does not fault in fresh memory for every record.
     """
 
-    def __init__(self, max_record: int = DEFAULT_MAX_RECORD) -> None:
+    def __init__(
+        self,
+        max_record: int = DEFAULT_MAX_RECORD,
+        *,
+        large: int = LARGE_RECORD,
+        buffer_size: int = 256 << 10,
+        pool: BufferPool | None = None,
+    ) -> None:
         self.max_record = max_record
-        self._buf = bytearray()
+        self.large = large
+        self._buf = bytearray(buffer_size)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # end of the bytes received
+        self._big: bytearray | None = None  # a large record being received into its own buffer
+        self._big_filled = 0
         self._fragments: list[bytes] = []
         self._record_len = 0  # bytes of the current record held in _fragments
+        self.pool = pool if pool is not None else BufferPool(4 * (DEFAULT_MAX_RECORD))
+
+    # ---- bytes in ----------------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next received bytes go (never empty)."""
+        big = self._big
+        if big is not None and self._big_filled < len(big):
+            return memoryview(big)[self._big_filled :]
+        buf = self._buf
+        if self._end == len(buf):
+            live = self._end - self._start
+            if self._start:
+                buf[:live] = buf[self._start : self._end]  # same length: no resize, views or not
+                self._start, self._end = 0, live
+            else:  # an unparsed fragment fills it: make room
+                try:
+                    buf.extend(bytes(len(buf)))
+                except BufferError:  # someone still views it: move to a bigger copy instead
+                    self._buf = buf + bytes(len(buf))
+        return memoryview(self._buf)[self._end :]
+
+    def buffer_updated(self, n: int) -> None:
+        big = self._big
+        if big is not None and self._big_filled < len(big):
+            self._big_filled += n
+        else:
+            self._end += n
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        data = memoryview(data).cast("B")
+        pos = 0
+        while pos < len(data):
+            with self.get_buffer() as view:
+                n = min(len(view), len(data) - pos)
+                view[:n] = data[pos : pos + n]
+            self.buffer_updated(n)
+            pos += n
 
     def buffered(self) -> int:
-        return len(self._buf)
+        big = self._big
+        return self._end - self._start + (self._big_filled if big is not None else 0)
 
-    def next(self) -> bytes | NeedData:
+    # ---- records out -------------------------------------------------------------------------
+
+    def next(self) -> bytes | bytearray | NeedData:
         """The next complete record, or NEED_DATA. Raises FrameError on a broken stream."""
+        big = self._big
+        if big is not None:
+            if self._big_filled < len(big):
+                return NEED_DATA
+            self._big = None
+            return big
         buf = self._buf
         while True:
-            if len(buf) < 4:
+            start, avail = self._start, self._end - self._start
+            if avail < 4:
+                if not avail:
+                    self._start = self._end = 0
                 return NEED_DATA
-            mark = U32.unpack_from(buf, 0)[0]
+            mark = U32.unpack_from(buf, start)[0]
             size = mark & ~LAST_FRAGMENT
             last = bool(mark & LAST_FRAGMENT)
             if self._record_len + size > self.max_record:
@@ -118,11 +215,12 @@ class RecordDecoder:
             if not last and size == 0:
                 # A chain of empty non-final fragments would let a peer spin us for free.
                 raise FrameError("empty non-final fragment")
-            if len(buf) < 4 + size:
+            if last and size >= self.large and not self._fragments:
+                return self._start_big(size)
+            if avail < 4 + size:
                 return NEED_DATA
-            with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
-                fragment = bytes(view[4 : 4 + size])
-            del buf[: 4 + size]  # O(1) in CPython: bytearray keeps a start offset
+            fragment = bytes(buf[start + 4 : start + 4 + size])
+            self._start = start + 4 + size
             if last:
                 if not self._fragments:
                     return fragment
@@ -133,6 +231,23 @@ class RecordDecoder:
                 return record
             self._fragments.append(fragment)
             self._record_len += size
+
+    def _start_big(self, size: int) -> bytearray | NeedData:
+        """The record's header is parsed: give it its own buffer, with what already arrived."""
+        big = self.pool.take(size) or bytearray(size)
+        start = self._start + 4
+        have = min(size, self._end - start)
+        big[:have] = self._buf[start : start + have]
+        self._start = start + have
+        if have == size:
+            return big
+        self._big, self._big_filled = big, have
+        return NEED_DATA
+
+    def recycle(self, record: object) -> None:
+        """Take back a large record's buffer for reuse, if nothing views it any more."""
+        if type(record) is bytearray and len(record) >= self.large:
+            self.pool.give(record)
 
 
 def record_mark(length: int) -> bytes:
@@ -168,7 +283,7 @@ class RpcCall:
     proc: int
     flavor: int
     cred: AuthSys | None
-    record: bytes
+    record: bytes | bytearray
     args_offset: int
 
     def args(self) -> Unpacker:
@@ -203,7 +318,7 @@ def _auth_sys(key: bytes) -> AuthSys:
     return cred
 
 
-def decode_call(record: bytes) -> RpcCall:
+def decode_call(record: bytes | bytearray) -> RpcCall:
     """Parse the call header of a record.
 
     Raises Ignored (no reply possible), CallError (send its reply), never anything else.
@@ -235,7 +350,7 @@ def decode_call(record: bytes) -> RpcCall:
     cred: AuthSys | None = None
     if flavor == AUTH_SYS:
         try:
-            cred = _auth_sys(record[cred_start : cred_start + cred_len])
+            cred = _auth_sys(bytes(record[cred_start : cred_start + cred_len]))
         except XdrError as e:
             raise CallError(f"bad AUTH_SYS credential: {e}", auth_error_reply(xid, AUTH_BADCRED)) from None
     elif flavor != AUTH_NONE:

@@ -24,12 +24,12 @@ async def read_ahead(
     caller: Caller,
     read_type: ReadType | None = None,
     chunk: int = CHUNK,
-) -> AsyncGenerator[bytes, None]:
+) -> AsyncGenerator[bytes | memoryview, None]:
     """The bytes [start, end) of inode `ino` in `chunk` pieces, one piece read ahead, as
     `vfs.read_at` gives them to `caller`. Memory: two pieces per open stream. Corrupt if the
     file ends before `end`."""
 
-    def fetch(pos: int) -> asyncio.Future[tuple[bytes, bool]] | None:
+    def fetch(pos: int) -> asyncio.Future[tuple[bytes | memoryview, bool]] | None:
         if pos >= end:
             return None
         piece = vfs.read_at(ino, pos, min(chunk, end - pos), caller=caller, read_type=read_type)

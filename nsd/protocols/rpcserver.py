@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-One `RpcConnection` (an asyncio.Protocol) per TCP connection:
+One `RpcConnection` (an asyncio.BufferedProtocol) per TCP connection:
 
-    data_received -> RecordDecoder.feed -> for each record: decode_call -> dispatch
+    buffer_updated (the socket reads into RecordDecoder) -> each record: decode_call -> dispatch
 
 Dispatch looks the (program, version, procedure) up in the `RpcServer` tables and calls the
 procedure function with a `CallContext`. A function may answer at once (a plain return) or be
@@ -12,7 +12,10 @@ a coroutine. A coroutine is first stepped inline: most calls (GETATTR, LOOKUP, .
 really wait and are answered right there, without the cost of a task; one that suspends is
 finished as a task (`_Suspended.finish` resumes it exactly as asyncio's Task would). So many
 calls of one connection are in flight together, and their replies go out in completion
-order, each tagged with its XID, as RPC allows.
+order, each tagged with its XID, as RPC allows. Every call runs in a contextvars.Context of
+its own, inline steps included (they would otherwise share the transport's callback context),
+so a ContextVar a procedure sets (its wcc watch, nsd.wcc) is seen by that call only; the cost
+is one context copy per call (about 0.1 us).
 
 Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while
 the transport's write buffer is over its high-water mark (`pause_writing`), the connection
@@ -41,14 +44,17 @@ instead of running twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
+import os
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import CoroutineType
+from typing import Any, cast
 
 from nsd.protocols import oncrpc
 from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
@@ -62,7 +68,9 @@ ProcFunc = Callable[["CallContext"], "ReplyBody | Awaitable[ReplyBody]"]
 # (protocol, operation, seconds, error name or None), called once per answered call
 Observer = Callable[[str, str, float, "str | None"], None]
 
+_BODY_TYPES = (bytes, bytearray, memoryview, list)
 DEFAULT_MAX_INFLIGHT = 64
+RECORD_POOL_BYTES = 32 << 20
 SWEEP_MAX_SECONDS = 10.0
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
 DEFAULT_DRC_ENTRIES = 4096
@@ -181,11 +189,37 @@ class RpcServer:
         self.observe: Observer | None = None  # metrics; None costs nothing per call
         self.connections: set[RpcConnection] = set()
         self.server: asyncio.Server | None = None
+        self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
+        # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
+        self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
 
     def add(self, program: Program) -> None:
         self.programs.setdefault(program.number, {})[program.version] = program
+        self._routes.clear()
 
-    def protocol(self) -> asyncio.Protocol:
+    def route(self, call: RpcCall, send: Callable[[bytes], None] | None = None) -> tuple[Program, Procedure] | None:
+        """The program and procedure a call names; else None, after sending the RPC error
+        (PROG_UNAVAIL, PROG_MISMATCH with low/high, PROC_UNAVAIL) with `send`. One dict lookup
+        for a (program, version, procedure) seen before."""
+        key = (call.prog, call.vers, call.proc)
+        found = self._routes.get(key)
+        if found is not None:
+            return found
+        versions = self.programs.get(call.prog)
+        if versions is None:
+            reply = oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL)
+        elif (program := versions.get(call.vers)) is None:
+            reply = oncrpc.prog_mismatch_reply(call.xid, min(versions), max(versions))
+        elif (proc := program.procs.get(call.proc)) is None:
+            reply = oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL)
+        else:
+            found = self._routes[key] = (program, proc)
+            return found
+        if send is not None:
+            send(reply)
+        return None
+
+    def protocol(self) -> asyncio.BaseProtocol:
         cap = self.limits.max_connections
         if cap and len(self.connections) >= cap:
             self.refused_connections += 1
@@ -238,10 +272,10 @@ class RpcServer:
             await self.server.wait_closed()
 
 
-class RpcConnection(asyncio.Protocol):
+class RpcConnection(asyncio.BufferedProtocol):
     def __init__(self, server: RpcServer) -> None:
         self.server = server
-        self.decoder = oncrpc.RecordDecoder(server.max_record)
+        self.decoder = oncrpc.RecordDecoder(server.max_record, pool=server.buffers)
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.peer_host = ""
@@ -256,14 +290,17 @@ class RpcConnection(asyncio.Protocol):
         self.last_data = time.monotonic()
         self._read_paused = False
         self._batch: list[Buffer] | None = None  # inline replies gathered while _process runs
+        self._sock_fd = -1
 
     # ---- transport callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's are not asyncio.Transport subclasses, but behave as one)
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
+        raw = transport.get_extra_info("socket")
+        self._sock_fd = raw.fileno() if raw is not None else -1  # for writev (see _reply)
         self.peer_host = str(peer[0]) if peer else ""
         self.local_port = int(sock[1]) if sock else 0
         self.server.connections.add(self)
@@ -273,7 +310,15 @@ class RpcConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.transport = None
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer(sizehint)  # the socket reads straight into the decoder
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_data = time.monotonic()
+        self.decoder.buffer_updated(nbytes)
+        self._process()
+
+    def data_received(self, data: bytes) -> None:  # transports without buffer support
         self.last_data = time.monotonic()
         self.decoder.feed(data)
         self._process()
@@ -304,10 +349,11 @@ class RpcConnection(asyncio.Protocol):
         # Replies answered inline while draining one read are gathered and sent in one write:
         # a client pipelining 32 GETATTRs then costs one send() instead of 32.
         self._batch = []
+        tasks, limit, decoder = self.tasks, self.server.max_inflight, self.decoder
         try:
-            while self.transport is not None and not self._write_paused and len(self.tasks) < self.server.max_inflight:
+            while self.transport is not None and not self._write_paused and len(tasks) < limit:
                 try:
-                    record = self.decoder.next()
+                    record = decoder.next()
                 except oncrpc.FrameError as e:
                     log.warning("closing connection from %s: %s", self.peer_host, e)
                     self.transport.close()
@@ -315,11 +361,11 @@ class RpcConnection(asyncio.Protocol):
                     return
                 if record is NEED_DATA:
                     break
-                assert isinstance(record, bytes)
-                self._dispatch(record)
+                self._dispatch(record)  # type: ignore[arg-type]
         finally:
             self._flush()
-        self._update_reading()
+        if self._read_paused or self._write_paused or len(tasks) >= limit:
+            self._update_reading()
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
@@ -339,7 +385,7 @@ class RpcConnection(asyncio.Protocol):
             t.resume_reading()
             self._read_paused = False
 
-    def _dispatch(self, record: bytes) -> None:
+    def _dispatch(self, record: bytes | bytearray) -> None:
         try:
             call = oncrpc.decode_call(record)
         except oncrpc.Ignored as e:
@@ -354,18 +400,10 @@ class RpcConnection(asyncio.Protocol):
         self.last_call = time.time()
         if call.cred is not None:
             self.uid = call.cred.uid
-        versions = self.server.programs.get(call.prog)
-        if versions is None:
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROG_UNAVAIL))
+        route = self.server.route(call, self._send)
+        if route is None:
             return
-        program = versions.get(call.vers)
-        if program is None:
-            self._send(oncrpc.prog_mismatch_reply(call.xid, min(versions), max(versions)))
-            return
-        proc = program.procs.get(call.proc)
-        if proc is None:
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL))
-            return
+        program, proc = route
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
         started = time.perf_counter() if self.server.observe is not None else 0.0
         cap = self.server.limits.max_total
@@ -379,10 +417,13 @@ class RpcConnection(asyncio.Protocol):
             self._start(self._run_cached(program, proc, ctx, started))
             return
         result: ReplyBody | Awaitable[ReplyBody] | _Suspended
+        # Each call runs in a context of its own, also while stepped inline: what a procedure
+        # sets in a ContextVar (its wcc watch) must not leak into the transport's callbacks.
+        context = contextvars.copy_context()
         try:
-            result = proc.func(ctx)
-            if inspect.iscoroutine(result):
-                result = _step_inline(result)
+            result = context.run(proc.func, ctx)
+            if type(result) is CoroutineType:
+                result = context.run(_step_inline, result)
         except XdrError as e:
             self.rejected += 1
             self._send(_garbage(call, e, self.peer_host))
@@ -397,15 +438,17 @@ class RpcConnection(asyncio.Protocol):
             self._observe(program, proc, started, error="SYSTEM_ERR")
             return
         if isinstance(result, _Suspended):
-            self._start(self._run(program, proc, call, started, result.finish()))
-        elif inspect.isawaitable(result):
-            self._start(self._run(program, proc, call, started, result))
+            self._start(self._run(program, proc, call, started, result.finish()), context)
+        elif not isinstance(result, _BODY_TYPES) and inspect.isawaitable(result):
+            self._start(self._run(program, proc, call, started, result), context)
         else:
             self._reply(call.xid, result)
             self._observe(program, proc, started, result)
+            del ctx  # its argument views are what keep a large record's buffer from reuse
+            self.decoder.recycle(record)
 
-    def _start(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self.tasks.add(task)
         self.server.inflight += 1
         task.add_done_callback(self._task_done)
@@ -436,6 +479,9 @@ class RpcConnection(asyncio.Protocol):
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
             self._observe(program, proc, started, error="SYSTEM_ERR")
             return
+        finally:
+            del pending  # the finished coroutine and, with it, its views of the record
+            self.decoder.recycle(call.record)
         self._reply(call.xid, body)
         self._observe(program, proc, started, body)
 
@@ -510,8 +556,24 @@ class RpcConnection(asyncio.Protocol):
         if type(t).writelines is not asyncio.WriteTransport.writelines:
             t.writelines([header, *body])  # Python >= 3.12: sendmsg, no join
             return
-        # Before 3.12 writelines joins all buffers into one: write the large ones on their own
-        # (the kernel copies straight from them; only what the socket cannot take is buffered).
+        # Before 3.12 writelines joins all buffers into one (a copy of the READ data). With
+        # nothing queued in the transport, the buffers go out in one writev, as 3.12 does; what
+        # the socket cannot take yet is queued behind, in order. Else one write per buffer.
+        parts = [header, *body]
+        if self._sock_fd >= 0 and not t.get_write_buffer_size():
+            try:
+                sent = os.writev(self._sock_fd, parts)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport meets the same error on its write and closes
+            for part in parts:
+                if sent >= len(part):
+                    sent -= len(part)
+                    continue
+                t.write(memoryview(part)[sent:] if sent else part)
+                sent = 0
+            return
         t.write(header + body[0])
         for part in body[1:]:
             t.write(part)

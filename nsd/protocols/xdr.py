@@ -93,11 +93,21 @@ class Unpacker:
         return bytes(self.fixed_view(n))
 
     def opaque_view(self, maxlen: int) -> memoryview:
-        """Variable-length opaque data of at most `maxlen` bytes, as a view: no copy."""
-        n = self.uint32()
+        """Variable-length opaque data of at most `maxlen` bytes, as a view: no copy.
+        (Every handle and name goes through here: written out in one function.)"""
+        view, pos = self.view, self.pos
+        size = len(view)
+        if pos + 4 > size:
+            raise XdrError(f"need 4 bytes at offset {pos}, have {size - pos}")
+        n = U32.unpack_from(view, pos)[0]
         if n > maxlen:
             raise XdrError(f"opaque of {n} bytes exceeds its limit of {maxlen}")
-        return self.fixed_view(n)
+        start = pos + 4
+        end = start + ((n + 3) & ~3)
+        if end > size:
+            raise XdrError(f"need {end - start} bytes at offset {start}, have {size - start}")
+        self.pos = end
+        return view[start : start + n]
 
     def opaque(self, maxlen: int) -> bytes:
         return bytes(self.opaque_view(maxlen))

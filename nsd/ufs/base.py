@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -76,6 +77,16 @@ class Ufs(ABC):
 
     async def link(self, src: str, dst: str) -> None:
         raise NotSupported(f"{self.uri} has no hard links")
+
+    def can_adopt(self, local: Path) -> bool:
+        """Whether `adopt` may take the local file `local` (cheap; it may still decline)."""
+        return False
+
+    async def adopt(self, path: str, local: Path) -> UfsStatus | None:
+        """Make the complete, fsynced local file `local` the object at `path` by moving it, not
+        copying (all or nothing, durable on return, as `write`). None when the store cannot:
+        then `local` is left as it was."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nsd import errors
@@ -133,6 +134,12 @@ class HealthUfs(Ufs):
 
     async def sweep_tmp(self, older_than: float) -> int:
         return await self._call(lambda: self.inner.sweep_tmp(older_than))
+
+    def can_adopt(self, local: Path) -> bool:
+        return self.inner.can_adopt(local)
+
+    async def adopt(self, path: str, local: Path) -> UfsStatus | None:
+        return await self._call(lambda: self.inner.adopt(path, local))
 
     async def close(self) -> None:
         await self.inner.close()

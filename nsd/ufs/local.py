@@ -30,6 +30,21 @@ from nsd.datadir import fsync_dir
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
 
 LIST_BATCH = 1024
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, racing other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+NEW_FILE_MODE = 0o644 & ~_umask()  # what os.open(..., 0o644) gives a file `write` creates
 T = TypeVar("T")
 
 _ERRNO_TO_ERROR: dict[int, type[errors.NsdError]] = {
@@ -67,6 +82,7 @@ class LocalUfs(Ufs):
             raise errors.Invalid(f"not a local directory URI: {uri!r}")
         self.uri = uri
         self.root = Path(unquote(parsed.path)).resolve()
+        self._device: int | None = None
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
 
     def _abs(self, path: str, *, follow_last: bool = True) -> Path:
@@ -148,6 +164,33 @@ class LocalUfs(Ufs):
             await asyncio.to_thread(_unlink_quietly, tmp)
             raise
         return await self.stat(path)
+
+    def can_adopt(self, local: Path) -> bool:
+        """A file on the same file system as the root can be renamed into place."""
+        try:
+            if self._device is None:
+                self._device = os.stat(self.root).st_dev
+            return os.stat(local).st_dev == self._device
+        except OSError:
+            return False
+
+    async def adopt(self, path: str, local: Path) -> UfsStatus | None:
+        """Rename the (complete, fsynced) local file into place; None if it is on another file
+        system. The result is what `write` leaves: a new file of mode 0644 less the umask."""
+        p = self._abs(path)
+
+        def adopt() -> bool:
+            os.chmod(local, NEW_FILE_MODE)
+            try:
+                os.rename(local, p)
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    return False
+                raise
+            fsync_dir(p.parent)
+            return True
+
+        return await self.stat(path) if await self._run(path, adopt) else None
 
     async def mkdir(self, path: str) -> None:
         p = self._abs(path)

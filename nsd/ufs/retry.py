@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nsd import errors
@@ -187,6 +188,14 @@ class RetryingUfs(Ufs):
 
     async def truncate(self, path: str, size: int) -> UfsStatus:
         return await self._call("truncate", path, lambda: self.inner.truncate(path, size))
+
+    def can_adopt(self, local: Path) -> bool:
+        return self.inner.can_adopt(local)
+
+    async def adopt(self, path: str, local: Path) -> UfsStatus | None:
+        # Neither retried nor timed out: a move cut off half way (renamed, directory not yet
+        # synced) is not safely repeated, and a timeout would leave the move running behind us.
+        return await self.inner.adopt(path, local)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -325,6 +325,104 @@ def test_write_stability_and_verifier(client: RpcClient) -> None:
     assert (u.uint32(), u.bool()) == (5, True)
 
 
+def _burst(c: RpcClient, calls: list[tuple[int, bytes]]) -> list[Unpacker]:
+    """Send every call in one write (so the server runs them concurrently); replies by call order."""
+    xids = []
+    out = b""
+    for proc, args in calls:
+        c.xid += 1
+        xids.append(c.xid)
+        out += oncrpc.encode_call(c.xid, NFS, 3, proc, args, cred=c.cred)
+    c.send_raw(out)
+    replies = {}
+    for _ in calls:
+        r = oncrpc.decode_reply(c.recv_record())
+        assert r.accepted and r.stat == oncrpc.SUCCESS
+        replies[r.xid] = Unpacker(r.body)
+    return [replies[x] for x in xids]
+
+
+def _wcc_triple(attrs: tuple[int, ...]) -> tuple[int, ...]:
+    """(size, mtime s, mtime ns, ctime s, ctime ns) of a fattr3, as pre_op_attr has them."""
+    return (attrs[5], *attrs[13:17])
+
+
+def _assert_chain(
+    start: tuple[int, ...], end: tuple[int, ...], pairs: list[tuple[tuple[int, ...], tuple[int, ...]]]
+) -> None:
+    """Each change's wcc pair follows the previous one's: from `start`, through every pair, to `end`."""
+    by_pre = {pre: post for pre, post in pairs}
+    assert len(by_pre) == len(pairs), f"two replies claim the same pre-op attributes: {pairs}"
+    at, seen = start, 0
+    while at in by_pre:
+        at, seen = by_pre[at], seen + 1
+    assert (seen, at) == (len(pairs), end), f"wcc pairs do not chain from {start} to {end}: {pairs}"
+
+
+def test_concurrent_changes_of_one_directory_have_chained_wcc(client: RpcClient) -> None:
+    """pre-op attributes are taken at the change itself: with many changes to one directory in
+    flight together, each reply's pre is exactly the post of the change before it."""
+    root = client.mount()
+    d = mkdir(client, root, b"wccdir")
+    for name in (b"r0", b"r1", b"r2"):
+        created_handle(create(client, d, name))
+    u = client.nfs(Proc.GETATTR, fh(d))
+    assert u.uint32() == Status.OK
+    start = _wcc_triple(skip_fattr(u))
+    tail = struct.pack(">I", GUARDED) + SATTR_NONE
+    calls = [(Proc.CREATE, dirop(d, b"c%d" % i) + tail) for i in range(6)]
+    calls += [(Proc.MKDIR, dirop(d, b"m%d" % i) + SATTR_NONE) for i in range(3)]
+    calls += [(Proc.REMOVE, dirop(d, b"r%d" % i)) for i in range(3)]
+    pairs = []
+    for (proc, _), u in zip(calls, _burst(client, calls), strict=True):
+        assert u.uint32() == Status.OK
+        if proc != Proc.REMOVE:  # CREATE/MKDIR: the new object's handle and attributes first
+            assert post_op_fh(u) is not None and post_op_attr(u) is not None
+        pre, post = wcc(u)
+        assert pre is not None and post is not None
+        pairs.append((pre, _wcc_triple(post)))
+    u = client.nfs(Proc.GETATTR, fh(d))
+    assert u.uint32() == Status.OK
+    _assert_chain(start, _wcc_triple(skip_fattr(u)), pairs)
+
+
+def test_concurrent_writes_have_chained_wcc(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"wccwrites")
+    f = created_handle(create(client, d, b"f"))
+    calls = []
+    for i in range(8):
+        p = Packer(bytearray(fh(f)))
+        p.uint64(i * 4096)
+        p.uint32(4096)
+        p.uint32(UNSTABLE if i % 3 else FILE_SYNC)
+        p.opaque(bytes([i]) * 4096)
+        calls.append((Proc.WRITE, bytes(p.buf)))
+    u = client.nfs(Proc.GETATTR, fh(f))
+    assert u.uint32() == Status.OK
+    start = _wcc_triple(skip_fattr(u))
+    pairs = []
+    for u in _burst(client, calls):
+        assert u.uint32() == Status.OK
+        pre, post = wcc(u)
+        assert pre is not None and post is not None
+        pairs.append((pre, _wcc_triple(post)))
+    u = client.nfs(Proc.GETATTR, fh(f))
+    assert u.uint32() == Status.OK
+    end = _wcc_triple(skip_fattr(u))
+    assert end[0] == 8 * 4096
+    _assert_chain(start, end, pairs)
+
+
+def test_a_change_that_changed_nothing_has_no_pre_op_attributes(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"wccnone")
+    u = client.nfs(Proc.REMOVE, dirop(d, b"missing"))
+    assert u.uint32() == Status.NOENT
+    pre, post = wcc(u)
+    assert pre is None and post is not None
+
+
 def test_setattr_guard_and_times(client: RpcClient) -> None:
     root = client.mount()
     d = mkdir(client, root, b"guard")

@@ -23,9 +23,13 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 @FAST
-@given(st.lists(st.binary(max_size=64), max_size=20), st.integers(min_value=0, max_value=4096))
-def test_record_decoder(chunks: list[bytes], cap: int) -> None:
-    d = RecordDecoder(max_record=cap)
+@given(
+    st.lists(st.binary(max_size=64), max_size=20),
+    st.integers(min_value=0, max_value=4096),
+    st.integers(min_value=1, max_value=1 << 17),
+)
+def test_record_decoder(chunks: list[bytes], cap: int, large: int) -> None:
+    d = RecordDecoder(max_record=cap, large=large, buffer_size=32)
     total = 0
     try:
         for chunk in chunks:
@@ -35,7 +39,7 @@ def test_record_decoder(chunks: list[bytes], cap: int) -> None:
                 r = d.next()
                 if r is NEED_DATA:
                     break
-                assert isinstance(r, bytes) and len(r) <= cap
+                assert isinstance(r, bytes | bytearray) and len(r) <= cap
     except FrameError:
         pass
 

@@ -298,17 +298,35 @@ async def test_a_failed_seal_that_changed_nothing_closes_its_intent(vfs: list[Vf
     node = await v.write_file("/f", chunks(b"base"), caller=ME)
     await v.write_at(node.ino, 4, b"+staged", stable=False, caller=ME)
     ufs = v.mounts.ufs(0)
-    real_write = ufs.write
+    real_write, real_adopt = ufs.write, ufs.adopt
 
     async def full(*args: Any, **kwargs: Any) -> Any:
         raise errors.NoSpace("under-storage: No space left on device")
 
+    # a seal streams the stage (write) or, to a local store, renames it into place (adopt)
     ufs.write = full  # type: ignore[method-assign]
+    ufs.adopt = full  # type: ignore[method-assign]
     with pytest.raises(errors.NoSpace):
         await v.commit(node.ino, caller=ME)
     assert not v.ns.intents  # the UFS still holds what the journal says
     assert v.stager.get(node.ino) is not None  # and the staged bytes wait for the next try
-    ufs.write = real_write  # type: ignore[method-assign]
+    ufs.write, ufs.adopt = real_write, real_adopt  # type: ignore[method-assign]
     await v.commit(node.ino, caller=ME)
     assert await read_all(v, "/f") == b"base+staged"
+    await clean(v)
+
+
+async def test_a_seal_that_died_after_renaming_its_stage_into_place_rolls_forward(
+    vfs: list[Vfs], tmp_path: Path
+) -> None:
+    v = vfs[0]
+    node = await v.write_file("/s", chunks(b"0123456789"), caller=ME)
+    await v.write_at(node.ino, 4, b"ab", stable=False, caller=ME)
+    crash_after(v, "adopt")  # the stage is renamed over the UFS file, then the process dies
+    with pytest.raises(Crash):
+        await v.commit(node.ino, caller=ME)
+    assert (tmp_path / "ufs/s").read_bytes() == b"0123ab6789"
+    v = vfs[0] = await restart(v, tmp_path)
+    assert await read_all(v, "/s") == b"0123ab6789"
+    assert (await v.stat("/s", caller=ME)).ino == node.ino
     await clean(v)

@@ -152,6 +152,26 @@ async def test_staged_writes_are_visible_then_sealed_on_commit(vfs: Vfs, tmp_pat
     assert node.fingerprint is not None and node.fingerprint[0] == 12
 
 
+async def test_a_small_write_into_a_big_file_stages_only_itself(vfs: Vfs, tmp_path: Path) -> None:
+    import os
+
+    big = os.urandom(8 << 20)
+    node = await vfs.write_file("/big", chunks(big), caller=ME)
+    await vfs.write_at(node.ino, 5 << 20, b"patch", stable=False, caller=ME)
+    [stage_file] = (tmp_path / "staging").iterdir()
+    assert stage_file.stat().st_blocks * 512 <= 64 << 10  # the 5 bytes, not a copy of 8 MiB
+    want = big[: 5 << 20] + b"patch" + big[(5 << 20) + 5 :]
+    assert (await vfs.read_at(node.ino, (5 << 20) - 3, 11, caller=ME))[0] == want[(5 << 20) - 3 : (5 << 20) + 8]
+    staged_inode = stage_file.stat().st_ino
+    await vfs.commit(node.ino, caller=ME)
+    ufs_file = tmp_path / "ufs/big"
+    assert ufs_file.read_bytes() == want
+    assert ufs_file.stat().st_ino == staged_inode  # handed over by rename: same file system, no copy
+    assert node.fingerprint is not None and node.fingerprint[:2] == [len(want), ufs_file.stat().st_mtime_ns]
+    await vfs.write_at(node.ino, len(want), b"!", stable=True, caller=ME)  # a new stage over the sealed file
+    assert ufs_file.read_bytes() == want + b"!"
+
+
 async def test_stable_write_is_durable_on_return(tmp_path: Path) -> None:
     vfs = await open_vfs(tmp_path)
     node = await vfs.create(1, "f", caller=ME)
@@ -202,3 +222,23 @@ async def test_removing_a_staged_file_drops_its_stage(vfs: Vfs, tmp_path: Path) 
     assert not vfs.stager.stages and not list((tmp_path / "staging").iterdir())
     with pytest.raises(errors.Stale):
         await vfs.commit(node.ino, caller=ME)
+
+
+async def test_a_seal_that_fails_after_the_hand_over_settles_on_what_the_ufs_has(
+    vfs: Vfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await vfs.write_file("/h", chunks(b"old"), caller=ME)
+    await vfs.write_at(node.ino, 0, b"NEW!", stable=False, caller=ME)
+
+    async def journal_refuses(*args: object, **kwargs: object) -> None:
+        raise errors.UfsUnavailable("refused after the rename")
+
+    monkeypatch.setattr(vfs, "_content_changed", journal_refuses)
+    with pytest.raises(errors.UfsUnavailable):
+        await vfs.commit(node.ino, caller=ME)
+    monkeypatch.undo()
+    assert (tmp_path / "ufs/h").read_bytes() == b"NEW!"  # the stage was renamed into place
+    assert node.ino not in vfs.stager.stages and not list((tmp_path / "staging").iterdir())
+    assert not vfs.ns.intents  # settled at once on what the UFS has
+    assert vfs.ns.get(node.ino).size == 4
+    assert (await vfs.read_at(node.ino, 0, 10, caller=ME))[0] == b"NEW!"

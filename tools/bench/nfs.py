@@ -12,7 +12,7 @@ measurement is taken on one right after the other, so a busy machine skews both 
 Prints both and the ratio nsd/ganesha.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
-    .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3]
+    .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class Target:
     port: int
     export: str  # what MNT is given and what URLs start with
     results: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # min, max over rounds
 
     def url(self, path: str) -> str:
         return f"nfs://127.0.0.1{self.export.rstrip('/')}/{path}?nfsport={self.port}&mountport={self.port}"
@@ -272,20 +274,33 @@ def _timed(cmd: list[str], stdout: int | None = None) -> float:
     return time.perf_counter() - start
 
 
-def measure(targets: list[Target], source: Path, size: int, reads: int, seconds: float) -> None:
-    """Each measurement on every server back to back, so a busy machine hurts both alike."""
-    name = "bench-file"
+def measure(targets: list[Target], source: Path, size: int, reads: int, seconds: float, rounds: int = 1) -> None:
+    """Each measurement on every server back to back, so a busy machine hurts both alike; with
+    several rounds, the servers take turns going first and each result is the median."""
+    samples: dict[tuple[str, str], list[float]] = {}
+
+    def note(t: Target, key: str, value: float) -> None:
+        samples.setdefault((t.name, key), []).append(value)
+
+    for r in range(rounds):
+        order = targets if r % 2 == 0 else targets[::-1]
+        name = f"bench-file-{r}"
+        for t in order:
+            note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+        for t in order:
+            best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
+            note(t, "read MiB/s", size / MiB / best)
+        for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
+            for outstanding in (1, 32):
+                for t in order:
+                    mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
+                    rate = asyncio.run(ops_per_second(t.port, mnt_port, t.export, proc, outstanding, seconds, name))
+                    note(t, f"{label} ops/s @{outstanding}", rate)
     for t in targets:
-        t.results["write MiB/s"] = size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)])
-    for t in targets:
-        best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
-        t.results["read MiB/s"] = size / MiB / best
-    for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
-        for outstanding in (1, 32):
-            for t in targets:
-                mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
-                rate = asyncio.run(ops_per_second(t.port, mnt_port, t.export, proc, outstanding, seconds, name))
-                t.results[f"{label} ops/s @{outstanding}"] = rate
+        for (who, key), values in samples.items():
+            if who == t.name:
+                t.results[key] = statistics.median(values)
+                t.spread[key] = (min(values), max(values))
 
 
 def main() -> None:
@@ -294,6 +309,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="work dir (both servers' data go here: the same disk)")
     ap.add_argument("--reads", type=int, default=3, help="read passes; the best counts (cached)")
     ap.add_argument("--ops-seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print medians (and the range)")
     ap.add_argument("--no-ganesha", action="store_true")
     args = ap.parse_args()
     size = args.size_mib * MiB
@@ -313,17 +329,26 @@ def main() -> None:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
                     why_not = str(e)
-            measure(targets, source, size, args.reads, args.ops_seconds)
-    report(targets, args.size_mib, why_not)
+            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds)
+    report(targets, args.size_mib, why_not, args.rounds)
 
 
-def report(targets: list[Target], size_mib: int, why_not: str | None) -> None:
-    print(f"NFSv3 benchmark, libnfs client, {size_mib} MiB file, loopback")
+def report(targets: list[Target], size_mib: int, why_not: str | None, rounds: int = 1) -> None:
+    what = f", median of {rounds} rounds (min-max)" if rounds > 1 else ""
+    print(f"NFSv3 benchmark, libnfs client, {size_mib} MiB file, loopback{what}")
     keys = list(targets[0].results)
-    header = f"{'':22}" + "".join(f"{t.name:>14}" for t in targets) + ("   nsd/ganesha" if len(targets) > 1 else "")
-    print(header)
+    width = 28 if rounds > 1 else 14
+    header = f"{'':22}" + "".join(f"{t.name:>{width}}" for t in targets)
+    print(header + ("   nsd/ganesha" if len(targets) > 1 else ""))
     for k in keys:
-        row = f"{k:22}" + "".join(f"{t.results[k]:>14,.1f}" for t in targets)
+        cells = []
+        for t in targets:
+            cell = f"{t.results[k]:,.1f}"
+            if rounds > 1:
+                lo, hi = t.spread[k]
+                cell += f" ({lo:,.0f}-{hi:,.0f})"
+            cells.append(f"{cell:>{width}}")
+        row = f"{k:22}" + "".join(cells)
         if len(targets) > 1:
             row += f"{targets[0].results[k] / targets[1].results[k]:>14.2f}x"
         print(row)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from nsd.namespace import Inode
 from nsd.protocols.nfs3.const import DONT_CHANGE, SET_TO_CLIENT_TIME, TIME_HOWS, Ftype
 from nsd.protocols.xdr import U32, U32X2, Unpacker, XdrError
+from nsd.wcc import Attrs
 
 # post_op_attr with attributes_follow = TRUE: the flag, then fattr3 (84 bytes).
 # type mode nlink uid gid | size used | rdev(2) | fsid fileid | atime(2) mtime(2) ctime(2)
@@ -35,6 +36,7 @@ _FTYPE = {
 }
 _NS = 1_000_000_000
 _U32_MAX = 0xFFFFFFFF
+_T_END = (_U32_MAX + 1) * _NS  # times below this need no clamping
 
 
 def split_time(t: int) -> tuple[int, int]:
@@ -51,19 +53,23 @@ def ftype(node: Inode) -> Ftype:
     return _FTYPE.get(st.S_IFMT(node.mode), Ftype.REG)
 
 
-def post_op_attr(node: Inode, fsid: int) -> bytes:
-    """post_op_attr with the attributes of `node` (fileid = inode id, used = size). 88 bytes."""
-    asec, ansec = split_time(node.atime)
-    msec, mnsec = split_time(node.mtime)
-    csec, cnsec = split_time(node.ctime)
+def post_op_attr(node: Inode | Attrs, fsid: int) -> bytes:
+    """post_op_attr with the attributes of `node` (fileid = inode id, used = size). 88 bytes.
+    On every reply: times in range (the rule) are split inline, others through split_time."""
+    a, m, c = node.atime, node.mtime, node.ctime
+    if 0 <= a < _T_END and 0 <= m < _T_END and 0 <= c < _T_END:
+        asec, ansec, msec, mnsec, csec, cnsec = a // _NS, a % _NS, m // _NS, m % _NS, c // _NS, c % _NS
+    else:
+        (asec, ansec), (msec, mnsec), (csec, cnsec) = split_time(a), split_time(m), split_time(c)
+    mode = node.mode
     return POST_OP_ATTR.pack(
-        1, _FTYPE.get(node.mode & 0o170000, 1), node.mode & 0o7777, node.nlink, node.uid, node.gid,
+        1, _FTYPE.get(mode & 0o170000, 1), mode & 0o7777, node.nlink, node.uid, node.gid,
         node.size, node.size, 0, 0, fsid, node.ino, asec, ansec, msec, mnsec, csec, cnsec,
     )  # fmt: skip
 
 
-def pre_op_attr(node: Inode) -> bytes:
-    """pre_op_attr (size, mtime, ctime), snapshotted now: take it before the change starts."""
+def pre_op_attr(node: Inode | Attrs) -> bytes:
+    """pre_op_attr (size, mtime, ctime) of `node` (a snapshot taken at the change: nsd.wcc)."""
     msec, mnsec = split_time(node.mtime)
     csec, cnsec = split_time(node.ctime)
     return PRE_OP_ATTR.pack(1, node.size, msec, mnsec, csec, cnsec)

@@ -1,10 +1,10 @@
 """NFSv3 procedures that change the namespace or attributes: SETATTR, CREATE, MKDIR, SYMLINK,
 MKNOD, REMOVE, RMDIR, RENAME, LINK.
 
-Each snapshots the pre-op attributes (size, mtime, ctime) of what it changes right after
-resolving the handle, checks the export is writable, calls the vfs as the (squashed) caller
-(the vfs checks permissions and answers once the change is durable), and replies with
-wcc_data, on failure too.
+Each resolves its handle(s), checks the export is writable, and calls the vfs as the (squashed)
+caller (the vfs checks permissions and answers once the change is durable) while watching what
+it changes, so that the reply's wcc_data holds the attributes from just before and just after
+this call's own change (nsd.wcc), on failure too.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import struct
 from nsd.namespace import Inode
 from nsd.permissions import NOW
 from nsd.protocols.nfs3 import args
-from nsd.protocols.nfs3.attrs import NO_ATTR, SERVER_TIME, Sattr3
+from nsd.protocols.nfs3.attrs import SERVER_TIME, Sattr3
 from nsd.protocols.nfs3.const import CreateMode, Ftype, NfsError, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
 from nsd.protocols.rpcserver import CallContext, ReplyBody
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller
+from nsd.wcc import Watch
 
 _NS = 1_000_000_000
 _VERF = struct.Struct(">II")
@@ -42,9 +43,9 @@ def _post_op_fh(s: Nfs3Service, d: Target, node: Inode) -> bytes:
     return _FH_FOLLOWS + U32.pack(len(fh)) + fh
 
 
-def _created(s: Nfs3Service, d: Target, pre: bytes, node: Inode) -> bytes:
+def _created(s: Nfs3Service, d: Target, w: Watch, node: Inode) -> bytes:
     """CREATE/MKDIR/SYMLINK3resok: post_op_fh3, post_op_attr, wcc_data of the directory."""
-    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(pre, d)
+    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(w, d)
 
 
 async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False) -> None:
@@ -67,17 +68,17 @@ async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = Fals
 async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.setattr_args(ctx.args)
     t: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         t = await s.resolve(ctx, a.fh)
-        pre = s.pre(t)
         t.require_writable()
         if a.guard_ctime is not None and a.guard_ctime != t.node.ctime:
             raise NfsError(Status.NOT_SYNC, "ctime guard does not match")
-        await _apply_sattr(s, t, a.attrs)
+        with w.on(t.ino):
+            await _apply_sattr(s, t, a.attrs)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, t)
-    return OK + s.wcc(pre, t)
+        return status_word(e) + s.wcc(w, t)
+    return OK + s.wcc(w, t)
 
 
 def _as_child(d: Target, node: Inode, caller: Caller) -> Target:
@@ -87,23 +88,24 @@ def _as_child(d: Target, node: Inode, caller: Caller) -> Target:
 async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.create_args(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.where.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
         name = decode_name(a.where.name)
         who = d.caller
         mode = 0o644 if a.attrs.mode is None else a.attrs.mode & 0o7777
-        if a.mode == CreateMode.EXCLUSIVE:
-            node = await _create_exclusive(s, d, name, a.verf)
-        else:
-            existed = a.mode == CreateMode.UNCHECKED and await _exists(s, d, name)
-            node = await s.vfs.create(d.ino, name, caller=who, mode=mode, exclusive=a.mode == CreateMode.GUARDED)
-            await _apply_sattr(s, _as_child(d, node, who), a.attrs, new=not existed)
+        with w.on(d.ino):
+            if a.mode == CreateMode.EXCLUSIVE:
+                node = await _create_exclusive(s, d, name, a.verf)
+            else:
+                existed = a.mode == CreateMode.UNCHECKED and await _exists(s, d, name)
+                excl = a.mode == CreateMode.GUARDED
+                node = await s.vfs.create(d.ino, name, caller=who, mode=mode, exclusive=excl)
+                await _apply_sattr(s, _as_child(d, node, who), a.attrs, new=not existed)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
-    return _created(s, d, pre, node)
+        return status_word(e) + s.wcc(w, d)
+    return _created(s, d, w, node)
 
 
 async def _exists(s: Nfs3Service, d: Target, name: str) -> bool:
@@ -134,113 +136,112 @@ async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -
 async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.mkdir_args(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.where.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
         mode = 0o755 if a.attrs.mode is None else a.attrs.mode & 0o7777
-        node = await s.vfs.mkdir_at(d.ino, decode_name(a.where.name), caller=d.caller, mode=mode)
-        await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
+        with w.on(d.ino):
+            node = await s.vfs.mkdir_at(d.ino, decode_name(a.where.name), caller=d.caller, mode=mode)
+            await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
-    return _created(s, d, pre, node)
+        return status_word(e) + s.wcc(w, d)
+    return _created(s, d, w, node)
 
 
 async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.symlink_args(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.where.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
         target = decode_name(a.target)
-        node = await s.vfs.symlink_at(d.ino, decode_name(a.where.name), target, caller=d.caller)
+        with w.on(d.ino):
+            node = await s.vfs.symlink_at(d.ino, decode_name(a.where.name), target, caller=d.caller)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
-    return _created(s, d, pre, node)
+        return status_word(e) + s.wcc(w, d)
+    return _created(s, d, w, node)
 
 
 async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.mknod_args(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.where.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
         if a.type in (Ftype.REG, Ftype.DIR, Ftype.LNK):
             raise NfsError(Status.BADTYPE, "MKNOD makes only special files")
         raise NfsError(Status.NOTSUPP, "special files are not supported")
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
+        return status_word(e) + s.wcc(w, d)
 
 
 async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.dirop(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
-        await s.vfs.remove_at(d.ino, decode_name(a.name), caller=d.caller)
+        with w.on(d.ino):
+            await s.vfs.remove_at(d.ino, decode_name(a.name), caller=d.caller)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
-    return OK + s.wcc(pre, d)
+        return status_word(e) + s.wcc(w, d)
+    return OK + s.wcc(w, d)
 
 
 async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.dirop(ctx.args)
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         d = await _dir(s, ctx, a.dir)
-        pre = s.pre(d)
         _may_change_entries(d)
         name = decode_name(a.name)
         if name == "..":
             raise NfsError(Status.NOTEMPTY)
-        await s.vfs.rmdir_at(d.ino, name, caller=d.caller)
+        with w.on(d.ino):
+            await s.vfs.rmdir_at(d.ino, name, caller=d.caller)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, d)
-    return OK + s.wcc(pre, d)
+        return status_word(e) + s.wcc(w, d)
+    return OK + s.wcc(w, d)
 
 
 async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.rename_args(ctx.args)
     src: Target | None = None
     dst: Target | None = None
-    src_pre = dst_pre = NO_ATTR
+    w = Watch()
     try:
         src = await _dir(s, ctx, a.src.dir)
-        src_pre = s.pre(src)
         dst = await _dir(s, ctx, a.dst.dir)
-        dst_pre = s.pre(dst)
         if src.export.id != dst.export.id:
             raise NfsError(Status.XDEV)
         _may_change_entries(src)
         _may_change_entries(dst)
-        await s.vfs.rename_at(src.ino, decode_name(a.src.name), dst.ino, decode_name(a.dst.name), caller=src.caller)
+        src_name, dst_name = decode_name(a.src.name), decode_name(a.dst.name)
+        with w.on(src.ino, dst.ino):
+            await s.vfs.rename_at(src.ino, src_name, dst.ino, dst_name, caller=src.caller)
     except Failure as e:
-        return status_word(e) + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
-    return OK + s.wcc(src_pre, src) + s.wcc(dst_pre, dst)
+        return status_word(e) + s.wcc(w, src) + s.wcc(w, dst)
+    return OK + s.wcc(w, src) + s.wcc(w, dst)
 
 
 async def link3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.link_args(ctx.args)
     t: Target | None = None
     d: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         t = await s.resolve(ctx, a.fh)
         d = await _dir(s, ctx, a.link.dir)
-        pre = s.pre(d)
         if t.export.id != d.export.id:
             raise NfsError(Status.XDEV)
         _may_change_entries(d)
-        await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name), caller=d.caller)
+        with w.on(d.ino):
+            await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name), caller=d.caller)
     except Failure as e:
-        return status_word(e) + s.maybe_attr(t) + s.wcc(pre, d)
-    return OK + s.attr(t) + s.wcc(pre, d)
+        return status_word(e) + s.maybe_attr(t) + s.wcc(w, d)
+    return OK + s.attr(t) + s.wcc(w, d)

@@ -13,12 +13,12 @@ import struct
 
 from nsd.permissions import R
 from nsd.protocols.nfs3 import args
-from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
 from nsd.protocols.nfs3.const import NfsError, StableHow, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
 from nsd.protocols.nfs3.slowreads import Jukebox
 from nsd.protocols.rpcserver import CallContext, ReplyBody
 from nsd.protocols.xdr import U32, padding
+from nsd.wcc import Watch
 
 MAX_READ = 1 << 20
 
@@ -50,32 +50,32 @@ async def read3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 async def write3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.write_args(ctx.args)
     t: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         t = await s.resolve(ctx, a.fh)
-        pre = s.pre(t)
         t.require_writable()
         if t.node.is_dir:
             raise NfsError(Status.ISDIR)
         stable = a.stable != StableHow.UNSTABLE
         s.slow_reads.forget(t.ino)
-        await s.vfs.write_at(t.ino, a.offset, a.data, stable=stable, caller=t.caller)
+        with w.on(t.ino):
+            await s.vfs.write_at(t.ino, a.offset, a.data, stable=stable, caller=t.caller)
     except Failure as e:
-        return status_word(e) + s.wcc(pre, t)
+        return status_word(e) + s.wcc(w, t)
     committed = StableHow.FILE_SYNC if stable else StableHow.UNSTABLE
-    return OK + s.wcc(pre, t) + _WRITE_TAIL.pack(len(a.data), committed) + s.vfs.write_verifier
+    return OK + s.wcc(w, t) + _WRITE_TAIL.pack(len(a.data), committed) + s.vfs.write_verifier
 
 
 async def commit3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.commit_args(ctx.args)
     t: Target | None = None
-    pre = NO_ATTR
+    w = Watch()
     try:
         t = await s.resolve(ctx, a.fh)
-        pre = s.pre(t)
         if not t.node.is_file:
             raise NfsError(Status.ISDIR if t.node.is_dir else Status.INVAL)
-        await s.vfs.commit(t.ino, caller=t.caller)
+        with w.on(t.ino):
+            await s.vfs.commit(t.ino, caller=t.caller)
     except Failure as e:
-        return status_word(e) + (s.wcc(pre, t) if t is not None else NO_WCC)
-    return OK + s.wcc(pre, t) + s.vfs.write_verifier
+        return status_word(e) + s.wcc(w, t)
+    return OK + s.wcc(w, t) + s.vfs.write_verifier

@@ -57,11 +57,8 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         node = await s.lookup(d, decode_name(a.name))
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
-    p = Packer(bytearray(OK))
-    p.opaque(s.handle(d.export, node))
-    p.raw(s.attr_of(d.export, node))
-    p.raw(s.attr_of(d.export, d.node))
-    return p.buf
+    fh = s.handle(d.export, node)  # 32 bytes: a multiple of 4, no padding
+    return b"".join((OK, U32.pack(len(fh)), fh, s.attr_of(d.export, node), s.attr_of(d.export, d.node)))
 
 
 async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

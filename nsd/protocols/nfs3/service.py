@@ -21,7 +21,7 @@ from nsd.namespace import Inode
 from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
 from nsd.protocols.exports import Export, Rule
-from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr, pre_op_attr
+from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.nfs3.slowreads import SlowReads
@@ -29,6 +29,7 @@ from nsd.protocols.oncrpc import AUTH_TOOWEAK, AuthError
 from nsd.protocols.rpcserver import CallContext
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller, Vfs
+from nsd.wcc import Watch
 
 
 @dataclass(slots=True)
@@ -105,10 +106,13 @@ class Nfs3Service:
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
             raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
-        try:
-            node = await self.vfs.getattr(ino)
-        except errors.NotFound:
-            raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
+        vfs = self.vfs
+        node = vfs.ns.get(ino)
+        if vfs.discovery.due(node):  # as vfs.getattr, without a coroutine when nothing is due
+            try:
+                node = await vfs.getattr(ino)
+            except errors.NotFound:
+                raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
         if node.gen != gen:
             raise NfsError(Status.STALE, f"inode {ino} generation {node.gen}, handle has {gen}")
         return Target(export, rule, node, rule.caller(ctx.cred))
@@ -152,13 +156,17 @@ class Nfs3Service:
     def maybe_attr(self, target: Target | None) -> bytes:
         return NO_ATTR if target is None else self.attr(target)
 
-    @staticmethod
-    def pre(target: Target | None) -> bytes:
-        return NO_ATTR if target is None else pre_op_attr(target.node)
-
-    def wcc(self, pre: bytes, target: Target | None) -> bytes:
-        """wcc_data: the snapshot taken before the change, and the attributes now."""
-        return pre + self.maybe_attr(target)
+    def wcc(self, watch: Watch, target: Target | None) -> bytes:
+        """wcc_data of `target`: its attributes just before and just after this call's change,
+        taken at the change (see nsd.wcc). When the call changed nothing there is no pre-op part,
+        only the attributes now, so a client never takes some other change for this one."""
+        if target is None:
+            return NO_WCC
+        pair = watch.pair(target.ino)
+        if pair is None:
+            return NO_ATTR + self.attr(target)
+        before, after = pair
+        return pre_op_attr(before) + (NO_ATTR if after is None else post_op_attr(after, target.export.id))
 
     # ---- misc -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 Key = tuple[int, int, int]
-Result = tuple[bytes, bool]
+Result = tuple[bytes | memoryview, bool]
 
 
 class Jukebox(Exception):

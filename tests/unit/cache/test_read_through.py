@@ -201,3 +201,34 @@ def test_block_at_finds_the_covering_entry() -> None:
     assert block_at(layout, 0) == (0, 4, "a") and block_at(layout, 7) == (4, 4, "b")
     assert block_at(layout, 8) is None and block_at(layout, 11) == (10, 2, "c") and block_at(layout, 12) is None
     assert block_at(None, 0) is None
+
+
+async def test_sequential_reads_get_the_next_cached_block_read_ahead(tmp_path: Path) -> None:
+    env = new_env(tmp_path)  # no memory tier: every block comes from disk, re-hashed
+    data = os.urandom(4 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert await read_all(vfs, "/f") == data  # cold: fills the cache, no read-ahead from the UFS
+        assert vfs.cache is not None
+        reader, store = vfs.cache.reader, vfs.cache.blocks
+        node = vfs.ns.resolve("/f")
+        assert isinstance(node, FileInode)
+        digests = [e[2] for e in node.layout or []]
+        reader._recent.clear()
+        half = BS // 2
+        assert (await vfs.read_at(node.ino, 0, half, caller=ME))[0] == data[:half]
+        assert not reader._ahead  # one read is not yet a sequence
+        assert (await vfs.read_at(node.ino, half, half, caller=ME))[0] == data[half:BS]
+        assert digests[1] in reader._ahead or digests[1] in reader._recent  # the next block is on its way
+        await asyncio.gather(*reader._ahead.values())
+        disk_hits = store.stats()["hits_disk"]
+        assert (await vfs.read_at(node.ino, BS, BS, caller=ME))[0] == data[BS : 2 * BS]
+        assert store.stats()["hits_disk"] == disk_hits  # served from what was read ahead
+        assert digests[2] in reader._ahead or digests[2] in reader._recent  # and so on
+        await asyncio.gather(*reader._ahead.values())
+        reader._recent.clear()
+        assert (await vfs.read_at(node.ino, 0, half, caller=ME))[0] == data[:half]  # a jump back: not a sequence
+        assert not reader._ahead
+    finally:
+        await close(vfs)

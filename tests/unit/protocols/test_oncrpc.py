@@ -3,6 +3,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from nsd.protocols import oncrpc
 from nsd.protocols.oncrpc import NEED_DATA, AuthSys, FrameError, RecordDecoder
@@ -14,7 +16,7 @@ def records_of(stream: bytes, step: int, max_record: int = 1 << 20) -> list[byte
     for i in range(0, len(stream), step):
         d.feed(stream[i : i + step])
         while (r := d.next()) is not NEED_DATA:
-            assert isinstance(r, bytes)
+            assert isinstance(r, bytes | bytearray)
             out.append(r)
     return out
 
@@ -65,6 +67,64 @@ def test_empty_non_final_fragment_is_a_broken_frame() -> None:
         d.next()
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    hs.lists(hs.tuples(hs.binary(max_size=90), hs.integers(1, 4)), max_size=8),
+    hs.lists(hs.integers(1, 64), min_size=1, max_size=10),
+    hs.integers(1, 40),
+)
+def test_records_large_and_small_in_any_pieces(records: list[tuple[bytes, int]], steps: list[int], large: int) -> None:
+    """Large records go to buffers of their own (here from `large` bytes on); order and bytes hold."""
+    records = [(r, min(n, max(1, len(r)))) for r, n in records]  # no empty non-final fragments
+    stream = b"".join(fragments(r, [len(r) // n] * (n - 1) + [0]) if n > 1 else oncrpc.encode_record(r)
+                      for r, n in records)  # fmt: skip
+    d = RecordDecoder(large=large, buffer_size=16)
+    out: list[bytes] = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        n = steps[i % len(steps)]
+        i += 1
+        if i % 2:
+            d.feed(stream[pos : pos + n])
+        else:  # as a BufferedProtocol transport does
+            with d.get_buffer() as view:
+                n = min(n, len(view), len(stream) - pos)
+                view[:n] = stream[pos : pos + n]
+            d.buffer_updated(n)
+        pos += n
+        while (r := d.next()) is not NEED_DATA:
+            assert isinstance(r, bytes | bytearray)
+            out.append(bytes(r))
+            d.recycle(r)
+    assert out == [r for r, _ in records]
+    assert d.buffered() == 0
+
+
+def test_a_large_record_is_received_in_place_and_its_buffer_reused() -> None:
+    d = RecordDecoder(large=1000)
+    body = bytes(range(256)) * 10
+    stream = oncrpc.encode_record(body)
+    d.feed(stream[:100])
+    assert d.next() is NEED_DATA
+    view = d.get_buffer()
+    assert len(view) == len(body) - 96  # exactly the rest of the record: nothing after it lands there
+    view[:] = stream[100:]
+    d.buffer_updated(len(view))
+    record = d.next()
+    assert record == body and isinstance(record, bytearray)
+    assert view.obj is record  # the socket's bytes went straight into the record
+    view.release()
+    held = memoryview(record)[5:9]  # a call still looking at it: not taken back
+    d.recycle(record)
+    d.feed(stream)
+    again = d.next()
+    assert again == body and again is not record
+    held.release()
+    d.recycle(again)
+    d.feed(stream)
+    assert d.next() is again  # reused: no fresh memory for the next record of that size
+
+
 def test_call_round_trip_with_auth_sys() -> None:
     cred = AuthSys(42, b"host", 1000, 100, (4, 5, 6))
     record = oncrpc.encode_call(9, 100003, 3, 1, b"ARGS", cred=cred)[4:]
@@ -105,3 +165,26 @@ def test_reply_encoders() -> None:
     assert struct.unpack(">I", head[:4])[0] == 0x80000000 | (len(head) - 4 + 4)
     r = oncrpc.decode_reply(head[4:] + b"body")
     assert (r.xid, r.stat, r.body) == (8, oncrpc.SUCCESS, b"body")
+
+
+def test_record_buffers_are_pooled_across_decoders_within_a_bound() -> None:
+    pool = oncrpc.BufferPool(max_bytes=2500)
+    a, b = RecordDecoder(large=1000, pool=pool), RecordDecoder(large=1000, pool=pool)
+    stream = oncrpc.encode_record(bytes(1200))
+    a.feed(stream)
+    first = a.next()
+    a.feed(stream)
+    second = a.next()
+    assert isinstance(first, bytearray) and isinstance(second, bytearray)
+    a.recycle(first)
+    a.recycle(second)
+    assert pool.bytes == 1200 * 2
+    b.feed(stream)
+    assert b.next() is second  # another connection reuses it
+    b.feed(stream)
+    third = b.next()
+    assert third is first
+    a.recycle(third)
+    b.recycle(bytearray(1200))
+    b.recycle(bytearray(1200))  # a third would make 3600 > 2500: not kept
+    assert pool.bytes == 1200 * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import struct
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ from nsd.protocols.rpcserver import CallContext, Procedure, Program, ReplyBody, 
 from nsd.protocols.xdr import XdrError
 
 PROG = 400400
+MARK: contextvars.ContextVar[int] = contextvars.ContextVar("mark", default=0)
 
 
 class Toy:
@@ -49,6 +51,14 @@ class Toy:
         await asyncio.sleep(0.001)  # a real timer future
         raise ValueError("boom")
 
+    async def marks(self, ctx: CallContext) -> ReplyBody:
+        """Sets a ContextVar, waits, and reports what it saw before and after."""
+        mine = ctx.args.uint32()
+        seen_before = MARK.get()
+        MARK.set(mine)
+        await asyncio.sleep(0.01)
+        return struct.pack(">II", seen_before, MARK.get())
+
     async def once(self, ctx: CallContext) -> ReplyBody:
         self.executions += 1
         await asyncio.sleep(0)
@@ -71,6 +81,7 @@ async def served() -> AsyncIterator[tuple[Toy, RpcServer, int]]:
                 4: Procedure(toy.once, cached=True),
                 5: Procedure(toy.quick),
                 6: Procedure(toy.yields),
+                7: Procedure(toy.marks),
             },
         )
     )
@@ -184,4 +195,16 @@ async def test_answered_calls_are_observed(served: tuple[Toy, RpcServer, int]) -
         await read_reply(reader)
     assert [(p, op, err) for p, op, _, err in seen] == [("toy", "ECHO", None), ("toy", "GARBAGE", "GARBAGE_ARGS")]
     assert all(seconds >= 0 for _, _, seconds, _ in seen)
+    writer.close()
+
+
+async def test_each_call_has_its_own_context(served: tuple[Toy, RpcServer, int]) -> None:
+    """Calls stepped inline in one read must not see each other's ContextVars (a wcc watch)."""
+    _, _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(oncrpc.encode_call(xid, PROG, 1, 7, struct.pack(">I", xid)) for xid in (1, 2, 3)))
+    replies = {r.xid: struct.unpack(">II", r.body) for r in [await read_reply(reader) for _ in range(3)]}
+    assert replies == {1: (0, 1), 2: (0, 2), 3: (0, 3)}
+    writer.write(oncrpc.encode_call(4, PROG, 1, 7, struct.pack(">I", 4)))  # nothing left behind either
+    assert struct.unpack(">II", (await read_reply(reader)).body) == (0, 4)
     writer.close()
