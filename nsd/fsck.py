@@ -9,8 +9,9 @@ cannot be yet (the UFS is down) is a problem of its own. Objects only the UFS ho
 problems: they are undiscovered, like anything written there by others, and the next lookup
 or listing enters them.
 
-The cache checks (missing blocks of unpersisted files, block sizes, orphan blocks, reference
-counts) are in nsd.cache.check.
+The cache checks (missing blocks of unpersisted files, block sizes, reference counts, and the
+count of unreferenced blocks, which are garbage awaiting eviction rather than problems) are in
+nsd.cache.check.
 """
 
 from __future__ import annotations
@@ -73,13 +74,15 @@ async def fsck(vfs: Vfs, path: str, *, repair: bool = False) -> dict[str, Any]:
         problems.append(Problem(p, kind, detail, repaired))
 
     await cache_check.check_files(vfs, files, repair, found)
+    garbage = None
     if path.rstrip("/") == "":
-        await cache_check.check_store(vfs, repair, found)
+        garbage = await cache_check.check_store(vfs, repair, found)
     problems.sort(key=lambda p: p.path)
     return {
         "path": path,
         "files_checked": len(files),
         "problems": [asdict(p) for p in problems],
+        "garbage_blocks": garbage,
         "clean": all(p.repaired for p in problems),
     }
 

@@ -4,7 +4,8 @@
   gone: nothing to repair from; the file reads fail with EIO until it is rewritten or removed);
 - block_size_mismatch: a layout entry's length differs from the stored block (repair: a
   persisted file's layout is dropped and read through again; an unpersisted one cannot be);
-- orphan_blocks (whole namespace only): stored blocks no layout names (repair: removed);
+- unreferenced blocks (whole namespace only) are not a problem: what deleted or rewritten files
+  leave behind, which eviction takes first. They are counted as garbage; repair removes them now;
 - refcount_mismatch (whole namespace only): the store's counts differ from the layouts'
   (repair: recounted).
 """
@@ -50,10 +51,11 @@ async def check_files(vfs: Vfs, files: list[FileInode], repair: bool, report: Re
             report(path, "block_size_mismatch", detail, fixed)
 
 
-async def check_store(vfs: Vfs, repair: bool, report: Report) -> None:
+async def check_store(vfs: Vfs, repair: bool, report: Report) -> dict[str, int | bool]:
+    """Store-wide checks; returns the garbage found (unreferenced blocks and their bytes)."""
     cache = vfs.cache
     if cache is None:
-        return
+        return {"blocks": 0, "bytes": 0, "removed": False}
     counts: Counter[str] = Counter()
     for node in vfs.ns.inodes.values():
         if isinstance(node, FileInode) and node.layout:
@@ -67,11 +69,10 @@ async def check_store(vfs: Vfs, repair: bool, report: Report) -> None:
             for d, n in counts.items():
                 cache.blocks.ref(d, n)
         report("(block store)", "refcount_mismatch", f"{wrong} reference counts differ from the layouts", repair)
-    orphans = [d for d in cache.blocks.digests() if d not in counts and not cache.must_keep(d)]
-    if orphans:
-        size = sum(cache.blocks.size_of(d) or 0 for d in orphans)
-        if repair:
-            for d in orphans:
-                if cache.blocks.refs(d) == 0 and not cache.must_keep(d):
-                    await cache.blocks.remove(d)
-        report("(block store)", "orphan_blocks", f"{len(orphans)} blocks ({size} bytes) no file names", repair)
+    garbage = [d for d in cache.blocks.digests() if d not in counts and not cache.must_keep(d)]
+    size = sum(cache.blocks.size_of(d) or 0 for d in garbage)
+    if repair:
+        for d in garbage:
+            if cache.blocks.refs(d) == 0 and not cache.must_keep(d):
+                await cache.blocks.remove(d)
+    return {"blocks": len(garbage), "bytes": size, "removed": repair and bool(garbage)}

@@ -136,6 +136,10 @@ def fsck_cmd(
         for p in result["problems"]:
             mark = "repaired" if p["repaired"] else "PROBLEM"
             typer.echo(f"{mark:<8} {p['kind']:<16} {p['path']}: {p['detail']}")
+        garbage = result.get("garbage_blocks")
+        if garbage and garbage["blocks"]:
+            done = "removed" if garbage["removed"] else "left for eviction (--repair removes them)"
+            typer.echo(f"{garbage['blocks']} cached blocks ({garbage['bytes']} bytes) no file names: {done}")
         verdict = "clean" if result["clean"] else "NOT clean"
         typer.echo(f"{result['files_checked']} files checked below {result['path']}: {verdict}")
     if not result["clean"]:
