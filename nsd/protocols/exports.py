@@ -26,6 +26,17 @@ NOBODY = 65534
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def host_in(host: str, networks: tuple[Network, ...]) -> bool:
+    """Whether address `host` lies in one of `networks` (an IPv4-mapped IPv6 address counts as IPv4)."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == n.version and addr in n for n in networks)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     network: Network | None  # None: any client
@@ -38,15 +49,7 @@ class Rule:
     )
 
     def matches(self, host: str) -> bool:
-        if self.network is None:
-            return True
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return addr.version == self.network.version and addr in self.network
+        return self.network is None or host_in(host, (self.network,))
 
     def caller(self, cred: AuthSys | None) -> Caller:
         """The identity a request acts as after squashing (AUTH_NONE is anonymous). Asked on

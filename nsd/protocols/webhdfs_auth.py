@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
+from nsd.protocols.exports import Network, host_in
 from nsd.users import NOBODY, Caller, UserMap
 
 ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name
 MODES = ("simple", "token")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +54,7 @@ class ProxyRule:
     groups: frozenset[str] | None  # None: any group; empty with empty users: nobody
 
     def admits_host(self, host: str) -> bool:
-        if self.hosts is None:
-            return True
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr.version == n.version and addr in n for n in self.hosts)
+        return self.hosts is None or host_in(host, self.hosts)
 
 
 def parse_proxy_users(text: str) -> dict[str, ProxyRule]:
