@@ -516,47 +516,68 @@ class Vfs:
         size: int | None = None,
         atime: int | Now | None = None,
         mtime: int | Now | None = None,
+        precondition: Callable[[Inode], None] | None = None,
     ) -> Inode:
         """Change attributes; a size change truncates or zero-extends the content, durably.
 
-        A time of NOW is the server's clock (allowed to writers; other times to the owner)."""
+        A time of NOW is the server's clock (allowed to writers; other times to the owner).
+        `precondition(node)` (NFS's ctime guard) runs under the content lock right before the
+        first change, in the same step for attribute-only changes; what it raises stops the call.
+        """
         node = self.ns.get(ino)
         self.mounts.check_writable(node)
         self.perms.require_setattr(node, caller, mode=mode, uid=uid, gid=gid, size=size, atime=atime, mtime=mtime)
         self.store.admit()
-        if size is not None:
-            await self._resize(ino, size)
-        node = self.ns.get(ino)
-        if (mode, uid, gid, atime, mtime) != (None, None, None, None, None):
-            now = self.store.now_ns()
-            at = now if atime is NOW else atime
-            mt = now if mtime is NOW else mtime
-            assert not isinstance(at, Now) and not isinstance(mt, Now)
-            await self.store.mutate(
-                lambda ns: ns.plan_setattr(
-                    ino, mode=mode, uid=uid, gid=gid, atime=at, mtime=mt, time_ns=self.store.now_ns()
-                )
-            )
-        return node
+        if size is None and precondition is None:
+            await self._set_meta(ino, mode, uid, gid, atime, mtime)
+            return self.ns.get(ino)
+        async with self.locks.hold(content(ino)):
+            if precondition is not None:
+                precondition(self.ns.get(ino))
+            if size is not None:
+                await self._resize_locked(ino, size)
+            await self._set_meta(ino, mode, uid, gid, atime, mtime)
+        return self.ns.get(ino)
 
-    async def _resize(self, ino: int, size: int) -> None:
+    async def _set_meta(
+        self,
+        ino: int,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        atime: int | Now | None,
+        mtime: int | Now | None,
+    ) -> None:
+        if (mode, uid, gid, atime, mtime) == (None, None, None, None, None):
+            return
+        now = self.store.now_ns()
+        at = now if atime is NOW else atime
+        mt = now if mtime is NOW else mtime
+        assert not isinstance(at, Now) and not isinstance(mt, Now)
+        await self.store.mutate(
+            lambda ns: ns.plan_setattr(
+                ino, mode=mode, uid=uid, gid=gid, atime=at, mtime=mt, time_ns=self.store.now_ns()
+            )
+        )
+
+    async def _resize_locked(self, ino: int, size: int) -> None:
+        """Truncate or zero-extend `ino` to `size`; the caller holds its content lock."""
         if size < 0:
             raise errors.Invalid(f"negative size {size}")
-        async with self.locks.hold(content(ino)):
-            node = self._file(ino)
-            stage = self.stager.get(ino)
-            if stage is None and (self._write_type(node.mount).caches or unpersisted(node)):
-                stage = await self._stage(node)  # blocks are immutable: re-sealed from a stage
-            if stage is not None:
-                await stage.truncate(size)
-                await self._seal(node, stage)
-                return
-            ufs, rel = self.mounts.locate(node)
-            async with self.reconciler.change("content", [ino]) as intent:
-                status = await ufs.truncate(rel, size)
-                upto = min(size, node.size)  # blocks before the cut are unchanged
-                kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
-                await self._content_changed(ino, status, kept, done=intent)
+        node = self._file(ino)
+        stage = self.stager.get(ino)
+        if stage is None and (self._write_type(node.mount).caches or unpersisted(node)):
+            stage = await self._stage(node)  # blocks are immutable: re-sealed from a stage
+        if stage is not None:
+            await stage.truncate(size)
+            await self._seal(node, stage)
+            return
+        ufs, rel = self.mounts.locate(node)
+        async with self.reconciler.change("content", [ino]) as intent:
+            status = await ufs.truncate(rel, size)
+            upto = min(size, node.size)  # blocks before the cut are unchanged
+            kept = [e for e in getattr(node, "layout", None) or () if e[0] + e[1] <= upto]
+            await self._content_changed(ino, status, kept, done=intent)
 
     # ---- content by inode ----------------------------------------------------------------
 

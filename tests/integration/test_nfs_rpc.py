@@ -441,6 +441,25 @@ def test_setattr_guard_and_times(client: RpcClient) -> None:
     assert attrs[15:17] > ctime
 
 
+def test_setattr_guard_is_checked_atomically_with_a_truncate(client: RpcClient) -> None:
+    """A guarded truncate sent right behind a WRITE waits for the write and then sees its ctime:
+    NOT_SYNC, and the written data stays (checking the guard before waiting would cut it)."""
+    root = client.mount()
+    d = mkdir(client, root, b"guardrace")
+    f = created_handle(create(client, d, b"f"))
+    ctime = skip_fattr(_getattr(client, f))[15:17]
+    p = Packer(bytearray(fh(f)))
+    p.uint64(0)
+    p.uint32(65536)
+    p.uint32(FILE_SYNC)
+    p.opaque(b"x" * 65536)
+    truncate_guarded = fh(f) + struct.pack(">IIIIQII", 0, 0, 0, 1, 0, 0, 0) + struct.pack(">III", 1, *ctime)
+    wrote, truncated = _burst(client, [(Proc.WRITE, bytes(p.buf)), (Proc.SETATTR, truncate_guarded)])
+    assert wrote.uint32() == Status.OK
+    assert truncated.uint32() == Status.NOT_SYNC
+    assert skip_fattr(_getattr(client, f))[5] == 65536
+
+
 def _getattr(c: RpcClient, handle: bytes) -> Unpacker:
     u = c.nfs(Proc.GETATTR, fh(handle))
     assert u.uint32() == Status.OK

@@ -10,6 +10,7 @@ this call's own change (nsd.wcc), on failure too.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from nsd.namespace import Inode
 from nsd.permissions import NOW
@@ -48,10 +49,11 @@ def _created(s: Nfs3Service, d: Target, w: Watch, node: Inode) -> bytes:
     return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(w, d)
 
 
-async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False) -> None:
-    """Apply a sattr3 to `t` as its caller (for a new object, mode was applied at creation)."""
-    if a.empty():
-        return
+async def _apply_sattr(
+    s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = False, guard: Callable[[Inode], None] | None = None
+) -> None:
+    """Apply a sattr3 to `t` as its caller (for a new object, mode was applied at creation).
+    `guard` is checked by the vfs atomically with the change (or here, when nothing changes)."""
     node = t.node
     mode = None if new else a.mode
     atime = NOW if a.atime == SERVER_TIME else a.atime
@@ -59,10 +61,22 @@ async def _apply_sattr(s: Nfs3Service, t: Target, a: Sattr3, *, new: bool = Fals
     uid = a.uid if a.uid is not None and a.uid != node.uid else None
     gid = a.gid if a.gid is not None and a.gid != node.gid else None
     if (mode, uid, gid, a.size, atime, mtime) == (None, None, None, None, None, None):
+        if guard is not None:
+            guard(node)
         return
     if a.size is not None:
         s.slow_reads.forget(t.ino)
-    await s.vfs.setattr_at(t.ino, caller=t.caller, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime)
+    await s.vfs.setattr_at(
+        t.ino, caller=t.caller, mode=mode, uid=uid, gid=gid, size=a.size, atime=atime, mtime=mtime, precondition=guard
+    )
+
+
+def _ctime_guard(ctime: int) -> Callable[[Inode], None]:
+    def check(node: Inode) -> None:
+        if node.ctime != ctime:
+            raise NfsError(Status.NOT_SYNC, "ctime guard does not match")
+
+    return check
 
 
 async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -72,10 +86,9 @@ async def setattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     try:
         t = await s.resolve(ctx, a.fh)
         t.require_writable()
-        if a.guard_ctime is not None and a.guard_ctime != t.node.ctime:
-            raise NfsError(Status.NOT_SYNC, "ctime guard does not match")
+        guard = None if a.guard_ctime is None else _ctime_guard(a.guard_ctime)
         with w.on(t.ino):
-            await _apply_sattr(s, t, a.attrs)
+            await _apply_sattr(s, t, a.attrs, guard=guard)
     except Failure as e:
         return status_word(e) + s.wcc(w, t)
     return OK + s.wcc(w, t)
