@@ -23,6 +23,7 @@ class Setting:
     type: type
     default: Any
     help: str
+    choices: tuple[str, ...] = ()  # the only values a str setting takes, when not empty
 
     @property
     def env(self) -> str:
@@ -40,6 +41,14 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "scheme://host:port WebHDFS redirects send clients to (NAT, containers); "
         "empty: X-Forwarded-Proto/-Host, else the Host the client used.",
+    ),
+    Setting(
+        "server",
+        "event_loop",
+        str,
+        "uvloop",
+        "Event loop: uvloop (libuv; less CPU per call, lower NFS latency) or asyncio (the standard library's).",
+        ("uvloop", "asyncio"),
     ),
     Setting(
         "nfs",
@@ -80,6 +89,15 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         64,
         "NFS calls in progress per connection at most; past it the connection is not read until one ends.",
+    ),
+    Setting(
+        "nfs",
+        "nfs_busy_poll_us",
+        int,
+        100,
+        "Microseconds the daemon keeps polling (not sleeping) after NFS traffic, so a client's next call is "
+        "taken without waking the CPU: lower latency for one-call-at-a-time clients for at most that much CPU "
+        "per burst. 0: off.",
     ),
     Setting("nfs", "nfs_idle_timeout", float, 900.0, "Close an NFS connection after this many seconds without calls."),
     Setting(
@@ -252,7 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cache", "ttl_check_interval", float, 10.0, "Seconds between looks for expired TTLs."),
     Setting("log", "log_level", str, "info", "debug, info, warning or error."),
-    Setting("log", "log_format", str, "text", "text or json."),
+    Setting("log", "log_format", str, "text", "text or json.", ("text", "json")),
     Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -269,9 +287,12 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
             return False
         raise Invalid(f"{setting.name} from {source}: expected true/false, got {raw!r}")
     try:
-        return setting.type(raw)
+        value = setting.type(raw)
     except (TypeError, ValueError):
         raise Invalid(f"{setting.name} from {source}: expected {setting.type.__name__}, got {raw!r}") from None
+    if setting.choices and value not in setting.choices:
+        raise Invalid(f"{setting.name} from {source}: expected one of {', '.join(setting.choices)}, got {raw!r}")
+    return value
 
 
 @dataclass

@@ -15,6 +15,7 @@ import signal
 import ssl
 import stat as st
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -186,6 +187,7 @@ async def _serve(
             slow_client_timeout=config.nfs_slow_client_timeout,
         ),
         max_inflight_per_connection=config.nfs_max_inflight_per_connection,
+        busy_poll=config.nfs_busy_poll_us / 1e6,
     )
     metrics.rpc_servers = [nfs.server]
     listeners = app[admin.LISTENERS_KEY]
@@ -258,9 +260,18 @@ async def _checkpoint_ticker(store: MetaStore) -> None:
         store.maybe_checkpoint()
 
 
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    import uvloop  # a dependency; imported here so `event_loop = "asyncio"` never loads it
+
+    return uvloop.new_event_loop
+
+
 def main(config: Config) -> int:
     try:
-        return asyncio.run(run(config))
+        with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+            return runner.run(run(config))
     except KeyboardInterrupt:
         return 130
     finally:

@@ -166,6 +166,12 @@ class _StateCollector(Collector):
             turned.add_metric(["http", "busy_503"], ho.busy_replies)
             turned.add_metric(["http", "stalled_upload_408"], ho.stalled_uploads)
         yield turned
+        pollers = [s.poller for s in servers if s.poller is not None]
+        yield counter(
+            "nsd_nfs_busy_poll_idle_seconds",
+            "Seconds the NFS loop spent polling after traffic with no call arriving (nfs_busy_poll_us).",
+            sum(p.idle_seconds for p in pollers),
+        )
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)

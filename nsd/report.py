@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
     from nsd.vfs import Vfs
 
 SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients")
+
+
+def event_loop_name() -> str:
+    """uvloop or asyncio: which event loop the daemon runs on (the `event_loop` setting)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
@@ -31,6 +37,7 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
         "summary": {
             "version": __version__,
             "uptime_s": time.monotonic() - vfs.started,
+            "event_loop": event_loop_name(),
             "inodes": len(store.ns.inodes),
             "mounts": len(store.ns.mounts) + 1,
             "staged_files": len(vfs.stager.stages),

@@ -33,7 +33,7 @@ from nsd.protocols.errmap import http_status
 from nsd.protocols.httplimits import body_stream
 from nsd.protocols.readahead import read_ahead
 from nsd.protocols.status import METRICS_KEY
-from nsd.report import build_report
+from nsd.report import build_report, event_loop_name
 from nsd.users import NOBODY, SYSTEM
 from nsd.vfs import Caller, Vfs
 
@@ -162,6 +162,7 @@ async def status(request: web.Request) -> web.Response:
         {
             "version": __version__,
             "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
+            "event_loop": event_loop_name(),
             "inodes": len(store.ns.inodes),
             "last_txid": store.writer.last_txid,
             "durable_txid": store.writer.durable_txid,

@@ -52,12 +52,14 @@ async def start_nfs(
     observe: Observer | None = None,
     limits: Limits | None = None,
     max_inflight_per_connection: int = DEFAULT_MAX_INFLIGHT,
+    busy_poll: float = 0.0,
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
-    or register with the portmapper already there."""
+    or register with the portmapper already there. `busy_poll`: seconds the loop keeps polling after
+    NFS traffic (nsd.protocols.busypoll)."""
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
-    server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection)
+    server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection, busy_poll=busy_poll)
     server.observe = observe
     server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))))
     server.add(mount3.program(mount3.MountService(vfs, exports, codec)))

@@ -23,6 +23,10 @@ stops reading; buffered records wait in the decoder. A reply body may be a list 
 (a READ reply is header + file data + padding) written buffer by buffer (or with a native
 `writelines`), so the payload is never joined into one bytes object.
 
+With `busy_poll` (seconds), the loop keeps polling that long after a connection's traffic
+instead of going to sleep (nsd.protocols.busypoll), so a client's next call is read without a
+CPU wake-up.
+
 Limits (`Limits`), so overload gives errors and never unbounded memory: past `max_connections`
 a new connection is closed at once; past `max_total` tasks over all connections a call is
 answered at once with its program's `busy` reply (NFS3ERR_JUKEBOX: "retry later") instead of
@@ -57,6 +61,7 @@ from types import CoroutineType
 from typing import Any, cast
 
 from nsd.protocols import oncrpc
+from nsd.protocols.busypoll import BusyPoller
 from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
 from nsd.protocols.xdr import Unpacker, XdrError
 
@@ -174,6 +179,7 @@ class RpcServer:
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_record: int = oncrpc.DEFAULT_MAX_RECORD,
         limits: Limits | None = None,
+        busy_poll: float = 0.0,
     ):
         self.programs: dict[int, dict[int, Program]] = {}
         self.max_inflight = max_inflight
@@ -192,6 +198,8 @@ class RpcServer:
         self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
         # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
         self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
+        # seconds to keep the loop polling after traffic (nsd.protocols.busypoll); 0: sleep at once
+        self.poller = BusyPoller(busy_poll) if busy_poll > 0 else None
 
     def add(self, program: Program) -> None:
         self.programs.setdefault(program.number, {})[program.version] = program
@@ -366,6 +374,8 @@ class RpcConnection(asyncio.BufferedProtocol):
             self._flush()
         if self._read_paused or self._write_paused or len(tasks) >= limit:
             self._update_reading()
+        if self.server.poller is not None:
+            self.server.poller.traffic()
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None

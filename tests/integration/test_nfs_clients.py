@@ -7,6 +7,7 @@ under the root the export is "" (which libnfs refuses), so URLs here always have
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -112,3 +113,20 @@ def _create_call(c: RpcClient, i: int, root: bytes, name: bytes) -> bytes:
 
     args = dirop(root, name) + b"\0\0\0\1" + b"\0" * 24  # GUARDED, empty sattr3
     return oncrpc.encode_call(0x500000 + i, 100003, 3, 8, args, cred=c.cred)
+
+
+def test_the_standard_library_event_loop_serves_too(tmp_path: Path) -> None:
+    """event_loop = asyncio (uvloop is the default): the same copies in and out, busy polling off."""
+    d = start(tmp_path / "data", env={"NSD_EVENT_LOOP": "asyncio", "NSD_NFS_BUSY_POLL_US": "0"})
+    try:
+        status = json.loads(nsd("report", "--json", daemon=d).stdout)
+        assert status["summary"]["event_loop"] == "asyncio"
+        src = random_file(tmp_path / "src", 3 * MiB + 5)
+        nsd("mkdir", "-p", "/std", daemon=d)
+        run("nfs-cp", str(src), d.nfs_url("/std/f"))
+        back = tmp_path / "back"
+        run("nfs-cp", d.nfs_url("/std/f"), str(back))
+        assert sha256(back) == sha256(src)
+        assert "f" in run("nfs-ls", d.nfs_url("/std")).stdout.decode()
+    finally:
+        assert d.stop() == 0

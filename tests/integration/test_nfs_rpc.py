@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import time
@@ -606,6 +607,10 @@ def test_nfs_calls_show_in_metrics(server: Daemon) -> None:
     assert 'nsd_requests_total{op="GETATTR",protocol="nfs3"}' in text
     assert 'nsd_request_errors_total{error="NFS3ERR_NOENT",op="LOOKUP",protocol="nfs3"}' in text
     assert 'nsd_requests_total{op="MNT",protocol="mount3"}' in text
+    # busy polling is on by default (nfs_busy_poll_us) and what it cost is counted
+    polled = re.search(r"^nsd_nfs_busy_poll_idle_seconds_total (\S+)$", text, re.M)
+    assert polled is not None and float(polled.group(1)) > 0
+    assert requests.get(f"{server.url}/api/v1/status", timeout=30).json()["event_loop"] == "uvloop"
 
 
 def test_mounts_give_xdev_and_rofs(server: Daemon, tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ def test_bad_values_name_the_setting_and_source(tmp_path: Path) -> None:
         config.load(env={"NSD_HTTP_PORT": "many"})
     with pytest.raises(Invalid, match="fsync from flag"):
         config.load(env={}, flags={"fsync": "perhaps"})
+    with pytest.raises(Invalid, match="event_loop from NSD_EVENT_LOOP: expected one of uvloop, asyncio, got 'trio'"):
+        config.load(env={"NSD_EVENT_LOOP": "trio"})
+    assert config.load(env={"NSD_LOG_FORMAT": "json"}).log_format == "json"
     f = tmp_path / "bad.toml"
     f.write_text("[server]\nhttp_prot = 1\n")
     with pytest.raises(Invalid, match=r"unknown setting server.http_prot"):

@@ -2,14 +2,18 @@
 
 Needs (installed by nothing here; as root on Debian):
 
-    apt-get install -y libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
+    apt-get install -y libnfs-utils libnfs-dev gcc nfs-ganesha nfs-ganesha-vfs rpcbind
 
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
 WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
---reads), and GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls (a small
-asyncio RPC client pipelining on one connection). Both servers run together and each
-measurement is taken on one right after the other, so a busy machine skews both alike.
-Prints both and the ratio nsd/ganesha.
+--reads), and GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls on one
+connection, with their median and 99th percentile latency: tools/bench/nfsops.c, built here
+against libnfs, drives libnfs's asynchronous RPC calls (a client in C, so its own cost per call
+stays small next to the server's). All servers run together and each measurement is taken on
+one right after the other, so a busy machine skews them alike. Prints each and the ratio to
+ganesha (for latency rows lower is better).
+`--nsd NAME:KEY=VALUE,...` adds another nsd with those settings (environment variables), e.g.
+`--nsd nopoll:NSD_NFS_BUSY_POLL_US=0`, to see what a setting is worth in the same run.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -56,7 +60,7 @@ class Target:
         return f"nfs://127.0.0.1{self.export.rstrip('/')}/{path}?nfsport={self.port}&mountport={self.port}"
 
 
-# ---- a tiny pipelining RPC client -----------------------------------------------------------
+# ---- an RPC client for the set-up (MNT, MKDIR) ---------------------------------------------
 
 
 class AsyncRpc:
@@ -106,66 +110,55 @@ async def mount(rpc: AsyncRpc, export: str) -> bytes:
     return u.opaque(64)
 
 
-async def lookup(rpc: AsyncRpc, d: bytes, name: str) -> bytes:
-    u = await rpc.call(NFS, 3, LOOKUP, _opaque(d, name.encode()))
-    if u.uint32() != 0:
-        raise RuntimeError(f"LOOKUP {name} failed")
-    return u.opaque(64)
+NFSOPS_SOURCE = Path(__file__).with_name("nfsops.c")
 
 
-async def ops_per_second(
-    nfs_port: int, mnt_port: int, export: str, proc: int, outstanding: int, seconds: float, name: str
-) -> float:
-    """Calls of `proc` (GETATTR or LOOKUP of `name`) per second with `outstanding` in flight."""
-    m = await AsyncRpc.connect(mnt_port)
-    try:
-        root = await mount(m, export)
-    finally:
-        m.close()
-    rpc = await AsyncRpc.connect(nfs_port)
-    try:
-        handle = await lookup(rpc, root, name)
-        args = _opaque(handle) if proc == GETATTR else _opaque(root, name.encode())
-        for _ in range(outstanding):
-            rpc.send(NFS, 3, proc, args)
-        done, start = 0, time.perf_counter()
-        while True:
-            await rpc.recv()
-            done += 1
-            if time.perf_counter() - start >= seconds:
-                break
-            rpc.send(NFS, 3, proc, args)
-        elapsed = time.perf_counter() - start
-        for _ in range(outstanding - 1):
-            await rpc.recv()
-        return done / elapsed
-    finally:
-        rpc.close()
+def build_nfsops(workdir: Path) -> Path:
+    """Compile nfsops.c; RuntimeError saying why if it cannot be built."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("no C compiler (apt-get install gcc)")
+    binary = workdir / "nfsops"
+    built = subprocess.run([cc, "-O2", "-o", str(binary), str(NFSOPS_SOURCE), "-lnfs"], capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"cannot build nfsops.c (apt-get install libnfs-dev): {built.stderr.strip()[:300]}")
+    return binary
+
+
+def ops_per_second(
+    nfsops: Path, nfs_port: int, mnt_port: int, export: str, proc: int, outstanding: int, seconds: float, name: str
+) -> dict[str, float]:
+    """Calls of `proc` (GETATTR or LOOKUP of `name`) per second with `outstanding` in flight, and
+    their latency percentiles: {"ops_per_s", "p50_us", "p90_us", "p99_us", "calls"}."""
+    cmd = [str(nfsops), "127.0.0.1", str(nfs_port), str(mnt_port), export, name]
+    cmd += ["getattr" if proc == GETATTR else "lookup", str(outstanding), str(seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    return {k: float(v) for k, v in (field.split("=", 1) for field in out.split())}
 
 
 # ---- servers --------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def nsd_server(workdir: Path) -> Iterator[Target]:
-    data = workdir / "nsd-data"
-    log = open(workdir / "nsd.log", "w")  # noqa: SIM115
+def nsd_server(workdir: Path, name: str = "nsd", env: dict[str, str] | None = None) -> Iterator[Target]:
+    data = workdir / f"{name}-data"
+    log = open(workdir / f"{name}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data), "--http-port", "0", "--nfs-port", "0"],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env={**os.environ, "NSD_LOG_LEVEL": "warning"},
+        env={**os.environ, "NSD_LOG_LEVEL": "warning", **(env or {})},
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if "ready" not in line:
-            raise RuntimeError(f"nsd did not start: {(workdir / 'nsd.log').read_text()}")
+            raise RuntimeError(f"nsd did not start: {(workdir / f'{name}.log').read_text()}")
         fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
         port = int(fields["nfs"].rsplit(":", 1)[1])
         asyncio.run(_mkdir(port, "/", "bench"))
-        yield Target("nsd", port, "/bench")
+        yield Target(name, port, "/bench")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
@@ -274,8 +267,16 @@ def _timed(cmd: list[str], stdout: int | None = None) -> float:
     return time.perf_counter() - start
 
 
-def measure(targets: list[Target], source: Path, size: int, reads: int, seconds: float, rounds: int = 1) -> None:
-    """Each measurement on every server back to back, so a busy machine hurts both alike; with
+def measure(
+    targets: list[Target],
+    source: Path,
+    size: int,
+    reads: int,
+    seconds: float,
+    rounds: int = 1,
+    nfsops: Path | None = None,
+) -> None:
+    """Each measurement on every server back to back, so a busy machine hurts them alike; with
     several rounds, the servers take turns going first and each result is the median."""
     samples: dict[tuple[str, str], list[float]] = {}
 
@@ -290,12 +291,16 @@ def measure(targets: list[Target], source: Path, size: int, reads: int, seconds:
         for t in order:
             best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
             note(t, "read MiB/s", size / MiB / best)
+        if nfsops is None:
+            continue
         for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
             for outstanding in (1, 32):
                 for t in order:
                     mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
-                    rate = asyncio.run(ops_per_second(t.port, mnt_port, t.export, proc, outstanding, seconds, name))
-                    note(t, f"{label} ops/s @{outstanding}", rate)
+                    got = ops_per_second(nfsops, t.port, mnt_port, t.export, proc, outstanding, seconds, name)
+                    note(t, f"{label} ops/s @{outstanding}", got["ops_per_s"])
+                    note(t, f"{label} p50 us @{outstanding}", got["p50_us"])
+                    note(t, f"{label} p99 us @{outstanding}", got["p99_us"])
     for t in targets:
         for (who, key), values in samples.items():
             if who == t.name:
@@ -303,16 +308,26 @@ def measure(targets: list[Target], source: Path, size: int, reads: int, seconds:
                 t.spread[key] = (min(values), max(values))
 
 
+def _variant(spec: str) -> tuple[str, dict[str, str]]:
+    """NAME:KEY=VALUE,... -> (NAME, {KEY: VALUE})"""
+    name, _, settings = spec.partition(":")
+    if not name or name in ("nsd", "ganesha") or "=" not in settings:
+        raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE[,KEY=VALUE...], got {spec!r}")
+    return name, dict(kv.split("=", 1) for kv in settings.split(","))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--dir", default=None, help="work dir (both servers' data go here: the same disk)")
+    ap.add_argument("--dir", default=None, help="work dir (all servers' data go here: the same disk)")
     ap.add_argument("--reads", type=int, default=3, help="read passes; the best counts (cached)")
     ap.add_argument("--ops-seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print medians (and the range)")
     ap.add_argument("--no-ganesha", action="store_true")
+    ap.add_argument("--nsd", type=_variant, action="append", default=[], help="another nsd: NAME:KEY=VALUE,...")
     args = ap.parse_args()
     size = args.size_mib * MiB
+    notes = []
     with tempfile.TemporaryDirectory(prefix="nsd-bench-nfs-", dir=args.dir) as tmp:
         work = Path(tmp)
         source = work / "source"
@@ -321,26 +336,34 @@ def main() -> None:
             for _ in range(size // len(block)):
                 f.write(block)
             f.write(block[: size % len(block)])
-        why_not = "--no-ganesha" if args.no_ganesha else None
-        with nsd_server(work) as t, contextlib.ExitStack() as stack:
-            targets = [t]
-            if why_not is None:
+        nfsops: Path | None = None
+        try:
+            nfsops = build_nfsops(work)
+        except RuntimeError as e:
+            notes.append(f"GETATTR/LOOKUP not measured: {e}")
+        with contextlib.ExitStack() as stack:
+            targets = [stack.enter_context(nsd_server(work))]
+            targets += [stack.enter_context(nsd_server(work, name, env)) for name, env in args.nsd]
+            if args.no_ganesha:
+                notes.append("ganesha not measured: --no-ganesha")
+            else:
                 try:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
-                    why_not = str(e)
-            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds)
-    report(targets, args.size_mib, why_not, args.rounds)
+                    notes.append(f"ganesha not measured: {e}")
+            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops)
+    report(targets, args.size_mib, notes, args.rounds)
 
 
-def report(targets: list[Target], size_mib: int, why_not: str | None, rounds: int = 1) -> None:
+def report(targets: list[Target], size_mib: int, notes: list[str], rounds: int = 1) -> None:
     what = f", median of {rounds} rounds (min-max)" if rounds > 1 else ""
     print(f"NFSv3 benchmark, libnfs client, {size_mib} MiB file, loopback{what}")
-    keys = list(targets[0].results)
+    peer = next((t for t in targets if t.name == "ganesha"), None)
+    ours = [t for t in targets if t is not peer]
     width = 28 if rounds > 1 else 14
     header = f"{'':22}" + "".join(f"{t.name:>{width}}" for t in targets)
-    print(header + ("   nsd/ganesha" if len(targets) > 1 else ""))
-    for k in keys:
+    print(header + ("".join(f"{t.name + '/ganesha':>16}" for t in ours) if peer else ""))
+    for k in targets[0].results:
         cells = []
         for t in targets:
             cell = f"{t.results[k]:,.1f}"
@@ -349,11 +372,11 @@ def report(targets: list[Target], size_mib: int, why_not: str | None, rounds: in
                 cell += f" ({lo:,.0f}-{hi:,.0f})"
             cells.append(f"{cell:>{width}}")
         row = f"{k:22}" + "".join(cells)
-        if len(targets) > 1:
-            row += f"{targets[0].results[k] / targets[1].results[k]:>14.2f}x"
+        if peer is not None:
+            row += "".join(f"{t.results[k] / peer.results[k]:>15.2f}x" for t in ours)
         print(row)
-    if why_not:
-        print(f"ganesha not measured: {why_not}")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

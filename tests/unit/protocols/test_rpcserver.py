@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import struct
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -208,3 +209,26 @@ async def test_each_call_has_its_own_context(served: tuple[Toy, RpcServer, int])
     writer.write(oncrpc.encode_call(4, PROG, 1, 7, struct.pack(">I", 4)))  # nothing left behind either
     assert struct.unpack(">II", (await read_reply(reader)).body) == (0, 4)
     writer.close()
+
+
+async def test_busy_polling_spends_cpu_for_the_window_after_traffic_then_sleeps() -> None:
+    window = 0.2
+    server = RpcServer(busy_poll=window)
+    server.add(Program(PROG, 1, {0: Procedure(Toy().echo)}))
+    port = await server.listen("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(oncrpc.encode_call(1, PROG, 1, 0))
+        assert (await read_reply(reader)).xid == 1
+        cpu = time.process_time()
+        await asyncio.sleep(window)
+        assert time.process_time() - cpu > window / 4  # the loop kept polling instead of sleeping
+        await asyncio.sleep(window / 2)
+        cpu = time.process_time()
+        await asyncio.sleep(window)
+        assert time.process_time() - cpu < window / 4  # and then slept
+        assert server.poller is not None and server.poller.idle_seconds >= window
+        writer.close()
+    finally:
+        await server.close(grace=5)
+    assert RpcServer().poller is None  # off unless asked for
