@@ -343,7 +343,7 @@ class Discovery:
         await self.store.mutate(lambda ns: _plan_removals(ns, d, names, self.store.now_ns()))
 
     def _removable(self, child: Inode) -> bool:
-        if child.is_symlink or is_mount_point(self.ns, child) or self.is_staged(child.ino):
+        if child.namespace_only or is_mount_point(self.ns, child) or self.is_staged(child.ino):
             return False
         return child.is_dir or child.fingerprint is not None
 

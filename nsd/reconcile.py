@@ -207,7 +207,7 @@ class Reconciler:
             return None
 
     def _ufs_backed(self, node: Inode) -> bool:
-        return not node.is_symlink and not is_mount_point(self.vfs.ns, node)
+        return not node.namespace_only and not is_mount_point(self.vfs.ns, node)
 
     async def _entry(self, dir_ino: int, name: str) -> bool:
         """Make entry `name` of `dir_ino` what the UFS shows there."""

@@ -55,6 +55,7 @@ from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
 from nsd.metastore import MetaStore
 from nsd.mounttable import MountTable, MountView, mount_settings
 from nsd.namespace import DirInode, FileInode, Inode, Namespace
+from nsd.namespace.inode import SPECIAL_KINDS
 from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
@@ -395,6 +396,22 @@ class Vfs:
             )
             return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
 
+    async def mknod_at(self, dir_ino: int, name: str, kind: int, *, caller: Caller, mode: int = 0o644) -> Inode:
+        """Make a FIFO or socket (`kind` S_IFIFO or S_IFSOCK); namespace only, as symlinks are.
+        Other kinds (devices) raise NotSupported."""
+        if kind not in SPECIAL_KINDS:
+            raise errors.NotSupported(f"cannot make file type {kind:o}: {self._path(dir_ino, name)}")
+        self.store.admit()
+        async with self.locks.hold(entry(dir_ino, name)):
+            self.perms.require(self._writable_dir(dir_ino), caller, W | X)
+            if await self._lookup_or_none(dir_ino, name) is not None:
+                raise errors.Exists(f"file exists: {self._path(dir_ino, name)}")
+            mode = kind | (mode & 0o7777)
+            ops = await self.store.mutate(
+                lambda ns: ns.plan_mknod(dir_ino, name, mode, caller.uid, caller.gid, self.store.now_ns())
+            )
+            return self.ns.get(ops[0].ino)  # type: ignore[attr-defined]
+
     async def link_at(self, ino: int, dir_ino: int, name: str, *, caller: Caller) -> Inode:
         self.store.admit()
         async with self.locks.hold(entry(dir_ino, name)):
@@ -495,7 +512,7 @@ class Vfs:
                             await self.store.mutate(plan, done=i)
                     else:
                         await self.store.mutate(plan)
-                elif not node.is_symlink and node is not replaced:
+                elif not node.namespace_only and node is not replaced:
                     ufs, src_rel = self.mounts.locate_child(src, src_name)
                     async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:
                         await ufs.rename(src_rel, self.mounts.locate_child(dst, dst_name)[1])

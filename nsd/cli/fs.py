@@ -18,7 +18,8 @@ from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app
 
 
 def _mode_string(entry: dict[str, Any]) -> str:
-    kind = {"dir": st.S_IFDIR, "symlink": st.S_IFLNK}.get(entry["type"], st.S_IFREG)
+    kinds = {"dir": st.S_IFDIR, "symlink": st.S_IFLNK, "fifo": st.S_IFIFO, "socket": st.S_IFSOCK}
+    kind = kinds.get(entry["type"], st.S_IFREG)
     return st.filemode(kind | entry["mode"])
 
 

@@ -1,6 +1,6 @@
 """The in-memory namespace: names, inodes and the tree (plan_*() -> op, apply(op) mutates)."""
 
-from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
+from nsd.namespace.inode import DirInode, FileInode, Inode, SpecialInode, SymlinkInode
 from nsd.namespace.names import join_path, name_cookie, split_path, validate_name
 from nsd.namespace.tree import Namespace
 
@@ -9,6 +9,7 @@ __all__ = [
     "FileInode",
     "Inode",
     "Namespace",
+    "SpecialInode",
     "SymlinkInode",
     "join_path",
     "name_cookie",

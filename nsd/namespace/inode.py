@@ -7,6 +7,7 @@ are equal so they are stored once.
 
 from __future__ import annotations
 
+import stat
 from typing import Any, ClassVar
 
 from sortedcontainers import SortedDict
@@ -45,6 +46,7 @@ class Inode:
     is_dir: ClassVar[bool] = False
     is_file: ClassVar[bool] = False
     is_symlink: ClassVar[bool] = False
+    namespace_only: ClassVar[bool] = False  # no under-storage object behind it (symlinks, FIFOs, sockets)
 
     ino: int
     gen: int
@@ -126,6 +128,7 @@ class SymlinkInode(Inode):
 
     __slots__ = ("target",)
     is_symlink: ClassVar[bool] = True
+    namespace_only: ClassVar[bool] = True
 
     target: str
 
@@ -147,6 +150,34 @@ class SymlinkInode(Inode):
     ) -> None:
         self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
         self.target = target
+
+
+SPECIAL_KINDS = frozenset({stat.S_IFIFO, stat.S_IFSOCK})
+
+
+class SpecialInode(Inode):
+    """A FIFO or a socket (made with NFS MKNOD). Like a symlink it lives in the namespace only
+    (object stores have none); it has no content here: a client opens it on its own machine."""
+
+    __slots__ = ()
+    namespace_only: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        ino: int,
+        gen: int,
+        mode: int,
+        uid: int,
+        gid: int,
+        nlink: int,
+        size: int,
+        atime: int,
+        mtime: int,
+        ctime: int,
+        mount: int,
+        fingerprint: list[Any] | None,
+    ) -> None:
+        self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
 
 
 class DirInode(Inode):

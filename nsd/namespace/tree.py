@@ -62,7 +62,7 @@ from nsd.journal.ops import (
     Unlink,
 )
 from nsd.namespace import intents, layouts, mounts
-from nsd.namespace.inode import DirInode, FileInode, Inode, SymlinkInode
+from nsd.namespace.inode import SPECIAL_KINDS, DirInode, FileInode, Inode, SpecialInode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
 ROOT_INO = 1
@@ -260,7 +260,7 @@ class Namespace:
         time_ns: int,
         target: str | None = None,
     ) -> MkNode:
-        """Create a file, directory or symlink (mode includes S_IFMT) as the next inode id.
+        """Create a file, directory, symlink, FIFO or socket (mode includes S_IFMT) as the next inode id.
 
         Raises Stale/NotDir for the parent, Invalid/NameTooLong for the name or target, Exists,
         NotSupported for other file types.
@@ -402,7 +402,7 @@ class Namespace:
         kind = op.mode & S_IFMT
         if kind == stat.S_IFLNK:
             _check_target(op.target)
-        elif kind in (stat.S_IFREG, stat.S_IFDIR):
+        elif kind in (stat.S_IFREG, stat.S_IFDIR) or kind in SPECIAL_KINDS:
             if op.target is not None:
                 raise Invalid(f"only a symlink has a target: {self._child_path(parent, op.name)}")
         elif kind == 0:
@@ -583,6 +583,8 @@ class Namespace:
             assert op.target is not None
             size = len(utf8(op.target))
             node = SymlinkInode(ino, 1, mode, uid, gid, 1, size, t, t, t, parent.mount, None, op.target)
+        elif kind in SPECIAL_KINDS:
+            node = SpecialInode(ino, 1, mode, uid, gid, 1, 0, t, t, t, parent.mount, None)
         else:
             node = FileInode(ino, 1, mode, uid, gid, 1, 0, t, t, t, parent.mount, None, None)
         if not isinstance(node, DirInode):
@@ -950,6 +952,8 @@ class Namespace:
                         node = SymlinkInode(
                             ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra
                         )
+                    elif kind in SPECIAL_KINDS:
+                        node = SpecialInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp)
                     else:
                         raise Corrupt(f"image: inode {ino} has unknown mode {mode:o}")
                     inodes[ino] = node
@@ -1038,6 +1042,9 @@ def _check_inode(ino: int, node: Inode, next_ino: int, links: int) -> None:
     if isinstance(node, SymlinkInode):
         if kind != stat.S_IFLNK or node.size != len(utf8(node.target)):
             raise AssertionError(f"inode {ino}: symlink with mode {node.mode:o}, size {node.size}")
+    elif isinstance(node, SpecialInode):
+        if kind not in SPECIAL_KINDS or node.size != 0:
+            raise AssertionError(f"inode {ino}: special file with mode {node.mode:o}, size {node.size}")
     elif not isinstance(node, FileInode) or kind != stat.S_IFREG:
         raise AssertionError(f"inode {ino}: {type(node).__name__} with mode {node.mode:o}")
 

@@ -54,7 +54,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER_KEY = "nsd.admin.caller"
 ANONYMOUS = Caller(NOBODY, NOBODY)
 
-TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink"}
+TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink", st.S_IFIFO: "fifo", st.S_IFSOCK: "socket"}
 
 
 def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]:

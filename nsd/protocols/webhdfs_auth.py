@@ -34,7 +34,6 @@ ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name
 MODES = ("simple", "token")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     name: str

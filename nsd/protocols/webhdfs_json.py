@@ -38,7 +38,7 @@ def kind(node: Inode) -> str:
         return "DIRECTORY"
     if node.is_symlink:
         return "SYMLINK"
-    return "FILE"
+    return "FILE"  # FIFOs and sockets too: Hadoop has no type for them (their length is 0)
 
 
 def file_status(node: Inode, suffix: str, block_size: int, names: UserMap) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import libnfs  # type: ignore[import-untyped]
 import libnfs.libnfs as raw  # type: ignore[import-untyped]
@@ -129,3 +131,33 @@ def test_readdir_paging(nfs: libnfs.NFS, server: Daemon) -> None:
         assert nfs.unlink(f"/pg/{name}") == 0
     listed = nfs.listdir("/pg")
     assert sorted(listed) == sorted([*list(names)[500:], ".", ".."])
+
+
+def test_mknod_fifo_and_socket_survive_a_restart(tmp_path: Path) -> None:
+    """FIFOs and sockets live in the namespace only (as symlinks do): journaled, listed, renamed,
+    removed; device files are refused (NOTSUPP)."""
+    d = start(tmp_path / "data")
+    try:
+        nfs = libnfs.NFS(d.nfs_url("/"))
+        nfs.mkdir("/sp")
+        assert raw.nfs_mknod(nfs._nfs, "/sp/pipe", stat.S_IFIFO | 0o640, 0) == 0
+        assert raw.nfs_mknod(nfs._nfs, "/sp/sock", stat.S_IFSOCK | 0o600, 0) == 0
+        assert raw.nfs_mknod(nfs._nfs, "/sp/pipe", stat.S_IFIFO | 0o640, 0) == -errno.EEXIST
+        assert raw.nfs_mknod(nfs._nfs, "/sp/tty", stat.S_IFCHR | 0o600, 0x0401) < 0
+        assert raw.nfs_rename(nfs._nfs, "/sp/sock", "/sp/sock2") == 0
+        kinds = {e["name"]: e["type"] for e in json.loads(nsd("ls", "--json", "/sp", daemon=d).stdout)}
+        assert kinds == {"pipe": "fifo", "sock2": "socket"}
+        assert nsd("ls", "-l", "/sp", daemon=d).stdout.decode().splitlines()[0].startswith("prw-r-----")
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data")
+    try:
+        nfs = libnfs.NFS(d.nfs_url("/"))
+        pipe = nfs.lstat("/sp/pipe")
+        assert stat.S_ISFIFO(pipe["mode"]) and stat.S_IMODE(pipe["mode"]) == 0o640 and pipe["size"] == 0
+        assert stat.S_ISSOCK(nfs.lstat("/sp/sock2")["mode"])
+        assert nfs.unlink("/sp/pipe") == 0 and nfs.unlink("/sp/sock2") == 0
+        assert not set(nfs.listdir("/sp")) - {".", ".."}
+        assert nsd("fsck", daemon=d).returncode == 0
+    finally:
+        assert d.stop() == 0

@@ -480,8 +480,35 @@ def test_failures_carry_their_bodies(client: RpcClient) -> None:
     f = created_handle(create(client, d, b"file"))
     u = client.nfs(Proc.READDIR, fh(f) + struct.pack(">Q8sI", 0, bytes(8), 4096))
     assert u.uint32() == Status.NOTDIR and post_op_attr(u) is not None
-    u = client.nfs(Proc.MKNOD, dirop(d, b"fifo") + struct.pack(">I", 7) + SATTR_NONE)
-    assert u.uint32() == Status.NOTSUPP and wcc(u)[1] is not None
+    u = client.nfs(Proc.MKNOD, dirop(d, b"tty") + struct.pack(">I", 4) + SATTR_NONE + struct.pack(">II", 4, 1))
+    assert u.uint32() == Status.NOTSUPP and wcc(u)[1] is not None  # a character device
+
+
+def test_mknod_makes_fifos_and_sockets(client: RpcClient) -> None:
+    root = client.mount()
+    d = mkdir(client, root, b"special")
+    mode_0600 = struct.pack(">IIIIIII", 1, 0o600, 0, 0, 0, 0, 0)  # sattr3: mode set; uid, gid, size, times not
+    handles = {}
+    for name, ftype in ((b"pipe", 7), (b"sock", 6)):
+        u = client.nfs(Proc.MKNOD, dirop(d, name) + struct.pack(">I", ftype) + mode_0600)
+        assert u.uint32() == Status.OK
+        handles[name] = post_op_fh(u)
+        attrs = post_op_attr(u)
+        assert attrs is not None and attrs[0] == ftype and attrs[1] == 0o600 and attrs[5] == 0
+        pre, post = wcc(u)
+        assert pre is not None and post is not None and post[13:15] > pre[1:3]  # the directory's mtime moved
+    u = client.nfs(Proc.MKNOD, dirop(d, b"pipe") + struct.pack(">I", 7) + SATTR_NONE)
+    assert u.uint32() == Status.EXIST
+    u = client.nfs(Proc.MKNOD, dirop(d, b"file") + struct.pack(">I", 1))
+    assert u.uint32() == Status.BADTYPE
+    pipe = handles[b"pipe"]
+    assert pipe is not None
+    assert lookup(client, d, b"pipe") == (Status.OK, pipe)
+    u = client.nfs(Proc.READ, fh(pipe) + struct.pack(">QI", 0, 10))
+    assert u.uint32() == Status.INVAL  # no content here: a client opens a FIFO on its own machine
+    assert client.nfs(Proc.RENAME, dirop(d, b"sock") + dirop(d, b"sock2")).uint32() == Status.OK
+    assert client.nfs(Proc.REMOVE, dirop(d, b"pipe")).uint32() == Status.OK
+    assert getattr_status(client, pipe) == Status.STALE
 
 
 def test_readdir_sizes_and_cookies(client: RpcClient) -> None:

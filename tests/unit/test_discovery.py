@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -97,6 +98,28 @@ async def test_sync_interval_zero_sees_every_out_of_band_change(vfs: Vfs, tmp_pa
     assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["b"]
     with pytest.raises(errors.NotFound):
         await vfs.stat("/m/a", caller=ME)
+    vfs.ns.check()
+
+
+async def test_a_resync_keeps_what_lives_in_the_namespace_only(vfs: Vfs, tmp_path: Path) -> None:
+    """Symlinks, FIFOs and sockets have no object in the store: a listing without them keeps them,
+    and renaming or removing them never touches the store."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a").write_bytes(b"a")
+    await vfs.mount("/m", (tmp_path / "outside").as_uri(), caller=ME, options={"sync_interval": "0"})
+    m = await vfs.stat("/m", caller=ME)
+    await vfs.mknod_at(m.ino, "pipe", stat.S_IFIFO, caller=ME)
+    await vfs.mknod_at(m.ino, "sock", stat.S_IFSOCK, caller=ME, mode=0o600)
+    await vfs.symlink("a", "/m/link", caller=ME)
+    with pytest.raises(errors.NotSupported):
+        await vfs.mknod_at(m.ino, "tty", stat.S_IFCHR, caller=ME)
+    (tmp_path / "outside" / "b").write_bytes(b"b")
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["a", "b", "link", "pipe", "sock"]
+    await vfs.rename("/m/sock", "/m/sock2", caller=ME)
+    await vfs.remove("/m/pipe", caller=ME)
+    assert sorted(os.listdir(tmp_path / "outside")) == ["a", "b"]
+    assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["a", "b", "link", "sock2"]
+    assert (await vfs.stat("/m/sock2", caller=ME)).mode == stat.S_IFSOCK | 0o600
     vfs.ns.check()
 
 

@@ -135,17 +135,19 @@ def symlink_args(u: Unpacker) -> SymlinkArgs:
 class MknodArgs(NamedTuple):
     where: DirOp
     type: int
+    attrs: Sattr3 | None  # for the special types (devices, sockets, FIFOs)
 
 
 def mknod_args(u: Unpacker) -> MknodArgs:
     where = dirop(u)
     kind = u.enum(FTYPES)
+    attrs = None
     if kind in (Ftype.CHR, Ftype.BLK):
-        decode_sattr3(u)
+        attrs = decode_sattr3(u)
         u.struct(U32X2)  # specdata3
     elif kind in (Ftype.SOCK, Ftype.FIFO):
-        decode_sattr3(u)
-    return MknodArgs(where, kind)
+        attrs = decode_sattr3(u)
+    return MknodArgs(where, kind, attrs)
 
 
 class RenameArgs(NamedTuple):

@@ -9,6 +9,7 @@ this call's own change (nsd.wcc), on failure too.
 
 from __future__ import annotations
 
+import stat
 import struct
 from collections.abc import Callable
 
@@ -178,6 +179,7 @@ async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    """FIFOs and sockets (kept in the namespace only, as symlinks); device files are NOTSUPP."""
     a = args.mknod_args(ctx.args)
     d: Target | None = None
     w = Watch()
@@ -186,9 +188,18 @@ async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         _may_change_entries(d)
         if a.type in (Ftype.REG, Ftype.DIR, Ftype.LNK):
             raise NfsError(Status.BADTYPE, "MKNOD makes only special files")
-        raise NfsError(Status.NOTSUPP, "special files are not supported")
+        if a.type not in _SPECIAL or a.attrs is None:
+            raise NfsError(Status.NOTSUPP, "device files are not supported")
+        mode = 0o644 if a.attrs.mode is None else a.attrs.mode & 0o7777
+        with w.on(d.ino):
+            node = await s.vfs.mknod_at(d.ino, decode_name(a.where.name), _SPECIAL[a.type], caller=d.caller, mode=mode)
+            await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
     except Failure as e:
         return status_word(e) + s.wcc(w, d)
+    return _created(s, d, w, node)
+
+
+_SPECIAL: dict[int, int] = {Ftype.FIFO: stat.S_IFIFO, Ftype.SOCK: stat.S_IFSOCK}
 
 
 async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

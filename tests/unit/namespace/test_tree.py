@@ -21,7 +21,7 @@ from nsd.errors import (
     Stale,
 )
 from nsd.journal.ops import Link, MkNode, Op, Rename, SetAttr, SetContent, Unlink, decode_op
-from nsd.namespace import DirInode, FileInode, Inode, Namespace, SymlinkInode, name_cookie
+from nsd.namespace import DirInode, FileInode, Inode, Namespace, SpecialInode, SymlinkInode, name_cookie
 from nsd.namespace import inode as inode_module
 from nsd.namespace.mounts import plan_add_mount
 
@@ -323,13 +323,28 @@ def test_mknod_errors(t: Tree) -> None:
             t.ns.plan_mknod(1, bad, FILE, 0, 0, t.now())
     with pytest.raises(NameTooLong):
         t.ns.plan_mknod(1, "n" * 256, FILE, 0, 0, t.now())
-    with pytest.raises(NotSupported):
-        t.ns.plan_mknod(1, "fifo", stat.S_IFIFO | 0o644, 0, 0, t.now())
+    for device in (stat.S_IFCHR, stat.S_IFBLK):
+        with pytest.raises(NotSupported):
+            t.ns.plan_mknod(1, "dev", device | 0o644, 0, 0, t.now())
+    with pytest.raises(Invalid, match="only a symlink has a target"):
+        t.ns.plan_mknod(1, "fifo", stat.S_IFIFO | 0o644, 0, 0, t.now(), "target")
     with pytest.raises(Invalid):
         t.ns.plan_mknod(1, "notype", 0o644, 0, 0, t.now())
     with pytest.raises(Invalid):
         t.ns.plan_mknod(1, "u", FILE, -1, 0, t.now())
     assert t.ns.next_ino == f.ino + 1
+
+
+def test_mknod_creates_fifos_and_sockets(t: Tree) -> None:
+    for name, kind in (("fifo", stat.S_IFIFO), ("sock", stat.S_IFSOCK)):
+        t.apply(t.ns.plan_mknod(1, name, kind | 0o640, 7, 8, t.now()))
+        node = t.ns.lookup(1, name)
+        assert isinstance(node, SpecialInode) and node.namespace_only
+        assert not (node.is_file or node.is_dir or node.is_symlink)
+        assert (node.mode, node.uid, node.gid, node.size, node.nlink) == (kind | 0o640, 7, 8, 0, 1)
+    t.ns.check()
+    t.apply(t.ns.plan_unlink(1, "sock", t.now()))
+    assert "sock" not in t.ns.root.children
 
 
 def test_mkdirs(t: Tree) -> None:
@@ -672,6 +687,9 @@ def populate(t: Tree) -> None:
     t.mk("/gone")
     t.rename("/a/l", "/gone")
     t.apply(t.ns.plan_unlink(1, "hard", t.now()))
+    t.apply(t.ns.plan_mknod(t.ns.resolve("/x").ino, "pipe", stat.S_IFIFO | 0o600, 3, 4, t.now()))
+    t.apply(t.ns.plan_mknod(t.ns.resolve("/x").ino, "sock", stat.S_IFSOCK | 0o777, 3, 4, t.now()))
+    t.rename("/x/sock", "/sock")
 
 
 def test_replaying_the_ops_rebuilds_the_same_tree(t: Tree) -> None:
@@ -903,6 +921,8 @@ def test_image_round_trip(t: Tree) -> None:
         assert image(loaded) == image(t.ns)
         assert loaded.next_ino == t.ns.next_ino
         assert loaded.resolve("/x/y/b/f").layout == [[0, 10, "d1" * 32]]  # type: ignore[attr-defined]
+        assert isinstance(loaded.resolve("/x/pipe"), SpecialInode)
+        assert loaded.resolve("/sock").mode == stat.S_IFSOCK | 0o777
         z = loaded.resolve("/x/y/z")
         assert z.atime is z.mtime is z.ctime  # equal times share one int
 
@@ -955,7 +975,7 @@ def bad_images() -> Iterator[list[Any]]:
     yield [good[0], [good[1][0], *good[1]]]  # an inode twice
     yield [good[0], good[1][1:]]  # the file is missing
     yield [{"version": 1, "next_ino": 2}, *good[1:]]
-    yield [good[0], [[*good[1][0][:2], 0o10644, *good[1][0][3:]], *good[1][1:]]]  # a fifo
+    yield [good[0], [[*good[1][0][:2], 0o20644, *good[1][0][3:]], *good[1][1:]]]  # a character device
     yield [good[0], [*good[1][:-1]]]  # no root
 
 
