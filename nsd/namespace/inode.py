@@ -162,22 +162,7 @@ class SpecialInode(Inode):
     __slots__ = ()
     namespace_only: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        ino: int,
-        gen: int,
-        mode: int,
-        uid: int,
-        gid: int,
-        nlink: int,
-        size: int,
-        atime: int,
-        mtime: int,
-        ctime: int,
-        mount: int,
-        fingerprint: list[Any] | None,
-    ) -> None:
-        self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
+    __init__ = Inode._init  # no fields of its own
 
 
 class DirInode(Inode):
