@@ -130,3 +130,21 @@ def test_the_standard_library_event_loop_serves_too(tmp_path: Path) -> None:
         assert "f" in run("nfs-ls", d.nfs_url("/std")).stdout.decode()
     finally:
         assert d.stop() == 0
+
+
+def test_libnfs_c_api_pipelining_metadata_calls(server: Daemon, tmp_path: Path) -> None:
+    """libnfs's asynchronous C API (tools/bench/nfsops.c, the benchmark's client) with 1 and 32
+    GETATTRs or LOOKUPs in flight on one connection: every call answered NFS3_OK (nfsops exits 1
+    on the first call that is not)."""
+    binary = tmp_path / "nfsops"
+    source = Path(__file__).resolve().parents[2] / "tools" / "bench" / "nfsops.c"
+    run("cc", "-O2", "-o", str(binary), str(source), "-lnfs")
+    nsd("mkdir", "-p", "/ops", daemon=server)
+    run("nfs-cp", str(random_file(tmp_path / "src", 10)), server.nfs_url("/ops/f"))
+    port = str(server.nfs_port)
+    for proc in ("getattr", "lookup"):
+        for outstanding in ("1", "32"):
+            out = run(str(binary), "127.0.0.1", port, port, "/ops", "f", proc, outstanding, "0.3").stdout.decode()
+            fields = dict(field.split("=") for field in out.split())
+            assert int(fields["calls"]) > int(outstanding), out
+            assert 0 < float(fields["p50_us"]) <= float(fields["p99_us"]), out
