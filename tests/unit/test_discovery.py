@@ -10,43 +10,31 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import vfsenv
+from vfsenv import chunks
 
 from nsd import errors
 from nsd.journal.ops import UfsSync
 from nsd.journal.recovery import recover
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
 from nsd.ufs.memory import drop_store, store
-from nsd.vfs import Caller, Vfs
+from nsd.vfs import IDLE_SEAL_SECONDS, Caller, Vfs
 
 ME = Caller(os.getuid(), os.getgid())
 
 
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
+async def open_vfs(tmp_path: Path) -> Vfs:
+    return await vfsenv.open_vfs(tmp_path, owner=ME, idle_seal_seconds=IDLE_SEAL_SECONDS)
 
 
 async def read_all(vfs: Vfs, path: str) -> bytes:
     return b"".join([c async for c in vfs.read(path, caller=ME)])
 
 
-async def open_vfs(tmp_path: Path) -> Vfs:
-    journal = tmp_path / "journal"
-    if not journal.exists():
-        journal.mkdir()
-        initial_checkpoint(journal, root_uid=ME.uid, root_gid=ME.gid)
-    (tmp_path / "ufs").mkdir(exist_ok=True)
-    store = await MetaStore.open(journal, fsync=False)
-    return Vfs(store, MountTable(store.ns, (tmp_path / "ufs").as_uri()), tmp_path / "staging")
-
-
 @pytest.fixture
 async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
     v = await open_vfs(tmp_path)
     yield v
-    await v.close()
-    await v.store.close(checkpoint=False)
+    await vfsenv.close_vfs(v)
 
 
 def ufs_syncs(tmp_path: Path) -> list[UfsSync]:

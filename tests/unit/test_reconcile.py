@@ -12,40 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vfsenv import ME, chunks, open_vfs, read_all
 
 from nsd import errors
 from nsd.fsck import fsck
 from nsd.journal.ops import IntentDone
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
 from nsd.namespace import Namespace
 from nsd.namespace.intents import plan_intent
-from nsd.vfs import Caller, Vfs
-
-ME = Caller(1000, 1000)
+from nsd.vfs import Vfs
 
 
 class Crash(BaseException):
     """The process died here."""
-
-
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
-
-
-async def read_all(vfs: Vfs, path: str) -> bytes:
-    return b"".join([c async for c in vfs.read(path, caller=ME)])
-
-
-async def open_vfs(tmp_path: Path) -> Vfs:
-    journal = tmp_path / "journal"
-    if not journal.exists():
-        journal.mkdir()
-        initial_checkpoint(journal, root_uid=ME.uid, root_gid=ME.gid)
-    (tmp_path / "ufs").mkdir(exist_ok=True)
-    store = await MetaStore.open(journal, fsync=False)
-    return Vfs(store, MountTable(store.ns, (tmp_path / "ufs").as_uri()), tmp_path / "staging")
 
 
 async def restart(vfs: Vfs, tmp_path: Path) -> Vfs:

@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from vfsenv import ME, chunks, open_vfs, read_all
 
 from nsd import errors
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
-from nsd.vfs import SYSTEM, Caller, Vfs
-
-ME = Caller(1000, 1000)
-
-
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
-
-
-async def read_all(vfs: Vfs, path: str, offset: int = 0, length: int | None = None) -> bytes:
-    return b"".join([c async for c in vfs.read(path, offset, length, caller=ME)])
-
-
-async def open_vfs(tmp_path: Path) -> Vfs:
-    journal = tmp_path / "journal"
-    if not journal.exists():
-        journal.mkdir()
-        initial_checkpoint(journal, root_uid=ME.uid, root_gid=ME.gid)
-    (tmp_path / "ufs").mkdir(exist_ok=True)
-    store = await MetaStore.open(journal, fsync=False)
-    mounts = MountTable(store.ns, (tmp_path / "ufs").as_uri())
-    return Vfs(store, mounts, tmp_path / "staging", idle_seal_seconds=0.2)
-
-
-@pytest.fixture
-async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
-    v = await open_vfs(tmp_path)
-    yield v
-    await v.close()
-    await v.store.close(checkpoint=False)
+from nsd.vfs import SYSTEM, Vfs
 
 
 async def test_write_read_and_write_through(vfs: Vfs, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_vfs import chunks
+from vfsenv import chunks
 
 from nsd import errors
 from nsd.metastore import MetaStore, initial_checkpoint

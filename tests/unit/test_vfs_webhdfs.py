@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_vfs import ME, chunks, open_vfs, read_all
+from vfsenv import ME, chunks, open_vfs, read_all
 
 from nsd import errors
 from nsd.vfs import Vfs
-
-
-@pytest.fixture
-async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
-    v = await open_vfs(tmp_path)
-    yield v
-    await v.close()
-    await v.store.close(checkpoint=False)
 
 
 async def test_xattr_flags_and_persistence(vfs: Vfs, tmp_path: Path) -> None:

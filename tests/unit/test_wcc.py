@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from test_vfs import ME, open_vfs
+from vfsenv import ME
 
 from nsd import wcc
 from nsd.vfs import Vfs
-
-
-@pytest.fixture
-async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
-    v = await open_vfs(tmp_path)
-    yield v
-    await v.close()
-    await v.store.close(checkpoint=False)
 
 
 async def test_pair_frames_only_this_calls_changes(vfs: Vfs) -> None:
