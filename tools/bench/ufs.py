@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import os
 import sys
 import tempfile
@@ -47,30 +46,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from daemon import Daemon, start
+from s3server import ACCOUNT, s3_client
+from s3server import S3_KEYS as KEYS
+from s3server import start_moto as start_moto_server
 
 from nsd.ufs import Ufs, open_ufs
 
 USER = "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")
-KEYS = {"access_key": "AKIABENCHMARK0000000", "secret_key": "bench-secret"}
-ACCOUNT = "123456789012"  # moto's default account
 
 
 def start_moto() -> tuple[object, str]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=f"http://{endpoint}",
-        aws_access_key_id=KEYS["access_key"],
-        aws_secret_access_key=KEYS["secret_key"],
-        region_name="us-east-1",
-    )
+    """moto's S3 server (tests/s3server.py) with the buckets `bench` and `bench2`."""
+    server, endpoint = start_moto_server()
+    s3 = s3_client(endpoint, KEYS)
     s3.create_bucket(Bucket="bench")
     s3.create_bucket(Bucket="bench2")
     return server, endpoint
