@@ -21,27 +21,51 @@ from pathlib import Path
 from aiohttp import web
 
 from nsd import errors
-from nsd.cache import setup as cache_setup
+from nsd.blockstore import BlockStore
 from nsd.config import Config
+from nsd.core.cache import setup as cache_setup
+from nsd.core.cache.persister import Persister
+from nsd.core.cache.service import CacheSettings
+from nsd.core.core import Core
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.core.permissions import Permissions
+from nsd.core.reconcile import Reconciler
+from nsd.core.users import UserMap
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.metrics import Metrics
-from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
-from nsd.permissions import Permissions
+from nsd.ops.metrics import Metrics
+from nsd.ops.ttl import TtlEnforcer
 from nsd.protocols import admin, httplimits, status, webhdfs
 from nsd.protocols.nfs import start_nfs
 from nsd.protocols.rpcserver import Limits
 from nsd.protocols.webhdfs_auth import Authenticator, load_tokens, parse_proxy_users
-from nsd.users import UserMap
-from nsd.vfs import Vfs
+from nsd.vfs import IDLE_SEAL_SECONDS, Vfs
 
 log = logging.getLogger("nsd.daemon")
 
 CHECKPOINT_POLL_SECONDS = 10.0
 RECONCILE_AT_START_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def assemble_vfs(
+    store: MetaStore,
+    mounts: MountTable,
+    stage_dir: Path,
+    *,
+    perms: Permissions | None = None,
+    blocks: BlockStore | None = None,
+    cache_settings: CacheSettings | None = None,
+    idle_seal_seconds: float = IDLE_SEAL_SECONDS,
+) -> Vfs:
+    """The facade over the parts under it (what the daemon, the tests and the benches build);
+    with `blocks`, a cache and its background persister (started by `Vfs.start`)."""
+    core = Core.build(store, mounts, stage_dir, perms=perms, blocks=blocks, cache_settings=cache_settings)
+    retry_max = (cache_settings or CacheSettings()).persist_retry_max
+    persister = Persister(core, retry_max=retry_max) if core.cache is not None else None
+    return Vfs(core, reconciler=Reconciler(core), persister=persister, idle_seal_seconds=idle_seal_seconds)
 
 
 def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
@@ -141,8 +165,11 @@ async def _serve(
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)
-    vfs = Vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
+    vfs = assemble_vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
+    ttl = TtlEnforcer(vfs, interval=settings.ttl_interval) if vfs.cache is not None else None
     vfs.start()
+    if ttl is not None:
+        ttl.start()
     await _reconcile_at_start(vfs)
 
     metrics = Metrics()
@@ -214,6 +241,8 @@ async def _serve(
     await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
     await vfs.reconciler.close()
+    if ttl is not None:
+        await ttl.close()
     if not fatal:
         await vfs.close()
     await blocks.close()

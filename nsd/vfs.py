@@ -7,7 +7,7 @@ then plan again and commit through the MetaStore, which answers only once the jo
 is durable. Mutations of the same directory entry, or of the same file's content, are
 serialised by locks so the UFS and the namespace change in the same order.
 
-Permissions: every public operation takes the caller and checks it (nsd.permissions) before it
+Permissions: every public operation takes the caller and checks it (nsd.core.permissions) before it
 changes or reveals anything: search on each directory a path walks, r/w/x on the target, w+x on
 the directory whose entries change, sticky directories, owner-only chmod/chown. Private helpers
 (`_lookup`, `_resolve`) do not check; they serve operations that already did. The daemon's own
@@ -16,15 +16,15 @@ work (sealing stages, shutdown, the admin token holder) runs as `SYSTEM`, a supe
 An object's UFS location is its primary link's canonical path (`Namespace.path_of`), never the
 path a caller used, so symlinked directories and renamed files are found where they really are.
 
-Writes at offsets go to a stage (nsd.staging) and are sealed, i.e. uploaded to the UFS and
+Writes at offsets go to a stage (nsd.core.staging) and are sealed, i.e. uploaded to the UFS and
 journaled, on COMMIT, on a stable write, after `idle_seal_seconds` without writes, and at
 shutdown. While staged, the inode's size and mtime in memory run ahead of the journal: like the
 unstable data itself, they are lost in a crash.
 
-With a block store (`blocks`), reads go through the cache (nsd.cache.reader) and each mount's
-write type (nsd.cache.policy) says where sealed content goes: the UFS, blocks, or both. Content
+With a block store (`blocks`), reads go through the cache (nsd.core.cache.reader) and each mount's
+write type (nsd.core.cache.policy) says where sealed content goes: the UFS, blocks, or both. Content
 in blocks only (MUST_CACHE, ASYNC_THROUGH) is journaled without a fingerprint and a complete
-layout; nsd.cache.persister puts it in the UFS later.
+layout; nsd.core.cache.persister puts it in the UFS later.
 """
 
 from __future__ import annotations
@@ -37,33 +37,29 @@ import logging
 import os
 import stat as st
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from nsd import errors, wcc
-from nsd.blockstore import BlockStore
-from nsd.cache import writes
-from nsd.cache.ingest import Sealer
-from nsd.cache.persister import Persister
-from nsd.cache.policy import ReadType, WriteType, mount_types
-from nsd.cache.service import Cache, CacheSettings
-from nsd.cache.ttl import TtlEnforcer
-from nsd.discovery import Discovery
+from nsd import errors
+from nsd.core import wcc
+from nsd.core.cache import writes
+from nsd.core.cache.ingest import Sealer
+from nsd.core.cache.persister import Persister
+from nsd.core.cache.policy import ReadType, WriteType, mount_types
+from nsd.core.core import Core
+from nsd.core.locks import content, entry
+from nsd.core.mounttable import MountView, mount_settings
+from nsd.core.permissions import NOW, Now, R, W, X
+from nsd.core.reconcile import Reconciler
+from nsd.core.staging import Stage
+from nsd.core.users import SYSTEM, Caller
 from nsd.journal.ops import Op, RequestPersist, Rmdir, SetContent, Unlink
-from nsd.metastore import MetaStore
-from nsd.mounttable import MountTable, MountView, mount_settings
 from nsd.namespace import DirInode, FileInode, Inode, Namespace
 from nsd.namespace.inode import SPECIAL_KINDS
 from nsd.namespace.layouts import unpersisted
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
 from nsd.namespace.names import split_path
-from nsd.permissions import NOW, Now, Permissions, R, W, X
-from nsd.reconcile import Reconciler
-from nsd.staging import Stage, Stager
 from nsd.ufs import Ufs, UfsStatus, open_ufs
-from nsd.users import SYSTEM, Caller
 
 __all__ = ["NOW", "SYSTEM", "Caller", "Now", "Vfs"]
 
@@ -74,44 +70,6 @@ IDLE_SEAL_SECONDS = 5.0
 SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
 
 
-class KeyLocks:
-    """asyncio locks by key, created on demand and dropped when nobody holds or waits."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, *keys: Hashable) -> AsyncIterator[None]:
-        ordered = sorted(set(keys), key=repr)  # one global order: no deadlock between two callers
-        for k in ordered:
-            lock, users = self._locks.get(k, (asyncio.Lock(), 0))
-            self._locks[k] = (lock, users + 1)
-        acquired: list[asyncio.Lock] = []
-        try:
-            for k in ordered:
-                lock = self._locks[k][0]
-                await lock.acquire()
-                acquired.append(lock)
-            yield
-        finally:
-            for lock in acquired:
-                lock.release()
-            for k in ordered:
-                lock, users = self._locks[k]
-                if users == 1:
-                    del self._locks[k]
-                else:
-                    self._locks[k] = (lock, users - 1)
-
-
-def entry(dir_ino: int, name: str) -> tuple[str, int, str]:
-    return ("entry", dir_ino, name)
-
-
-def content(ino: int) -> tuple[str, int]:
-    return ("content", ino)
-
-
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield b""
@@ -120,42 +78,31 @@ async def _nothing() -> AsyncIterator[bytes]:
 class Vfs:
     def __init__(
         self,
-        store: MetaStore,
-        mounts: MountTable,
-        stage_dir: Path,
+        core: Core,
         *,
+        reconciler: Reconciler,
+        persister: Persister | None = None,
         idle_seal_seconds: float = IDLE_SEAL_SECONDS,
-        perms: Permissions | None = None,
-        blocks: BlockStore | None = None,
-        cache_settings: CacheSettings | None = None,
     ):
-        self.store = store
-        self.perms = perms or Permissions()
-        self.mounts = mounts
-        self.locks = KeyLocks()
-        self.stager = Stager(stage_dir)
-        self.discovery = Discovery(store, mounts, lambda ino: ino in self.stager.stages)
+        self.core = core
+        self.store = core.store
+        self.perms = core.perms
+        self.mounts = core.mounts
+        self.locks = core.locks
+        self.stager = core.stager
+        self.discovery = core.discovery
+        self.cache = core.cache
+        self.reconciler = reconciler
+        self.persister = persister
         self.idle_seal_seconds = idle_seal_seconds
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
-        self.reconciler = Reconciler(self)
-        self.cache: Cache | None = None
-        self.persister: Persister | None = None
-        self.ttl: TtlEnforcer | None = None
-        if blocks is not None:
-            settings = cache_settings or CacheSettings()
-            self.cache = Cache(store, mounts, blocks, settings)
-            self.cache.attach()
-            self.persister = Persister(self, retry_max=settings.persist_retry_max)
-            self.ttl = TtlEnforcer(self, interval=settings.ttl_interval)
 
     def start(self) -> None:
-        """Start the background persister and TTL enforcer (needs the running loop)."""
+        """Start the background persister (needs the running loop)."""
         if self.persister is not None:
             self.persister.start()
-        if self.ttl is not None:
-            self.ttl.start()
 
     @property
     def ns(self) -> Namespace:
@@ -164,8 +111,6 @@ class Vfs:
     async def close(self) -> None:
         """Seal every stage (nothing acknowledged as stable depends on this; it saves resends)."""
         await self.reconciler.close()
-        if self.ttl is not None:
-            await self.ttl.close()
         if self.persister is not None:
             await self.persister.close()  # an interrupted upload is all or nothing; resumed next start
         await self.discovery.close()  # after the background tasks that may wait on a listing

@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from nsd.client import ApiError, Client, find_token
+from nsd.cli.client import ApiError, Client, find_token
 from nsd.errors import NsdError
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, help="nsd: one namespace over many under-storages.")

@@ -53,7 +53,7 @@ def journal_backup(
 ) -> None:
     """Back up the running daemon: a consistent checkpoint, mounts, config, and the blocks of
     files not yet persisted (MUST_CACHE, ASYNC_THROUGH data), to FILE (mode 0600)."""
-    from nsd.client import ApiError
+    from nsd.cli.client import ApiError
 
     tmp = file.with_name(file.name + ".part")
     unpacked = _Unpacked()
@@ -113,8 +113,8 @@ def journal_restore(
     """Restore a backup into a new data dir (offline), blocks of unpersisted files into its cache
     tiers; start `nsd serve --data-dir` on it after."""
     from nsd import config as config_mod
-    from nsd.backup import restore_archive
-    from nsd.cache.setup import tier_specs
+    from nsd.core.cache.setup import tier_specs
+    from nsd.ops.backup import restore_archive
 
     try:
         cfg = config_mod.load(config, flags={"data_dir": data_dir})

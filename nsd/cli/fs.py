@@ -284,7 +284,7 @@ def touch(path: str, as_json: JsonOpt = False) -> None:
     """Create an empty file, or set an existing one's times to now."""
     import io
 
-    from nsd.client import ApiError
+    from nsd.cli.client import ApiError
 
     client = G.client()
     try:

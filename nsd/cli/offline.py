@@ -125,8 +125,8 @@ def journal_verify(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> Non
 @journal_app.command("checkpoint")
 def journal_checkpoint(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Fold the log into a new checkpoint (offline)."""
+    from nsd.core.metastore import fold, purge
     from nsd.journal.recovery import recover
-    from nsd.metastore import fold, purge
 
     dd = _offline(data_dir)
     try:

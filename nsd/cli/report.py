@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail
-from nsd.report import SECTIONS
+from nsd.ops.report import SECTIONS
 
 
 def human_bytes(n: float) -> str:
@@ -150,7 +150,7 @@ def fsck_cmd(
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the daemon, its data dir, its journal, the cache tiers, pending persists and every
     mount; exit 1 if anything fails."""
-    from nsd.client import ApiError
+    from nsd.cli.client import ApiError
 
     try:
         checks = G.client().get("/doctor")["checks"]

@@ -20,21 +20,21 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__, errors
-from nsd.backup_live import LiveBackup
-from nsd.cache.controls import cache_info
-from nsd.cache.policy import parse_read_type
 from nsd.clients import USER_KEY
 from nsd.config import Config
+from nsd.core.cache.policy import parse_read_type
+from nsd.core.users import NOBODY, SYSTEM
 from nsd.datadir import DataDir
-from nsd.doctor import diagnose
-from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
+from nsd.ops.backup_live import LiveBackup
+from nsd.ops.cache.controls import cache_info
+from nsd.ops.doctor import diagnose
+from nsd.ops.fsck import fsck
+from nsd.ops.report import build_report, event_loop_name
 from nsd.protocols.errmap import http_status
 from nsd.protocols.httplimits import body_stream
 from nsd.protocols.readahead import read_ahead
 from nsd.protocols.status import METRICS_KEY
-from nsd.report import build_report, event_loop_name
-from nsd.users import NOBODY, SYSTEM
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"

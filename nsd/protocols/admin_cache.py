@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from nsd import errors
-from nsd.cache import controls
+from nsd.ops.cache import controls
 from nsd.protocols.admin import PREFIX, VFS_KEY, _body, _bool, _path
 
 

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from nsd import errors
-from nsd.cache.policy import ReadType
+from nsd.core.cache.policy import ReadType
 from nsd.vfs import Caller, Vfs
 
 CHUNK = 4 << 20  # fewer, larger reads: each one is a worker-thread or store round trip

@@ -14,7 +14,7 @@ finished as a task (`_Suspended.finish` resumes it exactly as asyncio's Task wou
 calls of one connection are in flight together, and their replies go out in completion
 order, each tagged with its XID, as RPC allows. Every call runs in a contextvars.Context of
 its own, inline steps included (they would otherwise share the transport's callback context),
-so a ContextVar a procedure sets (its wcc watch, nsd.wcc) is seen by that call only; the cost
+so a ContextVar a procedure sets (its wcc watch, nsd.core.wcc) is seen by that call only; the cost
 is one context copy per call (about 0.1 us).
 
 Bounds and backpressure: at most `max_inflight` tasks per connection; at the bound, and while

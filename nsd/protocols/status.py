@@ -14,9 +14,9 @@ from aiohttp import web
 
 from nsd import __version__
 from nsd.clients import USER_KEY
-from nsd.metrics import Metrics
+from nsd.ops.metrics import Metrics
+from nsd.ops.report import build_report
 from nsd.protocols import webhdfs
-from nsd.report import build_report
 from nsd.vfs import Vfs
 
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)

@@ -8,7 +8,7 @@ Authentication (`webhdfs_auth`):
   `user.name` is then ignored, the token decides. Tokens are compared in constant time and
   never logged or shown (only the user they belong to is).
 
-Names become ids through the one user map (nsd.users). A user nobody knows (not configured, not
+Names become ids through the one user map (nsd.core.users). A user nobody knows (not configured, not
 in passwd, not a number) is refused with 403 AccessControlException "Unknown user": nsd keeps
 uids, not names, so such a user could own nothing that NFS would show as theirs.
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
+from nsd.core.users import NOBODY, Caller, UserMap
 from nsd.protocols.exports import Network, host_in
-from nsd.users import NOBODY, Caller, UserMap
 
 ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name
 MODES = ("simple", "token")

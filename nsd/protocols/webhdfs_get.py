@@ -7,8 +7,8 @@ import contextlib
 
 from aiohttp import web
 
+from nsd.core.permissions import parse_fsaction
 from nsd.namespace import DirInode, Inode
-from nsd.permissions import parse_fsaction
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
 from nsd.protocols.readahead import read_ahead

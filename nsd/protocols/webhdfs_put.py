@@ -9,9 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from nsd import errors
+from nsd.core.permissions import W, X
 from nsd.namespace import Inode, validate_name
 from nsd.namespace.names import split_path
-from nsd.permissions import W, X
 from nsd.protocols.webhdfs_context import (
     FAE,
     FNF,

@@ -17,25 +17,25 @@ from nsd.ufs.options import Options, mask_uri
 
 
 def _local(uri: str, options: Mapping[str, str]) -> Ufs:
-    from nsd.ufs.local import LocalUfs
+    from nsd.ufs.adapters.local import LocalUfs
 
     return LocalUfs(uri)
 
 
 def _memory(uri: str, options: Mapping[str, str]) -> Ufs:
-    from nsd.ufs.memory import MemoryUfs
+    from nsd.ufs.adapters.memory import MemoryUfs
 
     return MemoryUfs(uri, options)
 
 
 def _arrow(uri: str, options: Mapping[str, str]) -> Ufs:
-    from nsd.ufs.arrow import open_arrow
+    from nsd.ufs.adapters.arrow import open_arrow
 
     return open_arrow(uri, options)
 
 
 def _webhdfs(uri: str, options: Mapping[str, str]) -> Ufs:
-    from nsd.ufs.webhdfs import WebHdfsUfs
+    from nsd.ufs.adapters.webhdfs import WebHdfsUfs
 
     return WebHdfsUfs(uri, options)
 
@@ -68,7 +68,7 @@ def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
     if not adapter.options:
         adapter.options = MappingProxyType(options)
     opts = Options(options, uri)
-    from nsd.ufs.retry import RetryingUfs
+    from nsd.ufs.wrap.retry import RetryingUfs
 
     return RetryingUfs(
         adapter,

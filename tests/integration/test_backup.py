@@ -38,7 +38,7 @@ def test_backup_under_load_restores_the_same_tree(tmp_path: Path) -> None:
         while len(written) < 30:
             stop.wait(0.05)
         acked_before = set(written)
-        archive = tmp_path / "nsd.backup"
+        archive = tmp_path / "nsd.ops.backup"
         result = nsd("journal", "backup", "-q", str(archive), daemon=d)
         assert result.returncode == 0, result.stderr.decode()
         while len(written) < len(acked_before) + 20:  # writes went on during and after the backup
@@ -143,7 +143,7 @@ def test_backup_carries_unpersisted_must_cache_blocks(tmp_path: Path) -> None:
             w.start()
         while len(late) < 4:
             stop.wait(0.05)
-        archive = tmp_path / "nsd.backup"
+        archive = tmp_path / "nsd.ops.backup"
         made = json.loads(ok(nsd("journal", "backup", "-q", "--json", str(archive), daemon=d)))
         while len(late) < 8:  # the writes go on after the backup
             stop.wait(0.05)

@@ -9,10 +9,11 @@ import pytest
 from vfsenv import chunks
 
 from nsd import errors
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
-from nsd.permissions import NOW, Permissions, R, W, X
-from nsd.users import Caller, UserMap
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.core.permissions import NOW, Permissions, R, W, X
+from nsd.core.users import Caller, UserMap
+from nsd.daemon import assemble_vfs
 from nsd.vfs import SYSTEM, Vfs
 
 USERS = UserMap("alice=1001:1001:2000; bob=1002:1002; eve=1003:1003", "staff=2000; wheel=4000", system=False)
@@ -26,7 +27,7 @@ async def vfs(tmp_path: Path) -> AsyncIterator[Vfs]:
     initial_checkpoint(journal, root_uid=0, root_gid=0)  # / is root's, 0755, as `nsd format` as root makes it
     (tmp_path / "ufs").mkdir()
     store = await MetaStore.open(journal, fsync=False)
-    v = Vfs(
+    v = assemble_vfs(
         store,
         MountTable(store.ns, (tmp_path / "ufs").as_uri()),
         tmp_path / "staging",

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.daemon import assemble_vfs
 from nsd.vfs import Caller, Vfs
 
 ME = Caller(1000, 1000)
@@ -32,7 +33,7 @@ async def open_vfs(tmp_path: Path, *, owner: Caller = ME, **options: Any) -> Vfs
     (tmp_path / "ufs").mkdir(exist_ok=True)
     store = await MetaStore.open(journal, fsync=False)
     options.setdefault("idle_seal_seconds", 0.2)
-    return Vfs(store, MountTable(store.ns, (tmp_path / "ufs").as_uri()), tmp_path / "staging", **options)
+    return assemble_vfs(store, MountTable(store.ns, (tmp_path / "ufs").as_uri()), tmp_path / "staging", **options)
 
 
 async def close_vfs(vfs: Vfs) -> None:

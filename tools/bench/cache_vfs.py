@@ -16,10 +16,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nsd.blockstore import BlockStore, TierSpec
-from nsd.cache.policy import ReadType, WriteType
-from nsd.cache.service import CacheSettings
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
+from nsd.core.cache.policy import ReadType, WriteType
+from nsd.core.cache.service import CacheSettings
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.daemon import assemble_vfs
 from nsd.vfs import Caller, Vfs
 
 MiB = 1 << 20
@@ -46,7 +47,7 @@ async def open_vfs(base: Path, block: int, memory: int, write_type: WriteType = 
     blocks = BlockStore(memory_bytes=memory, tiers=[TierSpec(base / "blocks", 64 << 30)])
     await blocks.open()
     settings = CacheSettings(block_size=block, write_type=write_type)
-    vfs = Vfs(store, mounts, base / "staging", blocks=blocks, cache_settings=settings)
+    vfs = assemble_vfs(store, mounts, base / "staging", blocks=blocks, cache_settings=settings)
     vfs.start()
     return vfs
 

@@ -29,9 +29,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.journal.checkpoint import read_checkpoint, write_checkpoint
 from nsd.journal.ops import MkNode
-from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.namespace import Namespace
 
 FILE = stat.S_IFREG | 0o644

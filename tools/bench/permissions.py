@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
-from nsd.permissions import Permissions, X
-from nsd.users import SYSTEM, Caller
-from nsd.vfs import Vfs
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.core.permissions import Permissions, X
+from nsd.core.users import SYSTEM, Caller
+from nsd.daemon import assemble_vfs
 
 USER = Caller(4242, 4242, (4242,))
 
@@ -48,7 +48,7 @@ async def main(depth: int, seconds: float) -> None:
         (root / "ufs").mkdir()
         initial_checkpoint(root / "journal", root_uid=0, root_gid=0)
         store = await MetaStore.open(root / "journal", fsync=False)
-        vfs = Vfs(store, MountTable(store.ns, (root / "ufs").as_uri()), root / "staging", perms=Permissions())
+        vfs = assemble_vfs(store, MountTable(store.ns, (root / "ufs").as_uri()), root / "staging", perms=Permissions())
         path = "/" + "/".join(f"d{i}" for i in range(depth))
         deepest = await vfs.mkdir(path, caller=SYSTEM, parents=True)
         await vfs.mkdir(path + "/leaf", caller=SYSTEM)

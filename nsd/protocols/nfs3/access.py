@@ -1,4 +1,4 @@
-"""ACCESS3 answers from the vfs's own permission checks (nsd.permissions), so what a client is
+"""ACCESS3 answers from the vfs's own permission checks (nsd.core.permissions), so what a client is
 told it may do is what the vfs then lets it do.
 
 As on a local file system, a superuser may do anything but execute a file that has no x bit.
@@ -8,8 +8,9 @@ of mode 0444 is not reported writable to its owner, though its owner's WRITE wou
 
 from __future__ import annotations
 
+from nsd.core.permissions import Permissions, R, W, X
+from nsd.core.users import Caller
 from nsd.namespace import Inode
-from nsd.permissions import Permissions, R, W, X
 from nsd.protocols.nfs3.const import (
     ACCESS_DELETE,
     ACCESS_EXECUTE,
@@ -18,7 +19,6 @@ from nsd.protocols.nfs3.const import (
     ACCESS_MODIFY,
     ACCESS_READ,
 )
-from nsd.users import Caller
 
 
 def access_mask(perms: Permissions, node: Inode, who: Caller, requested: int, writable: bool) -> int:

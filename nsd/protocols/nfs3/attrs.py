@@ -10,10 +10,10 @@ import stat as st
 import struct
 from dataclasses import dataclass
 
+from nsd.core.wcc import Attrs
 from nsd.namespace import Inode
 from nsd.protocols.nfs3.const import DONT_CHANGE, SET_TO_CLIENT_TIME, TIME_HOWS, Ftype
 from nsd.protocols.xdr import U32, U32X2, Unpacker, XdrError
-from nsd.wcc import Attrs
 
 # post_op_attr with attributes_follow = TRUE: the flag, then fattr3 (84 bytes).
 # type mode nlink uid gid | size used | rdev(2) | fsid fileid | atime(2) mtime(2) ctime(2)
@@ -69,7 +69,7 @@ def post_op_attr(node: Inode | Attrs, fsid: int) -> bytes:
 
 
 def pre_op_attr(node: Inode | Attrs) -> bytes:
-    """pre_op_attr (size, mtime, ctime) of `node` (a snapshot taken at the change: nsd.wcc)."""
+    """pre_op_attr (size, mtime, ctime) of `node` (a snapshot taken at the change: nsd.core.wcc)."""
     msec, mnsec = split_time(node.mtime)
     csec, cnsec = split_time(node.ctime)
     return PRE_OP_ATTR.pack(1, node.size, msec, mnsec, csec, cnsec)

@@ -4,7 +4,7 @@ MKNOD, REMOVE, RMDIR, RENAME, LINK.
 Each resolves its handle(s), checks the export is writable, and calls the vfs as the (squashed)
 caller (the vfs checks permissions and answers once the change is durable) while watching what
 it changes, so that the reply's wcc_data holds the attributes from just before and just after
-this call's own change (nsd.wcc), on failure too.
+this call's own change (nsd.core.wcc), on failure too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import stat
 import struct
 from collections.abc import Callable
 
+from nsd.core.permissions import NOW
+from nsd.core.wcc import Watch
 from nsd.namespace import Inode
-from nsd.permissions import NOW
 from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import SERVER_TIME, Sattr3
 from nsd.protocols.nfs3.const import CreateMode, Ftype, NfsError, Status
@@ -22,7 +23,6 @@ from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_
 from nsd.protocols.rpcserver import CallContext, ReplyBody
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller
-from nsd.wcc import Watch
 
 _NS = 1_000_000_000
 _VERF = struct.Struct(">II")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import struct
 
-from nsd.permissions import R
+from nsd.core.permissions import R
+from nsd.core.wcc import Watch
 from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.const import NfsError, StableHow, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
 from nsd.protocols.nfs3.slowreads import Jukebox
 from nsd.protocols.rpcserver import CallContext, ReplyBody
 from nsd.protocols.xdr import U32, padding
-from nsd.wcc import Watch
 
 MAX_READ = 1 << 20
 

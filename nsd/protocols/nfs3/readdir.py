@@ -15,8 +15,8 @@ from __future__ import annotations
 import struct
 from collections.abc import AsyncIterator
 
+from nsd.core.permissions import R
 from nsd.namespace import Inode
-from nsd.permissions import R
 from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
 from nsd.protocols.nfs3.const import NfsError, Status

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
+from nsd.core.wcc import Watch
 from nsd.namespace import Inode
 from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
@@ -29,7 +30,6 @@ from nsd.protocols.oncrpc import AUTH_TOOWEAK, AuthError
 from nsd.protocols.rpcserver import CallContext
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller, Vfs
-from nsd.wcc import Watch
 
 
 @dataclass(slots=True)
@@ -158,7 +158,7 @@ class Nfs3Service:
 
     def wcc(self, watch: Watch, target: Target | None) -> bytes:
         """wcc_data of `target`: its attributes just before and just after this call's change,
-        taken at the change (see nsd.wcc). When the call changed nothing there is no pre-op part,
+        taken at the change (see nsd.core.wcc). When the call changed nothing there is no pre-op part,
         only the attributes now, so a client never takes some other change for this one."""
         if target is None:
             return NO_WCC

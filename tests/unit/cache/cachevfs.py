@@ -4,20 +4,24 @@ local one, tiny blocks, and helpers to reopen it as a restart would."""
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from nsd.blockstore import BlockStore, TierSpec
-from nsd.cache.policy import ReadType, WriteType
-from nsd.cache.service import CacheSettings
-from nsd.metastore import MetaStore, initial_checkpoint
-from nsd.mounttable import MountTable
-from nsd.ufs import memory
+from nsd.core.cache.policy import ReadType, WriteType
+from nsd.core.cache.service import CacheSettings
+from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.daemon import assemble_vfs
+from nsd.ops.ttl import TtlEnforcer
+from nsd.ufs.adapters import memory
 from nsd.vfs import SYSTEM, Vfs
 
 ME = SYSTEM  # permissions are tested elsewhere; these tests act as the operator
 BS = 64 * 1024
+TTLS: weakref.WeakKeyDictionary[Vfs, TtlEnforcer] = weakref.WeakKeyDictionary()
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -69,8 +73,12 @@ class Env:
             persist_retry_max=0.2,
             ttl_interval=0.05,
         )
-        vfs = Vfs(store, mounts, self.tmp / "staging", idle_seal_seconds=0.2, blocks=blocks, cache_settings=settings)
+        vfs = assemble_vfs(
+            store, mounts, self.tmp / "staging", idle_seal_seconds=0.2, blocks=blocks, cache_settings=settings
+        )
+        ttl = TTLS[vfs] = TtlEnforcer(vfs, interval=settings.ttl_interval)
         vfs.start()
+        ttl.start()
         return vfs
 
 
@@ -78,7 +86,13 @@ def new_env(tmp: Path, **kw: object) -> Env:
     return Env(tmp, "cache-" + secrets.token_hex(4), **kw)  # type: ignore[arg-type]
 
 
+def ttl_of(vfs: Vfs) -> TtlEnforcer:
+    """The TTL enforcer the daemon would run beside `vfs`."""
+    return TTLS[vfs]
+
+
 async def close(vfs: Vfs, *, checkpoint: bool = False) -> None:
+    await ttl_of(vfs).close()
     await vfs.close()
     assert vfs.cache is not None
     await vfs.cache.blocks.close()
@@ -89,9 +103,9 @@ async def close(vfs: Vfs, *, checkpoint: bool = False) -> None:
 async def crash(vfs: Vfs) -> None:
     """Stop as a kill would leave things: background tasks gone, stages unsealed, no checkpoint
     (the journal records already written stay, as they would on disk after fsync)."""
-    assert vfs.persister is not None and vfs.ttl is not None and vfs.cache is not None
+    assert vfs.persister is not None and vfs.cache is not None
     await vfs.persister.close()
-    await vfs.ttl.close()
+    await ttl_of(vfs).close()
     await vfs.cache.blocks.close()
     await vfs.mounts.close()
     await vfs.store.close(checkpoint=False)

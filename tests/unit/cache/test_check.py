@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cachevfs import BS, ME, chunks, close, new_env, read_all
 
-from nsd.cache.policy import WriteType
-from nsd.fsck import fsck
+from nsd.core.cache.policy import WriteType
 from nsd.journal.ops import CacheBlock
+from nsd.ops.fsck import fsck
 
 
 def kinds(result: dict) -> dict[str, bool]:  # type: ignore[type-arg]

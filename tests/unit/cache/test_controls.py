@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from cachevfs import BS, ME, chunks, close, new_env, read_all
+from cachevfs import BS, ME, chunks, close, new_env, read_all, ttl_of
 
 from nsd import errors
-from nsd.cache import controls
-from nsd.cache.policy import WriteType
+from nsd.core.cache.policy import WriteType
 from nsd.namespace import FileInode
+from nsd.ops.cache import controls
 
 
 def layout(vfs, path: str) -> list:  # type: ignore[no-untyped-def]
@@ -161,10 +161,9 @@ async def test_ttls_free_or_delete_when_they_expire(tmp_path: Path) -> None:
             await controls.set_ttl(vfs, "/d", -1, "free")
         await controls.set_ttl(vfs, "/d", 3600, "free")
         await controls.set_ttl(vfs, "/e", 3600, "delete")
-        assert vfs.ttl is not None
-        assert await vfs.ttl.enforce() == 0  # not yet
+        assert await ttl_of(vfs).enforce() == 0  # not yet
         later = time.time_ns() + 7200 * 10**9
-        assert await vfs.ttl.enforce(later) == 2
+        assert await ttl_of(vfs).enforce(later) == 2
         assert layout(vfs, "/d/a") == [] and vfs.ns.ttls == {}
         with pytest.raises(errors.NotFound):
             await vfs.stat("/e", caller=ME)

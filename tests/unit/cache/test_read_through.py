@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cachevfs import BS, ME, close, new_env, read_all
 
-from nsd.cache.policy import ReadType
+from nsd.core.cache.policy import ReadType
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import block_at
 

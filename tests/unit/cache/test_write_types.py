@@ -10,10 +10,10 @@ import pytest
 from cachevfs import BS, ME, chunks, close, crash, new_env, read_all
 
 from nsd import errors
-from nsd.cache.controls import persist_path
-from nsd.cache.policy import WriteType
+from nsd.core.cache.policy import WriteType
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import unpersisted
+from nsd.ops.cache.controls import persist_path
 from nsd.vfs import Vfs
 
 

@@ -11,8 +11,9 @@ import pytest
 from hdfs_reference import reference_checksum
 
 from nsd import errors
+from nsd.core.permissions import Permissions
+from nsd.core.users import UserMap
 from nsd.namespace import Namespace
-from nsd.permissions import Permissions
 from nsd.protocols import webhdfs_json as js
 from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
 from nsd.protocols.webhdfs import parse_path
@@ -20,7 +21,6 @@ from nsd.protocols.webhdfs_auth import Authenticator, Identity, Unauthenticated,
 from nsd.protocols.webhdfs_context import Remote
 from nsd.protocols.webhdfs_params import BadParam, Params
 from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
-from nsd.users import UserMap
 
 
 @pytest.mark.parametrize("size", [1, 511, 512, 513, 4096, 4097, 3 * 4096, 3 * 4096 + 700])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from nsd.ufs import Ufs, open_ufs
-from nsd.ufs.memory import drop_store
+from nsd.ufs.adapters.memory import drop_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from s3server import S3_KEYS, make_bucket, s3_options, start_moto

@@ -12,8 +12,8 @@ import pytest
 
 from nsd import errors
 from nsd.ufs import open_ufs
-from nsd.ufs.health import CONNECTED, UNREACHABLE, UNUSED, HealthUfs
-from nsd.ufs.memory import drop_store, store
+from nsd.ufs.adapters.memory import drop_store, store
+from nsd.ufs.wrap.health import CONNECTED, UNREACHABLE, UNUSED, HealthUfs
 
 
 class Clock:

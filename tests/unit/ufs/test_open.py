@@ -6,8 +6,8 @@ import pytest
 
 from nsd import errors
 from nsd.ufs import open_ufs
-from nsd.ufs.local import LocalUfs
-from nsd.ufs.retry import RetryingUfs
+from nsd.ufs.adapters.local import LocalUfs
+from nsd.ufs.wrap.retry import RetryingUfs
 
 
 def test_file_uri_is_the_local_adapter_behind_retries(tmp_path) -> None:  # type: ignore[no-untyped-def]

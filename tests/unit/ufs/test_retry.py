@@ -10,8 +10,8 @@ import pytest
 
 from nsd import errors
 from nsd.ufs import open_ufs
-from nsd.ufs.memory import MemoryStore, MemoryUfs, drop_store, store
-from nsd.ufs.retry import Replayable, RetryingUfs
+from nsd.ufs.adapters.memory import MemoryStore, MemoryUfs, drop_store, store
+from nsd.ufs.wrap.retry import Replayable, RetryingUfs
 
 
 @pytest.fixture

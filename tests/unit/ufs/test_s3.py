@@ -9,7 +9,7 @@ import boto3
 from conftest import S3_KEYS, make_bucket, s3_options
 
 from nsd.ufs import open_ufs
-from nsd.ufs.arrow import ArrowUfs
+from nsd.ufs.adapters.arrow import ArrowUfs
 
 
 async def body(data: bytes) -> AsyncIterator[bytes]:

@@ -13,8 +13,8 @@ from pathlib import Path
 from webhdfs_fake import serve_fake
 
 from nsd.ufs import open_ufs
+from nsd.ufs.adapters.memory import drop_store, store
 from nsd.ufs.base import TMP_PREFIX
-from nsd.ufs.memory import drop_store, store
 
 
 async def test_local_sweep_spares_fresh_files_and_writes_in_progress(tmp_path: Path) -> None:

@@ -1,0 +1,156 @@
+"""Persisting: an unpersisted file's blocks uploaded to its UFS path, then Persisted journaled.
+
+The queue is the namespace's `persist_pending` set (RequestPersist ops, journaled with the write),
+so it survives restarts: at start every pending file is due at once. Each file is tried in turn;
+a failure (the UFS down, or anything else) is retried with exponential backoff and jitter, up
+to `retry_max` seconds apart, for as long as the file is pending. `nsd persist` uses the same
+`persist()` and waits for it.
+
+A persist holds the file's content lock while it uploads (writes to that file wait; its blocks
+cannot change under the upload anyway, being immutable) and journals Persisted only if the file
+still has the content it uploaded and still lives at the path it uploaded to. If an ancestor
+directory was renamed during the upload, the upload is retried at the new path (an object
+store may keep a stray copy at the old one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from nsd import errors
+from nsd.core.locks import content
+from nsd.journal.ops import Op
+from nsd.namespace import FileInode, Namespace
+from nsd.namespace.layouts import content_token, plan_persisted, unpersisted
+from nsd.ufs.wrap.retry import Replayable
+
+if TYPE_CHECKING:
+    from nsd.core.core import Core
+
+log = logging.getLogger("nsd.persist")
+
+
+class Persister:
+    def __init__(self, core: Core, *, retry_max: float = 60.0, retry_base: float = 0.5) -> None:
+        self.core = core
+        self.retry_max = retry_max
+        self.retry_base = retry_base
+        self.persisted = 0
+        self.failures = 0
+        self._due: dict[int, float] = {}  # ino -> monotonic time of its next try
+        self._tries: dict[int, int] = {}
+        self._errors: dict[int, str] = {}  # ino -> why its last try failed
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def kick(self, ino: int) -> None:
+        """A new persist request (or newer content for one): try it now."""
+        self._due[ino] = 0.0
+        self._tries.pop(ino, None)
+        self._errors.pop(ino, None)
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "pending": len(self.core.ns.persist_pending),
+            "persisted": self.persisted,
+            "failures": self.failures,
+            "retrying": sum(1 for ino, t in self._due.items() if t > now and self._tries.get(ino)),
+        }
+
+    def failing(self, min_tries: int = 3) -> list[tuple[int, int, str]]:
+        """(ino, tries, last error) of pending persists that failed `min_tries` times in a row,
+        most tries first (what `nsd doctor` reports)."""
+        out = [(ino, n, self._errors.get(ino, "")) for ino, n in self._tries.items() if n >= min_tries]
+        return sorted(out, key=lambda t: -t[1])
+
+    async def _run(self) -> None:
+        while True:
+            pending = self.core.ns.persist_pending
+            now = time.monotonic()
+            for ino in list(self._due):
+                if ino not in pending:
+                    self._due.pop(ino, None)
+                    self._tries.pop(ino, None)
+                    self._errors.pop(ino, None)
+            for ino in pending:
+                self._due.setdefault(ino, now)
+            for ino in sorted(ino for ino, t in self._due.items() if t <= now):
+                await self._try(ino)
+            self._wake.clear()
+            waits = [t for t in self._due.values()]
+            timeout = max(0.0, min(waits) - time.monotonic()) if waits else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _try(self, ino: int) -> None:
+        try:
+            await self.persist(ino)
+        except errors.NsdError as e:
+            self.failures += 1
+            tries = self._tries[ino] = self._tries.get(ino, 0) + 1
+            self._errors[ino] = e.message
+            delay = min(self.retry_max, self.retry_base * 2 ** min(tries, 30)) * random.uniform(0.5, 1.0)
+            self._due[ino] = time.monotonic() + delay
+            log.warning("persist of inode %d failed (try %d, next in %.1f s): %s", ino, tries, delay, e.message)
+            return
+        self._due.pop(ino, None)
+        self._tries.pop(ino, None)
+        self._errors.pop(ino, None)
+
+    async def persist(self, ino: int) -> bool:
+        """Upload the file's blocks and journal Persisted; False when there was nothing to do."""
+        core = self.core
+        async with core.locks.hold(content(ino)):
+            node = core.ns.inodes.get(ino)
+            if not isinstance(node, FileInode) or not unpersisted(node):
+                return False
+            layout, size = list(node.layout or ()), node.size
+            token = content_token(size, layout)
+            ufs, rel = core.mounts.locate(node)
+            status = await ufs.write(rel, Replayable(lambda: self._stream(ino, layout)))
+
+            def plan(ns: Namespace) -> list[Op]:
+                live = ns.inodes.get(ino)
+                if live is None:
+                    return []
+                if core.mounts.locate(live)[1] != rel:
+                    raise errors.Stale(f"inode {ino} moved while it was persisted; trying again")
+                return [plan_persisted(ns, ino, token, status.fingerprint())]
+
+            ops = await core.store.mutate(plan)
+            if not ops:  # removed while it was uploaded: do not leave the copy behind
+                with contextlib.suppress(errors.NsdError):
+                    await ufs.delete(rel)
+                return False
+            core.discovery.mark_checked(ino)
+            self.persisted += 1
+            log.info("persisted inode %d (%d bytes) to %s", ino, size, rel)
+            return True
+
+    async def _stream(self, ino: int, layout: list[Any]) -> AsyncIterator[bytes]:
+        assert self.core.cache is not None
+        reader = self.core.cache.reader
+        for _, length, digest in layout:
+            blob = await reader.get(digest)
+            if blob is None or len(blob) != length:
+                raise errors.Corrupt(f"block {digest} of unpersisted inode {ino} is lost")
+            yield blob

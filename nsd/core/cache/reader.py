@@ -1,0 +1,188 @@
+"""Read-through: a file's bytes from its cached blocks, the missing blocks fetched from the UFS.
+
+Blocks of a UFS-backed file are cut on the block-size grid (offset // block_size). A block the
+layout names and the store holds is served (re-hashed when it comes from disk, so corrupt bytes
+are never served); a block that is absent, or turns out corrupt, is fetched from the UFS, stored,
+and recorded in the layout with a CacheBlock carrying the fingerprint it was read under, so a
+block read from an older version of the object never joins a newer one. Concurrent readers of
+one missing block share one fetch (single flight by inode, offset and fingerprint).
+
+An unpersisted file's blocks are its only copy: one that is missing is an error, never a fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from nsd import errors
+from nsd.blockstore import SingleFlight
+from nsd.core.cache.policy import ReadType
+from nsd.journal.ops import CacheBlock, Op
+from nsd.namespace import FileInode, Namespace
+from nsd.namespace.layouts import block_at, unpersisted
+
+if TYPE_CHECKING:
+    from nsd.blockstore import BlockStore
+    from nsd.core.metastore import MetaStore
+    from nsd.core.mounttable import MountTable
+
+log = logging.getLogger("nsd.cache")
+
+RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
+SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
+
+
+@dataclass
+class ReadCounters:
+    """Monotonic since start; never persisted."""
+
+    block_hits: int = 0  # block lookups served from the cache
+    block_misses: int = 0  # block lookups that went to the UFS
+    bytes_from_cache: int = 0
+    bytes_from_ufs: int = 0  # bytes fetched from the UFS (whole blocks)
+    refetched: int = 0  # blocks a layout named but the store had lost (evicted or corrupt)
+    not_cached: int = 0  # fetched blocks the store had no room for (served anyway)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _freeze(fingerprint: list[Any] | None) -> tuple[Any, ...] | None:
+    return None if fingerprint is None else tuple(fingerprint)
+
+
+class BlockReader:
+    def __init__(self, store: MetaStore, mounts: MountTable, blocks: BlockStore, block_size: int) -> None:
+        self.store = store
+        self.mounts = mounts
+        self.blocks = blocks
+        self.block_size = block_size
+        self.counters = ReadCounters()
+        self._fetches = SingleFlight()
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
+        self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
+
+    async def read(
+        self, node: FileInode, offset: int, count: int, read_type: ReadType, *, size: int | None = None
+    ) -> bytes | memoryview:
+        """`count` bytes from `offset`, both inside the file (the caller clips them). `size`: the
+        size of the content the layout and fingerprint describe, when the inode's runs ahead of
+        it (staged writes: the stage reads what lies under it through here).
+
+        A range inside one block is a view of that (immutable) block, not a copy: a 1 MiB NFS
+        READ of a 4 MiB block costs no memcpy here."""
+        end = offset + count
+        parts: list[bytes | memoryview] = []
+        pos = offset
+        while pos < end:
+            boff, blob, cached = await self._block(node, pos, read_type, size)
+            lo, hi = pos - boff, min(end - boff, len(blob))
+            if hi <= lo:  # the file shrank under us
+                break
+            parts.append(blob if lo == 0 and hi == len(blob) else memoryview(blob)[lo:hi])
+            if cached:
+                self.counters.bytes_from_cache += hi - lo
+            pos = boff + hi
+        self._sequential(node, offset, pos, size)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _sequential(self, node: FileInode, offset: int, end: int, size: int | None) -> None:
+        """A read that starts where the file's last one ended gets the next block read ahead
+        (disk read and re-hash in a worker thread) while this one is sent, so a sequential
+        reader never waits for them. Only blocks the store has: a UFS fetch waits for a real read."""
+        last = self._last_end.pop(node.ino, None)
+        self._last_end[node.ino] = end
+        if len(self._last_end) > SEQUENTIAL_FILES:
+            self._last_end.popitem(last=False)
+        if last != offset or end >= (node.size if size is None else size):
+            return
+        entry = block_at(node.layout, end)
+        if entry is None:
+            return
+        digest = entry[2]
+        if digest in self._recent or digest in self._ahead or not self.blocks.has(digest):
+            return
+        # its own empty context: a call's wcc watch must not follow a background read
+        task = asyncio.get_running_loop().create_task(self.get(digest), context=contextvars.Context())
+        self._ahead[digest] = task
+        task.add_done_callback(lambda t: self._ahead_done(digest, t))
+
+    def _ahead_done(self, digest: str, task: asyncio.Task[bytes | None]) -> None:
+        self._ahead.pop(digest, None)
+        if not task.cancelled() and task.exception() is not None:  # the real read will see it again
+            log.debug("reading block %s ahead failed: %s", digest, task.exception())
+
+    async def block(
+        self, node: FileInode, offset: int, read_type: ReadType = ReadType.CACHE
+    ) -> tuple[int, bytes, bool]:
+        """The whole block covering `offset`: its offset, bytes and whether it was cached already."""
+        return await self._block(node, offset, read_type)
+
+    async def _block(
+        self, node: FileInode, pos: int, read_type: ReadType, size: int | None = None
+    ) -> tuple[int, bytes, bool]:
+        entry = block_at(node.layout, pos)
+        if entry is not None:
+            off, length, digest = entry
+            blob = await self.get(digest, promote=read_type is ReadType.CACHE_PROMOTE)
+            if blob is not None and len(blob) == length:
+                self.counters.block_hits += 1
+                return off, blob, True
+            if unpersisted(node):
+                raise errors.Corrupt(f"block {digest} of inode {node.ino} is lost, and the file was never persisted")
+            self.counters.refetched += 1
+        elif unpersisted(node):
+            raise errors.Corrupt(f"inode {node.ino} has no block at offset {pos}, and was never persisted")
+        self.counters.block_misses += 1
+        bs = self.block_size
+        boff = pos // bs * bs
+        blen = min(bs, (node.size if size is None else size) - boff)
+        fp = node.fingerprint
+        key = (node.ino, boff, blen, _freeze(fp))
+        blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
+        return boff, blob, False
+
+    async def get(self, digest: str, *, promote: bool = False) -> bytes | None:
+        """A block by digest (verified), or None when the store does not have it (any more)."""
+        blob = self._recent.get(digest)
+        if blob is not None:
+            self._recent.move_to_end(digest)
+            return blob
+        blob = await self.blocks.get(digest, promote=promote)
+        if blob is not None:
+            self._recent[digest] = blob
+            if len(self._recent) > RECENT_BLOCKS:
+                self._recent.popitem(last=False)
+        return blob
+
+    async def _fetch(self, node: FileInode, boff: int, blen: int, fp: list[Any] | None, read_type: ReadType) -> bytes:
+        ufs, rel = self.mounts.locate(node)
+        data = await ufs.read(rel, boff, blen)
+        if len(data) < blen:
+            raise errors.Corrupt(f"under-storage file is shorter than its recorded size: inode {node.ino}")
+        data = bytes(data)
+        self.counters.bytes_from_ufs += len(data)
+        if read_type is ReadType.NO_CACHE:
+            return data
+        try:
+            digest = await self.blocks.put(data)
+        except errors.NoSpace as e:
+            self.counters.not_cached += 1
+            log.debug("block of inode %d not cached: %s", node.ino, e.message)
+            return data
+        ino = node.ino
+
+        def plan(ns: Namespace) -> list[Op]:
+            live = ns.inodes.get(ino)
+            if not isinstance(live, FileInode) or live.fingerprint is None or live.fingerprint != fp:
+                return []  # gone or changed meanwhile: the block belongs to no version we know
+            return [CacheBlock(ino, boff, blen, digest, fp)]
+
+        self.store.record(plan)
+        return data

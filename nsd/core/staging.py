@@ -1,0 +1,274 @@
+"""Mutable stages for files being written at arbitrary offsets (NFS WRITE, WebHDFS APPEND).
+
+Blocks and under-storage objects are written whole, but NFS writes arrive at any offset,
+unstable, with no close. A file being written therefore gets a stage, sealed (uploaded and/or
+stored as blocks, and journaled) at a defined moment by the vfs. Until then the data is
+unstable: a crash may lose it, and start-up deletes leftover stages (NFS clients learn it from
+the changed write verifier and resend).
+
+A stage is sparse: the file `<data-dir>/staging/{ino:016x}` holds only the bytes written since
+it opened, at their own offsets, and `written` lists those ranges. Every other byte is the
+file's content as it was when the stage opened (its *base*, read on demand through `base`:
+the cache or the UFS) below `base_size`, and zero above it; truncation lowers `base_size`.
+So opening a stage costs nothing whatever the file's size, and a 4 KiB write into a 10 GiB
+file stages 4 KiB. The base must not change while the stage is open: the vfs holds the file's
+content lock for every content change, and re-checks against the UFS skip staged files.
+
+Sealing streams the merged content (`chunks`), or hands the stage file itself to the UFS
+(`upload`): a store that can take a local file as it is (`Ufs.adopt`: a local directory on
+the same file system) gets the stage, completed with the unwritten base ranges and fsynced, by
+rename: what was written is never copied again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nsd import errors
+from nsd.ufs import Ufs, UfsStatus
+from nsd.ufs.adapters.local import classify
+
+CHUNK = 1 << 20
+FILL_CHUNK = 4 << 20
+T = TypeVar("T")
+Base = Callable[[int, int], Awaitable[bytes | memoryview]]  # (offset, length) in [0, base_size) -> bytes
+
+
+class Extents:
+    """Sorted, disjoint, non-adjacent [start, end) ranges. Cost: O(log n) to find, O(n) to insert."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        # ranges that touch or overlap [start, end) merge with it
+        i = bisect.bisect_left(self.ends, start)
+        j = bisect.bisect_right(self.starts, end)
+        if i < j:
+            start = min(start, self.starts[i])
+            end = max(end, self.ends[j - 1])
+        self.starts[i:j] = [start]
+        self.ends[i:j] = [end]
+
+    def clip(self, size: int) -> None:
+        """Forget everything at or after `size`."""
+        j = bisect.bisect_left(self.starts, size)
+        del self.starts[j:], self.ends[j:]
+        if self.ends and self.ends[-1] > size:
+            self.ends[-1] = size
+
+    def pieces(self, start: int, end: int) -> list[tuple[int, int, bool]]:
+        """[start, end) cut into (start, end, covered) pieces, in order."""
+        out: list[tuple[int, int, bool]] = []
+        i = bisect.bisect_right(self.ends, start)
+        pos = start
+        while pos < end:
+            if i < len(self.starts) and self.starts[i] <= pos:
+                stop = min(end, self.ends[i])
+                out.append((pos, stop, True))
+                i += 1
+            else:
+                stop = min(end, self.starts[i]) if i < len(self.starts) else end
+                out.append((pos, stop, False))
+            pos = stop
+        return out
+
+    def covers(self, start: int, end: int) -> bool:
+        return end <= start or all(covered for _, _, covered in self.pieces(start, end))
+
+
+class Stage:
+    """The stage of one inode. `size` is the file's size including staged writes."""
+
+    def __init__(self, ino: int, path: Path, fd: int, base: Base | None, base_size: int) -> None:
+        self.ino = ino
+        self.path = path
+        self.fd = fd
+        self.base = base
+        self.base_size = base_size if base is not None else 0
+        self.size = base_size
+        self.written = Extents()
+        self.last_write = time.monotonic()
+        # Lowest offset changed since the stage opened: bytes below it are the base's, so
+        # blocks there need not be sealed again.
+        self.dirty_from = base_size
+        self.handed_over = False  # the file now belongs to the UFS (adopted)
+        self._lock = threading.Lock()
+        self._users = 0  # worker-thread calls using the fd: it is closed only once they are done
+        self._closed = False
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._closed:
+                raise errors.Stale(f"the stage of inode {self.ino} is gone")
+            self._users += 1
+        try:
+            return await asyncio.to_thread(self._using_fd, fn, *args)
+        except OSError as e:
+            raise classify(e, str(self.path)) from None
+
+    def _using_fd(self, fn: Callable[..., T], *args: Any) -> T:
+        # In the worker thread: the fd stays open until this returns, even if the awaiting
+        # call was cancelled meanwhile (a closed and reused fd number would be another file).
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._users -= 1
+                last = self._closed and not self._users
+            if last:
+                os.close(self.fd)
+
+    def close(self) -> None:
+        """Close the fd now, or when the last call using it returns."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            now = not self._users
+        if now:
+            os.close(self.fd)
+
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
+        if self.handed_over:  # the fd is the UFS object's now: never write through it
+            raise errors.Stale(f"the stage of inode {self.ino} was sealed")
+        await self._io(_pwrite_all, self.fd, data, offset)
+        end = offset + len(data)
+        self.written.add(offset, end)
+        self.size = max(self.size, end)
+        self.dirty_from = min(self.dirty_from, offset)
+        self.last_write = time.monotonic()
+
+    async def read(self, offset: int, count: int) -> bytes | memoryview:
+        """The content in [offset, offset + count), clipped to the size: written bytes, else the
+        base, else zeros."""
+        end = min(offset + count, self.size)
+        if end <= offset:
+            return b""
+        pieces = self.written.pieces(offset, end)
+        if len(pieces) == 1 and pieces[0][2]:
+            return await self._io(os.pread, self.fd, end - offset, offset)
+        parts = [await self._piece(start, stop, covered) for start, stop, covered in pieces]
+        return b"".join(parts)
+
+    async def _piece(self, start: int, stop: int, covered: bool) -> bytes | memoryview:
+        if covered:
+            return await self._io(os.pread, self.fd, stop - start, start)
+        from_base = max(0, min(stop, self.base_size) - start)
+        if not from_base:
+            return bytes(stop - start)
+        assert self.base is not None
+        data = await self.base(start, from_base)
+        if len(data) != from_base:
+            raise errors.Corrupt(f"inode {self.ino}: the content under the stage is shorter than recorded")
+        return data if from_base == stop - start else b"".join((data, bytes(stop - start - from_base)))
+
+    async def truncate(self, size: int) -> None:
+        if self.handed_over:
+            raise errors.Stale(f"the stage of inode {self.ino} was sealed")
+        await self._io(os.ftruncate, self.fd, size)
+        self.written.clip(size)
+        self.base_size = min(self.base_size, size)
+        self.dirty_from = min(self.dirty_from, size, self.size)
+        self.size = size
+        self.last_write = time.monotonic()
+
+    async def sync(self) -> None:
+        await self._io(os.fdatasync, self.fd)
+
+    async def chunks(self, start: int = 0) -> AsyncIterator[bytes]:
+        """The staged content from `start` to the end, streamed."""
+        pos = start
+        while pos < self.size:
+            chunk = await self.read(pos, CHUNK)
+            if not chunk:
+                return
+            pos += len(chunk)
+            yield bytes(chunk)  # no copy when it is bytes already
+
+    async def fill(self) -> None:
+        """Copy the base's bytes that were not overwritten into the stage file, which then holds
+        the whole content by itself (never-written ranges above the base are holes: zeros)."""
+        for start, stop, covered in self.written.pieces(0, self.base_size):
+            pos = start
+            while not covered and pos < stop:
+                n = min(FILL_CHUNK, stop - pos)
+                data = await self._piece(pos, pos + n, False)
+                await self._io(_pwrite_all, self.fd, data, pos)
+                self.written.add(pos, pos + n)
+                pos += n
+        self.base_size = 0
+        await self._io(os.ftruncate, self.fd, self.size)  # the length, even past the last write
+
+    async def upload(self, ufs: Ufs, rel: str) -> UfsStatus:
+        """Make the UFS object `rel` hold the staged content, durably: by handing the stage file
+        over when the UFS can adopt it (then the stage is spent), else by streaming it."""
+        if ufs.can_adopt(self.path):
+            await self.fill()
+            await self._io(os.fsync, self.fd)
+            try:
+                status = await ufs.adopt(rel, self.path)
+            except BaseException:
+                self.handed_over = not self.path.exists()  # moved, then failed: spent all the same
+                raise
+            if status is not None:
+                self.handed_over = True
+                return status
+        return await ufs.write(rel, self.chunks())
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class Stager:
+    """All open stages, by inode id. Leftovers of an earlier life are deleted on start."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.iterdir():
+            leftover.unlink()
+        self.stages: dict[int, Stage] = {}
+
+    def get(self, ino: int) -> Stage | None:
+        return self.stages.get(ino)
+
+    def open(self, ino: int, base: Base | None, base_size: int) -> Stage:
+        """A new, empty stage for `ino` over its current content (`base`, `base_size` bytes)."""
+        if ino in self.stages:
+            raise AssertionError(f"inode {ino} is already staged")
+        path = self.directory / f"{ino:016x}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            raise classify(e, str(path)) from None
+        stage = self.stages[ino] = Stage(ino, path, fd, base, base_size)
+        return stage
+
+    def drop(self, ino: int) -> None:
+        stage = self.stages.pop(ino, None)
+        if stage is not None:
+            stage.close()
+            if not stage.handed_over:
+                stage.path.unlink(missing_ok=True)
+
+    def idle(self, seconds: float) -> list[int]:
+        now = time.monotonic()
+        return [ino for ino, s in self.stages.items() if now - s.last_write >= seconds]

@@ -1,0 +1,153 @@
+"""Sparse stages: written ranges over a base read on demand, checked against a plain bytes model."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from nsd import errors
+from nsd.core.staging import Extents, Stage, Stager
+from nsd.ufs import open_ufs
+from nsd.ufs.adapters.memory import drop_store
+
+
+@given(hs.lists(hs.tuples(hs.integers(0, 200), hs.integers(0, 40)), max_size=30), hs.integers(0, 260))
+def test_extents_match_a_set_of_offsets(ranges: list[tuple[int, int]], cut: int) -> None:
+    ext, model = Extents(), set()
+    for start, length in ranges:
+        ext.add(start, start + length)
+        model.update(range(start, start + length))
+        pairs = list(zip(ext.starts, ext.ends, strict=True))
+        assert all(s < e for s, e in pairs)
+        assert all(e1 < s2 for (_, e1), (s2, _) in itertools.pairwise(pairs))  # disjoint, not touching
+        assert {i for s, e in pairs for i in range(s, e)} == model
+    pieces = ext.pieces(5, 250)
+    assert pieces[0][0] == 5 and pieces[-1][1] == 250 if pieces else True
+    for start, stop, covered in pieces:
+        assert all((i in model) == covered for i in range(start, stop))
+    ext.clip(cut)
+    assert {i for s, e in zip(ext.starts, ext.ends, strict=True) for i in range(s, e)} == {i for i in model if i < cut}
+
+
+def _base_of(content: bytes, calls: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    async def base(offset: int, length: int) -> bytes:
+        assert offset + length <= len(content), "the stage read past the base"
+        calls.append((offset, length))
+        return content[offset : offset + length]
+
+    return base
+
+
+@settings(max_examples=40, deadline=None)
+@given(hs.randoms(use_true_random=False), hs.integers(0, 3000))
+def test_stage_reads_like_the_model(
+    tmp_path_factory: pytest.TempPathFactory, rnd: random.Random, base_len: int
+) -> None:
+    asyncio.run(_model_run(tmp_path_factory.mktemp("stage"), rnd, base_len))
+
+
+async def _model_run(tmp: Path, rnd: random.Random, base_len: int) -> None:
+    content = rnd.randbytes(base_len)
+    stager = Stager(tmp / "staging")
+    stage = stager.open(7, _base_of(content, []), len(content))
+    model = bytearray(content)
+    for _ in range(rnd.randint(1, 12)):
+        if rnd.random() < 0.75:
+            off = rnd.randint(0, len(model) + 500)
+            data = rnd.randbytes(rnd.randint(1, 700))
+            await stage.write(off, data)
+            if off > len(model):
+                model += bytes(off - len(model))
+            model[off : off + len(data)] = data
+        else:
+            size = rnd.randint(0, len(model) + 300)
+            await stage.truncate(size)
+            model = model[:size] + bytes(max(0, size - len(model)))
+        assert stage.size == len(model)
+        off = rnd.randint(0, len(model) + 10)
+        n = rnd.randint(0, 900)
+        assert await stage.read(off, n) == bytes(model[off : off + n])
+    assert b"".join([c async for c in stage.chunks()]) == model
+    await stage.fill()
+    assert (tmp / "staging" / f"{7:016x}").read_bytes() == model  # the file alone is the content now
+    assert b"".join([c async for c in stage.chunks()]) == model
+    stager.drop(7)
+
+
+async def test_opening_copies_nothing_and_reads_only_what_is_asked(tmp_path: Path) -> None:
+    content = os.urandom(3 << 20)
+    calls: list[tuple[int, int]] = []
+    stage = Stager(tmp_path / "s").open(1, _base_of(content, calls), len(content))
+    await stage.write(1 << 20, b"x" * 10)
+    assert calls == [] and os.stat(stage.path).st_blocks * 512 <= 64 << 10  # sparse: 10 bytes staged
+    assert (
+        await stage.read((1 << 20) - 2, 14)
+        == content[(1 << 20) - 2 : 1 << 20] + b"x" * 10 + content[(1 << 20) + 10 : (1 << 20) + 12]
+    )
+    assert calls == [((1 << 20) - 2, 2), ((1 << 20) + 10, 2)]
+
+
+async def test_upload_hands_the_file_over_to_a_local_store(tmp_path: Path) -> None:
+    (tmp_path / "ufs").mkdir()
+    ufs = open_ufs((tmp_path / "ufs").as_uri())
+    old = os.urandom(100_000)
+    (tmp_path / "ufs" / "f").write_bytes(old)
+    stager = Stager(tmp_path / "staging")
+    stage = stager.open(3, _base_of(old, []), len(old))
+    await stage.write(10, b"new")
+    staged_inode = os.stat(stage.path).st_ino
+    status = await stage.upload(ufs, "f")
+    want = old[:10] + b"new" + old[13:]
+    st = os.stat(tmp_path / "ufs" / "f")
+    assert (status.size, st.st_ino) == (len(want), staged_inode)  # renamed, not copied
+    assert (tmp_path / "ufs" / "f").read_bytes() == want
+    assert stat.S_IMODE(st.st_mode) == 0o644 & ~_umask()
+    assert stage.handed_over and not stage.path.exists()
+    with pytest.raises(errors.Stale):
+        await stage.write(0, b"late")  # never through the fd the UFS owns now
+    stager.drop(3)
+    assert (tmp_path / "ufs" / "f").read_bytes() == want
+    await ufs.close()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+async def test_upload_streams_where_the_store_cannot_adopt(tmp_path: Path) -> None:
+    ufs = open_ufs("memory://staging-test")
+    try:
+        old = os.urandom(5000)
+        stage = Stager(tmp_path / "staging").open(4, _base_of(old, []), len(old))
+        await stage.truncate(3000)
+        await stage.write(4000, b"tail")
+        status = await stage.upload(ufs, "f")
+        assert not stage.handed_over and stage.path.exists()
+        assert status.size == 4004
+        assert await ufs.read("f", 0, 5000) == old[:3000] + bytes(1000) + b"tail"
+    finally:
+        await ufs.close()
+        drop_store("staging-test")
+
+
+async def test_the_fd_outlives_calls_in_flight(tmp_path: Path) -> None:
+    stager = Stager(tmp_path / "s")
+    stage: Stage = stager.open(5, None, 0)
+    await stage.write(0, b"a" * 1000)
+    reads = [asyncio.ensure_future(stage.read(0, 1000)) for _ in range(20)]
+    await asyncio.sleep(0)
+    stager.drop(5)  # closes only once the reads in worker threads are done
+    done = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(r == b"a" * 1000 or isinstance(r, errors.Stale) for r in done)
+    with pytest.raises(errors.Stale):
+        await stage.read(0, 10)
