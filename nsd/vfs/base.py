@@ -1,0 +1,151 @@
+"""The facade's state and what every part of it uses: resolution by inode and by path.
+
+No permission checks in the private helpers (`_lookup`, `_resolve`): they serve operations that
+already checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from nsd import errors
+from nsd.core.cache.persister import Persister
+from nsd.core.core import Core
+from nsd.core.permissions import R, X
+from nsd.core.reconcile import Reconciler
+from nsd.core.users import Caller
+from nsd.namespace import DirInode, Inode, Namespace
+from nsd.namespace.names import split_path
+
+log = logging.getLogger("nsd.vfs")
+
+READ_CHUNK = 1 << 20
+IDLE_SEAL_SECONDS = 5.0
+SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
+
+
+class VfsBase:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        reconciler: Reconciler,
+        persister: Persister | None = None,
+        idle_seal_seconds: float = IDLE_SEAL_SECONDS,
+    ):
+        self.core = core
+        self.store = core.store
+        self.perms = core.perms
+        self.mounts = core.mounts
+        self.locks = core.locks
+        self.stager = core.stager
+        self.discovery = core.discovery
+        self.cache = core.cache
+        self.reconciler = reconciler
+        self.persister = persister
+        self.idle_seal_seconds = idle_seal_seconds
+        self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
+        self.started = time.monotonic()
+        self._sealer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background persister (needs the running loop)."""
+        if self.persister is not None:
+            self.persister.start()
+
+    @property
+    def ns(self) -> Namespace:
+        return self.store.ns
+
+    # ---- reads by inode ------------------------------------------------------------------
+
+    async def getattr(self, ino: int) -> Inode:
+        """The inode, re-checked against the UFS when its mount's sync interval says so.
+
+        No permission check: holding an inode id (an NFS handle) is the right to see attributes."""
+        node = self.ns.get(ino)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
+        return node
+
+    async def lookup(self, dir_ino: int, name: str, *, caller: Caller) -> Inode:
+        """Entry `name` of `dir_ino` (search permission there), discovered in the UFS if need be."""
+        d = self.ns.get_dir(dir_ino)
+        self.perms.require(d, caller, X)
+        node = d.children.get(name)
+        if node is not None and not self.discovery.due(node):
+            return node  # known and fresh: the common case, without another coroutine
+        return await self._lookup(dir_ino, name)
+
+    async def _lookup(self, dir_ino: int, name: str) -> Inode:
+        try:
+            node = self.ns.lookup(dir_ino, name)
+        except errors.NotFound:
+            if not await self.discovery.discover(dir_ino, name):
+                raise
+            node = self.ns.lookup(dir_ino, name)
+        if self.discovery.due(node):
+            await self.discovery.refresh(node)
+        return node
+
+    async def readdir(
+        self, dir_ino: int, cookie: int = 0, limit: int = 1024, *, caller: Caller
+    ) -> tuple[list[tuple[int, str, Inode]], bool]:
+        """A page of entries in cookie order (read permission); a listing that starts (cookie 0)
+        syncs with the UFS."""
+        self.perms.require(self.ns.get_dir(dir_ino), caller, R)
+        if cookie == 0:
+            await self.discovery.ensure_listed(self.ns.get_dir(dir_ino))
+        return self.ns.readdir(dir_ino, cookie, limit)
+
+    async def _lookup_or_none(self, dir_ino: int, name: str) -> Inode | None:
+        try:
+            return await self._lookup(dir_ino, name)
+        except errors.NotFound:
+            return None
+
+    async def resolve(self, path: str, *, caller: Caller, follow: bool = True) -> Inode:
+        """Path resolution (search permission on every directory walked through) that discovers
+        missing components in the UFS as it goes."""
+        return await self._resolve(path, follow, self.perms.searcher(caller))
+
+    async def _resolve(self, path: str, follow: bool, search: Callable[[DirInode], None] | None) -> Inode:
+        for _ in range(len(path) + 64):
+            try:
+                node = self.ns.resolve(path, follow=follow, search=search)
+            except errors.NotFound as e:
+                if e.missing is None or not await self.discovery.discover(*e.missing):
+                    raise
+                continue
+            await self.discovery.refresh(node)
+            return node
+        raise errors.Loop(f"cannot resolve {path}", path=path)
+
+    async def _resolve_parent(self, path: str, caller: Caller) -> tuple[DirInode, str]:
+        parts = split_path(path)
+        if not parts:
+            raise errors.Invalid("the root has no parent", path="/")
+        parent = await self.resolve("/" + "/".join(parts[:-1]), caller=caller)
+        if not isinstance(parent, DirInode):
+            raise errors.NotDir(f"not a directory: parent of {path}", path=path)
+        return parent, parts[-1]
+
+    def _file(self, ino: int) -> Inode:
+        node = self.ns.get(ino)
+        if node.is_dir:
+            raise errors.IsDir(f"is a directory: {self.ns.path_of(ino)}")
+        if not node.is_file:
+            raise errors.Invalid(f"not a regular file: {self.ns.path_of(ino)}")
+        return node
+
+    def _writable_dir(self, dir_ino: int) -> DirInode:
+        d = self.ns.get_dir(dir_ino)
+        self.mounts.check_writable(d)
+        return d
+
+    def _path(self, dir_ino: int, name: str) -> str:
+        return self.ns.path_of(dir_ino).rstrip("/") + "/" + name
