@@ -63,8 +63,16 @@ def assemble_vfs(
     """The facade over the parts under it (what the daemon, the tests and the benches build);
     with `blocks`, a cache and its background persister (started by `Vfs.start`)."""
     core = Core.build(store, mounts, stage_dir, perms=perms, blocks=blocks, cache_settings=cache_settings)
-    retry_max = (cache_settings or CacheSettings()).persist_retry_max
-    persister = Persister(core, retry_max=retry_max) if core.cache is not None else None
+    persister = None
+    if core.cache is not None:
+        persister = Persister(
+            store,
+            mounts,
+            core.locks,
+            core.cache.reader,
+            core.discovery.mark_checked,
+            retry_max=core.cache.settings.persist_retry_max,
+        )
     return Vfs(core, reconciler=Reconciler(core), persister=persister, idle_seal_seconds=idle_seal_seconds)
 
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from nsd import errors
@@ -31,14 +31,31 @@ from nsd.namespace.layouts import content_token, plan_persisted, unpersisted
 from nsd.ufs.wrap.retry import Replayable
 
 if TYPE_CHECKING:
-    from nsd.core.core import Core
+    from nsd.core.cache.reader import BlockReader
+    from nsd.core.locks import KeyLocks
+    from nsd.core.metastore import MetaStore
+    from nsd.core.mounttable import MountTable
 
 log = logging.getLogger("nsd.persist")
 
 
 class Persister:
-    def __init__(self, core: Core, *, retry_max: float = 60.0, retry_base: float = 0.5) -> None:
-        self.core = core
+    def __init__(
+        self,
+        store: MetaStore,
+        mounts: MountTable,
+        locks: KeyLocks,
+        reader: BlockReader,
+        mark_checked: Callable[[int], None],
+        *,
+        retry_max: float = 60.0,
+        retry_base: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.mounts = mounts
+        self.locks = locks
+        self.reader = reader
+        self.mark_checked = mark_checked  # the UFS object was just written: no need to re-check it
         self.retry_max = retry_max
         self.retry_base = retry_base
         self.persisted = 0
@@ -70,7 +87,7 @@ class Persister:
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
-            "pending": len(self.core.ns.persist_pending),
+            "pending": len(self.store.ns.persist_pending),
             "persisted": self.persisted,
             "failures": self.failures,
             "retrying": sum(1 for ino, t in self._due.items() if t > now and self._tries.get(ino)),
@@ -84,7 +101,7 @@ class Persister:
 
     async def _run(self) -> None:
         while True:
-            pending = self.core.ns.persist_pending
+            pending = self.store.ns.persist_pending
             now = time.monotonic()
             for ino in list(self._due):
                 if ino not in pending:
@@ -118,37 +135,35 @@ class Persister:
 
     async def persist(self, ino: int) -> bool:
         """Upload the file's blocks and journal Persisted; False when there was nothing to do."""
-        core = self.core
-        async with core.locks.hold(content(ino)):
-            node = core.ns.inodes.get(ino)
+        async with self.locks.hold(content(ino)):
+            node = self.store.ns.inodes.get(ino)
             if not isinstance(node, FileInode) or not unpersisted(node):
                 return False
             layout, size = list(node.layout or ()), node.size
             token = content_token(size, layout)
-            ufs, rel = core.mounts.locate(node)
+            ufs, rel = self.mounts.locate(node)
             status = await ufs.write(rel, Replayable(lambda: self._stream(ino, layout)))
 
             def plan(ns: Namespace) -> list[Op]:
                 live = ns.inodes.get(ino)
                 if live is None:
                     return []
-                if core.mounts.locate(live)[1] != rel:
+                if self.mounts.locate(live)[1] != rel:
                     raise errors.Stale(f"inode {ino} moved while it was persisted; trying again")
                 return [plan_persisted(ns, ino, token, status.fingerprint())]
 
-            ops = await core.store.mutate(plan)
+            ops = await self.store.mutate(plan)
             if not ops:  # removed while it was uploaded: do not leave the copy behind
                 with contextlib.suppress(errors.NsdError):
                     await ufs.delete(rel)
                 return False
-            core.discovery.mark_checked(ino)
+            self.mark_checked(ino)
             self.persisted += 1
             log.info("persisted inode %d (%d bytes) to %s", ino, size, rel)
             return True
 
     async def _stream(self, ino: int, layout: list[Any]) -> AsyncIterator[bytes]:
-        assert self.core.cache is not None
-        reader = self.core.cache.reader
+        reader = self.reader
         for _, length, digest in layout:
             blob = await reader.get(digest)
             if blob is None or len(blob) != length:
