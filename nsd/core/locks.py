@@ -40,6 +40,10 @@ class KeyLocks:
                 else:
                     self._locks[k] = (lock, users - 1)
 
+    def __len__(self) -> int:
+        """How many keys have a lock now (held or waited for)."""
+        return len(self._locks)
+
     def check(self) -> None:
         """Every kept lock has at least one holder or waiter: a lock nobody uses is dropped, so
         the table never grows with keys that were used once."""
