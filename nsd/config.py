@@ -244,7 +244,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache", "cache_high_watermark", float, 0.95, "Eviction starts when a tier is this full (fraction)."),
     Setting("cache", "cache_low_watermark", float, 0.85, "Eviction stops when a tier is down to this (fraction)."),
     Setting(
-        "cache", "cache_verify_reads", bool, True, "Re-hash every block read from disk (corrupt ones are refetched)."
+        "cache", "cache_verify_reads", bool, True, (
+            "Verify blocks read from disk: hashed on the first read after a start and whenever the"
+            " file changed since (corrupt ones are refetched)."
+        ),
     ),
     Setting(
         "cache",

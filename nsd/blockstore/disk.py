@@ -25,6 +25,25 @@ from nsd.errors import NoSpace
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+FileIdentity = tuple[int, int, int, int]  # st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+# The kernel stamps ctime from a coarse clock (a tick of 1-10 ms), so a write in the same tick as
+# the last change leaves ctime as it was. An identity is only trusted once its ctime is this far
+# in the past: every later change then gets a later ctime.
+SETTLED_NS = 200_000_000
+
+
+def identity(st: os.stat_result) -> FileIdentity:
+    """What changes whenever a file's bytes can have changed: any write, truncate or replace moves
+    ctime (which no call short of setting the clock can move back)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def settled(ident: FileIdentity, now_ns: int, margin_ns: int = SETTLED_NS) -> bool:
+    """Whether a change after `now_ns` would surely show in ctime (see SETTLED_NS)."""
+    return now_ns - ident[3] > margin_ns
+
+
 @dataclass(frozen=True)
 class TierSpec:
     """A disk tier: a directory and the bytes of blocks it may hold. Tiers are given fastest first."""
@@ -106,11 +125,13 @@ class DiskTier:
         if self.fsync:
             fsync_dir(final.parent)
 
-    def read(self, digest: str) -> bytes | None:
-        """The block file's bytes, or None when it is gone."""
+    def read(self, digest: str) -> tuple[bytes, FileIdentity] | None:
+        """The block file's bytes and the identity of the file they were read from (taken after
+        the read), or None when it is gone."""
         try:
             with open(self.path_of(digest), "rb", buffering=0) as f:
-                return f.readall()
+                data = f.readall()
+                return data, identity(os.fstat(f.fileno()))
         except FileNotFoundError:
             return None
 

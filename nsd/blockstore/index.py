@@ -13,6 +13,9 @@ from dataclasses import dataclass
 class Entry:
     size: int
     tier: int
+    # The block file's identity (disk.identity) when a read last hashed its bytes to the digest,
+    # once that identity had settled; None until then. See BlockStore.get.
+    verified: tuple[int, int, int, int] | None = None
 
 
 class Index:

@@ -21,6 +21,7 @@ class Counters:
     evicted_bytes: int = 0
     memory_evictions: int = 0  # copies dropped from the memory tier
     corrupt: int = 0  # blocks whose bytes did not match their name (dropped, never served)
+    verified_reads: int = 0  # disk reads whose bytes were hashed (the file not known to match yet)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 from nsd.blockstore.digest import hash_block, is_digest
-from nsd.blockstore.disk import DiskTier, TierSpec
+from nsd.blockstore.disk import SETTLED_NS, DiskTier, TierSpec, settled
 from nsd.blockstore.index import Entry, Index
 from nsd.blockstore.memory import MemoryTier
 from nsd.blockstore.policy import Lrfu
@@ -50,7 +51,10 @@ class BlockStore:
     - `high_watermark`/`low_watermark`: fractions of a tier's capacity; eviction starts above the
       high one and stops at the low one;
     - `fsync`: sync block files and their directories (tests may turn it off);
-    - `verify_reads`: re-hash every block read from disk (a mismatch is dropped and never served);
+    - `verify_reads`: hash a block read from disk whose file is not known to match its name (a
+      mismatch is dropped and never served); each file is hashed once per open of the store and
+      again whenever it changes; `verify_settled_ns`: how old a file's ctime must be before a hash
+      of it is trusted until the file changes (disk.SETTLED_NS);
     - `max_block_bytes`: the largest block put() accepts;
     - `lrfu_lambda`: 0 = LFU .. 1 = LRU (see policy.py);
     - `offload_bytes`: blocks at least this large are hashed in a worker thread;
@@ -67,6 +71,7 @@ class BlockStore:
         low_watermark: float = 0.85,
         fsync: bool = True,
         verify_reads: bool = True,
+        verify_settled_ns: int = SETTLED_NS,
         max_block_bytes: int = 64 * MiB,
         lrfu_lambda: float = 0.001,
         offload_bytes: int = 64 * 1024,
@@ -80,6 +85,7 @@ class BlockStore:
         self.high_watermark = high_watermark
         self.low_watermark = low_watermark
         self.verify_reads = verify_reads
+        self.verify_settled_ns = verify_settled_ns
         self.max_block_bytes = max_block_bytes
         self.offload_bytes = offload_bytes
         self.multithread_hash_bytes = multithread_hash_bytes
@@ -166,8 +172,10 @@ class BlockStore:
     async def get(self, digest: str, *, promote: bool = False, count: bool = True) -> bytes | None:
         """The block's bytes, or None when it is not stored (or was found corrupt: then it is
         deleted, counted in stats()["corrupt"], and never served). A memory hit returns the stored
-        bytes object without a copy or an await; a disk hit reads the file in a thread and re-hashes
-        it (`verify_reads`); `promote` also keeps it in the memory tier. `count=False` (a backup
+        bytes object without a copy or an await; a disk hit reads the file in a thread and, with
+        `verify_reads`, re-hashes it unless its file is the one already verified (same inode, size,
+        mtime and ctime as when it was written or last hashed: bytes cannot change without moving
+        ctime); `promote` also keeps it in the memory tier. `count=False` (a backup
         reading blocks) leaves hit counters and eviction order as they were."""
         blob = self._memory.get(digest)
         if blob is not None:
@@ -415,16 +423,15 @@ class BlockStore:
         if entry is None:
             return None
         tier = self._tiers[entry.tier]
-        verify = self.verify_reads
-
-        def load() -> tuple[bytes | None, bool]:
-            data = tier.read(digest)
-            if data is None:
-                return None, False
-            good = len(data) == entry.size and (not verify or hash_block(data) == digest)
-            return data, good
-
-        data, good = await asyncio.to_thread(load)
+        found = await asyncio.to_thread(tier.read, digest)
+        data, ident = found if found is not None else (None, None)
+        good = data is not None and len(data) == entry.size
+        if good and self.verify_reads and ident != entry.verified:
+            assert data is not None and ident is not None
+            self._counters.verified_reads += 1
+            good = await asyncio.to_thread(hash_block, data, multithread_bytes=self.multithread_hash_bytes) == digest
+            if good and settled(ident, time.time_ns(), self.verify_settled_ns):
+                entry.verified = ident  # until the file changes, its bytes are known to match
         if good:
             return data
         if self._index.get(digest) is entry:

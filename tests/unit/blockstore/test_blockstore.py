@@ -202,6 +202,54 @@ async def test_truncated_block_is_caught_by_its_size_even_without_rehashing(make
     store.check()
 
 
+async def test_a_settled_block_file_is_hashed_once_and_again_only_after_it_changes(
+    make: Factory, tmp_path: Path
+) -> None:
+    store = await make(0, 10 * MiB, verify_settled_ns=0)
+    data = os.urandom(256 * KiB)
+    digest = await store.put(data)
+    path = tmp_path / "t0" / digest[:2] / digest
+    await asyncio.sleep(0.05)  # past the coarse clock tick the file was stamped in
+    for _ in range(5):
+        assert await store.get(digest) == data
+    assert store.stats()["verified_reads"] == 1  # hashed on its first disk read only
+    raw = bytearray(data)
+    raw[7] ^= 0x80
+    path.write_bytes(bytes(raw))  # same size, same inode: only its times say it changed
+    assert await store.get(digest) is None
+    assert store.stats()["verified_reads"] == 2 and store.stats()["corrupt"] == 1
+    store.check()
+
+
+async def test_a_file_changed_within_the_settling_time_is_hashed_on_every_read(make: Factory) -> None:
+    store = await make(0, 10 * MiB, verify_settled_ns=3600 * 10**9)
+    data = os.urandom(64 * KiB)
+    digest = await store.put(data)
+    for _ in range(3):
+        assert await store.get(digest) == data
+    assert store.stats()["verified_reads"] == 3  # too fresh to trust: a same-tick write would not show
+
+
+async def test_a_restart_forgets_what_was_verified(make: Factory) -> None:
+    first = await make(0, 10 * MiB, verify_settled_ns=0)
+    data = os.urandom(64 * KiB)
+    digest = await first.put(data)
+    await asyncio.sleep(0.05)
+    assert await first.get(digest) == data and await first.get(digest) == data
+    assert first.stats()["verified_reads"] == 1
+    await first.close()
+    again = await make(0, 10 * MiB, verify_settled_ns=0)
+    assert await again.get(digest) == data and await again.get(digest) == data
+    assert again.stats()["verified_reads"] == 1
+
+
+async def test_without_verification_nothing_is_hashed(make: Factory) -> None:
+    store = await make(0, 10 * MiB, verify_reads=False)
+    digest = await store.put(b"x" * 4096)
+    assert await store.get(digest) == b"x" * 4096
+    assert store.stats()["verified_reads"] == 0
+
+
 async def test_a_block_deleted_behind_our_back_is_a_miss(make: Factory, tmp_path: Path) -> None:
     store = await make(0, 10 * MiB)
     digest = await store.put(b"gone soon")
