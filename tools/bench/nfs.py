@@ -6,8 +6,12 @@ Needs (installed by nothing here; as root on Debian):
 
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
 WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
---reads), and GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls on one
-connection, with their median and 99th percentile latency: tools/bench/nfsops.c, built here
+--reads), the same for a file copied into the store behind the server's back (nsd: its root
+under-storage, read once to fill the cache first; ganesha: its export directory), GETATTR and
+LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
+pairs the same way (each server's durability per change: nsd's journal record is fsynced before
+the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
+directory), with their median and 99th percentile latency: tools/bench/nfsops.c, built here
 against libnfs, drives libnfs's asynchronous RPC calls (a client in C, so its own cost per call
 stays small next to the server's). All servers run together and each measurement is taken on
 one right after the other, so a busy machine skews them alike. Prints each and the ratio to
@@ -43,7 +47,7 @@ from nsd.protocols.xdr import Packer, Unpacker
 
 MiB = 1 << 20
 NFS, MOUNT = 100003, 100005
-GETATTR, LOOKUP, MKDIR = 1, 3, 9
+MKDIR = 9
 CRED = oncrpc.AuthSys(0, b"bench", 0, 0, ())
 GANESHA_PORTS = {"nfs": 20490, "mnt": 20048, "nlm": 20049, "rquota": 20875}
 
@@ -53,6 +57,8 @@ class Target:
     name: str
     port: int
     export: str  # what MNT is given and what URLs start with
+    store_dir: Path  # a file put here (out of band) appears under store_prefix in the export
+    store_prefix: str
     results: dict[str, float] = field(default_factory=dict)
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # min, max over rounds
 
@@ -126,12 +132,13 @@ def build_nfsops(workdir: Path) -> Path:
 
 
 def ops_per_second(
-    nfsops: Path, nfs_port: int, mnt_port: int, export: str, proc: int, outstanding: int, seconds: float, name: str
+    nfsops: Path, nfs_port: int, mnt_port: int, export: str, mode: str, outstanding: int, seconds: float, name: str
 ) -> dict[str, float]:
-    """Calls of `proc` (GETATTR or LOOKUP of `name`) per second with `outstanding` in flight, and
-    their latency percentiles: {"ops_per_s", "p50_us", "p90_us", "p99_us", "calls"}."""
+    """Calls per second with `outstanding` in flight (mode getattr or lookup: of `name`; create:
+    CREATE + REMOVE pairs of files of its own), and their latency percentiles: {"ops_per_s",
+    "p50_us", "p90_us", "p99_us", "calls"}."""
     cmd = [str(nfsops), "127.0.0.1", str(nfs_port), str(mnt_port), export, name]
-    cmd += ["getattr" if proc == GETATTR else "lookup", str(outstanding), str(seconds)]
+    cmd += [mode, str(outstanding), str(seconds)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return {k: float(v) for k, v in (field.split("=", 1) for field in out.split())}
 
@@ -158,7 +165,12 @@ def nsd_server(workdir: Path, name: str = "nsd", env: dict[str, str] | None = No
         fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
         port = int(fields["nfs"].rsplit(":", 1)[1])
         asyncio.run(_mkdir(port, "/", "bench"))
-        yield Target(name, port, "/bench")
+        # a local under-storage mounted at /bench/store: files put there are found by lookups
+        store = workdir / f"{name}-store"
+        store.mkdir()
+        cli = [sys.executable, "-m", "nsd.cli", "--server", fields["http"], "--data-dir", str(data)]
+        subprocess.run([*cli, "mount", "add", "/bench/store", store.as_uri()], check=True, capture_output=True)
+        yield Target(name, port, "/bench", store, "store/")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
@@ -224,7 +236,7 @@ def ganesha_server(workdir: Path) -> Iterator[Target]:
     cmd = [binary, "-L", str(gdir / "ganesha.log"), "-f", str(conf), "-p", str(pidfile), "-N", "NIV_EVENT"]
     try:
         subprocess.run(cmd, check=True, timeout=60)
-        target = Target("ganesha", GANESHA_PORTS["nfs"], "/export")
+        target = Target("ganesha", GANESHA_PORTS["nfs"], "/export", gdir / "export", "")
         for _ in range(200):  # ganesha answers after its grace period set-up
             if _answers(target.port) and _answers(GANESHA_PORTS["mnt"]):
                 break
@@ -291,13 +303,22 @@ def measure(
         for t in order:
             best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
             note(t, "read MiB/s", size / MiB / best)
+        # A file that lives in the store (nsd: its root under-storage; ganesha: its export),
+        # read once to fill the cache, then best of `reads` passes.
+        ufs_name = f"ufs-file-{r}"
+        for t in order:
+            shutil.copyfile(source, t.store_dir / ufs_name)
+        for t in order:
+            _timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)])
+            best = min(_timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)]) for _ in range(reads))
+            note(t, "UFS file read MiB/s", size / MiB / best)
         if nfsops is None:
             continue
-        for proc, label in ((GETATTR, "GETATTR"), (LOOKUP, "LOOKUP")):
+        for mode, label in (("getattr", "GETATTR"), ("lookup", "LOOKUP"), ("create", "CREATE+REMOVE")):
             for outstanding in (1, 32):
                 for t in order:
                     mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
-                    got = ops_per_second(nfsops, t.port, mnt_port, t.export, proc, outstanding, seconds, name)
+                    got = ops_per_second(nfsops, t.port, mnt_port, t.export, mode, outstanding, seconds, name)
                     note(t, f"{label} ops/s @{outstanding}", got["ops_per_s"])
                     note(t, f"{label} p50 us @{outstanding}", got["p50_us"])
                     note(t, f"{label} p99 us @{outstanding}", got["p99_us"])
@@ -340,7 +361,7 @@ def main() -> None:
         try:
             nfsops = build_nfsops(work)
         except RuntimeError as e:
-            notes.append(f"GETATTR/LOOKUP not measured: {e}")
+            notes.append(f"GETATTR/LOOKUP/CREATE not measured: {e}")
         with contextlib.ExitStack() as stack:
             targets = [stack.enter_context(nsd_server(work))]
             targets += [stack.enter_context(nsd_server(work, name, env)) for name, env in args.nsd]

@@ -1,12 +1,15 @@
-/* GETATTR or LOOKUP calls per second, and their latency, with the libnfs client.
+/* GETATTR or LOOKUP calls, or CREATE + REMOVE pairs, per second, and their latency, with the
+ * libnfs client.
  *
  * tools/bench/nfs.py builds and runs this (cc -O2 nfsops.c -lnfs; Debian's libnfs-dev): a
  * client in C keeps its own cost per call small, so the numbers show the server's.
  *
- *   nfsops HOST NFSPORT MOUNTPORT EXPORT NAME getattr|lookup OUTSTANDING SECONDS
+ *   nfsops HOST NFSPORT MOUNTPORT EXPORT NAME getattr|lookup|create OUTSTANDING SECONDS
  *
  * MNTs EXPORT, LOOKUPs NAME in it, then keeps OUTSTANDING calls in flight on one connection
- * for SECONDS: GETATTR of NAME's handle, or LOOKUP of NAME. Prints one line:
+ * for SECONDS: GETATTR of NAME's handle, LOOKUP of NAME, or (create) a GUARDED CREATE of a file
+ * of its own in the export followed, once answered, by its REMOVE: one "op" is the pair, and
+ * its latency runs from the CREATE's call to the REMOVE's reply. Prints one line:
  *
  *   ops_per_s=... p50_us=... p90_us=... p99_us=... calls=...
  */
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nfsc/libnfs.h>
 #include <nfsc/libnfs-raw.h>
@@ -24,10 +28,12 @@
 
 struct slot {
     double sent;
+    int removing; /* create mode: its CREATE was answered, its REMOVE is in flight */
+    char name[32];
 };
 
 static struct rpc_context *rpc;
-static int lookup_calls;
+static int lookup_calls, create_calls;
 static nfs_fh3 dir_fh, file_fh;
 static char *entry;
 static double end_at;
@@ -88,13 +94,25 @@ static void on_first_lookup(struct rpc_context *r, int status, void *data, void 
 }
 
 static void issue(struct slot *s);
+static void on_reply(struct rpc_context *r, int status, void *data, void *priv);
+
+static void issue_remove(struct slot *s) {
+    REMOVE3args a = {.object = {.dir = dir_fh, .name = s->name}};
+    s->removing = 1;
+    if (rpc_nfs3_remove_async(rpc, on_reply, &a, s) != 0) die("queue", rpc_get_error(rpc));
+}
 
 static void on_reply(struct rpc_context *r, int status, void *data, void *priv) {
     (void)r;
     struct slot *s = priv;
+    /* every NFSv3 result starts with its nfsstat3 */
+    if (status != RPC_STATUS_SUCCESS || *(nfsstat3 *)data != NFS3_OK) die("call", s->removing ? "REMOVE" : "failed");
+    if (create_calls && !s->removing) {
+        issue_remove(s);
+        return;
+    }
+    s->removing = 0;
     double t = now();
-    /* LOOKUP3res and GETATTR3res both start with their nfsstat3 */
-    if (status != RPC_STATUS_SUCCESS || *(nfsstat3 *)data != NFS3_OK) die("call", "failed");
     if ((size_t)calls < latency_cap) latency[calls] = t - s->sent;
     calls++;
     if (t < end_at)
@@ -106,7 +124,13 @@ static void on_reply(struct rpc_context *r, int status, void *data, void *priv) 
 static void issue(struct slot *s) {
     s->sent = now();
     int rc;
-    if (lookup_calls) {
+    if (create_calls) {
+        CREATE3args a = {.where = {.dir = dir_fh, .name = s->name}};
+        a.how.mode = GUARDED;
+        a.how.createhow3_u.obj_attributes.mode.set_it = 1;
+        a.how.createhow3_u.obj_attributes.mode.set_mode3_u.mode = 0644;
+        rc = rpc_nfs3_create_async(rpc, on_reply, &a, s);
+    } else if (lookup_calls) {
         LOOKUP3args a = {.what = {.dir = dir_fh, .name = entry}};
         rc = rpc_nfs3_lookup_async(rpc, on_reply, &a, s);
     } else {
@@ -125,13 +149,14 @@ static double percentile(size_t n, double q) { return latency[(size_t)(q * (n - 
 
 int main(int argc, char **argv) {
     if (argc != 9) {
-        fprintf(stderr, "usage: nfsops HOST NFSPORT MOUNTPORT EXPORT NAME getattr|lookup OUTSTANDING SECONDS\n");
+        fprintf(stderr, "usage: nfsops HOST NFSPORT MOUNTPORT EXPORT NAME getattr|lookup|create OUTSTANDING SECONDS\n");
         return 2;
     }
     const char *host = argv[1];
     int nfs_port = atoi(argv[2]), mnt_port = atoi(argv[3]);
     entry = argv[5];
     lookup_calls = strcmp(argv[6], "lookup") == 0;
+    create_calls = strcmp(argv[6], "create") == 0;
     int outstanding = atoi(argv[7]);
     double seconds = atof(argv[8]);
     int flag = 0;
@@ -161,7 +186,10 @@ int main(int argc, char **argv) {
     double start = now();
     end_at = start + seconds;
     inflight = outstanding;
-    for (int i = 0; i < outstanding; i++) issue(&slots[i]);
+    for (int i = 0; i < outstanding; i++) {
+        snprintf(slots[i].name, sizeof slots[i].name, "nfsops-%d-%d", (int)getpid(), i);
+        issue(&slots[i]);
+    }
     while (inflight > 0) service_once();
     double elapsed = now() - start;
 
