@@ -37,10 +37,13 @@ from nsd.errors import JournalFailed
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.ops.metrics import Metrics
 from nsd.ops.ttl import TtlEnforcer
-from nsd.protocols import admin, httplimits, status, webhdfs
-from nsd.protocols.nfs import start_nfs
-from nsd.protocols.rpcserver import Limits
-from nsd.protocols.webhdfs_auth import Authenticator, load_tokens, parse_proxy_users
+from nsd.protocols.admin import api as admin
+from nsd.protocols.http import limits as httplimits
+from nsd.protocols.http import status
+from nsd.protocols.nfs3.listener import start_nfs
+from nsd.protocols.rpc.server import Limits
+from nsd.protocols.webhdfs import routes as webhdfs
+from nsd.protocols.webhdfs.auth import Authenticator, load_tokens, parse_proxy_users
 from nsd.vfs import IDLE_SEAL_SECONDS, Vfs
 
 log = logging.getLogger("nsd.daemon")
@@ -193,7 +196,7 @@ async def _serve(
     )
     app = web.Application(client_max_size=limits.max_body_bytes)
     overload = metrics.http_overload = httplimits.install(app, limits)
-    status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
+    status.add_routes(app, vfs, metrics, audit_log=config.audit_log, webhdfs_ops=frozenset(webhdfs.ALL_OPS))
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
     runner = web.AppRunner(

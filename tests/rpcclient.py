@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import struct
 
-from nsd.protocols import oncrpc
-from nsd.protocols.oncrpc import AuthSys, RpcReply
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.client import BlockingRpcClient
+from nsd.protocols.rpc.oncrpc import AuthSys, RpcReply
 from nsd.protocols.xdr import Packer, Unpacker
 
 NFS, MOUNT = 100003, 100005
 ROOT = AuthSys(0, b"test", 0, 0, ())
 
 
-class RpcClient:
-    def __init__(self, port: int, host: str = "127.0.0.1", cred: AuthSys | None = ROOT) -> None:
-        self.sock = socket.create_connection((host, port), timeout=30)
-        self.cred = cred
-        self.xid = random.getrandbits(30)  # as real clients: a new transport does not reuse old XIDs
+class RpcClient(BlockingRpcClient):
+    """nsd's own blocking client (the server's record decoder and size cap, XIDs checked) plus raw
+    sends for malformed input and NFSv3 / MOUNT helpers; AUTH_SYS root unless told otherwise."""
 
-    def close(self) -> None:
-        self.sock.close()
+    def __init__(self, port: int, host: str = "127.0.0.1", cred: AuthSys | None = ROOT) -> None:
+        super().__init__(host, port)
+        self.cred = cred
 
     def __enter__(self) -> RpcClient:
         return self
@@ -32,32 +30,10 @@ class RpcClient:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def recv_record(self) -> bytes:
-        """One whole record (all fragments); raises ConnectionError if the server closed."""
-        out = b""
-        while True:
-            mark = struct.unpack(">I", self._exact(4))[0]
-            out += self._exact(mark & 0x7FFFFFFF)
-            if mark & 0x80000000:
-                return out
-
-    def _exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            buf += chunk
-        return buf
-
-    def call(self, prog: int, vers: int, proc: int, args: bytes = b"", *, xid: int | None = None) -> RpcReply:
-        if xid is None:
-            self.xid += 1
-            xid = self.xid
-        self.send_raw(oncrpc.encode_call(xid, prog, vers, proc, args, cred=self.cred))
-        reply = oncrpc.decode_reply(self.recv_record())
-        assert reply.xid == xid
-        return reply
+    def call(  # type: ignore[override]
+        self, prog: int, vers: int, proc: int, args: bytes = b"", *, xid: int | None = None
+    ) -> RpcReply:
+        return super().call(prog, vers, proc, args, cred=self.cred, xid=xid)
 
     def nfs(self, proc: int, args: bytes = b"", *, xid: int | None = None) -> Unpacker:
         """Call NFSv3 `proc`; the reply body positioned at its nfsstat3."""

@@ -12,19 +12,17 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from nsd.clients import HttpClients
+from nsd.ops.clients import HttpClients, RpcListenerView
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from nsd.protocols.httplimits import Overload
-    from nsd.protocols.rpcserver import RpcServer
     from nsd.vfs import Vfs
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -42,6 +40,23 @@ class RecentErrors(logging.Handler):
         self.records.append((record.created, record.levelname.lower(), record.getMessage()))
 
 
+class HttpOverloadView(Protocol):
+    """What the HTTP limits turned away (protocols.http.limits.Overload)."""
+
+    refused_connections: int
+    busy_replies: int
+    stalled_uploads: int
+
+
+class BusyPollView(Protocol):
+    idle_seconds: float
+
+
+class NfsListenerView(RpcListenerView, Protocol):
+    @property
+    def poller(self) -> BusyPollView | None: ...
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -50,9 +65,9 @@ class Metrics:
         self.started = time.time()
         self.recent_errors = RecentErrors()
         self.http_clients = HttpClients()
-        self.rpc_servers: list[RpcServer] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
+        self.rpc_servers: list[NfsListenerView] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
         self.http_server: web.Server | None = None
-        self.http_overload: Overload | None = None  # what the HTTP limits turned away
+        self.http_overload: HttpOverloadView | None = None  # what the HTTP limits turned away
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.observe(protocol, op, seconds, error)

@@ -7,8 +7,9 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from nsd import __version__, clients
+from nsd import __version__
 from nsd.journal.segment import list_segments
+from nsd.ops import clients
 
 if TYPE_CHECKING:
     from nsd.ops.metrics import Metrics

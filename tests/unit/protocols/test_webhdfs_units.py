@@ -14,13 +14,13 @@ from nsd import errors
 from nsd.core.permissions import Permissions
 from nsd.core.users import UserMap
 from nsd.namespace import Namespace
-from nsd.protocols import webhdfs_json as js
-from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
-from nsd.protocols.webhdfs import parse_path
-from nsd.protocols.webhdfs_auth import Authenticator, Identity, Unauthenticated, load_tokens, parse_proxy_users
-from nsd.protocols.webhdfs_context import Remote
-from nsd.protocols.webhdfs_params import BadParam, Params
-from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
+from nsd.protocols.webhdfs import encode as js
+from nsd.protocols.webhdfs.auth import Authenticator, Identity, Unauthenticated, load_tokens, parse_proxy_users
+from nsd.protocols.webhdfs.checksum import Md5Md5Crc32c
+from nsd.protocols.webhdfs.context import Remote
+from nsd.protocols.webhdfs.params import BadParam, Params
+from nsd.protocols.webhdfs.routes import parse_path
+from nsd.protocols.webhdfs.xattr import normalize_name, parse_flags
 
 
 @pytest.mark.parametrize("size", [1, 511, 512, 513, 4096, 4097, 3 * 4096, 3 * 4096 + 700])

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nsd import errors
 from nsd.core.users import NOBODY, Caller, UserMap
-from nsd.protocols.exports import Network, host_in
+from nsd.protocols.nfs3.exports import Network, host_in
 
 ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name
 MODES = ("simple", "token")

@@ -27,10 +27,12 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import hdrs, web
 
 from nsd import errors
-from nsd.clients import USER_KEY
-from nsd.protocols import errmap, webhdfs_get, webhdfs_put
-from nsd.protocols.webhdfs_auth import Authenticator, Unauthenticated
-from nsd.protocols.webhdfs_context import (
+from nsd.ops.clients import USER_KEY
+from nsd.protocols import errmap
+from nsd.protocols.webhdfs import get as webhdfs_get
+from nsd.protocols.webhdfs import put as webhdfs_put
+from nsd.protocols.webhdfs.auth import Authenticator, Unauthenticated
+from nsd.protocols.webhdfs.context import (
     IAE,
     IOE,
     PREFIX,
@@ -42,8 +44,8 @@ from nsd.protocols.webhdfs_context import (
     Settings,
     json_response,
 )
-from nsd.protocols.webhdfs_json import remote_exception
-from nsd.protocols.webhdfs_params import Params
+from nsd.protocols.webhdfs.encode import remote_exception
+from nsd.protocols.webhdfs.params import Params
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.webhdfs")

@@ -13,14 +13,15 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__
-from nsd.clients import USER_KEY
+from nsd.ops.clients import USER_KEY
 from nsd.ops.metrics import Metrics
 from nsd.ops.report import build_report
-from nsd.protocols import webhdfs
 from nsd.vfs import Vfs
 
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 AUDIT_KEY: web.AppKey[bool] = web.AppKey("audit", bool)
+# WebHDFS op names that get their own series (clients choose op: the set keeps series bounded)
+WEBHDFS_OPS_KEY: web.AppKey[frozenset[str]] = web.AppKey("webhdfs_ops", frozenset)
 
 log = logging.getLogger("nsd.http")
 audit = logging.getLogger("nsd.audit")
@@ -34,7 +35,7 @@ def _label(request: web.Request) -> tuple[str, str]:
     path = request.path
     if path.startswith("/webhdfs/"):
         op = request.query.get("op", "").upper()
-        return "webhdfs", op if op in webhdfs.ALL_OPS else "other"  # clients choose op: keep series bounded
+        return "webhdfs", op if op in request.app[WEBHDFS_OPS_KEY] else "other"
     if path.startswith("/api/"):
         route = request.match_info.route.resource
         canonical = route.canonical if route is not None else "?"
@@ -182,9 +183,17 @@ def _cache_section(c: dict[str, Any]) -> str:
 </table>"""
 
 
-def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics, *, audit_log: bool = False) -> None:
+def add_routes(
+    app: web.Application,
+    vfs: Vfs,
+    metrics: Metrics,
+    *,
+    audit_log: bool = False,
+    webhdfs_ops: frozenset[str] = frozenset(),
+) -> None:
     app[METRICS_KEY] = metrics
     app[AUDIT_KEY] = audit_log
+    app[WEBHDFS_OPS_KEY] = webhdfs_ops
     app[STATUS_VFS_KEY] = vfs
     app.middlewares.insert(0, observe_middleware)
     app.router.add_get("/metrics", metrics_page)

@@ -24,7 +24,7 @@ stops reading; buffered records wait in the decoder. A reply body may be a list 
 `writelines`), so the payload is never joined into one bytes object.
 
 With `busy_poll` (seconds), the loop keeps polling that long after a connection's traffic
-instead of going to sleep (nsd.protocols.busypoll), so a client's next call is read without a
+instead of going to sleep (nsd.protocols.rpc.busypoll), so a client's next call is read without a
 CPU wake-up.
 
 Limits (`Limits`), so overload gives errors and never unbounded memory: past `max_connections`
@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 from types import CoroutineType
 from typing import Any, cast
 
-from nsd.protocols import oncrpc
-from nsd.protocols.busypoll import BusyPoller
-from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.busypoll import BusyPoller
+from nsd.protocols.rpc.oncrpc import NEED_DATA, AuthSys, RpcCall
 from nsd.protocols.xdr import Unpacker, XdrError
 
 log = logging.getLogger("nsd.rpc")
@@ -198,7 +198,7 @@ class RpcServer:
         self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
         # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
         self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
-        # seconds to keep the loop polling after traffic (nsd.protocols.busypoll); 0: sleep at once
+        # seconds to keep the loop polling after traffic (nsd.protocols.rpc.busypoll); 0: sleep at once
         self.poller = BusyPoller(busy_poll) if busy_poll > 0 else None
 
     def add(self, program: Program) -> None:

@@ -10,17 +10,37 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from nsd.protocols.rpcserver import RpcServer
+from typing import Any, Protocol
 
 HTTP_CLIENTS_KEPT = 256
 # aiohttp request key: the name an HTTP request acted as (never a credential), set by the
 # WebHDFS and admin handlers for metrics, `nsd report clients` and the audit log
 USER_KEY = "nsd.user"
+
+
+class RpcConnectionView(Protocol):
+    """What is read of an open NFS connection (the RPC server's connections are these)."""
+
+    peer_host: str
+    uid: int | None
+    calls: int
+    rejected: int
+    since: float
+    last_call: float
+
+
+class RpcListenerView(Protocol):
+    """What is read of an RPC listener: its open connections and what its limits turned away."""
+
+    @property
+    def connections(self) -> Collection[RpcConnectionView]: ...
+
+    refused_connections: int
+    busy_replies: int
+    closed_idle: int
+    aborted_slow: int
 
 
 @dataclass(slots=True)
@@ -60,7 +80,7 @@ class HttpClients:
         return list(self._rows.values())
 
 
-def nfs_clients(servers: Iterable[RpcServer]) -> list[ClientRow]:
+def nfs_clients(servers: Iterable[RpcListenerView]) -> list[ClientRow]:
     """One row per (host, uid) over the open NFS connections, their calls summed."""
     rows: dict[tuple[str, str], ClientRow] = {}
     for server in servers:
@@ -77,7 +97,7 @@ def nfs_clients(servers: Iterable[RpcServer]) -> list[ClientRow]:
     return list(rows.values())
 
 
-def report(http: HttpClients, nfs_servers: Iterable[RpcServer]) -> list[dict[str, Any]]:
+def report(http: HttpClients, nfs_servers: Iterable[RpcListenerView]) -> list[dict[str, Any]]:
     """Every client row, most recently seen first."""
     rows = [*nfs_clients(nfs_servers), *http.rows()]
     rows.sort(key=lambda r: r.last_seen, reverse=True)

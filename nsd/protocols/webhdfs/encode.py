@@ -14,7 +14,7 @@ from typing import Any
 from nsd import errors
 from nsd.core.users import UserMap
 from nsd.namespace import DirInode, Inode
-from nsd.protocols.hdfs_checksum import BYTES_PER_CRC, FileChecksum
+from nsd.protocols.webhdfs.checksum import BYTES_PER_CRC, FileChecksum
 
 REPLICATION = 1  # one copy as far as HDFS clients can tell: the UFS keeps its own redundancy
 STORAGE_POLICY_UNSPECIFIED = 0
