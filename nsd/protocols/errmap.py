@@ -1,7 +1,12 @@
-"""The one table from core errors to what each protocol says: HTTP by error class, NFSv3 by errno.
+"""The one chain from a core error to what each protocol says: error -> errno -> answers.
 
-Each row: admin API status, WebHDFS status, and the Java exception class WebHDFS names in its
-RemoteException body (Hadoop clients load that class by reflection, so it must be a real one).
+Every core error carries an errno (nsd/errors.py), and so does an OSError from an under-storage,
+so one table keyed by errno gives each door its answer: the nfsstat3 (RFC 1813), the admin API's
+HTTP status, and WebHDFS's status with the Java exception class its RemoteException body names
+(Hadoop clients load that class by reflection, so it must be a real one). A class whose answer
+is not its errno's (errno alone cannot tell an under-storage that is down from corrupt data, both
+EIO) overrides it in CLASS_ANSWERS, looked up first along the class's bases.
+
 WebHDFS follows the NameNode's ExceptionHandler: FileNotFoundException 404, IllegalArgument and
 UnsupportedOperation 400, every other IOException (AccessControl included) 403, the rest 500.
 401 is never used for permissions: Hadoop's client turns a 401 into an auth failure unread.
@@ -9,13 +14,14 @@ UnsupportedOperation 400, every other IOException (AccessControl included) 403, 
 
 from __future__ import annotations
 
-import errno as _errno
+import errno as e
 from typing import NamedTuple
 
 from nsd import errors
 
 
-class Mapping(NamedTuple):
+class Answer(NamedTuple):
+    nfs3: int  # nfsstat3
     http: int  # admin API
     webhdfs: int
     java: str  # fully qualified Java exception class
@@ -23,84 +29,66 @@ class Mapping(NamedTuple):
 
 FNF = "java.io.FileNotFoundException"
 IOE = "java.io.IOException"
+ACE = "org.apache.hadoop.security.AccessControlException"
+NFS3ERR_IO, NFS3ERR_INVAL, NFS3ERR_JUKEBOX, NFS3ERR_SERVERFAULT = 5, 22, 10008, 10006
 
-TABLE: dict[type[errors.NsdError], Mapping] = {
-    errors.NotFound: Mapping(404, 404, FNF),
-    errors.Stale: Mapping(404, 404, FNF),
-    errors.Exists: Mapping(409, 403, "org.apache.hadoop.fs.FileAlreadyExistsException"),
-    errors.NotEmpty: Mapping(409, 403, "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException"),
-    errors.NotDir: Mapping(400, 403, "org.apache.hadoop.fs.ParentNotDirectoryException"),
-    errors.IsDir: Mapping(400, 403, "org.apache.hadoop.fs.PathIsDirectoryException"),
-    errors.Invalid: Mapping(400, 400, "java.lang.IllegalArgumentException"),
-    errors.NameTooLong: Mapping(
-        400, 400, "org.apache.hadoop.hdfs.protocol.FSLimitException$PathComponentTooLongException"
+BY_ERRNO: dict[int, Answer] = {
+    e.EPERM: Answer(1, 403, 403, ACE),
+    e.ENOENT: Answer(2, 404, 404, FNF),
+    e.EIO: Answer(NFS3ERR_IO, 500, 500, IOE),
+    e.ENXIO: Answer(6, 404, 404, FNF),
+    e.EACCES: Answer(13, 403, 403, ACE),
+    e.EEXIST: Answer(17, 409, 403, "org.apache.hadoop.fs.FileAlreadyExistsException"),
+    e.EXDEV: Answer(18, 400, 403, IOE),
+    e.ENODEV: Answer(19, 404, 404, FNF),
+    e.ENOTDIR: Answer(20, 400, 403, "org.apache.hadoop.fs.ParentNotDirectoryException"),
+    e.EISDIR: Answer(21, 400, 403, "org.apache.hadoop.fs.PathIsDirectoryException"),
+    e.EINVAL: Answer(NFS3ERR_INVAL, 400, 400, "java.lang.IllegalArgumentException"),
+    e.ELOOP: Answer(NFS3ERR_INVAL, 400, 403, IOE),  # NFSv3 has no ELOOP: INVAL, as other servers answer
+    e.EFBIG: Answer(27, 400, 403, IOE),
+    e.ENOSPC: Answer(28, 507, 403, "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException"),
+    e.EROFS: Answer(30, 403, 403, IOE),
+    e.EMLINK: Answer(31, 400, 403, IOE),
+    e.ENAMETOOLONG: Answer(
+        63, 400, 400, "org.apache.hadoop.hdfs.protocol.FSLimitException$PathComponentTooLongException"
     ),
-    errors.Loop: Mapping(400, 403, IOE),
-    errors.CrossDevice: Mapping(400, 403, IOE),
-    errors.Denied: Mapping(403, 403, "org.apache.hadoop.security.AccessControlException"),
-    errors.NotPermitted: Mapping(403, 403, "org.apache.hadoop.security.AccessControlException"),
-    errors.ReadOnly: Mapping(403, 403, IOE),
-    errors.NotSupported: Mapping(501, 400, "java.lang.UnsupportedOperationException"),
-    errors.NoSpace: Mapping(507, 403, "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException"),
-    errors.UfsUnavailable: Mapping(503, 500, IOE),
-    errors.JournalFailed: Mapping(503, 500, IOE),
-    errors.Corrupt: Mapping(500, 500, IOE),
-    errors.TimedOut: Mapping(408, 408, "java.net.SocketTimeoutException"),
+    e.ENOTEMPTY: Answer(66, 409, 403, "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException"),
+    e.EDQUOT: Answer(69, 507, 403, "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException"),
+    e.ESTALE: Answer(70, 404, 404, FNF),
+    e.EOPNOTSUPP: Answer(10004, 501, 400, "java.lang.UnsupportedOperationException"),
+    e.EAGAIN: Answer(NFS3ERR_JUKEBOX, 503, 500, IOE),  # the data is on its way (cold UFS read)
+    e.ETIMEDOUT: Answer(NFS3ERR_JUKEBOX, 408, 408, "java.net.SocketTimeoutException"),
 }
-DEFAULT = Mapping(500, 500, IOE)
+CLASS_ANSWERS: dict[type[errors.NsdError], Answer] = {
+    errors.UfsUnavailable: Answer(NFS3ERR_IO, 503, 500, IOE),  # transient: retry later
+    errors.JournalFailed: Answer(NFS3ERR_IO, 503, 500, IOE),
+}
+DEFAULT = BY_ERRNO[e.EIO]
 
 
-def lookup(exc: errors.NsdError) -> Mapping:
-    """The row for `exc`'s class or its nearest mapped base class."""
+def answer(exc: BaseException) -> Answer | None:
+    """The answer for a core error or an OSError (None for anything else: a bug)."""
     for cls in type(exc).__mro__:
-        row = TABLE.get(cls)
-        if row is not None:
-            return row
-    return DEFAULT
+        found = CLASS_ANSWERS.get(cls)
+        if found is not None:
+            return found
+    if not isinstance(exc, errors.NsdError | OSError) or not isinstance(exc.errno, int):
+        return None
+    return BY_ERRNO.get(exc.errno, DEFAULT)
 
 
 def http_status(exc: errors.NsdError) -> int:
-    return lookup(exc).http
+    """The admin API's status."""
+    return (answer(exc) or DEFAULT).http
 
 
 def webhdfs(exc: errors.NsdError) -> tuple[int, str]:
     """(HTTP status, Java exception class) for a WebHDFS RemoteException."""
-    row = lookup(exc)
-    return row.webhdfs, row.java
-
-
-# errno -> nfsstat3 (RFC 1813). Every core error carries an errno, so NFS needs only this table.
-NFS3_STATUS: dict[int, int] = {
-    _errno.EPERM: 1,  # NFS3ERR_PERM
-    _errno.ENOENT: 2,  # NFS3ERR_NOENT
-    _errno.EIO: 5,  # NFS3ERR_IO
-    _errno.ENXIO: 6,  # NFS3ERR_NXIO
-    _errno.EACCES: 13,  # NFS3ERR_ACCES
-    _errno.EEXIST: 17,  # NFS3ERR_EXIST
-    _errno.EXDEV: 18,  # NFS3ERR_XDEV
-    _errno.ENODEV: 19,  # NFS3ERR_NODEV
-    _errno.ENOTDIR: 20,  # NFS3ERR_NOTDIR
-    _errno.EISDIR: 21,  # NFS3ERR_ISDIR
-    _errno.EINVAL: 22,  # NFS3ERR_INVAL
-    _errno.ELOOP: 22,  # NFSv3 has no ELOOP: INVAL, as other servers answer
-    _errno.EFBIG: 27,  # NFS3ERR_FBIG
-    _errno.ENOSPC: 28,  # NFS3ERR_NOSPC
-    _errno.EROFS: 30,  # NFS3ERR_ROFS
-    _errno.EMLINK: 31,  # NFS3ERR_MLINK
-    _errno.ENAMETOOLONG: 63,  # NFS3ERR_NAMETOOLONG
-    _errno.ENOTEMPTY: 66,  # NFS3ERR_NOTEMPTY
-    _errno.EDQUOT: 69,  # NFS3ERR_DQUOT
-    _errno.ESTALE: 70,  # NFS3ERR_STALE
-    _errno.EOPNOTSUPP: 10004,  # NFS3ERR_NOTSUPP
-    _errno.EAGAIN: 10008,  # NFS3ERR_JUKEBOX: the data is on its way (cold UFS read); retry later
-    _errno.ETIMEDOUT: 10008,  # NFS3ERR_JUKEBOX
-}
-NFS3ERR_SERVERFAULT = 10006
+    found = answer(exc) or DEFAULT
+    return found.webhdfs, found.java
 
 
 def nfsstat3(exc: BaseException) -> int:
-    """The nfsstat3 for a core error (by its errno) or an OSError; SERVERFAULT for anything else."""
-    code = getattr(exc, "errno", None)
-    if isinstance(code, int):
-        return NFS3_STATUS.get(code, 5 if isinstance(exc, errors.NsdError | OSError) else NFS3ERR_SERVERFAULT)
-    return NFS3ERR_SERVERFAULT
+    """The nfsstat3 of a core error or an OSError; SERVERFAULT for anything else."""
+    found = answer(exc)
+    return NFS3ERR_SERVERFAULT if found is None else found.nfs3

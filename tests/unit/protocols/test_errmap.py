@@ -5,6 +5,7 @@ import errno
 import pytest
 
 from nsd import errors
+from nsd.protocols import errmap
 from nsd.protocols.errmap import nfsstat3
 from nsd.protocols.nfs3.const import Status
 
@@ -35,3 +36,28 @@ from nsd.protocols.nfs3.const import Status
 )
 def test_one_table(exc: BaseException, status: Status) -> None:
     assert nfsstat3(exc) == status
+
+
+def test_every_core_error_gets_the_answer_of_its_errno_unless_its_class_overrides_it() -> None:
+    for cls in _core_error_classes(errors.NsdError):
+        exc = cls("x") if cls is not errors.JournalCorrupt else cls("x", file="f", offset=0)
+        found = errmap.answer(exc)
+        assert found is not None, cls
+        overridden = any(c in errmap.CLASS_ANSWERS for c in cls.__mro__)
+        assert overridden or found == errmap.BY_ERRNO.get(cls.errno, errmap.DEFAULT), cls
+        assert errmap.http_status(exc) == found.http and errmap.webhdfs(exc) == (found.webhdfs, found.java)
+
+
+def _core_error_classes(base: type[errors.NsdError]) -> list[type[errors.NsdError]]:
+    """The core error tree (nsd/errors.py); subclasses elsewhere carry their own arguments."""
+    out = [base]
+    for sub in base.__subclasses__():
+        if sub.__module__ == errors.__name__:
+            out += _core_error_classes(sub)
+    return out
+
+
+def test_a_down_store_and_corrupt_data_share_eio_but_not_their_http_answer() -> None:
+    assert nfsstat3(errors.UfsUnavailable()) == nfsstat3(errors.Corrupt()) == Status.IO
+    assert errmap.http_status(errors.UfsUnavailable()) == 503
+    assert errmap.http_status(errors.Corrupt()) == 500
