@@ -53,8 +53,6 @@ import inspect
 import logging
 import os
 import time
-import zlib
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import CoroutineType
@@ -62,6 +60,7 @@ from typing import Any, cast
 
 from nsd.protocols.rpc import oncrpc
 from nsd.protocols.rpc.busypoll import BusyPoller
+from nsd.protocols.rpc.drc import DuplicateRequestCache
 from nsd.protocols.rpc.oncrpc import NEED_DATA, AuthSys, RpcCall
 from nsd.protocols.xdr import Unpacker, XdrError
 
@@ -78,7 +77,6 @@ DEFAULT_MAX_INFLIGHT = 64
 RECORD_POOL_BYTES = 32 << 20
 SWEEP_MAX_SECONDS = 10.0
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
-DEFAULT_DRC_ENTRIES = 4096
 _AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
 
 
@@ -126,48 +124,6 @@ class Limits:
     max_total: int = 0  # tasks in flight over all connections
     idle_timeout: float = 0.0
     slow_client_timeout: float = 0.0
-
-
-class DuplicateRequestCache:
-    """Replies of non-idempotent calls by (host, xid, length and CRC of the whole call).
-
-    The CRC covers procedure, credentials and arguments, so two users of one client host that
-    happen to reuse an XID are never confused.
-
-    Bounded LRU of `entries` replies. An entry is a Future while its call runs, so a
-    retransmit arriving meanwhile waits for the one execution. Cost: O(1) per call.
-    """
-
-    def __init__(self, entries: int = DEFAULT_DRC_ENTRIES) -> None:
-        self.entries = entries
-        self._cache: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
-
-    def key(self, ctx: CallContext) -> tuple[Any, ...]:
-        c = ctx.call
-        return (ctx.peer_host, c.xid, len(c.record), zlib.crc32(c.record))
-
-    def get(self, key: tuple[Any, ...]) -> asyncio.Future[bytes] | None:
-        fut = self._cache.get(key)
-        if fut is not None:
-            self._cache.move_to_end(key)
-        return fut
-
-    def start(self, key: tuple[Any, ...]) -> asyncio.Future[bytes]:
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._cache[key] = fut
-        while len(self._cache) > self.entries:
-            _, old = self._cache.popitem(last=False)
-            if not old.done():
-                old.cancel()
-        return fut
-
-    def forget(self, key: tuple[Any, ...]) -> None:
-        fut = self._cache.pop(key, None)
-        if fut is not None and not fut.done():
-            fut.cancel()
-
-    def __len__(self) -> int:
-        return len(self._cache)
 
 
 class RpcServer:
@@ -434,18 +390,8 @@ class RpcConnection(asyncio.BufferedProtocol):
             result = context.run(proc.func, ctx)
             if type(result) is CoroutineType:
                 result = context.run(_step_inline, result)
-        except XdrError as e:
-            self.rejected += 1
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+        except Exception as e:
+            self._failed(program, proc, call, started, e)
             return
         if isinstance(result, _Suspended):
             self._start(self._run(program, proc, call, started, result.finish()), context)
@@ -477,17 +423,8 @@ class RpcConnection(asyncio.BufferedProtocol):
     ) -> None:
         try:
             body = await pending
-        except XdrError as e:
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+        except Exception as e:
+            self._failed(program, proc, call, started, e)
             return
         finally:
             del pending  # the finished coroutine and, with it, its views of the record
@@ -495,11 +432,26 @@ class RpcConnection(asyncio.BufferedProtocol):
         self._reply(call.xid, body)
         self._observe(program, proc, started, body)
 
-    def _refuse(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: oncrpc.AuthError) -> None:
-        log.debug("refused %s from %s: %s", proc.name or call.proc, self.peer_host, e)  # counted in metrics
-        self.rejected += 1
-        self._send(oncrpc.auth_error_reply(call.xid, e.stat))
-        self._observe(program, proc, started, error=_AUTH_STAT_NAMES.get(e.stat, "AUTH_ERROR"))
+    def _failed(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: Exception) -> None:
+        """The reply to a procedure that raised: the one place exceptions become RPC errors.
+        Arguments that do not decode: GARBAGE_ARGS; AuthError: AUTH_ERROR; anything else is a
+        bug: SYSTEM_ERR, logged with its traceback. The connection lives on."""
+        name = proc.name or str(call.proc)
+        if isinstance(e, XdrError):
+            log.debug("garbage arguments from %s for %d/%d/%d: %s", self.peer_host, call.prog, call.vers, call.proc, e)
+            self.rejected += 1
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.GARBAGE_ARGS))
+            error = "GARBAGE_ARGS"
+        elif isinstance(e, oncrpc.AuthError):
+            log.debug("refused %s from %s: %s", name, self.peer_host, e)  # counted in metrics
+            self.rejected += 1
+            self._send(oncrpc.auth_error_reply(call.xid, e.stat))
+            error = _AUTH_STAT_NAMES.get(e.stat, "AUTH_ERROR")
+        else:
+            log.error("procedure %s failed", name, exc_info=e)
+            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
+            error = "SYSTEM_ERR"
+        self._observe(program, proc, started, error=error)
 
     def _observe(
         self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
@@ -529,20 +481,9 @@ class RpcConnection(asyncio.BufferedProtocol):
             result = proc.func(ctx)
             body = await result if inspect.isawaitable(result) else result
             reply = _join(call.xid, body)
-        except XdrError as e:
+        except Exception as e:
             drc.forget(key)
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            drc.forget(key)
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            drc.forget(key)
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+            self._failed(program, proc, call, started, e)
             return
         if not fut.done():
             fut.set_result(reply)
@@ -622,8 +563,10 @@ class _Suspended:
                 if waiting is None:
                     await asyncio.sleep(0)
                 else:
-                    waiting._asyncio_future_blocking = False  # what Task does before waiting on it
-                    await asyncio.wait([waiting])  # the coroutine reads the outcome itself
+                    # The coroutine awaits this future: wait until it is done, then resume the
+                    # coroutine, which reads the outcome itself (Future.__await__ requires only
+                    # that the future be done by then).
+                    await asyncio.wait([waiting])
                 try:
                     waiting = coro.send(None)
                 except StopIteration as stop:
@@ -647,8 +590,3 @@ def _join(xid: int, body: ReplyBody) -> bytes:
         return oncrpc.success_header(xid, len(body)) + bytes(body)
     data = b"".join(body)
     return oncrpc.success_header(xid, len(data)) + data
-
-
-def _garbage(call: RpcCall, e: XdrError, peer: str) -> bytes:
-    log.debug("garbage arguments from %s for %d/%d/%d: %s", peer, call.prog, call.vers, call.proc, e)
-    return oncrpc.accepted_reply(call.xid, oncrpc.GARBAGE_ARGS)
