@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from nsd import errors
 from nsd.core.cache.persister import Persister
@@ -26,6 +27,18 @@ log = logging.getLogger("nsd.vfs")
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
 SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
+
+
+@dataclass(frozen=True, slots=True)
+class FsStats:
+    """The namespace's size and the journal's position (FSSTAT, `/api/v1/status`)."""
+
+    inodes: int
+    mounts: int  # the root mount included
+    last_txid: int
+    durable_txid: int
+    checkpoint_txid: int
+    writes_refused: str | None  # why changes are refused now (journal disk full), else None
 
 
 class VfsBase:
@@ -133,6 +146,34 @@ class VfsBase:
         if not isinstance(parent, DirInode):
             raise errors.NotDir(f"not a directory: parent of {path}", path=path)
         return parent, parts[-1]
+
+    # ---- narrow reads for the protocols: what is known now, never a UFS call ----------------
+
+    def peek(self, ino: int) -> Inode:
+        """The inode as the namespace knows it now (no UFS re-check); Stale if it is gone."""
+        return self.ns.get(ino)
+
+    def peek_fresh(self, ino: int) -> Inode | None:
+        """The inode when its attributes need no re-check against the UFS now, else None (then
+        `await getattr(ino)`): the hot path of NFS calls, without making a coroutine."""
+        node = self.ns.get(ino)
+        return None if self.discovery.due(node) else node
+
+    def peek_path(self, path: str) -> Inode:
+        """The object at `path` as the namespace knows it (no discovery, no permission check:
+        for the doors' own configuration, such as an export's root)."""
+        return self.ns.resolve(path)
+
+    def fs_stats(self) -> FsStats:
+        store = self.store
+        return FsStats(
+            inodes=len(store.ns.inodes),
+            mounts=len(store.ns.mounts) + 1,
+            last_txid=store.writer.last_txid,
+            durable_txid=store.writer.durable_txid,
+            checkpoint_txid=store.checkpoint_txid,
+            writes_refused=store.refusal(),
+        )
 
     def _file(self, ino: int) -> Inode:
         node = self.ns.get(ino)

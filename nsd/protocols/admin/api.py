@@ -116,19 +116,18 @@ def _caller(request: web.Request) -> Caller:
 
 
 async def status(request: web.Request) -> web.Response:
-    vfs = request.app[VFS_KEY]
-    store = vfs.store
+    stats = request.app[VFS_KEY].fs_stats()
     return web.json_response(
         {
             "version": __version__,
             "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
             "event_loop": event_loop_name(),
-            "inodes": len(store.ns.inodes),
-            "last_txid": store.writer.last_txid,
-            "durable_txid": store.writer.durable_txid,
-            "checkpoint_txid": store.checkpoint_txid,
-            "mounts": len(vfs.ns.mounts) + 1,
-            "writes_refused": store.refusal(),
+            "inodes": stats.inodes,
+            "last_txid": stats.last_txid,
+            "durable_txid": stats.durable_txid,
+            "checkpoint_txid": stats.checkpoint_txid,
+            "mounts": stats.mounts,
+            "writes_refused": stats.writes_refused,
         }
     )
 

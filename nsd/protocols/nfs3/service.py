@@ -106,11 +106,10 @@ class Nfs3Service:
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
             raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
-        vfs = self.vfs
-        node = vfs.ns.get(ino)
-        if vfs.discovery.due(node):  # as vfs.getattr, without a coroutine when nothing is due
+        node = self.vfs.peek_fresh(ino)
+        if node is None:  # due for a re-check against the under-storage
             try:
-                node = await vfs.getattr(ino)
+                node = await self.vfs.getattr(ino)
             except errors.NotFound:
                 raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
         if node.gen != gen:
@@ -121,7 +120,7 @@ class Nfs3Service:
         return self.codec.encode(export.id, node.ino, node.gen)
 
     def export_root(self, export: Export) -> Inode:
-        return self.vfs.ns.resolve(export.path)
+        return self.vfs.peek_path(export.path)
 
     async def lookup(self, target: Target, name: str) -> Inode:
         """LOOKUP semantics: "." is the directory, ".." its parent but never above the export root."""
@@ -145,7 +144,7 @@ class Nfs3Service:
         """post_op_attr of the target as it is now, from memory: right after an operation there is
         nothing to re-check against the under-storage (and a removed object has none)."""
         try:
-            node = self.vfs.ns.get(target.ino)
+            node = self.vfs.peek(target.ino)
         except errors.NsdError:
             return NO_ATTR
         return post_op_attr(node, target.export.id)
