@@ -48,11 +48,33 @@ class Globals:
 G = Globals()
 
 
+def installed_version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from nsd import __version__
+
+    try:
+        return version("nsd")
+    except PackageNotFoundError:
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nsd {installed_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     server: ServerOpt = "http://127.0.0.1:9870",
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print nsd's version and exit."),
+    ] = False,
 ) -> None:
     G.server, G.token, G.data_dir = server, token, data_dir
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 from daemon import Daemon, nsd, start
@@ -159,3 +160,14 @@ def test_offline_journal_tools(tmp_path: Path) -> None:
         assert ok(nsd("ls", "/j", daemon=d2)).split() == ["k"]
     finally:
         d2.stop()
+
+
+def test_version_from_the_cli_and_the_daemon_agree(daemon: Daemon) -> None:
+    from importlib.metadata import version
+
+    out = ok(nsd("--version"))
+    assert out.strip() == f"nsd {version('nsd')}"
+    summary = json.loads(ok(nsd("report", "summary", "--json", daemon=daemon)))
+    assert summary["summary"]["version"] == version("nsd")
+    with urllib.request.urlopen(daemon.url + "/api/v1/status") as answer:
+        assert json.load(answer)["version"] == version("nsd")
