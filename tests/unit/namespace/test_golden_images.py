@@ -10,7 +10,7 @@ from goldens import GOLDEN, load_golden
 
 from nsd.journal.checkpoint import read_checkpoint
 from nsd.namespace import FileInode, Namespace, SpecialInode, SymlinkInode
-from nsd.namespace.tree import IMAGE_VERSIONS
+from nsd.namespace.image import IMAGE_VERSIONS
 
 g = load_golden()
 HOW_TO_ADD = (
