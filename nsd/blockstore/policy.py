@@ -62,3 +62,16 @@ class Lrfu:
     def order(self, digests: Iterable[str]) -> list[str]:
         """The digests, least valuable first (ties: least recently used first)."""
         return sorted(digests, key=lambda d: (self.key(d), self._last.get(d, -1)))
+
+    def check(self) -> None:
+        """Assert the invariants; AssertionError says which. Both tables know the same digests;
+        each last access is its own tick of the clock; a CRF is at least 1 (the last access)
+        and at most the number of ticks (every access its own). Cost: O(digests)."""
+        if self._crf.keys() != self._last.keys():
+            raise AssertionError("LRFU: CRF and last-access tables name different digests")
+        lasts = list(self._last.values())
+        if len(set(lasts)) != len(lasts) or not all(1 <= t <= self.clock for t in lasts):
+            raise AssertionError(f"LRFU: last accesses {sorted(lasts)} are not distinct ticks of 1..{self.clock}")
+        for digest, crf in self._crf.items():
+            if not 1.0 <= crf <= self.clock:
+                raise AssertionError(f"LRFU: CRF of {digest} is {crf}, outside [1, {self.clock}]")

@@ -338,6 +338,7 @@ class BlockStore:
         for tests and `nsd` debugging, not for a hot path)."""
         self._index.check()
         self._memory.check()
+        self._policy.check()
         for digest in self._memory.digests():
             entry = self._index.get(digest)
             assert entry is not None, f"memory copy of {digest} has no disk block"

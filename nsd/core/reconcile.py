@@ -91,6 +91,18 @@ class Reconciler:
             if intent in self.core.ns.intents:
                 self._wake.set()
 
+    def check(self) -> None:
+        """Assert the invariants; AssertionError says which. One open intent per change (a retry
+        takes its orphan over instead of opening another), so no two open intents name the same
+        change; the counters are sound. Cost: O(open intents)."""
+        changes = [(kind, repr(args)) for kind, args in self.core.ns.intents.values()]
+        if len(set(changes)) != len(changes):
+            raise AssertionError(f"two open intents for one change: {sorted(changes)}")
+        if type(self.reconciled) is not int or self.reconciled < 0:
+            raise AssertionError(f"reconciled count {self.reconciled!r}")
+        if not all(isinstance(why, str) for why in self.errors.values()):
+            raise AssertionError(f"reconcile errors that are not messages: {self.errors}")
+
     # ---- the background pass ---------------------------------------------------------------
 
     def start(self) -> asyncio.Task[int]:

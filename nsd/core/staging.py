@@ -89,6 +89,16 @@ class Extents:
     def covers(self, start: int, end: int) -> bool:
         return end <= start or all(covered for _, _, covered in self.pieces(start, end))
 
+    def check(self) -> None:
+        """Assert the ranges are non-empty, sorted, disjoint and not touching. Cost: O(n)."""
+        if len(self.starts) != len(self.ends):
+            raise AssertionError(f"extents: {len(self.starts)} starts but {len(self.ends)} ends")
+        prev_end = -1
+        for start, end in zip(self.starts, self.ends, strict=True):
+            if not prev_end < start < end:
+                raise AssertionError(f"extents: [{start}, {end}) is empty, or overlaps or touches the one before")
+            prev_end = end
+
 
 class Stage:
     """The stage of one inode. `size` is the file's size including staged writes."""
@@ -141,6 +151,24 @@ class Stage:
             now = not self._users
         if now:
             os.close(self.fd)
+
+    def check(self) -> None:
+        """Assert the invariants; AssertionError says which. Written ranges lie inside the size,
+        the base inside the size, and the stage file, while open, is no longer than the size and
+        holds every written byte. Cost: O(written ranges) and one fstat."""
+        self.written.check()
+        if not 0 <= self.base_size <= self.size or not 0 <= self.dirty_from <= self.size:
+            raise AssertionError(
+                f"stage {self.ino}: base {self.base_size} or dirty_from {self.dirty_from} not in [0, {self.size}]"
+            )
+        if self.written.ends and self.written.ends[-1] > self.size:
+            raise AssertionError(f"stage {self.ino}: written up to {self.written.ends[-1]}, size {self.size}")
+        if self._users < 0:
+            raise AssertionError(f"stage {self.ino}: {self._users} calls using the fd")
+        if not self._closed and not self.handed_over:
+            length = os.fstat(self.fd).st_size
+            if length > self.size or (self.written.ends and length < self.written.ends[-1]):
+                raise AssertionError(f"stage {self.ino}: file of {length} bytes, size {self.size}")
 
     async def write(self, offset: int, data: bytes | memoryview) -> None:
         if self.handed_over:  # the fd is the UFS object's now: never write through it
@@ -268,6 +296,18 @@ class Stager:
             stage.close()
             if not stage.handed_over:
                 stage.path.unlink(missing_ok=True)
+
+    def check(self) -> None:
+        """Assert each stage is filed under its inode and sound, and the directory holds exactly
+        the files of the stages not handed over (none leaked). Cost: O(stages) and a listing."""
+        for ino, stage in self.stages.items():
+            if stage.ino != ino or stage.path != self.directory / f"{ino:016x}":
+                raise AssertionError(f"stage of inode {stage.ino} at {stage.path} is filed under {ino}")
+            stage.check()
+        files = {p.name for p in self.directory.iterdir()}
+        staged = {s.path.name for s in self.stages.values() if not s.handed_over}
+        if files != staged:
+            raise AssertionError(f"staging directory holds {sorted(files)}, stages {sorted(staged)}")
 
     def idle(self, seconds: float) -> list[int]:
         now = time.monotonic()

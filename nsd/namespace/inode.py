@@ -153,6 +153,8 @@ class SymlinkInode(Inode):
 
 
 SPECIAL_KINDS = frozenset({stat.S_IFIFO, stat.S_IFSOCK})
+ROOT_INO = 1
+S_IFMT = 0o170000  # the type bits of a mode, as a mask: no call to stat.S_IFMT per inode
 
 
 class SpecialInode(Inode):

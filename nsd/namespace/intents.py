@@ -12,13 +12,18 @@ checkpoint may be folded while one is open.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nsd.errors import Corrupt, Invalid
 from nsd.journal.ops import IntentDone, UfsIntent
 
-if TYPE_CHECKING:
-    from nsd.namespace.tree import Namespace
+
+class IntentTables(Protocol):
+    """What this module reads and changes of a namespace (tree.Namespace is one)."""
+
+    intents: dict[int, tuple[str, list[Any]]]
+    next_intent: int
+
 
 # kind -> the types of its args
 KINDS: dict[str, tuple[type, ...]] = {
@@ -40,12 +45,12 @@ def _check_args(kind: Any, args: Any) -> None:
             raise Invalid(f"intent {kind}: bad argument {value!r}")
 
 
-def plan_intent(ns: Namespace, kind: str, args: list[Any]) -> UfsIntent:
+def plan_intent(ns: IntentTables, kind: str, args: list[Any]) -> UfsIntent:
     _check_args(kind, args)
     return UfsIntent(ns.next_intent, kind, args)
 
 
-def apply_intent(ns: Namespace, op: UfsIntent) -> None:
+def apply_intent(ns: IntentTables, op: UfsIntent) -> None:
     _check_args(op.kind, op.args)
     if type(op.id) is not int or op.id < 1 or op.id in ns.intents:
         raise Invalid(f"intent id {op.id!r} is not new")
@@ -53,19 +58,19 @@ def apply_intent(ns: Namespace, op: UfsIntent) -> None:
     ns.next_intent = max(ns.next_intent, op.id + 1)
 
 
-def apply_done(ns: Namespace, op: IntentDone) -> None:
+def apply_done(ns: IntentTables, op: IntentDone) -> None:
     if op.id not in ns.intents:
         raise Invalid(f"no open intent {op.id!r}")
     del ns.intents[op.id]
 
 
-def image_header(ns: Namespace) -> dict[str, Any]:
+def image_header(ns: IntentTables) -> dict[str, Any]:
     if not ns.intents:
         return {}
     return {"intents": [[i, kind, args] for i, (kind, args) in sorted(ns.intents.items())]}
 
 
-def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
+def load_image_header(ns: IntentTables, header: dict[str, Any]) -> None:
     try:
         for i, kind, args in header.get("intents", []):
             _check_args(kind, args)
@@ -77,7 +82,7 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
     ns.next_intent = max(ns.intents, default=0) + 1
 
 
-def check_intents(ns: Namespace) -> None:
+def check_intents(ns: IntentTables) -> None:
     for i, (kind, args) in ns.intents.items():
         try:
             _check_args(kind, args)

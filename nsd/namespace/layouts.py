@@ -22,14 +22,11 @@ import bisect
 import hashlib
 import stat
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from nsd.errors import Corrupt, Invalid
 from nsd.journal.ops import CacheBlock, DropLayout, Persisted, RequestPersist, SetPin, SetTtl
 from nsd.namespace.inode import FileInode, Inode
-
-if TYPE_CHECKING:
-    from nsd.namespace.tree import Namespace
 
 TTL_ACTIONS = ("free", "delete")
 _SAME: Any = object()
@@ -37,6 +34,20 @@ _SAME: Any = object()
 
 class LayoutListener(Protocol):
     def layout_changed(self, ino: int, removed: list[str], added: list[str]) -> None: ...
+
+
+class LayoutTables(Protocol):
+    """What this module reads and changes of a namespace (tree.Namespace is one): the tree
+    imports this module, so it is typed by this shape rather than by the tree."""
+
+    inodes: dict[int, Inode]
+    pinned: set[int]
+    kept: dict[str, int]
+    persist_pending: set[int]
+    ttls: dict[int, tuple[int, str]]
+    layout_listener: LayoutListener | None
+
+    def get(self, ino: int) -> Inode: ...
 
 
 def digests(layout: list[Any] | None) -> list[str]:
@@ -52,7 +63,7 @@ def unpersisted(node: Inode) -> bool:
     return isinstance(node, FileInode) and node.fingerprint is None and node.layout is not None
 
 
-def held(ns: Namespace, node: Inode) -> bool:
+def held(ns: LayoutTables, node: Inode) -> bool:
     return unpersisted(node) or node.ino in ns.pinned
 
 
@@ -90,7 +101,7 @@ def check_layout(layout: object, size: int, *, complete: bool) -> None:
 
 
 def change(
-    ns: Namespace, node: Inode, *, layout: Any = _SAME, fingerprint: Any = _SAME, pinned: bool | None = None
+    ns: LayoutTables, node: Inode, *, layout: Any = _SAME, fingerprint: Any = _SAME, pinned: bool | None = None
 ) -> None:
     """The only way a file's layout, fingerprint or pin changes (see the module docstring)."""
     assert isinstance(node, FileInode)
@@ -108,7 +119,7 @@ def change(
     _account(ns, node, was_held, old)
 
 
-def _account(ns: Namespace, node: FileInode, was_held: bool, old: list[Any] | None, gone: bool = False) -> None:
+def _account(ns: LayoutTables, node: FileInode, was_held: bool, old: list[Any] | None, gone: bool = False) -> None:
     now_held = not gone and held(ns, node)
     new = None if gone else node.layout
     if was_held:
@@ -128,7 +139,7 @@ def _count(index: dict[str, int], keys: list[str], step: int) -> None:
             del index[d]
 
 
-def kept_index(ns: Namespace) -> dict[str, int]:
+def kept_index(ns: LayoutTables) -> dict[str, int]:
     """`Namespace.kept` computed from scratch. Cost: O(inodes + blocks)."""
     kept: dict[str, int] = {}
     for node in ns.inodes.values():
@@ -149,7 +160,7 @@ def block_at(layout: list[Any] | None, offset: int) -> tuple[int, int, str] | No
     return None
 
 
-def _file(ns: Namespace, ino: int) -> FileInode:
+def _file(ns: LayoutTables, ino: int) -> FileInode:
     node = ns.get(ino)
     if not isinstance(node, FileInode):
         raise Invalid(f"inode {ino} is not a regular file")
@@ -159,30 +170,30 @@ def _file(ns: Namespace, ino: int) -> FileInode:
 # ---- planning: validate, change nothing ------------------------------------------------------
 
 
-def plan_drop_layout(ns: Namespace, ino: int) -> DropLayout:
+def plan_drop_layout(ns: LayoutTables, ino: int) -> DropLayout:
     op = DropLayout(ino)
     check_drop_layout(ns, op)
     return op
 
 
-def plan_set_pin(ns: Namespace, ino: int, pinned: bool) -> SetPin:
+def plan_set_pin(ns: LayoutTables, ino: int, pinned: bool) -> SetPin:
     _pinnable(ns, ino)
     return SetPin(ino, pinned)
 
 
-def plan_persisted(ns: Namespace, ino: int, token: str, fingerprint: list[Any]) -> Persisted:
+def plan_persisted(ns: LayoutTables, ino: int, token: str, fingerprint: list[Any]) -> Persisted:
     op = Persisted(ino, token, fingerprint)
     check_persisted(ns, op)
     return op
 
 
-def plan_request_persist(ns: Namespace, ino: int) -> RequestPersist:
+def plan_request_persist(ns: LayoutTables, ino: int) -> RequestPersist:
     op = RequestPersist(ino)
     check_request_persist(ns, op)
     return op
 
 
-def plan_set_ttl(ns: Namespace, ino: int, expires_ns: int | None, action: str = "") -> SetTtl:
+def plan_set_ttl(ns: LayoutTables, ino: int, expires_ns: int | None, action: str = "") -> SetTtl:
     op = SetTtl(ino, expires_ns, action)
     check_set_ttl(ns, op)
     return op
@@ -191,7 +202,7 @@ def plan_set_ttl(ns: Namespace, ino: int, expires_ns: int | None, action: str = 
 # ---- appliers -----------------------------------------------------------------------------
 
 
-def apply_cache_block(ns: Namespace, op: CacheBlock) -> None:
+def apply_cache_block(ns: LayoutTables, op: CacheBlock) -> None:
     node = _file(ns, op.ino)
     if type(op.offset) is not int or op.offset < 0 or type(op.length) is not int or op.length <= 0:
         raise Invalid(f"bad block range {op.offset}+{op.length}")
@@ -206,25 +217,25 @@ def apply_cache_block(ns: Namespace, op: CacheBlock) -> None:
     change(ns, node, layout=layout)
 
 
-def check_drop_layout(ns: Namespace, op: DropLayout) -> FileInode:
+def check_drop_layout(ns: LayoutTables, op: DropLayout) -> FileInode:
     node = _file(ns, op.ino)
     if unpersisted(node):
         raise Invalid(f"inode {op.ino} is not persisted: its blocks are the only copy")
     return node
 
 
-def apply_drop_layout(ns: Namespace, op: DropLayout) -> None:
+def apply_drop_layout(ns: LayoutTables, op: DropLayout) -> None:
     change(ns, check_drop_layout(ns, op), layout=None)
 
 
-def _pinnable(ns: Namespace, ino: int) -> Inode:
+def _pinnable(ns: LayoutTables, ino: int) -> Inode:
     node = ns.get(ino)
     if not isinstance(node, FileInode) and not node.is_dir:
         raise Invalid(f"inode {ino} is not a regular file or a directory")
     return node
 
 
-def apply_set_pin(ns: Namespace, op: SetPin) -> None:
+def apply_set_pin(ns: LayoutTables, op: SetPin) -> None:
     node = _pinnable(ns, op.ino)
     if isinstance(node, FileInode):
         change(ns, node, pinned=bool(op.pinned))
@@ -234,7 +245,7 @@ def apply_set_pin(ns: Namespace, op: SetPin) -> None:
         ns.pinned.discard(node.ino)
 
 
-def inherit_pin(ns: Namespace, parent: Inode, node: Inode) -> None:
+def inherit_pin(ns: LayoutTables, parent: Inode, node: Inode) -> None:
     """A file or directory created in a pinned directory (by nsd, or found in the UFS) is pinned,
     so a pin on a directory reaches everything created below it later (Alluxio's rule). Part of
     the creating op's apply: replay gives the same pins. A new file has no layout yet, so
@@ -243,7 +254,7 @@ def inherit_pin(ns: Namespace, parent: Inode, node: Inode) -> None:
         ns.pinned.add(node.ino)
 
 
-def check_persisted(ns: Namespace, op: Persisted) -> FileInode:
+def check_persisted(ns: LayoutTables, op: Persisted) -> FileInode:
     node = _file(ns, op.ino)
     if not unpersisted(node):
         raise Invalid(f"inode {op.ino} is already persisted")
@@ -254,23 +265,23 @@ def check_persisted(ns: Namespace, op: Persisted) -> FileInode:
     return node
 
 
-def apply_persisted(ns: Namespace, op: Persisted) -> None:
+def apply_persisted(ns: LayoutTables, op: Persisted) -> None:
     change(ns, check_persisted(ns, op), fingerprint=op.fingerprint)
 
 
-def check_request_persist(ns: Namespace, op: RequestPersist) -> FileInode:
+def check_request_persist(ns: LayoutTables, op: RequestPersist) -> FileInode:
     node = _file(ns, op.ino)
     if not unpersisted(node):
         raise Invalid(f"inode {op.ino} has nothing to persist")
     return node
 
 
-def apply_request_persist(ns: Namespace, op: RequestPersist) -> None:
+def apply_request_persist(ns: LayoutTables, op: RequestPersist) -> None:
     check_request_persist(ns, op)
     ns.persist_pending.add(op.ino)
 
 
-def check_set_ttl(ns: Namespace, op: SetTtl) -> Inode:
+def check_set_ttl(ns: LayoutTables, op: SetTtl) -> Inode:
     node = ns.get(op.ino)
     if op.expires_ns is not None:
         if type(op.expires_ns) is not int:
@@ -280,7 +291,7 @@ def check_set_ttl(ns: Namespace, op: SetTtl) -> Inode:
     return node
 
 
-def apply_set_ttl(ns: Namespace, op: SetTtl) -> None:
+def apply_set_ttl(ns: LayoutTables, op: SetTtl) -> None:
     check_set_ttl(ns, op)
     if op.expires_ns is None:
         ns.ttls.pop(op.ino, None)
@@ -288,7 +299,7 @@ def apply_set_ttl(ns: Namespace, op: SetTtl) -> None:
         ns.ttls[op.ino] = (op.expires_ns, op.action)
 
 
-def forget(ns: Namespace, node: Inode) -> None:
+def forget(ns: LayoutTables, node: Inode) -> None:
     """An inode is gone: its blocks are no longer referenced or held by it, and its pin,
     pending persist and TTL go with it."""
     if isinstance(node, FileInode):
@@ -303,7 +314,7 @@ def forget(ns: Namespace, node: Inode) -> None:
 # ---- image and invariants -------------------------------------------------------------------
 
 
-def image_header(ns: Namespace) -> dict[str, Any]:
+def image_header(ns: LayoutTables) -> dict[str, Any]:
     """Pending persists and TTLs, only when there are any (older images stay as they were)."""
     out: dict[str, Any] = {}
     if ns.persist_pending:
@@ -329,7 +340,7 @@ def image_unpersisted_blocks(chunks: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
+def load_image_header(ns: LayoutTables, header: dict[str, Any]) -> None:
     ns.persist_pending = set(header.get("persist_pending", []))
     ns.ttls = {ino: (exp, action) for ino, exp, action in header.get("ttls", [])}
     if not ns.persist_pending <= ns.inodes.keys() or not ns.ttls.keys() <= ns.inodes.keys():
@@ -337,7 +348,7 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
     ns.kept = kept_index(ns)
 
 
-def check(ns: Namespace) -> None:
+def check(ns: LayoutTables) -> None:
     """Layouts are sound, unpersisted files are whole, the kept index is exact, pending persists
     name unpersisted files and TTLs live inodes."""
     for ino, node in ns.inodes.items():

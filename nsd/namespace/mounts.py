@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import AddMount, RemoveMount, UfsSync
 from nsd.namespace import layouts
 from nsd.namespace.inode import DirInode, FileInode, Inode
 from nsd.namespace.names import validate_name
-
-if TYPE_CHECKING:
-    from nsd.namespace.tree import Namespace
 
 ROOT_MOUNT = 0
 
@@ -33,11 +30,29 @@ class Mount:
     options: dict[str, str]
 
 
+class MountTree(layouts.LayoutTables, Protocol):
+    """What this module reads and changes of a namespace (tree.Namespace is one): the tree
+    imports this module, so it is typed by this shape rather than by the tree."""
+
+    root: DirInode
+    mounts: dict[int, Mount]
+    next_ino: int
+    next_mount_id: int
+
+    def get_dir(self, ino: int) -> DirInode: ...
+    def resolve(self, path: str, *, follow: bool = True) -> Inode: ...
+    def resolve_parent(self, path: str) -> tuple[DirInode, str]: ...
+    def path_of(self, ino: int) -> str: ...
+    def intern(self, value: int) -> int: ...
+    def drop_link(self, node: Inode, parent: DirInode, name: str, t: int) -> None: ...
+    def forget_side_state(self, ino: int) -> None: ...
+
+
 # ---- planning ----------------------------------------------------------------------------
 
 
 def plan_add_mount(
-    ns: Namespace,
+    ns: MountTree,
     path: str,
     uri: str,
     *,
@@ -66,7 +81,7 @@ def plan_add_mount(
     return op
 
 
-def plan_remove_mount(ns: Namespace, path: str, time_ns: int) -> RemoveMount:
+def plan_remove_mount(ns: MountTree, path: str, time_ns: int) -> RemoveMount:
     node = ns.resolve(path, follow=False)
     if node is ns.root:
         raise Invalid("the root mount cannot be unmounted", path=path)
@@ -79,7 +94,7 @@ def plan_remove_mount(ns: Namespace, path: str, time_ns: int) -> RemoveMount:
 
 
 def plan_ufs_sync(
-    ns: Namespace,
+    ns: MountTree,
     dir_ino: int,
     add: list[list[Any]],
     update: list[list[Any]],
@@ -98,12 +113,12 @@ def plan_ufs_sync(
 # ---- checks (raise before anything changes) ------------------------------------------------
 
 
-def is_mount_point(ns: Namespace, node: Inode) -> bool:
+def is_mount_point(ns: MountTree, node: Inode) -> bool:
     mount = ns.mounts.get(node.mount)
     return mount is not None and mount.point is node
 
 
-def _check_add_mount(ns: Namespace, op: AddMount) -> None:
+def _check_add_mount(ns: MountTree, op: AddMount) -> None:
     parent = ns.get_dir(op.parent)
     validate_name(op.name)
     if op.mount_id in ns.mounts or op.mount_id <= ROOT_MOUNT:
@@ -118,7 +133,7 @@ def _check_add_mount(ns: Namespace, op: AddMount) -> None:
         raise Corrupt("mount options must be a map and readonly a boolean")
 
 
-def _check_remove_mount(ns: Namespace, op: RemoveMount) -> None:
+def _check_remove_mount(ns: MountTree, op: RemoveMount) -> None:
     mount = ns.mounts.get(op.mount_id)
     if mount is None:
         raise Corrupt(f"no mount {op.mount_id}")
@@ -130,7 +145,7 @@ def _check_remove_mount(ns: Namespace, op: RemoveMount) -> None:
             d = d.parent
 
 
-def _check_ufs_sync(ns: Namespace, op: UfsSync) -> None:
+def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     d = ns.get_dir(op.dir_ino)
     expected = ns.next_ino
     seen: set[str] = set()
@@ -158,15 +173,15 @@ def _check_ufs_sync(ns: Namespace, op: UfsSync) -> None:
 # ---- apply ---------------------------------------------------------------------------------
 
 
-def apply_add_mount(ns: Namespace, op: AddMount) -> None:
+def apply_add_mount(ns: MountTree, op: AddMount) -> None:
     _check_add_mount(ns, op)
     parent = ns.get_dir(op.parent)
     point = parent.children.get(op.name)
     if point is None:
         t = op.time_ns
-        mode = ns._int(stat.S_IFDIR | 0o755)
+        mode = ns.intern(stat.S_IFDIR | 0o755)
         point = DirInode(
-            op.ino, 1, mode, ns._int(op.uid), ns._int(op.gid), 2, 0, t, t, t, op.mount_id, None, parent, op.name
+            op.ino, 1, mode, ns.intern(op.uid), ns.intern(op.gid), 2, 0, t, t, t, op.mount_id, None, parent, op.name
         )
         parent.add_child(op.name, point)
         parent.nlink += 1
@@ -179,7 +194,7 @@ def apply_add_mount(ns: Namespace, op: AddMount) -> None:
     ns.next_mount_id = max(ns.next_mount_id, op.mount_id + 1)
 
 
-def apply_remove_mount(ns: Namespace, op: RemoveMount) -> None:
+def apply_remove_mount(ns: MountTree, op: RemoveMount) -> None:
     _check_remove_mount(ns, op)
     mount = ns.mounts.pop(op.mount_id)
     point = mount.point
@@ -188,11 +203,11 @@ def apply_remove_mount(ns: Namespace, op: RemoveMount) -> None:
     parent.mtime = parent.ctime = op.time_ns
 
 
-def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
+def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     _check_ufs_sync(ns, op)
     d = ns.get_dir(op.dir_ino)
     for name, ino, mode, uid, gid, size, mtime, fp in op.add:
-        mode, uid, gid = ns._int(mode), ns._int(uid), ns._int(gid)
+        mode, uid, gid = ns.intern(mode), ns.intern(uid), ns.intern(gid)
         node: Inode
         if stat.S_IFMT(mode) == stat.S_IFDIR:
             node = DirInode(ino, 1, mode, uid, gid, 2, 0, mtime, mtime, mtime, d.mount, fp, d, name)
@@ -212,11 +227,11 @@ def apply_ufs_sync(ns: Namespace, op: UfsSync) -> None:
         drop_entry(ns, d, name, op.time_ns)
 
 
-def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
+def drop_entry(ns: MountTree, d: DirInode, name: str, t: int) -> None:
     """Remove entry `name` of `d` and, for a directory, everything below it. Cost: O(subtree)."""
     node = d.remove_child(name)
     if not isinstance(node, DirInode):
-        ns._drop_link(node, d, name, t)
+        ns.drop_link(node, d, name, t)
         return
     d.nlink -= 1
     todo = [node]
@@ -227,7 +242,7 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
             if isinstance(child, DirInode):
                 todo.append(child)
             else:
-                ns._drop_link(child, sub, child_name, t)
+                ns.drop_link(child, sub, child_name, t)
         sub.nlink = 0
         del ns.inodes[sub.ino]
         ns.forget_side_state(sub.ino)
@@ -236,7 +251,7 @@ def drop_entry(ns: Namespace, d: DirInode, name: str, t: int) -> None:
 # ---- image and invariants ------------------------------------------------------------------
 
 
-def image_header(ns: Namespace) -> dict[str, Any]:
+def image_header(ns: MountTree) -> dict[str, Any]:
     return {
         "pinned": sorted(ns.pinned),
         "next_mount_id": ns.next_mount_id,
@@ -245,7 +260,7 @@ def image_header(ns: Namespace) -> dict[str, Any]:
     }
 
 
-def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
+def load_image_header(ns: MountTree, header: dict[str, Any]) -> None:
     ns.pinned = set(header.get("pinned", []))
     if not ns.pinned <= ns.inodes.keys():
         raise Corrupt("image: a pinned inode does not exist")
@@ -258,7 +273,7 @@ def load_image_header(ns: Namespace, header: dict[str, Any]) -> None:
     layouts.load_image_header(ns, header)
 
 
-def check_mounts(ns: Namespace) -> None:
+def check_mounts(ns: MountTree) -> None:
     """Each inode is in its parent's mount unless it is a mount point; the table is sound;
     pinned inodes are live files or directories."""
     for ino in ns.pinned:

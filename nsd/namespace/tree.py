@@ -13,10 +13,8 @@ per directory entry naming it. An inode whose count reaches 0 leaves `inodes` at
 
 from __future__ import annotations
 
-import gc
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
@@ -61,21 +59,23 @@ from nsd.journal.ops import (
     UfsSync,
     Unlink,
 )
-from nsd.namespace import intents, layouts, mounts
-from nsd.namespace.inode import SPECIAL_KINDS, DirInode, FileInode, Inode, SpecialInode, SymlinkInode
+from nsd.namespace import image, intents, layouts, mounts
+from nsd.namespace.inode import (
+    ROOT_INO,
+    S_IFMT,
+    SPECIAL_KINDS,
+    DirInode,
+    FileInode,
+    Inode,
+    SpecialInode,
+    SymlinkInode,
+)
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
-ROOT_INO = 1
 MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loop
-IMAGE_VERSION = 1
-IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
-IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
-IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS)
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
-S_IFMT = 0o170000
 PERMS = 0o7777
 Search = Callable[[DirInode], None]  # called for each directory a path walk looks into
 
@@ -87,9 +87,9 @@ class Namespace:
 
     def __init__(self, *, root_uid: int = 0, root_gid: int = 0, root_mode: int = 0o755, time_ns: int = 0) -> None:
         # Modes, uids and gids repeat across millions of inodes; one int object each.
-        self._ints: dict[int, int] = {}
-        mode = self._int(stat.S_IFDIR | (root_mode & PERMS))
-        uid, gid = self._int(root_uid), self._int(root_gid)
+        self.interned: dict[int, int] = {}
+        mode = self.intern(stat.S_IFDIR | (root_mode & PERMS))
+        uid, gid = self.intern(root_uid), self.intern(root_gid)
         self.root = DirInode(ROOT_INO, 1, mode, uid, gid, 2, 0, time_ns, time_ns, time_ns, 0, None, None, "")
         self.inodes: dict[int, Inode] = {ROOT_INO: self.root}
         self.next_ino = ROOT_INO + 1
@@ -133,8 +133,9 @@ class Namespace:
             IntentDone: lambda op: intents.apply_done(self, op),
         }
 
-    def _int(self, value: int) -> int:
-        return self._ints.setdefault(value, value)
+    def intern(self, value: int) -> int:
+        """The one int object kept for `value` (see `interned`)."""
+        return self.interned.setdefault(value, value)
 
     def forget_side_state(self, ino: int) -> None:
         """A directory (or other non-file) inode left the tree: drop what side tables hold for it."""
@@ -573,7 +574,7 @@ class Namespace:
             raise Corrupt(f"cannot apply {op!r}: inode id {ino} is not above the last one given")
         _check_time(op.time_ns)
         t = op.time_ns
-        mode, uid, gid = self._int(op.mode), self._int(op.uid), self._int(op.gid)
+        mode, uid, gid = self.intern(op.mode), self.intern(op.uid), self.intern(op.gid)
         kind = mode & S_IFMT
         node: Inode
         if kind == stat.S_IFDIR:
@@ -610,7 +611,7 @@ class Namespace:
         _check_time(op.time_ns)
         t = op.time_ns
         parent.remove_child(op.name)
-        self._drop_link(node, parent, op.name, t)
+        self.drop_link(node, parent, op.name, t)
         parent.mtime = parent.ctime = t
 
     def _apply_rmdir(self, op: Rmdir) -> None:
@@ -640,7 +641,7 @@ class Namespace:
                 del self.inodes[old.ino]
                 self.forget_side_state(old.ino)
             else:
-                self._drop_link(old, dst, op.dst_name, t)
+                self.drop_link(old, dst, op.dst_name, t)
         dst.add_child(op.dst_name, node)
         if isinstance(node, DirInode):
             src.nlink -= 1
@@ -650,7 +651,9 @@ class Namespace:
         src.mtime = src.ctime = t
         dst.mtime = dst.ctime = t
 
-    def _drop_link(self, node: Inode, parent: DirInode, name: str, t: int) -> None:
+    def drop_link(self, node: Inode, parent: DirInode, name: str, t: int) -> None:
+        """Entry `name` of `parent` no longer names the non-directory `node` (already removed
+        from `parent.children`): at nlink 0 the inode goes, with its blocks and xattrs."""
         node.nlink -= 1
         if node.nlink == 0:
             del self.inodes[node.ino]
@@ -680,11 +683,11 @@ class Namespace:
         _check_time(op.ctime)
         t = op.ctime
         if op.mode is not None:
-            node.mode = self._int((node.mode & S_IFMT) | (op.mode & PERMS))
+            node.mode = self.intern((node.mode & S_IFMT) | (op.mode & PERMS))
         if op.uid is not None:
-            node.uid = self._int(op.uid)
+            node.uid = self.intern(op.uid)
         if op.gid is not None:
-            node.gid = self._int(op.gid)
+            node.gid = self.intern(op.gid)
         if op.size is not None:
             if op.size != node.size and isinstance(node, FileInode) and node.layout is not None:
                 layouts.change(self, node, layout=None)  # blocks cut for the old size
@@ -824,202 +827,20 @@ class Namespace:
         layouts.check(self)
         intents.check_intents(self)
 
-    # ---- image (checkpoints) ----------------------------------------------------------------
+    # ---- image (checkpoints): the codec is nsd.namespace.image ---------------------------------
 
     def to_image(self, chunk_size: int = 4096) -> Iterator[Any]:
-        """The whole tree as msgpack-able chunks, for a checkpoint; `from_image` reads them back.
-
-        First a header {"version", "next_ino", "inodes"}, then lists of records, about
-        `chunk_size` inodes or entries each. An inode record is [ino, gen, mode, uid, gid, nlink,
-        size, atime, mtime, ctime, mount, fingerprint, extra], where extra is the layout of a
-        file, the target of a symlink, or [names, inos] of a directory's entries in name order.
-        A directory comes after everything it contains, so a loader can build it at once;
-        entries beyond the last `chunk_size` come first in [ino, names, inos] records.
-        The order depends only on the tree, so equal trees give equal images.
-        The tree must not change while the iterator is consumed. Cost: O(inodes).
-        """
-        version = IMAGE_VERSION_XATTRS if self.xattrs else IMAGE_VERSION
-        if self.persist_pending or self.ttls:
-            version = IMAGE_VERSION_CACHE
-        if self.intents:
-            version = IMAGE_VERSION_INTENTS
-        yield {
-            "version": version,
-            "next_ino": self.next_ino,
-            "inodes": len(self.inodes),
-            **mounts.image_header(self),
-            **intents.image_header(self),
-        }
-        chunk: list[list[Any]] = []
-        units = 0
-        for record, size in self._image_records(chunk_size):
-            chunk.append(record)
-            units += size
-            if units >= chunk_size:
-                yield chunk
-                chunk, units = [], 0
-        if chunk:
-            yield chunk
-        if self.xattrs:
-            # Version 2 only: one trailing map chunk, [ino, name, value] in inode then name order.
-            yield {"xattrs": [[ino, k, v] for ino in sorted(self.xattrs) for k, v in sorted(self.xattrs[ino].items())]}
-
-    def _image_records(self, piece: int) -> Iterator[tuple[list[Any], int]]:
-        """(record, its size in inodes + entries), children before their directory."""
-        written: set[int] = set()  # files with several links go out once
-        todo: list[tuple[DirInode, bool]] = [(self.root, False)]
-        while todo:
-            d, children_done = todo.pop()
-            if not children_done:
-                todo.append((d, True))
-                subdirs = []
-                for k in d.children.values():
-                    if isinstance(k, DirInode):
-                        subdirs.append(k)
-                    elif k.nlink == 1 or k.ino not in written:
-                        if k.nlink > 1:
-                            written.add(k.ino)
-                        extra = k.layout if isinstance(k, FileInode) else getattr(k, "target", None)
-                        yield _record(k, extra), 1
-                todo.extend((s, False) for s in reversed(subdirs))
-                continue
-            names = list(d.children.keys())
-            inos = [k.ino for k in d.children.values()]
-            last = (len(names) - 1) // piece * piece if names else 0
-            for i in range(0, last, piece):
-                yield [d.ino, names[i : i + piece], inos[i : i + piece]], piece
-            yield _record(d, [names[last:], inos[last:]]), 1 + len(names) - last
+        """The whole tree as msgpack-able chunks, for a checkpoint (see nsd.namespace.image).
+        The tree must not change while the iterator is consumed. Cost: O(inodes)."""
+        return image.encode(self, chunk_size)
 
     @classmethod
     def from_image(cls, chunks: Iterable[Any]) -> Namespace:
-        """Rebuild the tree `to_image` wrote; Corrupt if the image is malformed.
-
-        Checks structure only (ids, entries, header); call check() for every invariant.
-        Cost: linear (about 1.5 s per million inodes, unpacking included); each directory's
-        SortedDict is built in one bulk step from its already sorted entries.
-        """
-        with _gc_paused():
-            return cls._from_image(chunks)
-
-    @classmethod
-    def _from_image(cls, chunks: Iterable[Any]) -> Namespace:
-        it = iter(chunks)
-        header = next(it, None)
-        if not isinstance(header, dict) or header.get("version") not in IMAGE_VERSIONS:
-            raise Corrupt(f"not a namespace image header: {header!r}")
+        """Rebuild the tree `to_image` wrote; Corrupt if the image is malformed. Checks structure
+        only; call check() for every invariant. Cost: linear (see image.load)."""
         ns = cls()
-        inodes: dict[int, Inode] = {}
-        pending: dict[int, tuple[list[str], list[Inode]]] = {}  # entries of big directories
-        intern = ns._ints.setdefault
-        records = 0
-        last_time = 0
-        try:
-            for chunk in it:
-                if isinstance(chunk, dict):
-                    if header["version"] < IMAGE_VERSION_XATTRS or set(chunk) != {"xattrs"}:
-                        raise Corrupt(f"image: unexpected map chunk {sorted(chunk)!r}")
-                    for ino, name, value in chunk["xattrs"]:
-                        if not isinstance(name, str) or not isinstance(value, bytes):
-                            raise Corrupt(f"image: bad xattr of inode {ino}")
-                        ns.xattrs.setdefault(ino, {})[name] = value
-                    continue
-                for rec in chunk:
-                    if len(rec) == 3:
-                        names, kids = pending.setdefault(rec[0], ([], []))
-                        names.extend(rec[1])
-                        kids.extend([inodes[i] for i in rec[2]])
-                        continue
-                    ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra = rec
-                    # Equal times share one int object (32 bytes each).
-                    if atime == last_time:
-                        atime = last_time
-                    if mtime == atime:
-                        mtime = atime
-                    if ctime == mtime:
-                        ctime = mtime
-                    last_time = ctime
-                    mode = intern(mode, mode)
-                    uid = intern(uid, uid)
-                    gid = intern(gid, gid)
-                    kind = mode & S_IFMT
-                    node: Inode
-                    if kind == stat.S_IFREG:
-                        node = FileInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra)
-                    elif kind == stat.S_IFDIR:
-                        node = DirInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, None, "")
-                        _load_entries(node, extra, pending.pop(ino, None), inodes, ns.links)
-                    elif kind == stat.S_IFLNK:
-                        node = SymlinkInode(
-                            ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra
-                        )
-                    elif kind in SPECIAL_KINDS:
-                        node = SpecialInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp)
-                    else:
-                        raise Corrupt(f"image: inode {ino} has unknown mode {mode:o}")
-                    inodes[ino] = node
-                    records += 1
-            if len(inodes) != records or pending:
-                raise Corrupt("image: an inode id appears twice, or entries of no directory")
-            root = inodes[ROOT_INO]
-            next_ino = header["next_ino"]
-            if max(inodes) >= next_ino:
-                raise Corrupt(f"image: next_ino {next_ino} is not above every inode id")
-            if not ns.xattrs.keys() <= inodes.keys():
-                raise Corrupt("image: xattrs of an inode that does not exist")
-        except (KeyError, ValueError, TypeError) as e:
-            raise Corrupt(f"malformed namespace image: {e!r}") from None
-        if not isinstance(root, DirInode):
-            raise Corrupt("image: inode 1 is not a directory")
-        root.parent = root
-        root.name = ""
-        ns.root = root
-        ns.inodes = inodes
-        ns.next_ino = next_ino
-        mounts.load_image_header(ns, header)
-        if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
-            raise Corrupt(f"image: intents in a version {header['version']} image")
-        intents.load_image_header(ns, header)
+        image.load(ns, chunks)
         return ns
-
-
-def _load_entries(
-    d: DirInode,
-    last: list[Any],
-    earlier: tuple[list[str], list[Inode]] | None,
-    inodes: dict[int, Inode],
-    links: dict[int, list[tuple[DirInode, str]]],
-) -> None:
-    names, kids = earlier if earlier is not None else ([], [])
-    names.extend(last[0])
-    kids.extend([inodes[i] for i in last[1]])
-    d.children.update(zip(names, kids, strict=True))  # into an empty SortedDict: one bulk sort
-    if len(d.children) != len(names):
-        raise Corrupt(f"image: directory {d.ino} has a name twice")
-    for name, k in zip(names, kids, strict=True):
-        k.parent = d
-        k.name = name
-        if k.nlink > 1 and not isinstance(k, DirInode):
-            links.setdefault(k.ino, []).append((d, name))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A load allocates millions of objects and frees none; the cyclic GC would rescan the
-    # growing heap again and again and cost more than the load itself.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _record(node: Inode, extra: Any) -> list[Any]:
-    return [
-        node.ino, node.gen, node.mode, node.uid, node.gid, node.nlink, node.size,
-        node.atime, node.mtime, node.ctime, node.mount, node.fingerprint, extra,
-    ]  # fmt: skip
 
 
 def _check_inode(ino: int, node: Inode, next_ino: int, links: int) -> None:

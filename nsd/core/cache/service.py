@@ -16,6 +16,7 @@ the block ends, every block an unpersisted file has or is given meanwhile.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,6 +126,26 @@ class Cache:
         finally:
             self._captures.remove(captured)
             self.release(captured)
+
+    def check(self) -> None:
+        """Assert the invariants of the holds and the reference counts; AssertionError says which.
+        Every hold count is positive; a digest is held at least once per capture holding it;
+        while attached, the block store's reference counts are the layouts' references.
+        Cost: O(held blocks + layout entries)."""
+        if any(type(n) is not int or n < 1 for n in self.holds.values()):
+            raise AssertionError(f"a hold count is not a positive int: {self.holds}")
+        for digest, n in Counter(d for captured in self._captures for d in captured).items():
+            if self.holds.get(digest, 0) < n:
+                raise AssertionError(f"{digest} is in {n} captures but held {self.holds.get(digest, 0)} times")
+        if self.ns.layout_listener is self:
+            refs = Counter(
+                entry[2]
+                for node in self.ns.inodes.values()
+                if isinstance(node, FileInode)
+                for entry in node.layout or ()
+            )
+            if dict(refs) != self.blocks.referenced():
+                raise AssertionError("the block store's reference counts differ from the layouts' references")
 
     def types(self, mount_id: int) -> tuple[ReadType, WriteType]:
         """The mount's read and write types (asked on every read: remembered per mount)."""

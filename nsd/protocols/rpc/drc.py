@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from nsd.protocols.rpc.server import CallContext
+from typing import Any
 
 DEFAULT_DRC_ENTRIES = 4096
 
@@ -27,9 +24,10 @@ class DuplicateRequestCache:
         self.entries = entries
         self._cache: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
 
-    def key(self, ctx: CallContext) -> tuple[Any, ...]:
-        c = ctx.call
-        return (ctx.peer_host, c.xid, len(c.record), zlib.crc32(c.record))
+    @staticmethod
+    def key(peer_host: str, xid: int, record: bytes | bytearray) -> tuple[Any, ...]:
+        """A call's key: its host, XID and the length and CRC of its whole record."""
+        return (peer_host, xid, len(record), zlib.crc32(record))
 
     def get(self, key: tuple[Any, ...]) -> asyncio.Future[bytes] | None:
         fut = self._cache.get(key)

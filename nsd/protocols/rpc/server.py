@@ -465,7 +465,7 @@ class RpcConnection(asyncio.BufferedProtocol):
 
     async def _run_cached(self, program: Program, proc: Procedure, ctx: CallContext, started: float) -> None:
         drc = self.server.drc
-        key = drc.key(ctx)
+        key = drc.key(ctx.peer_host, ctx.call.xid, ctx.call.record)
         earlier = drc.get(key)
         if earlier is not None:
             try:

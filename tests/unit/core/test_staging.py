@@ -6,17 +6,24 @@ import asyncio
 import itertools
 import os
 import random
+import shutil
 import stat
+import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nsd import errors
 from nsd.core.staging import Extents, Stage, Stager
 from nsd.ufs import open_ufs
 from nsd.ufs.adapters.memory import drop_store
+
+T = TypeVar("T")
 
 
 @given(hs.lists(hs.tuples(hs.integers(0, 200), hs.integers(0, 40)), max_size=30), hs.integers(0, 260))
@@ -151,3 +158,109 @@ async def test_the_fd_outlives_calls_in_flight(tmp_path: Path) -> None:
     assert all(r == b"a" * 1000 or isinstance(r, errors.Stale) for r in done)
     with pytest.raises(errors.Stale):
         await stage.read(0, 10)
+
+
+PICK = hs.integers(0, 5)
+
+
+class StagerMachine(RuleBasedStateMachine):
+    """Several stages at once, written, truncated, filled, uploaded to a local store (handed
+    over) and dropped, with restarts: after every step Stager.check() holds and each open
+    stage reads as a plain bytes model of its file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.dir = Path(tempfile.mkdtemp(prefix="nsd-stager-"))
+        (self.dir / "ufs").mkdir()
+        self.ufs = open_ufs((self.dir / "ufs").as_uri())
+        self.stager = Stager(self.dir / "staging")
+        self.model: dict[int, bytearray] = {}
+        self.next_ino = 1
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        for ino in list(self.stager.stages):
+            self.stager.drop(ino)
+        self.run(self.ufs.close())
+        self.loop.close()
+        shutil.rmtree(self.dir)
+
+    def staged(self, pick: int) -> tuple[int, Stage]:
+        ino = sorted(self.model)[pick % len(self.model)]
+        stage = self.stager.get(ino)
+        assert stage is not None
+        return ino, stage
+
+    @precondition(lambda self: len(self.model) < 3)
+    @rule(base=hs.binary(max_size=300))
+    def open(self, base: bytes) -> None:
+        self.stager.open(self.next_ino, _base_of(base, []), len(base))
+        self.model[self.next_ino] = bytearray(base)
+        self.next_ino += 1
+
+    @precondition(lambda self: self.model)
+    @rule(pick=PICK, offset=hs.integers(0, 400), data=hs.binary(min_size=1, max_size=200))
+    def write(self, pick: int, offset: int, data: bytes) -> None:
+        ino, stage = self.staged(pick)
+        self.run(stage.write(offset, data))
+        model = self.model[ino]
+        model.extend(bytes(max(0, offset - len(model))))
+        model[offset : offset + len(data)] = data
+
+    @precondition(lambda self: self.model)
+    @rule(pick=PICK, size=hs.integers(0, 500), cut_back=hs.none() | hs.integers(0, 30))
+    def truncate(self, pick: int, size: int, cut_back: int | None) -> None:
+        """To `size`, or `cut_back` bytes short of the current size (into the last write)."""
+        ino, stage = self.staged(pick)
+        if cut_back is not None:
+            size = max(0, stage.size - cut_back)
+        self.run(stage.truncate(size))
+        model = self.model[ino]
+        del model[size:]
+        model.extend(bytes(size - len(model)))
+
+    @precondition(lambda self: self.model)
+    @rule(pick=PICK)
+    def fill(self, pick: int) -> None:
+        ino, stage = self.staged(pick)
+        self.run(stage.fill())
+        assert stage.path.read_bytes() == self.model[ino]
+
+    @precondition(lambda self: self.model)
+    @rule(pick=PICK)
+    def upload_and_drop(self, pick: int) -> None:
+        ino, stage = self.staged(pick)
+        self.run(stage.upload(self.ufs, f"f{ino}"))
+        assert stage.handed_over
+        self.stager.drop(ino)
+        assert (self.dir / "ufs" / f"f{ino}").read_bytes() == self.model.pop(ino)
+
+    @precondition(lambda self: self.model)
+    @rule(pick=PICK)
+    def drop(self, pick: int) -> None:
+        ino, _ = self.staged(pick)
+        self.stager.drop(ino)
+        del self.model[ino]
+
+    @rule()
+    def restart(self) -> None:
+        """A new life: leftover stages are deleted."""
+        for stage in self.stager.stages.values():
+            stage.close()
+        self.stager = Stager(self.dir / "staging")
+        self.model.clear()
+
+    @invariant()
+    def sound_and_like_the_model(self) -> None:
+        self.stager.check()
+        assert self.stager.stages.keys() == self.model.keys()
+        for ino, stage in self.stager.stages.items():
+            assert stage.size == len(self.model[ino])
+            assert self.run(stage.read(0, stage.size + 10)) == self.model[ino]
+
+
+TestStagerMachine = StagerMachine.TestCase
+TestStagerMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)

@@ -14,8 +14,8 @@ from nsd.errors import Corrupt, Invalid
 from nsd.journal.ops import CacheBlock, DropLayout, SetAttr, decode_op
 from nsd.namespace import FileInode, Namespace
 from nsd.namespace import layouts as L
+from nsd.namespace.image import IMAGE_VERSION, IMAGE_VERSION_CACHE
 from nsd.namespace.mounts import plan_ufs_sync
-from nsd.namespace.tree import IMAGE_VERSION, IMAGE_VERSION_CACHE
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 FP = [10, 5, None]

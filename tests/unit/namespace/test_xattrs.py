@@ -8,7 +8,8 @@ from test_tree import Tree, image
 from nsd.errors import Corrupt, Invalid, NotFound, Stale
 from nsd.journal.ops import RemoveXAttr, SetXAttr, decode_op
 from nsd.namespace import Namespace
-from nsd.namespace.tree import IMAGE_VERSION, IMAGE_VERSION_XATTRS, XATTRS_PER_INODE
+from nsd.namespace.image import IMAGE_VERSION, IMAGE_VERSION_XATTRS
+from nsd.namespace.tree import XATTRS_PER_INODE
 
 
 def test_set_replace_remove_and_ctime() -> None:

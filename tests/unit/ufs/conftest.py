@@ -17,6 +17,7 @@ import pytest
 
 from nsd.ufs import Ufs, open_ufs
 from nsd.ufs.adapters.memory import drop_store
+from nsd.ufs.wrap.health import HealthUfs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from s3server import S3_KEYS, make_bucket, s3_options, start_moto
@@ -76,9 +77,14 @@ def azure_options(endpoint: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["local", "memory", "s3", "azure", "webhdfs"])
+ADAPTERS = ["local", "memory", "s3", "azure", "webhdfs"]
+
+
+@pytest.fixture(params=[*ADAPTERS, *(f"{kind}+health" for kind in ADAPTERS)])
 async def ufs(request: Any, tmp_path: Path) -> AsyncIterator[Ufs]:
-    kind = request.param
+    """Each adapter as open_ufs gives it (inside its retry wrapper), and "+health": inside the
+    health wrapper too, as a mount table serves it."""
+    kind, _, wrapper = request.param.partition("+")
     if kind == "local":
         root = tmp_path / "ufs"
         root.mkdir()
@@ -98,6 +104,8 @@ async def ufs(request: Any, tmp_path: Path) -> AsyncIterator[Ufs]:
     else:
         server = await serve_fake(tmp_path / "hdfs")
         adapter = open_ufs(f"webhdfs://127.0.0.1:{server.port}/base", {"user": "nsd", "token": "t0ken-secret-123"})
+    if wrapper == "health":
+        adapter = HealthUfs(adapter)
     await adapter.mkdir("")
     yield adapter
     await adapter.close()
