@@ -24,16 +24,22 @@ class Setting:
     default: Any
     help: str
     choices: tuple[str, ...] = ()  # the only values a str setting takes, when not empty
+    bounds: tuple[int, int] | None = None  # the range a number must be in (inclusive)
 
     @property
     def env(self) -> str:
         return "NSD_" + self.name.upper()
 
 
+PORTS = (0, 65535)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "bind", str, "127.0.0.1", "Address the listeners bind to."),
-    Setting("server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1)."),
-    Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (one port for both)."),
+    Setting(
+        "server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1); 0: any free port.",
+        bounds=PORTS,
+    ),
+    Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (one port for both); 0: any free port.", bounds=PORTS),
     Setting(
         "server",
         "webhdfs_base_url",
@@ -66,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Serve a portmapper (v2) for unmodified NFS clients; if the port is taken, register with it.",
     ),
-    Setting("nfs", "portmap_port", int, 111, "Port of the built-in portmapper."),
+    Setting("nfs", "portmap_port", int, 111, "Port of the built-in portmapper.", bounds=PORTS),
     Setting(
         "nfs",
         "nfs_jukebox_after",
@@ -272,7 +278,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest wait in seconds between tries of a background (ASYNC_THROUGH) persist.",
     ),
     Setting("cache", "ttl_check_interval", float, 10.0, "Seconds between looks for expired TTLs."),
-    Setting("log", "log_level", str, "info", "debug, info, warning or error."),
+    Setting("log", "log_level", str, "info", "debug, info, warning or error.", ("debug", "info", "warning", "error")),
     Setting("log", "log_format", str, "text", "text or json.", ("text", "json")),
     Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),
 )
@@ -295,6 +301,9 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
         raise Invalid(f"{setting.name} from {source}: expected {setting.type.__name__}, got {raw!r}") from None
     if setting.choices and value not in setting.choices:
         raise Invalid(f"{setting.name} from {source}: expected one of {', '.join(setting.choices)}, got {raw!r}")
+    if setting.bounds is not None and not setting.bounds[0] <= value <= setting.bounds[1]:
+        low, high = setting.bounds
+        raise Invalid(f"{setting.name} from {source}: expected {low}..{high}, got {raw!r}")
     return value
 
 

@@ -206,7 +206,11 @@ async def _serve(
     site = httplimits.LimitedSite(
         runner, config.bind, config.http_port, limits.max_connections, overload, reuse_address=True, ssl_context=tls
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise errors.NsdError(f"HTTP: cannot listen on {config.bind}:{config.http_port}: {e.strerror or e}") from None
     http_addr = _bound_address(site)
     nfs = await start_nfs(
         vfs,

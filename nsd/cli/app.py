@@ -28,7 +28,7 @@ app.add_typer(fs_app, name="fs")
 conf_app = typer.Typer(no_args_is_help=True, help="The running daemon's configuration.")
 app.add_typer(conf_app, name="conf")
 
-EXIT_FAILED, EXIT_UNREACHABLE = 1, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 ServerOpt = Annotated[str, typer.Option("--server", envvar="NSD_SERVER", help="Admin API URL.")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="NSD_TOKEN", help="Admin token.")]
@@ -42,7 +42,8 @@ class Globals:
     data_dir: str | None = None
 
     def client(self) -> Client:
-        return Client(self.server, find_token(self.token, self.data_dir))
+        token, where = find_token(self.token, self.data_dir)
+        return Client(self.server, token, token_from=where)
 
 
 G = Globals()
@@ -92,7 +93,8 @@ def api_errors(fn: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ApiError as e:
-            fail(str(e), EXIT_FAILED if e.status else EXIT_UNREACHABLE)
+            # 400: the daemon found the arguments malformed, a usage error like any other
+            fail(str(e), EXIT_USAGE if e.status == 400 else EXIT_FAILED if e.status else EXIT_UNREACHABLE)
         except NsdError as e:
             fail(e.message)
 

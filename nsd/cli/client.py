@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 
@@ -23,21 +24,33 @@ class ApiError(Exception):
         self.kind = kind
 
 
-def find_token(token: str | None, data_dir: str | None) -> str | None:
-    """--token / NSD_TOKEN first, else the token file in --data-dir / NSD_DATA_DIR (default ./nsd-data)."""
+def find_token(token: str | None, data_dir: str | None) -> tuple[str | None, str]:
+    """The admin token and where it came from: --token / NSD_TOKEN first, else the token file in
+    --data-dir / NSD_DATA_DIR (default ./nsd-data). Without one, where it was looked for."""
     if token:
-        return token
+        return token, "--token / NSD_TOKEN"
+    path = DataDir(Path(data_dir or "./nsd-data")).token_file
     try:
-        return DataDir(Path(data_dir or "./nsd-data")).read_token()
+        return DataDir(Path(data_dir or "./nsd-data")).read_token(), str(path)
     except OSError:
-        return None
+        return None, f"no --token, NSD_TOKEN or readable {path}"
+
+
+def check_server_url(server: str) -> str:
+    """The admin API's base URL; refuses what is not an http(s) URL (`127.0.0.1:9870`)."""
+    parsed = urlparse(server)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ApiError(f"--server must be an http(s) URL such as http://127.0.0.1:9870, not {server!r}", status=400)
+    return server.rstrip("/")
 
 
 class Client:
-    def __init__(self, server: str, token: str | None = None, timeout: float = 60.0) -> None:
-        self.base = server.rstrip("/") + "/api/v1"
+    def __init__(self, server: str, token: str | None = None, timeout: float = 60.0, token_from: str = "") -> None:
+        self.server = check_server_url(server)
+        self.base = self.server + "/api/v1"
         self.session = requests.Session()
         self.timeout = timeout
+        self.token_from = token_from  # where the token was found (or looked for), for a 401's message
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -45,15 +58,20 @@ class Client:
         try:
             response = self.session.request(method, self.base + endpoint, timeout=self.timeout, **kwargs)
         except requests.ConnectionError:
-            raise ApiError(
-                f"cannot reach nsd at {self.base.removesuffix('/api/v1')} (is `nsd serve` running?)"
-            ) from None
+            raise ApiError(f"cannot reach nsd at {self.server} (is `nsd serve` running?)") from None
+        except requests.RequestException as e:
+            raise ApiError(f"cannot talk to nsd at {self.server}: {e}") from None
         if response.status_code >= 400:
             try:
                 err = response.json()["error"]
                 message, kind = err["message"], err["type"]
             except (ValueError, KeyError, TypeError):
-                message, kind = response.text.strip() or response.reason, ""
+                raise ApiError(
+                    f"{self.server} answered HTTP {response.status_code} without nsd's error body: is it an nsd?",
+                    status=response.status_code,
+                ) from None
+            if response.status_code == 401:
+                message = f"{message} (token: {self.token_from})" if self.token_from else message
             raise ApiError(message, status=response.status_code, kind=kind)
         return response
 

@@ -10,22 +10,28 @@ from typing import Annotated, Any
 import typer
 
 from nsd import config as config_mod
-from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, emit, fail, journal_app
+from nsd.cli.app import EXIT_FAILED, EXIT_USAGE, DataDirOpt, G, JsonOpt, app, emit, fail, journal_app
 from nsd.errors import NsdError
+
+
+def _help(name: str) -> str:
+    """A serve flag's help: the setting's own, and where else it can be set."""
+    s = config_mod.BY_NAME[name]
+    return f"{s.help} (env {s.env}; {name} in section {s.section} of --config; default {s.default!r})"
 
 
 @app.command()
 def serve(
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
-    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
-    bind: Annotated[str | None, typer.Option("--bind")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port")] = None,
-    nfs_port: Annotated[int | None, typer.Option("--nfs-port")] = None,
-    portmapper: Annotated[
-        bool | None, typer.Option("--portmapper/--no-portmapper", help="Serve a portmapper on port 111.")
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (conf/nsd.toml lists every setting).")
     ] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help=_help("data_dir"))] = None,
+    bind: Annotated[str | None, typer.Option("--bind", help=_help("bind"))] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help=_help("http_port"))] = None,
+    nfs_port: Annotated[int | None, typer.Option("--nfs-port", help=_help("nfs_port"))] = None,
+    portmapper: Annotated[bool | None, typer.Option("--portmapper/--no-portmapper", help=_help("portmapper"))] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help=_help("log_level"))] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help=_help("log_format"))] = None,
 ) -> None:
     """Run the daemon (formats an empty data dir first)."""
     from nsd import daemon, logs
@@ -43,7 +49,10 @@ def serve(
                 "log_format": log_format,
             },
         )
-        logs.setup(cfg.log_level, cfg.log_format)
+    except NsdError as e:
+        fail(e.message, EXIT_USAGE)  # a setting that cannot be: nothing was started
+    logs.setup(cfg.log_level, cfg.log_format)
+    try:
         code = daemon.main(cfg)
     except NsdError as e:
         fail(e.message)

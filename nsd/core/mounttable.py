@@ -75,6 +75,10 @@ class MountSettings:
 _SHOWN = {"uri", "options", "kind", "state", "since", "last_error"}  # MountView fields from describe()
 
 
+# The options nsd itself reads from a mount (the store's adapter reads the rest).
+MOUNT_OPTIONS = ("sync_interval", "down_probe_s", "tmp_max_age_s", "tmp_sweep_s", "read_type", "write_type")
+
+
 def mount_settings(uri: str, options: dict[str, str]) -> MountSettings:
     """Parse and check nsd's own mount options; Invalid names the bad one."""
     opts = Options(options, uri)

@@ -7,7 +7,8 @@ store nobody mounts costs nothing and a missing library is an error at mount tim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from urllib.parse import urlparse
 
@@ -52,6 +53,37 @@ REGISTRY: dict[str, Callable[[str, Mapping[str, str]], Ufs]] = {
 }
 
 
+RETRY_OPTIONS = ("retries", "timeout_s", "retry_base_s", "retry_max_s")
+_S3 = (
+    *("endpoint_override", "access_key", "secret_key", "session_token", "anonymous", "region", "scheme"),
+    *("connect_timeout_s", "request_timeout_s", "sdk_retries", "paged_listing", "list_page"),
+)
+_GCS = ("access_token", "anonymous", "scheme", "endpoint_override", "project_id", "region", "sdk_retry_s")
+# The options each store reads (besides RETRY_OPTIONS); anything else is refused at mount time.
+STORE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "file": (),
+    "memory": ("fault_latency_s", "fault_read_latency_s", "fault_capacity"),
+    "s3": _S3,
+    "gs": _GCS,
+    "gcs": _GCS,
+    "abfs": ("account_name", "account_key", "sas_token", "blob_storage_authority", "dfs_storage_authority", "scheme"),
+    "hdfs": ("user",),
+    "webhdfs": ("scheme", "user", "token", "page"),
+}
+
+
+def check_options(uri: str, options: Mapping[str, str], also: Iterable[str] = ()) -> None:
+    """Refuse an option the store does not read (nor nsd: `also`), naming the closest one: a typo
+    such as `endpoint_overide` must not quietly send the keys to the store's public endpoint."""
+    scheme = urlparse(uri).scheme
+    known = {*STORE_OPTIONS.get(scheme, ()), *RETRY_OPTIONS, *also}
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (it takes: {', '.join(sorted(known))})"
+            raise Invalid(f"unknown option {name!r} for a {scheme}:// mount{hint}")
+
+
 def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
     """An adapter for `uri` with its mount options, behind retries and timeouts.
 
@@ -79,4 +111,4 @@ def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
     )
 
 
-__all__ = ["REGISTRY", "Ufs", "UfsStatus", "open_ufs"]
+__all__ = ["REGISTRY", "STORE_OPTIONS", "Ufs", "UfsStatus", "check_options", "open_ufs"]

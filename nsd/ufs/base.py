@@ -38,6 +38,7 @@ class Ufs(ABC):
     uri: str
     options: Mapping[str, str] = MappingProxyType({})
     kind = "ufs"
+    root_must_exist = False  # a mount of a missing root is refused (a directory) or made (a prefix)
     # list() yields entries in name order (Python str order, i.e. UTF-8 byte order), so the
     # part of a listing seen so far is final below its last name and can be served while it runs.
     sorted_listing = False

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 from nsd import errors
 from nsd.core.cache.policy import ReadType, WriteType, mount_types
 from nsd.core.locks import entry
-from nsd.core.mounttable import MountView, mount_settings
+from nsd.core.mounttable import MOUNT_OPTIONS, MountView, mount_settings
 from nsd.core.permissions import R, W, X
 from nsd.core.users import Caller
 from nsd.namespace import DirInode, Inode
 from nsd.namespace.mounts import ROOT_MOUNT, plan_add_mount, plan_remove_mount
-from nsd.ufs import open_ufs
+from nsd.ufs import check_options, open_ufs
+from nsd.ufs.options import mask_uri
 from nsd.vfs.paths import PathOps
 
 
@@ -32,6 +33,7 @@ class AdminOps(PathOps):
         self.perms.require_super(caller)
         self.store.admit()
         options = dict(options or {})
+        check_options(uri, options, also=MOUNT_OPTIONS)
         mount_settings(uri, options)
         mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
         parent, name = await self._resolve_parent(path, caller)
@@ -43,7 +45,9 @@ class AdminOps(PathOps):
                 if not root.is_dir:
                     raise errors.NotDir(f"{uri} is not a directory", path=path)
             except errors.NotFound:
-                await probe.mkdir("")
+                if probe.root_must_exist:
+                    raise errors.NotFound(f"{mask_uri(uri)}: no such directory (create it first)", path=path) from None
+                await probe.mkdir("")  # an object store's prefix exists once something is under it
         finally:
             await probe.close()
         async with self.locks.hold(entry(parent.ino, name)):

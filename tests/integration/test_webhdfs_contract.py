@@ -315,8 +315,15 @@ def test_error_bodies_and_statuses(web: Web) -> None:
     assert remote(web.call("GET", "/err/none", "LISTSTATUS"))["message"] == "File /err/none does not exist."
     bad = web.call("GET", "/", "OPEN", offset="abc")
     assert bad.status_code == 400 and remote(bad)["exception"] == "IllegalArgumentException"
-    unknown = web.call("GET", "/", "FROBNICATE")
-    assert unknown.status_code == 400 and remote(unknown)["exception"] == "UnsupportedOperationException"
+    unknown = web.call("GET", "/", "FROBNICATE")  # no such op: Hadoop's answer, word for word
+    assert unknown.status_code == 400 and remote(unknown) == {
+        "exception": "IllegalArgumentException",
+        "javaClassName": "java.lang.IllegalArgumentException",
+        "message": 'Invalid value for webhdfs parameter "op": '
+        "No enum constant org.apache.hadoop.hdfs.web.resources.GetOpParam.Op.FROBNICATE",
+    }
+    unserved = web.call("GET", "/", "GETSNAPSHOTLIST")  # an op Hadoop knows and nsd does not serve
+    assert unserved.status_code == 400 and remote(unserved)["exception"] == "UnsupportedOperationException"
     wrong_method = web.call("GET", "/x", "MKDIRS")
     assert wrong_method.status_code == 400 and remote(wrong_method)["exception"] == "IllegalArgumentException"
     no_op = requests.get(web.base + "/")

@@ -98,9 +98,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     if request.path.startswith(PREFIX):
         authorized = _has_token(request)
         if not authorized and request.method not in ("GET", "HEAD"):
+            given = "Authorization" in request.headers
+            message = "admin token rejected: not this daemon's token" if given else "admin token required"
             return web.json_response(
-                {"error": {"type": "Unauthorized", "errno": 13, "message": "admin token required", "path": None}},
-                status=401,
+                {"error": {"type": "Unauthorized", "errno": 13, "message": message, "path": None}}, status=401
             )
         request[CALLER_KEY] = SYSTEM if authorized else ANONYMOUS
         request[USER_KEY] = "admin-token" if authorized else "anonymous"

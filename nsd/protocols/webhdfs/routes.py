@@ -57,6 +57,81 @@ OPS: dict[str, dict[str, Handler]] = {
     "DELETE": webhdfs_put.DELETE_OPS,
 }
 ALL_OPS = {op: method for method, table in OPS.items() for op in table}
+# Every op Hadoop's WebHDFS knows (its GetOpParam, PutOpParam, PostOpParam, DeleteOpParam), by
+# method: one nsd does not serve is UnsupportedOperationException; any other name is not an op.
+HADOOP_OPS = {
+    "GET": frozenset(
+        [
+            "OPEN",
+            "GETFILESTATUS",
+            "LISTSTATUS",
+            "LISTSTATUS_BATCH",
+            "GETCONTENTSUMMARY",
+            "GETQUOTAUSAGE",
+            "GETFILECHECKSUM",
+            "GETHOMEDIRECTORY",
+            "GETDELEGATIONTOKEN",
+            "GETTRASHROOT",
+            "GETTRASHROOTS",
+            "GETXATTRS",
+            "LISTXATTRS",
+            "GETACLSTATUS",
+            "CHECKACCESS",
+            "GETALLSTORAGEPOLICY",
+            "GETSTORAGEPOLICY",
+            "GETSNAPSHOTDIFF",
+            "GETSNAPSHOTDIFFLISTING",
+            "GETSNAPSHOTTABLEDIRECTORYLIST",
+            "GETSNAPSHOTLIST",
+            "GETFILEBLOCKLOCATIONS",
+            "GET_BLOCK_LOCATIONS",
+            "GETECPOLICY",
+            "GETECPOLICIES",
+            "GETECCODECS",
+            "GETSERVERDEFAULTS",
+            "GETLINKTARGET",
+            "GETFILELINKSTATUS",
+            "GETSTATUS",
+            "NULL",
+        ]
+    ),
+    "PUT": frozenset(
+        [
+            "CREATE",
+            "MKDIRS",
+            "CREATESYMLINK",
+            "RENAME",
+            "SETREPLICATION",
+            "SETOWNER",
+            "SETPERMISSION",
+            "SETTIMES",
+            "RENEWDELEGATIONTOKEN",
+            "CANCELDELEGATIONTOKEN",
+            "MODIFYACLENTRIES",
+            "REMOVEACLENTRIES",
+            "REMOVEDEFAULTACL",
+            "REMOVEACL",
+            "SETACL",
+            "SETXATTR",
+            "REMOVEXATTR",
+            "ENABLEECPOLICY",
+            "DISABLEECPOLICY",
+            "SETECPOLICY",
+            "ALLOWSNAPSHOT",
+            "DISALLOWSNAPSHOT",
+            "CREATESNAPSHOT",
+            "RENAMESNAPSHOT",
+            "SETSTORAGEPOLICY",
+            "SATISFYSTORAGEPOLICY",
+            "SETQUOTA",
+            "SETQUOTABYSTORAGETYPE",
+            "NULL",
+        ]
+    ),
+    "POST": frozenset(["APPEND", "CONCAT", "TRUNCATE", "UNSETSTORAGEPOLICY", "UNSETECPOLICY", "NULL"]),
+    "DELETE": frozenset(["DELETE", "DELETESNAPSHOT", "NULL"]),
+}
+ENUM_OF = {"GET": "GetOpParam", "PUT": "PutOpParam", "POST": "PostOpParam", "DELETE": "DeleteOpParam"}
 # The ops that carry a request body on their data step.
 BODY_OPS = frozenset({"CREATE", "APPEND"})
 
@@ -111,7 +186,10 @@ def _lookup(method: str, op: str | None) -> Handler:
     right = ALL_OPS.get(op)
     if right is not None:
         raise Remote(400, IAE, f'Invalid value for webhdfs parameter "op": {op} is a {right} operation, not {method}')
-    raise Remote(400, UOE, f"Operation {op} is not supported by nsd")
+    if any(op in known for known in HADOOP_OPS.values()):
+        raise Remote(400, UOE, f"Operation {op} is not supported by nsd")
+    enum = f"org.apache.hadoop.hdfs.web.resources.{ENUM_OF.get(method, 'HttpOpParam')}.Op"
+    raise Remote(400, IAE, f'Invalid value for webhdfs parameter "op": No enum constant {enum}.{op}')
 
 
 async def handle(request: web.Request) -> web.StreamResponse:

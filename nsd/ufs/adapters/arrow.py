@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
@@ -47,6 +48,21 @@ _NOT_FOUND = ("NO_SUCH_BUCKET", "NO_SUCH_KEY", "NoSuchBucket", "NoSuchKey", "404
 _INVALID = ("INVALID_PARAMETER", "InvalidArgument", "InvalidBucketName")
 
 
+_MISSING_BUCKET = re.compile(r"Bucket '([^']+)' not found")
+
+
+def endpoint_and_scheme(opts: Options) -> tuple[str | None, str | None]:
+    """`endpoint_override` as host:port, and the scheme: a URL (http://host:port, as boto3, s3fs
+    and MinIO write it) gives both; an explicit `scheme` option wins."""
+    endpoint, scheme = opts.text("endpoint_override"), opts.text("scheme")
+    if endpoint is not None and "://" in endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path.strip("/"):
+            raise errors.Invalid(f"endpoint_override must be host:port or http(s)://host:port, not {endpoint!r}")
+        endpoint, scheme = parsed.netloc, scheme or parsed.scheme
+    return endpoint, scheme
+
+
 def classify(e: BaseException, path: str, kind: str, hidden: list[str]) -> errors.NsdError:
     """pyarrow's errors -> the core tree. Unknown OSErrors count as transient, like the
     local adapter's unknown errnos: a retry costs little, a wrong "permanent" loses data."""
@@ -55,6 +71,9 @@ def classify(e: BaseException, path: str, kind: str, hidden: list[str]) -> error
     msg = scrub(str(e), hidden)
     text = f"under-storage {kind}: {msg}"
     cls: type[errors.NsdError]
+    missing = _MISSING_BUCKET.search(msg)
+    if missing is not None:  # pyarrow's advice names an option of its own, not one of nsd's mounts
+        return errors.NotFound(f"under-storage {kind}: bucket {missing.group(1)!r} does not exist", path=path)
     if isinstance(e, FileNotFoundError):
         cls = errors.NotFound
     elif isinstance(e, PermissionError):
@@ -355,14 +374,14 @@ def _s3(uri: str, opts: Options) -> tuple[Any, str, S3Lister | None]:
     from pyarrow import fs
 
     p = urlparse(uri)
-    endpoint = opts.text("endpoint_override")
+    endpoint, scheme = endpoint_and_scheme(opts)
     kwargs: dict[str, Any] = {
         "access_key": opts.text("access_key"),
         "secret_key": opts.text("secret_key"),
         "session_token": opts.text("session_token"),
         "anonymous": opts.flag("anonymous"),
         "region": opts.text("region", "us-east-1" if endpoint else None),
-        "scheme": opts.text("scheme"),
+        "scheme": scheme,
         "endpoint_override": endpoint,
         "connect_timeout": opts.number("connect_timeout_s", 5.0),
         "request_timeout": opts.number("request_timeout_s", 30.0),
@@ -384,12 +403,13 @@ def _gcs(uri: str, opts: Options) -> tuple[Any, str, None]:
 
     p = urlparse(uri)
     token = opts.text("access_token")
+    endpoint, scheme = endpoint_and_scheme(opts)
     kwargs: dict[str, Any] = {
         "anonymous": opts.flag("anonymous"),
         "access_token": token,
         "credential_token_expiration": datetime.now(UTC) + timedelta(hours=1) if token else None,
-        "scheme": opts.text("scheme"),
-        "endpoint_override": opts.text("endpoint_override"),
+        "scheme": scheme,
+        "endpoint_override": endpoint,
         "project_id": opts.text("project_id"),
         "default_bucket_location": opts.text("region"),
         "retry_time_limit": timedelta(seconds=opts.number("sdk_retry_s", 5.0)),

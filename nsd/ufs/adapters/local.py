@@ -75,6 +75,7 @@ def _status(name: str, st: os.stat_result) -> UfsStatus:
 
 class LocalUfs(Ufs):
     kind = "local"
+    root_must_exist = True  # a typo in a path must not become a new directory
 
     def __init__(self, uri: str) -> None:
         parsed = urlparse(uri)

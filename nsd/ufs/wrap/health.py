@@ -34,6 +34,7 @@ class HealthUfs(Ufs):
         self.uri = inner.uri
         self.options = inner.options
         self.kind = inner.kind
+        self.root_must_exist = inner.root_must_exist
         self.sorted_listing = inner.sorted_listing
         self.probe_after = probe_after
         self._clock = clock

@@ -102,6 +102,7 @@ class RetryingUfs(Ufs):
         self.uri = inner.uri
         self.options = inner.options
         self.kind = inner.kind
+        self.root_must_exist = inner.root_must_exist
         self.sorted_listing = inner.sorted_listing
         self.attempts = attempts
         self.base_delay = base_delay

@@ -171,13 +171,19 @@ async def test_writes_reach_the_mounted_store_and_rules_hold(vfs: Vfs, tmp_path:
     vfs.ns.check()
 
 
-async def test_mounts_survive_a_restart_and_secrets_stay_hidden(tmp_path: Path) -> None:
+async def test_mounts_survive_a_restart_and_options_a_store_does_not_read_are_refused(tmp_path: Path) -> None:
     (tmp_path / "o").mkdir()
     vfs = await open_vfs(tmp_path)
-    view = await vfs.mount(
-        "/m", (tmp_path / "o").as_uri(), caller=ME, options={"secret_key": "hunter2", "region": "r1"}
-    )
-    assert view.options == {"secret_key": "****", "region": "r1"}
+    with pytest.raises(errors.Invalid, match="unknown option 'secret_key' for a file:// mount") as refused:
+        await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options={"secret_key": "hunter2"})
+    assert "hunter2" not in str(refused.value)  # the value of a refused secret is never echoed
+    with pytest.raises(errors.Invalid, match="did you mean 'sync_interval'"):
+        await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options={"sync_intervall": "5"})
+    with pytest.raises(errors.NotFound, match="no such directory"):
+        await vfs.mount("/m", (tmp_path / "typo").as_uri(), caller=ME)
+    assert not (tmp_path / "typo").exists()
+    view = await vfs.mount("/m", (tmp_path / "o").as_uri(), caller=ME, options={"sync_interval": "-1"})
+    assert view.options == {"sync_interval": "-1"}
     await vfs.write_file("/m/f", chunks(b"m"), caller=ME)
     await vfs.close()
     await vfs.store.close(checkpoint=False)
