@@ -97,7 +97,7 @@ def permissions(config: Config) -> Permissions:
     supergroups = []
     if config.supergroup:
         gid = users.gid_of(config.supergroup)
-        if gid is None:
+        if gid is None and config.sources["supergroup"] != "default":  # HDFS's default name: expected
             log.info("supergroup %r is not a known group: it has no members", config.supergroup)
         else:
             supergroups.append(gid)

@@ -132,3 +132,19 @@ def test_webhdfs_names_an_unknown_op_as_hadoop_does(daemon: Daemon) -> None:
     assert r.status_code == 400
     assert r.json()["RemoteException"]["exception"] == "IllegalArgumentException"
     assert r.json()["RemoteException"]["message"].startswith('Invalid value for webhdfs parameter "op"')
+
+
+def test_a_reader_that_goes_away_is_no_error_and_a_default_start_is_quiet(daemon: Daemon, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (48 << 20))
+    assert nsd("put", str(big), "/big", daemon=daemon).returncode == 0
+    env = {"NSD_SERVER": daemon.url, "NSD_DATA_DIR": str(daemon.data_dir), "PATH": "/usr/bin:/bin"}
+    env["PYTHONPATH"] = ":".join(sys.path)
+    piped = subprocess.run(
+        f"{sys.executable} -m nsd.cli cat /big | head -c 10", shell=True, capture_output=True, env=env, timeout=60
+    )
+    assert piped.stdout == b"x" * 10 and b"Traceback" not in piped.stderr
+    assert nsd("cat", "/big", daemon=daemon).stdout == big.read_bytes()  # the daemon serves on
+    log = daemon.log.read_text()
+    assert "ERROR" not in log and "Traceback" not in log
+    assert "supergroup" not in log  # HDFS's default group name, unknown here: nothing to say

@@ -90,7 +90,14 @@ class _Concurrency:
             return busy_response(request, f"server busy: {self.running} requests in progress, retry later")
         self.running += 1
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except ConnectionResetError as e:
+                # The client went away mid-reply (`nsd cat big | head`): normal, not a server error.
+                log.debug("%s %s: the client went away: %s", request.method, request.path, e)
+                if request.protocol is not None:
+                    request.protocol.force_close()
+                raise asyncio.CancelledError from None  # aiohttp drops a cancelled handler quietly
             if response.status == 408 and isinstance(response, web.Response) and not response.prepared:
                 # Send the 408 and hang up now: waiting for the rest of a stalled body (aiohttp's
                 # lingering close) would hold the connection for nothing.
