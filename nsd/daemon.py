@@ -97,10 +97,10 @@ def permissions(config: Config) -> Permissions:
     supergroups = []
     if config.supergroup:
         gid = users.gid_of(config.supergroup)
-        if gid is None and config.sources["supergroup"] != "default":  # HDFS's default name: expected
-            log.info("supergroup %r is not a known group: it has no members", config.supergroup)
-        else:
+        if gid is not None:
             supergroups.append(gid)
+        elif config.sources["supergroup"] != "default":  # HDFS's default name: unknown is expected
+            log.info("supergroup %r is not a known group: it has no members", config.supergroup)
     return Permissions(users, superusers=superusers, supergroups=supergroups)
 
 

@@ -309,6 +309,19 @@ class IntentDone(Op):
     id: int
 
 
+# ---- identities (codes 40-49) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AllocateIds(Op):
+    """Names nobody configured and the machine does not know (a Hadoop job's user from another
+    cluster) get an id each, once, from `auto_id_range`: `entries` is [[name, id], ...]. The
+    user's primary group is the group of the same name, with the same id."""
+
+    CODE: ClassVar[int] = 40
+    entries: list[Any]
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
     for cls in (
@@ -332,6 +345,7 @@ OPS: dict[int, type[Op]] = {
         RemoveXAttr,
         UfsIntent,
         IntentDone,
+        AllocateIds,
     )
 }
 assert not RESERVED_CODES & OPS.keys()

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from nsd.errors import Corrupt
-from nsd.namespace import intents, mounts
+from nsd.namespace import identities, intents, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -38,10 +38,11 @@ IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
 IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS)
+IMAGE_VERSION_IDS = 5  # written only once ids were given to unknown names: version 4 plus header key "auto_ids"
+IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS, IMAGE_VERSION_IDS)
 
 
-class ImageTree(mounts.MountTree, intents.IntentTables, Protocol):
+class ImageTree(mounts.MountTree, intents.IntentTables, identities.IdTables, Protocol):
     """What the image codec reads and fills of a namespace (tree.Namespace is one)."""
 
     links: dict[int, list[tuple[DirInode, str]]]
@@ -58,12 +59,15 @@ def encode(ns: ImageTree, chunk_size: int = 4096) -> Iterator[Any]:
         version = IMAGE_VERSION_CACHE
     if ns.intents:
         version = IMAGE_VERSION_INTENTS
+    if ns.auto_ids:
+        version = IMAGE_VERSION_IDS
     yield {
         "version": version,
         "next_ino": ns.next_ino,
         "inodes": len(ns.inodes),
         **mounts.image_header(ns),
         **intents.image_header(ns),
+        **identities.image_header(ns),
     }
     chunk: list[list[Any]] = []
     units = 0
@@ -193,6 +197,9 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
         raise Corrupt(f"image: intents in a version {header['version']} image")
     intents.load_image_header(ns, header)
+    if header["version"] < IMAGE_VERSION_IDS and "auto_ids" in header:
+        raise Corrupt(f"image: auto_ids in a version {header['version']} image")
+    identities.load_image_header(ns, header)
 
 
 def _load_entries(

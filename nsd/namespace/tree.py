@@ -38,6 +38,7 @@ from nsd.errors import (
 )
 from nsd.journal.ops import (
     AddMount,
+    AllocateIds,
     CacheBlock,
     DropLayout,
     IntentDone,
@@ -59,7 +60,7 @@ from nsd.journal.ops import (
     UfsSync,
     Unlink,
 )
-from nsd.namespace import image, intents, layouts, mounts
+from nsd.namespace import identities, image, intents, layouts, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -110,6 +111,8 @@ class Namespace:
         # Open under-storage intents (nsd.namespace.intents): id -> (kind, args). Usually empty.
         self.intents: dict[int, tuple[str, list[Any]]] = {}
         self.next_intent = 1
+        # Ids given to names nobody knows here (nsd.namespace.identities): name -> id.
+        self.auto_ids: dict[str, int] = {}
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -131,6 +134,7 @@ class Namespace:
             RemoveXAttr: self._apply_removexattr,
             UfsIntent: lambda op: intents.apply_intent(self, op),
             IntentDone: lambda op: intents.apply_done(self, op),
+            AllocateIds: lambda op: identities.apply_allocate(self, op),
         }
 
     def intern(self, value: int) -> int:
@@ -826,6 +830,7 @@ class Namespace:
         mounts.check_mounts(self)
         layouts.check(self)
         intents.check_intents(self)
+        identities.check_identities(self)
 
     # ---- image (checkpoints): the codec is nsd.namespace.image ---------------------------------
 
