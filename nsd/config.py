@@ -172,6 +172,23 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "security",
+        "unknown_users",
+        str,
+        "map",
+        "A user name nobody configured and the machine does not know (a Hadoop job's user from another "
+        "cluster): map gives it an id from auto_id_range, once, journaled (as HDFS believes any name); "
+        "refuse answers 403.",
+        ("map", "refuse"),
+    ),
+    Setting(
+        "security",
+        "auto_id_range",
+        str,
+        "200000-299999",
+        "Ids given to unknown user names (and their same-named primary groups), LOW-HIGH.",
+    ),
+    Setting(
+        "security",
         "groups",
         str,
         "",

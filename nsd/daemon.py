@@ -31,7 +31,7 @@ from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.core.mounttable import MountTable
 from nsd.core.permissions import Permissions
 from nsd.core.reconcile import Reconciler
-from nsd.core.users import UserMap
+from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
 from nsd.namespace.mounts import ROOT_MOUNT
@@ -66,6 +66,7 @@ def assemble_vfs(
     """The facade over the parts under it (what the daemon, the tests and the benches build);
     with `blocks`, a cache and its background persister (started by `Vfs.start`)."""
     core = Core.build(store, mounts, stage_dir, perms=perms, blocks=blocks, cache_settings=cache_settings)
+    core.perms.users.auto_ids = store.ns.auto_ids  # ids given to unknown names live in the namespace
     persister = None
     if core.cache is not None:
         persister = Persister(
@@ -87,7 +88,12 @@ def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
 
 def permissions(config: Config) -> Permissions:
     """The user map and the superusers from the config; Invalid for a superuser nobody knows."""
-    users = UserMap(config.users, config.groups)
+    users = UserMap(
+        config.users,
+        config.groups,
+        auto_range=parse_range(config.auto_id_range),
+        map_unknown=config.unknown_users == "map",
+    )
     superusers = []
     if config.superuser:
         uid = users.uid_of(config.superuser)

@@ -17,6 +17,17 @@ import typer
 from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app
 
 
+def file_command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A file command, as `nsd NAME` and as `nsd fs NAME` (what hdfs dfs users type)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        app.command(name)(fn)
+        fs_app.command(name)(fn)
+        return fn
+
+    return register
+
+
 def _mode_string(entry: dict[str, Any]) -> str:
     kinds = {"dir": st.S_IFDIR, "symlink": st.S_IFLNK, "fifo": st.S_IFIFO, "socket": st.S_IFSOCK}
     kind = kinds.get(entry["type"], st.S_IFREG)
@@ -27,12 +38,12 @@ def _long_line(entry: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["mtime_ns"] / 1e9))
     name = entry["name"] + (f" -> {entry['target']}" if "target" in entry else "")
     return (
-        f"{_mode_string(entry)} {entry['nlink']:>3} {entry['uid']:>6} {entry['gid']:>6} "
+        f"{_mode_string(entry)} {entry['nlink']:>3} {entry['owner']:<10} {entry['group']:<10} "
         f"{entry['size']:>12} {when} {name}"
     )
 
 
-@app.command()
+@file_command()
 @api_errors
 def ls(
     path: Annotated[str, typer.Argument()] = "/",
@@ -51,7 +62,7 @@ def ls(
         typer.echo(_long_line(entry) if long else entry["name"])
 
 
-@app.command("stat")
+@file_command("stat")
 @api_errors
 def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
     """Show one object's attributes."""
@@ -59,8 +70,10 @@ def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(info))
         return
-    for key in ("path", "type", "ino", "gen", "size", "nlink", "uid", "gid"):
+    for key in ("path", "type", "ino", "gen", "size", "nlink"):
         typer.echo(f"{key:>6}: {info[key]}")
+    typer.echo(f"{'owner':>6}: {info['owner']} ({info['uid']})")
+    typer.echo(f"{'group':>6}: {info['group']} ({info['gid']})")
     typer.echo(f"{'mode':>6}: {_mode_string(info)} ({info['mode']:04o})")
     for key in ("atime_ns", "mtime_ns", "ctime_ns"):
         t = info[key]
@@ -70,7 +83,7 @@ def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
         typer.echo(f"{'target':>6}: {info['target']}")
 
 
-@app.command()
+@file_command()
 @api_errors
 def mkdir(
     path: str,
@@ -106,7 +119,7 @@ class _counting:
         return data
 
 
-@app.command()
+@file_command()
 @api_errors
 def put(
     local: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
@@ -120,7 +133,7 @@ def put(
     emit(as_json, reply)
 
 
-@app.command()
+@file_command()
 @api_errors
 def get(path: str, local: Path, as_json: JsonOpt = False) -> None:
     """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal)."""
@@ -139,7 +152,7 @@ def get(path: str, local: Path, as_json: JsonOpt = False) -> None:
     emit(as_json, {"path": path, "local": str(local), "bytes": copied})
 
 
-@app.command()
+@file_command()
 @api_errors
 def cat(path: str) -> None:
     """Write a file's bytes to standard output."""
@@ -149,7 +162,7 @@ def cat(path: str) -> None:
     out.flush()
 
 
-@app.command()
+@file_command()
 @api_errors
 def rm(
     path: str,
@@ -160,27 +173,14 @@ def rm(
     emit(as_json, G.client().post("/fs/remove", {"path": path, "recursive": recursive}))
 
 
-@app.command()
+@file_command()
 @api_errors
 def mv(src: str, dst: str, as_json: JsonOpt = False) -> None:
     """Rename or move (into DST when DST is a directory)."""
     emit(as_json, G.client().post("/fs/rename", {"src": src, "dst": dst}))
 
 
-for _name, _fn in [
-    ("ls", ls),
-    ("stat", stat_cmd),
-    ("mkdir", mkdir),
-    ("put", put),
-    ("get", get),
-    ("cat", cat),
-    ("rm", rm),
-    ("mv", mv),
-]:
-    fs_app.command(_name)(_fn)
-
-
-@fs_app.command()
+@file_command()
 @api_errors
 def head(path: str, bytes_: Annotated[int, typer.Option("-c", "--bytes", help="How many bytes.")] = 1024) -> None:
     """The first bytes of a file."""
@@ -189,7 +189,7 @@ def head(path: str, bytes_: Annotated[int, typer.Option("-c", "--bytes", help="H
     sys.stdout.buffer.flush()
 
 
-@fs_app.command()
+@file_command()
 @api_errors
 def tail(path: str, bytes_: Annotated[int, typer.Option("-c", "--bytes", help="How many bytes.")] = 1024) -> None:
     """The last bytes of a file."""
@@ -221,7 +221,7 @@ def _walk(path: str) -> Any:
     return dirs, files, size
 
 
-@fs_app.command()
+@file_command()
 @api_errors
 def du(paths: list[str], as_json: JsonOpt = False) -> None:
     """Bytes used below each PATH (one total per argument)."""
@@ -233,7 +233,7 @@ def du(paths: list[str], as_json: JsonOpt = False) -> None:
         typer.echo(f"{r['bytes']:>14}  {r['path']}")
 
 
-@fs_app.command()
+@file_command()
 @api_errors
 def count(paths: list[str], as_json: JsonOpt = False) -> None:
     """Directories, files and bytes below each PATH (as `hdfs dfs -count`)."""
@@ -248,7 +248,7 @@ def count(paths: list[str], as_json: JsonOpt = False) -> None:
         typer.echo(f"{r['directories']:>12} {r['files']:>12} {r['bytes']:>18} {r['path']}")
 
 
-@fs_app.command()
+@file_command()
 @api_errors
 def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
     """Set permission bits (octal, e.g. 640)."""
@@ -259,26 +259,30 @@ def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
     emit(as_json, G.client().post("/fs/setattr", {"path": path, "mode": bits}))
 
 
-@fs_app.command()
+@file_command()
 @api_errors
 def chown(owner: str, path: str, as_json: JsonOpt = False) -> None:
-    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers)."""
-    import grp
-    import pwd
-
+    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers), by the daemon's user
+    map (a Hadoop user name it has never seen is given an id, as HDFS takes any name)."""
     user, _, group = owner.partition(":")
+    if not user and not group:
+        fail("give USER, USER:GROUP or :GROUP", 2)
     body: dict[str, Any] = {"path": path}
-    try:
-        if user:
-            body["uid"] = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-        if group:
-            body["gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError as e:
-        fail(f"unknown user or group: {e.args[0]}")
+    if user:
+        body.update({"uid": int(user)} if user.isdigit() else {"owner": user})
+    if group:
+        body.update({"gid": int(group)} if group.isdigit() else {"group": group})
     emit(as_json, G.client().post("/fs/setattr", body))
 
 
-@fs_app.command()
+@file_command()
+@api_errors
+def chgrp(group: str, path: str, as_json: JsonOpt = False) -> None:
+    """Set the group (a name or a number)."""
+    chown(":" + group, path, as_json)
+
+
+@file_command()
 @api_errors
 def touch(path: str, as_json: JsonOpt = False) -> None:
     """Create an empty file, or set an existing one's times to now."""

@@ -4,10 +4,12 @@ NFS callers arrive as numbers (AUTH_SYS uid, gid, gids); WebHDFS and the admin A
 names. Both meet here, so a file created over NFS by uid 1001 shows its owner under the same
 name over WebHDFS, and a file created over WebHDFS by `alice` has alice's uid over NFS.
 
-Lookup order for a name or an id: the configured map (settings `users` and `groups`), then
-the machine's passwd and group databases, then the number itself (a user name that is all
-digits is a uid; an id without a name shows as its number). Lookups are cached for the life of
-the map: passwd rarely changes while a daemon runs, and a restart picks up edits.
+Lookup order for a name or an id: the configured map (settings `users` and `groups`), then the
+ids given to unknown names (`auto_ids`, journaled: nsd.namespace.identities), then the machine's
+passwd and group databases, then the number itself (a user name that is all digits is a uid; an
+id without a name shows as its number). A name none of these knows is `unknown`: the facade
+gives it an id from `auto_range` (`unknown_users = map`, HDFS's habit) or refuses it. Lookups
+of passwd are cached for the life of the map: it rarely changes while a daemon runs.
 
 `users` syntax: `NAME=UID[:GID[:GROUP,GROUP...]]` entries separated by ";" (GID defaults to the
 UID; GROUPs are names or numbers). `groups` syntax: `NAME=GID` entries separated by ";".
@@ -18,7 +20,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,6 +40,7 @@ class Caller:
 SYSTEM = Caller(os.getuid(), os.getgid())
 NOBODY = 65534
 CACHE_ENTRIES = 4096
+DEFAULT_AUTO_RANGE = (200000, 299999)
 T = TypeVar("T")
 
 
@@ -63,6 +66,17 @@ def _entries(text: str, setting: str) -> list[tuple[str, str]]:
     return out
 
 
+def parse_range(text: str) -> tuple[int, int]:
+    """`auto_id_range`: "LOW-HIGH", both ids, LOW <= HIGH."""
+    low, sep, high = text.partition("-")
+    if not sep:
+        raise Invalid(f"auto_id_range: expected LOW-HIGH, got {text!r}")
+    first, last = _id(low.strip(), "LOW", "auto_id_range"), _id(high.strip(), "HIGH", "auto_id_range")
+    if not 0 < first <= last:
+        raise Invalid(f"auto_id_range: expected 0 < LOW <= HIGH, got {text!r}")
+    return first, last
+
+
 def _id(text: str, what: str, setting: str) -> int:
     if not text.isdigit() or int(text) > 0xFFFFFFFF:
         raise Invalid(f"{setting}: {what} must be a number 0..4294967295, got {text!r}")
@@ -72,8 +86,21 @@ def _id(text: str, what: str, setting: str) -> int:
 class UserMap:
     """Names <-> ids: the configured map, then passwd/group (`system`), then numbers."""
 
-    def __init__(self, users: str = "", groups: str = "", *, system: bool = True) -> None:
+    def __init__(
+        self,
+        users: str = "",
+        groups: str = "",
+        *,
+        system: bool = True,
+        auto_range: tuple[int, int] = DEFAULT_AUTO_RANGE,
+        map_unknown: bool = True,
+    ) -> None:
         self.system = system
+        self.auto_range = auto_range
+        self.map_unknown = map_unknown  # give unknown names an id (else they are refused)
+        # name -> id given to a name nobody knew; the namespace's own table once attached
+        self.auto_ids: Mapping[str, int] = {}
+        self._auto_names: dict[int, str] = {}
         self._gid_by_name: dict[str, int] = {}
         for name, value in _entries(groups, "groups"):
             self._gid_by_name[name] = _id(value, f"gid of group {name}", "groups")
@@ -110,7 +137,35 @@ class UserMap:
 
     def user(self, name: str) -> User | None:
         """The user called `name` (or the uid `name` spells), None if nobody knows it."""
+        if name not in self._users and (auto := self.auto_ids.get(name)) is not None:
+            return User(name, Caller(auto, auto, (auto,)))  # its group: the same name and id
         return self._cached("user", name, lambda: self._user(name))
+
+    def taken(self, id_: int) -> bool:
+        """Whether a configured or local user or group already has this id (not to be given)."""
+        return (
+            id_ in self._user_by_uid
+            or id_ in self._group_by_gid
+            or self._pw_by_uid(id_) is not None
+            or self._group_name(id_) != str(id_)
+        )
+
+    def auto_name(self, id_: int) -> str | None:
+        """The name an id was given to, if it was given to one."""
+        if len(self._auto_names) != len(self.auto_ids):
+            self._auto_names = {i: n for n, i in self.auto_ids.items()}
+        return self._auto_names.get(id_)
+
+    def entries(self) -> list[dict[str, object]]:
+        """Every configured user and every name given an id here (`nsd users ls`)."""
+        out: list[dict[str, object]] = [
+            {"name": n, "uid": c.uid, "gid": c.gid, "groups": [self.group_name(g) for g in c.gids], "source": "config"}
+            for n, c in self._users.items()
+        ]
+        out += [
+            {"name": n, "uid": i, "gid": i, "groups": [n], "source": "auto"} for n, i in sorted(self.auto_ids.items())
+        ]
+        return out
 
     def _user(self, name: str) -> User | None:
         if name in self._users:
@@ -137,6 +192,8 @@ class UserMap:
         """The gid of group `name` (or the number it spells), None if unknown."""
         if name in self._gid_by_name:
             return self._gid_by_name[name]
+        if (auto := self.auto_ids.get(name)) is not None:
+            return auto
         if name.isdigit():
             return int(name)
         if self.system:
@@ -149,6 +206,8 @@ class UserMap:
     # ---- ids -> names -----------------------------------------------------------------------
 
     def user_name(self, uid: int) -> str:
+        if uid not in self._user_by_uid and (auto := self.auto_name(uid)) is not None:
+            return auto
         return self._cached("uid", uid, lambda: self._user_name(uid))
 
     def _user_name(self, uid: int) -> str:
@@ -158,6 +217,8 @@ class UserMap:
         return str(uid) if entry is None else entry.pw_name
 
     def group_name(self, gid: int) -> str:
+        if gid not in self._group_by_gid and (auto := self.auto_name(gid)) is not None:
+            return auto
         return self._cached("gid", gid, lambda: self._group_name(gid))
 
     def _group_name(self, gid: int) -> str:

@@ -18,8 +18,8 @@ from nsd.core.cache.persister import Persister
 from nsd.core.core import Core
 from nsd.core.permissions import R, X
 from nsd.core.reconcile import Reconciler
-from nsd.core.users import Caller
-from nsd.namespace import DirInode, Inode, Namespace
+from nsd.core.users import Caller, User
+from nsd.namespace import DirInode, Inode, Namespace, identities
 from nsd.namespace.names import split_path
 
 log = logging.getLogger("nsd.vfs")
@@ -146,6 +146,24 @@ class VfsBase:
         if not isinstance(parent, DirInode):
             raise errors.NotDir(f"not a directory: parent of {path}", path=path)
         return parent, parts[-1]
+
+    # ---- names -----------------------------------------------------------------------------
+
+    async def identity(self, name: str) -> User:
+        """The user `name` stands for. A name nobody knows is given an id (journaled, so it is
+        the same after a restart and on every node), as HDFS believes any user name; with
+        `unknown_users = refuse` it is Denied."""
+        users = self.perms.users
+        found = users.user(name)
+        if found is not None:
+            return found
+        if not users.map_unknown:
+            raise errors.Denied(f"Unknown user: {name} (unknown_users = refuse)")
+        low, high = users.auto_range
+        await self.store.mutate(lambda ns: identities.plan_allocate(ns, name, low, high, users.taken))
+        found = users.user(name)
+        assert found is not None, f"{name} was given no id"
+        return found
 
     # ---- narrow reads for the protocols: what is known now, never a UFS call ----------------
 

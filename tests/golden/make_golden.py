@@ -30,6 +30,7 @@ from nsd.journal.checkpoint import write_checkpoint
 from nsd.journal.ops import (
     OPS,
     AddMount,
+    AllocateIds,
     CacheBlock,
     DropLayout,
     IntentDone,
@@ -122,6 +123,7 @@ SAMPLE_OPS: dict[int, Op] = {
         RemoveXAttr(3, "user.note", T0 + 12),
         UfsIntent(1, "rename", [10, "a.csv", 10, "b.csv"]),
         IntentDone(1),
+        AllocateIds([["etl", 200000], ["spark-user", 200001]]),
     )
 }
 
@@ -163,7 +165,8 @@ _V3 = [*_V2, RequestPersist(3), SetTtl(11, T0 + 10**12, "free")]
 _V4 = [*_V3, UfsIntent(1, "content", [11]), UfsIntent(2, "rename", [10, "a.csv", 10, "b.csv"]), IntentDone(1)]
 
 # version -> the ops that build a namespace whose image is of that version
-IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+_V5 = [*_V4, AllocateIds([["etl", 200000]]), AllocateIds([["spark-user", 200001]])]
+IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 def image_file_name(version: int) -> str:

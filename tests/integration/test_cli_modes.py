@@ -16,7 +16,7 @@ from nsd.cli import app
 
 MiB = 1 << 20
 # These print a file's bytes, or run the daemon: there is no JSON form of them.
-RAW = {("cat",), ("fs", "cat"), ("fs", "head"), ("fs", "tail"), ("serve",)}
+RAW = {("cat",), ("fs", "cat"), ("head",), ("fs", "head"), ("tail",), ("fs", "tail"), ("serve",)}
 ALIAS_GROUPS = ("fs", "cache")  # `nsd fs ls` is `nsd ls`, `nsd cache pin` is `nsd pin`
 
 
@@ -72,19 +72,23 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         assert "size: 1000" in human and js["size"] == 1000 and js["persisted"] is True
         human, js = r.both(("mv",), ("/m/a/f", "/m/a/g"), ("/m/b/f", "/m/b/g"))
         assert human == "" and js == {"src": "/m/b/f", "dst": "/m/b/g"}
-        human, js = r.both(("fs", "chmod"), ("600", "/m/a/g"), ("640", "/m/b/g"))
+        human, js = r.both(("chmod",), ("600", "/m/a/g"), ("640", "/m/b/g"))
         assert human == "" and js["mode"] == 0o640
         me = str(os.getuid())
-        human, js = r.both(("fs", "chown"), (f"{me}:0", "/m/a/g"), (f"{me}:0", "/m/b/g"))
+        human, js = r.both(("chown",), (f"{me}:0", "/m/a/g"), (f"{me}:0", "/m/b/g"))
         assert human == "" and js["gid"] == 0
-        human, js = r.both(("fs", "touch"), ("/m/a/t",), ("/m/b/t",))
+        human, js = r.both(("chgrp",), ("0", "/m/a/g"), ("0", "/m/b/g"))
+        assert human == "" and js["gid"] == 0
+        human, js = r.both(("users", "ls"), (), ())
+        assert human.splitlines()[0].split() == ["NAME", "UID", "GID", "SOURCE", "GROUPS"] and js == []
+        human, js = r.both(("touch",), ("/m/a/t",), ("/m/b/t",))
         assert human == "" and js["size"] == 0
-        human, js = r.both(("fs", "du"), ("/m/a",), ("/m/a", "/m/b"))
+        human, js = r.both(("du",), ("/m/a",), ("/m/a", "/m/b"))
         assert human.split() == ["1000", "/m/a"] and js == [
             {"path": "/m/a", "bytes": 1000},
             {"path": "/m/b", "bytes": 1000},
         ]
-        human, js = r.both(("fs", "count"), ("/m",), ("/m",))
+        human, js = r.both(("count",), ("/m",), ("/m",))
         assert human.split() == ["4", "5", "2099157", "/m"] and js[0]["files"] == 5
         assert nsd("fs", "head", "-c", "3", "/m/a/g", daemon=d).stdout == b"012"
         assert nsd("fs", "tail", "-c", "2", "/m/a/g", daemon=d).stdout == b"89"

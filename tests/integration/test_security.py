@@ -106,13 +106,13 @@ def test_a_file_has_one_owner_at_both_doors(server: Daemon, tmp_path: Path) -> N
     assert rows["from-web"][2:4] == ["4102", "4102"] and rows["from-nfs"][2:4] == ["4101", "4200"]
 
 
-def test_unknown_webhdfs_users_are_refused(server: Daemon) -> None:
+def test_unknown_webhdfs_users_are_given_ids_as_hdfs_takes_any_name(server: Daemon) -> None:
     r = webhdfs(server, "PUT", "/shared/x", "MKDIRS", user="nobody-knows-me")
-    assert r.status_code == 403 and remote(r) == {
-        "exception": "AccessControlException",
-        "javaClassName": "org.apache.hadoop.security.AccessControlException",
-        "message": "Unknown user: nobody-knows-me",
-    }
+    assert r.status_code == 200 and r.json() == {"boolean": True}
+    status = webhdfs(server, "GET", "/shared/x", "GETFILESTATUS").json()["FileStatus"]
+    assert (status["owner"], status["group"]) == ("nobody-knows-me", "nobody-knows-me")
+    uid = nfs_getattr(server, "/shared/x")[3]
+    assert 200000 <= uid <= 299999  # auto_id_range's default
 
 
 # ---- permissions at each door ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aiohttp import web
 from nsd import __version__, errors
 from nsd.config import Config
 from nsd.core.cache.policy import parse_read_type
-from nsd.core.users import NOBODY, SYSTEM
+from nsd.core.users import NOBODY, SYSTEM, UserMap
 from nsd.datadir import DataDir
 from nsd.namespace import DirInode, Inode
 from nsd.ops.backup_live import LiveBackup
@@ -58,7 +58,9 @@ ANONYMOUS = Caller(NOBODY, NOBODY)
 TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink", st.S_IFIFO: "fifo", st.S_IFSOCK: "socket"}
 
 
-def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]:
+def stat_json(users: UserMap, node: Inode, name: str, path: str | None = None) -> dict[str, Any]:
+    """An object's attributes as the API shows them; owner and group by name too, from the
+    daemon's one user map (what WebHDFS shows)."""
     out: dict[str, Any] = {
         "name": name,
         "ino": node.ino,
@@ -67,6 +69,8 @@ def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]
         "mode": st.S_IMODE(node.mode),
         "uid": node.uid,
         "gid": node.gid,
+        "owner": users.user_name(node.uid),
+        "group": users.group_name(node.gid),
         "nlink": node.nlink,
         "size": node.size,
         "atime_ns": node.atime,
@@ -81,6 +85,11 @@ def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]
     if target is not None:
         out["target"] = target
     return out
+
+
+def path_json(request: web.Request, node: Inode, path: str) -> dict[str, Any]:
+    """stat_json of the object at `path`, named by its last component."""
+    return stat_json(request.app[VFS_KEY].perms.users, node, path.rstrip("/").rsplit("/", 1)[-1], path)
 
 
 def error_response(exc: errors.NsdError) -> web.Response:
@@ -133,12 +142,17 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def users_list(request: web.Request) -> web.Response:
+    """The user map: configured users and the names given ids here (`nsd users ls`)."""
+    return web.json_response({"users": request.app[VFS_KEY].perms.users.entries()})
+
+
 async def fs_stat(request: web.Request) -> web.Response:
     path = path_param(request)
     follow = bool_param(request.query.get("follow"), "follow", True)
     vfs = request.app[VFS_KEY]
     node = await vfs.stat(path, caller=_caller(request), follow=follow)
-    return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
+    return web.json_response({**path_json(request, node, path), **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
@@ -150,7 +164,8 @@ async def fs_list(request: web.Request) -> web.Response:
         path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
     )
     more = len(entries) > limit
-    return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
+    users = request.app[VFS_KEY].perms.users
+    return web.json_response({"entries": [stat_json(users, n, name) for name, n in entries[:limit]], "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
@@ -193,7 +208,7 @@ async def fs_write(request: web.Request) -> web.Response:
     node = await vfs.write_file(
         path, body_stream(request), caller=_caller(request), mode=mode or 0o644, overwrite=overwrite
     )
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(path_json(request, node, path), status=201)
 
 
 async def fs_mkdir(request: web.Request) -> web.Response:
@@ -206,7 +221,7 @@ async def fs_mkdir(request: web.Request) -> web.Response:
         mode=0o755 if mode is None else mode,
         parents=bool_param(body.get("parents"), "parents"),
     )
-    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(path_json(request, node, path), status=201)
 
 
 async def fs_remove(request: web.Request) -> web.Response:
@@ -240,16 +255,23 @@ async def fs_setattr(request: web.Request) -> web.Response:
     size = int_param(body.get("size"), "size")
     if size is not None:
         await vfs.truncate(path, size, caller=_caller(request))
+    uid, gid = int_param(body.get("uid"), "uid"), int_param(body.get("gid"), "gid")
+    if isinstance(owner := body.get("owner"), str) and owner:  # a name: the daemon's map decides
+        uid = (await vfs.identity(owner)).caller.uid
+    if isinstance(group := body.get("group"), str) and group:
+        gid = vfs.perms.users.gid_of(group)
+        if gid is None:
+            gid = (await vfs.identity(group)).caller.gid  # an unknown name's group has its id
     node = await vfs.setattr(
         path,
         caller=_caller(request),
         mode=int_param(body.get("mode"), "mode"),
-        uid=int_param(body.get("uid"), "uid"),
-        gid=int_param(body.get("gid"), "gid"),
+        uid=uid,
+        gid=gid,
         atime=int_param(body.get("atime_ns"), "atime_ns"),
         mtime=int_param(body.get("mtime_ns"), "mtime_ns"),
     )
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path))
+    return web.json_response(path_json(request, node, path))
 
 
 async def fs_symlink(request: web.Request) -> web.Response:
@@ -259,14 +281,14 @@ async def fs_symlink(request: web.Request) -> web.Response:
     if not isinstance(target, str):
         raise errors.Invalid("missing parameter 'target'")
     node = await request.app[VFS_KEY].symlink(target, path, caller=_caller(request))
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(path_json(request, node, path), status=201)
 
 
 async def fs_link(request: web.Request) -> web.Response:
     body = await json_body(request)
     existing, path = path_param(request, "existing", body), path_param(request, "path", body)
     node = await request.app[VFS_KEY].link(existing, path, caller=_caller(request))
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(path_json(request, node, path), status=201)
 
 
 async def fs_sync(request: web.Request) -> web.Response:
@@ -370,6 +392,7 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app[STARTED_KEY] = time.monotonic()
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/users", users_list)
     app.router.add_get(f"{PREFIX}/report", report)
     app.router.add_get(f"{PREFIX}/conf", conf)
     app.router.add_get(f"{PREFIX}/fs/stat", fs_stat)

@@ -8,9 +8,9 @@ Authentication (`webhdfs_auth`):
   `user.name` is then ignored, the token decides. Tokens are compared in constant time and
   never logged or shown (only the user they belong to is).
 
-Names become ids through the one user map (nsd.core.users). A user nobody knows (not configured, not
-in passwd, not a number) is refused with 403 AccessControlException "Unknown user": nsd keeps
-uids, not names, so such a user could own nothing that NFS would show as theirs.
+Names become ids through the one user map (nsd.core.users). A name nobody knows (not configured,
+not in passwd, not a number) raises UnknownName: the request handler has the facade give it an id
+(`unknown_users = map`, as HDFS believes any user name) and identifies again, or refuses it.
 
 Impersonation: `doas=OTHER` acts as OTHER if the real user is a superuser (who may do anything
 anyway), or a proxy user (`webhdfs_proxy_users`, as hadoop.proxyuser.NAME.hosts/users/groups)
@@ -32,6 +32,14 @@ from nsd.protocols.nfs3.exports import Network, host_in
 
 ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name
 MODES = ("simple", "token")
+
+
+class UnknownName(errors.Denied):
+    """A name the user map does not know (yet): the caller may have it given an id and retry."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown user: {name}")
+        self.name = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +173,7 @@ class Authenticator:
     def lookup(self, name: str) -> Identity:
         found = self.users.user(name)
         if found is None:
-            raise errors.Denied(f"Unknown user: {name}")
+            raise UnknownName(name)
         return Identity(found.name, found.caller)
 
     def anonymous(self) -> Identity:

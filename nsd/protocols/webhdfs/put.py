@@ -247,12 +247,11 @@ async def setowner(ctx: Ctx) -> web.StreamResponse:
     if owner is None and group is None:
         raise Remote(400, IAE, "Both owner and group are empty.")
     names = ctx.vfs.perms.users
-    uid = names.uid_of(owner) if owner is not None else None
+    # HDFS takes any owner and group name; one nobody knows here is given an id (unknown_users)
+    uid = (await ctx.vfs.identity(owner)).caller.uid if owner is not None else None
     gid = names.gid_of(group) if group is not None else None
-    if owner is not None and uid is None:
-        raise Remote(400, IAE, f"Unknown user: {owner}")
     if group is not None and gid is None:
-        raise Remote(400, IAE, f"Unknown group: {group}")
+        gid = (await ctx.vfs.identity(group)).caller.gid
     await ctx.vfs.setattr(ctx.path, caller=ctx.caller, uid=uid, gid=gid)
     return empty()
 

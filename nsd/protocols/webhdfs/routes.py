@@ -31,7 +31,7 @@ from nsd.ops.clients import USER_KEY
 from nsd.protocols import errmap
 from nsd.protocols.webhdfs import get as webhdfs_get
 from nsd.protocols.webhdfs import put as webhdfs_put
-from nsd.protocols.webhdfs.auth import Authenticator, Unauthenticated
+from nsd.protocols.webhdfs.auth import Authenticator, Identity, Unauthenticated, UnknownName
 from nsd.protocols.webhdfs.context import (
     IAE,
     IOE,
@@ -207,9 +207,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     try:
         path = parse_path(request.raw_path)
         handler = _lookup(request.method, op)
-        who = state.auth.identify(
-            request.headers.get(hdrs.AUTHORIZATION), params.get("user.name"), params.get("doas"), request.remote or ""
-        )
+        who = await _identify(state, request, params)
         request[USER_KEY] = who.name
         ctx = Ctx(request, state.vfs, state.settings, op, path, params, who)
         return await handler(ctx)
@@ -224,6 +222,17 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     except Exception as e:  # a bug: answer like a NameNode would, and keep serving
         log.exception("webhdfs %s %s failed", request.method, request.raw_path)
         return error_response(500, IOE, f"internal error: {type(e).__name__}: {e}")
+
+
+async def _identify(state: State, request: web.Request, params: Params) -> Identity:
+    """Who the request acts as; a name nobody knows yet is given an id first (or refused)."""
+    args = (request.headers.get(hdrs.AUTHORIZATION), params.get("user.name"), params.get("doas"), request.remote or "")
+    for _ in range(3):  # the real user and the one it acts as: each learnt at most once
+        try:
+            return state.auth.identify(*args)
+        except UnknownName as e:
+            await state.vfs.identity(e.name)
+    return state.auth.identify(*args)
 
 
 async def expect_handler(request: web.Request) -> None:
