@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail
 from nsd.ops.report import SECTIONS
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def human_bytes(n: float) -> str:
@@ -23,6 +24,8 @@ def human_bytes(n: float) -> str:
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    from rich.table import Table  # here: a command that prints no table does not pay for rich
+
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -38,6 +41,8 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
 
 
 def _clients_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="clients", title_justify="left")
     for col in ("protocol", "host", "user", "open", "requests", "errors", "last seen"):
         table.add_column(col, justify="right" if col in ("open", "requests", "errors") else "left")
@@ -56,6 +61,8 @@ def _clients_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _cache_tables(cache: dict[str, Any]) -> list[Table]:
+    from rich.table import Table
+
     if not cache.get("enabled"):
         return [_kv_table("cache", {"enabled": "no"})]
     tiers = Table(title="cache tiers", title_justify="left")
@@ -71,6 +78,8 @@ def _cache_tables(cache: dict[str, Any]) -> list[Table]:
 
 
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="mounts", title_justify="left")
     for col in ("path", "mode", "state", "under-storage", "options"):
         table.add_column(col)
@@ -87,6 +96,8 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """The daemon's state: summary, capacity, mounts, cache, journal, clients."""
+    from rich.console import Console
+
     if section is not None and section not in SECTIONS:
         fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
     data = G.client().get("/report")
@@ -109,6 +120,9 @@ def report(
 @api_errors
 def conf_show(as_json: JsonOpt = False) -> None:
     """Effective configuration, with where each value came from."""
+    from rich.console import Console
+    from rich.table import Table
+
     data = G.client().get("/conf")
     if as_json:
         typer.echo(json.dumps(data))
@@ -150,6 +164,9 @@ def fsck_cmd(
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the daemon, its data dir, its journal, the cache tiers, pending persists and every
     mount; exit 1 if anything fails."""
+    from rich.console import Console
+    from rich.table import Table
+
     from nsd.cli.client import ApiError
 
     try:

@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nsd import __version__
-from nsd.journal.segment import list_segments
 from nsd.ops import clients
 
 if TYPE_CHECKING:
@@ -26,6 +25,8 @@ def event_loop_name() -> str:
 def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     """Every section. Cost: a stat per journal segment, a look at each open connection; no walk
     of the namespace."""
+    from nsd.journal.segment import list_segments  # here: the CLI imports SECTIONS, not the journal
+
     store = vfs.store
     w = store.writer
     segments = list_segments(store.journal_dir)
