@@ -239,7 +239,7 @@ def test_cache_commands_in_both_output_modes(fast: Daemon, tmp_path: Path) -> No
     total = 3 * MiB + 1
 
     refused = nsd("load", "/m/d", daemon=fast)
-    assert refused.returncode == 1 and "-r" in refused.stderr.decode()
+    assert refused.returncode == 2 and "-r" in refused.stderr.decode()  # a usage error
     human = ok(nsd("load", "-r", "/m/d", daemon=fast))
     assert "loaded 2 files" in human and "from the under-storage" in human
     summary = json.loads(ok(nsd("cache", "load", "-r", "--json", "/m/d", daemon=fast)))
