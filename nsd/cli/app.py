@@ -109,3 +109,12 @@ def emit(as_json: bool, value: Any, human: str | None = None) -> None:
         typer.echo(json.dumps(value))
     elif human is not None:
         typer.echo(human)
+
+
+def human_bytes(n: float) -> str:
+    """Bytes in binary units (B, KiB, MiB, ...): one style for every CLI output."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 import requests
 import typer
 
-from nsd.cli.app import EXIT_FAILED, EXIT_UNREACHABLE, G, JsonOpt, fail, journal_app
+from nsd.cli.app import EXIT_FAILED, EXIT_UNREACHABLE, G, JsonOpt, fail, human_bytes, journal_app
 from nsd.cli.fs import transfer_progress
-from nsd.cli.report import human_bytes
 from nsd.errors import NsdError
 
 PIECE = 1 << 20

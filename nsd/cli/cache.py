@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app
+from nsd.cli.app import G, JsonOpt, api_errors, app, human_bytes
 from nsd.cli.fs import transfer_progress
-from nsd.cli.report import human_bytes
 
 cache_app = typer.Typer(no_args_is_help=True, help="Cache controls: load, free, pin, unpin, persist, ttl.")
 ttl_app = typer.Typer(no_args_is_help=True, help="Time to live: free or delete a path when it expires.")
@@ -98,15 +97,34 @@ def persist(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False
         typer.echo(f"persisted {_files(r['persisted'])} ({r['already_persisted']:,} already persisted)")
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of `90`, `90s`, `15m`, `12h`, `1d` or `2w`; a usage error otherwise."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in DURATION_UNITS else (text, "s")
+    try:
+        value = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise typer.BadParameter(f"expected a duration such as 3600, 90s, 15m, 12h, 1d or 2w, got {text!r}") from None
+    if value < 0:
+        raise typer.BadParameter(f"a time to live cannot be negative: {text!r}")
+    return value
+
+
 @ttl_app.command("set")
 @api_errors
 def ttl_set(
     path: str,
-    seconds: Annotated[float, typer.Argument(help="Seconds from now.")],
+    seconds: Annotated[
+        float, typer.Argument(help="Time from now: seconds, or 90s, 15m, 12h, 1d, 2w.", parser=parse_duration)
+    ],
     action: Annotated[str, typer.Option("--action", help="free (drop cached data) or delete.")] = "free",
     as_json: JsonOpt = False,
 ) -> None:
     """Give PATH a time to live; when it expires its data is freed or it is deleted."""
+    if action not in ("free", "delete"):
+        raise typer.BadParameter(f"expected free or delete, got {action!r}", param_hint="--action")
     r = G.client().post("/cache/ttl", {"path": path, "seconds": seconds, "action": action})
     if as_json:
         typer.echo(json.dumps(r))

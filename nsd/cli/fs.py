@@ -14,7 +14,7 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app
+from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app, human_bytes
 
 
 def file_command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -34,32 +34,99 @@ def _mode_string(entry: dict[str, Any]) -> str:
     return st.filemode(kind | entry["mode"])
 
 
-def _long_line(entry: dict[str, Any]) -> str:
+def _long_line(entry: dict[str, Any], human: bool = False) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["mtime_ns"] / 1e9))
     name = entry["name"] + (f" -> {entry['target']}" if "target" in entry else "")
+    size = human_bytes(entry["size"]) if human else str(entry["size"])
     return (
         f"{_mode_string(entry)} {entry['nlink']:>3} {entry['owner']:<10} {entry['group']:<10} "
-        f"{entry['size']:>12} {when} {name}"
+        f"{size:>12} {when} {_data_state(entry)} {name}"
     )
+
+
+def _data_state(entry: dict[str, Any]) -> str:
+    """Three letters for a file's data, as `alluxio fs ls` shows it: P persisted (else -), p pinned,
+    c cached (some of it); directories show dashes."""
+    if entry.get("type") != "file":
+        return "---"
+    persisted = "P" if entry.get("persisted", True) else "-"
+    pinned = "p" if entry.get("pinned") else "-"
+    cached = "c" if entry.get("cached_bytes", 0) else "-"
+    return persisted + pinned + cached
+
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def expand(client: Any, pattern: str) -> list[str]:
+    """The paths a glob (`*`, `?`, `[...]` per component, as `hdfs dfs` takes them) names, in
+    name order; a path without one is itself. No match is NotFound, as a missing path would be."""
+    import fnmatch
+
+    from nsd.errors import NotFound
+
+    if not GLOB_CHARS & set(pattern):
+        return [pattern]
+    found = ["/"]
+    for part in [p for p in pattern.split("/") if p]:
+        if not GLOB_CHARS & set(part):
+            found = [f"{d.rstrip('/')}/{part}" for d in found]
+            continue
+        found = [
+            f"{d.rstrip('/')}/{e['name']}"
+            for d in found
+            if client.stat(d)["type"] == "dir"
+            for e in client.list(d)
+            if fnmatch.fnmatchcase(e["name"], part)
+        ]
+    if not found:
+        raise NotFound(f"{pattern}: no such file or directory")
+    return found
+
+
+def _listing(client: Any, path: str, directory: bool, recursive: bool) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(header, entries) per directory listed: PATH's entries, or PATH itself when it is not a
+    directory or with -d; with -R every directory below, depth first in name order."""
+    info = client.stat(path)
+    if directory or info["type"] != "dir":
+        yield "", [{**info, "name": path}]
+        return
+    todo = [path]
+    while todo:
+        d = todo.pop(0)
+        entries = list(client.list(d))
+        yield d, entries
+        if recursive:
+            todo[:0] = [f"{d.rstrip('/')}/{e['name']}" for e in entries if e["type"] == "dir"]
 
 
 @file_command()
 @api_errors
 def ls(
-    path: Annotated[str, typer.Argument()] = "/",
+    paths: Annotated[list[str] | None, typer.Argument(help="Paths or globs (default /).")] = None,
     long: Annotated[bool, typer.Option("-l", help="Long listing.")] = False,
+    recursive: Annotated[bool, typer.Option("-R", help="List directories below too.")] = False,
+    directory: Annotated[bool, typer.Option("-d", help="List directories themselves, not their entries.")] = False,
+    human: Annotated[bool, typer.Option("-h", help="Sizes in KiB, MiB, GiB (with -l).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a directory (a file lists as itself)."""
+    """List directories (a file lists as itself); -l shows owner, group, size, time and whether
+    the data is persisted, pinned or cached."""
     client = G.client()
-    entries = list(client.list(path))
-    if entries and entries[0]["name"] == "" and len(entries) == 1:
-        entries[0]["name"] = path.rstrip("/").rsplit("/", 1)[-1]
+    targets = [p for pattern in paths or ["/"] for p in expand(client, pattern)]
+    sections = [section for path in targets for section in _listing(client, path, directory, recursive)]
     if as_json:
-        typer.echo(json.dumps(entries))
+        if len(sections) == 1:
+            typer.echo(json.dumps(sections[0][1]))
+        else:
+            typer.echo(json.dumps([{"path": header, "entries": entries} for header, entries in sections]))
         return
-    for entry in entries:
-        typer.echo(_long_line(entry) if long else entry["name"])
+    several = len(sections) > 1
+    for i, (header, entries) in enumerate(sections):
+        if several and header:
+            typer.echo(("\n" if i else "") + f"{header}:")
+        for entry in entries:
+            typer.echo(_long_line(entry, human) if long else entry["name"])
 
 
 @file_command("stat")
@@ -86,12 +153,14 @@ def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
 @file_command()
 @api_errors
 def mkdir(
-    path: str,
+    paths: list[str],
     parents: Annotated[bool, typer.Option("-p", help="Make parents; no error if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a directory (--json: its attributes)."""
-    emit(as_json, G.client().post("/fs/mkdir", {"path": path, "parents": parents}))
+    """Create directories (--json: their attributes)."""
+    client = G.client()
+    made = [client.post("/fs/mkdir", {"path": path, "parents": parents}) for path in paths]
+    emit(as_json, made[0] if len(made) == 1 else made)
 
 
 @contextlib.contextmanager
@@ -122,34 +191,59 @@ class _counting:
 @file_command()
 @api_errors
 def put(
-    local: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    local: Annotated[str, typer.Argument(help="A local file, or - for standard input.")],
     path: str,
     force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a local file into nsd (a progress bar on a terminal; --json: the new file's attributes)."""
-    with open(local, "rb") as f, transfer_progress("put", local.stat().st_size) as advance:
+    if local == "-":
+        emit(as_json, G.client().put(path, sys.stdin.buffer, overwrite=force))
+        return
+    source = Path(local)
+    if not source.is_file():
+        fail(f"no such local file: {local}")
+    with open(source, "rb") as f, transfer_progress("put", source.stat().st_size) as advance:
         reply = G.client().put(path, _counting(f, advance), overwrite=force)
     emit(as_json, reply)
 
 
 @file_command()
 @api_errors
-def get(path: str, local: Path, as_json: JsonOpt = False) -> None:
-    """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal)."""
-    tmp = local.with_name(local.name + ".part")
+def get(
+    path: str,
+    local: Annotated[str, typer.Argument(help="A local file, an existing directory, or - for standard output.")],
+    force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing local file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal).
+    Like put, an existing LOCAL file is kept unless -f."""
+    if local == "-":
+        cat(path)
+        return
+    target = Path(local)
+    if target.is_dir():
+        target = target / path.rstrip("/").rsplit("/", 1)[-1]
+    if not target.parent.is_dir():
+        fail(f"no such local directory: {target.parent}")
+    if target.exists() and not force:
+        fail(f"{target} exists (use -f to overwrite)")
     client = G.client()
+    info = client.stat(path)
+    if info["type"] != "file":
+        fail(f"{path} is a {info['type']}, not a file")
+    tmp = target.with_name(target.name + ".part")
     copied = 0
     try:
-        with open(tmp, "wb") as f, transfer_progress("get", client.stat(path)["size"]) as advance:
+        with open(tmp, "wb") as f, transfer_progress("get", info["size"]) as advance:
             for chunk in client.read(path):
                 f.write(chunk)
                 copied += len(chunk)
                 advance(len(chunk))
-        os.replace(tmp, local)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    emit(as_json, {"path": path, "local": str(local), "bytes": copied})
+    emit(as_json, {"path": path, "local": str(target), "bytes": copied})
 
 
 @file_command()
@@ -165,19 +259,58 @@ def cat(path: str) -> None:
 @file_command()
 @api_errors
 def rm(
-    path: str,
+    paths: list[str],
     recursive: Annotated[bool, typer.Option("-r", "-R", help="Remove directories and contents.")] = False,
+    force: Annotated[bool, typer.Option("-f", help="No error for a path that does not exist.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove a file, a symlink or (with -r) a directory tree."""
-    emit(as_json, G.client().post("/fs/remove", {"path": path, "recursive": recursive}))
+    """Remove files, symlinks or (with -r) directory trees."""
+    from nsd.cli.client import ApiError
+
+    client = G.client()
+    replies = []
+    for path in paths:
+        try:
+            replies.append(client.post("/fs/remove", {"path": path, "recursive": recursive}))
+        except ApiError as e:
+            if not (force and e.kind == "NotFound"):
+                raise
+    emit(as_json, replies[0] if len(paths) == 1 and replies else replies)
 
 
 @file_command()
 @api_errors
-def mv(src: str, dst: str, as_json: JsonOpt = False) -> None:
-    """Rename or move (into DST when DST is a directory)."""
-    emit(as_json, G.client().post("/fs/rename", {"src": src, "dst": dst}))
+def mv(paths: Annotated[list[str], typer.Argument(help="SRC... DST")], as_json: JsonOpt = False) -> None:
+    """Rename or move (into DST when DST is a directory; several sources need one)."""
+    if len(paths) < 2:
+        fail("give SRC... DST", 2)
+    *sources, dst = paths
+    client = G.client()
+    moved = [client.post("/fs/rename", {"src": src, "dst": dst}) for src in sources]
+    emit(as_json, moved[0] if len(moved) == 1 else moved)
+
+
+@file_command("test")
+@api_errors
+def test_cmd(
+    path: str,
+    exists: Annotated[bool, typer.Option("-e", help="PATH exists.")] = False,
+    is_dir: Annotated[bool, typer.Option("-d", help="PATH is a directory.")] = False,
+    is_file: Annotated[bool, typer.Option("-f", help="PATH is a file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Exit 0 if PATH exists (-e, the default), is a directory (-d) or a file (-f), else 1."""
+    from nsd.cli.client import ApiError
+
+    try:
+        kind = G.client().stat(path)["type"]
+    except ApiError as e:
+        if e.kind != "NotFound":
+            raise
+        kind = None
+    answer = kind == "dir" if is_dir else kind == "file" if is_file else kind is not None
+    emit(as_json, {"path": path, "true": answer})
+    raise typer.Exit(0 if answer else 1)
 
 
 @file_command()

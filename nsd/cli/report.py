@@ -8,19 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail
+from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail, human_bytes
 from nsd.ops.report import SECTIONS
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -171,3 +172,53 @@ def test_version_from_the_cli_and_the_daemon_agree(daemon: Daemon) -> None:
     assert summary["summary"]["version"] == version("nsd")
     with urllib.request.urlopen(daemon.url + "/api/v1/status") as answer:
         assert json.load(answer)["version"] == version("nsd")
+
+
+def test_hdfs_dfs_habits_globs_recursion_several_paths_and_stdio(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"hello\n")
+    ok(nsd("mkdir", "-p", "/data/2026/a", "/data/2026/b", "/logs", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "x"), "/data/2026/a/x.csv", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "x"), "/data/2026/b/y.csv", daemon=daemon))
+    ok(nsd("put", "-", "/data/s.txt", daemon=daemon, input=b"from stdin"))
+    rows = ok(nsd("ls", "-l", "-h", "/data/2026/*/*.csv", daemon=daemon)).splitlines()
+    assert [r.split()[-1] for r in rows] == ["/data/2026/a/x.csv", "/data/2026/b/y.csv"]
+    assert all(" 6 B " in r and " P-- " in r for r in rows)  # size in binary units, data persisted
+    tree = ok(nsd("ls", "-R", "/data", daemon=daemon)).split("\n\n")
+    assert [block.splitlines()[0] for block in tree] == ["/data:", "/data/2026:", "/data/2026/a:", "/data/2026/b:"]
+    assert ok(nsd("ls", "-d", "/data", "/logs", daemon=daemon)).split() == ["/data", "/logs"]
+    assert nsd("ls", "/data/*.parquet", daemon=daemon).returncode == 1  # a glob that matches nothing
+    assert nsd("test", "-d", "/data", daemon=daemon).returncode == 0
+    assert nsd("test", "-f", "/data", daemon=daemon).returncode == 1
+    assert nsd("test", "-e", "/nope", daemon=daemon).returncode == 1
+    assert nsd("get", "/data/s.txt", "-", daemon=daemon).stdout == b"from stdin"
+    ok(nsd("rm", "-f", "/nope", "/data/s.txt", daemon=daemon))
+    assert nsd("rm", "/nope", daemon=daemon).returncode == 1
+    ok(nsd("mv", "/data/2026/a/x.csv", "/data/2026/b/y.csv", "/logs", daemon=daemon))
+    assert ok(nsd("ls", "/logs", daemon=daemon)).split() == ["x.csv", "y.csv"]
+
+
+def test_get_keeps_local_files_as_put_keeps_remote_ones(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "src").write_bytes(b"remote bytes")
+    ok(nsd("put", str(tmp_path / "src"), "/f", daemon=daemon))
+    (tmp_path / "into").mkdir()
+    ok(nsd("get", "/f", str(tmp_path / "into"), daemon=daemon))  # into an existing directory
+    assert (tmp_path / "into" / "f").read_bytes() == b"remote bytes"
+    (tmp_path / "into" / "f").write_bytes(b"mine")
+    kept = nsd("get", "/f", str(tmp_path / "into" / "f"), daemon=daemon)
+    assert kept.returncode == 1 and "use -f" in kept.stderr.decode() and kept.stderr.decode().count("\n") == 1
+    assert (tmp_path / "into" / "f").read_bytes() == b"mine"
+    ok(nsd("get", "-f", "/f", str(tmp_path / "into" / "f"), daemon=daemon))
+    assert (tmp_path / "into" / "f").read_bytes() == b"remote bytes"
+    missing = nsd("get", "/f", str(tmp_path / "no" / "such" / "x"), daemon=daemon)
+    assert missing.returncode == 1 and "no such local directory" in missing.stderr.decode()
+    assert not (tmp_path / "no").exists()
+    assert nsd("get", "/", str(tmp_path / "root-as-file"), daemon=daemon).returncode == 1  # not a file
+
+
+def test_ttl_takes_units(daemon: Daemon) -> None:
+    ok(nsd("mkdir", "/t", daemon=daemon))
+    reply = json.loads(ok(nsd("ttl", "set", "/t", "1d", "--json", daemon=daemon)))
+    assert abs(reply["expires_ns"] / 1e9 - (time.time() + 86400)) < 60
+    bad = nsd("ttl", "set", "/t", "12x", daemon=daemon)
+    assert bad.returncode == 2 and "expected a duration" in bad.stderr.decode()
+

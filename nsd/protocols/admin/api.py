@@ -164,8 +164,9 @@ async def fs_list(request: web.Request) -> web.Response:
         path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
     )
     more = len(entries) > limit
-    users = request.app[VFS_KEY].perms.users
-    return web.json_response({"entries": [stat_json(users, n, name) for name, n in entries[:limit]], "more": more})
+    vfs = request.app[VFS_KEY]
+    listed = [{**stat_json(vfs.perms.users, n, name), **cache_info(vfs, n)} for name, n in entries[:limit]]
+    return web.json_response({"entries": listed, "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
