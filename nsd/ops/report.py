@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,8 @@ SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients")
 
 def event_loop_name() -> str:
     """uvloop or asyncio: which event loop the daemon runs on (the `event_loop` setting)."""
+    import asyncio  # here: the CLI imports this module for SECTIONS alone
+
     return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
