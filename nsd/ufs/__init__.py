@@ -62,7 +62,7 @@ _GCS = ("access_token", "anonymous", "scheme", "endpoint_override", "project_id"
 # The options each store reads (besides RETRY_OPTIONS); anything else is refused at mount time.
 STORE_OPTIONS: dict[str, tuple[str, ...]] = {
     "file": (),
-    "memory": ("fault_latency_s", "fault_read_latency_s", "fault_capacity"),
+    "memory": ("fault_latency_s", "fault_read_latency_s", "fault_capacity", "faults_file"),
     "s3": _S3,
     "gs": _GCS,
     "gcs": _GCS,

@@ -268,7 +268,7 @@ def test_cache_commands_in_both_output_modes(fast: Daemon, tmp_path: Path) -> No
     missing = nsd("ttl", "rm", "/m/d/a", daemon=fast)
     assert missing.returncode == 1 and "no TTL" in missing.stderr.decode()
     bad = nsd("ttl", "set", "/m/d/a", "5", "--action", "shred", daemon=fast)
-    assert bad.returncode == 1 and "action" in bad.stderr.decode()
+    assert bad.returncode == 2 and "action" in bad.stderr.decode()  # a usage error
     wait_for(lambda: not (ufs / "d" / "b").exists(), what="the delete TTL")
 
     report = json.loads(ok(nsd("report", "cache", "--json", daemon=fast)))["cache"]
