@@ -324,13 +324,26 @@ def head(path: str, bytes_: Annotated[int, typer.Option("-c", "--bytes", help="H
 
 @file_command()
 @api_errors
-def tail(path: str, bytes_: Annotated[int, typer.Option("-c", "--bytes", help="How many bytes.")] = 1024) -> None:
-    """The last bytes of a file."""
+def tail(
+    path: str,
+    bytes_: Annotated[int, typer.Option("-c", "--bytes", help="How many bytes.")] = 1024,
+    follow: Annotated[bool, typer.Option("-f", help="Keep printing what is appended (Ctrl-C ends).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between looks, with -f.")] = 1.0,
+) -> None:
+    """The last bytes of a file; with -f, then whatever is appended to it."""
     client = G.client()
     size = client.stat(path)["size"]
-    for chunk in client.read(path, max(0, size - bytes_)):
-        sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
+    offset = max(0, size - bytes_)
+    while True:
+        for chunk in client.read(path, offset):
+            sys.stdout.buffer.write(chunk)
+            offset += len(chunk)
+        sys.stdout.buffer.flush()
+        if not follow:
+            return
+        time.sleep(interval)
+        if client.stat(path)["size"] < offset:
+            offset = 0  # truncated or replaced: start again, as tail -f does
 
 
 def _walk(path: str) -> Any:
@@ -356,14 +369,21 @@ def _walk(path: str) -> Any:
 
 @file_command()
 @api_errors
-def du(paths: list[str], as_json: JsonOpt = False) -> None:
+def du(
+    paths: list[str],
+    summary: Annotated[bool, typer.Option("-s", help="One total per PATH (the default; as hdfs dfs -du -s).")] = False,
+    human: Annotated[bool, typer.Option("-h", help="Sizes in KiB, MiB, GiB.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Bytes used below each PATH (one total per argument)."""
-    rows = [{"path": path, "bytes": _walk(path)[2]} for path in paths]
+    client = G.client()
+    rows = [{"path": path, "bytes": _walk(path)[2]} for pattern in paths for path in expand(client, pattern)]
     if as_json:
         emit(True, rows)
         return
     for r in rows:
-        typer.echo(f"{r['bytes']:>14}  {r['path']}")
+        size = human_bytes(r["bytes"]) if human else str(r["bytes"])
+        typer.echo(f"{size:>14}  {r['path']}")
 
 
 @file_command()
@@ -383,36 +403,252 @@ def count(paths: list[str], as_json: JsonOpt = False) -> None:
 
 @file_command()
 @api_errors
-def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
-    """Set permission bits (octal, e.g. 640)."""
+def chmod(
+    mode: Annotated[str, typer.Argument(help="Octal (640) or symbolic (u+x,go-w,a=r,+t).")],
+    paths: list[str],
+    recursive: Annotated[bool, typer.Option("-R", help="Everything below each PATH too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set permission bits, as chmod(1) and hdfs dfs -chmod take them."""
     try:
-        bits = int(mode, 8)
-    except ValueError:
-        fail(f"mode must be octal, got {mode!r}", 2)
-    emit(as_json, G.client().post("/fs/setattr", {"path": path, "mode": bits}))
+        change = parse_mode(mode)
+    except ValueError as e:
+        fail(str(e), 2)
+    client = G.client()
+    replies = []
+    for path in _targets(client, paths, recursive):
+        info = client.stat(path, follow=False)
+        if info["type"] == "symlink":
+            continue  # as chmod -R: links are not followed, and have no bits of their own
+        replies.append(client.post("/fs/setattr", {"path": path, "mode": change(info["mode"], info["type"] == "dir")}))
+    emit(as_json, replies[0] if len(replies) == 1 else replies)
+
+
+def parse_mode(text: str) -> Callable[[int, bool], int]:
+    """chmod's MODE as a function of (old bits, is a directory): octal sets them all; symbolic
+    clauses [ugoa]*[+-=][rwxXst]* (comma-separated) change some. ValueError for anything else."""
+    if text and all(c in "01234567" for c in text):
+        bits = int(text, 8)
+        if bits > 0o7777:
+            raise ValueError(f"mode out of range: {text!r}")
+        return lambda old, is_dir: bits
+    clauses = []
+    for clause in text.split(","):
+        who, rest = "", clause
+        while rest and rest[0] in "ugoa":
+            who, rest = who + rest[0], rest[1:]
+        if not rest or rest[0] not in "+-=" or any(c not in "rwxXst" for c in rest[1:]):
+            raise ValueError(f"mode must be octal or symbolic such as u+x,go-w, not {text!r}")
+        clauses.append((who or "a", rest[0], rest[1:]))
+
+    def apply(old: int, is_dir: bool) -> int:
+        bits = old & 0o7777
+        for who, op, perms in clauses:
+            mask = 0
+            for w in "ugo" if "a" in who else who:
+                shift = {"u": 6, "g": 3, "o": 0}[w]
+                for p in perms:
+                    if p == "r":
+                        mask |= 4 << shift
+                    elif p == "w":
+                        mask |= 2 << shift
+                    elif p == "x" or (p == "X" and (is_dir or old & 0o111)):
+                        mask |= 1 << shift
+                    elif p == "s" and w in "ug":
+                        mask |= 0o4000 if w == "u" else 0o2000
+                if op == "=":
+                    bits &= ~((7 << shift) | (0o4000 if w == "u" else 0o2000 if w == "g" else 0))
+            if "t" in perms:
+                mask |= 0o1000
+            if op == "-":
+                bits &= ~mask
+            else:
+                bits |= mask
+        return bits
+
+    return apply
+
+
+def _targets(client: Any, patterns: list[str], recursive: bool) -> list[str]:
+    """The paths PATTERNS name (globs expanded), and with `recursive` everything below them."""
+    out = []
+    for path in (p for pattern in patterns for p in expand(client, pattern)):
+        out.append(path)
+        if recursive:
+            out += [
+                f"{d.rstrip('/')}/{e['name']}"
+                for d, entries in _listing(client, path, False, True)
+                if d  # "" is a file listed as itself: nothing below it
+                for e in entries
+            ]
+    return out
+
+
+class _ChunkReader:
+    """A file-like `read(n)` over an iterator of chunks (a download feeding an upload)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.rest = chunks, b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.rest) < n:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.rest += chunk
+        out, self.rest = (self.rest, b"") if n < 0 else (self.rest[:n], self.rest[n:])
+        return out
 
 
 @file_command()
 @api_errors
-def chown(owner: str, path: str, as_json: JsonOpt = False) -> None:
+def cp(
+    paths: Annotated[list[str], typer.Argument(help="SRC... DST")],
+    recursive: Annotated[bool, typer.Option("-r", "-R", help="Copy directories and everything below.")] = False,
+    force: Annotated[bool, typer.Option("-f", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy files (and with -r directory trees) within nsd, across mounts too: the bytes stream
+    through this command, read from one path and written to the other."""
+    from nsd.cli.client import ApiError
+
+    if len(paths) < 2:
+        fail("give SRC... DST", 2)
+    client = G.client()
+    *sources, dst = paths
+    try:
+        into = client.stat(dst)["type"] == "dir"
+    except ApiError as e:
+        if e.kind != "NotFound":
+            raise
+        into = False
+    if len(sources) > 1 and not into:
+        fail(f"{dst} is not a directory: several sources need one", 2)
+    copied = []
+    for src in (p for pattern in sources for p in expand(client, pattern)):
+        target = f"{dst.rstrip('/')}/{src.rstrip('/').rsplit('/', 1)[-1]}" if into else dst
+        info = client.stat(src)
+        if info["type"] == "dir":
+            if not recursive:
+                fail(f"{src} is a directory (use -r)", 2)
+            client.post("/fs/mkdir", {"path": target, "parents": True})
+            for d, entries in _listing(client, src, False, True):
+                below = target + d[len(src.rstrip("/")) :]
+                for entry in entries:
+                    there = f"{below}/{entry['name']}"
+                    if entry["type"] == "dir":
+                        client.post("/fs/mkdir", {"path": there, "parents": True})
+                    elif entry["type"] == "file":
+                        client.put(there, _ChunkReader(client.read(f"{d}/{entry['name']}")), overwrite=force)
+                        copied.append(there)
+        else:
+            client.put(target, _ChunkReader(client.read(src)), overwrite=force)
+            copied.append(target)
+    emit(as_json, {"copied": copied})
+
+
+@file_command()
+@api_errors
+def chown(
+    owner: str,
+    paths: list[str],
+    recursive: Annotated[bool, typer.Option("-R", help="Everything below each PATH too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers), by the daemon's user
     map (a Hadoop user name it has never seen is given an id, as HDFS takes any name)."""
     user, _, group = owner.partition(":")
     if not user and not group:
         fail("give USER, USER:GROUP or :GROUP", 2)
-    body: dict[str, Any] = {"path": path}
+    change: dict[str, Any] = {}
     if user:
-        body.update({"uid": int(user)} if user.isdigit() else {"owner": user})
+        change.update({"uid": int(user)} if user.isdigit() else {"owner": user})
     if group:
-        body.update({"gid": int(group)} if group.isdigit() else {"group": group})
-    emit(as_json, G.client().post("/fs/setattr", body))
+        change.update({"gid": int(group)} if group.isdigit() else {"group": group})
+    client = G.client()
+    replies = [client.post("/fs/setattr", {"path": path, **change}) for path in _targets(client, paths, recursive)]
+    emit(as_json, replies[0] if len(replies) == 1 else replies)
 
 
 @file_command()
 @api_errors
-def chgrp(group: str, path: str, as_json: JsonOpt = False) -> None:
+def chgrp(
+    group: str,
+    paths: list[str],
+    recursive: Annotated[bool, typer.Option("-R", help="Everything below each PATH too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Set the group (a name or a number)."""
-    chown(":" + group, path, as_json)
+    chown(":" + group, paths, recursive, as_json)
+
+
+@file_command()
+@api_errors
+def checksum(paths: list[str], as_json: JsonOpt = False) -> None:
+    """Each file's MD5-of-MD5-of-CRC32C checksum: what WebHDFS GETFILECHECKSUM and
+    `hdfs dfs -checksum` give for the same bytes."""
+    client = G.client()
+    rows = [{"path": p, **client.get("/fs/checksum", path=p)["FileChecksum"]} for p in paths]
+    if as_json:
+        emit(True, rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['path']}\t{r['algorithm']}\t{r['bytes']}")
+
+
+@file_command()
+@api_errors
+def truncate(
+    path: str,
+    size: Annotated[int, typer.Option("-s", "--size", help="The new length in bytes.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Cut a file to SIZE bytes (or extend it with zeros)."""
+    if size < 0:
+        fail("--size must not be negative", 2)
+    emit(as_json, G.client().post("/fs/setattr", {"path": path, "size": size}))
+
+
+@file_command()
+@api_errors
+def getfattr(path: str, as_json: JsonOpt = False) -> None:
+    """Extended attributes (as getfattr -d and hdfs dfs -getfattr -d)."""
+    found = G.client().get("/fs/xattrs", path=path)
+    emit(as_json, found, "\n".join(f'{k}="{v}"' for k, v in found.items()))
+
+
+@file_command()
+@api_errors
+def setfattr(
+    path: str,
+    name: Annotated[str, typer.Option("-n", help="Attribute name, e.g. user.origin.")],
+    value: Annotated[str | None, typer.Option("-v", help="Its value (0x... for bytes).")] = None,
+    remove: Annotated[bool, typer.Option("-x", help="Remove the attribute instead.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set (-n NAME -v VALUE) or remove (-x -n NAME) an extended attribute."""
+    if remove == (value is not None):
+        fail("give -v VALUE to set, or -x to remove", 2)
+    body: dict[str, Any] = {"path": path, "name": name}
+    if value is not None:
+        body["value"] = value
+    emit(as_json, G.client().post("/fs/xattrs", body))
+
+
+@file_command()
+@api_errors
+def find(
+    paths: list[str],
+    name: Annotated[str, typer.Option("-name", "--name", help="A glob the entry's name must match.")] = "*",
+    as_json: JsonOpt = False,
+) -> None:
+    """Every path below PATHS whose name matches (as hdfs dfs -find -name)."""
+    import fnmatch
+
+    client = G.client()
+    below = _targets(client, paths, True)
+    found = sorted(p for p in below if fnmatch.fnmatchcase(p.rstrip("/").rsplit("/", 1)[-1], name))
+    emit(as_json, found, "\n".join(found) if found else None)
 
 
 @file_command()

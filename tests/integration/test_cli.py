@@ -222,3 +222,69 @@ def test_ttl_takes_units(daemon: Daemon) -> None:
     bad = nsd("ttl", "set", "/t", "12x", daemon=daemon)
     assert bad.returncode == 2 and "expected a duration" in bad.stderr.decode()
 
+
+
+def test_cp_chmod_chown_checksum_xattrs_truncate_find_du(daemon: Daemon, tmp_path: Path) -> None:
+    from hdfs import InsecureClient
+
+    other = tmp_path / "other-store"
+    other.mkdir()
+    ok(nsd("mount", "add", "/other", other.as_uri(), daemon=daemon))
+    payload = os.urandom(3 * (1 << 20) + 11)
+    (tmp_path / "p").write_bytes(payload)
+    ok(nsd("mkdir", "-p", "/src/deep", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "p"), "/src/deep/data.bin", daemon=daemon))
+    ok(nsd("put", str(tmp_path / "p"), "/src/top.bin", daemon=daemon))
+    # cp -r across mounts: the tree arrives in the other store
+    ok(nsd("cp", "-r", "/src", "/other", daemon=daemon))
+    assert (other / "src" / "deep" / "data.bin").read_bytes() == payload
+    assert nsd("cp", "/src", "/other/x", daemon=daemon).returncode == 2  # a directory needs -r
+    # checksum: the value Hadoop's clients get from WebHDFS for the same file
+    line = ok(nsd("checksum", "/src/top.bin", daemon=daemon)).split("\t")
+    hdfscli = InsecureClient(daemon.url, user="root").checksum("/src/top.bin")
+    assert line[1:] == [hdfscli["algorithm"], hdfscli["bytes"] + "\n"]
+    # chmod -R with a symbolic mode: X gives search to directories only
+    ok(nsd("chmod", "-R", "go-rwx,u=rwX", "/src", daemon=daemon))
+    modes = {e["name"]: e["mode"] for e in json.loads(ok(nsd("ls", "--json", "/src", daemon=daemon)))}
+    assert modes == {"deep": 0o700, "top.bin": 0o600}
+    ok(nsd("chmod", "+t,a+r", "/src", daemon=daemon))
+    assert json.loads(ok(nsd("stat", "--json", "/src", daemon=daemon)))["mode"] == 0o1744
+    assert nsd("chmod", "u+q", "/src", daemon=daemon).returncode == 2
+    ok(nsd("chown", "-R", "hive:hadoop", "/src", daemon=daemon))
+    owners = {(e["owner"], e["group"]) for e in json.loads(ok(nsd("ls", "--json", "/src/deep", daemon=daemon)))}
+    assert owners == {("hive", "hadoop")}
+    ok(nsd("setfattr", "-n", "user.origin", "-v", "s3 import", "/src/top.bin", daemon=daemon))
+    assert json.loads(ok(nsd("getfattr", "--json", "/src/top.bin", daemon=daemon))) == {"user.origin": "s3 import"}
+    ok(nsd("setfattr", "-x", "-n", "user.origin", "/src/top.bin", daemon=daemon))
+    assert ok(nsd("getfattr", "/src/top.bin", daemon=daemon)).strip() == ""
+    ok(nsd("truncate", "-s", "5", "/src/top.bin", daemon=daemon))
+    assert nsd("cat", "/src/top.bin", daemon=daemon).stdout == payload[:5]
+    assert ok(nsd("find", "/src", "-name", "*.bin", daemon=daemon)).split() == ["/src/deep/data.bin", "/src/top.bin"]
+    assert ok(nsd("du", "-s", "-h", "/src", daemon=daemon)).split() == ["3.0", "MiB", "/src"]
+
+
+def test_tail_follow_prints_what_is_appended(daemon: Daemon, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ok(nsd("put", "-", "/log", daemon=daemon, input=b"first\n"))
+    env = {**os.environ, "NSD_SERVER": daemon.url, "NSD_DATA_DIR": str(daemon.data_dir)}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "nsd.cli", "tail", "-f", "--interval", "0.2", "/log"], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == b"first\n"
+        requests_append(daemon, "/log", b"second\n")
+        assert follower.stdout.readline() == b"second\n"
+    finally:
+        follower.kill()
+        follower.wait(10)
+
+
+def requests_append(daemon: Daemon, path: str, data: bytes) -> None:
+    """An APPEND through WebHDFS, as a Hadoop writer would add to a log."""
+    import requests
+
+    r = requests.post(f"{daemon.url}/webhdfs/v1{path}", params={"op": "APPEND", "user.name": "root"}, data=data)
+    assert r.status_code == 200, r.text

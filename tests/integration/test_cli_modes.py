@@ -92,6 +92,18 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         ]
         human, js = r.both(("count",), ("/m",), ("/m",))
         assert human.split() == ["4", "5", "2099157", "/m"] and js[0]["files"] == 5
+        human, js = r.both(("cp",), ("/m/a/g", "/m/cp1"), ("/m/b/g", "/m/cp2"))
+        assert human == "" and js == {"copied": ["/m/cp2"]}
+        human, js = r.both(("checksum",), ("/m/a/g",), ("/m/b/g",))
+        assert "MD5-of-0MD5-of-512CRC32C" in human and js[0]["length"] == 28
+        human, js = r.both(("setfattr",), ("/m/a/g", "-n", "user.k", "-v", "v"), ("/m/b/g", "-n", "user.k", "-v", "v"))
+        assert human == "" and js["path"] == "/m/b/g"
+        human, js = r.both(("getfattr",), ("/m/a/g",), ("/m/b/g",))
+        assert human.strip() == 'user.k="v"' and js == {"user.k": "v"}
+        human, js = r.both(("find",), ("/m", "-name", "cp1"), ("/m", "-name", "cp*"))
+        assert human.split() == ["/m/cp1"] and js == ["/m/cp1", "/m/cp2"]
+        human, js = r.both(("truncate",), ("-s", "3", "/m/cp1"), ("-s", "3", "/m/cp2"))
+        assert human == "" and js["size"] == 3
         assert nsd("fs", "head", "-c", "3", "/m/a/g", daemon=d).stdout == b"012"
         assert nsd("fs", "tail", "-c", "2", "/m/a/g", daemon=d).stdout == b"89"
         assert nsd("cat", "/m/a/g", daemon=d).stdout == local.read_bytes()

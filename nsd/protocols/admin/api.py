@@ -9,6 +9,7 @@ The token is compared in constant time. Errors come back as
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -38,6 +39,9 @@ from nsd.protocols.http.limits import body_stream
 from nsd.protocols.http.readahead import read_ahead
 from nsd.protocols.http.status import METRICS_KEY
 from nsd.protocols.probes import probe_listeners
+from nsd.protocols.webhdfs.checksum import Md5Md5Crc32c
+from nsd.protocols.webhdfs.context import DEFAULT_BLOCK_SIZE
+from nsd.protocols.webhdfs.encode import file_checksum
 from nsd.vfs import Caller, Vfs
 
 UPLOAD_CHUNK = 1 << 20
@@ -275,6 +279,51 @@ async def fs_setattr(request: web.Request) -> web.Response:
     return web.json_response(path_json(request, node, path))
 
 
+async def fs_checksum(request: web.Request) -> web.Response:
+    """The file's MD5-of-MD5-of-CRC32C, the value WebHDFS's GETFILECHECKSUM gives (HDFS's
+    default block size and bytes per CRC), so `nsd checksum` matches `hdfs dfs -checksum`."""
+    vfs = request.app[VFS_KEY]
+    path = path_param(request)
+    node = await vfs.open_read(path, caller=_caller(request))
+    summer = Md5Md5Crc32c(DEFAULT_BLOCK_SIZE)  # WebHDFS's block size: both doors give one value
+    stream = read_ahead(vfs, node.ino, 0, node.size, path, caller=_caller(request))
+    async with contextlib.aclosing(stream):
+        async for chunk in stream:
+            await asyncio.to_thread(summer.feed, chunk)
+    return web.json_response(file_checksum(summer.result()))
+
+
+async def fs_xattrs(request: web.Request) -> web.Response:
+    """Extended attributes by name, values as text (hex for bytes that are not UTF-8)."""
+    found = await request.app[VFS_KEY].get_xattrs(path_param(request), caller=_caller(request))
+    return web.json_response({name: _xattr_text(value) for name, value in sorted(found.items())})
+
+
+def _xattr_text(value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "0x" + value.hex()
+
+
+async def fs_setxattr(request: web.Request) -> web.Response:
+    """{"path", "name", "value"} sets (value a string; 0x... for bytes), without "value" removes."""
+    vfs = request.app[VFS_KEY]
+    body = await json_body(request)
+    path, name = path_param(request, body=body), body.get("name")
+    if not isinstance(name, str) or not name:
+        raise errors.Invalid("missing parameter 'name'")
+    value = body.get("value")
+    if value is None:
+        node = await vfs.remove_xattr(path, name, caller=_caller(request))
+    elif isinstance(value, str):
+        raw = bytes.fromhex(value[2:]) if value.startswith("0x") else value.encode()
+        node = await vfs.set_xattr(path, name, raw, caller=_caller(request))
+    else:
+        raise errors.Invalid("value must be a string")
+    return web.json_response(path_json(request, node, path))
+
+
 async def fs_symlink(request: web.Request) -> web.Response:
     body = await json_body(request)
     path = path_param(request, body=body)
@@ -394,6 +443,9 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
     app.router.add_get(f"{PREFIX}/users", users_list)
+    app.router.add_get(f"{PREFIX}/fs/checksum", fs_checksum)
+    app.router.add_get(f"{PREFIX}/fs/xattrs", fs_xattrs)
+    app.router.add_post(f"{PREFIX}/fs/xattrs", fs_setxattr)
     app.router.add_get(f"{PREFIX}/report", report)
     app.router.add_get(f"{PREFIX}/conf", conf)
     app.router.add_get(f"{PREFIX}/fs/stat", fs_stat)
