@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from nsd.ops.clients import HttpClients, RpcListenerView
+from nsd.ufs.wrap.health import UNREACHABLE
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -151,6 +152,7 @@ class _StateCollector(Collector):
         yield gauge("nsd_uptime_seconds", "Seconds since the daemon started.", time.time() - self.started)
         yield gauge("nsd_inodes", "Inodes in the namespace.", len(store.ns.inodes))
         yield gauge("nsd_mounts", "Mounts, the root mount included.", len(store.ns.mounts) + 1)
+        yield from _mount_metrics(self.vfs.mount_table())
         yield gauge("nsd_journal_last_txid", "Last journal transaction id appended.", store.writer.last_txid)
         yield gauge("nsd_journal_durable_txid", "Last journal transaction id on disk.", store.writer.durable_txid)
         yield counter("nsd_journal_appends", "Journal records appended.", w.appends)
@@ -192,6 +194,24 @@ class _StateCollector(Collector):
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)
         if self.vfs.cache is not None:
             yield from _cache_metrics(self.vfs.cache.report(), len(self.vfs.ns.persist_pending))
+
+
+def _mount_metrics(views: list[Any]) -> Iterator[Any]:
+    """Per mount: is its store reachable (alert on 0), and since when its state holds."""
+    up = GaugeMetricFamily(
+        "nsd_mount_up",
+        "1 while a mount's under-storage answers (or was not needed yet), 0 while it is unreachable.",
+        labels=["mount", "kind"],
+    )
+    since = GaugeMetricFamily(
+        "nsd_mount_state_since_seconds", "Unix time of a mount's last change of state.", labels=["mount", "kind"]
+    )
+    for v in views:
+        up.add_metric([v.path, v.kind], 0 if v.state == UNREACHABLE else 1)
+        if v.since is not None:
+            since.add_metric([v.path, v.kind], v.since)
+    yield up
+    yield since
 
 
 def _cache_metrics(r: dict[str, Any], pending: int) -> Iterator[Any]:

@@ -337,6 +337,7 @@ def test_s3_down_under_a_mount_fails_fast_and_clearly_then_recovers(tmp_path: Pa
             st = requests.get(f"{d.url}/webhdfs/v1/s3/obj", params={"op": "GETFILESTATUS", "user.name": USER})
             assert st.status_code == 200 and st.json()["FileStatus"]["length"] == len(b"in the bucket")
             assert doctor(d)["mount /s3"]["status"] == "fail"
+            assert mount_up(d, "/s3") == 0  # what an alert on the outage watches
         finally:
             moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             moto.start()  # same process, same port: the bucket's objects are back too
@@ -355,10 +356,21 @@ def test_s3_down_under_a_mount_fails_fast_and_clearly_then_recovers(tmp_path: Pa
         with web.read("/s3/new") as f:
             assert f.read() == b"back up"
         assert doctor(d)["mount /s3"]["status"] == "ok"
+        assert mount_up(d, "/s3") == 1 and mount_up(d, "/") == 1
         assert nsd("fsck", daemon=d).returncode == 0
     finally:
         assert d.stop() == 0
         moto.stop()
+
+
+def mount_up(d: Daemon, path: str) -> float:
+    """nsd_mount_up of a mount, from /metrics."""
+    text = requests.get(f"{d.url}/metrics", timeout=30).text
+    prefix = 'nsd_mount_up{kind="'
+    for line in text.splitlines():
+        if line.startswith(prefix) and f'mount="{path}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no nsd_mount_up for {path} in /metrics")
 
 
 # ---- a slow under-storage ----------------------------------------------------------------------------
