@@ -133,6 +133,19 @@ def ttl_set(
         typer.echo(f"TTL of {path}: {action} at {when} (in {seconds:g} s)")
 
 
+@ttl_app.command("ls")
+@api_errors
+def ttl_ls(as_json: JsonOpt = False) -> None:
+    """Every TTL, soonest first: when, what happens, and the path."""
+    ttls = G.client().get("/cache/ttl")["ttls"]
+    if as_json:
+        typer.echo(json.dumps(ttls))
+        return
+    for t in ttls:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["expires_ns"] / 1e9))
+        typer.echo(f"{when}  {t['action']:<6}  {t['path']}")
+
+
 @ttl_app.command("rm")
 @api_errors
 def ttl_rm(path: str, as_json: JsonOpt = False) -> None:

@@ -221,6 +221,12 @@ def test_ttl_takes_units(daemon: Daemon) -> None:
     assert abs(reply["expires_ns"] / 1e9 - (time.time() + 86400)) < 60
     bad = nsd("ttl", "set", "/t", "12x", daemon=daemon)
     assert bad.returncode == 2 and "expected a duration" in bad.stderr.decode()
+    ok(nsd("mkdir", "/u", daemon=daemon))
+    ok(nsd("ttl", "set", "/u", "2h", "--action", "delete", daemon=daemon))
+    listed = json.loads(ok(nsd("ttl", "ls", "--json", daemon=daemon)))
+    assert [(t["path"], t["action"]) for t in listed] == [("/u", "delete"), ("/t", "free")]  # soonest first
+    rows = ok(nsd("ttl", "ls", daemon=daemon)).splitlines()
+    assert rows[0].split()[-2:] == ["delete", "/u"] and rows[1].split()[-2:] == ["free", "/t"]
 
 
 

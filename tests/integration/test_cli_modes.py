@@ -122,6 +122,8 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         assert "already persisted" in human and js["already_persisted"] == 2
         human, js = r.both(("ttl", "set"), ("/m/a/g", "3600"), ("/m/b/g", "3600", "--action", "delete"))
         assert "free at" in human and js["action"] == "delete"
+        human, js = r.both(("ttl", "ls"), (), ())
+        assert "/m/a/g" in human and [t["path"] for t in js] == ["/m/a/g", "/m/b/g"]
         human, js = r.both(("ttl", "rm"), ("/m/a/g",), ("/m/b/g",))
         assert "removed" in human and js["removed"] is True
 

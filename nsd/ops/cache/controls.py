@@ -212,6 +212,16 @@ async def set_ttl(vfs: Vfs, path: str, seconds: float, action: str) -> dict[str,
     return {"path": path, "expires_ns": expires, "action": action}
 
 
+def list_ttls(vfs: Vfs) -> list[dict[str, Any]]:
+    """Every TTL, soonest first: path, expiry (ns since the epoch) and action. Cost: O(TTLs)."""
+    rows = [
+        {"path": vfs.ns.path_of(ino), "expires_ns": expires, "action": action}
+        for ino, (expires, action) in vfs.ns.ttls.items()
+        if ino in vfs.ns.inodes
+    ]
+    return sorted(rows, key=lambda r: (r["expires_ns"], r["path"]))
+
+
 async def remove_ttl(vfs: Vfs, path: str) -> dict[str, Any]:
     node = await vfs.resolve(path, caller=SYSTEM)
     if node.ino not in vfs.ns.ttls:

@@ -73,7 +73,12 @@ async def ttl_remove(request: web.Request) -> web.Response:
     return web.json_response(await controls.remove_ttl(request.app[VFS_KEY], path))
 
 
+async def ttl_list(request: web.Request) -> web.Response:
+    return web.json_response({"ttls": controls.list_ttls(request.app[VFS_KEY])})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get(f"{PREFIX}/cache/ttl", ttl_list)
     for name, handler in (
         ("load", load),
         ("free", free),
