@@ -368,12 +368,13 @@ class Discovery:
                     fresh.append((name, status))
                 elif self._changed(child, status):
                     changed.append((name, status))
-            add = self._entries_to_add(d, fresh)
+            now = self.store.now_ns()
+            add = self._entries_to_add(d, fresh, now)
             update = [[name, s.size, s.mtime_ns, s.fingerprint()] for name, s in changed]
             remove = gone()
             if not (add or update or remove):
                 return []
-            return [plan_ufs_sync(ns, d.ino, add, update, remove, self.store.now_ns())]
+            return [plan_ufs_sync(ns, d.ino, add, update, remove, now)]
 
         await self.store.mutate(plan)
 
@@ -386,10 +387,13 @@ class Discovery:
     def _plan_add(self, ns: Namespace, d: DirInode, found: list[tuple[str, UfsStatus]]) -> list[Any]:
         if d.ino not in ns.inodes:
             return []
-        entries = self._entries_to_add(d, found)
-        return [plan_ufs_sync(ns, d.ino, entries, [], [], self.store.now_ns())] if entries else []
+        now = self.store.now_ns()
+        entries = self._entries_to_add(d, found, now)
+        return [plan_ufs_sync(ns, d.ino, entries, [], [], now)] if entries else []
 
-    def _entries_to_add(self, d: DirInode, found: list[tuple[str, UfsStatus]]) -> list[list[Any]]:
+    def _entries_to_add(self, d: DirInode, found: list[tuple[str, UfsStatus]], now: int) -> list[list[Any]]:
+        """UfsSync entries for what the UFS shows; a directory whose store keeps no time (an
+        object store's prefix) gets the time it was found, journaled with it, never 1970."""
         uid, gid = self.mounts.owner(d.mount)
         entries = []
         for name, s in found:
@@ -398,7 +402,8 @@ class Discovery:
             kind = st.S_IFDIR if s.is_dir else st.S_IFREG
             perms = s.mode if s.mode is not None else (0o755 if s.is_dir else 0o644)
             fp = None if s.is_dir else s.fingerprint()
-            entries.append([name, kind | perms, uid, gid, 0 if s.is_dir else s.size, s.mtime_ns, fp])
+            mtime = (s.mtime_ns or now) if s.is_dir else s.mtime_ns
+            entries.append([name, kind | perms, uid, gid, 0 if s.is_dir else s.size, mtime, fp])
         return entries
 
     async def sync_tree(self, node: Inode, recursive: bool) -> int:

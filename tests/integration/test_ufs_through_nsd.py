@@ -381,3 +381,26 @@ def test_mount_ls_describes_each_store_and_never_shows_secrets(daemon: Daemon, m
     ]
     for secret in (S3_KEYS["secret_key"], S3_KEYS["access_key"], "tok-Never-Show-1234"):
         assert not any(secret in text for text in shown), secret
+
+
+def test_object_store_directories_show_when_they_were_found_not_1970(tmp_path: Path, moto: str) -> None:
+    bucket = make_bucket(moto)
+    s3_client(moto).put_object(Bucket=bucket, Key="year=2026/month=12/part-0", Body=b"row")
+    d = start(tmp_path / "data")
+    try:
+        before = time.time()
+        mount(d, "/lake", f"s3://{bucket}", s3_options(moto))
+        rows = ok(nsd("ls", "-l", "/lake", daemon=d)).splitlines()
+        assert rows and "1970" not in rows[0] and rows[0].endswith("year=2026")
+        status = requests.get(
+            f"{d.url}/webhdfs/v1/lake/year=2026", params={"op": "GETFILESTATUS", "user.name": "root"}
+        ).json()["FileStatus"]
+        assert status["modificationTime"] / 1000 >= before - 2
+        listed = json.loads(ok(nsd("stat", "--json", "/lake/year=2026", daemon=d)))["mtime_ns"]
+    finally:
+        assert d.stop() == 0
+    d = start(tmp_path / "data")
+    try:  # journaled with the listing: the same after a restart
+        assert json.loads(ok(nsd("stat", "--json", "/lake/year=2026", daemon=d)))["mtime_ns"] == listed
+    finally:
+        assert d.stop() == 0
