@@ -96,8 +96,53 @@ def journal_dump(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     from nsd.journal.dump import dump_records
 
     dd = _offline(data_dir)
+    paths = _PathsAtEachRecord(dd.journal)
     for item in dump_records(dd.journal):
+        if "txid" in item:
+            item["paths"] = paths.of(item["txid"], item["op"], item["fields"])
         typer.echo(json.dumps(item) if as_json else _dump_line(item))
+
+
+class _PathsAtEachRecord:
+    """The paths a record names (its parent/name, inode or directory), as the namespace stood
+    just before it: the oldest checkpoint, replayed record by record alongside the dump."""
+
+    def __init__(self, journal: Path) -> None:
+        from nsd.journal.checkpoint import list_checkpoints, read_checkpoint
+        from nsd.journal.ops import OPS
+        from nsd.namespace import Namespace
+
+        self.ops = {cls.__name__: cls for cls in OPS.values()}
+        self.ns: Any = None
+        self.txid = 0
+        checkpoints = list_checkpoints(journal)
+        if checkpoints:
+            try:
+                self.txid, chunks = read_checkpoint(checkpoints[0][1])
+                self.ns = Namespace.from_image(chunks)
+            except NsdError:
+                self.ns = None  # a damaged checkpoint: the dump says so; no paths then
+
+    def of(self, txid: int, op_name: str, fields: dict[str, Any]) -> dict[str, str]:
+        ns = self.ns
+        if ns is None or txid <= self.txid:
+            return {}
+        found = {}
+        for key, (parent, name) in {
+            "path": ("parent", "name"),
+            "src": ("src_parent", "src_name"),
+            "dst": ("dst_parent", "dst_name"),
+        }.items():
+            if parent in fields and name in fields and fields[parent] in ns.inodes:
+                found[key] = ns.path_of(fields[parent]).rstrip("/") + "/" + fields[name]
+        for ino_key in ("ino", "dir_ino"):
+            if "path" not in found and fields.get(ino_key) in ns.inodes:
+                found["path"] = ns.path_of(fields[ino_key])
+        try:
+            ns.apply(self.ops[op_name](**fields))
+        except (NsdError, KeyError, TypeError):
+            self.ns = None  # cannot follow the log past here: later records show ids only
+        return found
 
 
 def _dump_line(item: dict[str, Any]) -> str:
@@ -107,8 +152,11 @@ def _dump_line(item: dict[str, Any]) -> str:
         return f"-- checkpoint txid={item['checkpoint']} {item['file']}"
     if "segment" in item:
         return f"-- segment {item['segment']}"
-    fields = " ".join(f"{k}={v!r}" for k, v in item["fields"].items())
-    return f"{item['txid']:>10} {item['op']:<10} {fields}"
+    fields = " ".join(
+        f"{k}={v:o}" if k == "mode" and isinstance(v, int) else f"{k}={v!r}" for k, v in item["fields"].items()
+    )
+    where = " ".join(f"{k}={v}" for k, v in item.get("paths", {}).items())
+    return f"{item['txid']:>10} {item['op']:<10} {where + ' ' if where else ''}{fields}"
 
 
 @journal_app.command("verify")

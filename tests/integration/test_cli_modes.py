@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,8 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
     records = [json.loads(line) for line in nsd("journal", "dump", "--json", *data).stdout.splitlines()]
     off.ran.add(("journal", "dump"))
     assert "AddMount" in human and any(rec.get("op") == "AddMount" for rec in records)
+    assert re.search(r"MkNode +path=/m/a/t .*mode=100644 ", human)  # paths named, modes in octal
+    assert {"path": "/m2"} in [rec.get("paths") for rec in records if rec.get("op") == "AddMount"]
     human, js = off.both(("journal", "checkpoint"), tuple(data), tuple(data))
     assert "checkpoint at txid" in human and js["checkpoint_txid"] > 0
     human, js = off.both(("journal", "repair"), tuple(data), tuple(data))
