@@ -388,6 +388,23 @@ def du(
 
 @file_command()
 @api_errors
+def df(
+    human: Annotated[bool, typer.Option("-h", help="Sizes in KiB, MiB, GiB.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Capacity, used and available bytes of the root under-storage (as hdfs dfs -df)."""
+    d = G.client().get("/fs/df")
+    if as_json:
+        emit(True, d)
+        return
+    size = human_bytes if human else str
+    used = f"{100 * d['used'] / d['capacity']:.0f}%" if d["capacity"] else "-"
+    typer.echo(f"{'Filesystem':<28} {'Size':>12} {'Used':>12} {'Available':>12}  Use%")
+    typer.echo(f"{G.server:<28} {size(d['capacity']):>12} {size(d['used']):>12} {size(d['remaining']):>12}  {used}")
+
+
+@file_command()
+@api_errors
 def count(paths: list[str], as_json: JsonOpt = False) -> None:
     """Directories, files and bytes below each PATH (as `hdfs dfs -count`)."""
     rows = []

@@ -146,6 +146,12 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def fs_df(request: web.Request) -> web.Response:
+    """Capacity, used and remaining bytes of the root under-storage (`nsd df`, hdfs dfs -df)."""
+    capacity, used, remaining = await request.app[VFS_KEY].capacity()
+    return web.json_response({"capacity": capacity, "used": used, "remaining": remaining})
+
+
 async def users_list(request: web.Request) -> web.Response:
     """The user map: configured users and the names given ids here (`nsd users ls`)."""
     return web.json_response({"users": request.app[VFS_KEY].perms.users.entries()})
@@ -443,6 +449,7 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.middlewares.append(errors_middleware)
     app.router.add_get(f"{PREFIX}/status", status)
     app.router.add_get(f"{PREFIX}/users", users_list)
+    app.router.add_get(f"{PREFIX}/fs/df", fs_df)
     app.router.add_get(f"{PREFIX}/fs/checksum", fs_checksum)
     app.router.add_get(f"{PREFIX}/fs/xattrs", fs_xattrs)
     app.router.add_post(f"{PREFIX}/fs/xattrs", fs_setxattr)
