@@ -142,6 +142,12 @@ def stat_cmd(path: str, as_json: JsonOpt = False) -> None:
     typer.echo(f"{'owner':>6}: {info['owner']} ({info['uid']})")
     typer.echo(f"{'group':>6}: {info['group']} ({info['gid']})")
     typer.echo(f"{'mode':>6}: {_mode_string(info)} ({info['mode']:04o})")
+    if info["type"] == "file":
+        cached = human_bytes(info.get("cached_bytes", 0))
+        typer.echo(
+            f"{'data':>6}: {_data_state(info)} (persisted {info.get('persisted', True)}, pinned "
+            f"{info.get('pinned', False)}, {cached} cached)"
+        )
     for key in ("atime_ns", "mtime_ns", "ctime_ns"):
         t = info[key]
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t // 10**9)) + f".{t % 10**9:09d}"
@@ -167,10 +173,18 @@ def mkdir(
 def transfer_progress(label: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with rate and ETA on stderr when it is a terminal (and not `quiet`)."""
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, Task, TimeRemainingColumn
+    from rich.text import Text
+
+    class BinaryRate(ProgressColumn):
+        """The rate in MiB/s, as every other size the CLI prints (rich's own is in MB/s)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed")
 
     console = Console(stderr=True)
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (BarColumn(), DownloadColumn(binary_units=True), BinaryRate(), TimeRemainingColumn())
     with Progress(f"{label}", *columns, console=console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import re
 import signal
 import time
 import urllib.request
@@ -48,6 +50,8 @@ def test_ls_and_stat_in_both_output_modes(daemon: Daemon, tmp_path: Path) -> Non
     assert info["uid"] == os.getuid()
     human = ok(nsd("stat", "/d/b.txt", daemon=daemon))
     assert "size: 5" in human and "-rw-r--r--" in human
+    assert f"owner: {pwd.getpwuid(os.getuid()).pw_name} ({os.getuid()})" in human
+    assert re.search(r"data: P-. \(persisted True, pinned False, ", human)  # what ls -l abbreviates
 
 
 def test_mv_rm_and_their_errors(daemon: Daemon, tmp_path: Path) -> None:
