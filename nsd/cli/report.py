@@ -26,8 +26,9 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
             value = ", ".join(f"{k} {human_bytes(v) if isinstance(v, int) else v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:,.3f}"
-        elif isinstance(value, int):
-            value = human_bytes(value) if key.endswith("bytes") else f"{value:,}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            # every byte figure (logical_bytes, bytes_from_cache, ...) in the same binary units
+            value = human_bytes(value) if "bytes" in key.split("_") else f"{value:,}"
         table.add_row(key.replace("_", " "), str(value))
     return table
 
