@@ -205,47 +205,93 @@ class _counting:
 @file_command()
 @api_errors
 def put(
-    local: Annotated[str, typer.Argument(help="A local file, or - for standard input.")],
+    local: Annotated[str, typer.Argument(help="A local file or directory, or - for standard input.")],
     path: str,
-    force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing file.")] = False,
+    force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy a local file into nsd (a progress bar on a terminal; --json: the new file's attributes)."""
+    """Copy a local file, or a directory and everything below it, into nsd (into PATH when it is
+    a directory, as hdfs dfs -put); a progress bar on a terminal; --json: what was written."""
+    client = G.client()
     if local == "-":
-        emit(as_json, G.client().put(path, sys.stdin.buffer, overwrite=force))
+        emit(as_json, client.put(path, sys.stdin.buffer, overwrite=force))
         return
     source = Path(local)
-    if not source.is_file():
-        fail(f"no such local file: {local}")
+    if not source.exists():
+        fail(f"no such local file or directory: {local}")
+    target = _into(client, path, source.name)
+    if source.is_file():
+        emit(as_json, _upload(client, source, target, force))
+        return
+    written = []
+    client.post("/fs/mkdir", {"path": target, "parents": True})
+    for here, dirs, files in os.walk(source):
+        below = target + "/" + Path(here).relative_to(source).as_posix() if Path(here) != source else target
+        for d in sorted(dirs):
+            client.post("/fs/mkdir", {"path": f"{below}/{d}", "parents": True})
+        for f in sorted(files):
+            written.append(_upload(client, Path(here) / f, f"{below}/{f}", force)["path"])
+    emit(as_json, {"path": target, "files": written})
+
+
+def _into(client: Any, path: str, name: str) -> str:
+    """PATH, or PATH/NAME when PATH is an existing directory."""
+    from nsd.cli.client import ApiError
+
+    try:
+        is_dir = client.stat(path)["type"] == "dir"
+    except ApiError as e:
+        if e.kind != "NotFound":
+            raise
+        is_dir = False
+    return f"{path.rstrip('/')}/{name}" if is_dir else path
+
+
+def _upload(client: Any, source: Path, path: str, force: bool) -> dict[str, Any]:
     with open(source, "rb") as f, transfer_progress("put", source.stat().st_size) as advance:
-        reply = G.client().put(path, _counting(f, advance), overwrite=force)
-    emit(as_json, reply)
+        reply: dict[str, Any] = client.put(path, _counting(f, advance), overwrite=force)
+    return reply
 
 
 @file_command()
 @api_errors
 def get(
     path: str,
-    local: Annotated[str, typer.Argument(help="A local file, an existing directory, or - for standard output.")],
-    force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite an existing local file.")] = False,
+    local: Annotated[str, typer.Argument(help="A local file or directory, or - for standard output.")],
+    force: Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing local files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy a file out of nsd (written to LOCAL.part, then renamed; a progress bar on a terminal).
-    Like put, an existing LOCAL file is kept unless -f."""
+    """Copy a file, or a directory and everything below it, out of nsd (into LOCAL when it is an
+    existing directory). Each file is written to NAME.part, then renamed; like put, an existing
+    local file is kept unless -f."""
     if local == "-":
         cat(path)
         return
+    client = G.client()
     target = Path(local)
     if target.is_dir():
-        target = target / path.rstrip("/").rsplit("/", 1)[-1]
+        target = target / (path.rstrip("/").rsplit("/", 1)[-1] or "root")
     if not target.parent.is_dir():
         fail(f"no such local directory: {target.parent}")
+    info = client.stat(path)
+    if info["type"] == "file":
+        emit(as_json, {"path": path, "local": str(target), "bytes": _download(client, path, target, info, force)})
+        return
+    if info["type"] != "dir":
+        fail(f"{path} is a {info['type']}, not a file or directory")
+    copied = 0
+    target.mkdir(exist_ok=True)
+    for d, entries in _listing(client, path, False, True):
+        here = target / d[len(path.rstrip("/")) :].lstrip("/")
+        here.mkdir(parents=True, exist_ok=True)
+        for e in (e for e in entries if e["type"] == "file"):
+            copied += _download(client, f"{d.rstrip('/')}/{e['name']}", here / e["name"], e, force)
+    emit(as_json, {"path": path, "local": str(target), "bytes": copied})
+
+
+def _download(client: Any, path: str, target: Path, info: dict[str, Any], force: bool) -> int:
     if target.exists() and not force:
         fail(f"{target} exists (use -f to overwrite)")
-    client = G.client()
-    info = client.stat(path)
-    if info["type"] != "file":
-        fail(f"{path} is a {info['type']}, not a file")
     tmp = target.with_name(target.name + ".part")
     copied = 0
     try:
@@ -257,7 +303,7 @@ def get(
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    emit(as_json, {"path": path, "local": str(target), "bytes": copied})
+    return copied
 
 
 @file_command()

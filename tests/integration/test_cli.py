@@ -216,7 +216,19 @@ def test_get_keeps_local_files_as_put_keeps_remote_ones(daemon: Daemon, tmp_path
     missing = nsd("get", "/f", str(tmp_path / "no" / "such" / "x"), daemon=daemon)
     assert missing.returncode == 1 and "no such local directory" in missing.stderr.decode()
     assert not (tmp_path / "no").exists()
-    assert nsd("get", "/", str(tmp_path / "root-as-file"), daemon=daemon).returncode == 1  # not a file
+    # whole directories, both ways, as hdfs dfs -put / -get take them
+    tree = tmp_path / "tree"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    (tree / "top.txt").write_bytes(b"top")
+    (tree / "sub" / "deeper" / "leaf.bin").write_bytes(os.urandom(70_000))
+    ok(nsd("mkdir", "/up", daemon=daemon))
+    ok(nsd("put", str(tree), "/up", daemon=daemon))  # into the existing directory
+    assert ok(nsd("find", "/up", daemon=daemon)).split() == [
+        "/up", "/up/tree", "/up/tree/sub", "/up/tree/sub/deeper", "/up/tree/sub/deeper/leaf.bin", "/up/tree/top.txt"
+    ]
+    ok(nsd("get", "/up/tree", str(tmp_path / "back"), daemon=daemon))
+    for f in ("top.txt", "sub/deeper/leaf.bin"):
+        assert (tmp_path / "back" / f).read_bytes() == (tree / f).read_bytes()
 
 
 def test_ttl_takes_units(daemon: Daemon) -> None:
