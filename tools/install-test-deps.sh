@@ -8,6 +8,7 @@
 #   libnfs-dev gcc    the PyPI libnfs bindings and tools/bench/nfsops.c compile against them
 #   rpcbind           nsd registers with a running portmapper in one test
 #   iproute2          network namespaces for the NFS export allow-list test
+#   etcd-server       real etcd members for cluster mode's replication tests
 #   python3-dev/venv  headers for packages that compile; the venv module
 set -euo pipefail
 
@@ -19,6 +20,7 @@ command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v nfs-cp >/dev/null || need+=(libnfs-utils)
 command -v rpcbind >/dev/null || need+=(rpcbind)
 command -v ip >/dev/null || need+=(iproute2)
+command -v etcd >/dev/null || need+=(etcd-server)
 [ -e /usr/include/nfsc/libnfs.h ] || need+=(libnfs-dev)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
