@@ -204,7 +204,9 @@ class S3Lister:
     def classify(self, e: BaseException, path: str) -> errors.NsdError:
         from botocore.exceptions import ClientError, ParamValidationError
 
-        msg = f"under-storage s3: {scrub(str(e), self.hidden)}: {path or '/'}"
+        text = scrub(str(e), self.hidden)
+        # name the object, unless the library's message does already (a URL ending in it)
+        msg = f"under-storage s3: {text}" if path and path in text else f"under-storage s3: {text}: {path or '/'}"
         if isinstance(e, ClientError):
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
