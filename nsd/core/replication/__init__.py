@@ -1,0 +1,1 @@
+"""Cluster mode: the journal replicated through etcd (leader election, log, followers)."""
