@@ -26,8 +26,11 @@ def serve(
     ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    etcd: Annotated[str | None, typer.Option("--etcd", help="Cluster mode: etcd URLs, comma-separated.")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster mode: the cluster's name.")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Cluster mode: this node's name.")] = None,
 ) -> None:
-    """Run the daemon (formats an empty data dir first)."""
+    """Run the daemon (formats an empty data dir first; with --etcd, as a node of a cluster)."""
     from nsd import daemon, logs
 
     try:
@@ -41,8 +44,12 @@ def serve(
                 "portmapper": portmapper,
                 "log_level": log_level,
                 "log_format": log_format,
+                "etcd": etcd,
+                "cluster": cluster,
+                "node": node,
             },
         )
+        cfg.check_cluster()
         logs.setup(cfg.log_level, cfg.log_format)
         code = daemon.main(cfg)
     except NsdError as e:

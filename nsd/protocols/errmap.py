@@ -44,6 +44,8 @@ TABLE: dict[type[errors.NsdError], Mapping] = {
     errors.NoSpace: Mapping(507, 403, "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException"),
     errors.UfsUnavailable: Mapping(503, 500, IOE),
     errors.JournalFailed: Mapping(503, 500, IOE),
+    errors.Unavailable: Mapping(503, 503, "org.apache.hadoop.ipc.RetriableException"),
+    errors.NotLeader: Mapping(421, 421, "org.apache.hadoop.ipc.StandbyException"),
     errors.Corrupt: Mapping(500, 500, IOE),
     errors.TimedOut: Mapping(408, 408, "java.net.SocketTimeoutException"),
 }
