@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from nsd import errors
 from nsd.cache import health
 from nsd.protocols import mount3, nfs3, oncrpc, portmap
+from nsd.units import human_bytes
 
 if TYPE_CHECKING:
     from nsd.datadir import DataDir
@@ -31,7 +32,7 @@ async def diagnose(vfs: Vfs, datadir: DataDir, listeners: dict[str, tuple[str, i
         out.append(await _probe_listener(name, host, port))
     free = shutil.disk_usage(datadir.path).free
     status = "fail" if free < CRITICAL_DISK else "warn" if free < LOW_DISK else "ok"
-    out.append(_check("data dir disk space", status, f"{free / 2**30:.1f} GiB free in {datadir.path}"))
+    out.append(_check("data dir disk space", status, f"{human_bytes(free)} free in {datadir.path}"))
     writable = os.access(datadir.path, os.W_OK) and os.access(datadir.journal, os.W_OK)
     out.append(_check("data dir writable", "ok" if writable else "fail", str(datadir.path)))
     mode = datadir.token_file.stat().st_mode & 0o777

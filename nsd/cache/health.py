@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nsd.units import human_bytes
+
 if TYPE_CHECKING:
     from nsd.cache.persister import Persister
     from nsd.namespace import Namespace
@@ -27,10 +29,6 @@ SHOWN = 5  # files named in the persist check's detail
 
 def _check(name: str, status: str, detail: str) -> dict[str, str]:
     return {"check": name, "status": status, "detail": detail}
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
 
 
 def tier_checks(stats: dict[str, Any]) -> list[dict[str, str]]:
@@ -55,14 +53,14 @@ def _disk_tier(name: str, tier: dict[str, Any]) -> dict[str, str]:
         return _check(name, "fail", f"{path} is not writable: {e.strerror}")
     free = shutil.disk_usage(path).free
     room = max(0, capacity - used)
-    where = f"{path}: {_gib(used)} of {_gib(capacity)} used, {_gib(free)} free on its file system"
+    where = f"{path}: {human_bytes(used)} of {human_bytes(capacity)} used, {human_bytes(free)} free on its file system"
     if room and free < CRITICAL_FREE:
         return _check(name, "fail", f"{where}; the disk is full before the tier is")
     if free < room:
         return _check(
             name,
             "warn",
-            f"{where}; the tier may grow by {_gib(room)}: lower its capacity (cache_dirs / cache_disk_bytes) "
+            f"{where}; the tier may grow by {human_bytes(room)}: lower its capacity (cache_dirs / cache_disk_bytes) "
             "or free space, or the disk fills before eviction starts",
         )
     return _check(name, "ok", where)
@@ -70,7 +68,7 @@ def _disk_tier(name: str, tier: dict[str, Any]) -> dict[str, str]:
 
 def _memory_tier(capacity: int) -> dict[str, str]:
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    detail = f"{_gib(capacity)} of {_gib(total)} memory"
+    detail = f"{human_bytes(capacity)} of {human_bytes(total)} memory"
     if capacity > MEMORY_SHARE * total:
         return _check("cache tier memory", "warn", f"{detail}: leave room for the namespace (cache_memory_bytes)")
     return _check("cache tier memory", "ok", detail)

@@ -11,7 +11,7 @@ import typer
 
 from nsd.cli.app import G, JsonOpt, api_errors, app
 from nsd.cli.fs import transfer_progress
-from nsd.cli.report import human_bytes
+from nsd.units import human_bytes
 
 cache_app = typer.Typer(no_args_is_help=True, help="Cache controls: load, free, pin, unpin, persist, ttl.")
 ttl_app = typer.Typer(no_args_is_help=True, help="Time to live: free or delete a path when it expires.")

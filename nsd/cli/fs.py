@@ -15,6 +15,7 @@ from typing import Annotated, Any, BinaryIO
 import typer
 
 from nsd.cli.app import G, JsonOpt, api_errors, app, emit, fail, fs_app
+from nsd.units import human_bytes
 
 
 def _mode_string(entry: dict[str, Any]) -> str:
@@ -83,12 +84,24 @@ def mkdir(
 
 @contextlib.contextmanager
 def transfer_progress(label: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rate and ETA on stderr when it is a terminal (and not `quiet`)."""
+    """A rich progress bar with rate and ETA on stderr when it is a terminal (and not `quiet`),
+    sizes in binary units as every other size the CLI prints."""
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, Progress, ProgressColumn, Task, TimeRemainingColumn
+    from rich.text import Text
+
+    class Bytes(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            total = human_bytes(task.total) if task.total is not None else "?"
+            return Text(f"{human_bytes(task.completed)} / {total}", style="progress.download")
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed")
 
     console = Console(stderr=True)
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (BarColumn(), Bytes(), Rate(), TimeRemainingColumn())
     with Progress(f"{label}", *columns, console=console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)

@@ -17,6 +17,7 @@ from nsd.clients import USER_KEY
 from nsd.metrics import Metrics
 from nsd.protocols import webhdfs
 from nsd.report import build_report
+from nsd.units import human_bytes
 from nsd.vfs import Vfs
 
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
@@ -99,14 +100,6 @@ async def metrics_page(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS_KEY].render(), content_type="text/plain", charset="utf-8")
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 async def status_page(request: web.Request) -> web.Response:
     vfs = request.app[STATUS_VFS_KEY]
     metrics = request.app[METRICS_KEY]
@@ -149,7 +142,7 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
 <tr><th>last checkpoint txid</th><td class="num">{j["checkpoint_txid"]:,}</td></tr>
 <tr><th>last checkpoint took</th><td class="num">{j["checkpoint_seconds"]:.2f} s</td></tr>
 <tr><th>records / fsyncs</th><td class="num">{j["appends"]:,} / {j["fsyncs"]:,}</td></tr>
-<tr><th>segments on disk</th><td class="num">{j["segments"]} ({_fmt_bytes(j["segment_bytes"])})</td></tr>
+<tr><th>segments on disk</th><td class="num">{j["segments"]} ({human_bytes(j["segment_bytes"])})</td></tr>
 </table>
 <h2>Recent errors</h2><ul>{errors}</ul>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/api/v1/report">/api/v1/report</a></p>
@@ -163,7 +156,7 @@ def _cache_section(c: dict[str, Any]) -> str:
         return "<h2>Cache</h2><p>no block cache</p>"
     rows = "".join(
         f"<tr><td>{html.escape(t['tier'])}</td><td>{html.escape(t['path'])}</td>"
-        f'<td class="num">{_fmt_bytes(t["capacity"])}</td><td class="num">{_fmt_bytes(t["used"])}</td>'
+        f'<td class="num">{human_bytes(t["capacity"])}</td><td class="num">{human_bytes(t["used"])}</td>'
         f'<td class="num">{100 * t["used"] / t["capacity"] if t["capacity"] else 0:.1f}%</td>'
         f'<td class="num">{t["blocks"]:,}</td></tr>'
         for t in c["tiers"]
@@ -173,9 +166,10 @@ def _cache_section(c: dict[str, Any]) -> str:
 <table>
 <tr><th>hit ratio</th><td class="num">{100 * c["hit_ratio"]:.1f}% ({c["hits"]:,} hits, {c["misses"]:,} misses)</td></tr>
 <tr><th>read from cache / under-storage</th>
-<td class="num">{_fmt_bytes(c["bytes_from_cache"])} / {_fmt_bytes(c["bytes_from_ufs"])}</td></tr>
+<td class="num">{human_bytes(c["bytes_from_cache"])} / {human_bytes(c["bytes_from_ufs"])}</td></tr>
 <tr><th>logical / physical (dedup)</th>
-<td class="num">{_fmt_bytes(c["logical_bytes"])} / {_fmt_bytes(c["physical_bytes"])} ({c["dedup_ratio"]:.2f}x)</td></tr>
+<td class="num">{human_bytes(c["logical_bytes"])} / {human_bytes(c["physical_bytes"])}
+ ({c["dedup_ratio"]:.2f}x)</td></tr>
 <tr><th>evictions</th><td class="num">{c["evictions"]:,}</td></tr>
 <tr><th>pending persists</th><td class="num">{c["pending_persists"]:,}</td></tr>
 <tr><th>corrupt blocks found</th><td class="num">{c["corrupt_blocks"]:,}</td></tr>
