@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
 from nsd import __version__, clients
-from nsd.journal.segment import list_segments
 
 if TYPE_CHECKING:
     from nsd.metrics import Metrics
     from nsd.vfs import Vfs
 
+# asyncio and the journal are imported where they are used: the CLI imports SECTIONS from here
+# and must start fast.
 SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients")
 
 
 def event_loop_name() -> str:
     """uvloop or asyncio: which event loop the daemon runs on (the `event_loop` setting)."""
+    import asyncio
+
     return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     """Every section. Cost: a stat per journal segment, a look at each open connection; no walk
     of the namespace."""
+    from nsd.journal.segment import list_segments
+
     store = vfs.store
     w = store.writer
     segments = list_segments(store.journal_dir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 import zlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,8 +13,8 @@ import typer
 
 from nsd.cli.app import EXIT_FAILED, EXIT_UNREACHABLE, G, JsonOpt, fail, journal_app
 from nsd.cli.fs import transfer_progress
-from nsd.cli.report import human_bytes
 from nsd.errors import NsdError
+from nsd.units import human_bytes
 
 PIECE = 1 << 20
 
@@ -40,6 +39,8 @@ class _Unpacked:
         return self._z.eof and not self._z.unused_data
 
     def manifest(self) -> dict[str, Any]:
+        import tarfile
+
         info = tarfile.TarInfo.frombuf(bytes(self.head[: tarfile.BLOCKSIZE]), "utf-8", "strict")
         start = tarfile.BLOCKSIZE
         return dict(json.loads(bytes(self.head[start : start + info.size])))
@@ -53,6 +54,8 @@ def journal_backup(
 ) -> None:
     """Back up the running daemon: a consistent checkpoint, mounts, config, and the blocks of
     files not yet persisted (MUST_CACHE, ASYNC_THROUGH data), to FILE (mode 0600)."""
+    import tarfile
+
     from nsd.client import ApiError
 
     tmp = file.with_name(file.name + ".part")

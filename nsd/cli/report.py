@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from nsd.cli.app import G, JsonOpt, api_errors, app, conf_app, fail
 from nsd.report import SECTIONS
+from nsd.units import human_bytes
+
+if TYPE_CHECKING:  # rich is imported when a table is printed: it slows every command's start
+    from rich.table import Table
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+def _is_bytes(key: str) -> bool:
+    """Whether a report key holds a byte count (shown in binary units): logical_bytes,
+    bytes_from_ufs, block_size, ..."""
+    return "bytes" in key.split("_") or key == "block_size"
+
+
+def _table(**kwargs: Any) -> Table:
+    from rich.table import Table
+
+    return Table(title_justify="left", **kwargs)
+
+
+def _print(*tables: Table) -> None:
+    from rich.console import Console
+
+    console = Console()
+    for table in tables:
+        console.print(table)
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = _table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in rows.items():
@@ -32,13 +46,13 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
         elif isinstance(value, float):
             value = f"{value:,.3f}"
         elif isinstance(value, int):
-            value = human_bytes(value) if key.endswith("bytes") else f"{value:,}"
+            value = human_bytes(value) if _is_bytes(key) else f"{value:,}"
         table.add_row(key.replace("_", " "), str(value))
     return table
 
 
 def _clients_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="clients", title_justify="left")
+    table = _table(title="clients")
     for col in ("protocol", "host", "user", "open", "requests", "errors", "last seen"):
         table.add_column(col, justify="right" if col in ("open", "requests", "errors") else "left")
     now = time.time()
@@ -58,7 +72,7 @@ def _clients_table(rows: list[dict[str, Any]]) -> Table:
 def _cache_tables(cache: dict[str, Any]) -> list[Table]:
     if not cache.get("enabled"):
         return [_kv_table("cache", {"enabled": "no"})]
-    tiers = Table(title="cache tiers", title_justify="left")
+    tiers = _table(title="cache tiers")
     for col in ("tier", "path", "capacity", "used", "use", "blocks"):
         tiers.add_column(col, justify="left" if col in ("tier", "path") else "right")
     for t in cache["tiers"]:
@@ -71,7 +85,7 @@ def _cache_tables(cache: dict[str, Any]) -> list[Table]:
 
 
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
-    table = Table(title="mounts", title_justify="left")
+    table = _table(title="mounts")
     for col in ("path", "mode", "state", "under-storage", "options"):
         table.add_column(col)
     for m in mounts:
@@ -95,14 +109,12 @@ def report(
     if as_json:
         typer.echo(json.dumps(data))
         return
-    console = Console()
+    tables = {"mounts": _mounts_table, "clients": _clients_table}
     for name, value in data.items():
-        tables = {"mounts": _mounts_table, "clients": _clients_table}
         if name == "cache":
-            for table in _cache_tables(value):
-                console.print(table)
+            _print(*_cache_tables(value))
         else:
-            console.print(tables[name](value) if name in tables else _kv_table(name, value))
+            _print(tables[name](value) if name in tables else _kv_table(name, value))
 
 
 @conf_app.command("show")
@@ -113,12 +125,12 @@ def conf_show(as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(data))
         return
-    table = Table(title="configuration", title_justify="left")
+    table = _table(title="configuration")
     for col in ("key", "value", "source"):
         table.add_column(col)
     for key, item in data.items():
         table.add_row(key, str(item["value"]), item["source"])
-    Console().print(table)
+    _print(table)
 
 
 @app.command("fsck")
@@ -139,7 +151,7 @@ def fsck_cmd(
         garbage = result.get("garbage_blocks")
         if garbage and garbage["blocks"]:
             done = "removed" if garbage["removed"] else "left for eviction (--repair removes them)"
-            typer.echo(f"{garbage['blocks']} cached blocks ({garbage['bytes']} bytes) no file names: {done}")
+            typer.echo(f"{garbage['blocks']} cached blocks ({human_bytes(garbage['bytes'])}) no file names: {done}")
         verdict = "clean" if result["clean"] else "NOT clean"
         typer.echo(f"{result['files_checked']} files checked below {result['path']}: {verdict}")
     if not result["clean"]:
@@ -161,12 +173,12 @@ def doctor(as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(checks))
     else:
-        table = Table(title="nsd doctor", title_justify="left")
+        table = _table(title="nsd doctor")
         for col in ("check", "status", "detail"):
             table.add_column(col)
         colors = {"ok": "green", "warn": "yellow", "fail": "red"}
         for c in checks:
             table.add_row(c["check"], f"[{colors[c['status']]}]{c['status']}[/]", c["detail"])
-        Console().print(table)
+        _print(table)
     if any(c["status"] == "fail" for c in checks):
         raise typer.Exit(1)
