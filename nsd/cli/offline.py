@@ -14,20 +14,30 @@ from nsd.cli.app import EXIT_FAILED, DataDirOpt, G, JsonOpt, app, emit, fail, jo
 from nsd.errors import NsdError
 
 
+def _setting_help(name: str) -> str:
+    """A serve flag's help, from the config setting it overrides (one text for both)."""
+    s = config_mod.BY_NAME[name]
+    return f"{s.help} Default: {s.default!r}; env {s.env}; config file: {s.section}.{s.name}."
+
+
 @app.command()
 def serve(
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
-    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
-    bind: Annotated[str | None, typer.Option("--bind")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port")] = None,
-    nfs_port: Annotated[int | None, typer.Option("--nfs-port")] = None,
-    portmapper: Annotated[
-        bool | None, typer.Option("--portmapper/--no-portmapper", help="Serve a portmapper on port 111.")
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML config file; NSD_* variables override it, and these flags both."),
     ] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help=_setting_help("data_dir"))] = None,
+    bind: Annotated[str | None, typer.Option("--bind", help=_setting_help("bind"))] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help=_setting_help("http_port"))] = None,
+    nfs_port: Annotated[int | None, typer.Option("--nfs-port", help=_setting_help("nfs_port"))] = None,
+    portmapper: Annotated[
+        bool | None, typer.Option("--portmapper/--no-portmapper", help=_setting_help("portmapper"))
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help=_setting_help("log_level"))] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help=_setting_help("log_format"))] = None,
 ) -> None:
-    """Run the daemon (formats an empty data dir first)."""
+    """Run the daemon (formats an empty data dir first). Every other setting comes from --config
+    or the environment (`nsd conf show` on a running daemon lists them)."""
     from nsd import daemon, logs
 
     try:
