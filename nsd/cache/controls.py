@@ -212,6 +212,22 @@ async def set_ttl(vfs: Vfs, path: str, seconds: float, action: str) -> dict[str,
     return {"path": path, "expires_ns": expires, "action": action}
 
 
+async def list_ttls(vfs: Vfs, path: str = "/") -> list[dict[str, Any]]:
+    """Every TTL at or below `path`, soonest expiry first: path, ino, expires_ns, seconds_left
+    (negative: expired, the enforcer acts at its next look) and action. Cost: O(TTLs x depth)."""
+    node = await vfs.resolve(path, caller=SYSTEM)
+    top = vfs.ns.path_of(node.ino)
+    below = top.rstrip("/") + "/"
+    now = time.time_ns()
+    out = []
+    for ino, (expires, action) in sorted(vfs.ns.ttls.items(), key=lambda item: (item[1][0], item[0])):
+        where = vfs.ns.path_of(ino)
+        if where == top or where.startswith(below):
+            left = (expires - now) / 1e9
+            out.append({"path": where, "ino": ino, "expires_ns": expires, "seconds_left": left, "action": action})
+    return out
+
+
 async def remove_ttl(vfs: Vfs, path: str) -> dict[str, Any]:
     node = await vfs.resolve(path, caller=SYSTEM)
     if node.ino not in vfs.ns.ttls:

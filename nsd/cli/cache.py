@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from nsd.cli.app import G, JsonOpt, api_errors, app
+from nsd.cli.app import G, JsonOpt, api_errors, app, fail
 from nsd.cli.fs import transfer_progress
-from nsd.units import human_bytes
+from nsd.units import human_bytes, human_duration, parse_duration
 
 cache_app = typer.Typer(no_args_is_help=True, help="Cache controls: load, free, pin, unpin, persist, ttl.")
 ttl_app = typer.Typer(no_args_is_help=True, help="Time to live: free or delete a path when it expires.")
@@ -98,21 +98,46 @@ def persist(path: str, recursive: RecursiveOpt = False, as_json: JsonOpt = False
         typer.echo(f"persisted {_files(r['persisted'])} ({r['already_persisted']:,} already persisted)")
 
 
+def _local_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
+
+
 @ttl_app.command("set")
 @api_errors
 def ttl_set(
     path: str,
-    seconds: Annotated[float, typer.Argument(help="Seconds from now.")],
+    duration: Annotated[str, typer.Argument(help="From now: seconds, or 90s, 15m, 12h, 1d, 2w.")],
     action: Annotated[str, typer.Option("--action", help="free (drop cached data) or delete.")] = "free",
     as_json: JsonOpt = False,
 ) -> None:
     """Give PATH a time to live; when it expires its data is freed or it is deleted."""
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as e:
+        fail(str(e), 2)
     r = G.client().post("/cache/ttl", {"path": path, "seconds": seconds, "action": action})
     if as_json:
         typer.echo(json.dumps(r))
     else:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["expires_ns"] / 1e9))
-        typer.echo(f"TTL of {path}: {action} at {when} (in {seconds:g} s)")
+        typer.echo(f"TTL of {path}: {action} at {_local_time(r['expires_ns'])} (in {human_duration(seconds)})")
+
+
+@ttl_app.command("ls")
+@api_errors
+def ttl_ls(
+    path: Annotated[str, typer.Argument(help="Only TTLs at or below this path.")] = "/",
+    as_json: JsonOpt = False,
+) -> None:
+    """Every TTL, soonest first: when it expires, how long is left, the action, the path."""
+    ttls = G.client().get("/cache/ttl", path=path)["ttls"]
+    if as_json:
+        typer.echo(json.dumps(ttls))
+        return
+    if ttls:
+        typer.echo(f"{'EXPIRES':<19}  {'LEFT':<8}  {'ACTION':<6}  PATH")
+    for t in ttls:
+        left = human_duration(t["seconds_left"]) if t["seconds_left"] > 0 else "due"
+        typer.echo(f"{_local_time(t['expires_ns']):<19}  {left:<8}  {t['action']:<6}  {t['path']}")
 
 
 @ttl_app.command("rm")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from nsd import errors
 from nsd.cache import controls
-from nsd.protocols.admin import PREFIX, VFS_KEY, _body, _bool, _path
+from nsd.protocols.admin import PREFIX, VFS_KEY, _body, _bool, _caller, _path
 
 
 async def _args(request: web.Request) -> tuple[dict[str, Any], str, bool]:
@@ -68,6 +68,13 @@ async def ttl_set(request: web.Request) -> web.Response:
     return web.json_response(await controls.set_ttl(request.app[VFS_KEY], path, float(seconds), action))
 
 
+async def ttl_list(request: web.Request) -> web.Response:
+    """GET /cache/ttl?path=P (default /): the TTLs at and below P. Token only, as setting them."""
+    vfs = request.app[VFS_KEY]
+    vfs.perms.require_super(_caller(request))
+    return web.json_response({"ttls": await controls.list_ttls(vfs, request.query.get("path") or "/")})
+
+
 async def ttl_remove(request: web.Request) -> web.Response:
     _, path, _ = await _args(request)
     return web.json_response(await controls.remove_ttl(request.app[VFS_KEY], path))
@@ -84,3 +91,4 @@ def add_routes(app: web.Application) -> None:
         ("ttl/remove", ttl_remove),
     ):
         app.router.add_post(f"{PREFIX}/cache/{name}", handler)
+    app.router.add_get(f"{PREFIX}/cache/ttl", ttl_list)
