@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from nsd.clients import HttpClients
+from nsd.ufs.health import UNREACHABLE
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -175,8 +176,26 @@ class _StateCollector(Collector):
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)
+        yield from self._mount_metrics()
         if self.vfs.cache is not None:
             yield from _cache_metrics(self.vfs.cache.report(), len(self.vfs.ns.persist_pending))
+
+    def _mount_metrics(self) -> Iterator[Any]:
+        """Per mount, from its store's health (what `mount ls` shows as state): up unless the store
+        is unreachable (a mount not used yet counts as up), and the calls that failed for it."""
+        labels = ["mount", "store"]
+        up = GaugeMetricFamily("nsd_mount_up", "1 unless the mount's store is unreachable.", labels=labels)
+        failed = CounterMetricFamily(
+            "nsd_mount_errors",
+            "Calls that failed because the mount's store was unreachable (fast failures included).",
+            labels=labels,
+        )
+        for view in self.vfs.mount_table():
+            health = self.vfs.mounts.health(view.mount_id)
+            up.add_metric([view.path, view.uri], 0 if view.state == UNREACHABLE else 1)
+            failed.add_metric([view.path, view.uri], health.failures + health.fast_failures if health else 0)
+        yield up
+        yield failed
 
 
 def _cache_metrics(r: dict[str, Any], pending: int) -> Iterator[Any]:

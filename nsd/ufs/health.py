@@ -44,6 +44,7 @@ class HealthUfs(Ufs):
         self._failed_at = 0.0
         self._probing = False
         self.fast_failures = 0  # calls refused without reaching the store
+        self.failures = 0  # calls that reached the store and ended unreachable (retries spent)
 
     def status(self) -> dict[str, Any]:
         """State for `mount ls`: unused (not called yet), connected or unreachable; the last error."""
@@ -76,6 +77,7 @@ class HealthUfs(Ufs):
             self.state, self.changed_at = CONNECTED, time.time()
 
     def _failed(self, e: errors.UfsUnavailable) -> None:
+        self.failures += 1
         self._failed_at = self._clock()
         self.last_error = scrub(e.message, self._hidden)
         if self.state != UNREACHABLE:
