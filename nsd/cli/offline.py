@@ -92,12 +92,18 @@ def _offline(data_dir: str | None) -> Any:
 
 
 @journal_app.command("dump")
-def journal_dump(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
-    """Print every journal record, oldest first."""
+def journal_dump(
+    data_dir: DataDirOpt = None,
+    paths: Annotated[
+        bool, typer.Option("--paths/--no-paths", help="Name the path each record acts on (replays the log).")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print every journal record, oldest first, with the path it acts on and modes in octal."""
     from nsd.journal.dump import dump_records
 
     dd = _offline(data_dir)
-    for item in dump_records(dd.journal):
+    for item in dump_records(dd.journal, paths=paths):
         typer.echo(json.dumps(item) if as_json else _dump_line(item))
 
 
@@ -108,8 +114,24 @@ def _dump_line(item: dict[str, Any]) -> str:
         return f"-- checkpoint txid={item['checkpoint']} {item['file']}"
     if "segment" in item:
         return f"-- segment {item['segment']}"
-    fields = " ".join(f"{k}={v!r}" for k, v in item["fields"].items())
-    return f"{item['txid']:>10} {item['op']:<10} {fields}"
+    fields = " ".join(f"{k}={_dump_value(k, v)}" for k, v in item["fields"].items())
+    where = f"{item['path']} -> {item['to']}  " if "to" in item else f"{item['path']}  " if "path" in item else ""
+    return f"{item['txid']:>10} {item['op']:<14} {where}{fields}"
+
+
+def _dump_value(key: str, value: Any) -> str:
+    """A field as Python would write it, but modes in octal (in UfsSync's added entries too)."""
+    if key == "mode" and isinstance(value, int):
+        return f"0o{value:o}"
+    if key == "add" and isinstance(value, list):  # entries [name, ino, mode, uid, gid, size, mtime, fingerprint]
+        shown = [[*e[:2], _Octal(e[2]), *e[3:]] if len(e) > 2 and isinstance(e[2], int) else e for e in value]
+        return repr(shown)
+    return repr(value)
+
+
+class _Octal(int):
+    def __repr__(self) -> str:
+        return f"0o{int(self):o}"
 
 
 @journal_app.command("verify")
