@@ -390,7 +390,10 @@ class Discovery:
         return [plan_ufs_sync(ns, d.ino, entries, [], [], self.store.now_ns())] if entries else []
 
     def _entries_to_add(self, d: DirInode, found: list[tuple[str, UfsStatus]]) -> list[list[Any]]:
+        """UfsSync entries for new names. A directory the store gives no time (an object store's
+        prefix) gets the time it was discovered: journaled with it, so it stays across restarts."""
         uid, gid = self.mounts.owner(d.mount)
+        now = self.store.now_ns()
         entries = []
         for name, s in found:
             if name in d.children:
@@ -398,7 +401,8 @@ class Discovery:
             kind = st.S_IFDIR if s.is_dir else st.S_IFREG
             perms = s.mode if s.mode is not None else (0o755 if s.is_dir else 0o644)
             fp = None if s.is_dir else s.fingerprint()
-            entries.append([name, kind | perms, uid, gid, 0 if s.is_dir else s.size, s.mtime_ns, fp])
+            mtime = s.mtime_ns or now if s.is_dir else s.mtime_ns
+            entries.append([name, kind | perms, uid, gid, 0 if s.is_dir else s.size, mtime, fp])
         return entries
 
     async def sync_tree(self, node: Inode, recursive: bool) -> int:
