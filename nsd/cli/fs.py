@@ -24,12 +24,19 @@ def _mode_string(entry: dict[str, Any]) -> str:
     return st.filemode(kind | entry["mode"])
 
 
-def _long_line(entry: dict[str, Any]) -> str:
+HumanOpt = Annotated[bool, typer.Option("-h", "--human-readable", help="Sizes in binary units (KiB, MiB, GiB).")]
+
+
+def _size(n: int, human: bool) -> str:
+    return human_bytes(n) if human else str(n)
+
+
+def _long_line(entry: dict[str, Any], human: bool = False) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["mtime_ns"] / 1e9))
     name = entry["name"] + (f" -> {entry['target']}" if "target" in entry else "")
     return (
         f"{_mode_string(entry)} {entry['nlink']:>3} {entry['uid']:>6} {entry['gid']:>6} "
-        f"{entry['size']:>12} {when} {name}"
+        f"{_size(entry['size'], human):>12} {when} {name}"
     )
 
 
@@ -38,6 +45,7 @@ def _long_line(entry: dict[str, Any]) -> str:
 def ls(
     path: Annotated[str, typer.Argument()] = "/",
     long: Annotated[bool, typer.Option("-l", help="Long listing.")] = False,
+    human: HumanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List a directory (a file lists as itself)."""
@@ -49,7 +57,7 @@ def ls(
         typer.echo(json.dumps(entries))
         return
     for entry in entries:
-        typer.echo(_long_line(entry) if long else entry["name"])
+        typer.echo(_long_line(entry, human) if long else entry["name"])
 
 
 @app.command("stat")
@@ -236,19 +244,19 @@ def _walk(path: str) -> Any:
 
 @fs_app.command()
 @api_errors
-def du(paths: list[str], as_json: JsonOpt = False) -> None:
+def du(paths: list[str], human: HumanOpt = False, as_json: JsonOpt = False) -> None:
     """Bytes used below each PATH (one total per argument)."""
     rows = [{"path": path, "bytes": _walk(path)[2]} for path in paths]
     if as_json:
         emit(True, rows)
         return
     for r in rows:
-        typer.echo(f"{r['bytes']:>14}  {r['path']}")
+        typer.echo(f"{_size(r['bytes'], human):>14}  {r['path']}")
 
 
 @fs_app.command()
 @api_errors
-def count(paths: list[str], as_json: JsonOpt = False) -> None:
+def count(paths: list[str], human: HumanOpt = False, as_json: JsonOpt = False) -> None:
     """Directories, files and bytes below each PATH (as `hdfs dfs -count`)."""
     rows = []
     for path in paths:
@@ -258,7 +266,7 @@ def count(paths: list[str], as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(rows))
         return
     for r in rows:
-        typer.echo(f"{r['directories']:>12} {r['files']:>12} {r['bytes']:>18} {r['path']}")
+        typer.echo(f"{r['directories']:>12} {r['files']:>12} {_size(r['bytes'], human):>18} {r['path']}")
 
 
 @fs_app.command()
