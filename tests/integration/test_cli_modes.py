@@ -104,6 +104,9 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         assert "already persisted" in human and js["already_persisted"] == 2
         human, js = r.both(("ttl", "set"), ("/m/a/g", "3600"), ("/m/b/g", "3600", "--action", "delete"))
         assert "free at" in human and js["action"] == "delete"
+        human, js = r.both(("ttl", "ls"), (), ("/m/b",))
+        assert [line.split()[-2:] for line in human.splitlines()[1:]] == [["free", "/m/a/g"], ["delete", "/m/b/g"]]
+        assert [(t["path"], t["action"]) for t in js] == [("/m/b/g", "delete")]
         human, js = r.both(("ttl", "rm"), ("/m/a/g",), ("/m/b/g",))
         assert "removed" in human and js["removed"] is True
 
