@@ -8,7 +8,6 @@ import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import requests
 import typer
 
 from nsd.cli.app import EXIT_FAILED, EXIT_UNREACHABLE, G, JsonOpt, fail, journal_app
@@ -56,7 +55,7 @@ def journal_backup(
     files not yet persisted (MUST_CACHE, ASYNC_THROUGH data), to FILE (mode 0600)."""
     import tarfile
 
-    from nsd.client import ApiError
+    from nsd.client import ApiError, TransferError
 
     tmp = file.with_name(file.name + ".part")
     unpacked = _Unpacked()
@@ -77,7 +76,7 @@ def journal_backup(
         os.replace(tmp, file)
     except ApiError as e:
         fail(str(e), EXIT_FAILED if e.status else EXIT_UNREACHABLE)
-    except (requests.RequestException, zlib.error) as e:
+    except (*TransferError, zlib.error) as e:
         fail(f"the backup stream broke: {e}; nothing written")
     finally:
         tmp.unlink(missing_ok=True)
