@@ -30,10 +30,14 @@ from nsd.metrics import Metrics
 from nsd.mounttable import MountTable
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.permissions import Permissions
-from nsd.protocols import admin, httplimits, status, webhdfs
-from nsd.protocols.nfs import start_nfs
-from nsd.protocols.rpcserver import Limits
-from nsd.protocols.webhdfs_auth import Authenticator, load_tokens, parse_proxy_users
+from nsd.protocols.admin import api as admin
+from nsd.protocols.clients import Listeners
+from nsd.protocols.http import limits as httplimits
+from nsd.protocols.http import status
+from nsd.protocols.nfs3.listener import start_nfs
+from nsd.protocols.rpc.server import Limits
+from nsd.protocols.webhdfs import routes as webhdfs
+from nsd.protocols.webhdfs.auth import Authenticator, load_tokens, parse_proxy_users
 from nsd.users import UserMap
 from nsd.vfs import Vfs
 
@@ -157,8 +161,10 @@ async def _serve(
         body_timeout=config.http_body_timeout,
     )
     app = web.Application(client_max_size=limits.max_body_bytes)
-    overload = metrics.http_overload = httplimits.install(app, limits)
-    status.add_routes(app, vfs, metrics, audit_log=config.audit_log)
+    listeners = Listeners()
+    metrics.register(listeners)
+    overload = listeners.http_overload = httplimits.install(app, limits)
+    status.add_routes(app, vfs, metrics, listeners, audit_log=config.audit_log)
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
     runner = web.AppRunner(
@@ -189,13 +195,12 @@ async def _serve(
         max_inflight_per_connection=config.nfs_max_inflight_per_connection,
         busy_poll=config.nfs_busy_poll_us / 1e6,
     )
-    metrics.rpc_servers = [nfs.server]
-    listeners = app[admin.LISTENERS_KEY]
-    listeners["http"] = (config.bind, int(http_addr.rsplit(":", 1)[1]))
-    listeners["nfs"] = (config.bind, nfs.port)
+    listeners.rpc_servers = [nfs.server]
+    listeners.addresses["http"] = (config.bind, int(http_addr.rsplit(":", 1)[1]))
+    listeners.addresses["nfs"] = (config.bind, nfs.port)
     if nfs.portmapper is not None and nfs.portmap_port is not None:
-        listeners["portmap"] = (config.bind, nfs.portmap_port)
-    metrics.http_server = runner.server
+        listeners.addresses["portmap"] = (config.bind, nfs.portmap_port)
+    listeners.http_server = runner.server
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from nsd import errors
 from nsd.cache import health
-from nsd.protocols import mount3, nfs3, oncrpc, portmap
 
 if TYPE_CHECKING:
     from nsd.datadir import DataDir
     from nsd.vfs import Vfs
 
 UFS_TIMEOUT = 5.0
-PORT_TIMEOUT = 3.0
 LOW_DISK, CRITICAL_DISK = 1 << 30, 100 << 20
 
 
@@ -24,11 +22,10 @@ def _check(name: str, status: str, detail: str) -> dict[str, str]:
     return {"check": name, "status": status, "detail": detail}
 
 
-async def diagnose(vfs: Vfs, datadir: DataDir, listeners: dict[str, tuple[str, int]]) -> list[dict[str, Any]]:
-    """Every check, in order. `listeners`: name -> (host, port) the daemon serves on."""
-    out = []
-    for name, (host, port) in listeners.items():
-        out.append(await _probe_listener(name, host, port))
+async def diagnose(vfs: Vfs, datadir: DataDir, listener_checks: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Every check, in order. `listener_checks`: the protocols' probes of the daemon's own
+    listeners (nsd.protocols.admin.probes), which come first."""
+    out: list[dict[str, Any]] = list(listener_checks)
     free = shutil.disk_usage(datadir.path).free
     status = "fail" if free < CRITICAL_DISK else "warn" if free < LOW_DISK else "ok"
     out.append(_check("data dir disk space", status, f"{free / 2**30:.1f} GiB free in {datadir.path}"))
@@ -68,30 +65,3 @@ async def _probe_mount(vfs: Vfs, mount_id: int, path: str, uri: str) -> dict[str
     except errors.NsdError as e:
         return _check(name, "fail", f"{uri}: {e.message}")
     return _check(name, "ok", f"{uri} reachable")
-
-
-# A NULL call answers "is a server of this program really behind the port", not just "is it open".
-_NULL_CALLS = {
-    "nfs": [(nfs3.const.PROGRAM, nfs3.const.VERSION), (mount3.PROGRAM, mount3.VERSION)],
-    "portmap": [(portmap.PROGRAM, portmap.VERSION)],
-}
-
-
-async def _probe_listener(name: str, host: str, port: int) -> dict[str, str]:
-    check = f"{name} port"
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_TIMEOUT)
-    except (OSError, TimeoutError) as e:
-        return _check(check, "fail", f"cannot connect to {host}:{port}: {e}")
-    try:
-        for xid, (prog, vers) in enumerate(_NULL_CALLS.get(name, []), start=1):
-            writer.write(oncrpc.encode_call(xid, prog, vers, 0))
-            mark = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), PORT_TIMEOUT), "big")
-            reply = oncrpc.decode_reply(await reader.readexactly(mark & ~oncrpc.LAST_FRAGMENT))
-            if not (reply.accepted and reply.stat == oncrpc.SUCCESS):
-                return _check(check, "fail", f"{host}:{port} refused a NULL call to program {prog} v{vers}")
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
-        return _check(check, "fail", f"{host}:{port} did not answer an RPC NULL call: {e}")
-    finally:
-        writer.close()
-    return _check(check, "ok", f"{host}:{port} answers")

@@ -1,7 +1,8 @@
 """What nsd counts and how it is read: request counters and latencies per protocol and op,
 plus gauges read from the running parts at scrape time (journal, checkpoints, namespace,
-mounts, staging, connections). Also holds who the clients are (`nsd report clients`).
-Rendered in the Prometheus text format by prometheus_client.
+mounts, staging), and whatever collectors the protocols register (their connections and
+limits: nsd.protocols.clients.Listeners). Rendered in the Prometheus text format by
+prometheus_client.
 """
 
 from __future__ import annotations
@@ -18,13 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from nsd.clients import HttpClients
-
 if TYPE_CHECKING:
-    from aiohttp import web
-
-    from nsd.protocols.httplimits import Overload
-    from nsd.protocols.rpcserver import RpcServer
     from nsd.vfs import Vfs
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -49,10 +44,6 @@ class Metrics:
         self.registry.register(self.requests)
         self.started = time.time()
         self.recent_errors = RecentErrors()
-        self.http_clients = HttpClients()
-        self.rpc_servers: list[RpcServer] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
-        self.http_server: web.Server | None = None
-        self.http_overload: Overload | None = None  # what the HTTP limits turned away
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.observe(protocol, op, seconds, error)
@@ -60,6 +51,10 @@ class Metrics:
     def watch(self, vfs: Vfs) -> None:
         """Read the running parts at scrape time (no bookkeeping on the hot paths)."""
         self.registry.register(_StateCollector(vfs, self))
+
+    def register(self, collector: Collector) -> None:
+        """Also render `collector`'s families (the protocols' connection and limit gauges)."""
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -147,30 +142,6 @@ class _StateCollector(Collector):
         yield gauge("nsd_checkpoint_txid", "Transaction id of the newest checkpoint.", store.checkpoint_txid)
         yield gauge(
             "nsd_checkpoint_duration_seconds", "How long the last checkpoint took.", store.last_checkpoint_seconds
-        )
-        open_now = GaugeMetricFamily("nsd_open_connections", "Open client connections.", labels=["protocol"])
-        open_now.add_metric(["nfs"], sum(len(s.connections) for s in self.metrics.rpc_servers))
-        http = self.metrics.http_server
-        open_now.add_metric(["http"], len(http.connections) if http is not None else 0)
-        yield open_now
-        turned = CounterMetricFamily(
-            "nsd_overload", "Work turned away by a limit, by protocol and what happened.", labels=["protocol", "reason"]
-        )
-        servers, ho = self.metrics.rpc_servers, self.metrics.http_overload
-        turned.add_metric(["nfs", "connection_refused"], sum(s.refused_connections for s in servers))
-        turned.add_metric(["nfs", "jukebox"], sum(s.busy_replies for s in servers))
-        turned.add_metric(["nfs", "idle_closed"], sum(s.closed_idle for s in servers))
-        turned.add_metric(["nfs", "slow_client_aborted"], sum(s.aborted_slow for s in servers))
-        if ho is not None:
-            turned.add_metric(["http", "connection_refused"], ho.refused_connections)
-            turned.add_metric(["http", "busy_503"], ho.busy_replies)
-            turned.add_metric(["http", "stalled_upload_408"], ho.stalled_uploads)
-        yield turned
-        pollers = [s.poller for s in servers if s.poller is not None]
-        yield counter(
-            "nsd_nfs_busy_poll_idle_seconds",
-            "Seconds the NFS loop spent polling after traffic with no call arriving (nfs_busy_poll_us).",
-            sum(p.idle_seconds for p in pollers),
         )
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)

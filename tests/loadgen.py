@@ -22,7 +22,7 @@ from multiprocessing import get_context
 
 import aiohttp
 
-from nsd.protocols import oncrpc
+from nsd.protocols.rpc import oncrpc
 from nsd.protocols.xdr import Packer, Unpacker
 
 NFS, MOUNT = 100003, 100005

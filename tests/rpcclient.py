@@ -1,13 +1,13 @@
-"""A small blocking ONC RPC client over TCP for tests: raw calls, NFSv3 and MOUNT helpers."""
+"""A small blocking ONC RPC client over TCP for tests (on nsd's RpcChannel): raw calls, NFSv3 and MOUNT helpers."""
 
 from __future__ import annotations
 
-import random
 import socket
 import struct
 
-from nsd.protocols import oncrpc
-from nsd.protocols.oncrpc import AuthSys, RpcReply
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.client import READ_SIZE, RpcChannel
+from nsd.protocols.rpc.oncrpc import AuthSys, NeedData, RpcReply
 from nsd.protocols.xdr import Packer, Unpacker
 
 NFS, MOUNT = 100003, 100005
@@ -15,10 +15,25 @@ ROOT = AuthSys(0, b"test", 0, 0, ())
 
 
 class RpcClient:
+    """Blocking: nsd.protocols.rpc.client's RpcChannel (XIDs, encoding, record reassembly with the
+    server's size cap) over a plain socket, for tests that pipeline and send raw bytes."""
+
     def __init__(self, port: int, host: str = "127.0.0.1", cred: AuthSys | None = ROOT) -> None:
         self.sock = socket.create_connection((host, port), timeout=30)
-        self.cred = cred
-        self.xid = random.getrandbits(30)  # as real clients: a new transport does not reuse old XIDs
+        self.channel = RpcChannel(cred=cred)
+
+    @property
+    def cred(self) -> AuthSys | None:
+        return self.channel.cred
+
+    @property
+    def xid(self) -> int:
+        """The last XID used; tests that build calls themselves take the next ones."""
+        return self.channel.xid
+
+    @xid.setter
+    def xid(self, value: int) -> None:
+        self.channel.xid = value
 
     def close(self) -> None:
         self.sock.close()
@@ -34,27 +49,16 @@ class RpcClient:
 
     def recv_record(self) -> bytes:
         """One whole record (all fragments); raises ConnectionError if the server closed."""
-        out = b""
-        while True:
-            mark = struct.unpack(">I", self._exact(4))[0]
-            out += self._exact(mark & 0x7FFFFFFF)
-            if mark & 0x80000000:
-                return out
-
-    def _exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
+        while isinstance(record := self.channel.next_record(), NeedData):
+            chunk = self.sock.recv(READ_SIZE)
             if not chunk:
                 raise ConnectionError("server closed the connection")
-            buf += chunk
-        return buf
+            self.channel.feed(chunk)
+        return record
 
     def call(self, prog: int, vers: int, proc: int, args: bytes = b"", *, xid: int | None = None) -> RpcReply:
-        if xid is None:
-            self.xid += 1
-            xid = self.xid
-        self.send_raw(oncrpc.encode_call(xid, prog, vers, proc, args, cred=self.cred))
+        xid, record = self.channel.encode(prog, vers, proc, args, xid=xid)
+        self.send_raw(record)
         reply = oncrpc.decode_reply(self.recv_record())
         assert reply.xid == xid
         return reply

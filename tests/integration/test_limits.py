@@ -20,8 +20,8 @@ import requests
 from daemon import Daemon, start
 from rpcclient import NFS, RpcClient, fh, lookup_path
 
-from nsd.protocols import oncrpc
 from nsd.protocols.nfs3.const import Proc, Status
+from nsd.protocols.rpc import oncrpc
 
 USER = "root"
 SLOW = {"fault_read_latency_s": "1.5", "timeout_s": "30"}

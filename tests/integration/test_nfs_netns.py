@@ -132,7 +132,7 @@ def test_allowed_client_works_refused_client_is_refused(net: Net, server: Daemon
         net.no,
         "import struct\n"
         "from rpcclient import RpcClient, fh, dirop\n"
-        "from nsd.protocols import oncrpc\n"
+        "from nsd.protocols.rpc import oncrpc\n"
         "from nsd.protocols.xdr import Packer, Unpacker\n"
         f"h = bytes.fromhex('{handle}')\n"
         f"with RpcClient({server.nfs_port}, host='{REFUSED_NET}.1') as c:\n"

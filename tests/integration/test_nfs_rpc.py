@@ -25,9 +25,9 @@ from rpcclient import (
     wcc,
 )
 
-from nsd.protocols import oncrpc
 from nsd.protocols.nfs3.const import Proc, Status
-from nsd.protocols.oncrpc import AuthSys
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.oncrpc import AuthSys
 from nsd.protocols.xdr import Packer, Unpacker
 
 GUARDED, EXCLUSIVE = 1, 2

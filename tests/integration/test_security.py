@@ -22,7 +22,7 @@ from hdfs import Client, HdfsError, InsecureClient
 from rpcclient import RpcClient, dirop, fh, skip_fattr
 
 from nsd.protocols.nfs3.const import Proc, Status
-from nsd.protocols.oncrpc import AuthSys
+from nsd.protocols.rpc.oncrpc import AuthSys
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 USERS = "alice=4101:4101:staff; bob=4102:4102"

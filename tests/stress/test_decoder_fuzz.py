@@ -20,12 +20,12 @@ from nsd import errors
 from nsd.journal.ops import OPS, decode_op
 from nsd.journal.record import encode_record, scan, scan_all
 from nsd.namespace import Namespace
-from nsd.protocols.exports import parse_exports
-from nsd.protocols.webhdfs import parse_path
-from nsd.protocols.webhdfs_context import Remote
-from nsd.protocols.webhdfs_json import decode_xattr
-from nsd.protocols.webhdfs_params import Params
-from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
+from nsd.protocols.nfs3.exports import parse_exports
+from nsd.protocols.webhdfs.bodies import decode_xattr
+from nsd.protocols.webhdfs.context import Remote
+from nsd.protocols.webhdfs.params import Params
+from nsd.protocols.webhdfs.routes import parse_path
+from nsd.protocols.webhdfs.xattr import normalize_name, parse_flags
 from nsd.protocols.xdr import Unpacker, XdrError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,8 +17,8 @@ import pytest
 from daemon import Daemon, fsck_problems, start
 from rpcclient import MOUNT, NFS, RpcClient, dirop, fh
 
-from nsd.protocols import oncrpc
 from nsd.protocols.nfs3.const import Proc, Status
+from nsd.protocols.rpc import oncrpc
 
 FRAMES = int(os.environ.get("NSD_LIVE_FUZZ_FRAMES", "3000"))
 CRED = oncrpc.AuthSys(1, b"fuzz", 0, 0, ())

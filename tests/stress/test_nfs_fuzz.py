@@ -13,10 +13,11 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsd.protocols import mount3, oncrpc, portmap
+from nsd.protocols.nfs3 import mount3, portmap
 from nsd.protocols.nfs3.args import DECODERS
 from nsd.protocols.nfs3.const import Proc
-from nsd.protocols.oncrpc import NEED_DATA, FrameError, RecordDecoder
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.oncrpc import NEED_DATA, FrameError, RecordDecoder
 from nsd.protocols.xdr import Unpacker, XdrError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nsd.protocols import oncrpc
+from nsd.protocols.rpc import oncrpc
 from nsd.protocols.xdr import Packer, Unpacker
 
 MiB = 1 << 20

@@ -34,11 +34,11 @@ with atheris.instrument_imports():
     from nsd.journal.ops import decode_op
     from nsd.journal.record import scan_all
     from nsd.namespace import Namespace
-    from nsd.protocols import oncrpc
     from nsd.protocols.nfs3.args import DECODERS
-    from nsd.protocols.webhdfs import parse_path
-    from nsd.protocols.webhdfs_context import Remote
-    from nsd.protocols.webhdfs_params import Params
+    from nsd.protocols.rpc import oncrpc
+    from nsd.protocols.webhdfs.context import Remote
+    from nsd.protocols.webhdfs.params import Params
+    from nsd.protocols.webhdfs.routes import parse_path
     from nsd.protocols.xdr import Unpacker, XdrError
 
 PROCS = sorted(DECODERS)

@@ -8,7 +8,7 @@ from nsd.protocols.nfs3 import procs_change, procs_data, procs_meta, readdir
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
 from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc, Status
 from nsd.protocols.nfs3.service import Nfs3Service
-from nsd.protocols.rpcserver import Procedure, Program, ReplyBody
+from nsd.protocols.rpc.server import Procedure, Program, ReplyBody
 
 # procedure -> (function, non-idempotent: goes through the duplicate request cache)
 DISPATCH = {

@@ -19,7 +19,7 @@ from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import SERVER_TIME, Sattr3
 from nsd.protocols.nfs3.const import CreateMode, Ftype, NfsError, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
-from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.rpc.server import CallContext, ReplyBody
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller
 from nsd.wcc import Watch

@@ -16,7 +16,7 @@ from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.const import NfsError, StableHow, Status
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
 from nsd.protocols.nfs3.slowreads import Jukebox
-from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.rpc.server import CallContext, ReplyBody
 from nsd.protocols.xdr import U32, padding
 from nsd.wcc import Watch
 

@@ -21,7 +21,7 @@ from nsd.protocols.nfs3.const import (
     Status,
 )
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
-from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.rpc.server import CallContext, ReplyBody
 from nsd.protocols.xdr import U32, Packer
 
 MAX_IO = 1 << 20  # rtmax = wtmax = rtpref = wtpref

@@ -22,7 +22,7 @@ from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import FH_SIZE
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
-from nsd.protocols.rpcserver import CallContext, ReplyBody
+from nsd.protocols.rpc.server import CallContext, ReplyBody
 from nsd.protocols.xdr import pad_len, padding
 
 MAX_REPLY = 1 << 20

@@ -20,13 +20,13 @@ from nsd import errors
 from nsd.namespace import Inode
 from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
-from nsd.protocols.exports import Export, Rule
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
+from nsd.protocols.nfs3.exports import Export, Rule
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.nfs3.slowreads import SlowReads
-from nsd.protocols.oncrpc import AUTH_TOOWEAK, AuthError
-from nsd.protocols.rpcserver import CallContext
+from nsd.protocols.rpc.oncrpc import AUTH_TOOWEAK, AuthError
+from nsd.protocols.rpc.server import CallContext
 from nsd.protocols.xdr import U32
 from nsd.vfs import Caller, Vfs
 from nsd.wcc import Watch

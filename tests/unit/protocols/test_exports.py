@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from nsd import errors
-from nsd.protocols.exports import DEFAULT_EXPORTS, NOBODY, parse_exports
-from nsd.protocols.oncrpc import AuthSys
+from nsd.protocols.nfs3.exports import DEFAULT_EXPORTS, NOBODY, parse_exports
+from nsd.protocols.rpc.oncrpc import AuthSys
 from nsd.vfs import Caller
 
 ROOT = AuthSys(0, b"h", 0, 0, ())

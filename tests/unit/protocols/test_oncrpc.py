@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from nsd.protocols import oncrpc
-from nsd.protocols.oncrpc import NEED_DATA, AuthSys, FrameError, RecordDecoder
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.oncrpc import NEED_DATA, AuthSys, FrameError, RecordDecoder
 
 
 def records_of(stream: bytes, step: int, max_record: int = 1 << 20) -> list[bytes]:

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from nsd.protocols import oncrpc
-from nsd.protocols.oncrpc import RpcReply
-from nsd.protocols.rpcserver import CallContext, Procedure, Program, ReplyBody, RpcServer
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.oncrpc import RpcReply
+from nsd.protocols.rpc.server import CallContext, Procedure, Program, ReplyBody, RpcServer
 from nsd.protocols.xdr import XdrError
 
 PROG = 400400

@@ -13,13 +13,13 @@ from hdfs_reference import reference_checksum
 from nsd import errors
 from nsd.namespace import Namespace
 from nsd.permissions import Permissions
-from nsd.protocols import webhdfs_json as js
-from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
-from nsd.protocols.webhdfs import parse_path
-from nsd.protocols.webhdfs_auth import Authenticator, Identity, Unauthenticated, load_tokens, parse_proxy_users
-from nsd.protocols.webhdfs_context import Remote
-from nsd.protocols.webhdfs_params import BadParam, Params
-from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
+from nsd.protocols.webhdfs import bodies as js
+from nsd.protocols.webhdfs.auth import Authenticator, Identity, Unauthenticated, load_tokens, parse_proxy_users
+from nsd.protocols.webhdfs.checksum import Md5Md5Crc32c
+from nsd.protocols.webhdfs.context import Remote
+from nsd.protocols.webhdfs.params import BadParam, Params
+from nsd.protocols.webhdfs.routes import parse_path
+from nsd.protocols.webhdfs.xattr import normalize_name, parse_flags
 from nsd.users import UserMap
 
 

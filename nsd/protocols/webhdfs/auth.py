@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsd import errors
-from nsd.protocols.exports import Network, host_in
+from nsd.protocols.nfs3.exports import Network, host_in
 from nsd.users import NOBODY, Caller, UserMap
 
 ANONYMOUS = "dr.who"  # Hadoop's name for a caller that sent no user.name

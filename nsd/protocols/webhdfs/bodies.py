@@ -13,7 +13,7 @@ from typing import Any
 
 from nsd import errors
 from nsd.namespace import DirInode, Inode
-from nsd.protocols.hdfs_checksum import BYTES_PER_CRC, FileChecksum
+from nsd.protocols.webhdfs.checksum import BYTES_PER_CRC, FileChecksum
 from nsd.users import UserMap
 
 REPLICATION = 1  # one copy as far as HDFS clients can tell: the UFS keeps its own redundancy

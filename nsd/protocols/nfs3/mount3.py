@@ -13,10 +13,10 @@ import logging
 from nsd import errors
 from nsd.namespace.names import split_path
 from nsd.protocols.errmap import nfsstat3
-from nsd.protocols.exports import Export, Network
+from nsd.protocols.nfs3.exports import Export, Network
 from nsd.protocols.nfs3.handles import HandleCodec
-from nsd.protocols.oncrpc import AUTH_SYS
-from nsd.protocols.rpcserver import CallContext, Procedure, Program, ReplyBody
+from nsd.protocols.rpc.oncrpc import AUTH_SYS
+from nsd.protocols.rpc.server import CallContext, Procedure, Program, ReplyBody
 from nsd.protocols.xdr import U32, Packer, Unpacker
 from nsd.vfs import Vfs
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nsd import errors
-from nsd.protocols import mount3, nfs3, portmap
-from nsd.protocols.exports import parse_exports
+from nsd.protocols import nfs3
+from nsd.protocols.nfs3 import mount3, portmap
+from nsd.protocols.nfs3.exports import parse_exports
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.nfs3.slowreads import SlowReads
-from nsd.protocols.rpcserver import DEFAULT_MAX_INFLIGHT, Limits, Observer, RpcServer
+from nsd.protocols.rpc.server import DEFAULT_MAX_INFLIGHT, Limits, Observer, RpcServer
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.nfs")
@@ -56,7 +57,7 @@ async def start_nfs(
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
     or register with the portmapper already there. `busy_poll`: seconds the loop keeps polling after
-    NFS traffic (nsd.protocols.busypoll)."""
+    NFS traffic (nsd.protocols.rpc.busypoll)."""
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
     server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection, busy_poll=busy_poll)

@@ -23,36 +23,42 @@ from nsd import __version__, errors
 from nsd.backup_live import LiveBackup
 from nsd.cache.controls import cache_info
 from nsd.cache.policy import parse_read_type
-from nsd.clients import USER_KEY
 from nsd.config import Config
 from nsd.datadir import DataDir
 from nsd.doctor import diagnose
 from nsd.fsck import fsck
 from nsd.namespace import DirInode, Inode
+from nsd.protocols.admin import cache as cache_routes
+from nsd.protocols.admin.probes import probe_listeners
+from nsd.protocols.admin.request import (
+    ANONYMOUS,
+    CALLER_KEY,
+    PREFIX,
+    VFS_KEY,
+    bool_arg,
+    caller_of,
+    int_arg,
+    json_body,
+    path_arg,
+)
+from nsd.protocols.clients import LISTENERS_KEY, USER_KEY
 from nsd.protocols.errmap import http_status
-from nsd.protocols.httplimits import body_stream
-from nsd.protocols.readahead import read_ahead
-from nsd.protocols.status import METRICS_KEY
+from nsd.protocols.http.limits import body_stream
+from nsd.protocols.http.readahead import read_ahead
 from nsd.report import build_report, event_loop_name
-from nsd.users import NOBODY, SYSTEM
-from nsd.vfs import Caller, Vfs
+from nsd.users import SYSTEM
+from nsd.vfs import Vfs
 
-PREFIX = "/api/v1"
 UPLOAD_CHUNK = 1 << 20
 log = logging.getLogger("nsd.admin")
 MAX_LIST = 10_000
 
-VFS_KEY: web.AppKey[Vfs] = web.AppKey("vfs", Vfs)
-# name -> (host, port) of each listener, filled in by the daemon once they are bound (for doctor)
-LISTENERS_KEY: web.AppKey[dict[str, tuple[str, int]]] = web.AppKey("listeners", dict)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 STARTED_KEY: web.AppKey[float] = web.AppKey("started", float)
 CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
 DATADIR_KEY: web.AppKey[DataDir] = web.AppKey("datadir", DataDir)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CALLER_KEY = "nsd.admin.caller"
-ANONYMOUS = Caller(NOBODY, NOBODY)
 
 TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink", st.S_IFIFO: "fifo", st.S_IFSOCK: "socket"}
 
@@ -109,52 +115,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(e)
 
 
-def _caller(request: web.Request) -> Caller:
-    """The token holder is the superuser (HDFS's convention: the user running the daemon)."""
-    return request.get(CALLER_KEY, ANONYMOUS)
-
-
-def _path(request: web.Request, key: str = "path", body: dict[str, Any] | None = None) -> str:
-    value = (body or {}).get(key) if body is not None else request.query.get(key)
-    if not isinstance(value, str) or not value:
-        raise errors.Invalid(f"missing parameter {key!r}")
-    if not value.startswith("/"):
-        raise errors.Invalid(f"{key} must be an absolute path: {value!r}")
-    return value
-
-
-def _int(value: Any, name: str, default: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value, 0) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise errors.Invalid(f"{name} must be an integer, got {value!r}") from None
-
-
-def _bool(value: Any, name: str, default: bool = False) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("1", "true", "yes"):
-        return True
-    if text in ("0", "false", "no"):
-        return False
-    raise errors.Invalid(f"{name} must be true or false, got {value!r}")
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise errors.Invalid("request body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise errors.Invalid("request body must be a JSON object")
-    return data
-
-
 async def status(request: web.Request) -> web.Response:
     vfs = request.app[VFS_KEY]
     store = vfs.store
@@ -174,43 +134,45 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def fs_stat(request: web.Request) -> web.Response:
-    path = _path(request)
-    follow = _bool(request.query.get("follow"), "follow", True)
+    path = path_arg(request)
+    follow = bool_arg(request.query.get("follow"), "follow", True)
     vfs = request.app[VFS_KEY]
-    node = await vfs.stat(path, caller=_caller(request), follow=follow)
+    node = await vfs.stat(path, caller=caller_of(request), follow=follow)
     return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
-    path = _path(request)
-    limit = _int(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
+    path = path_arg(request)
+    limit = int_arg(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
     if not 0 < limit <= MAX_LIST:
         raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
     entries = await request.app[VFS_KEY].list(
-        path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
+        path, caller=caller_of(request), start_after=request.query.get("start_after"), limit=limit + 1
     )
     more = len(entries) > limit
     return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
-    return web.json_response({"target": await request.app[VFS_KEY].readlink(_path(request), caller=_caller(request))})
+    return web.json_response(
+        {"target": await request.app[VFS_KEY].readlink(path_arg(request), caller=caller_of(request))}
+    )
 
 
 async def fs_read(request: web.Request) -> web.StreamResponse:
     vfs = request.app[VFS_KEY]
-    path = _path(request)
-    offset = _int(request.query.get("offset"), "offset", 0) or 0
-    length = _int(request.query.get("length"), "length")
+    path = path_arg(request)
+    offset = int_arg(request.query.get("offset"), "offset", 0) or 0
+    length = int_arg(request.query.get("length"), "length")
     if offset < 0 or (length is not None and length < 0):
         raise errors.Invalid("offset and length must not be negative")
     raw_type = request.query.get("read_type")
     read_type = parse_read_type(raw_type) if raw_type else None
-    node = await vfs.open_read(path, caller=_caller(request))
+    node = await vfs.open_read(path, caller=caller_of(request))
     end = node.size if length is None else min(node.size, offset + length)
     # 4 MiB pieces, the next read while one is sent (as WebHDFS OPEN): a remote store's
     # per-request cost is paid a quarter as often, and overlaps the sending.
-    stream = read_ahead(vfs, node.ino, offset, max(offset, end), path, caller=_caller(request), read_type=read_type)
+    stream = read_ahead(vfs, node.ino, offset, max(offset, end), path, caller=caller_of(request), read_type=read_type)
     async with contextlib.aclosing(stream):
         first = await anext(stream, b"")  # errors surface before the 200 goes out
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -226,33 +188,33 @@ async def fs_read(request: web.Request) -> web.StreamResponse:
 
 async def fs_write(request: web.Request) -> web.Response:
     vfs = request.app[VFS_KEY]
-    path = _path(request)
-    overwrite = _bool(request.query.get("overwrite"), "overwrite", False)
-    mode = _int(request.query.get("mode"), "mode", 0o644)
+    path = path_arg(request)
+    overwrite = bool_arg(request.query.get("overwrite"), "overwrite", False)
+    mode = int_arg(request.query.get("mode"), "mode", 0o644)
     node = await vfs.write_file(
-        path, body_stream(request), caller=_caller(request), mode=mode or 0o644, overwrite=overwrite
+        path, body_stream(request), caller=caller_of(request), mode=mode or 0o644, overwrite=overwrite
     )
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_mkdir(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
-    mode = _int(body.get("mode"), "mode", 0o755)
+    body = await json_body(request)
+    path = path_arg(request, body=body)
+    mode = int_arg(body.get("mode"), "mode", 0o755)
     node = await request.app[VFS_KEY].mkdir(
         path,
-        caller=_caller(request),
+        caller=caller_of(request),
         mode=0o755 if mode is None else mode,
-        parents=_bool(body.get("parents"), "parents"),
+        parents=bool_arg(body.get("parents"), "parents"),
     )
     return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_remove(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
+    body = await json_body(request)
+    path = path_arg(request, body=body)
     await request.app[VFS_KEY].remove(
-        path, caller=_caller(request), recursive=_bool(body.get("recursive"), "recursive")
+        path, caller=caller_of(request), recursive=bool_arg(body.get("recursive"), "recursive")
     )
     return web.json_response({"removed": path})
 
@@ -260,9 +222,9 @@ async def fs_remove(request: web.Request) -> web.Response:
 async def fs_rename(request: web.Request) -> web.Response:
     """mv semantics: a destination that is an existing directory receives the source inside it."""
     vfs = request.app[VFS_KEY]
-    body = await _body(request)
-    src, dst = _path(request, "src", body), _path(request, "dst", body)
-    who = _caller(request)
+    body = await json_body(request)
+    src, dst = path_arg(request, "src", body), path_arg(request, "dst", body)
+    who = caller_of(request)
     try:
         if (await vfs.stat(dst, caller=who)).is_dir and not (await vfs.stat(src, caller=who, follow=False)).is_dir:
             dst = dst.rstrip("/") + "/" + src.rstrip("/").rsplit("/", 1)[-1]
@@ -274,45 +236,45 @@ async def fs_rename(request: web.Request) -> web.Response:
 
 async def fs_setattr(request: web.Request) -> web.Response:
     vfs = request.app[VFS_KEY]
-    body = await _body(request)
-    path = _path(request, body=body)
-    size = _int(body.get("size"), "size")
+    body = await json_body(request)
+    path = path_arg(request, body=body)
+    size = int_arg(body.get("size"), "size")
     if size is not None:
-        await vfs.truncate(path, size, caller=_caller(request))
+        await vfs.truncate(path, size, caller=caller_of(request))
     node = await vfs.setattr(
         path,
-        caller=_caller(request),
-        mode=_int(body.get("mode"), "mode"),
-        uid=_int(body.get("uid"), "uid"),
-        gid=_int(body.get("gid"), "gid"),
-        atime=_int(body.get("atime_ns"), "atime_ns"),
-        mtime=_int(body.get("mtime_ns"), "mtime_ns"),
+        caller=caller_of(request),
+        mode=int_arg(body.get("mode"), "mode"),
+        uid=int_arg(body.get("uid"), "uid"),
+        gid=int_arg(body.get("gid"), "gid"),
+        atime=int_arg(body.get("atime_ns"), "atime_ns"),
+        mtime=int_arg(body.get("mtime_ns"), "mtime_ns"),
     )
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path))
 
 
 async def fs_symlink(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
+    body = await json_body(request)
+    path = path_arg(request, body=body)
     target = body.get("target")
     if not isinstance(target, str):
         raise errors.Invalid("missing parameter 'target'")
-    node = await request.app[VFS_KEY].symlink(target, path, caller=_caller(request))
+    node = await request.app[VFS_KEY].symlink(target, path, caller=caller_of(request))
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_link(request: web.Request) -> web.Response:
-    body = await _body(request)
-    existing, path = _path(request, "existing", body), _path(request, "path", body)
-    node = await request.app[VFS_KEY].link(existing, path, caller=_caller(request))
+    body = await json_body(request)
+    existing, path = path_arg(request, "existing", body), path_arg(request, "path", body)
+    node = await request.app[VFS_KEY].link(existing, path, caller=caller_of(request))
     return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
 
 
 async def fs_sync(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
+    body = await json_body(request)
+    path = path_arg(request, body=body)
     listed = await request.app[VFS_KEY].sync(
-        path, caller=_caller(request), recursive=_bool(body.get("recursive"), "recursive")
+        path, caller=caller_of(request), recursive=bool_arg(body.get("recursive"), "recursive")
     )
     return web.json_response({"path": path, "directories_listed": listed})
 
@@ -322,8 +284,8 @@ async def mounts_list(request: web.Request) -> web.Response:
 
 
 async def mounts_add(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
+    body = await json_body(request)
+    path = path_arg(request, body=body)
     uri = body.get("uri")
     options = body.get("options") or {}
     if not isinstance(uri, str) or not uri:
@@ -331,20 +293,20 @@ async def mounts_add(request: web.Request) -> web.Response:
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         raise errors.Invalid("options must be a map of strings")
     view = await request.app[VFS_KEY].mount(
-        path, uri, caller=_caller(request), readonly=_bool(body.get("readonly"), "readonly"), options=options
+        path, uri, caller=caller_of(request), readonly=bool_arg(body.get("readonly"), "readonly"), options=options
     )
     return web.json_response(view.to_json(), status=201)
 
 
 async def mounts_remove(request: web.Request) -> web.Response:
-    body = await _body(request)
-    path = _path(request, body=body)
-    await request.app[VFS_KEY].unmount(path, caller=_caller(request))
+    body = await json_body(request)
+    path = path_arg(request, body=body)
+    await request.app[VFS_KEY].unmount(path, caller=caller_of(request))
     return web.json_response({"unmounted": path})
 
 
 async def report(request: web.Request) -> web.Response:
-    return web.json_response(build_report(request.app[VFS_KEY], request.app[METRICS_KEY]))
+    return web.json_response(build_report(request.app[VFS_KEY], request.app[LISTENERS_KEY].clients()))
 
 
 async def conf(request: web.Request) -> web.Response:
@@ -381,16 +343,17 @@ async def journal_backup(request: web.Request) -> web.StreamResponse:
 
 
 async def fsck_route(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     path = body.get("path") or "/"
     result = await fsck(
-        request.app[VFS_KEY], _path(request, body={"path": path}), repair=_bool(body.get("repair"), "repair")
+        request.app[VFS_KEY], path_arg(request, body={"path": path}), repair=bool_arg(body.get("repair"), "repair")
     )
     return web.json_response(result)
 
 
 async def doctor_route(request: web.Request) -> web.Response:
-    checks = await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY], request.app[LISTENERS_KEY])
+    listener_checks = await probe_listeners(request.app[LISTENERS_KEY].addresses)
+    checks = await diagnose(request.app[VFS_KEY], request.app[DATADIR_KEY], listener_checks)
     return web.json_response({"checks": checks})
 
 
@@ -401,7 +364,6 @@ async def journal_checkpoint(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config) -> None:
     app[VFS_KEY] = vfs
-    app[LISTENERS_KEY] = {}
     app[TOKEN_KEY] = datadir.read_token()
     app[CONFIG_KEY] = config
     app[DATADIR_KEY] = datadir
@@ -429,6 +391,4 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/journal/backup", journal_backup)
     app.router.add_post(f"{PREFIX}/fsck", fsck_route)
     app.router.add_get(f"{PREFIX}/doctor", doctor_route)
-    from nsd.protocols import admin_cache  # it imports this module's helpers
-
-    admin_cache.add_routes(app)
+    cache_routes.add_routes(app)

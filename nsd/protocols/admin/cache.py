@@ -11,12 +11,12 @@ from aiohttp import web
 
 from nsd import errors
 from nsd.cache import controls
-from nsd.protocols.admin import PREFIX, VFS_KEY, _body, _bool, _path
+from nsd.protocols.admin.request import PREFIX, VFS_KEY, bool_arg, json_body, path_arg
 
 
 async def _args(request: web.Request) -> tuple[dict[str, Any], str, bool]:
-    body = await _body(request)
-    return body, _path(request, body=body), _bool(body.get("recursive"), "recursive")
+    body = await json_body(request)
+    return body, path_arg(request, body=body), bool_arg(body.get("recursive"), "recursive")
 
 
 async def load(request: web.Request) -> web.StreamResponse:

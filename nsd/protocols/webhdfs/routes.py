@@ -3,8 +3,8 @@
 Theory of operation. One aiohttp handler takes every method under the prefix. It parses the
 path from the raw request line (percent-decoded exactly once, `.`/`..`/NUL refused, so nothing
 the URL normaliser did can change which object is meant), the query (names case-insensitive,
-unknown ones ignored), and the caller (webhdfs_auth: `user.name` or a bearer token, `doas`),
-then dispatches on (method, op) through one table to a handler in webhdfs_get / webhdfs_put.
+unknown ones ignored), and the caller (auth: `user.name` or a bearer token, `doas`),
+then dispatches on (method, op) through one table to a handler in get / put.
 Handlers call only the vfs, as the caller: the vfs checks permissions.
 
 Two-step operations (CREATE, APPEND, OPEN, GETFILECHECKSUM): the first request is validated
@@ -27,10 +27,12 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import hdrs, web
 
 from nsd import errors
-from nsd.clients import USER_KEY
-from nsd.protocols import errmap, webhdfs_get, webhdfs_put
-from nsd.protocols.webhdfs_auth import Authenticator, Unauthenticated
-from nsd.protocols.webhdfs_context import (
+from nsd.protocols import errmap
+from nsd.protocols.clients import USER_KEY
+from nsd.protocols.webhdfs import get, put
+from nsd.protocols.webhdfs.auth import Authenticator, Unauthenticated
+from nsd.protocols.webhdfs.bodies import remote_exception
+from nsd.protocols.webhdfs.context import (
     IAE,
     IOE,
     PREFIX,
@@ -42,17 +44,16 @@ from nsd.protocols.webhdfs_context import (
     Settings,
     json_response,
 )
-from nsd.protocols.webhdfs_json import remote_exception
-from nsd.protocols.webhdfs_params import Params
+from nsd.protocols.webhdfs.params import Params
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.webhdfs")
 
 OPS: dict[str, dict[str, Handler]] = {
-    "GET": webhdfs_get.OPS,
-    "PUT": webhdfs_put.PUT_OPS,
-    "POST": webhdfs_put.POST_OPS,
-    "DELETE": webhdfs_put.DELETE_OPS,
+    "GET": get.OPS,
+    "PUT": put.PUT_OPS,
+    "POST": put.POST_OPS,
+    "DELETE": put.DELETE_OPS,
 }
 ALL_OPS = {op: method for method, table in OPS.items() for op in table}
 # The ops that carry a request body on their data step.

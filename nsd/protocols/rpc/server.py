@@ -24,7 +24,7 @@ stops reading; buffered records wait in the decoder. A reply body may be a list 
 `writelines`), so the payload is never joined into one bytes object.
 
 With `busy_poll` (seconds), the loop keeps polling that long after a connection's traffic
-instead of going to sleep (nsd.protocols.busypoll), so a client's next call is read without a
+instead of going to sleep (nsd.protocols.rpc.busypoll), so a client's next call is read without a
 CPU wake-up.
 
 Limits (`Limits`), so overload gives errors and never unbounded memory: past `max_connections`
@@ -39,7 +39,7 @@ Errors: a broken frame (FrameError) closes the connection. A bad call gets an RP
 SYSTEM_ERR when a procedure fails unexpectedly, AUTH_ERROR when it raises oncrpc.AuthError)
 and the connection lives on.
 
-Non-idempotent procedures (marked `cached`) go through the `DuplicateRequestCache`: a call
+Non-idempotent procedures (marked `cached`) go through the `DuplicateRequestCache` (drc): a call
 retransmitted with the same XID, from the same host, with the same bytes (credentials and
 arguments), gets the first execution's reply (waiting for it if the first is still running)
 instead of running twice.
@@ -53,16 +53,15 @@ import inspect
 import logging
 import os
 import time
-import zlib
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import CoroutineType
 from typing import Any, cast
 
-from nsd.protocols import oncrpc
-from nsd.protocols.busypoll import BusyPoller
-from nsd.protocols.oncrpc import NEED_DATA, AuthSys, RpcCall
+from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.busypoll import BusyPoller
+from nsd.protocols.rpc.drc import DuplicateRequestCache
+from nsd.protocols.rpc.oncrpc import NEED_DATA, AuthSys, RpcCall
 from nsd.protocols.xdr import Unpacker, XdrError
 
 log = logging.getLogger("nsd.rpc")
@@ -78,7 +77,6 @@ DEFAULT_MAX_INFLIGHT = 64
 RECORD_POOL_BYTES = 32 << 20
 SWEEP_MAX_SECONDS = 10.0
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
-DEFAULT_DRC_ENTRIES = 4096
 _AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
 
 
@@ -128,48 +126,6 @@ class Limits:
     slow_client_timeout: float = 0.0
 
 
-class DuplicateRequestCache:
-    """Replies of non-idempotent calls by (host, xid, length and CRC of the whole call).
-
-    The CRC covers procedure, credentials and arguments, so two users of one client host that
-    happen to reuse an XID are never confused.
-
-    Bounded LRU of `entries` replies. An entry is a Future while its call runs, so a
-    retransmit arriving meanwhile waits for the one execution. Cost: O(1) per call.
-    """
-
-    def __init__(self, entries: int = DEFAULT_DRC_ENTRIES) -> None:
-        self.entries = entries
-        self._cache: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
-
-    def key(self, ctx: CallContext) -> tuple[Any, ...]:
-        c = ctx.call
-        return (ctx.peer_host, c.xid, len(c.record), zlib.crc32(c.record))
-
-    def get(self, key: tuple[Any, ...]) -> asyncio.Future[bytes] | None:
-        fut = self._cache.get(key)
-        if fut is not None:
-            self._cache.move_to_end(key)
-        return fut
-
-    def start(self, key: tuple[Any, ...]) -> asyncio.Future[bytes]:
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._cache[key] = fut
-        while len(self._cache) > self.entries:
-            _, old = self._cache.popitem(last=False)
-            if not old.done():
-                old.cancel()
-        return fut
-
-    def forget(self, key: tuple[Any, ...]) -> None:
-        fut = self._cache.pop(key, None)
-        if fut is not None and not fut.done():
-            fut.cancel()
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-
 class RpcServer:
     """The programs one listener serves, its connections and the duplicate request cache."""
 
@@ -198,7 +154,7 @@ class RpcServer:
         self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
         # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
         self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
-        # seconds to keep the loop polling after traffic (nsd.protocols.busypoll); 0: sleep at once
+        # seconds to keep the loop polling after traffic (nsd.protocols.rpc.busypoll); 0: sleep at once
         self.poller = BusyPoller(busy_poll) if busy_poll > 0 else None
 
     def add(self, program: Program) -> None:
@@ -434,18 +390,8 @@ class RpcConnection(asyncio.BufferedProtocol):
             result = context.run(proc.func, ctx)
             if type(result) is CoroutineType:
                 result = context.run(_step_inline, result)
-        except XdrError as e:
-            self.rejected += 1
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+        except Exception as e:
+            self._failed(program, proc, call, started, e)
             return
         if isinstance(result, _Suspended):
             self._start(self._run(program, proc, call, started, result.finish()), context)
@@ -477,17 +423,8 @@ class RpcConnection(asyncio.BufferedProtocol):
     ) -> None:
         try:
             body = await pending
-        except XdrError as e:
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+        except Exception as e:
+            self._failed(program, proc, call, started, e)
             return
         finally:
             del pending  # the finished coroutine and, with it, its views of the record
@@ -495,11 +432,24 @@ class RpcConnection(asyncio.BufferedProtocol):
         self._reply(call.xid, body)
         self._observe(program, proc, started, body)
 
-    def _refuse(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: oncrpc.AuthError) -> None:
-        log.debug("refused %s from %s: %s", proc.name or call.proc, self.peer_host, e)  # counted in metrics
-        self.rejected += 1
-        self._send(oncrpc.auth_error_reply(call.xid, e.stat))
-        self._observe(program, proc, started, error=_AUTH_STAT_NAMES.get(e.stat, "AUTH_ERROR"))
+    def _failed(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: Exception) -> None:
+        """Answer a call whose procedure raised, the one mapping of exceptions to RPC replies:
+        XdrError -> GARBAGE_ARGS, oncrpc.AuthError -> AUTH_ERROR with its auth_stat, anything
+        else -> SYSTEM_ERR (logged with its traceback). The connection lives on."""
+        name = proc.name or call.proc
+        if isinstance(e, XdrError):
+            log.debug("garbage arguments from %s for %d/%d/%d: %s", self.peer_host, call.prog, call.vers, call.proc, e)
+            reply, error = oncrpc.accepted_reply(call.xid, oncrpc.GARBAGE_ARGS), "GARBAGE_ARGS"
+            self.rejected += 1
+        elif isinstance(e, oncrpc.AuthError):
+            log.debug("refused %s from %s: %s", name, self.peer_host, e)  # counted in metrics
+            reply, error = oncrpc.auth_error_reply(call.xid, e.stat), _AUTH_STAT_NAMES.get(e.stat, "AUTH_ERROR")
+            self.rejected += 1
+        else:
+            log.error("procedure %s failed", name, exc_info=e)
+            reply, error = oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR), "SYSTEM_ERR"
+        self._send(reply)
+        self._observe(program, proc, started, error=error)
 
     def _observe(
         self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
@@ -513,7 +463,7 @@ class RpcConnection(asyncio.BufferedProtocol):
 
     async def _run_cached(self, program: Program, proc: Procedure, ctx: CallContext, started: float) -> None:
         drc = self.server.drc
-        key = drc.key(ctx)
+        key = drc.key(ctx.peer_host, ctx.call)
         earlier = drc.get(key)
         if earlier is not None:
             try:
@@ -529,20 +479,9 @@ class RpcConnection(asyncio.BufferedProtocol):
             result = proc.func(ctx)
             body = await result if inspect.isawaitable(result) else result
             reply = _join(call.xid, body)
-        except XdrError as e:
+        except Exception as e:
             drc.forget(key)
-            self._send(_garbage(call, e, self.peer_host))
-            self._observe(program, proc, started, error="GARBAGE_ARGS")
-            return
-        except oncrpc.AuthError as e:
-            drc.forget(key)
-            self._refuse(program, proc, call, started, e)
-            return
-        except Exception:
-            drc.forget(key)
-            log.exception("procedure %s failed", proc.name or call.proc)
-            self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
-            self._observe(program, proc, started, error="SYSTEM_ERR")
+            self._failed(program, proc, call, started, e)
             return
         if not fut.done():
             fut.set_result(reply)
@@ -621,9 +560,10 @@ class _Suspended:
             while True:
                 if waiting is None:
                     await asyncio.sleep(0)
-                else:
-                    waiting._asyncio_future_blocking = False  # what Task does before waiting on it
+                elif asyncio.isfuture(waiting):
                     await asyncio.wait([waiting])  # the coroutine reads the outcome itself
+                else:
+                    raise RuntimeError(f"a procedure yielded {waiting!r}, not a future")  # as Task says
                 try:
                     waiting = coro.send(None)
                 except StopIteration as stop:
@@ -647,8 +587,3 @@ def _join(xid: int, body: ReplyBody) -> bytes:
         return oncrpc.success_header(xid, len(body)) + bytes(body)
     data = b"".join(body)
     return oncrpc.success_header(xid, len(data)) + data
-
-
-def _garbage(call: RpcCall, e: XdrError, peer: str) -> bytes:
-    log.debug("garbage arguments from %s for %d/%d/%d: %s", peer, call.prog, call.vers, call.proc, e)
-    return oncrpc.accepted_reply(call.xid, oncrpc.GARBAGE_ARGS)

@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 
 from nsd import errors
-from nsd.protocols.httplimits import body_stream
-from nsd.protocols.webhdfs_auth import Identity
-from nsd.protocols.webhdfs_params import Params
+from nsd.protocols.http.limits import body_stream
+from nsd.protocols.webhdfs.auth import Identity
+from nsd.protocols.webhdfs.params import Params
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/webhdfs/v1"

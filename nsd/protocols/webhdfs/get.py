@@ -9,12 +9,12 @@ from aiohttp import web
 
 from nsd.namespace import DirInode, Inode
 from nsd.permissions import parse_fsaction
-from nsd.protocols import webhdfs_json as js
-from nsd.protocols.hdfs_checksum import Md5Md5Crc32c
-from nsd.protocols.readahead import read_ahead
-from nsd.protocols.webhdfs_context import IOE, Ctx, Handler, Remote, empty, json_response, not_a_file, read_stream
-from nsd.protocols.webhdfs_params import LONG_MAX
-from nsd.protocols.webhdfs_xattr import normalize_name
+from nsd.protocols.http.readahead import read_ahead
+from nsd.protocols.webhdfs import bodies as js
+from nsd.protocols.webhdfs.checksum import Md5Md5Crc32c
+from nsd.protocols.webhdfs.context import IOE, Ctx, Handler, Remote, empty, json_response, not_a_file, read_stream
+from nsd.protocols.webhdfs.params import LONG_MAX
+from nsd.protocols.webhdfs.xattr import normalize_name
 
 LIST_BATCH = 1000  # HDFS's dfs.ls.limit
 OPEN_CHUNK = 4 << 20  # fewer, larger reads: each one is a worker-thread round trip

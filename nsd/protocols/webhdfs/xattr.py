@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nsd.protocols.webhdfs_params import BadParam
+from nsd.protocols.webhdfs.params import BadParam
 
 NAMESPACES = ("user", "trusted", "security", "system", "raw")
 

@@ -6,14 +6,12 @@ When port 111 is taken (an rpcbind runs), `register` tells that portmapper about
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import struct
 
-from nsd.protocols import oncrpc
-from nsd.protocols.rpcserver import CallContext, Procedure, Program, ReplyBody
-from nsd.protocols.xdr import U32, Packer, Unpacker, XdrError
+from nsd.protocols.rpc import client, oncrpc
+from nsd.protocols.rpc.server import CallContext, Procedure, Program, ReplyBody
+from nsd.protocols.xdr import U32, Packer, Unpacker
 
 log = logging.getLogger("nsd.portmap")
 
@@ -70,24 +68,19 @@ def program(service: PortmapService) -> Program:
 async def register(host: str, port: int, mappings: list[Mapping], *, unset: bool = False) -> bool:
     """SET (or UNSET) each mapping with the portmapper at host:port; True if it accepted all."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+        pm = await client.RpcClient.connect(host, port)
     except (OSError, TimeoutError) as e:
         log.warning("no portmapper at %s:%d: %s", host, port, e)
         return False
     ok = True
+    proc = PMAPPROC_UNSET if unset else PMAPPROC_SET
     try:
-        for xid, m in enumerate(mappings, start=1):
-            proc = PMAPPROC_UNSET if unset else PMAPPROC_SET
-            writer.write(oncrpc.encode_call(xid, PROGRAM, VERSION, proc, _MAPPING.pack(*m)))
-            await writer.drain()
-            mark = U32.unpack(await reader.readexactly(4))[0]
-            reply = oncrpc.decode_reply(await reader.readexactly(mark & ~oncrpc.LAST_FRAGMENT))
+        for m in mappings:
+            reply = await pm.call(PROGRAM, VERSION, proc, _MAPPING.pack(*m))
             ok = ok and reply.accepted and reply.stat == oncrpc.SUCCESS and reply.body[-4:] == U32.pack(1)
-    except (OSError, asyncio.IncompleteReadError, XdrError, TimeoutError) as e:
+    except client.ERRORS as e:
         log.warning("registering with the portmapper at %s:%d failed: %s", host, port, e)
         ok = False
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await pm.close()
     return ok

@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from nsd import __version__
-from nsd.clients import USER_KEY
 from nsd.metrics import Metrics
-from nsd.protocols import webhdfs
+from nsd.protocols.clients import LISTENERS_KEY, USER_KEY, Listeners
+from nsd.protocols.webhdfs import routes as webhdfs
 from nsd.report import build_report
 from nsd.vfs import Vfs
 
@@ -81,7 +81,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.observe(protocol, op, seconds, str(status) if status >= 400 else None)
         if protocol != "http":
             user = _user(request, protocol)
-            metrics.http_clients.seen(protocol, request.remote or "?", user[:64], error=status >= 400)
+            request.app[LISTENERS_KEY].http_clients.seen(
+                protocol, request.remote or "?", user[:64], error=status >= 400
+            )
         log.debug("%s %s %s -> %d in %.1f ms", protocol, request.remote, op, status, seconds * 1e3)
         if request.app[AUDIT_KEY] and request.method not in ("GET", "HEAD"):
             audit.info(
@@ -110,7 +112,7 @@ def _fmt_bytes(n: float) -> str:
 async def status_page(request: web.Request) -> web.Response:
     vfs = request.app[STATUS_VFS_KEY]
     metrics = request.app[METRICS_KEY]
-    report = build_report(vfs, metrics)
+    report = build_report(vfs, request.app[LISTENERS_KEY].clients())
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(m['path'])}</td><td>{'ro' if m['readonly'] else 'rw'}</td>"
@@ -182,8 +184,11 @@ def _cache_section(c: dict[str, Any]) -> str:
 </table>"""
 
 
-def add_routes(app: web.Application, vfs: Vfs, metrics: Metrics, *, audit_log: bool = False) -> None:
+def add_routes(
+    app: web.Application, vfs: Vfs, metrics: Metrics, listeners: Listeners, *, audit_log: bool = False
+) -> None:
     app[METRICS_KEY] = metrics
+    app[LISTENERS_KEY] = listeners
     app[AUDIT_KEY] = audit_log
     app[STATUS_VFS_KEY] = vfs
     app.middlewares.insert(0, observe_middleware)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from nsd import errors
 from nsd.namespace.names import split_path
-from nsd.protocols.oncrpc import AuthSys
+from nsd.protocols.rpc.oncrpc import AuthSys
 from nsd.vfs import Caller
 
 DEFAULT_EXPORTS = "/ 127.0.0.1(rw,no_root_squash)"

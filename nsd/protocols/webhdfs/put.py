@@ -12,7 +12,8 @@ from nsd import errors
 from nsd.namespace import Inode, validate_name
 from nsd.namespace.names import split_path
 from nsd.permissions import W, X
-from nsd.protocols.webhdfs_context import (
+from nsd.protocols.webhdfs.bodies import decode_xattr
+from nsd.protocols.webhdfs.context import (
     FAE,
     FNF,
     IAE,
@@ -25,9 +26,8 @@ from nsd.protocols.webhdfs_context import (
     empty,
     not_a_file,
 )
-from nsd.protocols.webhdfs_json import decode_xattr
-from nsd.protocols.webhdfs_params import BadParam
-from nsd.protocols.webhdfs_xattr import normalize_name, parse_flags
+from nsd.protocols.webhdfs.params import BadParam
+from nsd.protocols.webhdfs.xattr import normalize_name, parse_flags
 
 PNDE = "org.apache.hadoop.fs.ParentNotDirectoryException"
 NOT_EMPTY = "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException"
