@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nsd import errors, wcc
 from nsd.blockstore import BlockStore
@@ -115,6 +115,17 @@ def content(ino: int) -> tuple[str, int]:
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield b""
+
+
+class FsStats(NamedTuple):
+    """Counts the protocols report (NFS FSSTAT, the admin status); see Vfs.fs_stats."""
+
+    inodes: int
+    mounts: int  # the root mount included
+    last_txid: int
+    durable_txid: int
+    checkpoint_txid: int
+    writes_refused: str | None  # why the journal takes no writes now, or None
 
 
 class Vfs:
@@ -1068,6 +1079,43 @@ class Vfs:
     async def capacity(self) -> tuple[int, int, int]:
         """(capacity, used, remaining) bytes of the root under-storage; zeros when it cannot tell."""
         return await self.mounts.ufs(ROOT_MOUNT).usage() or (0, 0, 0)
+
+    # ---- narrow reads for the protocols ----
+    # What NFS, MOUNT and the admin API read besides the operations above, so that no protocol
+    # reaches into the namespace, the journal or the discovery state.
+
+    def peek(self, ino: int) -> Inode | None:
+        """The inode from memory when no re-check against its UFS is due, else None (then
+        `getattr` re-checks). Stale if there is no such inode. O(1), no coroutine: the getattr
+        fast path of every NFS call."""
+        node = self.ns.get(ino)
+        return None if self.discovery.due(node) else node
+
+    def inode(self, ino: int) -> Inode:
+        """The inode as memory has it now, never re-checked (attributes right after a change).
+        Stale if it is gone. O(1)."""
+        return self.ns.get(ino)
+
+    def inode_at(self, path: str) -> Inode:
+        """The inode at absolute `path` from memory: no permission check, no UFS discovery
+        (export roots, MOUNT). Raises as Namespace.resolve does. O(components)."""
+        return self.ns.resolve(path)
+
+    def fs_stats(self) -> FsStats:
+        """Inode and mount counts and the journal's position. O(1)."""
+        store = self.store
+        return FsStats(
+            inodes=len(store.ns.inodes),
+            mounts=len(store.ns.mounts) + 1,
+            last_txid=store.writer.last_txid,
+            durable_txid=store.writer.durable_txid,
+            checkpoint_txid=store.checkpoint_txid,
+            writes_refused=store.refusal(),
+        )
+
+    async def checkpoint(self) -> int:
+        """Write a checkpoint of the namespace now; returns its txid."""
+        return await self.store.checkpoint()
 
 
 async def _delete_if_present(ufs: Ufs, rel: str, *, recursive: bool = False) -> None:

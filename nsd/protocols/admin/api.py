@@ -116,19 +116,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def status(request: web.Request) -> web.Response:
-    vfs = request.app[VFS_KEY]
-    store = vfs.store
+    stats = request.app[VFS_KEY].fs_stats()
     return web.json_response(
         {
             "version": __version__,
             "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
             "event_loop": event_loop_name(),
-            "inodes": len(store.ns.inodes),
-            "last_txid": store.writer.last_txid,
-            "durable_txid": store.writer.durable_txid,
-            "checkpoint_txid": store.checkpoint_txid,
-            "mounts": len(vfs.ns.mounts) + 1,
-            "writes_refused": store.refusal(),
+            "inodes": stats.inodes,
+            "last_txid": stats.last_txid,
+            "durable_txid": stats.durable_txid,
+            "checkpoint_txid": stats.checkpoint_txid,
+            "mounts": stats.mounts,
+            "writes_refused": stats.writes_refused,
         }
     )
 
@@ -358,7 +357,7 @@ async def doctor_route(request: web.Request) -> web.Response:
 
 
 async def journal_checkpoint(request: web.Request) -> web.Response:
-    txid = await request.app[VFS_KEY].store.checkpoint()
+    txid = await request.app[VFS_KEY].checkpoint()
     return web.json_response({"checkpoint_txid": txid})
 
 

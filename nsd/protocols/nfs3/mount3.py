@@ -61,7 +61,7 @@ class MountService:
             if export is None or export.rule_for(ctx.peer_host) is None:
                 log.info("refused mount of %s by %s", path, ctx.peer_host)
                 return U32.pack(MNT3ERR_ACCES)
-            node = self.vfs.ns.resolve(path)
+            node = self.vfs.inode_at(path)
             if not node.is_dir:
                 return U32.pack(MNT3ERR_NOTDIR)
         except errors.NsdError as e:

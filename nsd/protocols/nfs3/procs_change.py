@@ -47,7 +47,7 @@ def _post_op_fh(s: Nfs3Service, d: Target, node: Inode) -> bytes:
 
 def _created(s: Nfs3Service, d: Target, w: Watch, node: Inode) -> bytes:
     """CREATE/MKDIR/SYMLINK3resok: post_op_fh3, post_op_attr, wcc_data of the directory."""
-    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.ns.get(node.ino)) + s.wcc(w, d)
+    return OK + _post_op_fh(s, d, node) + s.attr_of(d.export, s.vfs.inode(node.ino)) + s.wcc(w, d)
 
 
 async def _apply_sattr(

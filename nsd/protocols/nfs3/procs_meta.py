@@ -94,7 +94,7 @@ async def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         v = s.statvfs()
     except (*Failure, OSError) as e:
         return status_word(e) + NO_ATTR
-    files = len(s.vfs.ns.inodes)
+    files = s.vfs.fs_stats().inodes
     free_files = max(0, (1 << 40) - files)
     body = _FSSTAT.pack(
         v.f_blocks * v.f_frsize, v.f_bfree * v.f_frsize, v.f_bavail * v.f_frsize,

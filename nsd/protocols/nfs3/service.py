@@ -107,8 +107,8 @@ class Nfs3Service:
         if rule is None:
             raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
         vfs = self.vfs
-        node = vfs.ns.get(ino)
-        if vfs.discovery.due(node):  # as vfs.getattr, without a coroutine when nothing is due
+        node = vfs.peek(ino)  # as vfs.getattr, without a coroutine when nothing is due
+        if node is None:
             try:
                 node = await vfs.getattr(ino)
             except errors.NotFound:
@@ -121,7 +121,7 @@ class Nfs3Service:
         return self.codec.encode(export.id, node.ino, node.gen)
 
     def export_root(self, export: Export) -> Inode:
-        return self.vfs.ns.resolve(export.path)
+        return self.vfs.inode_at(export.path)
 
     async def lookup(self, target: Target, name: str) -> Inode:
         """LOOKUP semantics: "." is the directory, ".." its parent but never above the export root."""
@@ -145,7 +145,7 @@ class Nfs3Service:
         """post_op_attr of the target as it is now, from memory: right after an operation there is
         nothing to re-check against the under-storage (and a removed object has none)."""
         try:
-            node = self.vfs.ns.get(target.ino)
+            node = self.vfs.inode(target.ino)
         except errors.NsdError:
             return NO_ATTR
         return post_op_attr(node, target.export.id)
