@@ -23,6 +23,7 @@ from multiprocessing import get_context
 import aiohttp
 
 from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.client import RpcClient
 from nsd.protocols.xdr import Packer, Unpacker
 
 NFS, MOUNT = 100003, 100005
@@ -30,6 +31,7 @@ GETATTR, LOOKUP, READ, WRITE, CREATE, MKDIR, REMOVE = 1, 3, 6, 7, 8, 9, 12
 CRED = oncrpc.AuthSys(0, b"load", 0, 0, ())
 USER = "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")
 PAYLOAD = 4096
+RPC_TIMEOUT = 120.0  # seconds one NFS reply may take under load before the client counts an error
 
 
 @dataclass
@@ -70,28 +72,21 @@ def _opaque(*items: bytes) -> bytes:
 
 
 class Rpc:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.xid = random.getrandbits(30)
+    """Version 3 calls (NFS, MOUNT) over nsd's RPC client; a reply other than SUCCESS raises."""
+
+    def __init__(self, client: RpcClient) -> None:
+        self.client = client
 
     async def call(self, prog: int, proc: int, args: bytes) -> Unpacker:
-        self.xid += 1
-        self.writer.write(oncrpc.encode_call(self.xid, prog, 3, proc, args, cred=CRED))
-        body = b""
-        while True:
-            mark = struct.unpack(">I", await self.reader.readexactly(4))[0]
-            body += await self.reader.readexactly(mark & 0x7FFFFFFF)
-            if mark & 0x80000000:
-                break
-        reply = oncrpc.decode_reply(body)
-        if reply.xid != self.xid or not reply.accepted or reply.stat != oncrpc.SUCCESS:
+        reply = await self.client.call(prog, 3, proc, args)
+        if not reply.accepted or reply.stat != oncrpc.SUCCESS:
             raise RuntimeError(f"rpc reply {reply}")
         return Unpacker(reply.body)
 
 
 async def _nfs_client(port: int, cid: int, until: float, res: Result) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    rpc = Rpc(reader, writer)
+    client = await RpcClient.connect("127.0.0.1", port, timeout=RPC_TIMEOUT, cred=CRED)
+    rpc = Rpc(client)
     rng = random.Random(cid)
     try:
         u = await rpc.call(MOUNT, 1, _opaque(b"/"))
@@ -141,7 +136,7 @@ async def _nfs_client(port: int, cid: int, until: float, res: Result) -> None:
             else:
                 res.record(f"nfs {op}", time.perf_counter() - started)
     finally:
-        writer.close()
+        await client.close()
 
 
 async def _web_client(base: str, cid: int, until: float, res: Result) -> None:

@@ -29,7 +29,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nsd.protocols.rpc import oncrpc
+from nsd.protocols.rpc.client import RpcClient
 from nsd.protocols.xdr import Packer, Unpacker
 
 MiB = 1 << 20
@@ -63,37 +63,12 @@ class Target:
 # ---- an RPC client for the set-up (MNT, MKDIR) ---------------------------------------------
 
 
-class AsyncRpc:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.xid = int.from_bytes(os.urandom(3), "big")
-
-    @classmethod
-    async def connect(cls, port: int) -> AsyncRpc:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    def send(self, prog: int, vers: int, proc: int, args: bytes) -> None:
-        self.xid += 1
-        self.writer.write(oncrpc.encode_call(self.xid, prog, vers, proc, args, cred=CRED))
-
-    async def recv(self) -> bytes:
-        body = b""
-        while True:
-            mark = struct.unpack(">I", await self.reader.readexactly(4))[0]
-            body += await self.reader.readexactly(mark & 0x7FFFFFFF)
-            if mark & 0x80000000:
-                reply = oncrpc.decode_reply(body)
-                if not reply.accepted or reply.stat != oncrpc.SUCCESS:
-                    raise RuntimeError(f"rpc failed: {reply}")
-                return reply.body
-
-    async def call(self, prog: int, vers: int, proc: int, args: bytes) -> Unpacker:
-        self.send(prog, vers, proc, args)
-        return Unpacker(await self.recv())
-
-    def close(self) -> None:
-        self.writer.close()
+async def call(rpc: RpcClient, prog: int, vers: int, proc: int, args: bytes) -> Unpacker:
+    """The reply body of a call that must succeed (RuntimeError otherwise)."""
+    reply = await rpc.call(prog, vers, proc, args)
+    if not reply.accepted or reply.stat != oncrpc.SUCCESS:
+        raise RuntimeError(f"rpc failed: {reply}")
+    return Unpacker(reply.body)
 
 
 def _opaque(*items: bytes) -> bytes:
@@ -103,8 +78,8 @@ def _opaque(*items: bytes) -> bytes:
     return bytes(p.buf)
 
 
-async def mount(rpc: AsyncRpc, export: str) -> bytes:
-    u = await rpc.call(MOUNT, 3, 1, _opaque(export.encode()))
+async def mount(rpc: RpcClient, export: str) -> bytes:
+    u = await call(rpc, MOUNT, 3, 1, _opaque(export.encode()))
     if u.uint32() != 0:
         raise RuntimeError(f"MNT {export} failed")
     return u.opaque(64)
@@ -166,12 +141,12 @@ def nsd_server(workdir: Path, name: str = "nsd", env: dict[str, str] | None = No
 
 
 async def _mkdir(port: int, export: str, name: str) -> None:
-    rpc = await AsyncRpc.connect(port)
+    rpc = await RpcClient.connect("127.0.0.1", port, cred=CRED)
     try:
         root = await mount(rpc, export)
-        await rpc.call(NFS, 3, MKDIR, _opaque(root, name.encode()) + b"\0" * 24)
+        await call(rpc, NFS, 3, MKDIR, _opaque(root, name.encode()) + b"\0" * 24)
     finally:
-        rpc.close()
+        await rpc.close()
 
 
 def _port_free(port: int) -> bool:
