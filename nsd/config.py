@@ -173,6 +173,23 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "security",
+        "unknown_users",
+        str,
+        "map",
+        "A user name in neither `users` nor passwd (HDFS believes any user.name): map gives it an id from "
+        "auto_id_range, journaled once, as its uid and its same-named group's gid; refuse answers 403.",
+        ("map", "refuse"),
+    ),
+    Setting(
+        "security",
+        "auto_id_range",
+        str,
+        "200000-299999",
+        "FIRST-LAST ids for unknown_users = map (the lowest free one first; ids the config or the machine "
+        "use are skipped). Keep it clear of the machine's and the NFS clients' own uids.",
+    ),
+    Setting(
+        "security",
         "webhdfs_auth",
         str,
         "simple",

@@ -131,6 +131,7 @@ class Vfs:
     ):
         self.store = store
         self.perms = perms or Permissions()
+        self.perms.users.attach(store)  # names nobody knows get ids journaled in this store
         self.mounts = mounts
         self.locks = KeyLocks()
         self.stager = Stager(stage_dir)

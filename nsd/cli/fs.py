@@ -26,10 +26,8 @@ def _mode_string(entry: dict[str, Any]) -> str:
 def _long_line(entry: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["mtime_ns"] / 1e9))
     name = entry["name"] + (f" -> {entry['target']}" if "target" in entry else "")
-    return (
-        f"{_mode_string(entry)} {entry['nlink']:>3} {entry['uid']:>6} {entry['gid']:>6} "
-        f"{entry['size']:>12} {when} {name}"
-    )
+    owner, group = entry.get("owner", entry["uid"]), entry.get("group", entry["gid"])  # names as WebHDFS shows
+    return f"{_mode_string(entry)} {entry['nlink']:>3} {owner:<8} {group:<8} {entry['size']:>12} {when} {name}"
 
 
 @app.command()
@@ -262,19 +260,15 @@ def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
 @fs_app.command()
 @api_errors
 def chown(owner: str, path: str, as_json: JsonOpt = False) -> None:
-    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers)."""
-    import grp
-    import pwd
-
+    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers, as the daemon maps them)."""
     user, _, group = owner.partition(":")
+    if not user and not group:
+        fail(f"expected USER, USER:GROUP or :GROUP, got {owner!r}", 2)
     body: dict[str, Any] = {"path": path}
-    try:
-        if user:
-            body["uid"] = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-        if group:
-            body["gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError as e:
-        fail(f"unknown user or group: {e.args[0]}")
+    if user:
+        body["owner"] = user
+    if group:
+        body["group"] = group
     emit(as_json, G.client().post("/fs/setattr", body))
 
 

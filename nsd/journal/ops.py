@@ -309,6 +309,19 @@ class IntentDone(Op):
     id: int
 
 
+# ---- identities (codes 32-) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AutoUser(Op):
+    """User name `name`, which neither the config nor the machine knows, has id `id` from now on:
+    its uid, and the gid of its same-named primary group. Given once, never changed or reused."""
+
+    CODE: ClassVar[int] = 32
+    name: str
+    id: int
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
     for cls in (
@@ -332,6 +345,7 @@ OPS: dict[int, type[Op]] = {
         RemoveXAttr,
         UfsIntent,
         IntentDone,
+        AutoUser,
     )
 }
 assert not RESERVED_CODES & OPS.keys()

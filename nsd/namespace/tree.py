@@ -40,6 +40,7 @@ from nsd.errors import (
 )
 from nsd.journal.ops import (
     AddMount,
+    AutoUser,
     CacheBlock,
     DropLayout,
     IntentDone,
@@ -61,7 +62,7 @@ from nsd.journal.ops import (
     UfsSync,
     Unlink,
 )
-from nsd.namespace import intents, layouts, mounts
+from nsd.namespace import autousers, intents, layouts, mounts
 from nsd.namespace.inode import SPECIAL_KINDS, DirInode, FileInode, Inode, SpecialInode, SymlinkInode
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
 
@@ -71,7 +72,8 @@ IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
 IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS)
+IMAGE_VERSION_USERS = 5  # written only once some user name has an auto id: version 4 plus header key "auto_users"
+IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS, IMAGE_VERSION_USERS)
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
@@ -110,6 +112,9 @@ class Namespace:
         # Open under-storage intents (nsd.namespace.intents): id -> (kind, args). Usually empty.
         self.intents: dict[int, tuple[str, list[Any]]] = {}
         self.next_intent = 1
+        # Ids given to user names nobody configured (nsd.namespace.autousers): name -> id, id -> name.
+        self.auto_users: dict[str, int] = {}
+        self.auto_user_names: dict[int, str] = {}
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -131,6 +136,7 @@ class Namespace:
             RemoveXAttr: self._apply_removexattr,
             UfsIntent: lambda op: intents.apply_intent(self, op),
             IntentDone: lambda op: intents.apply_done(self, op),
+            AutoUser: lambda op: autousers.apply_auto_user(self, op),
         }
 
     def _int(self, value: int) -> int:
@@ -823,6 +829,7 @@ class Namespace:
         mounts.check_mounts(self)
         layouts.check(self)
         intents.check_intents(self)
+        autousers.check_auto_users(self)
 
     # ---- image (checkpoints) ----------------------------------------------------------------
 
@@ -843,12 +850,15 @@ class Namespace:
             version = IMAGE_VERSION_CACHE
         if self.intents:
             version = IMAGE_VERSION_INTENTS
+        if self.auto_users:
+            version = IMAGE_VERSION_USERS
         yield {
             "version": version,
             "next_ino": self.next_ino,
             "inodes": len(self.inodes),
             **mounts.image_header(self),
             **intents.image_header(self),
+            **autousers.image_header(self),
         }
         chunk: list[list[Any]] = []
         units = 0
@@ -979,6 +989,9 @@ class Namespace:
         if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
             raise Corrupt(f"image: intents in a version {header['version']} image")
         intents.load_image_header(ns, header)
+        if header["version"] < IMAGE_VERSION_USERS and "auto_users" in header:
+            raise Corrupt(f"image: auto_users in a version {header['version']} image")
+        autousers.load_image_header(ns, header)
         return ns
 
 

@@ -34,7 +34,7 @@ from nsd.protocols.httplimits import body_stream
 from nsd.protocols.readahead import read_ahead
 from nsd.protocols.status import METRICS_KEY
 from nsd.report import build_report, event_loop_name
-from nsd.users import NOBODY, SYSTEM
+from nsd.users import NOBODY, SYSTEM, UserMap
 from nsd.vfs import Caller, Vfs
 
 PREFIX = "/api/v1"
@@ -57,7 +57,8 @@ ANONYMOUS = Caller(NOBODY, NOBODY)
 TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink", st.S_IFIFO: "fifo", st.S_IFSOCK: "socket"}
 
 
-def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]:
+def stat_json(node: Inode, name: str, path: str | None = None, names: UserMap | None = None) -> dict[str, Any]:
+    """An object's attributes; with `names`, also its owner and group by name, as WebHDFS shows them."""
     out: dict[str, Any] = {
         "name": name,
         "ino": node.ino,
@@ -72,6 +73,8 @@ def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]
         "mtime_ns": node.mtime,
         "ctime_ns": node.ctime,
     }
+    if names is not None:
+        out["owner"], out["group"] = names.user_name(node.uid), names.group_name(node.gid)
     if path is not None:
         out["path"] = path
     if isinstance(node, DirInode):
@@ -112,6 +115,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def _caller(request: web.Request) -> Caller:
     """The token holder is the superuser (HDFS's convention: the user running the daemon)."""
     return request.get(CALLER_KEY, ANONYMOUS)
+
+
+def _names(request: web.Request) -> UserMap:
+    return request.app[VFS_KEY].perms.users
 
 
 def _path(request: web.Request, key: str = "path", body: dict[str, Any] | None = None) -> str:
@@ -178,7 +185,8 @@ async def fs_stat(request: web.Request) -> web.Response:
     follow = _bool(request.query.get("follow"), "follow", True)
     vfs = request.app[VFS_KEY]
     node = await vfs.stat(path, caller=_caller(request), follow=follow)
-    return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return web.json_response({**stat_json(node, name, path, _names(request)), **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
@@ -190,7 +198,8 @@ async def fs_list(request: web.Request) -> web.Response:
         path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
     )
     more = len(entries) > limit
-    return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
+    rows = [stat_json(n, name, names=_names(request)) for name, n in entries[:limit]]
+    return web.json_response({"entries": rows, "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
@@ -232,7 +241,7 @@ async def fs_write(request: web.Request) -> web.Response:
     node = await vfs.write_file(
         path, body_stream(request), caller=_caller(request), mode=mode or 0o644, overwrite=overwrite
     )
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path, _names(request)), status=201)
 
 
 async def fs_mkdir(request: web.Request) -> web.Response:
@@ -245,7 +254,7 @@ async def fs_mkdir(request: web.Request) -> web.Response:
         mode=0o755 if mode is None else mode,
         parents=_bool(body.get("parents"), "parents"),
     )
-    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path, _names(request)), status=201)
 
 
 async def fs_remove(request: web.Request) -> web.Response:
@@ -273,22 +282,42 @@ async def fs_rename(request: web.Request) -> web.Response:
 
 
 async def fs_setattr(request: web.Request) -> web.Response:
+    """Besides numbers (uid, gid), `owner` and `group` take names, resolved here as WebHDFS's
+    SETOWNER resolves them (a name nobody knows gets an id: see nsd.users)."""
     vfs = request.app[VFS_KEY]
     body = await _body(request)
     path = _path(request, body=body)
     size = _int(body.get("size"), "size")
+    mode = _int(body.get("mode"), "mode")
+    atime, mtime = _int(body.get("atime_ns"), "atime_ns"), _int(body.get("mtime_ns"), "mtime_ns")
+    uid, gid = await _owner_ids(vfs.perms.users, body)
     if size is not None:
         await vfs.truncate(path, size, caller=_caller(request))
-    node = await vfs.setattr(
-        path,
-        caller=_caller(request),
-        mode=_int(body.get("mode"), "mode"),
-        uid=_int(body.get("uid"), "uid"),
-        gid=_int(body.get("gid"), "gid"),
-        atime=_int(body.get("atime_ns"), "atime_ns"),
-        mtime=_int(body.get("mtime_ns"), "mtime_ns"),
+    node = await vfs.setattr(path, caller=_caller(request), mode=mode, uid=uid, gid=gid, atime=atime, mtime=mtime)
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path, _names(request)))
+
+
+async def _owner_ids(names: UserMap, body: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(uid, gid) from `uid`/`owner` and `gid`/`group` in `body` (None: leave as it is)."""
+    uid, gid = _int(body.get("uid"), "uid"), _int(body.get("gid"), "gid")
+    owner, group = body.get("owner"), body.get("group")
+    for key, value, number_key, number in (("owner", owner, "uid", uid), ("group", group, "gid", gid)):
+        if value is not None and (not isinstance(value, str) or not value or number is not None):
+            raise errors.Invalid(f"{key} must be a non-empty name, and not given together with {number_key}")
+    if owner is not None:
+        uid = (await names.resolve(owner)).caller.uid
+    if group is not None:
+        gid = await names.resolve_group(group)
+    return uid, gid
+
+
+async def users_list(request: web.Request) -> web.Response:
+    """The ids nsd gave to user names nobody else knows, and how it treats the next such name."""
+    names = request.app[VFS_KEY].perms.users
+    first, last = names.auto_range
+    return web.json_response(
+        {"unknown_users": names.unknown_users, "auto_id_range": f"{first}-{last}", "users": names.auto_users()}
     )
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path))
 
 
 async def fs_symlink(request: web.Request) -> web.Response:
@@ -298,14 +327,14 @@ async def fs_symlink(request: web.Request) -> web.Response:
     if not isinstance(target, str):
         raise errors.Invalid("missing parameter 'target'")
     node = await request.app[VFS_KEY].symlink(target, path, caller=_caller(request))
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path, _names(request)), status=201)
 
 
 async def fs_link(request: web.Request) -> web.Response:
     body = await _body(request)
     existing, path = _path(request, "existing", body), _path(request, "path", body)
     node = await request.app[VFS_KEY].link(existing, path, caller=_caller(request))
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path), status=201)
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path, _names(request)), status=201)
 
 
 async def fs_sync(request: web.Request) -> web.Response:
@@ -422,6 +451,7 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/fs/symlink", fs_symlink)
     app.router.add_post(f"{PREFIX}/fs/link", fs_link)
     app.router.add_post(f"{PREFIX}/fs/sync", fs_sync)
+    app.router.add_get(f"{PREFIX}/users", users_list)
     app.router.add_get(f"{PREFIX}/mounts", mounts_list)
     app.router.add_post(f"{PREFIX}/mounts", mounts_add)
     app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)

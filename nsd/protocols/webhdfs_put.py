@@ -247,12 +247,8 @@ async def setowner(ctx: Ctx) -> web.StreamResponse:
     if owner is None and group is None:
         raise Remote(400, IAE, "Both owner and group are empty.")
     names = ctx.vfs.perms.users
-    uid = names.uid_of(owner) if owner is not None else None
-    gid = names.gid_of(group) if group is not None else None
-    if owner is not None and uid is None:
-        raise Remote(400, IAE, f"Unknown user: {owner}")
-    if group is not None and gid is None:
-        raise Remote(400, IAE, f"Unknown group: {group}")
+    uid = (await names.resolve(owner)).caller.uid if owner is not None else None
+    gid = await names.resolve_group(group) if group is not None else None
     await ctx.vfs.setattr(ctx.path, caller=ctx.caller, uid=uid, gid=gid)
     return empty()
 

@@ -129,48 +129,48 @@ def test_xattr_codec_and_names() -> None:
         parse_flags("UPSERT")
 
 
-def test_identities_from_passwd() -> None:
+async def test_identities_from_passwd() -> None:
     me = pwd.getpwuid(os.getuid())
     auth = Authenticator(UserMap(), Permissions().is_super)
 
-    def resolve(user: str | None, doas: str | None, host: str = "127.0.0.1") -> Identity:
-        return auth.identify(None, user, doas, host)
+    async def resolve(user: str | None, doas: str | None, host: str = "127.0.0.1") -> Identity:
+        return await auth.identify(None, user, doas, host)
 
-    who = resolve(me.pw_name, None)
+    who = await resolve(me.pw_name, None)
     assert (who.name, who.caller.uid, who.caller.gid) == (me.pw_name, me.pw_uid, me.pw_gid)
-    assert resolve(str(me.pw_uid), None).name == me.pw_name
-    assert resolve("987654", None).caller.uid == 987654  # no account: the number itself
-    assert resolve(None, None).name == "dr.who"
+    assert (await resolve(str(me.pw_uid), None)).name == me.pw_name
+    assert (await resolve("987654", None)).caller.uid == 987654  # no account: the number itself
+    assert (await resolve(None, None)).name == "dr.who"
     with pytest.raises(errors.Denied):
-        resolve("no-such-user-here", None)
-    assert resolve(me.pw_name, "987654").caller.uid == 987654  # the superuser may proxy
+        await resolve("no-such-user-here", None)
+    assert (await resolve(me.pw_name, "987654")).caller.uid == 987654  # the superuser may proxy
     with pytest.raises(errors.Denied):
-        resolve("987654", me.pw_name)
+        await resolve("987654", me.pw_name)
 
 
-def test_proxy_users_by_host_user_and_group() -> None:
+async def test_proxy_users_by_host_user_and_group() -> None:
     users = UserMap("oozie=2001; hue=2002; alice=3001:3001:etl; bob=3002", "etl=5000", system=False)
     rules = parse_proxy_users("oozie hosts=10.0.0.0/8,127.0.0.1 users=alice; hue hosts=* groups=etl")
     auth = Authenticator(users, Permissions(users).is_super, proxy_users=rules)
-    assert auth.identify(None, "oozie", "alice", "10.1.2.3").caller.uid == 3001
-    assert auth.identify(None, "oozie", "alice", "::ffff:127.0.0.1").name == "alice"
+    assert (await auth.identify(None, "oozie", "alice", "10.1.2.3")).caller.uid == 3001
+    assert (await auth.identify(None, "oozie", "alice", "::ffff:127.0.0.1")).name == "alice"
     with pytest.raises(errors.Denied) as e:
-        auth.identify(None, "oozie", "alice", "192.168.1.1")
+        await auth.identify(None, "oozie", "alice", "192.168.1.1")
     assert e.value.message == "Unauthorized connection for super-user: oozie from IP 192.168.1.1"
     with pytest.raises(errors.Denied) as e:
-        auth.identify(None, "oozie", "bob", "10.1.2.3")
+        await auth.identify(None, "oozie", "bob", "10.1.2.3")
     assert e.value.message == "User: oozie is not allowed to impersonate bob"
-    assert auth.identify(None, "hue", "alice", "8.8.8.8").name == "alice"  # alice is in etl
+    assert (await auth.identify(None, "hue", "alice", "8.8.8.8")).name == "alice"  # alice is in etl
     with pytest.raises(errors.Denied):
-        auth.identify(None, "hue", "bob", "8.8.8.8")
+        await auth.identify(None, "hue", "bob", "8.8.8.8")
     with pytest.raises(errors.Denied):
-        auth.identify(None, "bob", "alice", "127.0.0.1")  # not a proxy user at all
+        await auth.identify(None, "bob", "alice", "127.0.0.1")  # not a proxy user at all
     for bad in ("oozie users=*", "oozie hosts=nowhere", "oozie hosts=* colour=blue"):
         with pytest.raises(errors.Invalid):
             parse_proxy_users(bad)
 
 
-def test_bearer_tokens(tmp_path: Path) -> None:
+async def test_bearer_tokens(tmp_path: Path) -> None:
     users = UserMap("alice=3001; svc=3003", system=False)
     f = tmp_path / "tokens"
     f.write_text("# user token\nalice  alice-token-0123456789\nsvc svc-token-abcdefghijkl\n")
@@ -180,11 +180,11 @@ def test_bearer_tokens(tmp_path: Path) -> None:
     assert "chmod 600" in e.value.message and "alice-token" not in e.value.message
     f.chmod(0o600)
     auth = Authenticator(users, Permissions(users).is_super, mode="token", tokens=load_tokens(f))
-    assert auth.identify("Bearer alice-token-0123456789", None, None, "h").name == "alice"
-    assert auth.identify("bearer svc-token-abcdefghijkl", "alice", None, "h").name == "svc"  # user.name ignored
+    assert (await auth.identify("Bearer alice-token-0123456789", None, None, "h")).name == "alice"
+    assert (await auth.identify("bearer svc-token-abcdefghijkl", "alice", None, "h")).name == "svc"  # user.name ignored
     for header in (None, "", "Bearer", "Basic alice-token-0123456789", "Bearer alice-token-012345678X"):
         with pytest.raises(Unauthenticated):
-            auth.identify(header, "alice", None, "h")
+            await auth.identify(header, "alice", None, "h")
     with pytest.raises(errors.Invalid):
         Authenticator(users, Permissions(users).is_super, mode="token")  # no tokens
     with pytest.raises(errors.Invalid):
