@@ -77,6 +77,8 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         me = str(os.getuid())
         human, js = r.both(("fs", "chown"), (f"{me}:0", "/m/a/g"), (f"{me}:0", "/m/b/g"))
         assert human == "" and js["gid"] == 0
+        human, js = r.both(("users", "ls"), (), ())
+        assert "auto_id_range = 200000-299999" in human and js["unknown_users"] == "map"
         human, js = r.both(("fs", "touch"), ("/m/a/t",), ("/m/b/t",))
         assert human == "" and js["size"] == 0
         human, js = r.both(("fs", "du"), ("/m/a",), ("/m/a", "/m/b"))

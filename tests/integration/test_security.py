@@ -64,7 +64,8 @@ def run(*cmd: str) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = start(tmp_path_factory.mktemp("sec") / "data", env={"NSD_USERS": USERS, "NSD_GROUPS": GROUPS})
+    env = {"NSD_USERS": USERS, "NSD_GROUPS": GROUPS, "NSD_UNKNOWN_USERS": "refuse"}
+    d = start(tmp_path_factory.mktemp("sec") / "data", env=env)
     admin(d, "/fs/mkdir", {"path": "/shared", "mode": 0o777})
     yield d
     d.stop()
@@ -106,12 +107,13 @@ def test_a_file_has_one_owner_at_both_doors(server: Daemon, tmp_path: Path) -> N
     assert rows["from-web"][2:4] == ["4102", "4102"] and rows["from-nfs"][2:4] == ["4101", "4200"]
 
 
-def test_unknown_webhdfs_users_are_refused(server: Daemon) -> None:
+def test_unknown_webhdfs_users_are_refused_when_configured_so(server: Daemon) -> None:
+    """unknown_users = refuse (the default, map, is in test_unknown_users.py)."""
     r = webhdfs(server, "PUT", "/shared/x", "MKDIRS", user="nobody-knows-me")
     assert r.status_code == 403 and remote(r) == {
         "exception": "AccessControlException",
         "javaClassName": "org.apache.hadoop.security.AccessControlException",
-        "message": "Unknown user: nobody-knows-me",
+        "message": "Unknown user: nobody-knows-me (unknown_users = refuse)",
     }
 
 

@@ -4,16 +4,14 @@ jars that PyPI's pyspark ships, on the machine's Java, against a real daemon."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyspark
 import pytest
 from daemon import Daemon, nsd, start
+from hadoop_shell import Hadoop
+from hadoop_shell import conf_dir as make_conf_dir
 from hdfs_reference import reference_checksum
-
-JARS = Path(pyspark.__file__).parent / "jars"
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def conf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    conf = tmp_path_factory.mktemp("conf")
-    (conf / "core-site.xml").write_text('<?xml version="1.0"?>\n<configuration></configuration>\n')
-    return conf
-
-
-class Hadoop:
-    def __init__(self, server: Daemon, conf: Path) -> None:
-        self.root = "webhdfs://" + server.url.split("://", 1)[1]
-        self.conf = conf
-
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        """`hadoop fs ARGS`; a leading "/" in an argument means a path on nsd."""
-        argv = [self.root + a if a.startswith("/") else a for a in args]
-        cmd = ["java", "-cp", f"{self.conf}:{JARS}/*", "org.apache.hadoop.fs.FsShell", *argv]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if ok:
-            assert result.returncode == 0, f"hadoop fs {' '.join(args)}: {result.stderr}"
-        return result
+    return make_conf_dir(tmp_path_factory.mktemp("conf"))
 
 
 @pytest.fixture
