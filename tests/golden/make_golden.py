@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nsd.journal.checkpoint import write_checkpoint
-from nsd.journal.ops import Link, MkNode, Op, Rename, Rmdir, SetAttr, SetContent, Unlink
+from nsd.journal.ops import AutoUser, Link, MkNode, Op, Rename, Rmdir, SetAttr, SetContent, Unlink
 from nsd.journal.writer import JournalWriter
 
 HERE = Path(__file__).resolve().parent
@@ -48,10 +48,29 @@ GOLDEN_CHUNKS: list[Any] = [
     {"mounts": [["/", "file:///srv/data", {"read_only": False}]], "next_ino": 6, "blob": b"\x00\xff"},
 ]
 
+# Ids given to unknown user names (op 32 AutoUser) and a namespace image holding them (version 5),
+# in a directory of their own so that the journal above stays as it is.
+AUTO_USER_DIR = GOLDEN_DIR / "auto_user"
+AUTO_USER_OPS: list[tuple[int, Op]] = [(1, AutoUser("etl", 200000)), (2, AutoUser("bob", 200001))]
+AUTO_USER_CHECKPOINT_TXID = 2
+# Namespace(time_ns=T0) after AUTO_USER_OPS, as Namespace.to_image() writes it.
+AUTO_USER_CHUNKS: list[Any] = [
+    {
+        "version": 5,
+        "next_ino": 2,
+        "inodes": 1,
+        "pinned": [],
+        "next_mount_id": 1,
+        "mounts": [],
+        "auto_users": [["etl", 200000], ["bob", 200001]],
+    },
+    [[1, 1, 0o040755, 0, 0, 2, 0, T0, T0, T0, 0, None, [[], []]]],
+]
 
-async def _write_segment(dir: Path) -> None:
+
+async def _write_segment(dir: Path, ops: list[tuple[int, Op]] = GOLDEN_OPS) -> None:
     w = JournalWriter(dir, 1, fsync=False)
-    for txid, op in GOLDEN_OPS:
+    for txid, op in ops:
         assert w.append(op) == txid
     await w.close()
 
@@ -62,8 +81,14 @@ def main() -> None:
         asyncio.run(_write_segment(Path(tmp)))
         (GOLDEN_DIR / SEGMENT_NAME).write_bytes((Path(tmp) / SEGMENT_NAME).read_bytes())
     write_checkpoint(GOLDEN_DIR, CHECKPOINT_TXID, GOLDEN_CHUNKS)
-    for name in (SEGMENT_NAME, CHECKPOINT_NAME):
-        print(f"wrote {GOLDEN_DIR / name} ({(GOLDEN_DIR / name).stat().st_size} bytes)", file=sys.stderr)
+    AUTO_USER_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_write_segment(Path(tmp), AUTO_USER_OPS))
+        (AUTO_USER_DIR / SEGMENT_NAME).write_bytes((Path(tmp) / SEGMENT_NAME).read_bytes())
+    auto_user_checkpoint = write_checkpoint(AUTO_USER_DIR, AUTO_USER_CHECKPOINT_TXID, AUTO_USER_CHUNKS)
+    for path in (GOLDEN_DIR / SEGMENT_NAME, GOLDEN_DIR / CHECKPOINT_NAME, AUTO_USER_DIR / SEGMENT_NAME):
+        print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
+    print(f"wrote {auto_user_checkpoint} ({auto_user_checkpoint.stat().st_size} bytes)", file=sys.stderr)
 
 
 if __name__ == "__main__":

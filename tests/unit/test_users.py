@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from goldens import load_golden
 from vfsenv import close_vfs, open_vfs
 
 from nsd import errors
-from nsd.journal.checkpoint import list_checkpoints, read_checkpoint
-from nsd.journal.ops import AutoUser
+from nsd.journal.checkpoint import list_checkpoints, read_checkpoint, write_checkpoint
+from nsd.journal.ops import AutoUser, decode_op
+from nsd.journal.record import encode_record
+from nsd.journal.segment import MAGIC, read_segment
 from nsd.metastore import MetaStore, initial_checkpoint
 from nsd.namespace import Namespace
 from nsd.namespace.tree import IMAGE_VERSION_INTENTS, IMAGE_VERSION_USERS
@@ -177,3 +180,22 @@ async def test_two_unknown_users_are_kept_apart_like_known_ones(tmp_path: Path) 
         assert st.S_IMODE((await vfs.stat("/shared/etl/mine", caller=etl)).mode) == 0o700
     finally:
         await close_vfs(vfs)
+
+
+def test_golden_auto_user_segment_and_image(tmp_path: Path) -> None:
+    """tests/golden/journal/auto_user pins op 32 and image version 5 (see make_golden.py)."""
+    g = load_golden()
+    segment = g.AUTO_USER_DIR / g.SEGMENT_NAME
+    sr = read_segment(segment, is_last=True)
+    assert [(r.txid, decode_op(r.code, r.payload)) for r in sr.records] == g.AUTO_USER_OPS
+    assert MAGIC + b"".join(encode_record(t, op.CODE, op.encode()) for t, op in g.AUTO_USER_OPS) == segment.read_bytes()
+    txid, chunks = read_checkpoint(list_checkpoints(g.AUTO_USER_DIR)[-1][1])
+    assert (txid, list(chunks)) == (g.AUTO_USER_CHECKPOINT_TXID, g.AUTO_USER_CHUNKS)
+    again = write_checkpoint(tmp_path, g.AUTO_USER_CHECKPOINT_TXID, g.AUTO_USER_CHUNKS)
+    assert again.read_bytes() == list_checkpoints(g.AUTO_USER_DIR)[-1][1].read_bytes()
+    # today's code writes the same image from the same ops, and reads it back
+    ns = Namespace(time_ns=g.T0)
+    for _, op in g.AUTO_USER_OPS:
+        ns.apply(op)
+    assert list(ns.to_image()) == g.AUTO_USER_CHUNKS
+    assert Namespace.from_image(g.AUTO_USER_CHUNKS).auto_users == {"etl": 200000, "bob": 200001}
