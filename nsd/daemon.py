@@ -52,9 +52,7 @@ def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
 
 def permissions(config: Config) -> Permissions:
     """The user map and the superusers from the config; Invalid for a superuser nobody knows."""
-    users = UserMap(
-        config.users, config.groups, unknown_users=config.unknown_users, auto_id_range=config.auto_id_range
-    )
+    users = UserMap(config.users, config.groups, unknown_users=config.unknown_users, auto_id_range=config.auto_id_range)
     superusers = []
     if config.superuser:
         uid = users.uid_of(config.superuser)
