@@ -52,7 +52,13 @@ def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
 
 def permissions(config: Config) -> Permissions:
     """The user map and the superusers from the config; Invalid for a superuser nobody knows."""
-    users = UserMap(config.users, config.groups, unknown_users=config.unknown_users, auto_id_range=config.auto_id_range)
+    users = UserMap(
+        config.users,
+        config.groups,
+        unknown_users=config.unknown_users,
+        auto_id_range=config.auto_id_range,
+        reserved=frozenset({config.supergroup}) if config.supergroup else frozenset(),
+    )
     superusers = []
     if config.superuser:
         uid = users.uid_of(config.superuser)

@@ -105,11 +105,15 @@ class UserMap:
         system: bool = True,
         unknown_users: str = "map",
         auto_id_range: str = AUTO_ID_RANGE,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
+        """`reserved`: names never given an id (the supergroup's: an unknown user called so would
+        show its files in that group without being a member)."""
         if unknown_users not in UNKNOWN_USERS:
             raise Invalid(f"unknown_users must be one of {', '.join(UNKNOWN_USERS)}, got {unknown_users!r}")
         self.unknown_users = unknown_users
         self.auto_range = parse_id_range(auto_id_range)
+        self.reserved = reserved
         self.system = system
         self._store: MetaStore | None = None  # where auto ids are journaled; none: no new ones
         self._auto_ids: dict[str, int] = {}  # the namespace's auto_users once attached
@@ -187,6 +191,8 @@ class UserMap:
             return found
         if self.unknown_users == "refuse":
             raise Denied(f"Unknown user: {name} (unknown_users = refuse)")
+        if name in self.reserved:
+            raise Denied(f"Unknown user: {name} (the supergroup's name is never given an id)")
         if self._store is None:
             raise Denied(f"Unknown user: {name}")
         await self._allocating.run(name, lambda: self._allocate(name))

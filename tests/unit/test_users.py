@@ -25,9 +25,8 @@ from nsd.users import Caller, UserMap, parse_id_range
 CONFIGURED = "alice=200000"  # the config holds the first id of the range: it is skipped
 
 
-def user_map(**options: str) -> UserMap:
-    options.setdefault("auto_id_range", "200000-200009")
-    return UserMap(CONFIGURED, system=False, **options)
+def user_map(unknown_users: str = "map", auto_id_range: str = "200000-200009") -> UserMap:
+    return UserMap(CONFIGURED, system=False, unknown_users=unknown_users, auto_id_range=auto_id_range)
 
 
 async def open_store(journal: Path) -> MetaStore:
@@ -124,12 +123,14 @@ async def test_refuse_mode_names_the_setting_and_keeps_earlier_ids(store: MetaSt
 
 
 async def test_names_hadoop_would_refuse_get_no_id(store: MetaStore) -> None:
-    users = user_map()
+    users = UserMap(system=False, reserved=frozenset({"supergroup"}))
     users.attach(store)
     last = store.writer.last_txid
     for bad in ("bad name", "a:b", "-dash", "x" * 256, "é"):
         with pytest.raises(errors.Invalid, match="invalid user name"):
             await users.resolve(bad)
+    with pytest.raises(errors.Denied, match="the supergroup's name is never given an id"):
+        await users.resolve_group("supergroup")
     assert store.writer.last_txid == last
 
 
