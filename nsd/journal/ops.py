@@ -309,6 +309,19 @@ class IntentDone(Op):
     id: int
 
 
+# ---- identities (codes 32-39) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MapUser(Op):
+    """User `name`, known neither to the configured map nor to the machine, is given `id` from
+    `auto_id_range`, for life: its uid, and the gid of its same-named primary group."""
+
+    CODE: ClassVar[int] = 32
+    name: str
+    id: int
+
+
 OPS: dict[int, type[Op]] = {
     cls.CODE: cls
     for cls in (
@@ -332,6 +345,7 @@ OPS: dict[int, type[Op]] = {
         RemoveXAttr,
         UfsIntent,
         IntentDone,
+        MapUser,
     )
 }
 assert not RESERVED_CODES & OPS.keys()

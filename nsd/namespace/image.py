@@ -5,7 +5,7 @@ them as `Namespace.to_image` and `Namespace.from_image`). The format is durable:
 append-only, and tests/golden/image/ holds one golden checkpoint per version.
 
 First a header {"version", "next_ino", "inodes", ...the mount table, pins, pending persists,
-TTLs and intents...}, then lists of records, about `chunk_size` inodes or entries each. An inode
+TTLs, intents and mapped users...}, then lists of records, about `chunk_size` inodes or entries each. An inode
 record is [ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint,
 extra], where extra is the layout of a file, the target of a symlink, or [names, inos] of a
 directory's entries in name order. A directory comes after everything it contains, so a loader
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from nsd.errors import Corrupt
-from nsd.namespace import intents, mounts
+from nsd.namespace import idmap, intents, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -38,10 +38,11 @@ IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
 IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS)
+IMAGE_VERSION_USERS = 5  # written only when user names are mapped: version 4 plus header key "users"
+IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS, IMAGE_VERSION_USERS)
 
 
-class ImageTree(mounts.MountTree, intents.IntentTables, Protocol):
+class ImageTree(mounts.MountTree, intents.IntentTables, idmap.IdTables, Protocol):
     """What the image codec reads and fills of a namespace (tree.Namespace is one)."""
 
     links: dict[int, list[tuple[DirInode, str]]]
@@ -58,12 +59,15 @@ def encode(ns: ImageTree, chunk_size: int = 4096) -> Iterator[Any]:
         version = IMAGE_VERSION_CACHE
     if ns.intents:
         version = IMAGE_VERSION_INTENTS
+    if ns.auto_ids:
+        version = IMAGE_VERSION_USERS
     yield {
         "version": version,
         "next_ino": ns.next_ino,
         "inodes": len(ns.inodes),
         **mounts.image_header(ns),
         **intents.image_header(ns),
+        **idmap.image_header(ns),
     }
     chunk: list[list[Any]] = []
     units = 0
@@ -193,6 +197,9 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     if header["version"] < IMAGE_VERSION_INTENTS and "intents" in header:
         raise Corrupt(f"image: intents in a version {header['version']} image")
     intents.load_image_header(ns, header)
+    if header["version"] < IMAGE_VERSION_USERS and "users" in header:
+        raise Corrupt(f"image: users in a version {header['version']} image")
+    idmap.load_image_header(ns, header)
 
 
 def _load_entries(

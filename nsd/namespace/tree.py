@@ -42,6 +42,7 @@ from nsd.journal.ops import (
     DropLayout,
     IntentDone,
     Link,
+    MapUser,
     MkNode,
     Op,
     Persisted,
@@ -59,7 +60,7 @@ from nsd.journal.ops import (
     UfsSync,
     Unlink,
 )
-from nsd.namespace import image, intents, layouts, mounts
+from nsd.namespace import idmap, image, intents, layouts, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -110,6 +111,9 @@ class Namespace:
         # Open under-storage intents (nsd.namespace.intents): id -> (kind, args). Usually empty.
         self.intents: dict[int, tuple[str, list[Any]]] = {}
         self.next_intent = 1
+        # Ids given to user names nobody else knows (nsd.namespace.idmap), both ways. Usually empty.
+        self.auto_ids: dict[str, int] = {}
+        self.auto_names: dict[int, str] = {}
         self._appliers: dict[type[Op], Callable[[Any], None]] = {
             MkNode: self._apply_mknod,
             Link: self._apply_link,
@@ -131,6 +135,7 @@ class Namespace:
             RemoveXAttr: self._apply_removexattr,
             UfsIntent: lambda op: intents.apply_intent(self, op),
             IntentDone: lambda op: intents.apply_done(self, op),
+            MapUser: lambda op: idmap.apply_map_user(self, op),
         }
 
     def intern(self, value: int) -> int:
@@ -826,6 +831,7 @@ class Namespace:
         mounts.check_mounts(self)
         layouts.check(self)
         intents.check_intents(self)
+        idmap.check_ids(self)
 
     # ---- image (checkpoints): the codec is nsd.namespace.image ---------------------------------
 

@@ -34,6 +34,7 @@ from nsd.journal.ops import (
     DropLayout,
     IntentDone,
     Link,
+    MapUser,
     MkNode,
     Op,
     Persisted,
@@ -122,6 +123,7 @@ SAMPLE_OPS: dict[int, Op] = {
         RemoveXAttr(3, "user.note", T0 + 12),
         UfsIntent(1, "rename", [10, "a.csv", 10, "b.csv"]),
         IntentDone(1),
+        MapUser("étl@EXAMPLE", 2**32 - 1),
     )
 }
 
@@ -161,9 +163,15 @@ _V1: list[Op] = [
 _V2 = [*_V1, SetXAttr(3, "user.note", b"\x00\xffhi", T0 + 20), SetXAttr(2, "user.a", b"", T0 + 21)]
 _V3 = [*_V2, RequestPersist(3), SetTtl(11, T0 + 10**12, "free")]
 _V4 = [*_V3, UfsIntent(1, "content", [11]), UfsIntent(2, "rename", [10, "a.csv", 10, "b.csv"]), IntentDone(1)]
+_V5 = [
+    *_V4,
+    MapUser("etl", 200001),
+    MapUser("bob", 200000),
+    SetAttr(12, None, 200001, 200001, None, None, None, T0 + 30),
+]
 
 # version -> the ops that build a namespace whose image is of that version
-IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 def image_file_name(version: int) -> str:
