@@ -173,6 +173,24 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "security",
+        "unknown_users",
+        str,
+        "map",
+        "A user name neither in `users` nor in the machine's passwd (a Hadoop job's user.name): map "
+        "(as HDFS: it gets an id from auto_id_range, once, journaled; its group is a same-named one) "
+        "or refuse (403 Unknown user).",
+        ("map", "refuse"),
+    ),
+    Setting(
+        "security",
+        "auto_id_range",
+        str,
+        "200000-299999",
+        "FIRST-LAST: the uids (and gids of their same-named groups) unknown_users = map gives; keep it "
+        "clear of real accounts (ids passwd or `users` know are skipped).",
+    ),
+    Setting(
+        "security",
         "webhdfs_auth",
         str,
         "simple",

@@ -87,7 +87,7 @@ def format_data_dir(datadir: DataDir, root_ufs: str) -> None:
 
 def permissions(config: Config) -> Permissions:
     """The user map and the superusers from the config; Invalid for a superuser nobody knows."""
-    users = UserMap(config.users, config.groups)
+    users = UserMap(config.users, config.groups, unknown_users=config.unknown_users, auto_id_range=config.auto_id_range)
     superusers = []
     if config.superuser:
         uid = users.uid_of(config.superuser)
@@ -173,6 +173,7 @@ async def _serve(
         on_fatal=on_fatal,
         reserve_bytes=config.journal_reserve_bytes,
     )
+    perms.users.bind(store)
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)

@@ -9,20 +9,32 @@ the machine's passwd and group databases, then the number itself (a user name th
 digits is a uid; an id without a name shows as its number). Lookups are cached for the life of
 the map: passwd rarely changes while a daemon runs, and a restart picks up edits.
 
+A user name none of these know is mapped, as HDFS believes any name (`unknown_users = map`, the
+daemon's default): `resolve` gives it the next id of `auto_id_range` through a journaled MapUser
+(nsd.namespace.idmap), once; that id is its uid and the gid of its same-named primary group.
+Mapped ids are looked up before the caches (the journal is their only source), so an id shows
+its name from the moment it is given. With `unknown_users = refuse` such a name is refused.
+
 `users` syntax: `NAME=UID[:GID[:GROUP,GROUP...]]` entries separated by ";" (GID defaults to the
 UID; GROUPs are names or numbers). `groups` syntax: `NAME=GID` entries separated by ";".
 """
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
 import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from nsd.errors import Invalid
+from nsd.errors import Denied, Invalid
+from nsd.journal.ops import MapUser
+from nsd.namespace import idmap
+
+if TYPE_CHECKING:
+    from nsd.core.metastore import MetaStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,8 @@ class Caller:
 SYSTEM = Caller(os.getuid(), os.getgid())
 NOBODY = 65534
 CACHE_ENTRIES = 4096
+UNKNOWN_USERS = ("map", "refuse")
+DEFAULT_AUTO_ID_RANGE = "200000-299999"
 T = TypeVar("T")
 
 
@@ -70,10 +84,25 @@ def _id(text: str, what: str, setting: str) -> int:
 
 
 class UserMap:
-    """Names <-> ids: the configured map, then passwd/group (`system`), then numbers."""
+    """Names <-> ids: the configured map, then passwd/group (`system`), then numbers, and the
+    names mapped to `auto_id_range` once `bind` gave the map its journal."""
 
-    def __init__(self, users: str = "", groups: str = "", *, system: bool = True) -> None:
+    def __init__(
+        self,
+        users: str = "",
+        groups: str = "",
+        *,
+        system: bool = True,
+        unknown_users: str = "refuse",
+        auto_id_range: str = DEFAULT_AUTO_ID_RANGE,
+    ) -> None:
+        if unknown_users not in UNKNOWN_USERS:
+            raise Invalid(f"unknown_users must be one of {', '.join(UNKNOWN_USERS)}, got {unknown_users!r}")
         self.system = system
+        self.unknown_users = unknown_users
+        self.auto_id_range = idmap.parse_range(auto_id_range)
+        self._store: MetaStore | None = None
+        self._mapping: dict[str, asyncio.Future[None]] = {}  # names being mapped right now
         self._gid_by_name: dict[str, int] = {}
         for name, value in _entries(groups, "groups"):
             self._gid_by_name[name] = _id(value, f"gid of group {name}", "groups")
@@ -106,11 +135,80 @@ class UserMap:
         value = self._cache[kind, key] = compute()
         return value
 
+    def bind(self, store: MetaStore) -> None:
+        """Read and journal mapped names in `store`'s namespace from now on."""
+        self._store = store
+
     # ---- names -> ids -----------------------------------------------------------------------
 
     def user(self, name: str) -> User | None:
         """The user called `name` (or the uid `name` spells), None if nobody knows it."""
-        return self._cached("user", name, lambda: self._user(name))
+        found = self._cached("user", name, lambda: self._user(name))
+        if found is None:
+            auto = self._auto_id(name)
+            if auto is not None:
+                return User(name, Caller(auto, auto, (auto,)))
+        return found
+
+    async def resolve(self, name: str) -> User:
+        """The user called `name`, mapping it to a new id if nobody knows it and `unknown_users`
+        is `map`; Denied if it is `refuse`, or the name cannot be a user name. Concurrent first
+        calls by one name map it once; each returns once the mapping is durable."""
+        found = self.user(name)
+        if found is not None:
+            return found
+        if self.unknown_users == "refuse" or self._store is None:
+            raise Denied(f"Unknown user: {name} (unknown_users = refuse: add it to `users` or set unknown_users = map)")
+        try:
+            idmap.check_name(name)
+        except Invalid as e:
+            raise Denied(f"Unknown user: {e.message}") from None
+        pending = self._mapping.get(name)
+        if pending is None:
+            pending = self._mapping[name] = asyncio.ensure_future(self._map(self._store, name))
+            pending.add_done_callback(lambda _: self._mapping.pop(name, None))
+        await asyncio.shield(pending)  # a caller that goes away does not stop the mapping
+        mapped = self.user(name)
+        assert mapped is not None
+        return mapped
+
+    async def _map(self, store: MetaStore, name: str) -> None:
+        def plan(ns: idmap.IdTables) -> list[MapUser]:
+            if name in ns.auto_ids:
+                return []
+            return [idmap.plan_map_user(ns, name, self.auto_id_range, self._taken)]
+
+        await store.mutate(plan)
+
+    def _taken(self, i: int) -> bool:
+        """Whether id `i` is someone's here (a configured or passwd uid or gid): not to be mapped."""
+        if i in self._user_by_uid or i in self._group_by_gid or any(c.gid == i for c in self._users.values()):
+            return True
+        if not self.system:
+            return False
+        if self._pw_by_uid(i) is not None:
+            return True
+        try:
+            grp.getgrgid(i)
+        except KeyError:
+            return False
+        return True
+
+    def _auto_id(self, name: str) -> int | None:
+        return None if self._store is None else self._store.ns.auto_ids.get(name)
+
+    def _auto_name(self, i: int) -> str | None:
+        return None if self._store is None else self._store.ns.auto_names.get(i)
+
+    def mapped(self) -> list[tuple[str, int]]:
+        """(name, id) of every mapped name, in id order."""
+        if self._store is None:
+            return []
+        return sorted(self._store.ns.auto_ids.items(), key=lambda item: item[1])
+
+    def configured(self) -> list[User]:
+        """The users of the `users` setting, in the order given."""
+        return [User(name, caller) for name, caller in self._users.items()]
 
     def _user(self, name: str) -> User | None:
         if name in self._users:
@@ -144,12 +242,12 @@ class UserMap:
                 return grp.getgrnam(name).gr_gid
             except KeyError:
                 pass
-        return None
+        return self._auto_id(name)  # a mapped user's same-named primary group
 
     # ---- ids -> names -----------------------------------------------------------------------
 
     def user_name(self, uid: int) -> str:
-        return self._cached("uid", uid, lambda: self._user_name(uid))
+        return self._auto_name(uid) or self._cached("uid", uid, lambda: self._user_name(uid))
 
     def _user_name(self, uid: int) -> str:
         if uid in self._user_by_uid:
@@ -158,7 +256,7 @@ class UserMap:
         return str(uid) if entry is None else entry.pw_name
 
     def group_name(self, gid: int) -> str:
-        return self._cached("gid", gid, lambda: self._group_name(gid))
+        return self._auto_name(gid) or self._cached("gid", gid, lambda: self._group_name(gid))
 
     def _group_name(self, gid: int) -> str:
         if gid in self._group_by_gid:

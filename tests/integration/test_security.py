@@ -106,13 +106,19 @@ def test_a_file_has_one_owner_at_both_doors(server: Daemon, tmp_path: Path) -> N
     assert rows["from-web"][2:4] == ["4102", "4102"] and rows["from-nfs"][2:4] == ["4101", "4200"]
 
 
-def test_unknown_webhdfs_users_are_refused(server: Daemon) -> None:
-    r = webhdfs(server, "PUT", "/shared/x", "MKDIRS", user="nobody-knows-me")
-    assert r.status_code == 403 and remote(r) == {
-        "exception": "AccessControlException",
-        "javaClassName": "org.apache.hadoop.security.AccessControlException",
-        "message": "Unknown user: nobody-knows-me",
-    }
+def test_unknown_webhdfs_users_are_refused_with_unknown_users_refuse(tmp_path: Path) -> None:
+    d = start(tmp_path / "data", env={"NSD_UNKNOWN_USERS": "refuse"})
+    try:
+        r = webhdfs(d, "GET", "/", "GETFILESTATUS", user="nobody-knows-me")
+        assert r.status_code == 403 and remote(r) == {
+            "exception": "AccessControlException",
+            "javaClassName": "org.apache.hadoop.security.AccessControlException",
+            "message": "Unknown user: nobody-knows-me (unknown_users = refuse: add it to `users` or set "
+            "unknown_users = map)",
+        }
+        assert webhdfs(d, "GET", "/", "GETFILESTATUS", user=ME).status_code == 200
+    finally:
+        d.stop()
 
 
 # ---- permissions at each door ------------------------------------------------------------------------

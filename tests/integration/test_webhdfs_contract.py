@@ -425,7 +425,10 @@ def test_attributes_truncate_concat(web: Web) -> None:
     assert web.call("PUT", "/at/f", "SETOWNER", owner=str(os.getuid())).status_code == 200
     assert web.status("/at/f")["owner"] == ME
     assert web.call("PUT", "/at/f", "SETOWNER").status_code == 400
-    assert web.call("PUT", "/at/f", "SETOWNER", owner="no-such-user-here").status_code == 400
+    # a user nobody knows gets an id (unknown_users = map); a name that cannot be a user is refused
+    assert web.call("PUT", "/at/f", "SETOWNER", owner="no-such-user-here").status_code == 200
+    assert web.status("/at/f")["owner"] == "no-such-user-here"
+    assert web.call("PUT", "/at/f", "SETOWNER", owner="a:b").status_code == 403
     assert web.call("PUT", "/at/f", "SETREPLICATION", replication=3).json() == {"boolean": True}
     assert web.call("POST", "/at/f", "TRUNCATE", newlength=4).json() == {"boolean": True}
     assert web.call("GET", "/at/f", "OPEN", follow=True).content == b"0123"
@@ -447,8 +450,9 @@ def test_identities(web: Web) -> None:
     anon = requests.get(web.base + "/", params={"op": "GETHOMEDIRECTORY"})
     assert anon.json() == {"Path": "/user/dr.who"}
     assert web.call("PUT", "/id", "MKDIRS", permission="777").status_code == 200
-    unknown = web.call("PUT", "/id/x", "MKDIRS", **{"user.name": "no-such-user-here"})
-    assert unknown.status_code == 403 and remote(unknown)["exception"] == "AccessControlException"
+    stranger = web.call("PUT", "/id/x", "MKDIRS", **{"user.name": "nobody-has-this-name"})
+    assert stranger.status_code == 200  # as HDFS: any user.name (unknown_users = map)
+    assert (web.status("/id/x")["owner"], web.status("/id/x")["group"]) == ("nobody-has-this-name",) * 2
     numeric = web.call("PUT", "/id/n", "MKDIRS", **{"user.name": "4242"})
     assert numeric.status_code == 200
     st = web.status("/id/n")

@@ -9,8 +9,9 @@ Authentication (`webhdfs_auth`):
   never logged or shown (only the user they belong to is).
 
 Names become ids through the one user map (nsd.core.users). A user nobody knows (not configured, not
-in passwd, not a number) is refused with 403 AccessControlException "Unknown user": nsd keeps
-uids, not names, so such a user could own nothing that NFS would show as theirs.
+in passwd, not a number) is mapped to a new id of `auto_id_range`, as HDFS believes any name
+(`unknown_users = map`), or refused with 403 AccessControlException "Unknown user" (`refuse`).
+A `doas` target is mapped only once the impersonation is allowed.
 
 Impersonation: `doas=OTHER` acts as OTHER if the real user is a superuser (who may do anything
 anyway), or a proxy user (`webhdfs_proxy_users`, as hadoop.proxyuser.NAME.hosts/users/groups)
@@ -132,24 +133,22 @@ class Authenticator:
         self._tokens = [(t.encode(), user) for t, user in (tokens or {}).items()]
         self.proxy_users = dict(proxy_users or {})
 
-    def identify(self, authorization: str | None, user: str | None, doas: str | None, host: str) -> Identity:
+    async def identify(self, authorization: str | None, user: str | None, doas: str | None, host: str) -> Identity:
         """The identity a request acts as. Unauthenticated (401) or Denied (403) otherwise."""
-        real = self._authenticate(authorization, user)
+        real = await self._authenticate(authorization, user)
         if not doas or doas == real.name:
             return real
-        target = self.lookup(doas)
-        if self.is_super(real.caller):
-            return target
-        rule = self.proxy_users.get(real.name)
-        if rule is None or not self._may_impersonate(rule, target):
-            raise errors.Denied(f"User: {real.name} is not allowed to impersonate {doas}")
-        if not rule.admits_host(host):
-            raise errors.Denied(f"Unauthorized connection for super-user: {real.name} from IP {host}")
-        return target
+        if not self.is_super(real.caller):
+            rule = self.proxy_users.get(real.name)
+            if rule is None or not self._may_impersonate(rule, doas):
+                raise errors.Denied(f"User: {real.name} is not allowed to impersonate {doas}")
+            if not rule.admits_host(host):
+                raise errors.Denied(f"Unauthorized connection for super-user: {real.name} from IP {host}")
+        return await self.lookup(doas)
 
-    def _authenticate(self, authorization: str | None, user: str | None) -> Identity:
+    async def _authenticate(self, authorization: str | None, user: str | None) -> Identity:
         if self.mode == "simple":
-            return self.lookup(user) if user else self.anonymous()
+            return await self.lookup(user) if user else self.anonymous()
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise Unauthenticated("Authentication required: send Authorization: Bearer <token>")
@@ -160,22 +159,23 @@ class Authenticator:
                 found = name
         if found is None:
             raise Unauthenticated("Authentication failed: unknown token")
-        return self.lookup(found)
+        return await self.lookup(found)
 
-    def lookup(self, name: str) -> Identity:
-        found = self.users.user(name)
-        if found is None:
-            raise errors.Denied(f"Unknown user: {name}")
+    async def lookup(self, name: str) -> Identity:
+        found = await self.users.resolve(name)
         return Identity(found.name, found.caller)
 
     def anonymous(self) -> Identity:
         nobody = self.users.user("nobody")
         return Identity(ANONYMOUS, nobody.caller if nobody is not None else Caller(NOBODY, NOBODY))
 
-    def _may_impersonate(self, rule: ProxyRule, target: Identity) -> bool:
-        if rule.users is None or target.name in rule.users:
+    def _may_impersonate(self, rule: ProxyRule, target: str) -> bool:
+        if rule.users is None or target in rule.users:
             return True
         if rule.groups is None:
             return True
-        names = {self.users.group_name(g) for g in (target.caller.gid, *target.caller.gids)}
+        known = self.users.user(target)
+        if known is None:  # not mapped yet: its only group will be the same-named one
+            return target in rule.groups
+        names = {self.users.group_name(g) for g in (known.caller.gid, *known.caller.gids)}
         return not rule.groups.isdisjoint(names)

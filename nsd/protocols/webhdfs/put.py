@@ -247,10 +247,14 @@ async def setowner(ctx: Ctx) -> web.StreamResponse:
     if owner is None and group is None:
         raise Remote(400, IAE, "Both owner and group are empty.")
     names = ctx.vfs.perms.users
-    uid = names.uid_of(owner) if owner is not None else None
+    uid = None
+    if owner is not None:
+        uid = names.uid_of(owner)
+        if uid is None and ctx.vfs.perms.is_super(ctx.caller):  # only a superuser may give a file away
+            uid = (await names.resolve(owner)).caller.uid
+        if uid is None:
+            raise Remote(400, IAE, f"Unknown user: {owner}")
     gid = names.gid_of(group) if group is not None else None
-    if owner is not None and uid is None:
-        raise Remote(400, IAE, f"Unknown user: {owner}")
     if group is not None and gid is None:
         raise Remote(400, IAE, f"Unknown group: {group}")
     await ctx.vfs.setattr(ctx.path, caller=ctx.caller, uid=uid, gid=gid)

@@ -129,7 +129,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     try:
         path = parse_path(request.raw_path)
         handler = _lookup(request.method, op)
-        who = state.auth.identify(
+        who = await state.auth.identify(
             request.headers.get(hdrs.AUTHORIZATION), params.get("user.name"), params.get("doas"), request.remote or ""
         )
         request[USER_KEY] = who.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import random
@@ -134,7 +135,7 @@ def test_identities_from_passwd() -> None:
     auth = Authenticator(UserMap(), Permissions().is_super)
 
     def resolve(user: str | None, doas: str | None, host: str = "127.0.0.1") -> Identity:
-        return auth.identify(None, user, doas, host)
+        return asyncio.run(auth.identify(None, user, doas, host))
 
     who = resolve(me.pw_name, None)
     assert (who.name, who.caller.uid, who.caller.gid) == (me.pw_name, me.pw_uid, me.pw_gid)
@@ -152,19 +153,19 @@ def test_proxy_users_by_host_user_and_group() -> None:
     users = UserMap("oozie=2001; hue=2002; alice=3001:3001:etl; bob=3002", "etl=5000", system=False)
     rules = parse_proxy_users("oozie hosts=10.0.0.0/8,127.0.0.1 users=alice; hue hosts=* groups=etl")
     auth = Authenticator(users, Permissions(users).is_super, proxy_users=rules)
-    assert auth.identify(None, "oozie", "alice", "10.1.2.3").caller.uid == 3001
-    assert auth.identify(None, "oozie", "alice", "::ffff:127.0.0.1").name == "alice"
+    assert asyncio.run(auth.identify(None, "oozie", "alice", "10.1.2.3")).caller.uid == 3001
+    assert asyncio.run(auth.identify(None, "oozie", "alice", "::ffff:127.0.0.1")).name == "alice"
     with pytest.raises(errors.Denied) as e:
-        auth.identify(None, "oozie", "alice", "192.168.1.1")
+        asyncio.run(auth.identify(None, "oozie", "alice", "192.168.1.1"))
     assert e.value.message == "Unauthorized connection for super-user: oozie from IP 192.168.1.1"
     with pytest.raises(errors.Denied) as e:
-        auth.identify(None, "oozie", "bob", "10.1.2.3")
+        asyncio.run(auth.identify(None, "oozie", "bob", "10.1.2.3"))
     assert e.value.message == "User: oozie is not allowed to impersonate bob"
-    assert auth.identify(None, "hue", "alice", "8.8.8.8").name == "alice"  # alice is in etl
+    assert asyncio.run(auth.identify(None, "hue", "alice", "8.8.8.8")).name == "alice"  # alice is in etl
     with pytest.raises(errors.Denied):
-        auth.identify(None, "hue", "bob", "8.8.8.8")
+        asyncio.run(auth.identify(None, "hue", "bob", "8.8.8.8"))
     with pytest.raises(errors.Denied):
-        auth.identify(None, "bob", "alice", "127.0.0.1")  # not a proxy user at all
+        asyncio.run(auth.identify(None, "bob", "alice", "127.0.0.1"))  # not a proxy user at all
     for bad in ("oozie users=*", "oozie hosts=nowhere", "oozie hosts=* colour=blue"):
         with pytest.raises(errors.Invalid):
             parse_proxy_users(bad)
@@ -180,11 +181,12 @@ def test_bearer_tokens(tmp_path: Path) -> None:
     assert "chmod 600" in e.value.message and "alice-token" not in e.value.message
     f.chmod(0o600)
     auth = Authenticator(users, Permissions(users).is_super, mode="token", tokens=load_tokens(f))
-    assert auth.identify("Bearer alice-token-0123456789", None, None, "h").name == "alice"
-    assert auth.identify("bearer svc-token-abcdefghijkl", "alice", None, "h").name == "svc"  # user.name ignored
+    assert asyncio.run(auth.identify("Bearer alice-token-0123456789", None, None, "h")).name == "alice"
+    # user.name is ignored
+    assert asyncio.run(auth.identify("bearer svc-token-abcdefghijkl", "alice", None, "h")).name == "svc"
     for header in (None, "", "Bearer", "Basic alice-token-0123456789", "Bearer alice-token-012345678X"):
         with pytest.raises(Unauthenticated):
-            auth.identify(header, "alice", None, "h")
+            asyncio.run(auth.identify(header, "alice", None, "h"))
     with pytest.raises(errors.Invalid):
         Authenticator(users, Permissions(users).is_super, mode="token")  # no tokens
     with pytest.raises(errors.Invalid):
