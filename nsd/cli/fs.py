@@ -27,7 +27,8 @@ def _long_line(entry: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["mtime_ns"] / 1e9))
     name = entry["name"] + (f" -> {entry['target']}" if "target" in entry else "")
     return (
-        f"{_mode_string(entry)} {entry['nlink']:>3} {entry['uid']:>6} {entry['gid']:>6} "
+        f"{_mode_string(entry)} {entry['nlink']:>3} {entry.get('owner', entry['uid']):>8} "
+        f"{entry.get('group', entry['gid']):>8} "
         f"{entry['size']:>12} {when} {name}"
     )
 
@@ -262,19 +263,14 @@ def chmod(mode: str, path: str, as_json: JsonOpt = False) -> None:
 @fs_app.command()
 @api_errors
 def chown(owner: str, path: str, as_json: JsonOpt = False) -> None:
-    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers)."""
-    import grp
-    import pwd
-
+    """Set owner and/or group: USER, USER:GROUP or :GROUP (names or numbers, resolved by the
+    daemon's user map, as WebHDFS does: a user nobody knows gets an id with unknown_users = map)."""
     user, _, group = owner.partition(":")
     body: dict[str, Any] = {"path": path}
-    try:
-        if user:
-            body["uid"] = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-        if group:
-            body["gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError as e:
-        fail(f"unknown user or group: {e.args[0]}")
+    if user:
+        body["uid" if user.isdigit() else "owner"] = int(user) if user.isdigit() else user
+    if group:
+        body["gid" if group.isdigit() else "group"] = int(group) if group.isdigit() else group
     emit(as_json, G.client().post("/fs/setattr", body))
 
 

@@ -3,6 +3,7 @@ jars that PyPI's pyspark ships, on the machine's Java, against a real daemon."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -31,15 +32,16 @@ def conf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Hadoop:
-    def __init__(self, server: Daemon, conf: Path) -> None:
+    def __init__(self, server: Daemon, conf: Path, user: str | None = None) -> None:
         self.root = "webhdfs://" + server.url.split("://", 1)[1]
         self.conf = conf
+        self.env = None if user is None else {**os.environ, "HADOOP_USER_NAME": user}  # simple auth's user
 
     def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         """`hadoop fs ARGS`; a leading "/" in an argument means a path on nsd."""
         argv = [self.root + a if a.startswith("/") else a for a in args]
         cmd = ["java", "-cp", f"{self.conf}:{JARS}/*", "org.apache.hadoop.fs.FsShell", *argv]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=self.env)
         if ok:
             assert result.returncode == 0, f"hadoop fs {' '.join(args)}: {result.stderr}"
         return result
@@ -116,3 +118,28 @@ def test_append_chmod_touch(hadoop: Hadoop, server: Daemon, tmp_path: Path) -> N
     existing = hadoop("-test", "-e", "/a/new", ok=False)
     missing = hadoop("-test", "-e", "/a/none", ok=False)
     assert (existing.returncode, missing.returncode) == (0, 1)
+
+
+def test_users_the_machine_has_never_heard_of(hadoop: Hadoop, server: Daemon, conf_dir: Path, tmp_path: Path) -> None:
+    """HADOOP_USER_NAME=etl with no etl account here works as on HDFS: etl gets an id of
+    auto_id_range, owns what it writes (group etl), and is held to the permissions as anyone."""
+    hadoop("-mkdir", "/jobs")
+    hadoop("-chmod", "1777", "/jobs")
+    etl, bob = Hadoop(server, conf_dir, user="etl"), Hadoop(server, conf_dir, user="bob")
+    (tmp_path / "part-0000").write_text("a,b\n")
+    etl("-mkdir", "-p", "/jobs/etl/out")
+    etl("-put", str(tmp_path / "part-0000"), "/jobs/etl/out/")
+    rows = [line.split() for line in etl("-ls", "-R", "/jobs/etl").stdout.splitlines()]
+    assert [(r[2], r[3], r[-1].rsplit("/jobs/", 1)[-1]) for r in rows] == [
+        ("etl", "etl", "etl/out"),
+        ("etl", "etl", "etl/out/part-0000"),
+    ]
+    assert bob("-cat", "/jobs/etl/out/part-0000").stdout == "a,b\n"  # 644: others read
+    denied = bob("-put", str(tmp_path / "part-0000"), "/jobs/etl/out/part-0001", ok=False)
+    assert denied.returncode != 0 and "Permission denied: user=bob, access=WRITE" in denied.stderr
+    sticky = bob("-rm", "-r", "-skipTrash", "/jobs/etl", ok=False)
+    assert sticky.returncode != 0 and "Permission denied" in sticky.stderr
+    mapped = {u["name"]: u["uid"] for u in json.loads(nsd("users", "ls", "--json", daemon=server).stdout)["users"]}
+    assert {"etl", "bob"} <= mapped.keys() and all(200000 <= mapped[n] <= 299999 for n in ("etl", "bob"))
+    st = json.loads(nsd("stat", "--json", "/jobs/etl/out/part-0000", daemon=server).stdout)
+    assert (st["uid"], st["gid"], st["owner"], st["group"]) == (mapped["etl"], mapped["etl"], "etl", "etl")

@@ -22,7 +22,7 @@ from aiohttp import web
 from nsd import __version__, errors
 from nsd.config import Config
 from nsd.core.cache.policy import parse_read_type
-from nsd.core.users import NOBODY, SYSTEM
+from nsd.core.users import NOBODY, SYSTEM, UserMap
 from nsd.datadir import DataDir
 from nsd.namespace import DirInode, Inode
 from nsd.ops.backup_live import LiveBackup
@@ -58,7 +58,8 @@ ANONYMOUS = Caller(NOBODY, NOBODY)
 TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "symlink", st.S_IFIFO: "fifo", st.S_IFSOCK: "socket"}
 
 
-def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]:
+def stat_json(node: Inode, name: str, path: str | None = None, users: UserMap | None = None) -> dict[str, Any]:
+    """An object's attributes; with `users`, its owner and group by name too (as WebHDFS shows them)."""
     out: dict[str, Any] = {
         "name": name,
         "ino": node.ino,
@@ -73,6 +74,8 @@ def stat_json(node: Inode, name: str, path: str | None = None) -> dict[str, Any]
         "mtime_ns": node.mtime,
         "ctime_ns": node.ctime,
     }
+    if users is not None:
+        out["owner"], out["group"] = users.user_name(node.uid), users.group_name(node.gid)
     if path is not None:
         out["path"] = path
     if isinstance(node, DirInode):
@@ -137,7 +140,8 @@ async def fs_stat(request: web.Request) -> web.Response:
     follow = bool_param(request.query.get("follow"), "follow", True)
     vfs = request.app[VFS_KEY]
     node = await vfs.stat(path, caller=_caller(request), follow=follow)
-    return web.json_response({**stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path), **cache_info(vfs, node)})
+    info = stat_json(node, path.rstrip("/").rsplit("/", 1)[-1], path, vfs.perms.users)
+    return web.json_response({**info, **cache_info(vfs, node)})
 
 
 async def fs_list(request: web.Request) -> web.Response:
@@ -145,11 +149,13 @@ async def fs_list(request: web.Request) -> web.Response:
     limit = int_param(request.query.get("limit"), "limit", MAX_LIST) or MAX_LIST
     if not 0 < limit <= MAX_LIST:
         raise errors.Invalid(f"limit must be 1..{MAX_LIST}")
-    entries = await request.app[VFS_KEY].list(
+    vfs = request.app[VFS_KEY]
+    entries = await vfs.list(
         path, caller=_caller(request), start_after=request.query.get("start_after"), limit=limit + 1
     )
     more = len(entries) > limit
-    return web.json_response({"entries": [stat_json(n, name) for name, n in entries[:limit]], "more": more})
+    listed = [stat_json(n, name, users=vfs.perms.users) for name, n in entries[:limit]]
+    return web.json_response({"entries": listed, "more": more})
 
 
 async def fs_readlink(request: web.Request) -> web.Response:
@@ -239,16 +245,41 @@ async def fs_setattr(request: web.Request) -> web.Response:
     size = int_param(body.get("size"), "size")
     if size is not None:
         await vfs.truncate(path, size, caller=_caller(request))
+    uid, gid = await _owner_ids(vfs, body, _caller(request))
     node = await vfs.setattr(
         path,
         caller=_caller(request),
         mode=int_param(body.get("mode"), "mode"),
-        uid=int_param(body.get("uid"), "uid"),
-        gid=int_param(body.get("gid"), "gid"),
+        uid=uid,
+        gid=gid,
         atime=int_param(body.get("atime_ns"), "atime_ns"),
         mtime=int_param(body.get("mtime_ns"), "mtime_ns"),
     )
-    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path))
+    return web.json_response(stat_json(node, path.rsplit("/", 1)[-1], path, vfs.perms.users))
+
+
+async def _owner_ids(vfs: Vfs, body: dict[str, Any], caller: Caller) -> tuple[int | None, int | None]:
+    """The uid and gid a setattr asks for: numbers ("uid", "gid") or names ("owner", "group"),
+    resolved through the daemon's user map (a superuser giving a file to a user nobody knows
+    maps that user, as WebHDFS SETOWNER does). Invalid for a name nobody knows."""
+    uid, gid = int_param(body.get("uid"), "uid"), int_param(body.get("gid"), "gid")
+    users = vfs.perms.users
+    owner, group = body.get("owner"), body.get("group")
+    if owner is not None:
+        if not isinstance(owner, str) or uid is not None:
+            raise errors.Invalid("owner must be a user name, and not given with uid")
+        uid = users.uid_of(owner)
+        if uid is None and vfs.perms.is_super(caller):
+            uid = (await users.resolve(owner)).caller.uid
+        if uid is None:
+            raise errors.Invalid(f"unknown user: {owner}")
+    if group is not None:
+        if not isinstance(group, str) or gid is not None:
+            raise errors.Invalid("group must be a group name, and not given with gid")
+        gid = users.gid_of(group)
+        if gid is None:
+            raise errors.Invalid(f"unknown group: {group}")
+    return uid, gid
 
 
 async def fs_symlink(request: web.Request) -> web.Response:
@@ -275,6 +306,20 @@ async def fs_sync(request: web.Request) -> web.Response:
         path, caller=_caller(request), recursive=bool_param(body.get("recursive"), "recursive")
     )
     return web.json_response({"path": path, "directories_listed": listed})
+
+
+async def users_list(request: web.Request) -> web.Response:
+    """The user map: configured users and the names mapped to `auto_id_range`, with the setting."""
+    users = request.app[VFS_KEY].perms.users
+    configured = [
+        {"name": u.name, "uid": u.caller.uid, "gid": u.caller.gid, "groups": list(u.caller.gids), "source": "config"}
+        for u in users.configured()
+    ]
+    mapped = [{"name": name, "uid": i, "gid": i, "groups": [i], "source": "mapped"} for name, i in users.mapped()]
+    lo, hi = users.auto_id_range
+    return web.json_response(
+        {"unknown_users": users.unknown_users, "auto_id_range": f"{lo}-{hi}", "users": configured + mapped}
+    )
 
 
 async def mounts_list(request: web.Request) -> web.Response:
@@ -383,6 +428,7 @@ def add_routes(app: web.Application, vfs: Vfs, datadir: DataDir, config: Config)
     app.router.add_post(f"{PREFIX}/fs/symlink", fs_symlink)
     app.router.add_post(f"{PREFIX}/fs/link", fs_link)
     app.router.add_post(f"{PREFIX}/fs/sync", fs_sync)
+    app.router.add_get(f"{PREFIX}/users", users_list)
     app.router.add_get(f"{PREFIX}/mounts", mounts_list)
     app.router.add_post(f"{PREFIX}/mounts", mounts_add)
     app.router.add_post(f"{PREFIX}/mounts/remove", mounts_remove)
