@@ -157,8 +157,10 @@ class UserMap:
         found = self.user(name)
         if found is not None:
             return found
-        if self.unknown_users == "refuse" or self._store is None:
+        if self.unknown_users == "refuse":
             raise Denied(f"Unknown user: {name} (unknown_users = refuse: add it to `users` or set unknown_users = map)")
+        if self._store is None:  # a map without a journal (tools, tests) cannot give ids
+            raise Denied(f"Unknown user: {name}")
         try:
             idmap.check_name(name)
         except Invalid as e:
