@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the operation failed (one line on stderr says why), 2 b
 from __future__ import annotations
 
 import functools
+import http.client
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -97,6 +98,8 @@ def api_errors(fn: Any) -> Any:
             fail(str(e), EXIT_USAGE if e.status == 400 else EXIT_FAILED if e.status else EXIT_UNREACHABLE)
         except NsdError as e:
             fail(e.message)
+        except (ConnectionError, http.client.HTTPException) as e:  # a streamed body broke off mid-way
+            fail(f"the connection to nsd broke: {e!r}", EXIT_UNREACHABLE)
 
     return wrapper
 

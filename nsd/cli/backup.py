@@ -9,7 +9,6 @@ import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import requests
 import typer
 
 from nsd.cli.app import EXIT_FAILED, EXIT_UNREACHABLE, G, JsonOpt, fail, human_bytes, journal_app
@@ -52,7 +51,7 @@ def journal_backup(
 ) -> None:
     """Back up the running daemon: a consistent checkpoint, mounts, config, and the blocks of
     files not yet persisted (MUST_CACHE, ASYNC_THROUGH data), to FILE (mode 0600)."""
-    from nsd.cli.client import ApiError
+    from nsd.cli.client import ApiError, TransferError
 
     tmp = file.with_name(file.name + ".part")
     unpacked = _Unpacked()
@@ -73,7 +72,7 @@ def journal_backup(
         os.replace(tmp, file)
     except ApiError as e:
         fail(str(e), EXIT_FAILED if e.status else EXIT_UNREACHABLE)
-    except (requests.RequestException, zlib.error) as e:
+    except (*TransferError, zlib.error) as e:
         fail(f"the backup stream broke: {e}; nothing written")
     finally:
         tmp.unlink(missing_ok=True)

@@ -357,6 +357,11 @@ def test_tls_swebhdfs_with_real_clients(tmp_path: Path, monkeypatch: pytest.Monk
             f"{d.url}/api/v1/fs/mkdir", json={"path": "/tls/admin"}, headers={"Authorization": f"Bearer {d.token}"}
         )
         assert r.status_code == 201  # the admin API rides the same TLS port
+        untrusted = nsd("ls", "/tls", daemon=d)  # the CLI checks the certificate too
+        assert untrusted.returncode == 3 and b"CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))  # as for requests-based tools
+        listed = nsd("ls", "/tls", daemon=d)
+        assert listed.stdout.decode().split() == ["admin", "from-fsspec", "hello"], listed.stderr
     finally:
         d.stop()
 
