@@ -295,6 +295,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest wait in seconds between tries of a background (ASYNC_THROUGH) persist.",
     ),
     Setting("cache", "ttl_check_interval", float, 10.0, "Seconds between looks for expired TTLs."),
+    Setting(
+        "cluster",
+        "etcd",
+        str,
+        "",
+        "Cluster mode: etcd client URLs, comma-separated (http://HOST:2379,...); empty: a single node, no etcd.",
+    ),
+    Setting("cluster", "cluster", str, "", "Cluster mode: the cluster's name (its keys in etcd live under it)."),
+    Setting("cluster", "node", str, "", "Cluster mode: this node's name, unique in the cluster."),
+    Setting(
+        "cluster",
+        "cluster_lease_ttl",
+        float,
+        5.0,
+        "Cluster mode: seconds a node's etcd lease lives without renewal; a dead leader is replaced after it.",
+    ),
     Setting("log", "log_level", str, "info", "debug, info, warning or error.", ("debug", "info", "warning", "error")),
     Setting("log", "log_format", str, "text", "text or json.", ("text", "json")),
     Setting("log", "audit_log", bool, False, "Log every change (who, what, from where) to the nsd.audit logger."),
@@ -340,6 +356,28 @@ class Config:
         return Path(self.values["data_dir"]).resolve()
 
     @property
+    def etcd_endpoints(self) -> list[str]:
+        return [e.strip() for e in self.values["etcd"].split(",") if e.strip()]
+
+    def check_cluster(self) -> None:
+        """Invalid unless the cluster settings are all empty (single node) or complete and sound."""
+        given = {name: self.values[name] for name in ("etcd", "cluster", "node") if self.values[name]}
+        if not given:
+            return
+        missing = [f"--{name}" for name in ("etcd", "cluster", "node") if name not in given]
+        if missing:
+            raise Invalid(f"cluster mode needs --etcd, --cluster and --node; missing {', '.join(missing)}")
+        for url in self.etcd_endpoints:
+            if not url.startswith(("http://", "https://")) or url.count(":") < 2:
+                raise Invalid(f"etcd: {url!r} is not an etcd client URL such as http://127.0.0.1:2379")
+        for name in ("cluster", "node"):
+            value = self.values[name]
+            if not all(c.isalnum() or c in "-_." for c in value) or len(value) > 63:
+                raise Invalid(f"{name}: {value!r} must be letters, digits, '-', '_' or '.' (at most 63)")
+        if not 1.0 <= self.values["cluster_lease_ttl"] <= 60.0:
+            raise Invalid(f"cluster_lease_ttl: {self.values['cluster_lease_ttl']} must be between 1 and 60 seconds")
+
+    @property
     def root_ufs_uri(self) -> str:
         return self.values["root_ufs"] or (self.data_path / "ufs").as_uri()
 
@@ -377,7 +415,9 @@ def load(
         if raw is not None:
             values[name] = _coerce(BY_NAME[name], raw, "flag")
             sources[name] = "flag"
-    return Config(values, sources)
+    config = Config(values, sources)
+    config.check_cluster()
+    return config
 
 
 def render_markdown() -> str:

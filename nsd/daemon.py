@@ -31,6 +31,8 @@ from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.core.mounttable import MountTable
 from nsd.core.permissions import Permissions
 from nsd.core.reconcile import Reconciler
+from nsd.core.replication import boot
+from nsd.core.replication.cluster import Cluster, Fenced
 from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
@@ -40,6 +42,8 @@ from nsd.ops.ttl import TtlEnforcer
 from nsd.protocols.admin import api as admin
 from nsd.protocols.http import limits as httplimits
 from nsd.protocols.http import status
+from nsd.protocols.admin import cluster as cluster_http
+from nsd.protocols.nfs3.handles import SECRET_FILE
 from nsd.protocols.nfs3.listener import start_nfs
 from nsd.protocols.rpc.server import Limits
 from nsd.protocols.webhdfs import routes as webhdfs
@@ -51,6 +55,7 @@ log = logging.getLogger("nsd.daemon")
 CHECKPOINT_POLL_SECONDS = 10.0
 RECONCILE_AT_START_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 30.0
+EXIT_RESTART = 75  # a deposed cluster leader starts over as a follower (main re-executes the daemon)
 
 
 def assemble_vfs(
@@ -144,6 +149,8 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 async def run(config: Config) -> int:
     datadir = DataDir(config.data_path)
+    if config.etcd:
+        return await _run_node(config, datadir)
     if not datadir.is_formatted():
         log.info("formatting new data dir %s", datadir.path)
         format_data_dir(datadir, config.root_ufs_uri)
@@ -159,8 +166,28 @@ async def run(config: Config) -> int:
         datadir.unlock()
 
 
+async def _run_node(config: Config, datadir: DataDir) -> int:
+    """Cluster mode: lock the data dir, join the cluster through etcd (formatting it if new), serve."""
+    cache_setup.require_shared_write_type(config.write_type)
+    perms = permissions(config)
+    auth = authenticator(config, perms)
+    tls = tls_context(config)
+    datadir.path.mkdir(parents=True, exist_ok=True)
+    datadir.lock()
+    try:
+        cluster = await boot.join(config, datadir, SECRET_FILE)
+        return await _serve(config, datadir, perms, auth, tls, cluster)
+    finally:
+        datadir.unlock()
+
+
 async def _serve(
-    config: Config, datadir: DataDir, perms: Permissions, auth: Authenticator, tls: ssl.SSLContext | None
+    config: Config,
+    datadir: DataDir,
+    perms: Permissions,
+    auth: Authenticator,
+    tls: ssl.SSLContext | None,
+    cluster: Cluster | None = None,
 ) -> int:
     stop = asyncio.Event()
     fatal: list[BaseException] = []
@@ -179,15 +206,22 @@ async def _serve(
         on_fatal=on_fatal,
         reserve_bytes=config.journal_reserve_bytes,
     )
+    if cluster is not None:
+        cluster.attach(store)
+        cluster.on_fenced = on_fatal
+        await cluster.catch_up()
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)
     vfs = assemble_vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
     ttl = TtlEnforcer(vfs, interval=settings.ttl_interval) if vfs.cache is not None else None
     vfs.start()
-    if ttl is not None:
-        ttl.start()
-    await _reconcile_at_start(vfs)
+    if cluster is not None:
+        cluster.on_leader.append(lambda: _lead(vfs, ttl))  # a follower must not change the UFS
+    else:
+        if ttl is not None:
+            ttl.start()
+        await _reconcile_at_start(vfs)
 
     metrics = Metrics()
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -205,6 +239,8 @@ async def _serve(
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log, webhdfs_ops=frozenset(webhdfs.ALL_OPS))
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
+    if cluster is not None:
+        cluster_http.add_routes(app, cluster, lambda: store.writer.durable_txid)
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None, **limits.runner_kwargs()
     )
@@ -249,6 +285,8 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ticker = asyncio.create_task(_checkpoint_ticker(store))
+    if cluster is not None:
+        await cluster.start({"http": f"{'https' if tls else 'http'}://{http_addr}", "nfs": f"{config.bind}:{nfs.port}"})
 
     nfs_addr = f"{config.bind}:{nfs.port}"
     portmap_addr = f" portmap={config.bind}:{nfs.portmap_port}" if nfs.portmapper is not None else ""
@@ -261,6 +299,8 @@ async def _serve(
     ticker.cancel()
     await nfs.close(SHUTDOWN_GRACE_SECONDS)
     await runner.cleanup()
+    if cluster is not None:
+        await cluster.stop()
     await vfs.reconciler.close()
     if ttl is not None:
         await ttl.close()
@@ -270,6 +310,11 @@ async def _serve(
     await mounts.close()
     if fatal:
         await store.close(checkpoint=False)
+        if cluster is not None:
+            await cluster.close()
+            if isinstance(fatal[0], Fenced):
+                log.warning("%s; starting over as a follower", fatal[0])
+                return EXIT_RESTART
         log.critical("stopped after a journal failure: %s", fatal[0])
         return 1
     try:
@@ -277,6 +322,9 @@ async def _serve(
     except JournalFailed as e:
         log.critical("stopped without writing everything: %s", e)
         return 1
+    finally:
+        if cluster is not None:
+            await cluster.close()
     log.info("stopped cleanly at txid %d", store.writer.last_txid)
     return 0
 
@@ -294,6 +342,15 @@ async def _reconcile_at_start(vfs: Vfs) -> None:
     await asyncio.wait([first], timeout=RECONCILE_AT_START_SECONDS)
     if vfs.ns.intents:
         log.warning("%d interrupted under-storage change(s) not reconciled yet; retrying", len(vfs.ns.intents))
+
+
+def _lead(vfs: Vfs, ttl: TtlEnforcer | None) -> None:
+    """This node just became the cluster's leader: settle what a dead leader left open, run TTLs."""
+    if vfs.ns.intents:
+        log.info("%d under-storage change(s) left open by the last leader; reconciling", len(vfs.ns.intents))
+    vfs.reconciler.start()
+    if ttl is not None:
+        ttl.start()
 
 
 def _bound_address(site: web.TCPSite) -> str:
@@ -321,8 +378,12 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def main(config: Config) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
-            return runner.run(run(config))
+            code = runner.run(run(config))
     except KeyboardInterrupt:
         return 130
     finally:
         sys.stdout.flush()
+    if code == EXIT_RESTART:
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "nsd.cli", *sys.argv[1:]])
+    return code

@@ -105,6 +105,18 @@ class JournalCorrupt(Corrupt):
         self.offset = offset
 
 
+class Unavailable(NsdError):
+    """A change cannot be taken right now but will be later (cluster: no leader, etcd down): retry."""
+
+    errno = _errno.EAGAIN
+
+
+class NotLeader(NsdError):
+    """A change reached a cluster follower, which cannot journal it: the leader must make it."""
+
+    errno = _errno.EROFS
+
+
 class JournalFailed(NsdError):
     """Writing or syncing the journal failed: nothing more may be acknowledged."""
 

@@ -126,6 +126,7 @@ def healthy(member: Member) -> bool:
 
 def start_etcd(root: Path, size: int = 1) -> EtcdCluster:
     """A healthy etcd of `size` members under `root`; the caller calls stop_all()."""
+    root.mkdir(parents=True, exist_ok=True)
     members = []
     for i in range(size):
         name = f"etcd{i}"

@@ -4,7 +4,7 @@ import sys
 
 import typer
 
-from nsd.cli import backup, cache, fs, mounts, offline, report, users  # noqa: F401  (each module registers its commands)
+from nsd.cli import backup, cache, cluster, fs, mounts, offline, report, users  # noqa: F401  (each module registers its commands)
 from nsd.cli.app import EXIT_USAGE, app
 
 

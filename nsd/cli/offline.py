@@ -32,8 +32,11 @@ def serve(
     portmapper: Annotated[bool | None, typer.Option("--portmapper/--no-portmapper", help=_help("portmapper"))] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help=_help("log_level"))] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help=_help("log_format"))] = None,
+    etcd: Annotated[str | None, typer.Option("--etcd", help=_help("etcd"))] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help=_help("cluster"))] = None,
+    node: Annotated[str | None, typer.Option("--node", help=_help("node"))] = None,
 ) -> None:
-    """Run the daemon (formats an empty data dir first)."""
+    """Run the daemon (formats an empty data dir first; with --etcd, as a node of a cluster)."""
     from nsd import daemon, logs
 
     try:
@@ -47,6 +50,9 @@ def serve(
                 "portmapper": portmapper,
                 "log_level": log_level,
                 "log_format": log_format,
+                "etcd": etcd,
+                "cluster": cluster,
+                "node": node,
             },
         )
     except NsdError as e:

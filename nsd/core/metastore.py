@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nsd.core import wcc
-from nsd.errors import JournalFailed, NoSpace
+from nsd.errors import JournalFailed, NoSpace, NsdError
 from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
 from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
@@ -49,9 +49,12 @@ class Clock:
         return t
 
 
-def initial_checkpoint(journal_dir: Path, *, root_uid: int, root_gid: int, root_mode: int = 0o755) -> None:
+def initial_checkpoint(
+    journal_dir: Path, *, root_uid: int, root_gid: int, root_mode: int = 0o755, time_ns: int | None = None
+) -> None:
     """Checkpoint 0 of a new data dir, so the root's attributes are fixed once, at format."""
-    ns = Namespace(root_uid=root_uid, root_gid=root_gid, root_mode=root_mode, time_ns=time.time_ns())
+    when = time.time_ns() if time_ns is None else time_ns
+    ns = Namespace(root_uid=root_uid, root_gid=root_gid, root_mode=root_mode, time_ns=when)
     write_checkpoint(journal_dir, 0, ns.to_image())
 
 
@@ -117,6 +120,9 @@ class MetaStore:
         self.refusing: str | None = None  # why client changes are refused right now
         self._space_checked = -SPACE_CHECK_SECONDS
         self._free = 0
+        # Cluster mode: why this node may not append now (a follower, no etcd), None when it may.
+        self.append_refusal: Callable[[], NsdError | None] = lambda: None
+        self.replicated = False  # the journal is replicated (cluster mode)
 
     @classmethod
     async def open(
@@ -180,6 +186,9 @@ class MetaStore:
         """
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
+        refused = self.append_refusal()
+        if refused is not None:
+            raise refused
         reason = self.refusal()
         if reason is not None:
             raise NoSpace(reason)
@@ -226,7 +235,10 @@ class MetaStore:
     def record(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
         """Like mutate() but without waiting for the fsync: for facts that acknowledge nothing to
         a client (a block was cached), which a crash may lose harmlessly. The next group commit
-        makes them durable; journal order is still apply order."""
+        makes them durable; journal order is still apply order. A node that may not append
+        (a cluster follower) drops them: they are facts about this node's cache only."""
+        if self.append_refusal() is not None:
+            return []
         ops, _ = self._append_apply(plan)
         if ops:
             self.maybe_checkpoint()
@@ -238,6 +250,9 @@ class MetaStore:
         """Append and apply the planned ops (and IntentDone(done)); (the planned ops, last txid or 0)."""
         if self.failed is not None:
             raise JournalFailed(f"journal failed earlier: {self.failed}")
+        refused = self.append_refusal()
+        if refused is not None:
+            raise refused
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
         batch = ops if done is None else [*ops, IntentDone(done)]
@@ -256,6 +271,18 @@ class MetaStore:
                 assert watch is not None
                 watch.compare(lookup, snaps)
         return ops, txid
+
+    def apply_replicated(self, txid: int, op: Op) -> None:
+        """Take one record another node (the cluster's leader) journaled: the same append and apply
+        as recovery's replay, at the same txid. Records must come in txid order without gaps."""
+        if txid != self.writer.last_txid + 1:
+            raise ValueError(f"replicated txid {txid} does not follow {self.writer.last_txid}")
+        self.writer.append(op)
+        try:
+            self.ns.apply(op)
+        except Exception as e:
+            self._fatal(e)
+            raise
 
     def maybe_checkpoint(self) -> None:
         if self._checkpointing is not None:

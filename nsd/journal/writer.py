@@ -15,6 +15,10 @@ its last whole batch, the batch is kept, the writer says it is `full`, and the f
 with backoff; waiters keep waiting (nothing is acknowledged early, nothing is lost) and are
 answered once space returns. A new segment that cannot be created for lack of space is not
 fatal either: the current one grows until a later roll succeeds.
+
+Replication (cluster mode): a `sink`, if set, is awaited with each batch (first txid, last txid,
+the framed records) after the local write and before any waiter is woken, so nothing is
+acknowledged before the sink has it too. A sink that raises fails the writer like a failed fsync.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,9 @@ log = logging.getLogger(__name__)
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 FULL_RETRY_FIRST, FULL_RETRY_MAX = 0.05, 2.0
+
+
+Sink = Callable[[int, int, bytes], Awaitable[None]]
 
 
 class JournalFull(OSError):
@@ -87,6 +94,7 @@ class JournalWriter:
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self.on_fatal = on_fatal  # may be set after construction; called once, on the loop
+        self.sink: Sink | None = None  # awaited with every batch before it counts as durable
         self._next = next_txid
         self._durable = next_txid - 1
         self._buf = bytearray()
@@ -262,6 +270,12 @@ class JournalWriter:
         except Exception as e:
             self._fail(e)
             return
+        if self.sink is not None:
+            try:
+                await self.sink(last - records + 1, last, bytes(data))
+            except Exception as e:
+                self._fail(e)
+                return
         if self.full is not None:
             log.warning("journal disk has room again; %d record(s) written", records)
             self.full = None

@@ -62,6 +62,9 @@ BY_ERRNO: dict[int, Answer] = {
 CLASS_ANSWERS: dict[type[errors.NsdError], Answer] = {
     errors.UfsUnavailable: Answer(NFS3ERR_IO, 503, 500, IOE),  # transient: retry later
     errors.JournalFailed: Answer(NFS3ERR_IO, 503, 500, IOE),
+    # cluster: no leader or etcd unreachable (retry); a change only the leader can make
+    errors.Unavailable: Answer(NFS3ERR_JUKEBOX, 503, 503, "org.apache.hadoop.ipc.RetriableException"),
+    errors.NotLeader: Answer(30, 421, 421, "org.apache.hadoop.ipc.StandbyException"),
 }
 DEFAULT = BY_ERRNO[e.EIO]
 

@@ -1,5 +1,4 @@
-"""Mounts, sync with the UFS, xattrs, concat and summaries: the operator's and WebHDFS's extras.
-"""
+"""Mounts, sync with the UFS, xattrs, concat and summaries: the operator's and WebHDFS's extras."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import builtins
 from collections.abc import AsyncIterator, Sequence
 
 from nsd import errors
-from nsd.core.cache.policy import ReadType, WriteType, mount_types
+from nsd.core.cache.policy import ReadType, WriteType, mount_types, require_shared
 from nsd.core.locks import entry
 from nsd.core.mounttable import MOUNT_OPTIONS, MountView, mount_settings
 from nsd.core.permissions import R, W, X
@@ -35,7 +34,9 @@ class AdminOps(PathOps):
         options = dict(options or {})
         check_options(uri, options, also=MOUNT_OPTIONS)
         mount_settings(uri, options)
-        mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
+        _, write = mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
+        if self.store.replicated:
+            require_shared(write, "write_type")
         parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)

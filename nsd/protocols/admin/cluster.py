@@ -1,0 +1,102 @@
+"""Cluster mode at the HTTP door: `GET /api/v1/cluster`, and a follower's changes made by the leader.
+
+Theory of operation. A follower cannot journal, so a change that reaches its HTTP port
+(WebHDFS or admin API: every method but GET/HEAD) is sent on as it came, body streamed, to
+the leader's HTTP port. The leader's answer carries `X-Nsd-Txid` (its durable txid when it
+answered, at or past the change); the follower holds the answer until it has applied that
+txid itself, so a client reads its own writes on any node. A read that would have to journal
+something (discovering a directory nobody listed yet) fails on the follower with NotLeader
+(421) before it changed anything and is sent on the same way. The Host header is kept, so a
+WebHDFS redirect the leader builds points back at the follower.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from nsd import errors
+from nsd.core.replication.cluster import Cluster
+from nsd.protocols.admin.api import error_response
+from nsd.protocols.admin.request import PREFIX
+
+log = logging.getLogger("nsd.cluster")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TXID_HEADER = "X-Nsd-Txid"
+APPLY_TIMEOUT = 10.0  # seconds a follower waits to apply a change the leader made for it
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
+CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
+SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
+
+
+def add_routes(app: web.Application, cluster: Cluster, durable_txid: Callable[[], int]) -> None:
+    app[CLUSTER_KEY] = cluster
+    timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
+    app[SESSION_KEY] = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+    app.router.add_get(f"{PREFIX}/cluster", status)
+    app.middlewares.insert(0, _forwarding(cluster, durable_txid))
+    app.on_cleanup.append(_close_session)
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CLUSTER_KEY].status())
+
+
+def _forwarding(cluster: Cluster, durable_txid: Callable[[], int]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def forward_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(f"{PREFIX}/cluster"):
+            return await handler(request)
+        if cluster.role == "leader":
+            resp = await handler(request)
+            if not resp.prepared:
+                resp.headers[TXID_HEADER] = str(durable_txid())
+            return resp
+        if request.method in ("GET", "HEAD"):
+            resp = await handler(request)
+            if resp.status != 421 or resp.prepared:
+                return resp
+        try:
+            return await _to_leader(request, cluster)
+        except errors.NsdError as e:
+            return error_response(e)
+
+    return forward_changes
+
+
+async def _to_leader(request: web.Request, cluster: Cluster) -> web.StreamResponse:
+    """Send `request` to the leader as it came; answer with its reply once this node applied it."""
+    base = await cluster.leader_http()
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the leader is asked without Expect
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    body = request.content if request.body_exists else None
+    session = request.app[SESSION_KEY]
+    try:
+        upstream = await session.request(
+            request.method, base + request.path_qs, headers=headers, data=body, allow_redirects=False
+        )
+    except (aiohttp.ClientError, OSError) as e:
+        raise errors.Unavailable(f"cannot reach the leader {cluster.leader} at {base}: {e}") from None
+    async with upstream:
+        txid = int(upstream.headers.get(TXID_HEADER, "0"))
+        await cluster.wait_applied(txid, APPLY_TIMEOUT)
+        resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for k, v in upstream.headers.items():
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                resp.headers.add(k, v)
+        if upstream.content_length is not None:
+            resp.content_length = upstream.content_length
+        await resp.prepare(request)
+        async for chunk in upstream.content.iter_chunked(1 << 16):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+
+async def _close_session(app: web.Application) -> None:
+    await app[SESSION_KEY].close()
