@@ -272,6 +272,9 @@ class Cluster:
         self.addresses = addresses
         await self._new_lease()
         await self._report()
+        current = await self.etcd.get(self.key("leader"))
+        if current is not None:
+            self._see_leader(current.value.decode())  # known before the first client asks
         self._tasks = [
             asyncio.create_task(self._keep_lease(), name="cluster-lease"),
             asyncio.create_task(self._follow(), name="cluster-follow"),

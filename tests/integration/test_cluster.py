@@ -1,0 +1,133 @@
+"""Cluster mode: three nodes over one shared under-storage, the journal replicated through a real etcd."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from daemon import Daemon, nsd, start
+from etcdserver import EtcdCluster, start_etcd
+from hdfs import InsecureClient
+
+LEASE_TTL = "2"
+
+
+class Nodes:
+    def __init__(self, root: Path, etcd: EtcdCluster) -> None:
+        self.root, self.etcd = root, etcd
+        self.ufs = root / "ufs"
+        self.ufs.mkdir()
+        self.nodes: dict[str, Daemon] = {}
+
+    def start(self, name: str) -> Daemon:
+        env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false"}
+        args = ("--etcd", self.etcd.endpoints, "--cluster", "c1", "--node", name)
+        self.nodes[name] = start(self.root / name, *args, env=env)
+        return self.nodes[name]
+
+    def status(self, name: str) -> dict:
+        return requests.get(self.nodes[name].url + "/api/v1/cluster", timeout=10).json()
+
+    def wait_leader(self, among: list[str], timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.status(among[0])["leader"]
+            if leader in among:
+                return str(leader)
+            time.sleep(0.1)
+        raise AssertionError(f"no leader among {among} within {timeout} s")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Nodes]:
+    etcd = start_etcd(tmp_path / "etcd")
+    nodes = Nodes(tmp_path, etcd)
+    try:
+        for name in ("n0", "n1", "n2"):
+            nodes.start(name)
+        yield nodes
+    finally:
+        for d in nodes.nodes.values():
+            if d.proc.poll() is None:
+                d.kill()
+        etcd.stop_all()
+
+
+def test_writes_through_followers_are_read_on_every_node(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    followers = [n for n in cluster.nodes if n != leader]
+    for i, name in enumerate(followers):
+        client = InsecureClient(cluster.nodes[name].url, user="root")
+        client.makedirs(f"/from-{name}")
+        client.write(f"/from-{name}/f{i}.txt", data=f"written via {name}".encode())
+        # the follower answered only once it applied the change: it reads its own write at once
+        with client.read(f"/from-{name}/f{i}.txt") as r:
+            assert r.read() == f"written via {name}".encode()
+    for d in cluster.nodes.values():
+        reader = InsecureClient(d.url, user="root")
+        for i, name in enumerate(followers):
+            with reader.read(f"/from-{name}/f{i}.txt") as r:
+                assert r.read() == f"written via {name}".encode()
+    assert (cluster.ufs / f"from-{followers[0]}" / "f0.txt").read_bytes() == f"written via {followers[0]}".encode()
+
+
+def test_cluster_status_cli_lists_every_node(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    InsecureClient(cluster.nodes[leader].url, user="root").makedirs("/d")
+    time.sleep(1.5)  # nodes report their applied txid every second
+    out = nsd("cluster", "status", "--json", daemon=cluster.nodes["n1"])
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["leader"] == leader and status["txid"] >= 1
+    assert [n["name"] for n in status["nodes"]] == ["n0", "n1", "n2"]
+    for n in status["nodes"]:
+        assert n["role"] == ("leader" if n["name"] == leader else "follower")
+        assert n["state"] == "live" and n["applied_txid"] == status["txid"] and n["lag"] == 0
+        assert n["http"] == cluster.nodes[n["name"]].url
+    assert status["etcd"][0]["health"] == "ok"
+    human = nsd("cluster", "status", daemon=cluster.nodes["n2"])
+    assert human.returncode == 0 and f"leader {leader}" in human.stdout.decode()
+
+
+def test_kill_leader_a_follower_takes_over_with_nothing_lost(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    client = InsecureClient(cluster.nodes[leader].url, user="root")
+    for i in range(20):
+        client.write(f"/k{i}", data=f"v{i}".encode())
+    cluster.nodes[leader].kill()  # SIGKILL
+    killed = time.monotonic()
+    rest = [n for n in cluster.nodes if n != leader]
+    new = cluster.wait_leader(rest, timeout=10)
+    assert time.monotonic() - killed < 10
+    for name in rest:
+        reader = InsecureClient(cluster.nodes[name].url, user="root")
+        assert sorted(reader.list("/")) == sorted(f"k{i}" for i in range(20))
+        with reader.read("/k19") as r:
+            assert r.read() == b"v19"
+    follower = next(n for n in rest if n != new)
+    InsecureClient(cluster.nodes[follower].url, user="root").write("/after", data=b"new leader")
+    with InsecureClient(cluster.nodes[new].url, user="root").read("/after") as r:
+        assert r.read() == b"new leader"
+    # the old leader comes back as a follower of the new one, with everything
+    back = cluster.start(leader)
+    deadline = time.monotonic() + 10
+    while "after" not in InsecureClient(back.url, user="root").list("/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.status(leader)["leader"] == new
+    assert sorted(InsecureClient(back.url, user="root").list("/")) == sorted(["after", *(f"k{i}" for i in range(20))])
+
+
+def test_must_cache_and_async_through_are_refused(cluster: Nodes, tmp_path: Path) -> None:
+    cluster.wait_leader(["n0", "n1", "n2"])
+    other = tmp_path / "other"
+    other.mkdir()
+    out = nsd("mount", "add", "/m", other.as_uri(), "--option", "write_type=MUST_CACHE", daemon=cluster.nodes["n1"])
+    assert out.returncode != 0
+    assert b"MUST_CACHE is refused in cluster mode" in out.stderr
+    with pytest.raises(RuntimeError, match="ASYNC_THROUGH is refused in cluster mode"):
+        env_node = ("--etcd", cluster.etcd.endpoints, "--cluster", "c1", "--node", "n9")
+        start(tmp_path / "n9", *env_node, env={"NSD_ROOT_UFS": cluster.ufs.as_uri(), "NSD_WRITE_TYPE": "ASYNC_THROUGH"})
