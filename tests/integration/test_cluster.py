@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from daemon import Daemon, nsd, start
+from daemon import Daemon, free_port, nsd, start
 from etcdserver import EtcdCluster, start_etcd
 from hdfs import InsecureClient
 
@@ -26,7 +27,8 @@ class Nodes:
     def start(self, name: str) -> Daemon:
         env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false"}
         args = ("--etcd", self.etcd.endpoints, "--cluster", "c1", "--node", name)
-        self.nodes[name] = start(self.root / name, *args, env=env)
+        # fixed ports: a deposed leader restarts itself in place and must come back on them
+        self.nodes[name] = start(self.root / name, *args, env=env, http_port=free_port(), nfs_port=free_port())
         return self.nodes[name]
 
     def status(self, name: str) -> dict:
@@ -131,3 +133,33 @@ def test_must_cache_and_async_through_are_refused(cluster: Nodes, tmp_path: Path
     with pytest.raises(RuntimeError, match="ASYNC_THROUGH is refused in cluster mode"):
         env_node = ("--etcd", cluster.etcd.endpoints, "--cluster", "c1", "--node", "n9")
         start(tmp_path / "n9", *env_node, env={"NSD_ROOT_UFS": cluster.ufs.as_uri(), "NSD_WRITE_TYPE": "ASYNC_THROUGH"})
+
+
+def test_leader_paused_past_its_lease_is_fenced_and_follows(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    old = cluster.nodes[leader]
+    InsecureClient(old.url, user="root").write("/before", data=b"1")
+    old.proc.send_signal(signal.SIGSTOP)
+    try:
+        rest = [n for n in cluster.nodes if n != leader]
+        new = cluster.wait_leader(rest, timeout=10)
+    finally:
+        old.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while "starting over as a follower" not in old.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        try:
+            if cluster.status(leader)["leader"] == new:
+                break
+        except requests.RequestException:
+            pass  # restarting itself as a follower
+        time.sleep(0.2)
+    assert cluster.status(leader)["leader"] == new
+    assert old.proc.poll() is None  # the same process, started over in place
+    InsecureClient(old.url, user="root").write("/after", data=b"2")  # made by the new leader
+    for d in cluster.nodes.values():
+        reader = InsecureClient(d.url, user="root")
+        assert sorted(reader.list("/")) == ["after", "before"]
+    statuses = [cluster.status(n) for n in cluster.nodes]
+    assert {s["leader"] for s in statuses} == {new}
