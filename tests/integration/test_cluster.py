@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,21 @@ def test_leader_paused_past_its_lease_is_fenced_and_follows(cluster: Nodes) -> N
         assert sorted(reader.list("/")) == ["after", "before"]
     statuses = [cluster.status(n) for n in cluster.nodes]
     assert {s["leader"] for s in statuses} == {new}
+
+
+def test_nfs_reads_on_every_node_and_writes_on_the_leader(cluster: Nodes, tmp_path: Path) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"nfs through the leader\n" * 1000)
+    InsecureClient(cluster.nodes[leader].url, user="root").makedirs("/nfs")  # nfs-cp creates only the file
+    target = cluster.nodes[leader].nfs_url("/nfs/n.bin")
+    put = subprocess.run(["nfs-cp", str(src), target], capture_output=True, timeout=60)
+    assert put.returncode == 0, put.stderr
+    time.sleep(0.5)  # followers apply the leader's log within a moment
+    for d in cluster.nodes.values():
+        got = subprocess.run(["nfs-cat", d.nfs_url("/nfs/n.bin")], capture_output=True, timeout=60)
+        assert got.returncode == 0 and got.stdout == src.read_bytes(), got.stderr
+    follower = next(d for n, d in cluster.nodes.items() if n != leader)
+    refused = subprocess.run(["nfs-cp", str(src), follower.nfs_url("/nfs/f.bin")], capture_output=True, timeout=60)
+    assert refused.returncode != 0  # not forwarded yet: a follower refuses NFS changes (ROFS)
+    assert InsecureClient(follower.url, user="root").list("/nfs") == ["n.bin"]
