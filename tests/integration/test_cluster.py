@@ -36,10 +36,11 @@ class Nodes:
         return requests.get(self.nodes[name].url + "/api/v1/cluster", timeout=10).json()
 
     def wait_leader(self, among: list[str], timeout: float = 10.0) -> str:
+        """The leader, once one of `among` leads and every node of `among` knows it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            leader = self.status(among[0])["leader"]
-            if leader in among:
+            seen = {self.status(name)["node_leader"] for name in among}
+            if len(seen) == 1 and (leader := seen.pop()) in among:
                 return str(leader)
             time.sleep(0.1)
         raise AssertionError(f"no leader among {among} within {timeout} s")

@@ -451,6 +451,7 @@ class Cluster:
             "cluster": self.cluster,
             "node": self.node,
             "leader": leader,
+            "node_leader": self.leader,  # the leader this node sends changes to
             "txid": cluster_txid,
             "nodes": sorted(nodes, key=lambda n: n["name"]),
             "etcd": etcd,

@@ -20,8 +20,10 @@ from aiohttp import web
 
 from nsd import errors
 from nsd.core.replication.cluster import Cluster
+from nsd.protocols import errmap
 from nsd.protocols.admin.api import error_response
 from nsd.protocols.admin.request import PREFIX
+from nsd.protocols.webhdfs import routes as webhdfs
 
 log = logging.getLogger("nsd.cluster")
 
@@ -63,6 +65,9 @@ def _forwarding(cluster: Cluster, durable_txid: Callable[[], int]) -> Callable[.
         try:
             return await _to_leader(request, cluster)
         except errors.NsdError as e:
+            if request.path.startswith("/webhdfs/"):
+                status, java = errmap.webhdfs(e)
+                return webhdfs.error_response(status, java, e.message)  # what Hadoop clients parse
             return error_response(e)
 
     return forward_changes
