@@ -39,10 +39,10 @@ from nsd.errors import JournalFailed
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.ops.metrics import Metrics
 from nsd.ops.ttl import TtlEnforcer
+from nsd.protocols import cluster as cluster_http
 from nsd.protocols.admin import api as admin
 from nsd.protocols.http import limits as httplimits
 from nsd.protocols.http import status
-from nsd.protocols import cluster as cluster_http
 from nsd.protocols.nfs3.handles import SECRET_FILE
 from nsd.protocols.nfs3.listener import start_nfs
 from nsd.protocols.rpc.server import Limits
