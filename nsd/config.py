@@ -306,6 +306,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cluster", "node", str, "", "Cluster mode: this node's name, unique in the cluster."),
     Setting(
         "cluster",
+        "checkpoint_uri",
+        str,
+        "",
+        "Cluster mode: a directory URI every node reaches where the leader keeps checkpoints; "
+        "empty: .nsd-system/<cluster>/checkpoints in the root under-storage.",
+    ),
+    Setting(
+        "cluster",
         "cluster_lease_ttl",
         float,
         5.0,

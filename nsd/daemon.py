@@ -32,7 +32,7 @@ from nsd.core.mounttable import MountTable
 from nsd.core.permissions import Permissions
 from nsd.core.reconcile import Reconciler
 from nsd.core.replication import boot
-from nsd.core.replication.cluster import Cluster, Fenced
+from nsd.core.replication.cluster import Behind, Cluster, Fenced
 from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
@@ -209,7 +209,12 @@ async def _serve(
     if cluster is not None:
         cluster.attach(store)
         cluster.on_fenced = on_fatal
-        await cluster.catch_up()
+        try:
+            await cluster.catch_up()
+        except Behind as e:  # a checkpoint cut the log between loading it and now: load the newer one
+            log.warning("%s; starting over", e)
+            await store.close(checkpoint=False)
+            return EXIT_RESTART
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)

@@ -40,7 +40,7 @@ from nsd.namespace import DirInode, FileInode, Inode, Namespace
 from nsd.namespace.mounts import is_mount_point, plan_ufs_sync
 from nsd.namespace.names import validate_name
 from nsd.ufs import Ufs, UfsStatus
-from nsd.ufs.base import TMP_PREFIX
+from nsd.ufs.base import SYSTEM_DIR, TMP_PREFIX
 
 log = logging.getLogger("nsd.discovery")
 
@@ -131,6 +131,8 @@ class Discovery:
         if name.startswith(TMP_PREFIX):
             return False  # an adapter's temporary object: never shown
         ufs, rel = self.mounts.locate_child(d, name)
+        if rel == SYSTEM_DIR:
+            return False
         self.stats += 1
         try:
             status = await ufs.stat(rel)
@@ -285,6 +287,8 @@ class Discovery:
                 validate_name(status.name)
             except errors.NsdError as e:
                 log.warning("skipping under-storage entry %r in %s: %s", status.name, ufs.uri, e.message)
+                continue
+            if not rel and status.name == SYSTEM_DIR:
                 continue
             page.append((status.name, status))
             if len(page) >= self.page:

@@ -17,12 +17,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from nsd.core import wcc
 from nsd.errors import JournalFailed, NoSpace, NsdError
-from nsd.journal.checkpoint import list_checkpoints, write_checkpoint
+from nsd.journal.checkpoint import checkpoint_name, list_checkpoints, write_checkpoint
 from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
 from nsd.journal.segment import list_segments
@@ -123,6 +123,8 @@ class MetaStore:
         # Cluster mode: why this node may not append now (a follower, no etcd), None when it may.
         self.append_refusal: Callable[[], NsdError | None] = lambda: None
         self.replicated = False  # the journal is replicated (cluster mode)
+        # Cluster mode: share a checkpoint just written (txid, its file); runs under the checkpoint lock.
+        self.on_checkpoint: Callable[[int, Path], Awaitable[None]] | None = None
 
     @classmethod
     async def open(
@@ -314,6 +316,8 @@ class MetaStore:
             if await proc.wait() != 0:
                 raise RuntimeError(f"checkpointer exited with {proc.returncode}")
             self._checkpoint_written(upto, started)
+            if self.on_checkpoint is not None:
+                await self.on_checkpoint(upto, self.journal_dir / checkpoint_name(upto))
             return upto
 
     def _checkpoint_written(self, txid: int, started: float) -> None:

@@ -21,7 +21,7 @@ from nsd import errors
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.ufs import Ufs, open_ufs
-from nsd.ufs.base import TMP_PREFIX
+from nsd.ufs.base import SYSTEM_DIR, TMP_PREFIX
 from nsd.ufs.options import Options, mask_options, mask_uri
 from nsd.ufs.wrap.health import UNUSED, HealthUfs
 
@@ -183,6 +183,8 @@ class MountTable:
             reserved = f"names beginning with {TMP_PREFIX!r} are reserved for nsd's temporary objects"
             raise errors.Invalid(f"{reserved}: {path}", path=path)
         ufs, rel = self.locate(d)
+        if not rel and name == SYSTEM_DIR and name not in d.children:
+            raise errors.Invalid(f"{SYSTEM_DIR!r} at the top of an under-storage is reserved for nsd's own files")
         return ufs, f"{rel}/{name}" if rel else name
 
     def views(self) -> list[MountView]:

@@ -18,6 +18,7 @@ from nsd.errors import Corrupt, NotSupported
 from nsd.ufs.options import mask_options, mask_uri
 
 TMP_PREFIX = ".nsd-tmp."  # names of objects being written; never listed as entries
+SYSTEM_DIR = ".nsd-system"  # at the top of an under-storage: nsd's own files (cluster checkpoints), never shown
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ import pytest
 import requests
 from daemon import Daemon, free_port, nsd, start
 from etcdserver import EtcdCluster, start_etcd
-from hdfs import InsecureClient
+from hdfs import HdfsError, InsecureClient
 
 LEASE_TTL = "2"
 
@@ -24,9 +25,10 @@ class Nodes:
         self.ufs = root / "ufs"
         self.ufs.mkdir()
         self.nodes: dict[str, Daemon] = {}
+        self.env: dict[str, str] = {}
 
     def start(self, name: str) -> Daemon:
-        env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false"}
+        env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false", **self.env}
         args = ("--etcd", self.etcd.endpoints, "--cluster", "c1", "--node", name)
         # fixed ports: a deposed leader restarts itself in place and must come back on them
         self.nodes[name] = start(self.root / name, *args, env=env, http_port=free_port(), nfs_port=free_port())
@@ -183,3 +185,92 @@ def test_nfs_reads_on_every_node_and_writes_on_the_leader(cluster: Nodes, tmp_pa
     refused = subprocess.run(["nfs-cp", str(src), follower.nfs_url("/nfs/f.bin")], capture_output=True, timeout=60)
     assert refused.returncode != 0  # not forwarded yet: a follower refuses NFS changes (ROFS)
     assert InsecureClient(follower.url, user="root").list("/nfs") == ["n.bin"]
+
+
+def etcd_log_keys(cluster: Nodes) -> int:
+    """How many journal batches etcd holds for cluster c1 (straight from etcd's JSON gateway)."""
+    import base64
+
+    prefix = b"/nsd/c1/log/"
+    body = {
+        "key": base64.b64encode(prefix).decode(),
+        "range_end": base64.b64encode(prefix[:-1] + bytes([prefix[-1] + 1])).decode(),
+        "count_only": True,
+    }
+    reply = requests.post(cluster.etcd.endpoints.split(",")[0] + "/v3/kv/range", json=body, timeout=10).json()
+    return int(reply.get("count", 0))
+
+
+def applied(cluster: Nodes, name: str, timeout: float = 30.0) -> int:
+    """`name`'s applied txid once it stopped growing and matches the leader's (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        try:
+            st = cluster.status(name)
+            me = next(n for n in st["nodes"] if n["name"] == name)
+            if me["applied_txid"] == last and me["applied_txid"] >= st["txid"]:
+                return last
+            last = me["applied_txid"]
+        except (requests.RequestException, ValueError, StopIteration):
+            pass  # restarting
+        time.sleep(0.3)
+    return last
+
+
+def test_checkpoints_go_to_shared_storage_and_etcd_keeps_only_the_tail(tmp_path: Path) -> None:
+    etcd = start_etcd(tmp_path / "etcd")
+    cluster = Nodes(tmp_path, etcd)
+    cluster.env["NSD_CHECKPOINT_ENTRIES"] = "40"
+    try:
+        for name in ("n0", "n1", "n2"):
+            cluster.start(name)
+        leader = cluster.wait_leader(["n0", "n1", "n2"])
+        client = InsecureClient(cluster.nodes[leader].url, user="root")
+        paused = next(n for n in ("n0", "n1", "n2") if n != leader)
+        cluster.nodes[paused].proc.send_signal(signal.SIGSTOP)  # it will miss the log a checkpoint drops
+        for i in range(150):
+            client.makedirs(f"/ck/d{i:03d}")
+        deadline = time.monotonic() + 20
+        while cluster.status(leader)["checkpoint_txid"] < 100 and time.monotonic() < deadline:
+            client.makedirs(f"/ck/more{time.monotonic_ns()}")  # the checkpoint is taken at a change
+            time.sleep(0.2)
+        published = cluster.status(leader)["checkpoint_txid"]
+        assert published >= 100
+        assert etcd_log_keys(cluster) < 80  # 150+ changes made, the log before the checkpoint dropped
+        shared = sorted((cluster.ufs / ".nsd-system" / "c1" / "checkpoints").iterdir())
+        assert shared and shared[-1].name == f"{published:016x}.ckpt"
+        # nsd's own directory is never part of the namespace
+        assert ".nsd-system" not in client.list("/")
+        assert client.status("/.nsd-system", strict=False) is None
+        with pytest.raises(HdfsError):
+            client.makedirs("/.nsd-system/x")
+        # the paused follower catches up (from its watch's backlog, or from the checkpoint if it lost it)
+        cluster.nodes[paused].proc.send_signal(signal.SIGCONT)
+        assert applied(cluster, paused) >= cluster.status(leader)["txid"]
+        assert len(InsecureClient(cluster.nodes[paused].url, user="root").list("/ck")) >= 150
+        # a new node and a wiped node start from the shared checkpoint plus etcd's tail
+        cluster.start("n3")
+        follower = next(n for n in ("n0", "n1", "n2") if n != leader)
+        cluster.nodes[follower].kill()
+        shutil.rmtree(tmp_path / follower)
+        cluster.start(follower)
+        for name in ("n3", follower):
+            assert "loaded checkpoint" in cluster.nodes[name].log.read_text()
+            names = InsecureClient(cluster.nodes[name].url, user="root").list("/ck")
+            assert [f"d{i:03d}" for i in range(150)] == [n for n in names if n.startswith("d")]
+        # the whole cluster stopped and started again keeps everything
+        for d in cluster.nodes.values():
+            assert d.stop() == 0
+        for name in list(cluster.nodes):
+            cluster.start(name)
+        leader = cluster.wait_leader(list(cluster.nodes))
+        for d in cluster.nodes.values():
+            names = InsecureClient(d.url, user="root").list("/ck")
+            assert len([n for n in names if n.startswith("d")]) == 150
+        InsecureClient(cluster.nodes[leader].url, user="root").makedirs("/after-restart")
+    finally:
+        for d in cluster.nodes.values():
+            if d.proc.poll() is None:
+                d.kill()
+        etcd.stop_all()

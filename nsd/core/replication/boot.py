@@ -3,8 +3,8 @@
 The cluster's shared facts (root under-storage, admin token, NFS handle key, the root's
 attributes) come from etcd, so every node serves the same namespace with the same token and
 handles. The local journal is only a working copy in cluster mode: it is rebuilt at every
-start from checkpoint 0 and the log in etcd, so a node never replays a record that etcd did
-not commit (a deposed leader's last batch, say).
+start from the newest shared checkpoint (or checkpoint 0) and the log in etcd after it, so a
+node never replays a record that etcd did not commit (a deposed leader's last batch, say).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 from nsd.config import Config
 from nsd.core.metastore import initial_checkpoint
+from nsd.core.replication.checkpoints import SharedCheckpoints
 from nsd.core.replication.cluster import Cluster, ClusterMeta
 from nsd.core.replication.etcd import Etcd
 from nsd.datadir import DataDir, write_durably
@@ -30,7 +31,14 @@ async def join(config: Config, datadir: DataDir, nfs_secret_file: str) -> Cluste
     """Connect to etcd, format the cluster or join it, and ready the (locked) data dir."""
     if not config.root_ufs:
         raise Invalid("cluster mode needs root_ufs (NSD_ROOT_UFS): an under-storage every node reaches")
-    cluster = Cluster(Etcd(config.etcd_endpoints), config.cluster, config.node, lease_ttl=config.cluster_lease_ttl)
+    checkpoints = SharedCheckpoints.open(config.cluster, config.checkpoint_uri, config.root_ufs)
+    cluster = Cluster(
+        Etcd(config.etcd_endpoints),
+        config.cluster,
+        config.node,
+        lease_ttl=config.cluster_lease_ttl,
+        checkpoints=checkpoints,
+    )
     try:
         meta, formatted = await cluster.format_or_join(_proposal(config))
         if not formatted and meta.root_ufs != config.root_ufs:
@@ -38,7 +46,13 @@ async def join(config: Config, datadir: DataDir, nfs_secret_file: str) -> Cluste
                 f"root_ufs {config.root_ufs} differs from cluster {config.cluster}'s root under-storage {meta.root_ufs}"
             )
         prepare_data_dir(datadir, config.cluster, meta, nfs_secret_file)
+        newest = await cluster.newest_checkpoint()
+        if newest:
+            started = time.monotonic()
+            await checkpoints.download(newest, datadir.journal)
+            log.info("loaded checkpoint %s in %.2fs", checkpoints.where(newest), time.monotonic() - started)
     except BaseException:
+        await checkpoints.close()
         await cluster.etcd.close()
         raise
     log.info("%s cluster %s as node %s", "formatted" if formatted else "joining", config.cluster, config.node)

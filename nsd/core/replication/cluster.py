@@ -7,6 +7,8 @@ Theory of operation. Keys live under /nsd/<cluster>/:
     leader             the leader's name, on the leader's lease; its create_revision is the term
     nodes/<name>       JSON about a live node (addresses, role, applied txid), on its lease
     log/<txid:016x>    a run of framed journal records, the first of them at txid
+    checkpoint         JSON {"txid": T}: the newest checkpoint in shared storage; log keys
+                       up to T are deleted once it is recorded (and etcd's history compacted)
 
 The leader alone appends. The journal writer hands each group-commit batch to `replicate`
 before it wakes any waiter; that puts the batch under log/ in ONE txn that holds only while
@@ -22,6 +24,13 @@ not to exist: only a follower that has applied everything etcd holds can win, so
 acknowledged is lost and nothing is applied twice.
 
 A batch larger than etcd's request limit is put as several keys (one txn each, each fenced).
+
+Checkpoints keep etcd small: when the leader has written a checkpoint at T (always the end
+of one of its batches), it uploads the file to shared storage (`checkpoints.py`), records T
+under `checkpoint` in a fenced txn, deletes the log keys up to T and compacts etcd's history.
+A starting node loads the newest shared checkpoint and replays the log after it. A follower
+that finds the log it still needs deleted (it lagged behind a whole checkpoint) restarts
+itself the same way (`Behind`).
 """
 
 from __future__ import annotations
@@ -32,15 +41,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nsd.core.metastore import MetaStore
+from nsd.core.replication.checkpoints import SharedCheckpoints
 from nsd.core.replication.etcd import (
+    Compacted,
     Etcd,
     EtcdError,
     EtcdUnavailable,
     KeyValue,
     compare_created,
+    op_delete,
     op_get,
     op_put,
     prefix_end,
@@ -60,6 +73,10 @@ RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 
 class Fenced(NsdError):
     """This node lost leadership while it meant to append: it may never append again."""
+
+
+class Behind(Fenced):
+    """This node needs log records etcd no longer holds: it starts over from the newest checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -113,14 +130,25 @@ class ClusterStats:
     batches_replicated: int = 0
     bytes_replicated: int = 0
     etcd_retries: int = 0
+    checkpoints_published: int = 0
+    checkpoint_txid: int = 0  # the newest published (as this node last saw it)
     last_leader_change: float = field(default_factory=time.time)
 
 
 class Cluster:
     """This node in the cluster `name`; `attach` it to the MetaStore before `start`."""
 
-    def __init__(self, etcd: Etcd, cluster: str, node: str, *, lease_ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        etcd: Etcd,
+        cluster: str,
+        node: str,
+        *,
+        lease_ttl: float = 5.0,
+        checkpoints: SharedCheckpoints | None = None,
+    ) -> None:
         self.etcd = etcd
+        self.checkpoints = checkpoints
         self.cluster = cluster
         self.node = node
         self.lease_ttl = lease_ttl
@@ -177,6 +205,8 @@ class Cluster:
         store.replicated = True
         store.append_refusal = self.append_refusal
         store.writer.sink = self.replicate
+        if self.checkpoints is not None:
+            store.on_checkpoint = self.publish_checkpoint
 
     @property
     def applied_txid(self) -> int:
@@ -210,6 +240,8 @@ class Cluster:
         for rec in records:
             if rec.txid <= self.applied_txid:
                 continue  # already applied (a catch-up and the watch overlap)
+            if rec.txid != self.applied_txid + 1:
+                raise Behind(f"node {self.node} is at txid {self.applied_txid} but etcd's log resumes at {rec.txid}")
             self.store.apply_replicated(rec.txid, decode_op(rec.code, rec.payload))
         self._applied.set()
         self._applied = asyncio.Event()
@@ -259,6 +291,46 @@ class Cluster:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
+    # -- checkpoints (leader) --------------------------------------------------------------
+
+    async def publish_checkpoint(self, txid: int, path: Path) -> None:
+        """The store's checkpoint hook: share the checkpoint at `txid`, then drop the log it covers.
+
+        Only a leader checkpoint that ends one of its own batches (txid >= leader_from) may cut
+        the log: an earlier one may end inside a batch the previous leader wrote. Failures are
+        logged and leave etcd as it was; the next checkpoint tries again."""
+        if self.role != "leader" or self.checkpoints is None or txid < self.leader_from:
+            return
+        started = time.monotonic()
+        try:
+            await self.checkpoints.upload(txid, path)
+            ok, reply = await self.etcd.txn(
+                [compare_created(self.key("leader"), self.term)],
+                [op_put(self.key("checkpoint"), json.dumps({"txid": txid}).encode()),
+                 op_delete(self.log_prefix, end=self.log_key(txid + 1))],
+            )  # fmt: skip
+            if not ok:
+                log.warning("checkpoint at txid %d not recorded: node %s no longer leads", txid, self.node)
+                return
+            await self.etcd.compact(int(reply["header"]["revision"]))
+            await self.checkpoints.prune(txid)
+        except NsdError as e:
+            log.warning("could not share the checkpoint at txid %d: %s; etcd keeps the log", txid, e.message)
+            return
+        self.stats.checkpoints_published += 1
+        self.stats.checkpoint_txid = txid
+        log.info(
+            "checkpoint at txid %d shared (%s) and etcd's log before it dropped in %.2fs",
+            txid,
+            self.checkpoints.where(txid),
+            time.monotonic() - started,
+        )
+
+    async def newest_checkpoint(self) -> int:
+        """The txid of the newest shared checkpoint etcd names (0: none yet)."""
+        kv = await self.etcd.get(self.key("checkpoint"))
+        return int(json.loads(kv.value)["txid"]) if kv is not None else 0
+
     def _lose_leadership(self, why: str) -> None:
         if self.role == "leader":
             log.error("node %s lost leadership (term %d): %s", self.node, self.term, why)
@@ -298,6 +370,8 @@ class Cluster:
         except NsdError as e:
             log.warning("could not give up the etcd lease: %s", e)
         await self.etcd.close()
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
     async def _new_lease(self) -> None:
         self.lease = await self.etcd.grant(self.lease_ttl)
@@ -339,6 +413,11 @@ class Cluster:
                         return
                     if event.put:
                         self._apply_batch(event.kv.value)
+            except Compacted:
+                continue  # a checkpoint was published: catch up from the keys that are left
+            except Behind as e:
+                self._fence(e)
+                return
             except (EtcdUnavailable, EtcdError) as e:
                 log.warning("following the log: %s; retrying", e)
                 await asyncio.sleep(RETRY_MAX)
@@ -352,6 +431,9 @@ class Cluster:
                     await self._campaign()
                 else:
                     self._see_leader(current.value.decode())
+            except Behind as e:
+                self._fence(e)
+                return
             except (EtcdUnavailable, EtcdError) as e:
                 log.debug("election: %s", e)
             await asyncio.sleep(POLL_SECONDS)
@@ -422,6 +504,7 @@ class Cluster:
             leader = current.value.decode() if current is not None else None
             r = await self.etcd.range(self.key("nodes/"), prefix=True)
             nodes = [json.loads(kv.value) for kv in r.kvs]
+            self.stats.checkpoint_txid = await self.newest_checkpoint()
         except NsdError as e:
             error = e.message
         cluster_txid = max([self.applied_txid, *(n.get("applied_txid", 0) for n in nodes if n["name"] == leader)])
@@ -458,5 +541,6 @@ class Cluster:
             "etcd_healthy": self.etcd.healthy and error is None,
             "etcd_rtt_seconds": self.etcd.last_rtt,
             "failovers": self.stats.failovers,
+            "checkpoint_txid": self.stats.checkpoint_txid,  # newest shared checkpoint; etcd's log starts after it
             "error": error,
         }

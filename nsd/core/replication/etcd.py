@@ -40,6 +40,10 @@ class EtcdError(NsdError):
     """etcd answered with an error."""
 
 
+class Compacted(EtcdError):
+    """A watch asked for history etcd has compacted away: read the current state and watch again."""
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -112,10 +116,13 @@ def op_get(key: bytes) -> dict[str, Any]:
     return {"request_range": {"key": b64(key)}}
 
 
-def op_delete(key: bytes, *, prefix: bool = False) -> dict[str, Any]:
+def op_delete(key: bytes, *, prefix: bool = False, end: bytes | None = None) -> dict[str, Any]:
+    """Delete `key`, every key under it (`prefix`), or the keys from it up to (not including) `end`."""
     req = {"key": b64(key)}
     if prefix:
-        req["range_end"] = b64(prefix_end(key))
+        end = prefix_end(key)
+    if end is not None:
+        req["range_end"] = b64(end)
     return {"request_delete_range": req}
 
 
@@ -276,7 +283,7 @@ class Etcd:
                             raise EtcdError(f"etcd watch: {msg['error'].get('message', msg['error'])}")
                         result = msg.get("result", {})
                         if result.get("compact_revision"):
-                            raise EtcdError(f"etcd watch: history compacted up to {result['compact_revision']}")
+                            raise Compacted(f"etcd watch: history compacted up to {result['compact_revision']}")
                         for ev in result.get("events", []):
                             kv = KeyValue.from_json(ev["kv"])
                             yield Event(ev.get("type", "PUT") == "PUT", kv), kv.mod_revision
