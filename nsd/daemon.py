@@ -276,6 +276,7 @@ async def _serve(
             slow_client_timeout=config.nfs_slow_client_timeout,
         ),
         max_inflight_per_connection=config.nfs_max_inflight_per_connection,
+        cluster=cluster,
         busy_poll=config.nfs_busy_poll_us / 1e6,
     )
     metrics.rpc_servers = [nfs.server]

@@ -169,22 +169,33 @@ def test_leader_paused_past_its_lease_is_fenced_and_follows(cluster: Nodes) -> N
     assert {s["leader"] for s in statuses} == {new}
 
 
-def test_nfs_reads_on_every_node_and_writes_on_the_leader(cluster: Nodes, tmp_path: Path) -> None:
+def nfs_cat(d: Daemon, path: str) -> bytes:
+    got = subprocess.run(["nfs-cat", d.nfs_url(path)], capture_output=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+def test_nfs_writes_through_every_node_are_read_on_every_node(cluster: Nodes, tmp_path: Path) -> None:
     leader = cluster.wait_leader(["n0", "n1", "n2"])
-    src = tmp_path / "src.bin"
-    src.write_bytes(b"nfs through the leader\n" * 1000)
     InsecureClient(cluster.nodes[leader].url, user="root").makedirs("/nfs")  # nfs-cp creates only the file
-    target = cluster.nodes[leader].nfs_url("/nfs/n.bin")
-    put = subprocess.run(["nfs-cp", str(src), target], capture_output=True, timeout=60)
-    assert put.returncode == 0, put.stderr
-    time.sleep(0.5)  # followers apply the leader's log within a moment
-    for d in cluster.nodes.values():
-        got = subprocess.run(["nfs-cat", d.nfs_url("/nfs/n.bin")], capture_output=True, timeout=60)
-        assert got.returncode == 0 and got.stdout == src.read_bytes(), got.stderr
+    for name, d in cluster.nodes.items():
+        src = tmp_path / f"{name}.bin"
+        src.write_bytes(f"nfs through {name}\n".encode() * 200_000)  # several WRITEs and a COMMIT
+        put = subprocess.run(["nfs-cp", str(src), d.nfs_url(f"/nfs/{name}.bin")], capture_output=True, timeout=60)
+        assert put.returncode == 0, put.stderr
+        assert nfs_cat(d, f"/nfs/{name}.bin") == src.read_bytes()  # read-your-writes on the node written to
+    for d in cluster.nodes.values():  # the same handles and bytes on every node
+        for name in cluster.nodes:
+            assert nfs_cat(d, f"/nfs/{name}.bin") == (tmp_path / f"{name}.bin").read_bytes()
+    assert sorted(p.name for p in (cluster.ufs / "nfs").iterdir()) == sorted(f"{n}.bin" for n in cluster.nodes)
+    # a file only the under-storage has, looked up first through a follower (its discovery is journaled by the leader)
+    (cluster.ufs / "from-ufs").mkdir()
+    (cluster.ufs / "from-ufs" / "f.txt").write_bytes(b"put there directly\n")
     follower = next(d for n, d in cluster.nodes.items() if n != leader)
-    refused = subprocess.run(["nfs-cp", str(src), follower.nfs_url("/nfs/f.bin")], capture_output=True, timeout=60)
-    assert refused.returncode != 0  # not forwarded yet: a follower refuses NFS changes (ROFS)
-    assert InsecureClient(follower.url, user="root").list("/nfs") == ["n.bin"]
+    assert nfs_cat(follower, "/from-ufs/f.txt") == b"put there directly\n"
+    (cluster.ufs / "from-ufs" / "g.txt").write_bytes(b"listed\n")
+    listed = subprocess.run(["nfs-ls", follower.nfs_url("/from-ufs")], capture_output=True, timeout=60, text=True)
+    assert listed.returncode == 0 and "g.txt" in listed.stdout and "f.txt" in listed.stdout
 
 
 def etcd_log_keys(cluster: Nodes) -> int:

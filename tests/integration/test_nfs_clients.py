@@ -147,3 +147,12 @@ def test_libnfs_c_api_pipelining_metadata_calls(server: Daemon, tmp_path: Path) 
             fields = dict(field.split("=") for field in out.split())
             assert int(fields["calls"]) > int(outstanding), out
             assert 0 < float(fields["p50_us"]) <= float(fields["p99_us"]), out
+
+
+def test_a_directory_only_the_under_storage_has_mounts_and_reads(server: Daemon) -> None:
+    # libnfs mounts the URL's directory: MNT must discover it as LOOKUP would (a path nobody listed yet)
+    ufs_dir = server.data_dir / "ufs" / "only-in-ufs" / "deeper"
+    ufs_dir.mkdir(parents=True)
+    (ufs_dir / "f.txt").write_bytes(b"from the under-storage\n")
+    got = run("nfs-cat", server.nfs_url("/only-in-ufs/deeper/f.txt"), stdout=subprocess.PIPE)
+    assert got.returncode == 0 and got.stdout == b"from the under-storage\n", got.stderr

@@ -164,7 +164,7 @@ class Cluster:
         self._lease_renewed = 0.0
         self._applied = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._http_of: dict[str, str] = {}  # node name -> its HTTP base URL
+        self._addresses_of: dict[str, dict[str, str]] = {}  # node name -> its doors' addresses
         self.on_leader: list[Callable[[], None]] = []  # called once this node leads
         self.on_fenced: Callable[[BaseException], None] | None = None
 
@@ -445,6 +445,7 @@ class Cluster:
                 self.stats.last_leader_change = time.time()
             log.info("leader of cluster %s: %s", self.cluster, name)
             self.leader = name
+            self._addresses_of.clear()  # a node back under its name may listen elsewhere
 
     async def _campaign(self) -> None:
         await self.catch_up()
@@ -480,17 +481,30 @@ class Cluster:
                 log.debug("cannot report node state: %s", e)
 
     async def leader_http(self) -> str:
-        """The leader's HTTP base URL (from its nodes/ key); Unavailable while there is none."""
+        """The leader's HTTP base URL; Unavailable while there is none."""
+        return await self.leader_address("http")
+
+    async def leader_address(self, door: str) -> str:
+        """Where the leader serves `door` ("http": its base URL, "nfs": host:port), from its
+        nodes/ key; Unavailable while there is no leader or it has not said yet."""
         leader = self.leader
         if leader is None:
             raise Unavailable("the cluster has no leader right now; retry in a few seconds")
-        cached = self._http_of.get(leader)
+        cached = self._addresses_of.get(leader)
         if cached is None:
             kv = await self.etcd.get(self.key(f"nodes/{leader}"))
             if kv is None:
                 raise Unavailable(f"the leader {leader} has not said where it listens yet; retry")
-            cached = self._http_of[leader] = json.loads(kv.value)["http"]
-        return cached
+            cached = self._addresses_of[leader] = json.loads(kv.value)
+        return str(cached[door])
+
+    async def log_end(self) -> int:
+        """The last txid etcd's log holds now (what a change acknowledged before this call is within)."""
+        r = await self.etcd.range(self.log_prefix, prefix=True, limit=1, last=True)
+        if not r.kvs:
+            return await self.newest_checkpoint()
+        records, _ = scan_all(r.kvs[0].value)
+        return records[-1].txid if records else 0
 
     # -- status ----------------------------------------------------------------------------
 

@@ -186,9 +186,14 @@ class Etcd:
         r = await self.range(key)
         return r.kvs[0] if r.kvs else None
 
-    async def range(self, key: bytes, end: bytes | None = None, *, limit: int = 0, prefix: bool = False) -> Range:
-        """Keys from `key` up to (not including) `end`, or all under `key` with `prefix`."""
+    async def range(
+        self, key: bytes, end: bytes | None = None, *, limit: int = 0, prefix: bool = False, last: bool = False
+    ) -> Range:
+        """Keys from `key` up to (not including) `end`, or all under `key` with `prefix`;
+        `last`: the highest keys first."""
         body: dict[str, Any] = {"key": b64(key)}
+        if last:
+            body["sort_order"], body["sort_target"] = "DESCEND", "KEY"
         if prefix:
             end = prefix_end(key)
         if end is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from nsd.protocols.nfs3 import procs_change, procs_data, procs_meta, readdir
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC
 from nsd.protocols.nfs3.const import PROGRAM, VERSION, Proc, Status
 from nsd.protocols.nfs3.service import Nfs3Service
-from nsd.protocols.rpc.server import Procedure, Program, ReplyBody
+from nsd.protocols.rpc.server import Procedure, ProcFunc, Program, ReplyBody
 
 # procedure -> (function, non-idempotent: goes through the duplicate request cache)
 DISPATCH = {
@@ -70,12 +71,13 @@ def busy(proc: int) -> bytes:
     return BUSY[proc]
 
 
-def program(service: Nfs3Service) -> Program:
-    """The NFS program (100003 v3) served by `service`."""
-    procs = {
-        int(proc): Procedure(partial(func, service), cached=cached, name=proc.name)
-        for proc, (func, cached) in DISPATCH.items()
-    }
+def program(service: Nfs3Service, wrap: Callable[[ProcFunc, int], ProcFunc] | None = None) -> Program:
+    """The NFS program (100003 v3) served by `service`; `wrap` (cluster mode) may take each
+    procedure's calls elsewhere."""
+    procs = {}
+    for proc, (func, cached) in DISPATCH.items():
+        bound: ProcFunc = partial(func, service)
+        procs[int(proc)] = Procedure(wrap(bound, proc) if wrap else bound, cached=cached, name=proc.name)
     return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of, busy=busy)
 
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nsd import errors
+from nsd.core.replication.cluster import Cluster
 from nsd.protocols import nfs3
 from nsd.protocols.nfs3 import mount3, portmap
 from nsd.protocols.nfs3.exports import parse_exports
+from nsd.protocols.nfs3.forward import LeaderDoor
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.nfs3.slowreads import SlowReads
@@ -30,6 +32,7 @@ class NfsFront:
     portmap_port: int | None = None
     registered: list[portmap.Mapping] = field(default_factory=list)  # with an outside portmapper
     host: str = "127.0.0.1"
+    leader_doors: list[LeaderDoor] = field(default_factory=list)  # cluster mode: calls relayed to the leader
 
     async def close(self, grace: float = 30.0) -> None:
         """Unregister, stop accepting, let in-flight calls finish (up to `grace` seconds)."""
@@ -38,6 +41,8 @@ class NfsFront:
         if self.portmapper is not None:
             await self.portmapper.close(grace)
         await self.server.close(grace)
+        for door in self.leader_doors:
+            await door.close()
 
 
 async def start_nfs(
@@ -54,6 +59,7 @@ async def start_nfs(
     limits: Limits | None = None,
     max_inflight_per_connection: int = DEFAULT_MAX_INFLIGHT,
     busy_poll: float = 0.0,
+    cluster: Cluster | None = None,
 ) -> NfsFront:
     """Listen for NFS + MOUNT on host:port; with `portmapper`, serve port `portmap_port` too,
     or register with the portmapper already there. `busy_poll`: seconds the loop keeps polling after
@@ -62,13 +68,16 @@ async def start_nfs(
     codec = HandleCodec(load_secret(data_dir))
     server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection, busy_poll=busy_poll)
     server.observe = observe
-    server.add(nfs3.program(Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))))
-    server.add(mount3.program(mount3.MountService(vfs, exports, codec)))
+    door = LeaderDoor(cluster, nfs3.busy) if cluster is not None else None
+    service = Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))
+    server.add(nfs3.program(service, door.wrap if door is not None else None))
+    mount_door = LeaderDoor(cluster, mount3.busy, frozenset()) if cluster is not None else None
+    server.add(mount3.program(mount3.MountService(vfs, exports, codec), mount_door.wrap if mount_door else None))
     try:
         bound = await server.listen(host, port)
     except OSError as e:
         raise errors.NsdError(f"NFS: cannot listen on {host}:{port}: {e.strerror or e}") from None
-    front = NfsFront(server, bound, host=host)
+    front = NfsFront(server, bound, host=host, leader_doors=[d for d in (door, mount_door) if d is not None])
     if not portmapper:
         return front
     mappings = [

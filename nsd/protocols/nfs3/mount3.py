@@ -9,14 +9,16 @@ and AUTH_SYS as the only flavor. The mount list (DUMP) is informational, in memo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from nsd import errors
 from nsd.namespace.names import split_path
 from nsd.protocols.errmap import nfsstat3
 from nsd.protocols.nfs3.exports import Export, Network
 from nsd.protocols.nfs3.handles import HandleCodec
+from nsd.protocols.nfs3.service import ToLeader
 from nsd.protocols.rpc.oncrpc import AUTH_SYS
-from nsd.protocols.rpc.server import CallContext, Procedure, Program, ReplyBody
+from nsd.protocols.rpc.server import CallContext, Procedure, ProcFunc, Program, ReplyBody
 from nsd.protocols.xdr import U32, Packer, Unpacker
 from nsd.vfs import Vfs
 
@@ -53,17 +55,20 @@ class MountService:
                 best = e
         return best
 
-    def mnt(self, ctx: CallContext) -> ReplyBody:
+    async def mnt(self, ctx: CallContext) -> ReplyBody:
         raw = dirpath_args(ctx.args)
         try:
             path = "/" + "/".join(split_path(raw.decode("utf-8", "surrogateescape") or "/"))
             export = self.export_for(path)
-            if export is None or export.rule_for(ctx.peer_host) is None:
+            rule = export.rule_for(ctx.peer_host) if export is not None else None
+            if export is None or rule is None:
                 log.info("refused mount of %s by %s", path, ctx.peer_host)
                 return U32.pack(MNT3ERR_ACCES)
-            node = self.vfs.peek_path(path)
+            node = await self.vfs.resolve(path, caller=rule.caller(ctx.cred))  # discovers, as LOOKUP does
             if not node.is_dir:
                 return U32.pack(MNT3ERR_NOTDIR)
+        except errors.NotLeader as e:
+            raise ToLeader(e.message) from e  # a cluster follower: the leader discovers it
         except errors.NsdError as e:
             status = nfsstat3(e)
             return U32.pack(status if status in _VALID else MNT3ERR_IO)
@@ -114,10 +119,16 @@ def _group_name(network: Network | None) -> bytes:
     return str(network).encode()
 
 
-def program(service: MountService) -> Program:
+def busy(proc: int) -> bytes:
+    """What MNT answers when it cannot now (a cluster follower without a way to the leader)."""
+    return U32.pack(MNT3ERR_IO)
+
+
+def program(service: MountService, wrap: Callable[[ProcFunc, int], ProcFunc] | None = None) -> Program:
+    """The MOUNT program (100005 v3); `wrap` (cluster mode) may take MNT elsewhere."""
     procs = {
         0: Procedure(lambda ctx: b"", name="NULL"),
-        1: Procedure(service.mnt, name="MNT"),
+        1: Procedure(wrap(service.mnt, 1) if wrap else service.mnt, name="MNT"),
         2: Procedure(service.dump, name="DUMP"),
         3: Procedure(service.umnt, name="UMNT"),
         4: Procedure(service.umntall, name="UMNTALL"),

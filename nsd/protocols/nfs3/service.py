@@ -50,9 +50,15 @@ class Target:
             raise NfsError(Status.ROFS, f"export {self.export.path} is read-only for this client")
 
 
+class ToLeader(Exception):
+    """A cluster follower met a change only the leader can make (NotLeader): relay the call."""
+
+
 def status_of(exc: BaseException) -> Status:
     if isinstance(exc, NfsError):
         return exc.status
+    if isinstance(exc, errors.NotLeader):
+        raise ToLeader(exc.message) from exc  # nothing changed here yet: the leader answers instead
     try:
         return Status(nfsstat3(exc))
     except ValueError:
