@@ -229,6 +229,7 @@ async def _serve(
         await _reconcile_at_start(vfs)
 
     metrics = Metrics()
+    metrics.cluster = cluster
     logging.getLogger().addHandler(metrics.recent_errors)
     metrics.watch(vfs)
     limits = httplimits.HttpLimits(

@@ -88,13 +88,15 @@ def report(
     section: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SECTIONS)} (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The daemon's state: summary, capacity, mounts, cache, journal, clients."""
+    """The daemon's state: summary, capacity, mounts, cache, journal, clients (and cluster)."""
     from rich.console import Console
 
     if section is not None and section not in SECTIONS:
         fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
     data = G.client().get("/report")
     if section is not None:
+        if section not in data:
+            fail(f"no {section} section: this nsd is a single node, not part of a cluster")
         data = {section: data[section]}
     if as_json:
         typer.echo(json.dumps(data))

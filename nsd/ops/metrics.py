@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from nsd.ops.clients import HttpClients, RpcListenerView
@@ -58,6 +58,10 @@ class NfsListenerView(RpcListenerView, Protocol):
     def poller(self) -> BusyPollView | None: ...
 
 
+class ClusterView(Protocol):
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -69,6 +73,7 @@ class Metrics:
         self.rpc_servers: list[NfsListenerView] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
         self.http_server: web.Server | None = None
         self.http_overload: HttpOverloadView | None = None  # what the HTTP limits turned away
+        self.cluster: ClusterView | None = None  # cluster mode: this node's part
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.observe(protocol, op, seconds, error)
@@ -194,6 +199,29 @@ class _StateCollector(Collector):
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)
         if self.vfs.cache is not None:
             yield from _cache_metrics(self.vfs.cache.report(), len(self.vfs.ns.persist_pending))
+        if self.metrics.cluster is not None:
+            yield from _cluster_metrics(self.metrics.cluster.snapshot())
+
+
+def _cluster_metrics(c: dict[str, Any]) -> Iterator[Any]:
+    """Cluster mode: role, lag behind etcd's log, failovers, replication and etcd round trips."""
+    yield gauge("nsd_cluster_leader", "1 while this node leads the cluster, else 0.", c["role"] == "leader")
+    yield gauge("nsd_cluster_applied_txid", "Last journal txid this node applied.", c["applied_txid"])
+    yield gauge("nsd_cluster_lag_txids", "Records etcd's log holds that this node has not applied.", c["lag"])
+    yield counter("nsd_cluster_failovers", "Leader changes this node saw.", c["failovers"])
+    yield counter("nsd_cluster_became_leader", "Times this node became the leader.", c["became_leader"])
+    yield counter("nsd_cluster_replicated_batches", "Journal batches this node put in etcd.", c["batches_replicated"])
+    yield counter("nsd_cluster_replicated_bytes", "Journal bytes this node put in etcd.", c["bytes_replicated"])
+    yield counter("nsd_cluster_etcd_retries", "etcd calls retried because etcd was unreachable.", c["etcd_retries"])
+    yield gauge("nsd_cluster_etcd_up", "1 if the last etcd call reached an endpoint.", c["etcd_healthy"])
+    yield gauge("nsd_cluster_checkpoint_txid", "Newest checkpoint in shared storage.", c["checkpoint_txid"])
+    rtt = SummaryMetricFamily(
+        "nsd_cluster_etcd_rtt_seconds",
+        "Round trips of successful etcd calls.",
+        count_value=c["etcd_calls"],
+        sum_value=c["etcd_rtt_seconds_total"],
+    )
+    yield rtt
 
 
 def _mount_metrics(views: list[Any]) -> Iterator[Any]:

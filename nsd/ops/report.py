@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from nsd.ops.metrics import Metrics
     from nsd.vfs import Vfs
 
-SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients")
+SECTIONS = ("summary", "capacity", "mounts", "cache", "journal", "clients", "cluster")
 
 
 def event_loop_name() -> str:
@@ -36,7 +36,7 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     staged = sum(s.size for s in vfs.stager.stages.values())
     cache = cache_report(vfs)
     tiers = cache.get("tiers", [])
-    return {
+    report = {
         "summary": {
             "version": __version__,
             "uptime_s": time.monotonic() - vfs.started,
@@ -69,6 +69,9 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
         },
         "clients": clients.report(metrics.http_clients, metrics.rpc_servers),
     }
+    if metrics.cluster is not None:
+        report["cluster"] = metrics.cluster.snapshot()
+    return report
 
 
 def cache_report(vfs: Vfs) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,24 @@ def test_cluster_status_cli_lists_every_node(cluster: Nodes) -> None:
     assert status["etcd"][0]["health"] == "ok"
     human = nsd("cluster", "status", daemon=cluster.nodes["n2"])
     assert human.returncode == 0 and f"leader {leader}" in human.stdout.decode()
+    # each node's own part: /metrics, the status page and nsd report cluster
+    follower = next(n for n in cluster.nodes if n != leader)
+    for name in (leader, follower):
+        text = requests.get(cluster.nodes[name].url + "/metrics", timeout=10).text
+        assert f"nsd_cluster_leader {1.0 if name == leader else 0.0}" in text
+        assert "nsd_cluster_lag_txids 0.0" in text and "nsd_cluster_etcd_up 1.0" in text
+        count = re.search(r"^nsd_cluster_etcd_rtt_seconds_count (\S+)", text, re.M)
+        assert count is not None and float(count.group(1)) > 0
+    replicated = re.search(
+        r"^nsd_cluster_replicated_batches_total (\S+)",
+        requests.get(cluster.nodes[leader].url + "/metrics", timeout=10).text,
+        re.M,
+    )
+    assert replicated is not None and float(replicated.group(1)) >= 1
+    page = requests.get(cluster.nodes[follower].url + "/", timeout=10).text
+    assert "Cluster c1" in page and f"{follower} / follower" in page
+    mine = json.loads(nsd("report", "cluster", "--json", daemon=cluster.nodes[follower]).stdout)["cluster"]
+    assert mine["role"] == "follower" and mine["leader"] == leader and mine["lag"] == 0
 
 
 def test_kill_leader_a_follower_takes_over_with_nothing_lost(cluster: Nodes) -> None:

@@ -131,6 +131,7 @@ class ClusterStats:
     bytes_replicated: int = 0
     etcd_retries: int = 0
     checkpoints_published: int = 0
+    log_end: int = 0  # the last txid in etcd's log, as last looked at (followers, every REPORT_SECONDS)
     checkpoint_txid: int = 0  # the newest published (as this node last saw it)
     last_leader_change: float = field(default_factory=time.time)
 
@@ -476,6 +477,8 @@ class Cluster:
         while True:
             await asyncio.sleep(REPORT_SECONDS)
             try:
+                if self.role != "leader":
+                    self.stats.log_end = await self.log_end()
                 await self._report()
             except NsdError as e:
                 log.debug("cannot report node state: %s", e)
@@ -507,6 +510,31 @@ class Cluster:
         return records[-1].txid if records else 0
 
     # -- status ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """This node's view without asking etcd (metrics, the status page, `nsd report`)."""
+        st = self.stats
+        applied = self.applied_txid if self.store is not None else 0
+        log_end = applied if self.role == "leader" else max(st.log_end, applied)
+        return {
+            "cluster": self.cluster,
+            "node": self.node,
+            "role": self.role,
+            "leader": self.leader,
+            "applied_txid": applied,
+            "lag": log_end - applied,
+            "failovers": st.failovers,
+            "became_leader": st.became_leader,
+            "batches_replicated": st.batches_replicated,
+            "bytes_replicated": st.bytes_replicated,
+            "etcd_retries": st.etcd_retries,
+            "checkpoints_published": st.checkpoints_published,
+            "checkpoint_txid": st.checkpoint_txid,
+            "etcd_healthy": self.etcd.healthy,
+            "etcd_calls": self.etcd.calls,
+            "etcd_rtt_seconds_total": self.etcd.rtt_total,
+            "etcd_last_rtt_seconds": self.etcd.last_rtt,
+        }
 
     async def status(self) -> dict[str, Any]:
         """The cluster as etcd and this node see it (what `nsd cluster status` prints)."""

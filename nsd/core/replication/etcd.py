@@ -137,6 +137,8 @@ class Etcd:
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self.last_rtt = 0.0  # seconds the last successful unary call took
+        self.calls = 0  # successful unary calls, and their round trips in all
+        self.rtt_total = 0.0
         self.healthy = True  # the last call reached some endpoint
 
     @property
@@ -173,6 +175,8 @@ class Etcd:
             self._current = index
             self.healthy = True
             self.last_rtt = time.monotonic() - started
+            self.calls += 1
+            self.rtt_total += self.last_rtt
             reply: dict[str, Any] = json.loads(text) if text else {}
             if resp.status != 200 or "error" in reply:
                 raise EtcdError(f"etcd {path}: {reply.get('message') or reply.get('error') or text}")

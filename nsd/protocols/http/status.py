@@ -152,10 +152,28 @@ th {{ background: #f3f3f3; }} .num {{ text-align: right; font-variant-numeric: t
 <tr><th>records / fsyncs</th><td class="num">{j["appends"]:,} / {j["fsyncs"]:,}</td></tr>
 <tr><th>segments on disk</th><td class="num">{j["segments"]} ({_fmt_bytes(j["segment_bytes"])})</td></tr>
 </table>
+{_cluster_section(report.get("cluster"))}
 <h2>Recent errors</h2><ul>{errors}</ul>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/api/v1/report">/api/v1/report</a></p>
 </body></html>"""
     return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+
+def _cluster_section(c: dict[str, Any] | None) -> str:
+    """Cluster mode: this node's role, lag and failovers (`nsd cluster status` has every node)."""
+    if c is None:
+        return ""
+    e = html.escape
+    rtt = c["etcd_rtt_seconds_total"] / c["etcd_calls"] if c["etcd_calls"] else 0.0
+    return f"""<h2>Cluster {e(c["cluster"])}</h2>
+<table>
+<tr><th>node / role</th><td>{e(c["node"])} / {e(c["role"])}</td></tr>
+<tr><th>leader</th><td>{e(c["leader"] or "none")}</td></tr>
+<tr><th>applied txid / lag</th><td class="num">{c["applied_txid"]:,} / {c["lag"]:,}</td></tr>
+<tr><th>failovers seen</th><td class="num">{c["failovers"]:,}</td></tr>
+<tr><th>newest shared checkpoint</th><td class="num">{c["checkpoint_txid"]:,}</td></tr>
+<tr><th>etcd</th><td>{"up" if c["etcd_healthy"] else "unreachable"}, mean round trip {1000 * rtt:.1f} ms</td></tr>
+</table>"""
 
 
 def _cache_section(c: dict[str, Any]) -> str:
