@@ -16,6 +16,7 @@ import requests
 from daemon import Daemon, free_port, nsd, start
 from etcdserver import EtcdCluster, start_etcd
 from hdfs import HdfsError, InsecureClient
+from rpcclient import RpcClient, create_file, lookup_path, read_status, write_status
 
 LEASE_TTL = "2"
 
@@ -304,3 +305,24 @@ def test_checkpoints_go_to_shared_storage_and_etcd_keeps_only_the_tail(tmp_path:
             if d.proc.poll() is None:
                 d.kill()
         etcd.stop_all()
+
+
+def test_nfs_handles_outlive_the_node_that_gave_them(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    first, second = [n for n in cluster.nodes if n != leader]
+    InsecureClient(cluster.nodes[leader].url, user="root").makedirs("/h")
+    with RpcClient(cluster.nodes[first].nfs_port) as c:
+        directory = lookup_path(c, "/h")
+        handle = create_file(c, directory, "moved")  # CREATE and WRITE relayed to the leader
+        assert write_status(c, handle, 0, b"written via a follower") == 0
+    cluster.nodes[first].kill()
+    # the client moves on to another node with the handles it holds: no ESTALE, same bytes
+    with RpcClient(cluster.nodes[second].nfs_port) as c:
+        assert read_status(c, handle, 0, 100) == (0, b"written via a follower")
+        assert write_status(c, handle, 0, b"WRITTEN") == 0
+    cluster.nodes[leader].kill()
+    assert cluster.wait_leader([second], timeout=15) == second
+    with RpcClient(cluster.nodes[second].nfs_port) as c:
+        assert read_status(c, handle, 0, 100) == (0, b"WRITTEN via a follower")
+        assert write_status(c, handle, 22, b"!") == 0  # now the leader itself
+        assert read_status(c, handle, 0, 100) == (0, b"WRITTEN via a follower!")

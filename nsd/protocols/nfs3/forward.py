@@ -12,9 +12,10 @@ the client retries. The leader checks exports against the follower's address.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nsd import errors
 from nsd.core.replication.cluster import Cluster
@@ -50,19 +51,29 @@ class LeaderDoor:
         self.relayed = 0  # calls this node had the leader make (metrics)
 
     def wrap(self, func: ProcFunc, proc: int) -> ProcFunc:
-        """`func`, with its calls sent to the leader when this node may not answer them itself."""
+        """`func`, with its calls sent to the leader when this node may not answer them itself.
+        The relay runs as a task of its own: the RPC server may step a procedure inline, outside
+        any task, and the etcd and socket clients need one."""
         change = proc in self.changes
 
-        async def run(ctx: CallContext) -> ReplyBody:
+        def run(ctx: CallContext) -> ReplyBody | Awaitable[ReplyBody]:
             if change and self.cluster.role != "leader":
-                return await self.relay(ctx, proc)
+                return asyncio.ensure_future(self.relay(ctx, proc))
             try:
                 result = func(ctx)
-                return await result if inspect.isawaitable(result) else result
             except ToLeader:
-                return await self.relay(ctx, proc)
+                return asyncio.ensure_future(self.relay(ctx, proc))
+            if inspect.isawaitable(result):
+                return self._or_relay(result, ctx, proc)
+            return result
 
         return run
+
+    async def _or_relay(self, local: Awaitable[ReplyBody], ctx: CallContext, proc: int) -> ReplyBody:
+        try:
+            return await local
+        except ToLeader:
+            return await asyncio.ensure_future(self.relay(ctx, proc))
 
     async def relay(self, ctx: CallContext, proc: int) -> bytes:
         try:
