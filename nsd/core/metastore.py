@@ -27,7 +27,7 @@ from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
 from nsd.journal.segment import list_segments
 from nsd.journal.writer import JournalWriter
-from nsd.namespace import Namespace
+from nsd.namespace import Namespace, layouts
 
 log = logging.getLogger("nsd.metastore")
 
@@ -63,6 +63,17 @@ def fold(journal_dir: Path, upto: int | None = None) -> int:
 
     Reads only; never cuts the log. Returns the checkpoint's txid. Cost: one full load and replay.
     """
+    return _fold(journal_dir, upto)[0]
+
+
+def fold_namespace(journal_dir: Path) -> tuple[int, int]:
+    """Fold the whole log into a checkpoint (as `fold`): its txid and how many files wait for a
+    persist (their data is only in this node's cache)."""
+    txid, ns = _fold(journal_dir, None)
+    return txid, sum(1 for node in ns.inodes.values() if layouts.unpersisted(node))
+
+
+def _fold(journal_dir: Path, upto: int | None) -> tuple[int, Namespace]:
     rec = recover(journal_dir, cut_torn_tail=False)
     ns = Namespace.from_image(rec.image) if rec.image is not None else Namespace()
     txid = rec.checkpoint_txid
@@ -73,7 +84,7 @@ def fold(journal_dir: Path, upto: int | None = None) -> int:
         txid = op_txid
     if txid > rec.checkpoint_txid:
         write_checkpoint(journal_dir, txid, ns.to_image())
-    return txid
+    return txid, ns
 
 
 def purge(journal_dir: Path, keep: int = CHECKPOINTS_KEPT) -> None:

@@ -326,3 +326,49 @@ def test_nfs_handles_outlive_the_node_that_gave_them(cluster: Nodes) -> None:
         assert read_status(c, handle, 0, 100) == (0, b"WRITTEN via a follower")
         assert write_status(c, handle, 22, b"!") == 0  # now the leader itself
         assert read_status(c, handle, 0, 100) == (0, b"WRITTEN via a follower!")
+
+
+def test_a_single_node_becomes_the_first_node_of_a_cluster(tmp_path: Path) -> None:
+    etcd = start_etcd(tmp_path / "etcd")
+    cluster = Nodes(tmp_path, etcd)
+    try:
+        single = start(tmp_path / "n0", env={"NSD_ROOT_UFS": cluster.ufs.as_uri(), "NSD_FSYNC": "false"})
+        client = InsecureClient(single.url, user="root")
+        client.makedirs("/old/dir")
+        client.write("/old/f.txt", data=b"from the single node")
+        with RpcClient(single.nfs_port) as c:
+            handle = lookup_path(c, "/old/f.txt")
+        token = (tmp_path / "n0" / "admin.token").read_text()
+        assert single.stop() == 0
+        # the same data dir started as a cluster node: the cluster is formatted from it
+        n0 = cluster.start("n0")
+        n1 = cluster.start("n1")  # a new node joins from the shared checkpoint
+        assert "becomes cluster c1" in n0.log.read_text()
+        leader = cluster.wait_leader(["n0", "n1"])
+        for d in (n0, n1):
+            with InsecureClient(d.url, user="root").read("/old/f.txt") as r:
+                assert r.read() == b"from the single node"
+            with RpcClient(d.nfs_port) as c:  # NFS clients' handles and the admin token carry over
+                assert read_status(c, handle, 0, 100) == (0, b"from the single node")
+            assert (d.data_dir / "admin.token").read_text() == token
+        InsecureClient(cluster.nodes[leader].url, user="root").write("/new.txt", data=b"after")
+        assert nsd("ls", "/", daemon=n1).stdout.decode().split() == ["new.txt", "old"]
+        # a single node holding data only its cache has cannot become a cluster node
+        cached = start(tmp_path / "solo", env={"NSD_ROOT_UFS": (tmp_path / "solo-ufs").as_uri(),
+                                                "NSD_WRITE_TYPE": "MUST_CACHE"})  # fmt: skip
+        InsecureClient(cached.url, user="root").write("/only-cached", data=b"x")
+        assert cached.stop() == 0
+        with pytest.raises(RuntimeError, match=r"1 file\(s\) exist only in this node's cache"):
+            start(tmp_path / "solo", "--etcd", etcd.endpoints, "--cluster", "c2", "--node", "a",
+                  env={"NSD_ROOT_UFS": (tmp_path / "solo-ufs").as_uri()})  # fmt: skip
+        # and a single node cannot join a cluster that exists already
+        other = start(tmp_path / "other", env={"NSD_ROOT_UFS": cluster.ufs.as_uri()})
+        assert other.stop() == 0
+        with pytest.raises(RuntimeError, match="cluster c1 exists already: use an empty data dir"):
+            start(tmp_path / "other", "--etcd", etcd.endpoints, "--cluster", "c1", "--node", "x",
+                  env={"NSD_ROOT_UFS": cluster.ufs.as_uri()})  # fmt: skip
+    finally:
+        for d in cluster.nodes.values():
+            if d.proc.poll() is None:
+                d.kill()
+        etcd.stop_all()

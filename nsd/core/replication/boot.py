@@ -9,18 +9,20 @@ node never replays a record that etcd did not commit (a deposed leader's last ba
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import time
 
 from nsd.config import Config
-from nsd.core.metastore import initial_checkpoint
+from nsd.core.metastore import fold_namespace, initial_checkpoint
 from nsd.core.replication.checkpoints import SharedCheckpoints
 from nsd.core.replication.cluster import Cluster, ClusterMeta
 from nsd.core.replication.etcd import Etcd
 from nsd.datadir import DataDir, write_durably
 from nsd.errors import Invalid
+from nsd.journal.checkpoint import checkpoint_name
 
 log = logging.getLogger("nsd.cluster")
 
@@ -40,7 +42,11 @@ async def join(config: Config, datadir: DataDir, nfs_secret_file: str) -> Cluste
         checkpoints=checkpoints,
     )
     try:
-        meta, formatted = await cluster.format_or_join(_proposal(config))
+        if datadir.is_formatted() and not (datadir.path / CLUSTER_FILE).exists():
+            proposal, start = await _adopt(datadir, config, cluster, nfs_secret_file)
+        else:
+            proposal, start = _proposal(config), 0
+        meta, formatted = await cluster.format_or_join(proposal, start)
         if not formatted and meta.root_ufs != config.root_ufs:
             raise Invalid(
                 f"root_ufs {config.root_ufs} differs from cluster {config.cluster}'s root under-storage {meta.root_ufs}"
@@ -69,6 +75,38 @@ def _proposal(config: Config) -> ClusterMeta:
         root_mode=0o755,
         root_time_ns=time.time_ns(),
     )
+
+
+async def _adopt(datadir: DataDir, config: Config, cluster: Cluster, nfs_secret_file: str) -> tuple[ClusterMeta, int]:
+    """A single node's data dir, started with --etcd for a cluster not formatted yet, becomes the
+    cluster's first node: its namespace (as a checkpoint in shared storage), admin token and NFS
+    handle key carry over, so its clients, handles and CLI keep working. Refused while it holds
+    data no other node could reach: unpersisted files or staged writes."""
+    name = config.cluster
+    if await cluster.exists():
+        raise Invalid(f"data dir {datadir.path} belongs to a single-node nsd; cluster {name} exists already: "
+                      "use an empty data dir to join it")  # fmt: skip
+    datadir.check_version()
+    if datadir.root_ufs != config.root_ufs:
+        raise Invalid(f"root_ufs {config.root_ufs} differs from this data dir's root under-storage {datadir.root_ufs}")
+    staging = datadir.path / "staging"
+    if staging.is_dir() and any(staging.iterdir()):
+        raise Invalid(f"{staging} holds staged writes: start the single node once without --etcd and stop it cleanly")
+    txid, unpersisted = await asyncio.to_thread(fold_namespace, datadir.journal)
+    if unpersisted:
+        raise Invalid(f"{unpersisted} file(s) exist only in this node's cache: run `nsd persist -r /` on the "
+                      "single node first")  # fmt: skip
+    assert cluster.checkpoints is not None
+    await cluster.checkpoints.upload(txid, datadir.journal / checkpoint_name(txid))
+    secret = datadir.path / nfs_secret_file
+    meta = _proposal(config)
+    meta = ClusterMeta(
+        **{**meta.__dict__, "admin_token": datadir.read_token(),
+           "nfs_secret": secret.read_text().strip() if secret.exists() else meta.nfs_secret}
+    )  # fmt: skip
+    write_durably(datadir.path / CLUSTER_FILE, name.encode() + b"\n")
+    log.info("single-node data dir %s becomes cluster %s from txid %d", datadir.path, name, txid)
+    return meta, txid
 
 
 def prepare_data_dir(datadir: DataDir, cluster: str, meta: ClusterMeta, nfs_secret_file: str) -> None:

@@ -183,13 +183,15 @@ class Cluster:
 
     # -- format or join ------------------------------------------------------------------
 
-    async def format_or_join(self, proposal: ClusterMeta) -> tuple[ClusterMeta, bool]:
+    async def format_or_join(self, proposal: ClusterMeta, checkpoint: int = 0) -> tuple[ClusterMeta, bool]:
         """The cluster's metadata: `proposal` if this node formats the cluster now (True), else
-        what the first node wrote (False)."""
+        what the first node wrote (False). `checkpoint`: the txid of a checkpoint already in
+        shared storage the new cluster starts from (a single node becoming a cluster)."""
         meta_key = self.key("meta")
+        also = [op_put(self.key("checkpoint"), json.dumps({"txid": checkpoint}).encode())] if checkpoint else []
         created, reply = await self.etcd.txn(
             [compare_created(meta_key, 0)],
-            [op_put(meta_key, proposal.encode())],
+            [op_put(meta_key, proposal.encode()), *also],
             [op_get(meta_key)],
         )
         if created:
@@ -326,6 +328,10 @@ class Cluster:
             self.checkpoints.where(txid),
             time.monotonic() - started,
         )
+
+    async def exists(self) -> bool:
+        """Whether the cluster was formatted in etcd already."""
+        return await self.etcd.get(self.key("meta")) is not None
 
     async def newest_checkpoint(self) -> int:
         """The txid of the newest shared checkpoint etcd names (0: none yet)."""
