@@ -33,6 +33,7 @@ from nsd.core.permissions import Permissions
 from nsd.core.reconcile import Reconciler
 from nsd.core.replication import boot
 from nsd.core.replication.cluster import Behind, Cluster, Fenced
+from nsd.core.replication.peers import ClusterBlocks
 from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
@@ -230,6 +231,12 @@ async def _serve(
 
     metrics = Metrics()
     metrics.cluster = cluster
+    peers = None
+    if cluster is not None and vfs.cache is not None and blocks is not None:
+        peers = ClusterBlocks(cluster, datadir.read_token())  # the nodes' caches as one
+        vfs.cache.reader.peers = peers
+        store.share = peers.share
+        metrics.cluster_cache = peers
     logging.getLogger().addHandler(metrics.recent_errors)
     metrics.watch(vfs)
     limits = httplimits.HttpLimits(
@@ -246,7 +253,7 @@ async def _serve(
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
     if cluster is not None:
-        cluster_http.add_routes(app, cluster, lambda: store.writer.durable_txid)
+        cluster_http.add_routes(app, cluster, lambda: store.writer.durable_txid, blocks=blocks, peers=peers)
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None, **limits.runner_kwargs()
     )
@@ -308,6 +315,8 @@ async def _serve(
     await runner.cleanup()
     if cluster is not None:
         await cluster.stop()
+    if peers is not None:
+        await peers.close()
     await vfs.reconciler.close()
     if ttl is not None:
         await ttl.close()

@@ -134,6 +134,8 @@ class MetaStore:
         # Cluster mode: why this node may not append now (a follower, no etcd), None when it may.
         self.append_refusal: Callable[[], NsdError | None] = lambda: None
         self.replicated = False  # the journal is replicated (cluster mode)
+        # Cluster mode, at a follower: facts `record` may not journal here, for the leader.
+        self.share: Callable[[list[Op]], None] | None = None
         # Cluster mode: share a checkpoint just written (txid, its file); runs under the checkpoint lock.
         self.on_checkpoint: Callable[[int, Path], Awaitable[None]] | None = None
 
@@ -249,8 +251,11 @@ class MetaStore:
         """Like mutate() but without waiting for the fsync: for facts that acknowledge nothing to
         a client (a block was cached), which a crash may lose harmlessly. The next group commit
         makes them durable; journal order is still apply order. A node that may not append
-        (a cluster follower) drops them: they are facts about this node's cache only."""
+        (a cluster follower) hands them to `share` (the leader journals what still holds)."""
         if self.append_refusal() is not None:
+            if self.share is not None:
+                planned = plan(self.ns)
+                self.share([planned] if isinstance(planned, Op) else list(planned))
             return []
         ops, _ = self._append_apply(plan)
         if ops:

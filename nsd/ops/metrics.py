@@ -74,6 +74,7 @@ class Metrics:
         self.http_server: web.Server | None = None
         self.http_overload: HttpOverloadView | None = None  # what the HTTP limits turned away
         self.cluster: ClusterView | None = None  # cluster mode: this node's part
+        self.cluster_cache: ClusterView | None = None  # cluster mode: blocks to and from other nodes
 
     def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
         self.requests.observe(protocol, op, seconds, error)
@@ -201,6 +202,17 @@ class _StateCollector(Collector):
             yield from _cache_metrics(self.vfs.cache.report(), len(self.vfs.ns.persist_pending))
         if self.metrics.cluster is not None:
             yield from _cluster_metrics(self.metrics.cluster.snapshot())
+        if self.metrics.cluster_cache is not None:
+            c = self.metrics.cluster_cache.snapshot()
+            yield gauge("nsd_cluster_cache_members", "Nodes the block ring spans.", c["members"])
+            yield counter(
+                "nsd_cluster_cache_bytes_from_peers", "Block bytes fetched from their owners.", c["bytes_from_peers"]
+            )
+            yield counter("nsd_cluster_cache_bytes_served", "Block bytes served to other nodes.", c["bytes_served"])
+            yield counter(
+                "nsd_cluster_cache_bytes_to_owners", "Block bytes sent to their owners.", c["bytes_to_owners"]
+            )
+            yield counter("nsd_cluster_cache_peer_misses", "Blocks their owner did not have.", c["peer_misses"])
 
 
 def _cluster_metrics(c: dict[str, Any]) -> Iterator[Any]:

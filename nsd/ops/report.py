@@ -36,7 +36,7 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     staged = sum(s.size for s in vfs.stager.stages.values())
     cache = cache_report(vfs)
     tiers = cache.get("tiers", [])
-    report = {
+    report: dict[str, Any] = {
         "summary": {
             "version": __version__,
             "uptime_s": time.monotonic() - vfs.started,
@@ -71,6 +71,8 @@ def build_report(vfs: Vfs, metrics: Metrics) -> dict[str, Any]:
     }
     if metrics.cluster is not None:
         report["cluster"] = metrics.cluster.snapshot()
+        if metrics.cluster_cache is not None:
+            report["cluster"]["cache"] = metrics.cluster_cache.snapshot()
     return report
 
 

@@ -12,6 +12,7 @@ WebHDFS redirect the leader builds points back at the follower.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -19,7 +20,11 @@ import aiohttp
 from aiohttp import web
 
 from nsd import errors
+from nsd.blockstore import BlockStore
+from nsd.blockstore.digest import hash_block
 from nsd.core.replication.cluster import Cluster
+from nsd.core.replication.peers import ClusterBlocks, decode_facts
+from nsd.ops.clients import USER_KEY
 from nsd.protocols import errmap
 from nsd.protocols.admin.api import error_response
 from nsd.protocols.admin.request import PREFIX
@@ -33,19 +38,71 @@ APPLY_TIMEOUT = 10.0  # seconds a follower waits to apply a change the leader ma
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
+BLOCKS_KEY: web.AppKey[BlockStore] = web.AppKey("cluster_blocks", BlockStore)
+PEERS_KEY: web.AppKey[ClusterBlocks] = web.AppKey("cluster_peers", ClusterBlocks)
 
 
-def add_routes(app: web.Application, cluster: Cluster, durable_txid: Callable[[], int]) -> None:
+def add_routes(
+    app: web.Application,
+    cluster: Cluster,
+    durable_txid: Callable[[], int],
+    blocks: BlockStore | None = None,
+    peers: ClusterBlocks | None = None,
+) -> None:
     app[CLUSTER_KEY] = cluster
     timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
     app[SESSION_KEY] = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
     app.router.add_get(f"{PREFIX}/cluster", status)
+    app.router.add_post(f"{PREFIX}/cluster/facts", facts)
+    if blocks is not None and peers is not None:
+        app[BLOCKS_KEY], app[PEERS_KEY] = blocks, peers
+        app.router.add_get(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", get_block)
+        app.router.add_put(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", put_block)
     app.middlewares.insert(0, _forwarding(cluster, durable_txid))
     app.on_cleanup.append(_close_session)
 
 
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CLUSTER_KEY].status())
+
+
+def _require_token(request: web.Request) -> None:
+    """Node-to-node calls carry the cluster's admin token, reads included (blocks are data)."""
+    if request.get(USER_KEY) != "admin-token":
+        raise errors.Denied("node-to-node calls need the cluster's admin token")
+
+
+async def facts(request: web.Request) -> web.Response:
+    """The leader journals cache facts a follower found (see core/replication/peers.py)."""
+    _require_token(request)
+    try:
+        ops = decode_facts(await request.json())
+    except ValueError as e:
+        raise errors.Invalid(str(e)) from None
+    return web.json_response({"taken": request.app[CLUSTER_KEY].take_facts(ops)})
+
+
+async def get_block(request: web.Request) -> web.StreamResponse:
+    """A block this node stores, for another node (which re-hashes it)."""
+    _require_token(request)
+    data = await request.app[BLOCKS_KEY].get(request.match_info["digest"])
+    if data is None:
+        raise errors.NotFound("block not stored on this node")
+    peers = request.app[PEERS_KEY]
+    peers.counters.blocks_served += 1
+    peers.counters.bytes_served += len(data)
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def put_block(request: web.Request) -> web.Response:
+    """Store a block another node read from the under-storage for this node, its owner."""
+    _require_token(request)
+    digest = request.match_info["digest"]
+    data = await request.read()
+    if await asyncio.to_thread(hash_block, data) != digest:
+        raise errors.Invalid("the block's bytes do not match its digest")
+    await request.app[BLOCKS_KEY].put(data)
+    return web.json_response({"digest": digest})
 
 
 def _forwarding(cluster: Cluster, durable_txid: Callable[[], int]) -> Callable[..., Awaitable[web.StreamResponse]]:

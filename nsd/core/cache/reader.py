@@ -17,10 +17,11 @@ import contextvars
 import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nsd import errors
 from nsd.blockstore import SingleFlight
+from nsd.blockstore.digest import hash_block
 from nsd.core.cache.policy import ReadType
 from nsd.journal.ops import CacheBlock, Op
 from nsd.namespace import FileInode, Namespace
@@ -35,6 +36,16 @@ log = logging.getLogger("nsd.cache")
 
 RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
 SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
+
+
+class BlockPeers(Protocol):
+    """Cluster mode: the other nodes' caches (nsd.core.replication.peers)."""
+
+    def remote_owner(self, digest: str) -> bool: ...
+
+    async def fetch(self, digest: str) -> bytes | None: ...
+
+    async def give(self, digest: str, data: bytes) -> None: ...
 
 
 @dataclass
@@ -67,6 +78,7 @@ class BlockReader:
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
         self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
+        self.peers: BlockPeers | None = None  # cluster mode: blocks other nodes own
 
     async def read(
         self, node: FileInode, offset: int, count: int, read_type: ReadType, *, size: int | None = None
@@ -148,6 +160,16 @@ class BlockReader:
         blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
         return boff, blob, False
 
+    async def _keep(self, data: bytes) -> str:
+        """Cache a block read from the UFS: here, or at its owner when another node owns it."""
+        if self.peers is None:
+            return await self.blocks.put(data)
+        digest = await asyncio.to_thread(hash_block, data)
+        if not self.peers.remote_owner(digest):
+            return await self.blocks.put(data)
+        await self.peers.give(digest, data)
+        return digest
+
     async def get(self, digest: str, *, promote: bool = False) -> bytes | None:
         """A block by digest (verified), or None when the store does not have it (any more)."""
         blob = self._recent.get(digest)
@@ -155,6 +177,8 @@ class BlockReader:
             self._recent.move_to_end(digest)
             return blob
         blob = await self.blocks.get(digest, promote=promote)
+        if blob is None and self.peers is not None and self.peers.remote_owner(digest):
+            blob = await self.peers.fetch(digest)
         if blob is not None:
             self._recent[digest] = blob
             if len(self._recent) > RECENT_BLOCKS:
@@ -171,7 +195,7 @@ class BlockReader:
         if read_type is ReadType.NO_CACHE:
             return data
         try:
-            digest = await self.blocks.put(data)
+            digest = await self._keep(data)
         except errors.NoSpace as e:
             self.counters.not_cached += 1
             log.debug("block of inode %d not cached: %s", node.ino, e.message)

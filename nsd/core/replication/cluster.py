@@ -59,8 +59,9 @@ from nsd.core.replication.etcd import (
     prefix_end,
 )
 from nsd.errors import NotLeader, NsdError, Unavailable
-from nsd.journal.ops import decode_op
+from nsd.journal.ops import CacheBlock, Op, decode_op
 from nsd.journal.record import scan_all
+from nsd.namespace import FileInode, Namespace
 
 log = logging.getLogger("nsd.cluster")
 
@@ -167,6 +168,9 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._addresses_of: dict[str, dict[str, str]] = {}  # node name -> its doors' addresses
         self.on_leader: list[Callable[[], None]] = []  # called once this node leads
+        # live nodes (their nodes/ keys: addresses, role, applied txid), refreshed every REPORT_SECONDS
+        self.members: dict[str, dict[str, Any]] = {}
+        self.on_members: list[Callable[[dict[str, dict[str, Any]]], None]] = []  # called when the set changes
         self.on_fenced: Callable[[BaseException], None] | None = None
 
     # -- keys ----------------------------------------------------------------------------
@@ -294,6 +298,21 @@ class Cluster:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
+    def take_facts(self, ops: list[CacheBlock]) -> int:
+        """Leader: journal the cache facts a follower found, each only while its file still has
+        the version it was read under; how many were taken."""
+        if self.role != "leader" or self.store is None:
+            raise NotLeader(f"node {self.node} is not the leader")
+
+        def plan(ns: Namespace) -> list[Op]:
+            return [
+                op
+                for op in ops
+                if isinstance(live := ns.inodes.get(op.ino), FileInode) and live.fingerprint == op.fingerprint
+            ]
+
+        return len(self.store.record(plan))
+
     # -- checkpoints (leader) --------------------------------------------------------------
 
     async def publish_checkpoint(self, txid: int, path: Path) -> None:
@@ -351,6 +370,7 @@ class Cluster:
         self.addresses = addresses
         await self._new_lease()
         await self._report()
+        await self.refresh_members()
         current = await self.etcd.get(self.key("leader"))
         if current is not None:
             self._see_leader(current.value.decode())  # known before the first client asks
@@ -486,8 +506,20 @@ class Cluster:
                 if self.role != "leader":
                     self.stats.log_end = await self.log_end()
                 await self._report()
+                await self.refresh_members()
             except NsdError as e:
                 log.debug("cannot report node state: %s", e)
+
+    async def refresh_members(self) -> None:
+        """Read the live nodes from etcd; tell `on_members` when the set of names changed."""
+        r = await self.etcd.range(self.key("nodes/"), prefix=True)
+        members = {m["name"]: m for m in (json.loads(kv.value) for kv in r.kvs)}
+        changed = members.keys() != self.members.keys()
+        self.members = members
+        if changed:
+            log.info("cluster %s members: %s", self.cluster, ", ".join(sorted(members)))
+            for callback in self.on_members:
+                callback(members)
 
     async def leader_http(self) -> str:
         """The leader's HTTP base URL; Unavailable while there is none."""

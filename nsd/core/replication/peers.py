@@ -1,0 +1,189 @@
+"""The nodes' block stores as one cache: a block lives at its owner, named by its digest.
+
+Theory of operation. Live nodes (the cluster's members) form a consistent-hash ring over block
+digests (`core/cache/ring.py`); a block's owner is the first node on the ring from its digest.
+The block reader asks this class before it goes to the under-storage:
+
+- a block the layout names, missing from the local store and owned elsewhere, is fetched
+  from its owner (`GET /api/v1/cluster/blocks/<digest>`) and re-hashed on arrival: a peer's
+  bytes are never trusted blindly. The owner not having it (evicted) is a miss like any other.
+- a block read from the under-storage by a node that does not own it goes to its owner
+  (`PUT`, in the background, bounded), not into the local store, so the cluster caches it once.
+- the fact that block (ino, offset) of a file version is digest D (`CacheBlock`) is what lets
+  the next reader on any node find the owner. A follower cannot journal, so it ships such facts
+  to the leader (`POST /api/v1/cluster/facts`, batched); the leader journals them and they
+  reach every node with the log. Losing some (a leader change) costs a re-read, nothing more.
+
+Reads go through any node; only data already in the under-storage is cached this way, which
+is why cluster mode still refuses MUST_CACHE and ASYNC_THROUGH (data with no other copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+
+from nsd.blockstore.digest import hash_block
+from nsd.core.cache.ring import Ring
+from nsd.core.replication.cluster import Cluster
+from nsd.errors import NsdError
+from nsd.journal.ops import CacheBlock, Op, decode_op
+
+log = logging.getLogger("nsd.cluster")
+
+PUTS_IN_FLIGHT = 8  # blocks on their way to their owners at once; a reader with more waits for a slot
+FACTS_BATCH = 256  # CacheBlock facts per POST to the leader
+FACTS_DELAY = 0.05  # seconds facts wait to be batched
+TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5)
+
+
+@dataclass
+class PeerCounters:
+    blocks_from_peers: int = 0
+    bytes_from_peers: int = 0
+    peer_misses: int = 0  # the owner did not have the block (or could not be reached)
+    corrupt_from_peers: int = 0  # bytes that did not hash to their name: dropped
+    blocks_to_owners: int = 0
+    bytes_to_owners: int = 0
+    blocks_served: int = 0  # this node as the owner, to other nodes
+    bytes_served: int = 0
+    facts_shipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ClusterBlocks:
+    """This node's view of the cluster cache; `cluster.token` authenticates it to its peers."""
+
+    def __init__(self, cluster: Cluster, token: str) -> None:
+        self.cluster = cluster
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.counters = PeerCounters()
+        self.ring = Ring([cluster.node])
+        self._session: aiohttp.ClientSession | None = None
+        self._puts: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
+        self._facts: list[Op] = []
+        self._flusher: asyncio.Task[None] | None = None
+        cluster.on_members.append(self._members_changed)
+        self._members_changed(cluster.members)
+
+    def _members_changed(self, members: dict[str, dict[str, Any]]) -> None:
+        self.ring = Ring([*members, self.cluster.node])
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT, headers=self.headers)
+        return self._session
+
+    async def close(self) -> None:
+        for task in list(self._puts):
+            task.cancel()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"members": len(self.ring.nodes), **self.counters.as_dict()}
+
+    # ---- placement ---------------------------------------------------------------------------
+
+    def owner(self, digest: str) -> str:
+        owners = self.ring.owners(digest)
+        return owners[0] if owners else self.cluster.node
+
+    def remote_owner(self, digest: str) -> bool:
+        return self.owner(digest) != self.cluster.node
+
+    def _url(self, name: str, digest: str) -> str | None:
+        member = self.cluster.members.get(name)
+        return f"{member['http']}/api/v1/cluster/blocks/{digest}" if member else None
+
+    # ---- the reader's side -------------------------------------------------------------------
+
+    async def fetch(self, digest: str) -> bytes | None:
+        """The block from its owner, verified; None when the owner lacks it or cannot be reached."""
+        url = self._url(self.owner(digest), digest)
+        if url is None:
+            return None
+        try:
+            async with self.session().get(url) as resp:
+                if resp.status != 200:
+                    self.counters.peer_misses += 1
+                    return None
+                data = await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.debug("block %s from its owner: %s", digest, e)
+            self.counters.peer_misses += 1
+            return None
+        if await asyncio.to_thread(hash_block, data) != digest:
+            self.counters.corrupt_from_peers += 1
+            log.warning("block %s from node %s did not match its digest: dropped", digest, self.owner(digest))
+            return None
+        self.counters.blocks_from_peers += 1
+        self.counters.bytes_from_peers += len(data)
+        return data
+
+    async def give(self, digest: str, data: bytes) -> None:
+        """Send a block to its owner to store; returns once it is on its way (waits for a slot
+        while PUTS_IN_FLIGHT are)."""
+        url = self._url(self.owner(digest), digest)
+        if url is None:
+            return
+        await self._slots.acquire()
+        task = asyncio.get_running_loop().create_task(self._put(url, digest, data))
+        self._puts.add(task)
+        task.add_done_callback(self._puts.discard)
+
+    async def _put(self, url: str, digest: str, data: bytes) -> None:
+        try:
+            async with self.session().put(url, data=data) as resp:
+                if resp.status == 200:
+                    self.counters.blocks_to_owners += 1
+                    self.counters.bytes_to_owners += len(data)
+                else:
+                    log.debug("owner refused block %s: HTTP %d", digest, resp.status)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.debug("block %s to its owner: %s", digest, e)
+        finally:
+            self._slots.release()
+
+    # ---- facts for the leader ----------------------------------------------------------------
+
+    def share(self, ops: list[Op]) -> None:
+        """A follower's cache facts (CacheBlock), sent to the leader to journal, in batches."""
+        self._facts += [op for op in ops if isinstance(op, CacheBlock)]
+        if self._facts and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._facts:
+                await asyncio.sleep(FACTS_DELAY)
+                batch, self._facts = self._facts[:FACTS_BATCH], self._facts[FACTS_BATCH:]
+                body = [[op.CODE, base64.b64encode(op.encode()).decode()] for op in batch]
+                try:
+                    base = await self.cluster.leader_http()
+                    async with self.session().post(f"{base}/api/v1/cluster/facts", json=body) as resp:
+                        if resp.status == 200:
+                            self.counters.facts_shipped += len(batch)
+                except (NsdError, aiohttp.ClientError, TimeoutError, OSError) as e:
+                    log.debug("%d cache facts not shipped to the leader: %s", len(batch), e)
+        finally:
+            self._flusher = None
+
+
+def decode_facts(body: Any) -> list[CacheBlock]:
+    """The CacheBlock ops of a facts POST (anything else in it is ignored); ValueError if malformed."""
+    try:
+        ops = [decode_op(int(code), base64.b64decode(payload)) for code, payload in body]
+    except Exception as e:  # whatever the decoders raise on garbage (msgpack has its own errors)
+        raise ValueError(f"malformed cache facts: {e!r}") from None
+    return [op for op in ops if isinstance(op, CacheBlock)]

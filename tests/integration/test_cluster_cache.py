@@ -1,0 +1,109 @@
+"""Cluster mode, part 2: the nodes' block stores as one cache (placement by blake3 digest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import requests
+from clusterenv import Nodes, running
+from daemon import nsd
+from hdfs import InsecureClient
+
+BLOCK = 64 << 10
+# one node's cache holds 32 blocks; the working set is 40 (more than one node, less than three)
+ENV = {"NSD_BLOCK_SIZE": str(BLOCK), "NSD_CACHE_MEMORY_BYTES": "0", "NSD_CACHE_DISK_BYTES": str(32 * BLOCK)}
+FILES = 10
+BLOCKS_PER_FILE = 4
+
+
+def cache_of(cluster: Nodes, name: str) -> dict:
+    out = nsd("report", "--json", daemon=cluster.nodes[name])
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    return {**report["cache"], **report["cluster"]["cache"]}
+
+
+def read_all(cluster: Nodes, files: dict[str, bytes], shift: int) -> None:
+    names = sorted(cluster.nodes)
+    for i, (path, data) in enumerate(sorted(files.items())):
+        node = cluster.nodes[names[(i + shift) % len(names)]]
+        with InsecureClient(node.url, user="root").read(path) as r:
+            assert r.read() == data
+
+
+def wait_settled(cluster: Nodes, timeout: float = 20.0) -> None:
+    """Until every node has applied the same txid twice in a row (the cache facts are in)."""
+    deadline = time.monotonic() + timeout
+    last: set[int] = set()
+    while time.monotonic() < deadline:
+        seen = {n["applied_txid"] for name in cluster.nodes for n in cluster.status(name)["nodes"] if n["name"] == name}
+        if len(seen) == 1 and seen == last:
+            return
+        last = seen
+        time.sleep(0.5)
+    raise AssertionError(f"nodes did not settle: {last}")
+
+
+def wait_ring(cluster: Nodes, timeout: float = 10.0) -> None:
+    """Until every node's ring spans every node (membership is refreshed every second)."""
+    deadline = time.monotonic() + timeout
+    while any(cache_of(cluster, n)["members"] != len(cluster.nodes) for n in cluster.nodes):
+        assert time.monotonic() < deadline, "the nodes' rings did not settle"
+        time.sleep(0.2)
+
+
+def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_storage(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        (cluster.ufs / "data").mkdir()
+        files: dict[str, bytes] = {}
+        for i in range(FILES):
+            data = os.urandom(BLOCKS_PER_FILE * BLOCK)
+            (cluster.ufs / "data" / f"f{i}").write_bytes(data)
+            files[f"/data/f{i}"] = data
+        read_all(cluster, files, shift=0)
+        wait_settled(cluster)
+        first = {name: cache_of(cluster, name) for name in cluster.nodes}
+        from_ufs_first = sum(c["bytes_from_ufs"] for c in first.values())
+        assert from_ufs_first == FILES * BLOCKS_PER_FILE * BLOCK  # each block read from the UFS once
+        # every node now owns a share of the blocks: stored once in the cluster, not on the reader
+        stored = {name: c["blocks_to_owners"] for name, c in first.items()}
+        assert sum(stored.values()) > 0 and all(c["tiers"][-1]["blocks"] <= 32 for c in first.values())
+        read_all(cluster, files, shift=1)  # through a different node than the first time
+        second = {name: cache_of(cluster, name) for name in cluster.nodes}
+        from_ufs_second = sum(c["bytes_from_ufs"] for c in second.values()) - from_ufs_first
+        from_peers = sum(c["bytes_from_peers"] - first[n]["bytes_from_peers"] for n, c in second.items())
+        served = sum(c["bytes_served"] - first[n]["bytes_served"] for n, c in second.items())
+        total = FILES * BLOCKS_PER_FILE * BLOCK
+        detail = {
+            n: (c["tiers"][-1]["blocks"], c["peer_misses"], c["refetched_blocks"], c["misses"], c["evictions"])
+            for n, c in second.items()
+        }
+        assert from_ufs_second <= total * 0.1, (from_ufs_second, total, detail)  # (almost) nothing from the UFS
+        assert from_peers >= total * 0.5 and served == from_peers
+        metrics = requests.get(cluster.nodes["n0"].url + "/metrics", timeout=10).text
+        assert "nsd_cluster_cache_bytes_from_peers_total" in metrics
+
+
+def test_node_to_node_block_calls_need_the_token_and_matching_bytes(tmp_path: Path) -> None:
+    with running(tmp_path, names=("n0",), env=ENV) as cluster:
+        url = cluster.nodes["n0"].url + "/api/v1/cluster/blocks/" + "ab" * 32
+        assert requests.get(url, timeout=10).status_code == 403  # blocks are data: no anonymous reads
+        token = (cluster.nodes["n0"].data_dir / "admin.token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(url, headers=auth, timeout=10).status_code == 404
+        bad = requests.put(url, data=b"not these bytes", headers=auth, timeout=10)
+        assert bad.status_code == 400 and "do not match" in bad.json()["error"]["message"]
+        from blake3 import blake3
+
+        data = b"a block" * 1000
+        good = cluster.nodes["n0"].url + "/api/v1/cluster/blocks/" + blake3(data).hexdigest()
+        assert requests.put(good, data=data, headers=auth, timeout=10).status_code == 200
+        got = requests.get(good, headers=auth, timeout=10)
+        assert got.status_code == 200 and got.content == data
+        facts = requests.post(cluster.nodes["n0"].url + "/api/v1/cluster/facts", json=[[11, "!!"]], headers=auth)
+        assert facts.status_code == 400
