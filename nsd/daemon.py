@@ -233,7 +233,7 @@ async def _serve(
     metrics.cluster = cluster
     peers = None
     if cluster is not None and vfs.cache is not None and blocks is not None:
-        peers = ClusterBlocks(cluster, datadir.read_token())  # the nodes' caches as one
+        peers = ClusterBlocks(cluster, datadir.read_token(), settings.block_size)  # the nodes' caches as one
         vfs.cache.reader.peers = peers
         store.share = peers.share
         metrics.cluster_cache = peers
@@ -251,9 +251,11 @@ async def _serve(
     overload = metrics.http_overload = httplimits.install(app, limits)
     status.add_routes(app, vfs, metrics, audit_log=config.audit_log, webhdfs_ops=frozenset(webhdfs.ALL_OPS))
     admin.add_routes(app, vfs, datadir, config)
-    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url), auth)
+    webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url, placement=peers), auth)
     if cluster is not None:
         cluster_http.add_routes(app, cluster, lambda: store.writer.durable_txid, blocks=blocks, peers=peers)
+    else:
+        cluster_http.add_single_node_route(app)
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None, **limits.runner_kwargs()
     )

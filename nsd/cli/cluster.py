@@ -23,6 +23,9 @@ def cluster_status(as_json: JsonOpt = False) -> None:
         emit(True, status)
         return
     console = Console()
+    if status["cluster"] is None:
+        console.print("a single node: not part of a cluster (start it with --etcd, --cluster and --node)")
+        return
     console.print(
         f"cluster {status['cluster']}: leader {status['leader'] or '(none)'}, txid {status['txid']:,}, "
         f"{status['failovers']} failover(s) seen by {status['node']}"

@@ -66,6 +66,15 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CLUSTER_KEY].status())
 
 
+def add_single_node_route(app: web.Application) -> None:
+    """`GET /api/v1/cluster` of a daemon that is no cluster's node: says so, in the same shape."""
+
+    async def single(request: web.Request) -> web.Response:
+        return web.json_response({"cluster": None, "node": None, "leader": None, "nodes": [], "etcd": []})
+
+    app.router.add_get(f"{PREFIX}/cluster", single)
+
+
 def _require_token(request: web.Request) -> None:
     """Node-to-node calls carry the cluster's admin token, reads included (blocks are data)."""
     if request.get(USER_KEY) != "admin-token":

@@ -84,6 +84,8 @@ def test_every_command_in_both_output_modes(tmp_path: Path) -> None:
         assert human == "" and js == {"path": "/m/a/g", "true": True}
         human, js = r.both(("df",), ("-h",), ())
         assert "Use%" in human and "iB" in human and js["capacity"] >= js["remaining"] > 0
+        human, js = r.both(("cluster", "status"), (), ())
+        assert "not part of a cluster" in human and js["cluster"] is None and js["nodes"] == []
         human, js = r.both(("users", "ls"), (), ())
         assert human.splitlines()[0].split() == ["NAME", "UID", "GID", "SOURCE", "GROUPS"] and js == []
         human, js = r.both(("touch",), ("/m/a/t",), ("/m/b/t",))

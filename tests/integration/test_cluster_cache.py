@@ -107,3 +107,29 @@ def test_node_to_node_block_calls_need_the_token_and_matching_bytes(tmp_path: Pa
         assert got.status_code == 200 and got.content == data
         facts = requests.post(cluster.nodes["n0"].url + "/api/v1/cluster/facts", json=[[11, "!!"]], headers=auth)
         assert facts.status_code == 400
+
+
+def test_open_redirects_to_the_node_holding_the_data_and_block_locations_name_it(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        (cluster.ufs / "spread").mkdir()
+        for i in range(30):
+            (cluster.ufs / "spread" / f"f{i}").write_bytes(f"file {i}\n".encode() * 1000)
+        entry = cluster.nodes["n0"]
+        user = {"user.name": "root"}
+        targets = set()
+        for i in range(30):
+            path = f"/webhdfs/v1/spread/f{i}"
+            where = requests.get(entry.url + path, params={"op": "GETFILEBLOCKLOCATIONS", **user}, timeout=10).json()
+            (block,) = where["BlockLocations"]["BlockLocation"]
+            located = requests.get(entry.url + path, params={"op": "GET_BLOCK_LOCATIONS", **user}, timeout=10).json()
+            assert located["LocatedBlocks"]["locatedBlocks"][0]["locations"][0]["name"] == block["names"][0]
+            first = requests.get(entry.url + path, params={"op": "OPEN", **user}, allow_redirects=False, timeout=10)
+            assert first.status_code == 307
+            location = first.headers["Location"]
+            assert location.startswith(f"http://{block['names'][0]}/")  # where Spark would have scheduled it
+            targets.add(location.split("/webhdfs/")[0])
+            data = requests.get(location, timeout=10)  # the data step, at the node named
+            assert data.status_code == 200 and data.content == f"file {i}\n".encode() * 1000
+        assert targets == {d.url for d in cluster.nodes.values()}  # spread over every node

@@ -33,6 +33,8 @@ from nsd.core.cache.ring import Ring
 from nsd.core.replication.cluster import Cluster
 from nsd.errors import NsdError
 from nsd.journal.ops import CacheBlock, Op, decode_op
+from nsd.namespace import FileInode, Inode
+from nsd.namespace.layouts import block_at
 
 log = logging.getLogger("nsd.cluster")
 
@@ -61,8 +63,9 @@ class PeerCounters:
 class ClusterBlocks:
     """This node's view of the cluster cache; `cluster.token` authenticates it to its peers."""
 
-    def __init__(self, cluster: Cluster, token: str) -> None:
+    def __init__(self, cluster: Cluster, token: str, block_size: int) -> None:
         self.cluster = cluster
+        self.block_size = block_size
         self.headers = {"Authorization": f"Bearer {token}"}
         self.counters = PeerCounters()
         self.ring = Ring([cluster.node])
@@ -101,6 +104,16 @@ class ClusterBlocks:
 
     def remote_owner(self, digest: str) -> bool:
         return self.owner(digest) != self.cluster.node
+
+    def base_url_for(self, node: Inode, offset: int) -> str | None:
+        """The HTTP base URL of the node holding the data at `offset` of `node` (None: this node):
+        the owner of its cached block, or for a block nobody cached yet a node picked from the
+        ring by (inode, block), so first reads of a file spread over the cluster too."""
+        entry = block_at(node.layout, offset) if isinstance(node, FileInode) else None
+        key = entry[2] if entry is not None else hash_block(f"{node.ino}:{offset // self.block_size}".encode())
+        name = self.owner(key)
+        member = self.cluster.members.get(name)
+        return None if name == self.cluster.node or member is None else str(member["http"])
 
     def _url(self, name: str, digest: str) -> str | None:
         member = self.cluster.members.get(name)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
 from aiohttp import hdrs, web
 
 from nsd import errors
+from nsd.namespace import Inode
 from nsd.protocols.http.limits import body_stream
 from nsd.protocols.webhdfs.auth import Identity
 from nsd.protocols.webhdfs.params import Params
@@ -25,6 +26,12 @@ DEFAULT_BLOCK_SIZE = 128 << 20  # HDFS's default; what Spark and MapReduce split
 class Settings:
     base_url: str = ""  # advertised scheme://host:port for Locations; "" = from the request
     block_size: int = DEFAULT_BLOCK_SIZE
+    placement: Placement | None = None  # cluster mode: which node holds a file's data
+
+
+class Placement(Protocol):
+    def base_url_for(self, node: Inode, offset: int) -> str | None:
+        """scheme://host:port of the node that holds the data at `offset` (None: this one)."""
 
 
 @dataclass
@@ -60,15 +67,21 @@ class Ctx:
         host = headers.get("X-Forwarded-Host", "").split(",")[0].strip() or self.request.host
         return f"{proto}://{host}"
 
-    def host_port(self) -> tuple[str, int]:
-        """The advertised host and port, for block locations."""
-        rest = self.base_url().split("://", 1)[-1]
+    def data_base_url(self, node: Inode, offset: int) -> str:
+        """Where the data at `offset` of `node` is best read: its owner in a cluster, else here."""
+        placement = self.settings.placement
+        owner = placement.base_url_for(node, offset) if placement is not None else None
+        return owner or self.base_url()
+
+    def host_port(self, base_url: str | None = None) -> tuple[str, int]:
+        """The advertised host and port (of `base_url`, default this daemon's), for block locations."""
+        rest = (base_url or self.base_url()).split("://", 1)[-1]
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
             return rest, 80
         return host.strip("[]"), int(port)
 
-    def data_location(self) -> str:
+    def data_location(self, base_url: str | None = None) -> str:
         """The absolute, self-sufficient URL of this operation's data step.
 
         Every original parameter travels along (user.name, doas, delegation, offsets), so the URL
@@ -76,11 +89,12 @@ class Ctx:
         """
         items = [(k, v) for k, v in self.request.query.items() if k.lower() not in ("noredirect", "data")]
         items.append(("data", "true"))
-        return f"{self.base_url()}{PREFIX}{quote(self.path)}?{urlencode(items)}"
+        return f"{base_url or self.base_url()}{PREFIX}{quote(self.path)}?{urlencode(items)}"
 
-    def redirect(self) -> web.Response:
-        """307 to the data step, or 200 {"Location": ...} when the client asked noredirect=true."""
-        location = self.data_location()
+    def redirect(self, base_url: str | None = None) -> web.Response:
+        """307 to the data step (at `base_url`, default here), or 200 {"Location": ...} when the
+        client asked noredirect=true."""
+        location = self.data_location(base_url)
         if self.params.flag("noredirect", False):
             return json_response({"Location": location})
         return web.Response(status=307, headers={"Location": location, "Content-Type": "application/octet-stream"})

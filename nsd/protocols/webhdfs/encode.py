@@ -139,9 +139,9 @@ def blocks(size: int, block_size: int, offset: int, length: int) -> list[tuple[i
     return out
 
 
-def block_locations(spans: list[tuple[int, int]], host: str, port: int) -> dict[str, Any]:
-    """GETFILEBLOCKLOCATIONS: every block on this host (the daemon serves every byte)."""
-    name = f"{host}:{port}"
+def block_locations(spans: list[tuple[int, int]], hosts: list[tuple[str, int]]) -> dict[str, Any]:
+    """GETFILEBLOCKLOCATIONS: each block at the (host, port) serving it (this daemon, or in a
+    cluster the node that holds it)."""
     return {
         "BlockLocations": {
             "BlockLocation": [
@@ -150,13 +150,13 @@ def block_locations(spans: list[tuple[int, int]], host: str, port: int) -> dict[
                     "corrupt": False,
                     "hosts": [host],
                     "length": length,
-                    "names": [name],
+                    "names": [f"{host}:{port}"],
                     "offset": offset,
                     "storageIds": ["nsd"],
                     "storageTypes": ["DISK"],
-                    "topologyPaths": [f"/default-rack/{name}"],
+                    "topologyPaths": [f"/default-rack/{host}:{port}"],
                 }
-                for offset, length in spans
+                for (offset, length), (host, port) in zip(spans, hosts, strict=True)
             ]
         }
     }
@@ -187,13 +187,16 @@ def _datanode(host: str, port: int) -> dict[str, Any]:
 
 
 def located_blocks(
-    ino: int, size: int, spans: list[tuple[int, int]], block_size: int, host: str, port: int
+    ino: int, size: int, spans: list[tuple[int, int]], block_size: int, hosts: list[tuple[str, int]]
 ) -> dict[str, Any]:
-    """GET_BLOCK_LOCATIONS: Hadoop's LocatedBlocks, block ids made from the inode id."""
-    dn = _datanode(host, port)
+    """GET_BLOCK_LOCATIONS: Hadoop's LocatedBlocks, block ids made from the inode id, each block
+    at the (host, port) serving it."""
     last = (size - 1) // block_size * block_size if size else 0
+    where = {off: hosts[i] for i, (off, _) in enumerate(spans)}
+    here = hosts[0] if hosts else ("localhost", 0)
 
     def located(index: int, offset: int, length: int) -> dict[str, Any]:
+        dn = _datanode(*where.get(offset, here))
         return {
             "block": {"blockId": ino * 65536 + index, "blockPoolId": "nsd", "generationStamp": 1, "numBytes": length},
             "blockToken": {"urlString": EMPTY_TOKEN},

@@ -37,7 +37,7 @@ async def open_(ctx: Ctx) -> web.StreamResponse:
     if offset > node.size:
         raise Remote(403, IOE, f"Offset={offset} out of the range [0, {node.size}]")
     if not ctx.data_step:
-        return ctx.redirect()
+        return ctx.redirect(ctx.data_base_url(node, offset))  # in a cluster: the node holding the data
     end = node.size if length is None else min(node.size, offset + length)
     stream = read_ahead(ctx.vfs, node.ino, offset, end, ctx.path, caller=ctx.caller, chunk=OPEN_CHUNK)
     async with contextlib.aclosing(stream):
@@ -129,14 +129,14 @@ async def _spans(ctx: Ctx) -> tuple[Inode, list[tuple[int, int]]]:
 
 async def get_block_locations(ctx: Ctx) -> web.StreamResponse:
     node, spans = await _spans(ctx)
-    host, port = ctx.host_port()
-    return json_response(js.located_blocks(node.ino, node.size, spans, ctx.settings.block_size, host, port))
+    hosts = [ctx.host_port(ctx.data_base_url(node, off)) for off, _ in spans]
+    return json_response(js.located_blocks(node.ino, node.size, spans, ctx.settings.block_size, hosts))
 
 
 async def getfileblocklocations(ctx: Ctx) -> web.StreamResponse:
-    _, spans = await _spans(ctx)
-    host, port = ctx.host_port()
-    return json_response(js.block_locations(spans, host, port))
+    node, spans = await _spans(ctx)
+    hosts = [ctx.host_port(ctx.data_base_url(node, off)) for off, _ in spans]
+    return json_response(js.block_locations(spans, hosts))
 
 
 async def getxattrs(ctx: Ctx) -> web.StreamResponse:

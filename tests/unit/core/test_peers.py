@@ -36,7 +36,7 @@ async def test_fetch_serves_verified_bytes_and_drops_a_peer_s_wrong_ones() -> No
     lying = b"something else"
     lying_name = blake3(b"what it claims to be").hexdigest()
     server = await peer({digest: good, lying_name: lying})
-    blocks = ClusterBlocks(node(str(server.make_url("")).rstrip("/")), "tok")
+    blocks = ClusterBlocks(node(str(server.make_url("")).rstrip("/")), "tok", 1 << 20)
     try:
         blocks.ring = type(blocks.ring)(["peer"])  # every block is the peer's
         assert blocks.remote_owner(digest)
