@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -133,3 +134,35 @@ def test_open_redirects_to_the_node_holding_the_data_and_block_locations_name_it
             data = requests.get(location, timeout=10)  # the data step, at the node named
             assert data.status_code == 200 and data.content == f"file {i}\n".encode() * 1000
         assert targets == {d.url for d in cluster.nodes.values()}  # spread over every node
+
+
+def test_node_loss_and_a_node_joining_a_warm_cluster(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        (cluster.ufs / "data").mkdir()
+        files = {}
+        for i in range(FILES):
+            files[f"/data/f{i}"] = os.urandom(BLOCKS_PER_FILE * BLOCK)
+            (cluster.ufs / "data" / f"f{i}").write_bytes(files[f"/data/f{i}"])
+        read_all(cluster, files, shift=0)
+        wait_settled(cluster)
+        # kill -9 of a node: every file still reads through the others (its blocks from the UFS)
+        cluster.nodes.pop("n2").kill()
+        for path, data in files.items():  # at once, before its lease runs out: its blocks from the UFS
+            got = subprocess.run(["nfs-cat", cluster.nodes["n0"].nfs_url(path)], capture_output=True, timeout=60)
+            assert got.returncode == 0 and got.stdout == data, got.stderr
+        survivors = sorted(cluster.nodes)
+        cluster.wait_leader(survivors, timeout=15)
+        wait_ring(cluster, timeout=15)  # its lease ran out: the ring has settled without it
+        read_all(cluster, files, shift=0)
+        # a node joins the warm cluster: ownership moves to it, reads keep hitting the caches
+        cluster.start("n3")
+        wait_ring(cluster, timeout=15)
+        before = sum(cache_of(cluster, n)["bytes_from_ufs"] for n in cluster.nodes)
+        read_all(cluster, files, shift=1)
+        after = sum(cache_of(cluster, n)["bytes_from_ufs"] for n in cluster.nodes)
+        total = FILES * BLOCKS_PER_FILE * BLOCK
+        assert after - before <= total * 0.6, (after - before, total)  # only what moved to n3 is read again
+        read_all(cluster, files, shift=2)
+        assert sum(cache_of(cluster, n)["bytes_from_ufs"] for n in cluster.nodes) - after <= total * 0.1

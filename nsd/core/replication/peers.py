@@ -41,7 +41,8 @@ log = logging.getLogger("nsd.cluster")
 PUTS_IN_FLIGHT = 8  # blocks on their way to their owners at once; a reader with more waits for a slot
 FACTS_BATCH = 256  # CacheBlock facts per POST to the leader
 FACTS_DELAY = 0.05  # seconds facts wait to be batched
-TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5)
+# a peer that stops answering (dead, paused) costs a reader seconds, then the under-storage
+TIMEOUT = aiohttp.ClientTimeout(total=30, connect=2, sock_read=5)
 
 
 @dataclass
