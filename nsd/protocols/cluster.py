@@ -107,10 +107,18 @@ async def put_block(request: web.Request) -> web.Response:
     """Store a block another node read from the under-storage for this node, its owner."""
     _require_token(request)
     digest = request.match_info["digest"]
-    data = await request.read()
-    if await asyncio.to_thread(hash_block, data) != digest:
+    blocks = request.app[BLOCKS_KEY]
+    if (request.content_length or 0) > blocks.max_block_bytes:
+        raise errors.Invalid(f"a block of {request.content_length} bytes is over {blocks.max_block_bytes}")
+    data = bytearray()  # streamed: a block is larger than the JSON body limit
+    async for piece in request.content.iter_chunked(1 << 20):
+        data += piece
+        if len(data) > blocks.max_block_bytes:
+            raise errors.Invalid(f"a block over {blocks.max_block_bytes} bytes")
+    block = bytes(data)
+    if await asyncio.to_thread(hash_block, block) != digest:
         raise errors.Invalid("the block's bytes do not match its digest")
-    await request.app[BLOCKS_KEY].put(data)
+    await blocks.put(block)
     return web.json_response({"digest": digest})
 
 
