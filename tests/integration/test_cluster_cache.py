@@ -101,7 +101,7 @@ def test_node_to_node_block_calls_need_the_token_and_matching_bytes(tmp_path: Pa
         assert bad.status_code == 400 and "do not match" in bad.json()["error"]["message"]
         from blake3 import blake3
 
-        data = os.urandom(4 << 20)  # a default-sized block: larger than the JSON body limit
+        data = os.urandom((1 << 20) + 1000)  # larger than the JSON body limit (1 MiB)
         good = cluster.nodes["n0"].url + "/api/v1/cluster/blocks/" + blake3(data).hexdigest()
         assert requests.put(good, data=data, headers=auth, timeout=10).status_code == 200
         got = requests.get(good, headers=auth, timeout=10)
