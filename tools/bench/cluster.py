@@ -31,8 +31,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from clusterenv import Nodes, running  # noqa: E402
-from daemon import start  # noqa: E402
+from clusterenv import Nodes, running
+from daemon import start
 
 USER = "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")
 ENV = {"NSD_FSYNC": "true", "NSD_LOG_LEVEL": "warning"}
