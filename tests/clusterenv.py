@@ -21,12 +21,14 @@ class Nodes:
         self.ufs.mkdir()
         self.nodes: dict[str, Daemon] = {}
         self.env: dict[str, str] = {}
+        self.ports: dict[str, tuple[int, int]] = {}  # a node started again comes back on its ports
 
     def start(self, name: str) -> Daemon:
         env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false", **self.env}
         args = ("--etcd", self.etcd.endpoints, "--cluster", "c1", "--node", name)
         # fixed ports: a deposed leader restarts itself in place and must come back on them
-        self.nodes[name] = start(self.root / name, *args, env=env, http_port=free_port(), nfs_port=free_port())
+        http, nfs = self.ports.setdefault(name, (free_port(), free_port()))
+        self.nodes[name] = start(self.root / name, *args, env=env, http_port=http, nfs_port=nfs)
         return self.nodes[name]
 
     def status(self, name: str) -> dict:

@@ -368,12 +368,24 @@ class CrashRun:
         assert d.proc.returncode == 0, f"nsd exited with {d.proc.returncode}"
         return self.stats
 
+    def _doors(self, d: Daemon) -> list[Daemon]:
+        """The daemon each worker talks to this round (a cluster spreads them over its nodes)."""
+        return [d] * self.workers
+
+    def _kill(self, d: Daemon) -> None:
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(30)
+
+    def _verify_killed(self) -> None:
+        verify = nsd("journal", "verify", "--data-dir", str(self.data))
+        assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
+
     def _round(self, d: Daemon, load_seconds: tuple[float, float]) -> None:
         killing = self.ctx.Event()
-        r = Round(d.url, d.nfs_port, killing, self.stats.kills)
         logs = [self.data.parent / f"events-{self.stats.kills}-{wid}" for wid in range(self.workers)]
         procs = []
-        for wid, root in enumerate(self.roots):
+        for wid, (root, door) in enumerate(zip(self.roots, self._doors(d), strict=True)):
+            r = Round(door.url, door.nfs_port, killing, self.stats.kills)
             view = {p: s for p, s in self.model.state.items() if p == root or p.startswith(root + "/")}
             args = (wid, self.rng.getrandbits(32), root, view, r, logs[wid])
             p = self.ctx.Process(target=worker, args=args)
@@ -381,8 +393,7 @@ class CrashRun:
             procs.append(p)
         time.sleep(self.rng.uniform(*load_seconds))
         killing.set()
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait(30)
+        self._kill(d)
         self.stats.kills += 1
         for wid, p in enumerate(procs):
             p.join(WORKER_EXIT_SECONDS)
@@ -398,8 +409,7 @@ class CrashRun:
             self._apply(EventLog.read(log))
             log.unlink()
         self.stats.in_flight_at_kill += len(self.model.open_ops)
-        verify = nsd("journal", "verify", "--data-dir", str(self.data))
-        assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
+        self._verify_killed()
 
     def _apply(self, events: Iterator[tuple[Any, ...]]) -> None:
         for ev in events:
