@@ -177,12 +177,16 @@ class Discovery:
             return
         self._remember_check(node.ino)
         parent, name = node.parent, node.name
-        if status is None or status.is_dir:
-            await self.store.mutate(lambda ns: _plan_removals(ns, parent, [name], self.store.now_ns()))
-            path = f"{self.ns.path_of(parent.ino).rstrip('/')}/{name}"
-            raise errors.NotFound(f"no such file or directory: {path} (gone from the under-storage)", path=path)
-        if status.fingerprint() != node.fingerprint:
-            await self.store.mutate(lambda ns: _plan_updates(ns, parent, [(name, status)], self.store.now_ns()))
+        try:
+            if status is None or status.is_dir:
+                await self.store.mutate(lambda ns: _plan_removals(ns, parent, [name], self.store.now_ns()))
+                path = f"{self.ns.path_of(parent.ino).rstrip('/')}/{name}"
+                raise errors.NotFound(f"no such file or directory: {path} (gone from the under-storage)", path=path)
+            if status.fingerprint() != node.fingerprint:
+                await self.store.mutate(lambda ns: _plan_updates(ns, parent, [(name, status)], self.store.now_ns()))
+        except errors.Unavailable as e:  # the journal cannot take changes now (cluster, etcd down)
+            log.debug("keeping what is known of %s: %s", rel, e.message)
+            self._checked.pop(node.ino, None)  # look again next time
 
     def mark_checked(self, ino: int) -> None:
         """nsd just wrote this file: its fingerprint is the UFS's as of now."""
@@ -258,6 +262,11 @@ class Discovery:
             return
         if stale_ok and isinstance(error, errors.UfsUnavailable) and d.ino in self._listed:
             log.debug("store down; serving the last listing of %s: %s", self.ns.path_of(d.ino), error)
+            return
+        if stale_ok and isinstance(error, errors.Unavailable):
+            # the journal cannot take what the listing found (cluster, etcd down): what the
+            # namespace knows answers, and the next listing tries again
+            log.debug("cannot journal the listing of %s now; serving what is known: %s", self.ns.path_of(d.ino), error)
             return
         raise error
 

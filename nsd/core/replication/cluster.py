@@ -531,7 +531,7 @@ class Cluster:
         leader = self.leader
         if leader is None:
             raise Unavailable("the cluster has no leader right now; retry in a few seconds")
-        cached = self._addresses_of.get(leader)
+        cached = self._addresses_of.get(leader) or self.members.get(leader)
         if cached is None:
             kv = await self.etcd.get(self.key(f"nodes/{leader}"))
             if kv is None:

@@ -25,15 +25,15 @@ from typing import Any
 
 import aiohttp
 
-from nsd.errors import NsdError
+from nsd.errors import NsdError, Unavailable
 
 log = logging.getLogger("nsd.etcd")
 
 CALL_TIMEOUT = 3.0  # seconds one endpoint may take for a unary call before the next is tried
 
 
-class EtcdUnavailable(NsdError):
-    """No etcd endpoint answered."""
+class EtcdUnavailable(Unavailable):
+    """No etcd endpoint answered (a client may retry: NFS JUKEBOX, HTTP 503)."""
 
 
 class EtcdError(NsdError):
