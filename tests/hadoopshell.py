@@ -25,5 +25,5 @@ class Hadoop:
         cmd = ["java", "-cp", f"{self.conf}:{JARS}/*", "org.apache.hadoop.fs.FsShell", *argv]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=self.env)
         if ok:
-            assert result.returncode == 0, f"hadoop fs {' '.join(args)}: {result.stderr}"
+            assert result.returncode == 0, f"hadoop fs {' '.join(args)}: {result.stderr[-3000:]}"
         return result

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from nsd import errors
 from nsd.blockstore import BlockStore
@@ -150,6 +151,7 @@ def _forwarding(cluster: Cluster, durable_txid: Callable[[], int]) -> Callable[.
 async def _to_leader(request: web.Request, cluster: Cluster) -> web.StreamResponse:
     """Send `request` to the leader as it came; answer with its reply once this node applied it."""
     base = await cluster.leader_http()
+    started = time.perf_counter()
     if request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the leader is asked without Expect
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -164,7 +166,8 @@ async def _to_leader(request: web.Request, cluster: Cluster) -> web.StreamRespon
     async with upstream:
         txid = int(upstream.headers.get(TXID_HEADER, "0"))
         await cluster.wait_applied(txid, APPLY_TIMEOUT)
-        resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        resp = _Relayed(status=upstream.status, reason=upstream.reason)
+        resp.content_type_given = hdrs.CONTENT_TYPE in upstream.headers
         for k, v in upstream.headers.items():
             if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
                 resp.headers.add(k, v)
@@ -174,7 +177,28 @@ async def _to_leader(request: web.Request, cluster: Cluster) -> web.StreamRespon
         async for chunk in upstream.content.iter_chunked(1 << 16):
             await resp.write(chunk)
         await resp.write_eof()
+        log.debug(
+            "%s %s sent on to the leader %s: %d in %.1f ms (applied here up to txid %d)",
+            request.method,
+            request.path_qs[:200],
+            cluster.leader,
+            upstream.status,
+            1000 * (time.perf_counter() - started),
+            txid,
+        )
         return resp
+
+
+class _Relayed(web.StreamResponse):
+    """The leader's reply as it came: without a Content-Type when it had none (aiohttp would add
+    application/octet-stream, and Hadoop's shaded client fails every JSON reply with one)."""
+
+    content_type_given = True
+
+    async def _write_headers(self) -> None:
+        if not self.content_type_given:
+            self._headers.popall(hdrs.CONTENT_TYPE, None)
+        await super()._write_headers()
 
 
 async def _close_session(app: web.Application) -> None:
