@@ -92,6 +92,7 @@ class ClusterCrashRun(CrashRun):
         assert self.cluster is not None
         self.cluster.start(self.victim)
         self.cluster.wait_leader(list(self.cluster.nodes), timeout=30)
+        _settled(self.cluster)
         _caught_up(self.cluster)
         return self.cluster.nodes[self.rng.choice(list(self.cluster.nodes))]
 
@@ -141,6 +142,24 @@ def _change_goes_through(urls: list[str], deadline: float) -> bool:
             pass
         time.sleep(0.02)
     return False
+
+
+def _settled(cluster: Nodes) -> None:
+    """Until no node holds staged writes. A follower killed between relaying an NFS UNSTABLE WRITE
+    and its COMMIT leaves the write staged at the leader, which seals it when it has been idle
+    (IDLE_SEAL_SECONDS): an unacknowledged change taking effect after the kill, as NFS allows.
+    The checks start once it has."""
+    deadline = time.monotonic() + CAUGHT_UP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            staged = sum(requests.get(d.url + "/api/v1/report", timeout=5).json()["summary"]["staged_files"]
+                         for d in cluster.nodes.values())  # fmt: skip
+        except requests.RequestException:
+            staged = -1
+        if staged == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("staged writes were not sealed")
 
 
 def _caught_up(cluster: Nodes) -> None:
