@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,8 +40,8 @@ def cluster_status(as_json: JsonOpt = False) -> None:
             n["state"],
             n.get("http", ""),
             n.get("nfs", ""),
-            f"{n['applied_txid']:,}",
-            str(n["lag"]),
+            "-" if n["applied_txid"] is None else f"{n['applied_txid']:,}",
+            "-" if n["lag"] is None else str(n["lag"]),
         )
     console.print(nodes)
     etcd = Table(title="etcd", title_justify="left")
@@ -52,3 +52,14 @@ def cluster_status(as_json: JsonOpt = False) -> None:
     console.print(etcd)
     if status.get("error"):
         console.print(f"etcd: {status['error']}")
+
+
+@cluster_app.command("remove")
+@api_errors
+def cluster_remove(
+    node: Annotated[str, typer.Argument(help="A node that is down (stopped for good).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a node that was stopped for good: it is no longer listed as down."""
+    result = G.client().post("/cluster/remove", {"node": node})
+    emit(as_json, result)

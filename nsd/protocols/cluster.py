@@ -55,6 +55,7 @@ def add_routes(
     app[SESSION_KEY] = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
     app.router.add_get(f"{PREFIX}/cluster", status)
     app.router.add_post(f"{PREFIX}/cluster/facts", facts)
+    app.router.add_post(f"{PREFIX}/cluster/remove", remove_node)
     if blocks is not None and peers is not None:
         app[BLOCKS_KEY], app[PEERS_KEY] = blocks, peers
         app.router.add_get(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", get_block)
@@ -65,6 +66,17 @@ def add_routes(
 
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CLUSTER_KEY].status())
+
+
+async def remove_node(request: web.Request) -> web.Response:
+    """`nsd cluster remove NODE`: forget a node that is down (the admin token, as every change)."""
+    _require_token(request)
+    body = await request.json()
+    name = body.get("node") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name:
+        raise errors.Invalid('the body must be {"node": NAME}')
+    await request.app[CLUSTER_KEY].forget(name)
+    return web.json_response({"removed": name})
 
 
 def add_single_node_route(app: web.Application) -> None:

@@ -325,3 +325,28 @@ def test_a_single_node_becomes_the_first_node_of_a_cluster(tmp_path: Path) -> No
             if d.proc.poll() is None:
                 d.kill()
         etcd.stop_all()
+
+
+def test_a_stopped_node_is_listed_down_until_removed(cluster: Nodes) -> None:
+    leader = cluster.wait_leader(["n0", "n1", "n2"])
+    gone = next(n for n in ("n0", "n1", "n2") if n != leader)
+    asker = cluster.nodes[leader]
+    assert cluster.nodes[gone].stop() == 0  # SIGTERM: its lease goes with it
+    status = json.loads(nsd("cluster", "status", "--json", daemon=asker).stdout)
+    states = {n["name"]: n["state"] for n in status["nodes"]}
+    assert states[gone] == "down" and list(states.values()).count("live") == 2
+    human = nsd("cluster", "status", daemon=asker).stdout.decode()
+    assert re.search(rf"{gone}\W+follower\W+down", human)
+    live = next(n for n in ("n0", "n1", "n2") if n not in (leader, gone))
+    refused = nsd("cluster", "remove", live, daemon=asker)
+    assert refused.returncode == 1 and b"is live: stop it first" in refused.stderr
+    assert nsd("cluster", "remove", gone, daemon=asker).stdout.decode() == ""
+    assert nsd("cluster", "remove", "nobody", "--json", daemon=asker).returncode == 1
+    status = json.loads(nsd("cluster", "status", "--json", daemon=asker).stdout)
+    assert [n["name"] for n in status["nodes"]] == sorted([leader, live])
+    cluster.start(gone)  # it may come back: it joins again
+    names = {n["name"] for n in json.loads(nsd("cluster", "status", "--json", daemon=asker).stdout)["nodes"]}
+    assert names == {"n0", "n1", "n2"}
+    assert cluster.nodes[gone].stop() == 0
+    removed = nsd("cluster", "remove", "--json", gone, daemon=asker)
+    assert json.loads(removed.stdout) == {"removed": gone}

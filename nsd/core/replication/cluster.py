@@ -6,6 +6,8 @@ Theory of operation. Keys live under /nsd/<cluster>/:
                        NFS handle key, the root's attributes
     leader             the leader's name, on the leader's lease; its create_revision is the term
     nodes/<name>       JSON about a live node (addresses, role, applied txid), on its lease
+    known/<name>       the same for every node that joined, without a lease: one missing from
+                       nodes/ is shown "down" until `nsd cluster remove` forgets it
     log/<txid:016x>    a run of framed journal records, the first of them at txid
     checkpoint         JSON {"txid": T}: the newest checkpoint in shared storage; log keys
                        up to T are deleted once it is recorded (and etcd's history compacted)
@@ -58,7 +60,7 @@ from nsd.core.replication.etcd import (
     op_put,
     prefix_end,
 )
-from nsd.errors import NotLeader, NsdError, Unavailable
+from nsd.errors import NotFound, NotLeader, NotPermitted, NsdError, Unavailable
 from nsd.journal.ops import CacheBlock, Op, decode_op
 from nsd.journal.record import scan_all
 from nsd.namespace import FileInode, Namespace
@@ -348,6 +350,13 @@ class Cluster:
             time.monotonic() - started,
         )
 
+    async def forget(self, name: str) -> None:
+        """`nsd cluster remove NAME`: a node that is down leaves the list of nodes; Invalid if live."""
+        if name == self.node or await self.etcd.get(self.key(f"nodes/{name}")) is not None:
+            raise NotPermitted(f"node {name} is live: stop it first (SIGTERM), then remove it")
+        if not await self.etcd.delete(self.key(f"known/{name}")):
+            raise NotFound(f"cluster {self.cluster} has no node {name}")
+
     async def exists(self) -> bool:
         """Whether the cluster was formatted in etcd already."""
         return await self.etcd.get(self.key("meta")) is not None
@@ -370,6 +379,8 @@ class Cluster:
         self.addresses = addresses
         await self._new_lease()
         await self._report()
+        body = {"name": self.node, "applied_txid": 0, **addresses}
+        await self.etcd.put(self.key(f"known/{self.node}"), json.dumps(body).encode())
         await self.refresh_members()
         current = await self.etcd.get(self.key("leader"))
         if current is not None:
@@ -578,12 +589,14 @@ class Cluster:
         """The cluster as etcd and this node see it (what `nsd cluster status` prints)."""
         leader: str | None = None
         nodes: list[dict[str, Any]] = []
+        known: list[dict[str, Any]] = []
         error = None
         try:
             current = await self.etcd.get(self.key("leader"))
             leader = current.value.decode() if current is not None else None
             r = await self.etcd.range(self.key("nodes/"), prefix=True)
             nodes = [json.loads(kv.value) for kv in r.kvs]
+            known = [json.loads(kv.value) for kv in (await self.etcd.range(self.key("known/"), prefix=True)).kvs]
             self.stats.checkpoint_txid = await self.newest_checkpoint()
         except NsdError as e:
             error = e.message
@@ -602,6 +615,10 @@ class Cluster:
                 {"name": self.node, "role": self.role, "state": "live", "applied_txid": self.applied_txid,
                  "lag": max(0, cluster_txid - self.applied_txid), **self.addresses}
             )  # fmt: skip
+            live.add(self.node)
+        for k in known:  # joined once, no lease now: dead, stopped, or removed without `cluster remove`
+            if k["name"] not in live:
+                nodes.append({**k, "role": "follower", "state": "down", "applied_txid": None, "lag": None})
         etcd = []
         for endpoint in self.etcd.endpoints:
             try:
