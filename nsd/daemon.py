@@ -169,7 +169,6 @@ async def run(config: Config) -> int:
 
 async def _run_node(config: Config, datadir: DataDir) -> int:
     """Cluster mode: lock the data dir, join the cluster through etcd (formatting it if new), serve."""
-    cache_setup.require_shared_write_type(config.write_type)
     perms = permissions(config)
     auth = authenticator(config, perms)
     tls = tls_context(config)
@@ -221,10 +220,10 @@ async def _serve(
     blocks = await cache_setup.open_block_store(config, datadir.path)
     vfs = assemble_vfs(store, mounts, datadir.path / "staging", perms=perms, blocks=blocks, cache_settings=settings)
     ttl = TtlEnforcer(vfs, interval=settings.ttl_interval) if vfs.cache is not None else None
-    vfs.start()
     if cluster is not None:
         cluster.on_leader.append(lambda: _lead(vfs, ttl))  # a follower must not change the UFS
     else:
+        vfs.start()
         if ttl is not None:
             ttl.start()
         await _reconcile_at_start(vfs)
@@ -233,8 +232,11 @@ async def _serve(
     metrics.cluster = cluster
     peers = None
     if cluster is not None and vfs.cache is not None and blocks is not None:
-        peers = ClusterBlocks(cluster, datadir.read_token(), settings.block_size)  # the nodes' caches as one
+        # the nodes' caches as one; blocks of unpersisted or pinned files are kept on two owners
+        peers = ClusterBlocks(cluster, datadir.read_token(), settings.block_size, blocks, kept=lambda: vfs.ns.kept)
         vfs.cache.reader.peers = peers
+        vfs.cache.copies = peers.copies
+        peers.start()
         store.share = peers.share
         metrics.cluster_cache = peers
     logging.getLogger().addHandler(metrics.recent_errors)
@@ -363,10 +365,12 @@ async def _reconcile_at_start(vfs: Vfs) -> None:
 
 
 def _lead(vfs: Vfs, ttl: TtlEnforcer | None) -> None:
-    """This node just became the cluster's leader: settle what a dead leader left open, run TTLs."""
+    """This node just became the cluster's leader: settle what a dead leader left open, persist
+    what it had not persisted yet (ASYNC_THROUGH), run TTLs."""
     if vfs.ns.intents:
         log.info("%d under-storage change(s) left open by the last leader; reconciling", len(vfs.ns.intents))
     vfs.reconciler.start()
+    vfs.start()
     if ttl is not None:
         ttl.start()
 

@@ -133,7 +133,6 @@ class MetaStore:
         self._free = 0
         # Cluster mode: why this node may not append now (a follower, no etcd), None when it may.
         self.append_refusal: Callable[[], NsdError | None] = lambda: None
-        self.replicated = False  # the journal is replicated (cluster mode)
         # Cluster mode, at a follower: facts `record` may not journal here, for the leader.
         self.share: Callable[[list[Op]], None] | None = None
         # Cluster mode: share a checkpoint just written (txid, its file); runs under the checkpoint lock.

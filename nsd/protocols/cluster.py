@@ -107,6 +107,9 @@ async def facts(request: web.Request) -> web.Response:
 async def get_block(request: web.Request) -> web.StreamResponse:
     """A block this node stores, for another node (which re-hashes it)."""
     _require_token(request)
+    if request.method == "HEAD":  # does this node hold it (an owner checking its copies)
+        held = request.app[BLOCKS_KEY].has(request.match_info["digest"])
+        return web.Response(status=200 if held else 404)
     data = await request.app[BLOCKS_KEY].get(request.match_info["digest"])
     if data is None:
         raise errors.NotFound("block not stored on this node")

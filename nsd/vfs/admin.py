@@ -6,7 +6,7 @@ import builtins
 from collections.abc import AsyncIterator, Sequence
 
 from nsd import errors
-from nsd.core.cache.policy import ReadType, WriteType, mount_types, require_shared
+from nsd.core.cache.policy import ReadType, WriteType, mount_types
 from nsd.core.locks import entry
 from nsd.core.mounttable import MOUNT_OPTIONS, MountView, mount_settings
 from nsd.core.permissions import R, W, X
@@ -34,9 +34,7 @@ class AdminOps(PathOps):
         options = dict(options or {})
         check_options(uri, options, also=MOUNT_OPTIONS)
         mount_settings(uri, options)
-        _, write = mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
-        if self.store.replicated:
-            require_shared(write, "write_type")
+        mount_types(options, ReadType.CACHE, WriteType.THROUGH)  # a bad read_type/write_type fails here
         parent, name = await self._resolve_parent(path, caller)
         await self._lookup_or_none(parent.ino, name)  # an existing UFS directory there must be seen
         probe = open_ufs(uri, options)

@@ -90,6 +90,7 @@ class ContentOps(VfsBase):
         wt = self._write_type(d.mount)
         async with self._sealing() as sealer:
             content = await self._whole_content(sealer, wt, chunks, ufs, rel)
+            await self._secure(content)
 
             def plan(ns: Namespace) -> list[Op]:
                 made = ns.plan_mknod(dir_ino, name, st.S_IFREG | mode, caller.uid, caller.gid, self.store.now_ns())
@@ -124,9 +125,15 @@ class ContentOps(VfsBase):
         if wt is WriteType.ASYNC_THROUGH and self.persister is not None:
             self.persister.kick(ino)
 
+    async def _secure(self, content: writes.Content) -> None:
+        """Content in no under-storage: in a cluster, its blocks on two nodes before it is journaled."""
+        if content.fingerprint is None and self.cache is not None:
+            await self.cache.secure(content.layout)
+
     async def _commit_content(
         self, ino: int, content: writes.Content, wt: WriteType, *, done: int | None = None
     ) -> None:
+        await self._secure(content)
         await self.store.mutate(lambda ns: content_ops(ino, self.store.now_ns(), content, wt, ns), done=done)
         self._content_written(ino, wt)
 

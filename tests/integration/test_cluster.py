@@ -117,18 +117,6 @@ def test_kill_leader_a_follower_takes_over_with_nothing_lost(cluster: Nodes) -> 
     assert sorted(InsecureClient(back.url, user="root").list("/")) == sorted(["after", *(f"k{i}" for i in range(20))])
 
 
-def test_must_cache_and_async_through_are_refused(cluster: Nodes, tmp_path: Path) -> None:
-    cluster.wait_leader(["n0", "n1", "n2"])
-    other = tmp_path / "other"
-    other.mkdir()
-    out = nsd("mount", "add", "/m", other.as_uri(), "--option", "write_type=MUST_CACHE", daemon=cluster.nodes["n1"])
-    assert out.returncode != 0
-    assert b"MUST_CACHE is refused in cluster mode" in out.stderr
-    with pytest.raises(RuntimeError, match="ASYNC_THROUGH is refused in cluster mode"):
-        env_node = ("--etcd", cluster.etcd.endpoints, "--cluster", "c1", "--node", "n9")
-        start(tmp_path / "n9", *env_node, env={"NSD_ROOT_UFS": cluster.ufs.as_uri(), "NSD_WRITE_TYPE": "ASYNC_THROUGH"})
-
-
 def test_leader_paused_past_its_lease_is_fenced_and_follows(cluster: Nodes) -> None:
     leader = cluster.wait_leader(["n0", "n1", "n2"])
     old = cluster.nodes[leader]

@@ -166,3 +166,57 @@ def test_node_loss_and_a_node_joining_a_warm_cluster(tmp_path: Path) -> None:
         assert after - before <= total * 0.6, (after - before, total)  # only what moved to n3 is read again
         read_all(cluster, files, shift=2)
         assert sum(cache_of(cluster, n)["bytes_from_ufs"] for n in cluster.nodes) - after <= total * 0.1
+
+
+def test_data_only_in_caches_is_on_two_nodes_and_comes_back_to_two_after_a_death(tmp_path: Path) -> None:
+    # one node's cache holds every block here: after two deaths the last node has them all
+    with running(tmp_path, env={**ENV, "NSD_CACHE_DISK_BYTES": str(64 * BLOCK)}) as cluster:
+        leader = cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        a, b = sorted(n for n in cluster.nodes if n != leader)
+        (tmp_path / "cached").mkdir()
+        out = nsd("mount", "add", "/mc", (tmp_path / "cached").as_uri(), "-o", "write_type=MUST_CACHE",
+                  daemon=cluster.nodes[a])  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        writer = InsecureClient(cluster.nodes[a].url, user="root")
+        files = {f"/mc/f{i}": os.urandom(BLOCKS_PER_FILE * BLOCK) for i in range(FILES)}
+        for path, data in files.items():
+            writer.write(path, data=data)
+        assert not any((tmp_path / "cached").iterdir())  # in no under-storage: only in caches
+        # the writer dies: at once, every file still reads through the others, from the blocks' owners
+        cluster.nodes.pop(a).kill()
+        for name in (leader, b):
+            for path, data in files.items():
+                got = subprocess.run(["nfs-cat", cluster.nodes[name].nfs_url(path)], capture_output=True, timeout=60)
+                assert got.returncode == 0 and got.stdout == data, got.stderr
+        # the ring settles without it and the survivors bring every block back to two copies
+        wait_ring(cluster, timeout=15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            repaired = sum(cache_of(cluster, n)["repaired"] for n in cluster.nodes)
+            stored = [cache_of(cluster, n)["tiers"][-1]["blocks"] for n in cluster.nodes]
+            if repaired and min(stored) >= FILES * BLOCKS_PER_FILE:
+                break
+            time.sleep(0.5)
+        assert min(stored) >= FILES * BLOCKS_PER_FILE, (repaired, stored)
+        # so losing one more node still loses nothing: the last one holds every block
+        cluster.nodes.pop(b).kill()
+        for path, data in files.items():
+            got = subprocess.run(["nfs-cat", cluster.nodes[leader].nfs_url(path)], capture_output=True, timeout=60)
+            assert got.returncode == 0 and got.stdout == data, got.stderr
+
+
+def test_async_through_is_persisted_by_the_leader(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        leader = cluster.wait_leader(list(cluster.nodes))
+        follower = next(n for n in cluster.nodes if n != leader)
+        (tmp_path / "async").mkdir()
+        out = nsd("mount", "add", "/as", (tmp_path / "async").as_uri(), "-o", "write_type=ASYNC_THROUGH",
+                  daemon=cluster.nodes[follower])  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        data = os.urandom(3 * BLOCK + 5)
+        InsecureClient(cluster.nodes[follower].url, user="root").write("/as/later.bin", data=data)
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "async" / "later.bin").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (tmp_path / "async" / "later.bin").read_bytes() == data

@@ -56,16 +56,6 @@ def parse_write_type(value: str) -> WriteType:
         raise errors.Invalid(f"write_type must be one of {choices}, not {value!r}") from None
 
 
-def require_shared(write: WriteType, what: str) -> None:
-    """Cluster mode: MUST_CACHE and ASYNC_THROUGH keep acknowledged data in one node's cache only
-    (until a persist), so that node's loss would lose it; refuse them with Invalid."""
-    if write in (WriteType.MUST_CACHE, WriteType.ASYNC_THROUGH):
-        raise errors.Invalid(
-            f"{what} {write.value} is refused in cluster mode: it keeps acknowledged data on one node "
-            "only (use THROUGH or CACHE_THROUGH)"
-        )
-
-
 def mount_types(options: Mapping[str, str], read: ReadType, write: WriteType) -> tuple[ReadType, WriteType]:
     """The mount's read and write types: its `read_type=`/`write_type=` options, else the defaults."""
     if "read_type" in options:

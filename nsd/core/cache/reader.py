@@ -177,8 +177,8 @@ class BlockReader:
             self._recent.move_to_end(digest)
             return blob
         blob = await self.blocks.get(digest, promote=promote)
-        if blob is None and self.peers is not None and self.peers.remote_owner(digest):
-            blob = await self.peers.fetch(digest)
+        if blob is None and self.peers is not None:
+            blob = await self.peers.fetch(digest)  # from its owners (verified), before any UFS read
         if blob is not None:
             self._recent[digest] = blob
             if len(self._recent) > RECENT_BLOCKS:

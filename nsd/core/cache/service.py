@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,9 @@ class Cache:
         self._captures: list[set[str]] = []
         blocks.must_keep = self.must_keep
         self.reader = BlockReader(store, mounts, blocks, self.block_size)
+        # cluster mode: put a block of data no under-storage has on its owners before the write
+        # is acknowledged (nsd.core.replication.peers); None: one node, one copy
+        self.copies: Callable[[str, bytes], Awaitable[None]] | None = None
 
     @property
     def ns(self) -> Namespace:
@@ -96,6 +99,18 @@ class Cache:
                 new = set(added) - captured
                 captured |= new
                 self.hold(new)
+
+    async def secure(self, layout: list[Any] | None) -> None:
+        """Cluster mode: every block of content that exists in no under-storage goes to its owners
+        (two nodes) before the content is journaled; Unavailable when that cannot be done now.
+        One block in memory at a time; a block an owner has already is not sent again."""
+        if self.copies is None:
+            return
+        for _, _, digest in layout or ():
+            data = await self.reader.get(digest)
+            if data is None:
+                raise errors.Corrupt(f"block {digest} of new content is missing: cannot copy it to its owners")
+            await self.copies(digest, data)
 
     def must_keep(self, digest: str) -> bool:
         return digest in self.ns.kept or digest in self.holds

@@ -8,7 +8,7 @@ from typing import Any
 
 from nsd import errors
 from nsd.blockstore import BlockStore, TierSpec
-from nsd.core.cache.policy import parse_read_type, parse_write_type, require_shared
+from nsd.core.cache.policy import parse_read_type, parse_write_type
 from nsd.core.cache.service import CacheSettings
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -36,11 +36,6 @@ def tier_specs(cache_dirs: str, data_path: Path, default_bytes: int) -> list[Tie
             raise errors.Invalid(f"cache_dirs entry must be PATH:BYTES, not {item!r}")
         specs.append(TierSpec(Path(path).expanduser(), parse_bytes(size)))
     return specs
-
-
-def require_shared_write_type(write_type: str) -> None:
-    """Cluster mode: Invalid for a write type that keeps acknowledged data on one node only."""
-    require_shared(parse_write_type(write_type), "write_type")
 
 
 def settings(config: Any) -> CacheSettings:

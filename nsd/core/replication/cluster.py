@@ -211,7 +211,6 @@ class Cluster:
     def attach(self, store: MetaStore) -> None:
         """Let this node decide when `store` may append, and replicate every batch it writes."""
         self.store = store
-        store.replicated = True
         store.append_refusal = self.append_refusal
         store.writer.sink = self.replicate
         if self.checkpoints is not None:

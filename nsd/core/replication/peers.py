@@ -23,21 +23,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
 
+from nsd.blockstore import BlockStore
 from nsd.blockstore.digest import hash_block
 from nsd.core.cache.ring import Ring
 from nsd.core.replication.cluster import Cluster
-from nsd.errors import NsdError
+from nsd.errors import NsdError, Unavailable
 from nsd.journal.ops import CacheBlock, Op, decode_op
 from nsd.namespace import FileInode, Inode
 from nsd.namespace.layouts import block_at
 
 log = logging.getLogger("nsd.cluster")
 
+COPIES = 2  # nodes that hold a block no under-storage has (its first owners on the ring)
+REPAIR_SECONDS = 5.0  # how often a node looks for copies it should hold and does not
 PUTS_IN_FLIGHT = 8  # blocks on their way to their owners at once; a reader with more waits for a slot
 FACTS_BATCH = 256  # CacheBlock facts per POST to the leader
 FACTS_DELAY = 0.05  # seconds facts wait to be batched
@@ -56,6 +60,7 @@ class PeerCounters:
     blocks_served: int = 0  # this node as the owner, to other nodes
     bytes_served: int = 0
     facts_shipped: int = 0
+    repaired: int = 0  # kept blocks fetched back after their copies were lost
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -64,9 +69,19 @@ class PeerCounters:
 class ClusterBlocks:
     """This node's view of the cluster cache; `cluster.token` authenticates it to its peers."""
 
-    def __init__(self, cluster: Cluster, token: str, block_size: int) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        token: str,
+        block_size: int,
+        blocks: BlockStore,
+        kept: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self.cluster = cluster
         self.block_size = block_size
+        self.blocks = blocks
+        self.kept = kept  # digests of blocks no under-storage has (unpersisted) or pinned
+        self._repairer: asyncio.Task[None] | None = None
         self.headers = {"Authorization": f"Bearer {token}"}
         self.counters = PeerCounters()
         self.ring = Ring([cluster.node])
@@ -86,7 +101,12 @@ class ClusterBlocks:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT, headers=self.headers)
         return self._session
 
+    def start(self) -> None:
+        self._repairer = asyncio.get_running_loop().create_task(self._repair_loop(), name="cluster-repair")
+
     async def close(self) -> None:
+        if self._repairer is not None:
+            self._repairer.cancel()
         for task in list(self._puts):
             task.cancel()
         if self._flusher is not None:
@@ -122,28 +142,91 @@ class ClusterBlocks:
 
     # ---- the reader's side -------------------------------------------------------------------
 
-    async def fetch(self, digest: str) -> bytes | None:
-        """The block from its owner, verified; None when the owner lacks it or cannot be reached."""
-        url = self._url(self.owner(digest), digest)
-        if url is None:
-            return None
+    async def fetch(self, digest: str, names: list[str] | None = None) -> bytes | None:
+        """The block from its owners (or `names`) in turn, verified; None when none has it."""
+        for name in names if names is not None else self.ring.owners(digest, COPIES):
+            url = self._url(name, digest)
+            if name == self.cluster.node or url is None:
+                continue
+            data = await self._get(name, url, digest)
+            if data is not None:
+                return data
+        self.counters.peer_misses += 1
+        return None
+
+    async def _get(self, name: str, url: str, digest: str) -> bytes | None:
         try:
             async with self.session().get(url) as resp:
                 if resp.status != 200:
-                    self.counters.peer_misses += 1
                     return None
                 data = await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            log.debug("block %s from its owner: %s", digest, e)
-            self.counters.peer_misses += 1
+            log.debug("block %s from node %s: %s", digest, name, e)
             return None
         if await asyncio.to_thread(hash_block, data) != digest:
             self.counters.corrupt_from_peers += 1
-            log.warning("block %s from node %s did not match its digest: dropped", digest, self.owner(digest))
+            log.warning("block %s from node %s did not match its digest: dropped", digest, name)
             return None
         self.counters.blocks_from_peers += 1
         self.counters.bytes_from_peers += len(data)
         return data
+
+    async def copies(self, digest: str, data: bytes) -> None:
+        """Put a block no under-storage has on its COPIES owners (this node's own copy counts when
+        it is one); Unavailable when that cannot be done now, so the write is refused, not
+        acknowledged with a single copy."""
+        owners = self.ring.owners(digest, COPIES)
+        if len(owners) < COPIES:
+            raise Unavailable(f"data kept only in caches needs {COPIES} live nodes; the cluster has {len(owners)}")
+        for name in owners:
+            url = self._url(name, digest)
+            if name == self.cluster.node:
+                continue
+            if url is None or not await self._store_at(url, digest, data):
+                raise Unavailable(f"cannot put block {digest} on node {name}, one of its owners: retry")
+
+    async def _store_at(self, url: str, digest: str, data: bytes) -> bool:
+        try:
+            async with self.session().head(url) as resp:
+                if resp.status == 200:
+                    return True
+            async with self.session().put(url, data=data) as resp:
+                if resp.status != 200:
+                    return False
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.debug("block %s to %s: %s", digest, url, e)
+            return False
+        self.counters.blocks_to_owners += 1
+        self.counters.bytes_to_owners += len(data)
+        return True
+
+    # ---- repair: copies back where the ring says they belong ----------------------------------
+
+    async def repair_once(self) -> int:
+        """Fetch every kept block (of unpersisted or pinned files) this node owns and lacks, from
+        any node that has it; how many came. After a node's death the ring gives its blocks to
+        others, and each of them brings its share back to COPIES copies."""
+        brought = 0
+        members = sorted(self.cluster.members)
+        for digest in list(self.kept()):
+            if self.cluster.node not in self.ring.owners(digest, COPIES) or self.blocks.has(digest):
+                continue
+            data = await self.fetch(digest, members)
+            if data is None:
+                continue  # nobody has it right now: the next round tries again
+            await self.blocks.put(data)
+            brought += 1
+        if brought:
+            log.info("brought %d kept block(s) back to %d copies", brought, COPIES)
+        return brought
+
+    async def _repair_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPAIR_SECONDS)
+            try:
+                self.counters.repaired += await self.repair_once()
+            except NsdError as e:
+                log.warning("repairing block copies: %s", e.message)
 
     async def give(self, digest: str, data: bytes) -> None:
         """Send a block to its owner to store; returns once it is on its way (waits for a slot
