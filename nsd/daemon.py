@@ -33,7 +33,7 @@ from nsd.core.permissions import Permissions
 from nsd.core.reconcile import Reconciler
 from nsd.core.replication import boot
 from nsd.core.replication.cluster import Behind, Cluster, Fenced
-from nsd.core.replication.peers import ClusterBlocks
+from nsd.core.replication.peers import COPIES, ClusterBlocks
 from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
@@ -235,7 +235,8 @@ async def _serve(
         # the nodes' caches as one; blocks of unpersisted or pinned files are kept on two owners
         peers = ClusterBlocks(cluster, datadir.read_token(), settings.block_size, blocks, kept=lambda: vfs.ns.kept)
         vfs.cache.reader.peers = peers
-        vfs.cache.copies = peers.copies
+        vfs.cache.copies, vfs.cache.copies_held = peers.copies, peers.copies_held
+        vfs.cache.drop_elsewhere, vfs.cache.copies_wanted = peers.drop_elsewhere, COPIES
         peers.start()
         store.share = peers.share
         metrics.cluster_cache = peers

@@ -60,6 +60,7 @@ def add_routes(
         app[BLOCKS_KEY], app[PEERS_KEY] = blocks, peers
         app.router.add_get(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", get_block)
         app.router.add_put(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", put_block)
+        app.router.add_post(PREFIX + "/cluster/blocks/drop", drop_blocks)
     app.middlewares.insert(0, _forwarding(cluster, durable_txid))
     app.on_cleanup.append(_close_session)
 
@@ -117,6 +118,23 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     peers.counters.blocks_served += 1
     peers.counters.bytes_served += len(data)
     return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def drop_blocks(request: web.Request) -> web.Response:
+    """`free` asked on another node: drop these blocks here unless a layout or a hold needs them."""
+    _require_token(request)
+    body = await request.json()
+    digests = body.get("digests") if isinstance(body, dict) else None
+    if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+        raise errors.Invalid('the body must be {"digests": [DIGEST, ...]}')
+    blocks = request.app[BLOCKS_KEY]
+    freed = 0
+    for d in digests:
+        size = blocks.size_of(d)
+        if size is not None and blocks.refs(d) == 0 and not blocks.must_keep(d):
+            await blocks.remove(d)
+            freed += size
+    return web.json_response({"freed_bytes": freed})
 
 
 async def put_block(request: web.Request) -> web.Response:

@@ -90,6 +90,25 @@ def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_s
         assert "nsd_cluster_cache_bytes_from_peers_total" in metrics
 
 
+def test_free_drops_the_copies_on_every_node(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        (cluster.ufs / "data").mkdir()
+        files = {}
+        for i in range(FILES):
+            files[f"/data/f{i}"] = os.urandom(BLOCKS_PER_FILE * BLOCK)
+            (cluster.ufs / "data" / f"f{i}").write_bytes(files[f"/data/f{i}"])
+        read_all(cluster, files, shift=0)
+        wait_settled(cluster)
+        assert sum(cache_of(cluster, n)["tiers"][-1]["blocks"] for n in cluster.nodes) == FILES * BLOCKS_PER_FILE
+        out = nsd("free", "-r", "/data", "--json", daemon=cluster.nodes["n1"])
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["freed_bytes"] == FILES * BLOCKS_PER_FILE * BLOCK
+        assert [cache_of(cluster, n)["tiers"][-1]["blocks"] for n in cluster.nodes] == [0, 0, 0]
+        read_all(cluster, files, shift=1)  # and reads simply go to the under-storage again
+
+
 def test_node_to_node_block_calls_need_the_token_and_matching_bytes(tmp_path: Path) -> None:
     with running(tmp_path, names=("n0",), env=ENV) as cluster:
         url = cluster.nodes["n0"].url + "/api/v1/cluster/blocks/" + "ab" * 32
@@ -199,6 +218,8 @@ def test_data_only_in_caches_is_on_two_nodes_and_comes_back_to_two_after_a_death
                 break
             time.sleep(0.5)
         assert min(stored) >= FILES * BLOCKS_PER_FILE, (repaired, stored)
+        fsck = json.loads(nsd("fsck", "/", "--json", daemon=cluster.nodes[b]).stdout)
+        assert fsck["clean"] and fsck["files_checked"] >= FILES, fsck["problems"][:3]
         # so losing one more node still loses nothing: the last one holds every block
         cluster.nodes.pop(b).kill()
         for path, data in files.items():

@@ -66,6 +66,9 @@ class Cache:
         # cluster mode: put a block of data no under-storage has on its owners before the write
         # is acknowledged (nsd.core.replication.peers); None: one node, one copy
         self.copies: Callable[[str, bytes], Awaitable[None]] | None = None
+        self.copies_held: Callable[[str], Awaitable[int]] | None = None  # of a block, on its owners
+        self.drop_elsewhere: Callable[[list[str]], Awaitable[int]] | None = None  # `free` on the others
+        self.copies_wanted = 1
 
     @property
     def ns(self) -> Namespace:

@@ -200,6 +200,37 @@ class ClusterBlocks:
         self.counters.bytes_to_owners += len(data)
         return True
 
+    async def copies_held(self, digest: str) -> int:
+        """How many of the block's COPIES owners hold it (fsck)."""
+        held = 0
+        for name in self.ring.owners(digest, COPIES):
+            if name == self.cluster.node:
+                held += self.blocks.has(digest)
+                continue
+            url = self._url(name, digest)
+            try:
+                async with self.session().head(url or "") as resp:
+                    held += resp.status == 200
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                pass
+        return held
+
+    async def drop_elsewhere(self, digests: list[str]) -> int:
+        """`free` on every other node: each drops those blocks no layout it knows needs and that
+        it need not keep; the bytes freed in all."""
+        freed = 0
+        for name, member in sorted(self.cluster.members.items()):
+            if name == self.cluster.node:
+                continue
+            try:
+                url = f"{member['http']}/api/v1/cluster/blocks/drop"
+                async with self.session().post(url, json={"digests": digests}) as resp:
+                    if resp.status == 200:
+                        freed += int((await resp.json())["freed_bytes"])
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as e:
+                log.warning("free on node %s: %s", name, e)
+        return freed
+
     # ---- repair: copies back where the ring says they belong ----------------------------------
 
     async def repair_once(self) -> int:

@@ -34,9 +34,20 @@ async def check_files(vfs: Vfs, files: list[FileInode], repair: bool, report: Re
         if f.ino not in vfs.ns.inodes or not f.layout:
             continue
         path = vfs.ns.path_of(f.ino)
-        lost = [d for _, _, d in f.layout if not cache.blocks.has(d)]
-        if lost and unpersisted(f):
-            report(path, "missing_block", f"{len(lost)} of {len(f.layout)} blocks lost and never persisted", False)
+        if cache.copies_held is not None and unpersisted(f):  # a cluster: on two owners, not here
+            held = [await cache.copies_held(d) for _, _, d in f.layout]
+            if any(n == 0 for n in held):
+                lost = sum(n == 0 for n in held)
+                report(path, "missing_block", f"{lost} of {len(f.layout)} blocks lost and never persisted", False)
+            elif any(n < cache.copies_wanted for n in held):
+                short = sum(n < cache.copies_wanted for n in held)
+                report(path, "missing_copies", f"{short} of {len(f.layout)} blocks on fewer than "
+                       f"{cache.copies_wanted} nodes (being copied back)", False)  # fmt: skip
+        else:
+            lost_here = [d for _, _, d in f.layout if not cache.blocks.has(d)]
+            if lost_here and unpersisted(f):
+                detail = f"{len(lost_here)} of {len(f.layout)} blocks lost and never persisted"
+                report(path, "missing_block", detail, False)
         bad = [(length, d) for _, length, d in f.layout if cache.blocks.size_of(d) not in (None, length)]
         if bad:
             detail = f"{len(bad)} blocks differ in size from the layout (first: {bad[0][1]})"

@@ -138,6 +138,8 @@ async def free_path(vfs: Vfs, path: str, *, recursive: bool = False) -> dict[str
             if size is not None and cache.blocks.refs(d) == 0 and not cache.must_keep(d):
                 await cache.blocks.remove(d)
                 out["freed_bytes"] += size
+        if cache.drop_elsewhere is not None:  # a cluster: the blocks' owners drop their copies too
+            out["freed_bytes"] += await cache.drop_elsewhere(sorted(digests))
     return out
 
 
