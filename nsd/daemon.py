@@ -39,6 +39,7 @@ from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.ops.metrics import Metrics
+from nsd.ops.report import cache_line
 from nsd.ops.ttl import TtlEnforcer
 from nsd.protocols import cluster as cluster_http
 from nsd.protocols.admin import api as admin
@@ -256,7 +257,14 @@ async def _serve(
     admin.add_routes(app, vfs, datadir, config)
     webhdfs.add_routes(app, vfs, webhdfs.Settings(base_url=config.webhdfs_base_url, placement=peers), auth)
     if cluster is not None:
-        cluster_http.add_routes(app, cluster, lambda: store.writer.durable_txid, blocks=blocks, peers=peers)
+        cluster_http.add_routes(
+            app,
+            cluster,
+            lambda: store.writer.durable_txid,
+            blocks=blocks,
+            peers=peers,
+            cache_report=lambda: cache_line(vfs, peers.counters.as_dict() if peers else {}),
+        )
     else:
         cluster_http.add_single_node_route(app)
     runner = web.AppRunner(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -70,6 +71,31 @@ def _cache_tables(cache: dict[str, Any]) -> list[Table]:
     return [tiers, _kv_table("cache", rows)]
 
 
+def _cluster_cache_table(c: dict[str, Any]) -> Table:
+    """Every node's cache and the cluster's (`nsd report cache` in a cluster)."""
+    from rich.table import Table
+
+    table = Table(title="cluster cache", title_justify="left")
+    cols = ("node", "capacity", "used", "blocks", "hit ratio", "from UFS", "from peers", "served to peers")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "node" else "right")
+    for r in [*c["nodes"], {"node": "cluster", **c["total"]}]:
+        if "error" in r:
+            table.add_row(r["node"], f"unreachable: {r['error']}", *[""] * (len(cols) - 2))
+            continue
+        table.add_row(
+            r["node"],
+            human_bytes(r["capacity"]),
+            human_bytes(r["used"]),
+            f"{r['blocks']:,}",
+            f"{100 * r['hit_ratio']:.1f}%",
+            human_bytes(r["bytes_from_ufs"]),
+            human_bytes(r["bytes_from_peers"]),
+            human_bytes(r["bytes_served"]),
+        )
+    return table
+
+
 def _mounts_table(mounts: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
@@ -93,17 +119,24 @@ def report(
 
     if section is not None and section not in SECTIONS:
         fail(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}", 2)
-    data = G.client().get("/report")
+    client = G.client()
+    data = client.get("/report")
+    if "cluster" in data and section in (None, "cache", "cluster"):
+        data["cluster_cache"] = client.get("/cluster/cache")  # every node's cache, and the totals
     if section is not None:
         if section not in data:
             fail(f"no {section} section: this nsd is a single node, not part of a cluster")
-        data = {section: data[section]}
+        data = {k: v for k, v in data.items() if k == section or (k == "cluster_cache" and section != "cluster")}
     if as_json:
         typer.echo(json.dumps(data))
         return
     console = Console()
     for name, value in data.items():
-        tables = {"mounts": _mounts_table, "clients": _clients_table}
+        tables: dict[str, Callable[[Any], Table]] = {
+            "mounts": _mounts_table,
+            "clients": _clients_table,
+            "cluster_cache": _cluster_cache_table,
+        }
         if name == "cache":
             for table in _cache_tables(value):
                 console.print(table)

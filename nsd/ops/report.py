@@ -87,3 +87,22 @@ def cache_report(vfs: Vfs) -> dict[str, Any]:
         out["persists_done"] = status["persisted"]
         out["persist_failures"] = status["failures"]
     return out
+
+
+def cache_line(vfs: Vfs, peers: dict[str, int]) -> dict[str, Any]:
+    """This node's line of `nsd report cache` in a cluster (`peers`: its cluster-cache counters)."""
+    if vfs.cache is None:
+        return {}
+    r = vfs.cache.report()
+    tiers = r.get("tiers", [])
+    return {
+        "capacity": sum(t["capacity"] for t in tiers),
+        "used": sum(t["used"] for t in tiers),
+        "blocks": sum(t["blocks"] for t in tiers if t["tier"] != "memory"),
+        "hits": r["hits"],
+        "misses": r["misses"],
+        "hit_ratio": r["hit_ratio"],
+        "bytes_from_ufs": r["bytes_from_ufs"],
+        "bytes_from_peers": peers.get("bytes_from_peers", 0),
+        "bytes_served": peers.get("bytes_served", 0),
+    }

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -41,6 +42,7 @@ CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
 BLOCKS_KEY: web.AppKey[BlockStore] = web.AppKey("cluster_blocks", BlockStore)
 PEERS_KEY: web.AppKey[ClusterBlocks] = web.AppKey("cluster_peers", ClusterBlocks)
+CACHE_REPORT_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("cluster_cache_report")
 
 
 def add_routes(
@@ -49,6 +51,7 @@ def add_routes(
     durable_txid: Callable[[], int],
     blocks: BlockStore | None = None,
     peers: ClusterBlocks | None = None,
+    cache_report: Callable[[], dict[str, Any]] = dict,
 ) -> None:
     app[CLUSTER_KEY] = cluster
     timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
@@ -61,6 +64,8 @@ def add_routes(
         app.router.add_get(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", get_block)
         app.router.add_put(PREFIX + "/cluster/blocks/{digest:[0-9a-f]{64}}", put_block)
         app.router.add_post(PREFIX + "/cluster/blocks/drop", drop_blocks)
+        app[CACHE_REPORT_KEY] = cache_report
+        app.router.add_get(PREFIX + "/cluster/cache", cluster_cache)
     app.middlewares.insert(0, _forwarding(cluster, durable_txid))
     app.on_cleanup.append(_close_session)
 
@@ -118,6 +123,21 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     peers.counters.blocks_served += 1
     peers.counters.bytes_served += len(data)
     return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def cluster_cache(request: web.Request) -> web.Response:
+    """`nsd report cache` in a cluster: every node's cache figures (each node asked for its own,
+    `?here=true`) and the cluster's totals."""
+    own = {"node": request.app[CLUSTER_KEY].node, **request.app[CACHE_REPORT_KEY]()}
+    if request.query.get("here") == "true":
+        return web.json_response(own)
+    peers = request.app[PEERS_KEY]
+    rows = [own, *await peers.ask_members("/api/v1/cluster/cache?here=true")]
+    keys = ("capacity", "used", "blocks", "hits", "misses", "bytes_from_ufs", "bytes_from_peers", "bytes_served")
+    total = {k: sum(r.get(k, 0) for r in rows if "error" not in r) for k in keys}
+    lookups = total["hits"] + total["misses"]
+    total["hit_ratio"] = total["hits"] / lookups if lookups else 0.0
+    return web.json_response({"nodes": sorted(rows, key=lambda r: r["node"]), "total": total})
 
 
 async def drop_blocks(request: web.Request) -> web.Response:

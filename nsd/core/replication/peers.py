@@ -215,6 +215,21 @@ class ClusterBlocks:
                 pass
         return held
 
+    async def ask_members(self, path: str) -> list[dict[str, Any]]:
+        """GET `path` on every other live node (JSON each); a node that does not answer gives
+        {"node": name, "error": why}."""
+
+        async def one(name: str, member: dict[str, Any]) -> dict[str, Any]:
+            try:
+                async with self.session().get(f"{member['http']}{path}") as resp:
+                    got: dict[str, Any] = await resp.json()
+                    return got
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as e:
+                return {"node": name, "error": str(e) or type(e).__name__}
+
+        others = [(n, m) for n, m in sorted(self.cluster.members.items()) if n != self.cluster.node]
+        return list(await asyncio.gather(*(one(n, m) for n, m in others)))
+
     async def drop_elsewhere(self, digests: list[str]) -> int:
         """`free` on every other node: each drops those blocks no layout it knows needs and that
         it need not keep; the bytes freed in all."""
