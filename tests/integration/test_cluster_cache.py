@@ -249,3 +249,19 @@ def test_async_through_is_persisted_by_the_leader(tmp_path: Path) -> None:
         while not (tmp_path / "async" / "later.bin").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert (tmp_path / "async" / "later.bin").read_bytes() == data
+
+
+def test_the_same_bytes_under_two_mounts_are_stored_once_in_the_cluster(tmp_path: Path) -> None:
+    with running(tmp_path, env=ENV) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        data = os.urandom(BLOCKS_PER_FILE * BLOCK)
+        for name in ("one", "two"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "same.bin").write_bytes(data)
+            out = nsd("mount", "add", f"/{name}", (tmp_path / name).as_uri(), daemon=cluster.nodes["n0"])
+            assert out.returncode == 0, out.stderr
+        read_all(cluster, {"/one/same.bin": data, "/two/same.bin": data}, shift=0)  # through two nodes
+        wait_settled(cluster)
+        stored = sum(cache_of(cluster, n)["tiers"][-1]["blocks"] for n in cluster.nodes)
+        assert stored == BLOCKS_PER_FILE  # one copy of each block, cluster-wide
