@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from clusterenv import Nodes
+from clusterenv import Nodes, change_goes_through
 from crashload import DIR, ENV, CrashRun, _web_read, webhdfs
 from daemon import Daemon
 from etcdserver import start_etcd
@@ -81,7 +81,7 @@ class ClusterCrashRun(CrashRun):
         cluster.nodes[self.victim].kill()
         if self.victim == leader:
             killed = time.monotonic()
-            if not _change_goes_through([cluster.nodes[n].url for n in followers], killed + 60):
+            if not change_goes_through([cluster.nodes[n].url for n in followers], killed + 60):
                 self.stats.unexpected.append(f"no change went through within 60 s of killing leader {leader}")
             self.failovers.append(time.monotonic() - killed)
 
@@ -122,26 +122,6 @@ class ClusterCrashRun(CrashRun):
             f"(every one read back on every node: {self.stats.readbacks} reads), "
             f"{self.stats.in_flight_at_kill} in flight at kills, fsck clean {self.stats.fsck_clean} times; {timing}"
         )
-
-
-def _change_goes_through(urls: list[str], deadline: float) -> bool:
-    """Retry a MKDIRS through `urls` in turn until one is acknowledged."""
-    i = 0
-    while time.monotonic() < deadline:
-        url = urls[i % len(urls)]
-        i += 1
-        try:
-            r = requests.put(
-                f"{url}/webhdfs/v1/failover-probe/{time.monotonic_ns()}",
-                params={"op": "MKDIRS", "user.name": "root"},
-                timeout=2,
-            )
-            if r.status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.02)
-    return False
 
 
 def _settled(cluster: Nodes) -> None:

@@ -79,3 +79,23 @@ def running(
             if d.proc.poll() is None:
                 d.kill()
         etcd.stop_all()
+
+
+def change_goes_through(urls: list[str], deadline: float) -> bool:
+    """Retry a MKDIRS (a new name each time) through `urls` in turn until one is acknowledged."""
+    i = 0
+    while time.monotonic() < deadline:
+        url = urls[i % len(urls)]
+        i += 1
+        try:
+            r = requests.put(
+                f"{url}/webhdfs/v1/failover-probe/{time.monotonic_ns()}",
+                params={"op": "MKDIRS", "user.name": "root"},
+                timeout=2,
+            )
+            if r.status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.02)
+    return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from clusterenv import Nodes, applied
+from clusterenv import Nodes, applied, running
 from daemon import Daemon, nsd, start
 from etcdserver import start_etcd
 from hdfs import HdfsError, InsecureClient
@@ -22,17 +22,8 @@ from rpcclient import RpcClient, create_file, lookup_path, read_status, write_st
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Nodes]:
-    etcd = start_etcd(tmp_path / "etcd")
-    nodes = Nodes(tmp_path, etcd)
-    try:
-        for name in ("n0", "n1", "n2"):
-            nodes.start(name)
+    with running(tmp_path) as nodes:
         yield nodes
-    finally:
-        for d in nodes.nodes.values():
-            if d.proc.poll() is None:
-                d.kill()
-        etcd.stop_all()
 
 
 def test_writes_through_followers_are_read_on_every_node(cluster: Nodes) -> None:

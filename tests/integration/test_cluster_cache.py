@@ -28,6 +28,16 @@ def cache_of(cluster: Nodes, name: str) -> dict:
     return {**report["cache"], **report["cluster"]["cache"]}
 
 
+def ufs_files(cluster: Nodes) -> dict[str, bytes]:
+    """FILES files of BLOCKS_PER_FILE random blocks under /data, put straight into the under-storage."""
+    (cluster.ufs / "data").mkdir()
+    files = {}
+    for i in range(FILES):
+        files[f"/data/f{i}"] = os.urandom(BLOCKS_PER_FILE * BLOCK)
+        (cluster.ufs / "data" / f"f{i}").write_bytes(files[f"/data/f{i}"])
+    return files
+
+
 def read_all(cluster: Nodes, files: dict[str, bytes], shift: int) -> None:
     names = sorted(cluster.nodes)
     for i, (path, data) in enumerate(sorted(files.items())):
@@ -61,12 +71,7 @@ def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_s
     with running(tmp_path, env=ENV) as cluster:
         cluster.wait_leader(list(cluster.nodes))
         wait_ring(cluster)
-        (cluster.ufs / "data").mkdir()
-        files: dict[str, bytes] = {}
-        for i in range(FILES):
-            data = os.urandom(BLOCKS_PER_FILE * BLOCK)
-            (cluster.ufs / "data" / f"f{i}").write_bytes(data)
-            files[f"/data/f{i}"] = data
+        files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
         first = {name: cache_of(cluster, name) for name in cluster.nodes}
@@ -102,11 +107,7 @@ def test_free_drops_the_copies_on_every_node(tmp_path: Path) -> None:
     with running(tmp_path, env=ENV) as cluster:
         cluster.wait_leader(list(cluster.nodes))
         wait_ring(cluster)
-        (cluster.ufs / "data").mkdir()
-        files = {}
-        for i in range(FILES):
-            files[f"/data/f{i}"] = os.urandom(BLOCKS_PER_FILE * BLOCK)
-            (cluster.ufs / "data" / f"f{i}").write_bytes(files[f"/data/f{i}"])
+        files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
         assert sum(cache_of(cluster, n)["tiers"][-1]["blocks"] for n in cluster.nodes) == FILES * BLOCKS_PER_FILE
@@ -167,11 +168,7 @@ def test_node_loss_and_a_node_joining_a_warm_cluster(tmp_path: Path) -> None:
     with running(tmp_path, env=ENV) as cluster:
         cluster.wait_leader(list(cluster.nodes))
         wait_ring(cluster)
-        (cluster.ufs / "data").mkdir()
-        files = {}
-        for i in range(FILES):
-            files[f"/data/f{i}"] = os.urandom(BLOCKS_PER_FILE * BLOCK)
-            (cluster.ufs / "data" / f"f{i}").write_bytes(files[f"/data/f{i}"])
+        files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
         # kill -9 of a node: every file still reads through the others (its blocks from the UFS)

@@ -31,7 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from clusterenv import Nodes, running
+from clusterenv import Nodes, change_goes_through, running
 from daemon import start
 
 USER = "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")
@@ -116,26 +116,6 @@ def bench_etcd_bytes(cluster: Nodes, leader: str) -> None:
     )
 
 
-def wait_change(urls: list[str], deadline: float) -> str | None:
-    """Retry a MKDIRS through each of `urls` until one succeeds; the URL that took it."""
-    i = 0
-    while time.monotonic() < deadline:
-        url = urls[i % len(urls)]
-        i += 1
-        try:
-            r = requests.put(
-                f"{url}/webhdfs/v1/failover/{time.monotonic_ns()}",
-                params={"op": "MKDIRS", "user.name": USER},
-                timeout=2,
-            )
-            if r.status_code == 200:
-                return url
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    return None
-
-
 def bench_failover(cluster: Nodes, kills: int) -> None:
     times = []
     for _ in range(kills):
@@ -143,7 +123,7 @@ def bench_failover(cluster: Nodes, kills: int) -> None:
         cluster.nodes[leader].kill()
         killed = time.monotonic()
         rest = [d.url for n, d in cluster.nodes.items() if n != leader]
-        if wait_change(rest, killed + 60) is None:
+        if not change_goes_through(rest, killed + 60):
             print("  no change went through within 60 s of a kill")
             return
         times.append(time.monotonic() - killed)

@@ -168,6 +168,7 @@ class Cluster:
         self._lease_renewed = 0.0
         self._applied = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._addresses_of: dict[str, dict[str, str]] = {}  # node name -> its doors' addresses
         self.on_leader: list[Callable[[], None]] = []  # called once this node leads
         # live nodes (their nodes/ keys: addresses, role, applied txid), refreshed every REPORT_SECONDS
@@ -483,6 +484,16 @@ class Cluster:
             log.info("leader of cluster %s: %s", self.cluster, name)
             self.leader = name
             self._addresses_of.clear()  # a node back under its name may listen elsewhere
+            if self._tasks:  # a leader change often means a node is gone: see the members now
+                task = asyncio.get_running_loop().create_task(self._refresh_quietly())
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh_members()
+        except NsdError as e:
+            log.debug("cannot read the members: %s", e)
 
     async def _campaign(self) -> None:
         await self.catch_up()
