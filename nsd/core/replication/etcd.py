@@ -159,8 +159,9 @@ class Etcd:
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` to /v3/`path` at the first endpoint that answers; its JSON reply."""
         errors: list[str] = []
+        first = self._current  # read once: concurrent calls move it while this one waits
         for i in range(len(self.endpoints)):
-            index = (self._current + i) % len(self.endpoints)
+            index = (first + i) % len(self.endpoints)
             url = f"{self.endpoints[index]}/v3/{path}"
             started = time.monotonic()
             try:
@@ -170,7 +171,7 @@ class Etcd:
                     if resp.status >= 500 and "etcdserver" not in text:
                         raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status, message=text)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
-                errors.append(f"{self.endpoints[index]}: {e or type(e).__name__}")
+                errors.append(f"{self.endpoints[index]}: {str(e) or type(e).__name__}")
                 continue
             self._current = index
             self.healthy = True
@@ -275,8 +276,9 @@ class Etcd:
     async def _watch_stream(self, create: dict[str, Any]) -> AsyncIterator[tuple[Event, int]]:
         """One watch stream on the first endpoint that takes it; returns when the stream ends."""
         last_error: BaseException | None = None
+        first = self._current
         for i in range(len(self.endpoints)):
-            index = (self._current + i) % len(self.endpoints)
+            index = (first + i) % len(self.endpoints)
             url = f"{self.endpoints[index]}/v3/watch"
             try:
                 timeout = aiohttp.ClientTimeout(total=None, connect=self.call_timeout, sock_read=None)
@@ -311,4 +313,4 @@ class Etcd:
                 reply: dict[str, Any] = await resp.json(content_type=None)
                 return reply
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
-            raise EtcdUnavailable(f"{endpoint}: {e or type(e).__name__}") from None
+            raise EtcdUnavailable(f"{endpoint}: {str(e) or type(e).__name__}") from None
