@@ -13,6 +13,7 @@ An unpersisted file's blocks are its only copy: one that is missing is an error,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections import OrderedDict
@@ -106,8 +107,9 @@ class BlockReader:
 
     def _sequential(self, node: FileInode, offset: int, end: int, size: int | None) -> None:
         """A read that starts where the file's last one ended gets the next block read ahead
-        (disk read and re-hash in a worker thread) while this one is sent, so a sequential
-        reader never waits for them. Only blocks the store has: a UFS fetch waits for a real read."""
+        (disk read and re-hash in a worker thread, or in a cluster the fetch from its owner)
+        while this one is sent, so a sequential reader never waits for them. Only cached blocks:
+        a UFS fetch waits for a real read."""
         last = self._last_end.pop(node.ino, None)
         self._last_end[node.ino] = end
         if len(self._last_end) > SEQUENTIAL_FILES:
@@ -118,10 +120,10 @@ class BlockReader:
         if entry is None:
             return
         digest = entry[2]
-        if digest in self._recent or digest in self._ahead or not self.blocks.has(digest):
+        if digest in self._recent or digest in self._ahead or (self.peers is None and not self.blocks.has(digest)):
             return
         # its own empty context: a call's wcc watch must not follow a background read
-        task = asyncio.get_running_loop().create_task(self.get(digest), context=contextvars.Context())
+        task = asyncio.get_running_loop().create_task(self._get(digest), context=contextvars.Context())
         self._ahead[digest] = task
         task.add_done_callback(lambda t: self._ahead_done(digest, t))
 
@@ -176,6 +178,15 @@ class BlockReader:
         if blob is not None:
             self._recent.move_to_end(digest)
             return blob
+        ahead = self._ahead.get(digest)
+        if ahead is not None:  # being read ahead: share that read
+            with contextlib.suppress(Exception):
+                blob = await asyncio.shield(ahead)
+            if blob is not None:
+                return blob
+        return await self._get(digest, promote=promote)
+
+    async def _get(self, digest: str, *, promote: bool = False) -> bytes | None:
         blob = await self.blocks.get(digest, promote=promote)
         if blob is None and self.peers is not None:
             blob = await self.peers.fetch(digest)  # from its owners (verified), before any UFS read
