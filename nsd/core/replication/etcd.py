@@ -280,12 +280,14 @@ class Etcd:
         for i in range(len(self.endpoints)):
             index = (first + i) % len(self.endpoints)
             url = f"{self.endpoints[index]}/v3/watch"
+            opened = False
             try:
                 timeout = aiohttp.ClientTimeout(total=None, connect=self.call_timeout, sock_read=None)
                 async with self.session().post(url, json={"create_request": create}, timeout=timeout) as resp:
                     if resp.status != 200:
                         raise EtcdError(f"etcd watch: HTTP {resp.status}: {await resp.text()}")
                     self._current = index
+                    opened = True
                     async for line in resp.content:
                         if not line.strip():
                             continue
@@ -300,6 +302,8 @@ class Etcd:
                             yield Event(ev.get("type", "PUT") == "PUT", kv), kv.mod_revision
                 return  # the stream ended cleanly (etcd going away): reopen it
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                if opened:
+                    return  # broke mid-stream: the caller reopens it after the last revision it saw
                 last_error = e
                 continue
         await asyncio.sleep(0.2)  # every endpoint refused: let the caller's loop come round slowly
