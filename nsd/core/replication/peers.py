@@ -14,8 +14,10 @@ The block reader asks this class before it goes to the under-storage:
   to the leader (`POST /api/v1/cluster/facts`, batched); the leader journals them and they
   reach every node with the log. Losing some (a leader change) costs a re-read, nothing more.
 
-Reads go through any node; only data already in the under-storage is cached this way, which
-is why cluster mode still refuses MUST_CACHE and ASYNC_THROUGH (data with no other copy).
+Data in no under-storage (MUST_CACHE, ASYNC_THROUGH before its persist) is put on its blocks'
+first COPIES owners before it is journaled (`copies`, from `Cache.secure`), and every node
+fetches the kept blocks (unpersisted or pinned) the ring gives it and it lacks (`repair_once`),
+so a node's death leaves every such block with its copies again within seconds.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class PeerCounters:
 
 
 class ClusterBlocks:
-    """This node's view of the cluster cache; `cluster.token` authenticates it to its peers."""
+    """This node's part of the cluster cache; `token` (the cluster's admin token) authenticates
+    it to its peers."""
 
     def __init__(
         self,
