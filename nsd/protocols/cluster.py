@@ -37,6 +37,7 @@ log = logging.getLogger("nsd.cluster")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TXID_HEADER = "X-Nsd-Txid"
 APPLY_TIMEOUT = 10.0  # seconds a follower waits to apply a change the leader made for it
+LEADER_POLL = 0.1  # seconds between looks for a new leader while the last one is gone
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
@@ -203,19 +204,39 @@ def _forwarding(cluster: Cluster, durable_txid: Callable[[], int]) -> Callable[.
 
 async def _to_leader(request: web.Request, cluster: Cluster) -> web.StreamResponse:
     """Send `request` to the leader as it came; answer with its reply once this node applied it."""
-    base = await cluster.leader_http()
     started = time.perf_counter()
-    if request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the leader is asked without Expect
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
     body = request.content if request.body_exists else None
     session = request.app[SESSION_KEY]
-    try:
-        upstream = await session.request(
-            request.method, base + request.path_qs, headers=headers, data=body, allow_redirects=False
-        )
-    except (aiohttp.ClientError, OSError) as e:
-        raise errors.Unavailable(f"cannot reach the leader {cluster.leader} at {base}: {e}") from None
+    continued = request.headers.get("Expect", "").lower() != "100-continue"
+    # No leader, or one that takes no connection (dead, its lease not run out yet): wait for the
+    # next for as long as a lease lives and an election takes. Nothing was sent, so the next
+    # leader may be asked safely; a leader lost once the request went out is a 503.
+    deadline = time.monotonic() + cluster.lease_ttl * 2 + 2
+    while True:
+        try:
+            base = await cluster.leader_http()
+        except errors.Unavailable:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(LEADER_POLL)
+            continue
+        if not continued:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the leader is asked without Expect
+            continued = True
+        try:
+            upstream = await session.request(
+                request.method, base + request.path_qs, headers=headers, data=body, allow_redirects=False
+            )
+            break
+        except aiohttp.ClientConnectorError as e:
+            gone = cluster.leader
+            while cluster.leader == gone and time.monotonic() < deadline:
+                await asyncio.sleep(LEADER_POLL)
+            if cluster.leader == gone:
+                raise errors.Unavailable(f"cannot reach the leader {gone} at {base}: {e}") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise errors.Unavailable(f"lost the leader {cluster.leader} at {base}: {e}") from None
     async with upstream:
         txid = int(upstream.headers.get(TXID_HEADER, "0"))
         await cluster.wait_applied(txid, APPLY_TIMEOUT)
