@@ -402,7 +402,8 @@ def test_ttls_on_directories_free_or_delete_them_whole_through_the_cli(tmp_path:
             stat = info(d, f"/m/{rel}")
             assert stat["cached_bytes"] == 0 and (ufs / rel).exists(), rel
         assert open_(d, "/m/keep/sub/b") == (ufs / "keep/sub/b").read_bytes()  # read through again
-        ok(nsd("ttl", "set", "/m/later", "3", "--action", "delete", daemon=d))
+        # long enough to outlast a stop and a start on a busy machine, so it fires after the restart
+        ok(nsd("ttl", "set", "/m/later", "10", "--action", "delete", daemon=d))
     finally:
         assert d.stop() == 0
     d = start(tmp_path / "data", env=FAST)  # a TTL is journaled: it fires after a restart too
