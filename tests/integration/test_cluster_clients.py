@@ -76,3 +76,22 @@ def test_fsshell_through_a_follower(tmp_path: Path) -> None:
         assert hadoop("-cat", "/via/follower/g.txt").stdout == "through a follower\n"
         hadoop("-rm", "-skipTrash", "/via/follower/g.txt")
         assert hadoop("-ls", "/via/follower").stdout.strip() == ""
+
+
+def test_hdfscli_with_every_url_right_after_a_leader_kill(tmp_path: Path) -> None:
+    # HdfsCLI tries each URL once: the followers must carry a change over the leaderless moment
+    # (they wait for the next leader) rather than answer 503 while the dead one's lease runs out
+    with running(tmp_path / "c") as cluster:
+        leader = cluster.wait_leader(list(cluster.nodes))
+        order = [leader, *(n for n in cluster.nodes if n != leader)]
+        client = InsecureClient(";".join(cluster.nodes[n].url for n in order), user="root")
+        client.write("/cli/before.txt", data=b"before the kill")
+        cluster.nodes[leader].kill()  # no node leads for a lease's time
+        client.makedirs("/cli/after")
+        client.write("/cli/after/f.txt", data=b"after the kill")
+        client.rename("/cli/before.txt", "/cli/after/moved.txt")
+        assert sorted(client.list("/cli/after")) == ["f.txt", "moved.txt"]
+        with client.read("/cli/after/moved.txt") as r:
+            assert r.read() == b"before the kill"
+        new = cluster.wait_leader([n for n in cluster.nodes if n != leader], timeout=15)
+        assert sorted(InsecureClient(cluster.nodes[new].url, user="root").list("/cli/after")) == ["f.txt", "moved.txt"]
