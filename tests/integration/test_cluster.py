@@ -329,3 +329,19 @@ def test_a_stopped_node_is_listed_down_until_removed(cluster: Nodes) -> None:
     assert cluster.nodes[gone].stop() == 0
     removed = nsd("cluster", "remove", "--json", gone, daemon=asker)
     assert json.loads(removed.stdout) == {"removed": gone}
+
+
+def test_leader_killed_and_started_at_once_does_not_follow_itself(tmp_path: Path) -> None:
+    # (from the benchmark helper's branch) its killed run's leader key outlives the restart: it
+    # must not take itself for the leader and send changes on to itself, hop after hop
+    with running(tmp_path, env={"NSD_CLUSTER_LEASE_TTL": "6"}) as cluster:
+        leader = cluster.wait_leader(list(cluster.nodes))
+        cluster.nodes[leader].kill()
+        back = cluster.start(leader)
+        assert cluster.status(leader)["leader"] == leader  # its dead run's key, on a lease still alive
+        assert cluster.status(leader)["node_leader"] is None  # not itself: nobody to send changes to yet
+        r = requests.put(f"{back.url}/webhdfs/v1/early?op=MKDIRS&user.name=root", timeout=30)
+        assert r.status_code == 200, r.text  # held until another node leads, then made by it
+        new = cluster.wait_leader(list(cluster.nodes), timeout=20)
+        assert new != leader or cluster.status(leader)["node_leader"] == leader
+        assert "early" in InsecureClient(back.url, user="root").list("/")

@@ -477,6 +477,8 @@ class Cluster:
             await asyncio.sleep(POLL_SECONDS)
 
     def _see_leader(self, name: str | None) -> None:
+        if name == self.node and self.role != "leader":
+            name = None  # the key of this node's previous life (killed): nobody leads until its lease ends
         if name != self.leader:
             if self.leader is not None or name is not None:
                 self.stats.failovers += 1 if self.leader is not None else 0
