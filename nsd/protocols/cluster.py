@@ -146,8 +146,10 @@ async def drop_blocks(request: web.Request) -> web.Response:
     _require_token(request)
     body = await request.json()
     digests = body.get("digests") if isinstance(body, dict) else None
-    if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
-        raise errors.Invalid('the body must be {"digests": [DIGEST, ...]}')
+    txid = body.get("txid", 0) if isinstance(body, dict) else 0
+    if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests) or not isinstance(txid, int):
+        raise errors.Invalid('the body must be {"digests": [DIGEST, ...], "txid": N}')
+    await request.app[CLUSTER_KEY].wait_applied(txid, APPLY_TIMEOUT)  # the layouts `free` dropped, here too
     blocks = request.app[BLOCKS_KEY]
     freed = 0
     for d in digests:

@@ -242,7 +242,9 @@ class ClusterBlocks:
                 continue
             try:
                 url = f"{member['http']}/api/v1/cluster/blocks/drop"
-                async with self.session().post(url, json={"digests": digests}) as resp:
+                # the node drops once it has applied this node's changes so far (the dropped layouts)
+                body = {"digests": digests, "txid": self.cluster.applied_txid}
+                async with self.session().post(url, json=body) as resp:
                     if resp.status == 200:
                         freed += int((await resp.json())["freed_bytes"])
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as e:
