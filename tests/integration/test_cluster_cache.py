@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -67,10 +69,17 @@ def wait_ring(cluster: Nodes, timeout: float = 10.0) -> None:
         time.sleep(0.2)
 
 
-def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_storage(tmp_path: Path) -> None:
-    with running(tmp_path, env=ENV) as cluster:
+@contextmanager
+def ring_of_three(root: Path) -> Iterator[Nodes]:
+    """Three nodes (ENV) with a leader, once every node's ring spans all three."""
+    with running(root, env=ENV) as cluster:
         cluster.wait_leader(list(cluster.nodes))
         wait_ring(cluster)
+        yield cluster
+
+
+def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_storage(tmp_path: Path) -> None:
+    with ring_of_three(tmp_path) as cluster:
         files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
@@ -104,9 +113,7 @@ def test_a_second_pass_through_other_nodes_reads_from_the_owners_not_the_under_s
 
 
 def test_free_drops_the_copies_on_every_node(tmp_path: Path) -> None:
-    with running(tmp_path, env=ENV) as cluster:
-        cluster.wait_leader(list(cluster.nodes))
-        wait_ring(cluster)
+    with ring_of_three(tmp_path) as cluster:
         files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
@@ -139,9 +146,7 @@ def test_node_to_node_block_calls_need_the_token_and_matching_bytes(tmp_path: Pa
 
 
 def test_open_redirects_to_the_node_holding_the_data_and_block_locations_name_it(tmp_path: Path) -> None:
-    with running(tmp_path, env=ENV) as cluster:
-        cluster.wait_leader(list(cluster.nodes))
-        wait_ring(cluster)
+    with ring_of_three(tmp_path) as cluster:
         (cluster.ufs / "spread").mkdir()
         for i in range(30):
             (cluster.ufs / "spread" / f"f{i}").write_bytes(f"file {i}\n".encode() * 1000)
@@ -165,9 +170,7 @@ def test_open_redirects_to_the_node_holding_the_data_and_block_locations_name_it
 
 
 def test_node_loss_and_a_node_joining_a_warm_cluster(tmp_path: Path) -> None:
-    with running(tmp_path, env=ENV) as cluster:
-        cluster.wait_leader(list(cluster.nodes))
-        wait_ring(cluster)
+    with ring_of_three(tmp_path) as cluster:
         files = ufs_files(cluster)
         read_all(cluster, files, shift=0)
         wait_settled(cluster)
@@ -249,9 +252,7 @@ def test_async_through_is_persisted_by_the_leader(tmp_path: Path) -> None:
 
 
 def test_the_same_bytes_under_two_mounts_are_stored_once_in_the_cluster(tmp_path: Path) -> None:
-    with running(tmp_path, env=ENV) as cluster:
-        cluster.wait_leader(list(cluster.nodes))
-        wait_ring(cluster)
+    with ring_of_three(tmp_path) as cluster:
         data = os.urandom(BLOCKS_PER_FILE * BLOCK)
         for name in ("one", "two"):
             (tmp_path / name).mkdir()
