@@ -186,6 +186,11 @@ class RecordDecoder:
             self.buffer_updated(n)
             pos += n
 
+    def receiving_large(self) -> bool:
+        """Whether a large record (bulk data: a WRITE's) is arriving and not complete yet."""
+        big = self._big
+        return big is not None and self._big_filled < len(big)
+
     def buffered(self) -> int:
         big = self._big
         return self._end - self._start + (self._big_filled if big is not None else 0)

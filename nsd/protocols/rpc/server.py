@@ -77,6 +77,7 @@ DEFAULT_MAX_INFLIGHT = 64
 RECORD_POOL_BYTES = 32 << 20
 SWEEP_MAX_SECONDS = 10.0
 BATCHED_REPLY_MAX = 16 << 10  # larger replies (READ data) go out on their own, never joined
+BULK_CALL_BYTES = 64 << 10  # a call this large (a WRITE's data) is bulk: no busy polling after it
 _AUTH_STAT_NAMES = {oncrpc.AUTH_BADCRED: "AUTH_BADCRED", oncrpc.AUTH_TOOWEAK: "AUTH_TOOWEAK"}
 
 
@@ -254,6 +255,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         self.last_data = time.monotonic()
         self._read_paused = False
         self._batch: list[Buffer] | None = None  # inline replies gathered while _process runs
+        self._bulk = False  # the latest call carried bulk data (see _process)
         self._sock_fd = -1
 
     # ---- transport callbacks ----------------------------------------------------------------
@@ -325,12 +327,15 @@ class RpcConnection(asyncio.BufferedProtocol):
                     return
                 if record is NEED_DATA:
                     break
+                self._bulk = len(record) > BULK_CALL_BYTES  # type: ignore[arg-type]
                 self._dispatch(record)  # type: ignore[arg-type]
         finally:
             self._flush()
         if self._read_paused or self._write_paused or len(tasks) >= limit:
             self._update_reading()
-        if self.server.poller is not None:
+        # No polling after bulk calls: the next 1 MiB WRITE takes far longer than the window to
+        # arrive, and the spinning loop would take a core from the threads that store the data.
+        if self.server.poller is not None and not (self._bulk or decoder.receiving_large()):
             self.server.poller.traffic()
 
     def _flush(self) -> None:
