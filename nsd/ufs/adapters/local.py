@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from nsd import errors
-from nsd.datadir import fsync_dir
+from nsd.ufs.adapters.dirsync import DirSyncs
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
 
 LIST_BATCH = 1024
@@ -85,6 +85,14 @@ class LocalUfs(Ufs):
         self.root = Path(unquote(parsed.path)).resolve()
         self._device: int | None = None
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
+        self._dirs = DirSyncs()  # directory fsyncs shared by concurrent changes
+
+    async def _durably(self, path: str, directory: Path, op: Callable[[], T]) -> T:
+        """Run the change `op` in `directory` in a thread; return once it is durable."""
+        try:
+            return await self._dirs.change(directory, op)
+        except OSError as e:
+            raise classify(e, path) from None
 
     def _abs(self, path: str, *, follow_last: bool = True) -> Path:
         """The real path for `path`, confined to the root (see the module's docstring).
@@ -147,24 +155,34 @@ class LocalUfs(Ufs):
 
     async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> UfsStatus:
         fd = await self._run(path, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        written = 0
         try:
             async for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
                     n = await self._run(path, os.write, fd, view)
-                    view = view[n:]
-            await self._run(path, os.fsync, fd)
+                    view, written = view[n:], written + n
         except BaseException:
             os.close(fd)
             await asyncio.to_thread(_unlink_quietly, tmp)
             raise
-        os.close(fd)
+
+        def finish() -> os.stat_result:
+            # An empty file has no data to sync: the directory's fsync makes it durable.
+            try:
+                if written:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, p)
+            return os.stat(p)
+
         try:
-            await self._run(path, _replace_durably, tmp, p)
+            st = await self._durably(path, p.parent, finish)
         except BaseException:
             await asyncio.to_thread(_unlink_quietly, tmp)
             raise
-        return await self.stat(path)
+        return _status(p.name, st)
 
     def can_adopt(self, local: Path) -> bool:
         """A file on the same file system as the root can be renamed into place."""
@@ -188,10 +206,9 @@ class LocalUfs(Ufs):
                 if e.errno == errno.EXDEV:
                     return False
                 raise
-            fsync_dir(p.parent)
             return True
 
-        return await self.stat(path) if await self._run(path, adopt) else None
+        return await self.stat(path) if await self._durably(path, p.parent, adopt) else None
 
     async def mkdir(self, path: str) -> None:
         p = self._abs(path)
@@ -208,20 +225,18 @@ class LocalUfs(Ufs):
                     os.rmdir(p)
             else:
                 os.unlink(p)
-            fsync_dir(p.parent)
 
-        await self._run(path, delete)
+        await self._durably(path, p.parent, delete)
 
     async def rename(self, src: str, dst: str) -> None:
         s, d = self._abs(src, follow_last=False), self._abs(dst, follow_last=False)
 
-        def rename() -> None:
-            os.rename(s, d)
-            fsync_dir(d.parent)
-            if s.parent != d.parent:
-                fsync_dir(s.parent)
-
-        await self._run(src, rename)
+        await self._durably(src, d.parent, lambda: os.rename(s, d))
+        if s.parent != d.parent:
+            try:
+                await self._dirs.sync(s.parent)
+            except OSError as e:
+                raise classify(e, src) from None
 
     async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
         """pwrite from `at`, after cutting what an interrupted append left there; no rewrite."""
@@ -292,11 +307,6 @@ def _next_batch(it: Iterator[os.DirEntry[str]], root: Path) -> list[UfsStatus]:
         if len(batch) >= LIST_BATCH:
             break
     return batch
-
-
-def _replace_durably(tmp: Path, dst: Path) -> None:
-    os.replace(tmp, dst)
-    fsync_dir(dst.parent)
 
 
 def _unlink_quietly(p: Path) -> None:

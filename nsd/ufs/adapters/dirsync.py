@@ -1,0 +1,97 @@
+"""Directory fsyncs shared by concurrent changes (group commit for a local directory).
+
+A create, rename or unlink in a local directory is durable once the directory is fsynced. Many
+changes in one directory at once (32 NFS CREATEs in flight, a job writing its part files) need
+not fsync it once each: a sync that starts after a change covers it. So per directory, while
+one fsync runs, the changes finished meanwhile wait for the next one together: at most two
+fsyncs of a directory are ever outstanding (one running, one gathering), whatever the load.
+
+The first change in a quiet directory does its operation and the fsync in one worker-thread
+call, so a lone change costs what it did before (one hand-off to a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from nsd.datadir import fsync_dir
+
+T = TypeVar("T")
+
+
+class _Dir:
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next: asyncio.Future[None] | None = None  # the sync the latest changes wait for
+
+
+class DirSyncs:
+    """Runs directory changes in worker threads and makes them durable (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._syncing: dict[Path, _Dir] = {}  # directories with an fsync running
+        self.fsyncs = 0  # directory fsyncs done (changes made durable / fsyncs: the sharing)
+        self.changes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def change(self, directory: Path, op: Callable[[], T]) -> T:
+        """Run `op` (a change in `directory`) in a thread; return once the change is durable.
+        OSError from `op` or from the fsync is raised as is."""
+        self.changes += 1
+        if directory not in self._syncing:
+            state = self._syncing[directory] = _Dir()
+
+            def op_and_sync() -> T:
+                result = op()
+                fsync_dir(directory)
+                return result
+
+            try:
+                result = await asyncio.to_thread(op_and_sync)
+                self.fsyncs += 1
+            finally:
+                self._done(directory, state)
+            return result
+        result = await asyncio.to_thread(op)
+        await self.sync(directory)
+        return result
+
+    async def sync(self, directory: Path) -> None:
+        """Return once an fsync of `directory` that started after this call has finished."""
+        state = self._syncing.get(directory)
+        if state is None:
+            state = self._syncing[directory] = _Dir()
+            try:
+                await asyncio.to_thread(fsync_dir, directory)
+                self.fsyncs += 1
+            finally:
+                self._done(directory, state)
+            return
+        if state.next is None:
+            state.next = asyncio.get_running_loop().create_future()
+        await asyncio.shield(state.next)
+
+    def _done(self, directory: Path, state: _Dir) -> None:
+        """The running fsync ended: start the one the latest changes wait for, if any."""
+        waiting, state.next = state.next, None
+        if waiting is None:
+            del self._syncing[directory]
+            return
+        task = asyncio.get_running_loop().create_task(self._run_next(directory, state, waiting))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_next(self, directory: Path, state: _Dir, waiting: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.to_thread(fsync_dir, directory)
+            self.fsyncs += 1
+        except OSError as e:
+            waiting.set_exception(e)
+        else:
+            waiting.set_result(None)
+        finally:
+            self._done(directory, state)

@@ -1,0 +1,107 @@
+"""DirSyncs: concurrent changes in one directory share its fsyncs; each returns only after an
+fsync that started after its change; errors reach the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from nsd.ufs.adapters import dirsync
+from nsd.ufs.adapters.dirsync import DirSyncs
+from nsd.ufs.adapters.local import LocalUfs
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path]]:
+    """A log of ("change", dir) and ("fsync", dir) events in the order they happened."""
+    events: list[tuple[str, Path]] = []
+    lock = threading.Lock()
+    real = dirsync.fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        real(path)
+        with lock:
+            events.append(("fsync", path))
+
+    monkeypatch.setattr(dirsync, "fsync_dir", fsync_dir)
+    return events
+
+
+async def test_concurrent_changes_share_fsyncs_and_each_is_covered(tmp_path: Path, synced: list) -> None:
+    syncs = DirSyncs()
+    lock = threading.Lock()
+
+    def make(i: int) -> int:
+        (tmp_path / f"f{i}").write_bytes(b"")
+        with lock:
+            synced.append(("change", tmp_path / f"f{i}"))
+        return i
+
+    got = await asyncio.gather(*(syncs.change(tmp_path, lambda i=i: make(i)) for i in range(64)))
+    assert got == list(range(64))
+    assert syncs.changes == 64
+    fsyncs = [i for i, (kind, _) in enumerate(synced) if kind == "fsync"]
+    assert len(fsyncs) == syncs.fsyncs
+    assert syncs.fsyncs < 64 / 4, f"{syncs.fsyncs} fsyncs for 64 changes: not shared"
+    # every change is followed by an fsync of its directory
+    last_change = max(i for i, (kind, _) in enumerate(synced) if kind == "change")
+    assert fsyncs[-1] > last_change
+    assert all(p == tmp_path for kind, p in synced if kind == "fsync")
+    assert not syncs._syncing  # nothing left running
+
+
+async def test_a_lone_change_is_one_thread_call_with_its_fsync(tmp_path: Path, synced: list) -> None:
+    syncs = DirSyncs()
+    for i in range(3):
+        await syncs.change(tmp_path, lambda i=i: (tmp_path / f"g{i}").write_bytes(b"x"))
+    assert syncs.fsyncs == 3 and [k for k, _ in synced] == ["fsync"] * 3
+
+
+async def test_separate_directories_do_not_wait_for_each_other(tmp_path: Path, synced: list) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    syncs = DirSyncs()
+    await asyncio.gather(syncs.change(a, lambda: None), syncs.change(b, lambda: None))
+    assert sorted(str(p) for _, p in synced) == [str(a), str(b)]
+
+
+async def test_errors_reach_the_caller_and_the_next_sync_still_runs(tmp_path: Path, synced: list) -> None:
+    syncs = DirSyncs()
+
+    def fails() -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    results = await asyncio.gather(
+        syncs.change(tmp_path, lambda: None), syncs.change(tmp_path, fails), return_exceptions=True
+    )
+    assert results[0] is None and isinstance(results[1], FileNotFoundError)
+    gone = tmp_path / "gone"
+    with pytest.raises(FileNotFoundError):
+        await syncs.sync(gone)  # fsync of a directory that is not there
+    await syncs.change(tmp_path, lambda: None)
+    assert not syncs._syncing
+
+
+async def test_local_ufs_changes_share_directory_fsyncs(tmp_path: Path, synced: list) -> None:
+    """32 creates and 32 removes at once in one directory of a local mount: fewer fsyncs than
+    changes, every file there (then gone), and no temporary file left."""
+    ufs = LocalUfs(tmp_path.as_uri())
+
+    async def empty():  # type: ignore[no-untyped-def]
+        return
+        yield b""
+
+    async def one(i: int) -> None:
+        status = await ufs.write(f"part-{i:05d}", empty())
+        assert status.size == 0
+
+    await asyncio.gather(*(one(i) for i in range(32)))
+    assert sorted(os.listdir(tmp_path)) == [f"part-{i:05d}" for i in range(32)]
+    await asyncio.gather(*(ufs.delete(f"part-{i:05d}") for i in range(32)))
+    assert os.listdir(tmp_path) == []
+    fsyncs = sum(1 for kind, _ in synced if kind == "fsync")
+    assert 2 <= fsyncs < 32, fsyncs
