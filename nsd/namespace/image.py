@@ -117,7 +117,7 @@ def load(ns: ImageTree, chunks: Iterable[Any]) -> None:
 
     Checks structure only (ids, entries, header); call check() for every invariant.
     Cost: linear (about 1.5 s per million inodes, unpacking included); each directory's
-    SortedDict is built in one bulk step from its already sorted entries.
+    entries go into its dict in one bulk step, in name order.
     """
     with _gc_paused():
         _load(ns, chunks)
@@ -212,7 +212,7 @@ def _load_entries(
     names, kids = earlier if earlier is not None else ([], [])
     names.extend(last[0])
     kids.extend([inodes[i] for i in last[1]])
-    d.children.update(zip(names, kids, strict=True))  # into an empty SortedDict: one bulk sort
+    d.children.update(zip(names, kids, strict=True))  # in name order: later listings sort in O(n)
     if len(d.children) != len(names):
         raise Corrupt(f"image: directory {d.ino} has a name twice")
     for name, k in zip(names, kids, strict=True):

@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from sortedcontainers import SortedDict
-
 from nsd.errors import (
     Corrupt,
     CrossDevice,
@@ -65,6 +63,7 @@ from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
     SPECIAL_KINDS,
+    Children,
     DirInode,
     FileInode,
     Inode,
@@ -779,8 +778,10 @@ class Namespace:
         todo = [root]
         while todo:
             d = todo.pop()
-            if type(d.children) is not SortedDict:
-                raise AssertionError(f"{self._dir_path(d)}: children is not a SortedDict")
+            if type(d.children) is not Children:
+                raise AssertionError(f"{self._dir_path(d)}: children is not a Children")
+            if d.children._index is not None and list(d.children._index) != sorted(dict.keys(d.children)):
+                raise AssertionError(f"{self._dir_path(d)}: name index out of sync")
             subdirs = 0
             for name, child in d.children.items():
                 try:
