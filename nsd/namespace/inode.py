@@ -28,20 +28,15 @@ class Inode:
     """
 
     __slots__ = (
+        "_shared",
         "atime",
         "ctime",
         "fingerprint",
-        "gen",
-        "gid",
         "ino",
-        "mode",
-        "mount",
         "mtime",
         "name",
-        "nlink",
         "parent",
         "size",
-        "uid",
     )
 
     is_dir: ClassVar[bool] = False
@@ -50,16 +45,10 @@ class Inode:
     namespace_only: ClassVar[bool] = False  # no under-storage object behind it (symlinks, FIFOs, sockets)
 
     ino: int
-    gen: int
-    mode: int
-    uid: int
-    gid: int
-    nlink: int
     size: int
     atime: int
     mtime: int
     ctime: int
-    mount: int
     fingerprint: list[Any] | None
     parent: DirInode
     name: str
@@ -80,17 +69,64 @@ class Inode:
         fingerprint: list[Any] | None,
     ) -> None:
         self.ino = ino
-        self.gen = gen
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        self.nlink = nlink
+        self._shared = _share((mode, uid, gid, nlink, gen, mount))
         self.size = size
         self.atime = atime
         self.mtime = mtime
         self.ctime = ctime
-        self.mount = mount
         self.fingerprint = fingerprint
+
+    # mode, uid, gid, nlink, gen and mount live in one tuple shared by every inode with the same
+    # six values (see _SHARED): one slot where six cost 48 bytes an inode.
+
+    @property
+    def mode(self) -> int:
+        return self._shared[0]
+
+    @mode.setter
+    def mode(self, v: int) -> None:
+        a = self._shared
+        self._shared = _share((v, a[1], a[2], a[3], a[4], a[5]))
+
+    @property
+    def uid(self) -> int:
+        return self._shared[1]
+
+    @uid.setter
+    def uid(self, v: int) -> None:
+        a = self._shared
+        self._shared = _share((a[0], v, a[2], a[3], a[4], a[5]))
+
+    @property
+    def gid(self) -> int:
+        return self._shared[2]
+
+    @gid.setter
+    def gid(self, v: int) -> None:
+        a = self._shared
+        self._shared = _share((a[0], a[1], v, a[3], a[4], a[5]))
+
+    @property
+    def nlink(self) -> int:
+        return self._shared[3]
+
+    @nlink.setter
+    def nlink(self, v: int) -> None:
+        a = self._shared
+        self._shared = _share((a[0], a[1], a[2], v, a[4], a[5]))
+
+    @property
+    def gen(self) -> int:
+        return self._shared[4]
+
+    @property
+    def mount(self) -> int:
+        return self._shared[5]
+
+    @mount.setter
+    def mount(self, v: int) -> None:
+        a = self._shared
+        self._shared = _share((a[0], a[1], a[2], a[3], a[4], v))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ino={self.ino} mode={self.mode:o} nlink={self.nlink} size={self.size}>"
@@ -151,6 +187,17 @@ class SymlinkInode(Inode):
     ) -> None:
         self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
         self.target = target
+
+
+# The one tuple kept for each (mode, uid, gid, nlink, gen, mount) in use. Few combinations occur
+# (a directory's nlink varies, the rest repeat across millions of inodes); the table only grows,
+# by one entry per combination ever seen, as the intern table of ints did before it.
+_SHARED: dict[tuple[int, int, int, int, int, int], tuple[int, int, int, int, int, int]] = {}
+
+
+def _share(values: tuple[int, int, int, int, int, int]) -> tuple[int, int, int, int, int, int]:
+    """The kept tuple equal to `values`."""
+    return _SHARED.setdefault(values, values)
 
 
 SPECIAL_KINDS = frozenset({stat.S_IFIFO, stat.S_IFSOCK})
