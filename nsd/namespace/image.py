@@ -39,6 +39,7 @@ IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trai
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
 IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
 IMAGE_VERSION_IDS = 5  # written only once ids were given to unknown names: version 4 plus header key "auto_ids"
+SHARE_MAX = 1 << 21  # entries of the load's table of shared names and times (~100 MB at most)
 IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS, IMAGE_VERSION_IDS)
 
 
@@ -131,8 +132,11 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     inodes: dict[int, Inode] = {}
     pending: dict[int, tuple[list[str], list[Inode]]] = {}  # entries of big directories
     intern = ns.interned.setdefault
+    # Equal names (part-00000, _SUCCESS, ...) and equal times across directories share one object
+    # (a name is ~70 bytes, a time 40) through these tables, which live only during the load; they
+    # start over past SHARE_MAX entries, so the load's extra peak stays bounded.
+    shared: dict[Any, Any] = {}
     records = 0
-    last_time = 0
     try:
         for chunk in it:
             if isinstance(chunk, dict):
@@ -150,14 +154,11 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
                     kids.extend([inodes[i] for i in rec[2]])
                     continue
                 ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra = rec
-                # Equal times share one int object (32 bytes each).
-                if atime == last_time:
-                    atime = last_time
-                if mtime == atime:
-                    mtime = atime
-                if ctime == mtime:
-                    ctime = mtime
-                last_time = ctime
+                if len(shared) > SHARE_MAX:
+                    shared.clear()
+                atime = shared.setdefault(atime, atime)
+                mtime = shared.setdefault(mtime, mtime)
+                ctime = shared.setdefault(ctime, ctime)
                 mode = intern(mode, mode)
                 uid = intern(uid, uid)
                 gid = intern(gid, gid)
@@ -167,7 +168,7 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
                     node = FileInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra)
                 elif kind == stat.S_IFDIR:
                     node = DirInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, None, "")
-                    _load_entries(node, extra, pending.pop(ino, None), inodes, ns.links)
+                    _load_entries(node, extra, pending.pop(ino, None), inodes, ns.links, shared)
                 elif kind == stat.S_IFLNK:
                     node = SymlinkInode(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fp, extra)
                 elif kind in SPECIAL_KINDS:
@@ -208,9 +209,11 @@ def _load_entries(
     earlier: tuple[list[str], list[Inode]] | None,
     inodes: dict[int, Inode],
     links: dict[int, list[tuple[DirInode, str]]],
+    shared: dict[Any, Any],
 ) -> None:
     names, kids = earlier if earlier is not None else ([], [])
     names.extend(last[0])
+    names = [shared.setdefault(n, n) for n in names]
     kids.extend([inodes[i] for i in last[1]])
     d.children.update(zip(names, kids, strict=True))  # in name order: later listings sort in O(n)
     if len(d.children) != len(names):
