@@ -33,6 +33,7 @@ from nsd.namespace.inode import (
     SpecialInode,
     SymlinkInode,
 )
+from nsd.namespace.table import InodeTable
 
 IMAGE_VERSION = 1
 IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trailing {"xattrs": ...} chunk
@@ -129,7 +130,7 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     header = next(it, None)
     if not isinstance(header, dict) or header.get("version") not in IMAGE_VERSIONS:
         raise Corrupt(f"not a namespace image header: {header!r}")
-    inodes: dict[int, Inode] = {}
+    inodes = InodeTable()
     pending: dict[int, tuple[list[str], list[Inode]]] = {}  # entries of big directories
     intern = ns.interned.setdefault
     # Equal names (part-00000, _SUCCESS, ...) and equal times across directories share one object
@@ -181,7 +182,7 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
             raise Corrupt("image: an inode id appears twice, or entries of no directory")
         root = inodes[ROOT_INO]
         next_ino = header["next_ino"]
-        if max(inodes) >= next_ino:
+        if inodes.last() >= next_ino:
             raise Corrupt(f"image: next_ino {next_ino} is not above every inode id")
         if not ns.xattrs.keys() <= inodes.keys():
             raise Corrupt("image: xattrs of an inode that does not exist")
@@ -207,7 +208,7 @@ def _load_entries(
     d: DirInode,
     last: list[Any],
     earlier: tuple[list[str], list[Inode]] | None,
-    inodes: dict[int, Inode],
+    inodes: InodeTable,
     links: dict[int, list[tuple[DirInode, str]]],
     shared: dict[Any, Any],
 ) -> None:

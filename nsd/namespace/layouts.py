@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from nsd.errors import Corrupt, Invalid
 from nsd.journal.ops import CacheBlock, DropLayout, Persisted, RequestPersist, SetPin, SetTtl
 from nsd.namespace.inode import FileInode, Inode
+from nsd.namespace.table import InodeTable
 
 TTL_ACTIONS = ("free", "delete")
 _SAME: Any = object()
@@ -40,7 +41,7 @@ class LayoutTables(Protocol):
     """What this module reads and changes of a namespace (tree.Namespace is one): the tree
     imports this module, so it is typed by this shape rather than by the tree."""
 
-    inodes: dict[int, Inode]
+    inodes: InodeTable
     pinned: set[int]
     kept: dict[str, int]
     persist_pending: set[int]

@@ -1,0 +1,135 @@
+"""The inode table: inode id -> Inode, in pages of consecutive ids.
+
+Inode ids are handed out in order and never reused, so live ids sit in dense runs. A dict keyed
+by id costs ~40 bytes an inode (its hash table, with room to grow); here a page of PAGE
+consecutive ids is a list of PAGE references (8 bytes an id) in a dict by page number, and a
+lookup is two indexings. A page whose inodes mostly went (fewer than PAGE // 16 live) becomes a
+dict offset -> inode, so ids that died cost nothing; it turns back into a list at PAGE // 8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TypeVar
+
+from nsd.namespace.inode import Inode
+
+SHIFT = 12
+PAGE = 1 << SHIFT
+MASK = PAGE - 1
+SPARSE = PAGE // 16  # a list page this empty becomes a dict
+DENSE = PAGE // 8  # a dict page this full becomes a list again
+
+_T = TypeVar("_T")
+Page = list[Inode | None] | dict[int, Inode]
+
+
+class InodeTable(MutableMapping[int, Inode]):
+    """A mapping ino -> Inode (see the module docstring), iterated in id order. Ids are ints."""
+
+    __slots__ = ("_counts", "_len", "_pages")
+
+    def __init__(self) -> None:
+        self._pages: dict[int, Page] = {}
+        self._counts: dict[int, int] = {}  # live inodes per page
+        self._len = 0
+
+    def __getitem__(self, ino: int) -> Inode:
+        try:
+            node = self._pages[ino >> SHIFT][ino & MASK]
+        except (KeyError, TypeError):
+            raise KeyError(ino) from None
+        if node is None:
+            raise KeyError(ino)
+        return node
+
+    def get(self, ino: int, default: _T | None = None) -> Inode | _T | None:  # type: ignore[override]
+        try:
+            node = self._pages[ino >> SHIFT][ino & MASK]
+        except (KeyError, TypeError):
+            return default
+        return default if node is None else node
+
+    def __contains__(self, ino: object) -> bool:
+        try:
+            return self._pages[ino >> SHIFT][ino & MASK] is not None  # type: ignore[operator]
+        except (KeyError, TypeError):
+            return False
+
+    def __setitem__(self, ino: int, node: Inode) -> None:
+        if type(ino) is not int:
+            raise TypeError(f"inode ids are ints, not {ino!r}")
+        number, offset = ino >> SHIFT, ino & MASK
+        page = self._pages.get(number)
+        if page is None:
+            page = self._pages[number] = [None] * PAGE
+            self._counts[number] = 0
+        if isinstance(page, list):
+            new = page[offset] is None
+            page[offset] = node
+        else:
+            new = offset not in page
+            page[offset] = node
+        if new:
+            self._len += 1
+            count = self._counts[number] = self._counts[number] + 1
+            if count >= DENSE and isinstance(page, dict):
+                dense: list[Inode | None] = [None] * PAGE
+                for k, v in page.items():
+                    dense[k] = v
+                self._pages[number] = dense
+
+    def __delitem__(self, ino: int) -> None:
+        if ino not in self:
+            raise KeyError(ino)
+        number, offset = ino >> SHIFT, ino & MASK
+        page = self._pages[number]
+        if isinstance(page, list):
+            page[offset] = None
+        else:
+            del page[offset]
+        self._len -= 1
+        count = self._counts[number] = self._counts[number] - 1
+        if count == 0:
+            del self._pages[number], self._counts[number]
+        elif count < SPARSE and isinstance(page, list):
+            self._pages[number] = {k: v for k, v in enumerate(page) if v is not None}
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[int]:
+        for number in sorted(self._pages):
+            page = self._pages[number]
+            base = number << SHIFT
+            if isinstance(page, list):
+                for offset, node in enumerate(page):
+                    if node is not None:
+                        yield base + offset
+            else:
+                for offset in sorted(page):
+                    yield base + offset
+
+    def last(self) -> int:
+        """The highest id in the table (ValueError if empty). O(pages)."""
+        if not self._pages:
+            raise ValueError("empty inode table")
+        number = max(self._pages)
+        page = self._pages[number]
+        if isinstance(page, dict):
+            return (number << SHIFT) + max(page)
+        offset = next(i for i in range(PAGE - 1, -1, -1) if page[i] is not None)
+        return (number << SHIFT) + offset
+
+    def __repr__(self) -> str:
+        return f"<InodeTable of {self._len} inodes in {len(self._pages)} pages>"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (list(self.items()),))
+
+
+def _rebuild(items: list[tuple[int, Inode]]) -> InodeTable:
+    table = InodeTable()
+    for ino, node in items:
+        table[ino] = node
+    return table

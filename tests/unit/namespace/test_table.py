@@ -1,0 +1,57 @@
+"""The paged inode table behaves as a dict ino -> Inode, dense or sparse."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nsd.namespace.inode import FileInode
+from nsd.namespace.table import PAGE, InodeTable
+
+
+def node(ino: int) -> FileInode:
+    return FileInode(ino, 1, 0o100644, 0, 0, 1, 0, 0, 0, 0, 0, None, None)
+
+
+def test_matches_a_dict_through_random_inserts_and_deletes() -> None:
+    rng = random.Random(7)
+    table, model = InodeTable(), {}
+    for step in range(20_000):
+        ino = rng.randrange(1, 5 * PAGE)
+        if ino in model and rng.random() < 0.7:
+            del table[ino], model[ino]
+        elif ino not in model:
+            table[ino] = model[ino] = node(ino)
+        if step % 2_000 == 0:
+            assert list(table) == sorted(model) and len(table) == len(model)
+    assert dict(table.items()) == model and table.last() == max(model)
+    assert all(table.get(i) is model.get(i) and (i in table) == (i in model) for i in range(5 * PAGE + 2))
+
+
+def test_sparse_pages_become_dicts_and_dense_again() -> None:
+    table = InodeTable()
+    for i in range(PAGE):
+        table[i] = node(i)
+    for i in range(PAGE - 10):
+        del table[i]
+    assert isinstance(table._pages[0], dict) and sorted(table) == list(range(PAGE - 10, PAGE))
+    for i in range(PAGE // 2):
+        table[i] = node(i)
+    assert isinstance(table._pages[0], list) and len(table) == PAGE // 2 + 10
+    for i in list(table):
+        del table[i]
+    assert not table._pages and len(table) == 0
+
+
+def test_missing_and_odd_keys() -> None:
+    table = InodeTable()
+    table[1] = node(1)
+    assert table.get("x") is None and "x" not in table and table.get(-1) is None  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        table[2]
+    with pytest.raises(KeyError):
+        del table[2]
+    with pytest.raises(TypeError):
+        table["x"] = node(3)  # type: ignore[index]
+    assert table.keys() == {1} and {1, 2} - table.keys() == {2}
