@@ -78,6 +78,7 @@ XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xa
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
 PERMS = 0o7777
+NAMES_SHARED = 1 << 16  # names kept for sharing (Namespace.recent_names): ~6 MB at most
 Search = Callable[[DirInode], None]  # called for each directory a path walk looks into
 
 Entry = tuple[int, str, Inode]
@@ -89,6 +90,9 @@ class Namespace:
     def __init__(self, *, root_uid: int = 0, root_gid: int = 0, root_mode: int = 0o755, time_ns: int = 0) -> None:
         # Modes, uids and gids repeat across millions of inodes; one int object each.
         self.interned: dict[int, int] = {}
+        # Names made by recent creates and renames, so one name used in many directories
+        # (part-00000.parquet, _SUCCESS) is one str object; bounded: cleared at NAMES_SHARED.
+        self.recent_names: dict[str, str] = {}
         mode = self.intern(stat.S_IFDIR | (root_mode & PERMS))
         uid, gid = self.intern(root_uid), self.intern(root_gid)
         self.root = DirInode(ROOT_INO, 1, mode, uid, gid, 2, 0, time_ns, time_ns, time_ns, 0, None, None, "")
@@ -141,6 +145,13 @@ class Namespace:
     def intern(self, value: int) -> int:
         """The one int object kept for `value` (see `interned`)."""
         return self.interned.setdefault(value, value)
+
+    def share_name(self, name: str) -> str:
+        """An equal name made recently, else `name` (see `recent_names`). Cost: a dict lookup."""
+        names = self.recent_names
+        if len(names) >= NAMES_SHARED:
+            names.clear()
+        return names.setdefault(name, name)
 
     def forget_side_state(self, ino: int) -> None:
         """A directory (or other non-file) inode left the tree: drop what side tables hold for it."""
@@ -580,10 +591,11 @@ class Namespace:
         _check_time(op.time_ns)
         t = op.time_ns
         mode, uid, gid = self.intern(op.mode), self.intern(op.uid), self.intern(op.gid)
+        name = self.share_name(op.name)
         kind = mode & S_IFMT
         node: Inode
         if kind == stat.S_IFDIR:
-            node = DirInode(ino, 1, mode, uid, gid, 2, 0, t, t, t, parent.mount, None, parent, op.name)
+            node = DirInode(ino, 1, mode, uid, gid, 2, 0, t, t, t, parent.mount, None, parent, name)
             parent.nlink += 1
         elif kind == stat.S_IFLNK:
             assert op.target is not None
@@ -594,8 +606,8 @@ class Namespace:
         else:
             node = FileInode(ino, 1, mode, uid, gid, 1, 0, t, t, t, parent.mount, None, None)
         if not isinstance(node, DirInode):
-            node.parent, node.name = parent, op.name
-        parent.add_child(op.name, node)
+            node.parent, node.name = parent, name
+        parent.add_child(name, node)
         self.inodes[ino] = node
         layouts.inherit_pin(self, parent, node)
         parent.mtime = parent.ctime = t
@@ -647,11 +659,12 @@ class Namespace:
                 self.forget_side_state(old.ino)
             else:
                 self.drop_link(old, dst, op.dst_name, t)
-        dst.add_child(op.dst_name, node)
+        name = self.share_name(op.dst_name)
+        dst.add_child(name, node)
         if isinstance(node, DirInode):
             src.nlink -= 1
             dst.nlink += 1
-        self._move_link(node, src, op.src_name, dst, op.dst_name)
+        self._move_link(node, src, op.src_name, dst, name)
         node.ctime = t
         src.mtime = src.ctime = t
         dst.mtime = dst.ctime = t

@@ -55,3 +55,26 @@ def test_missing_and_odd_keys() -> None:
     with pytest.raises(TypeError):
         table["x"] = node(3)  # type: ignore[index]
     assert table.keys() == {1} and {1, 2} - table.keys() == {2}
+
+
+def test_a_name_used_in_many_directories_is_one_object() -> None:
+    """Creates and renames share equal names (part-00000 in every job's output): one str."""
+    import stat
+
+    from nsd.namespace.tree import NAMES_SHARED, Namespace
+
+    ns = Namespace()
+    made = []
+    for d in range(3):
+        mk = ns.plan_mknod(1, f"job{d}", stat.S_IFDIR | 0o755, 0, 0, 1)
+        ns.apply(mk)
+        f = ns.plan_mknod(mk.ino, "".join(["part-", "00000"]), stat.S_IFREG | 0o644, 0, 0, 1)  # a new str each
+        ns.apply(f)
+        made.append(ns.inodes[f.ino])
+    assert made[0].name == "part-00000"
+    assert made[0].name is made[1].name is made[2].name
+    assert ns.get_dir(made[0].parent.ino).children.get("part-00000") is made[0]
+    renamed = ns.plan_rename(made[2].parent.ino, "part-00000", 1, "".join(["part-", "00000"]), 2)
+    ns.apply(renamed)
+    assert next(n for n in ns.root.children if n == "part-00000") is made[0].name
+    assert len(ns.recent_names) <= NAMES_SHARED
