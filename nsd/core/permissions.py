@@ -84,10 +84,10 @@ class Permissions:
     @staticmethod
     def bits(node: Inode, who: Caller) -> int:
         """The rwx bits of `node` that apply to `who` (owner, else group, else other)."""
-        mode = node.mode
-        if who.uid == node.uid:
+        mode, uid, gid = node.ids[:3]  # one read: mode, uid and gid are properties of ids
+        if who.uid == uid:
             return (mode >> 6) & 7
-        if who.gid == node.gid or node.gid in who.gids:
+        if who.gid == gid or gid in who.gids:
             return (mode >> 3) & 7
         return mode & 7
 
@@ -103,12 +103,13 @@ class Permissions:
         uid, gid, gids = who.uid, who.gid, who.gids
 
         def search(d: DirInode) -> None:
-            if uid == d.uid:
-                ok = d.mode & 0o100
-            elif gid == d.gid or d.gid in gids:
-                ok = d.mode & 0o010
+            mode, d_uid, d_gid = d.ids[:3]
+            if uid == d_uid:
+                ok = mode & 0o100
+            elif gid == d_gid or d_gid in gids:
+                ok = mode & 0o010
             else:
-                ok = d.mode & 0o001
+                ok = mode & 0o001
             if not ok:
                 self.require(d, who, X)  # raises, worded
 

@@ -40,11 +40,14 @@ class _Attrs(Protocol):
 class Attrs:
     """A frozen copy of the attributes an NFS reply shows (the same names as an Inode's)."""
 
-    __slots__ = ("atime", "ctime", "gid", "ino", "mode", "mtime", "nlink", "size", "uid")
+    __slots__ = ("atime", "ctime", "gid", "ids", "ino", "mode", "mtime", "nlink", "size", "uid")
+
+    ids: tuple[int, int, int, int]
 
     def __init__(self, n: _Attrs) -> None:
         self.ino, self.mode, self.nlink, self.uid, self.gid = n.ino, n.mode, n.nlink, n.uid, n.gid
         self.size, self.atime, self.mtime, self.ctime = n.size, n.atime, n.mtime, n.ctime
+        self.ids = (n.mode, n.uid, n.gid, n.nlink)  # as an Inode's ids begin (attrs.post_op_attr)
 
     def same_wcc(self, n: _Attrs) -> bool:
         """Whether `n` still has these pre-op attributes (size, mtime, ctime)."""

@@ -27,16 +27,16 @@ Page = list[Inode | None] | dict[int, Inode]
 class InodeTable(MutableMapping[int, Inode]):
     """A mapping ino -> Inode (see the module docstring), iterated in id order. Ids are ints."""
 
-    __slots__ = ("_counts", "_len", "_pages")
+    __slots__ = ("_counts", "_len", "pages")
 
     def __init__(self) -> None:
-        self._pages: dict[int, Page] = {}
+        self.pages: dict[int, Page] = {}  # read directly by Namespace.get (the hottest lookup)
         self._counts: dict[int, int] = {}  # live inodes per page
         self._len = 0
 
     def __getitem__(self, ino: int) -> Inode:
         try:
-            node = self._pages[ino >> SHIFT][ino & MASK]
+            node = self.pages[ino >> SHIFT][ino & MASK]
         except (KeyError, TypeError):
             raise KeyError(ino) from None
         if node is None:
@@ -45,14 +45,14 @@ class InodeTable(MutableMapping[int, Inode]):
 
     def get(self, ino: int, default: _T | None = None) -> Inode | _T | None:  # type: ignore[override]
         try:
-            node = self._pages[ino >> SHIFT][ino & MASK]
+            node = self.pages[ino >> SHIFT][ino & MASK]
         except (KeyError, TypeError):
             return default
         return default if node is None else node
 
     def __contains__(self, ino: object) -> bool:
         try:
-            return self._pages[ino >> SHIFT][ino & MASK] is not None  # type: ignore[operator]
+            return self.pages[ino >> SHIFT][ino & MASK] is not None  # type: ignore[operator]
         except (KeyError, TypeError):
             return False
 
@@ -60,9 +60,9 @@ class InodeTable(MutableMapping[int, Inode]):
         if type(ino) is not int:
             raise TypeError(f"inode ids are ints, not {ino!r}")
         number, offset = ino >> SHIFT, ino & MASK
-        page = self._pages.get(number)
+        page = self.pages.get(number)
         if page is None:
-            page = self._pages[number] = [None] * PAGE
+            page = self.pages[number] = [None] * PAGE
             self._counts[number] = 0
         if isinstance(page, list):
             new = page[offset] is None
@@ -77,13 +77,13 @@ class InodeTable(MutableMapping[int, Inode]):
                 dense: list[Inode | None] = [None] * PAGE
                 for k, v in page.items():
                     dense[k] = v
-                self._pages[number] = dense
+                self.pages[number] = dense
 
     def __delitem__(self, ino: int) -> None:
         if ino not in self:
             raise KeyError(ino)
         number, offset = ino >> SHIFT, ino & MASK
-        page = self._pages[number]
+        page = self.pages[number]
         if isinstance(page, list):
             page[offset] = None
         else:
@@ -91,16 +91,16 @@ class InodeTable(MutableMapping[int, Inode]):
         self._len -= 1
         count = self._counts[number] = self._counts[number] - 1
         if count == 0:
-            del self._pages[number], self._counts[number]
+            del self.pages[number], self._counts[number]
         elif count < SPARSE and isinstance(page, list):
-            self._pages[number] = {k: v for k, v in enumerate(page) if v is not None}
+            self.pages[number] = {k: v for k, v in enumerate(page) if v is not None}
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[int]:
-        for number in sorted(self._pages):
-            page = self._pages[number]
+        for number in sorted(self.pages):
+            page = self.pages[number]
             base = number << SHIFT
             if isinstance(page, list):
                 for offset, node in enumerate(page):
@@ -112,17 +112,17 @@ class InodeTable(MutableMapping[int, Inode]):
 
     def last(self) -> int:
         """The highest id in the table (ValueError if empty). O(pages)."""
-        if not self._pages:
+        if not self.pages:
             raise ValueError("empty inode table")
-        number = max(self._pages)
-        page = self._pages[number]
+        number = max(self.pages)
+        page = self.pages[number]
         if isinstance(page, dict):
             return (number << SHIFT) + max(page)
         offset = next(i for i in range(PAGE - 1, -1, -1) if page[i] is not None)
         return (number << SHIFT) + offset
 
     def __repr__(self) -> str:
-        return f"<InodeTable of {self._len} inodes in {len(self._pages)} pages>"
+        return f"<InodeTable of {self._len} inodes in {len(self.pages)} pages>"
 
     def __reduce__(self) -> Any:
         return (_rebuild, (list(self.items()),))

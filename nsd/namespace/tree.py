@@ -71,7 +71,7 @@ from nsd.namespace.inode import (
     SymlinkInode,
 )
 from nsd.namespace.names import PATH_MAX, join_path, split_path, utf8, validate_name
-from nsd.namespace.table import InodeTable
+from nsd.namespace.table import MASK, SHIFT, InodeTable
 
 MAX_SYMLINKS = 40  # as Linux: the 41st link followed in one resolution is a loop
 XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xattr-size
@@ -163,10 +163,13 @@ class Namespace:
 
     def get(self, ino: int) -> Inode:
         """The live inode `ino`; Stale if it never existed or is gone. O(1)."""
-        try:
-            return self.inodes[ino]
+        try:  # InodeTable.__getitem__ inline: a Python call less on every NFS call
+            node = self.inodes.pages[ino >> SHIFT][ino & MASK]
         except (KeyError, TypeError):
             raise Stale(f"no inode {ino!r}") from None
+        if node is None:
+            raise Stale(f"no inode {ino!r}")
+        return node
 
     def get_dir(self, ino: int) -> DirInode:
         """The live directory `ino`; Stale, or NotDir if it is something else. O(1)."""

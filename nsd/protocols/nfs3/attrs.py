@@ -61,9 +61,10 @@ def post_op_attr(node: Inode | Attrs, fsid: int) -> bytes:
         asec, ansec, msec, mnsec, csec, cnsec = a // _NS, a % _NS, m // _NS, m % _NS, c // _NS, c % _NS
     else:
         (asec, ansec), (msec, mnsec), (csec, cnsec) = split_time(a), split_time(m), split_time(c)
-    mode = node.mode
+    ids = node.ids  # (mode, uid, gid, nlink, ...): one read instead of four properties
+    mode = ids[0]
     return POST_OP_ATTR.pack(
-        1, _FTYPE.get(mode & 0o170000, 1), mode & 0o7777, node.nlink, node.uid, node.gid,
+        1, _FTYPE.get(mode & 0o170000, 1), mode & 0o7777, ids[3], ids[1], ids[2],
         node.size, node.size, 0, 0, fsid, node.ino, asec, ansec, msec, mnsec, csec, cnsec,
     )  # fmt: skip
 

@@ -35,13 +35,13 @@ def test_sparse_pages_become_dicts_and_dense_again() -> None:
         table[i] = node(i)
     for i in range(PAGE - 10):
         del table[i]
-    assert isinstance(table._pages[0], dict) and sorted(table) == list(range(PAGE - 10, PAGE))
+    assert isinstance(table.pages[0], dict) and sorted(table) == list(range(PAGE - 10, PAGE))
     for i in range(PAGE // 2):
         table[i] = node(i)
-    assert isinstance(table._pages[0], list) and len(table) == PAGE // 2 + 10
+    assert isinstance(table.pages[0], list) and len(table) == PAGE // 2 + 10
     for i in list(table):
         del table[i]
-    assert not table._pages and len(table) == 0
+    assert not table.pages and len(table) == 0
 
 
 def test_missing_and_odd_keys() -> None:
