@@ -39,6 +39,7 @@ from nsd.errors import Invalid, NoSpace
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
+HELD_SWEEP_AT = 4096  # hold() drops the expired holds when it has this many
 
 
 class BlockStore:
@@ -82,6 +83,7 @@ class BlockStore:
         if not 0.0 < low_watermark <= high_watermark <= 1.0:
             raise ValueError(f"watermarks must satisfy 0 < low <= high <= 1, not {low_watermark}, {high_watermark}")
         self.must_keep = must_keep
+        self._held_until: dict[str, float] = {}  # digest -> monotonic deadline (hold())
         self.high_watermark = high_watermark
         self.low_watermark = low_watermark
         self.verify_reads = verify_reads
@@ -243,6 +245,24 @@ class BlockStore:
     def refs(self, digest: str) -> int:
         return self._refs.get(digest, 0)
 
+    def hold(self, digest: str, seconds: float) -> None:
+        """Keep `digest` from eviction for `seconds` (a block a peer gave this node, its owner,
+        before the layout that makes must_keep() true for it has arrived here)."""
+        now = time.monotonic()
+        if len(self._held_until) >= HELD_SWEEP_AT:
+            self._held_until = {d: t for d, t in self._held_until.items() if t > now}
+        self._held_until[digest] = max(self._held_until.get(digest, 0.0), now + seconds)
+
+    def held(self, digest: str) -> bool:
+        """Whether a hold() on `digest` is still running. Cost: one dict lookup when none is."""
+        until = self._held_until.get(digest)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._held_until[digest]
+        return False
+
     # ---- eviction -------------------------------------------------------------------------------
 
     async def evict(self) -> int:
@@ -261,7 +281,7 @@ class BlockStore:
             for digest in self._victims(t):
                 if self._index.committed(t) <= target:
                     break
-                if self.must_keep(digest):
+                if self.must_keep(digest) or self.held(digest):
                     continue
                 entry = self._forget(digest)
                 assert entry is not None
@@ -406,7 +426,7 @@ class BlockStore:
             for digest in self._victims(t):
                 if need <= 0:
                     break
-                if self.must_keep(digest):
+                if self.must_keep(digest) or self.held(digest):
                     continue
                 chosen.append(digest)
                 need -= self._index.entries[digest].size

@@ -38,6 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TXID_HEADER = "X-Nsd-Txid"
 APPLY_TIMEOUT = 10.0  # seconds a follower waits to apply a change the leader made for it
 LEADER_POLL = 0.1  # seconds between looks for a new leader while the last one is gone
+RECEIVED_HOLD_SECONDS = 600.0  # a block given to this node is not evicted before its layout can arrive
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
@@ -175,6 +176,8 @@ async def put_block(request: web.Request) -> web.Response:
     block = bytes(data)
     if await asyncio.to_thread(hash_block, block) != digest:
         raise errors.Invalid("the block's bytes do not match its digest")
+    # Its layout (which keeps it) arrives with the writer's change, after every block is copied.
+    blocks.hold(digest, RECEIVED_HOLD_SECONDS)
     await blocks.put(block)
     return web.json_response({"digest": digest})
 

@@ -116,7 +116,7 @@ class Cache:
             await self.copies(digest, data)
 
     def must_keep(self, digest: str) -> bool:
-        return digest in self.ns.kept or digest in self.holds
+        return digest in self.ns.kept or digest in self.holds or self.blocks.held(digest)
 
     def hold(self, digests: Iterable[str]) -> None:
         for d in digests:

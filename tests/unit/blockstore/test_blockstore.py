@@ -374,6 +374,28 @@ async def test_put_evicts_to_make_room_but_never_must_keep_blocks_and_then_fails
     store.check()
 
 
+async def test_a_held_block_is_not_evicted_until_its_hold_ends(make: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block a peer gave this node is held (cluster: before its layout arrives): neither a
+    put that needs room nor an eviction pass drops it while the hold runs; then they may."""
+    clock = [1000.0]
+    monkeypatch.setattr("nsd.blockstore.store.time.monotonic", lambda: clock[0])
+    keep: set[str] = set()
+    store = await make(MiB, 2 * 4 * KiB, must_keep=keep.__contains__)
+    given, other = blocks(2, 4 * KiB)
+    store.hold(hash_block(given), 600)
+    await store.put(given)
+    await store.put(other)
+    keep.add(await store.put(blocks(1, 4 * KiB, seed=5)[0]))  # room made by evicting `other`
+    assert store.has(hash_block(given)) and not store.has(hash_block(other))
+    with pytest.raises(NoSpace):
+        await store.put(blocks(1, 4 * KiB, seed=6)[0])  # only the held block could go
+    clock[0] += 601
+    assert not store.held(hash_block(given))
+    assert await store.put(blocks(1, 4 * KiB, seed=6)[0])
+    assert not store.has(hash_block(given))
+    store.check()
+
+
 async def test_a_block_larger_than_every_tier_or_the_maximum_is_refused(make: Factory, tmp_path: Path) -> None:
     store = await make(MiB, 8 * KiB, max_block_bytes=MiB)
     with pytest.raises(NoSpace):
