@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from nsd.core import wcc
+from nsd.core.trim import release_free_memory
 from nsd.errors import JournalFailed, NoSpace, NsdError
 from nsd.journal.checkpoint import checkpoint_name, list_checkpoints, write_checkpoint
 from nsd.journal.ops import IntentDone, Op
@@ -156,6 +157,7 @@ class MetaStore:
         ns = Namespace.from_image(rec.image) if rec.image is not None else Namespace()
         for _, op in rec.ops:
             ns.apply(op)
+        release_free_memory()  # what reading the checkpoint in a thread left in its arena
         for note in rec.torn:
             log.warning("journal: %s", note)
         log.info(
@@ -340,6 +342,7 @@ class MetaStore:
         self.last_checkpoint_time = time.monotonic()
         self.last_checkpoint_seconds = self.last_checkpoint_time - started
         purge(self.journal_dir)
+        release_free_memory()  # the image's buffers, packed in a worker thread
         log.info("checkpoint at txid %d in %.2fs", txid, self.last_checkpoint_seconds)
 
     async def close(self, *, checkpoint: bool = True) -> None:

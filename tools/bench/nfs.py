@@ -59,6 +59,7 @@ class Target:
     export: str  # what MNT is given and what URLs start with
     store_dir: Path  # a file put here (out of band) appears under store_prefix in the export
     store_prefix: str
+    pid: int = 0  # the server's process (0: not known)
     results: dict[str, float] = field(default_factory=dict)
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # min, max over rounds
 
@@ -147,9 +148,13 @@ def ops_per_second(
 
 
 @contextlib.contextmanager
-def nsd_server(workdir: Path, name: str = "nsd", env: dict[str, str] | None = None) -> Iterator[Target]:
+def nsd_server(
+    workdir: Path, name: str = "nsd", env: dict[str, str] | None = None, *, reuse: bool = False
+) -> Iterator[Target]:
+    """An nsd on `workdir/NAME-data` exporting /bench, with a local under-storage mounted at
+    /bench/store; `reuse`: start again on the data dir an earlier call made (and left so)."""
     data = workdir / f"{name}-data"
-    log = open(workdir / f"{name}.log", "w")  # noqa: SIM115
+    log = open(workdir / f"{name}.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "nsd.cli", "serve", "--data-dir", str(data), "--http-port", "0", "--nfs-port", "0"],
         stdout=subprocess.PIPE,
@@ -164,13 +169,14 @@ def nsd_server(workdir: Path, name: str = "nsd", env: dict[str, str] | None = No
             raise RuntimeError(f"nsd did not start: {(workdir / f'{name}.log').read_text()}")
         fields = dict(p.split("=", 1) for p in line.split() if "=" in p)
         port = int(fields["nfs"].rsplit(":", 1)[1])
-        asyncio.run(_mkdir(port, "/", "bench"))
         # a local under-storage mounted at /bench/store: files put there are found by lookups
         store = workdir / f"{name}-store"
-        store.mkdir()
-        cli = [sys.executable, "-m", "nsd.cli", "--server", fields["http"], "--data-dir", str(data)]
-        subprocess.run([*cli, "mount", "add", "/bench/store", store.as_uri()], check=True, capture_output=True)
-        yield Target(name, port, "/bench", store, "store/")
+        if not reuse:
+            asyncio.run(_mkdir(port, "/", "bench"))
+            store.mkdir()
+            cli = [sys.executable, "-m", "nsd.cli", "--server", fields["http"], "--data-dir", str(data)]
+            subprocess.run([*cli, "mount", "add", "/bench/store", store.as_uri()], check=True, capture_output=True)
+        yield Target(name, port, "/bench", store, "store/", pid=proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
