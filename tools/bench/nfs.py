@@ -7,7 +7,9 @@ Needs (installed by nothing here; as root on Debian):
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
 WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
 --reads), the same for a file copied into the store behind the server's back (nsd: its root
-under-storage, read once to fill the cache first; ganesha: its export directory), GETATTR and
+under-storage, read once to fill the cache first; ganesha: its export directory) and for an
+object put in an S3 bucket nsd mounts (moto's server in this process; ganesha reads the same
+bytes from its export directory again), GETATTR and
 LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
 pairs the same way (each server's durability per change: nsd's journal record is fsynced before
 the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
@@ -18,6 +20,10 @@ one right after the other, so a busy machine skews them alike. Prints each and t
 ganesha (for latency rows lower is better).
 `--nsd NAME:KEY=VALUE,...` adds another nsd with those settings (environment variables), e.g.
 `--nsd nopoll:NSD_NFS_BUSY_POLL_US=0`, to see what a setting is worth in the same run.
+`--cpus 1` runs every server and client on CPU 1 only: on a VM, waking a process on another,
+idle vCPU costs tens of microseconds, and where the scheduler puts a server's threads next to
+the client decides most of a one-call-in-flight round trip; on one CPU both servers are measured
+without that (docs/architecture.md, NFS performance).
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -41,6 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nsd.protocols.rpc import oncrpc
 from nsd.protocols.xdr import Packer, Unpacker
@@ -60,6 +67,7 @@ class Target:
     store_dir: Path  # a file put here (out of band) appears under store_prefix in the export
     store_prefix: str
     pid: int = 0  # the server's process (0: not known)
+    s3_prefix: str | None = None  # where an object put in the bench's S3 bucket appears (None: no S3 mount)
     results: dict[str, float] = field(default_factory=dict)
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # min, max over rounds
 
@@ -147,12 +155,44 @@ def ops_per_second(
 # ---- servers --------------------------------------------------------------------------------
 
 
+@dataclass
+class S3:
+    """A bucket in moto's S3 server (run in this process), for the S3-mount read row."""
+
+    client: Any
+    bucket: str
+    options: dict[str, str]  # `nsd mount add -o` options that reach it
+
+
+@contextlib.contextmanager
+def s3_bucket() -> Iterator[S3]:
+    """moto's S3 server with a bucket; RuntimeError if moto is not installed (make test installs it)."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from s3server import S3_KEYS, s3_client, start_moto
+    except ImportError as e:
+        raise RuntimeError(f"moto is not installed ({e})") from None
+    server, endpoint = start_moto()
+    try:
+        client = s3_client(endpoint, S3_KEYS)
+        client.create_bucket(Bucket="bench")
+        yield S3(client, "bench", {"endpoint_override": endpoint, "scheme": "http", **S3_KEYS})
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def nsd_server(
-    workdir: Path, name: str = "nsd", env: dict[str, str] | None = None, *, reuse: bool = False
+    workdir: Path,
+    name: str = "nsd",
+    env: dict[str, str] | None = None,
+    *,
+    reuse: bool = False,
+    s3: S3 | None = None,
 ) -> Iterator[Target]:
     """An nsd on `workdir/NAME-data` exporting /bench, with a local under-storage mounted at
-    /bench/store; `reuse`: start again on the data dir an earlier call made (and left so)."""
+    /bench/store (and `s3`'s bucket at /bench/s3); `reuse`: start again on the data dir an
+    earlier call made (and left so)."""
     data = workdir / f"{name}-data"
     log = open(workdir / f"{name}.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -176,7 +216,11 @@ def nsd_server(
             store.mkdir()
             cli = [sys.executable, "-m", "nsd.cli", "--server", fields["http"], "--data-dir", str(data)]
             subprocess.run([*cli, "mount", "add", "/bench/store", store.as_uri()], check=True, capture_output=True)
-        yield Target(name, port, "/bench", store, "store/", pid=proc.pid)
+            if s3 is not None:
+                options = [arg for k, v in s3.options.items() for arg in ("-o", f"{k}={v}")]
+                mount = [*cli, "mount", "add", "/bench/s3", f"s3://{s3.bucket}", *options]
+                subprocess.run(mount, check=True, capture_output=True)
+        yield Target(name, port, "/bench", store, "store/", pid=proc.pid, s3_prefix=None if s3 is None else "s3/")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
@@ -293,6 +337,7 @@ def measure(
     seconds: float,
     rounds: int = 1,
     nfsops: Path | None = None,
+    s3: S3 | None = None,
 ) -> None:
     """Each measurement on every server back to back, so a busy machine hurts them alike; with
     several rounds, the servers take turns going first and each result is the median."""
@@ -318,6 +363,21 @@ def measure(
             _timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)])
             best = min(_timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)]) for _ in range(reads))
             note(t, "UFS file read MiB/s", size / MiB / best)
+        # The same through an S3 mount (moto); ganesha has none: it serves the same bytes from its
+        # export directory again, so the ratio compares with what a local server does.
+        s3_name = f"s3-file-{r}"
+        if s3 is not None:
+            with source.open("rb") as f:
+                s3.client.put_object(Bucket=s3.bucket, Key=s3_name, Body=f)
+        for t in order:
+            if t.s3_prefix is None and t.name != "ganesha":
+                continue
+            path = t.s3_prefix + s3_name if t.s3_prefix is not None else t.store_prefix + s3_name
+            if t.s3_prefix is None:
+                shutil.copyfile(source, t.store_dir / s3_name)
+            _timed(["nfs-cat", _url_for(t, path)])
+            best = min(_timed(["nfs-cat", _url_for(t, path)]) for _ in range(reads))
+            note(t, "S3 file read MiB/s", size / MiB / best)
         if nfsops is None:
             continue
         for mode, label in (("getattr", "GETATTR"), ("lookup", "LOOKUP"), ("create", "CREATE+REMOVE")):
@@ -352,7 +412,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print medians (and the range)")
     ap.add_argument("--no-ganesha", action="store_true")
     ap.add_argument("--nsd", type=_variant, action="append", default=[], help="another nsd: NAME:KEY=VALUE,...")
+    ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
     args = ap.parse_args()
+    if args.cpus:  # every server and client started from here inherits it
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     size = args.size_mib * MiB
     notes = []
     with tempfile.TemporaryDirectory(prefix="nsd-bench-nfs-", dir=args.dir) as tmp:
@@ -369,8 +432,13 @@ def main() -> None:
         except RuntimeError as e:
             notes.append(f"GETATTR/LOOKUP/CREATE not measured: {e}")
         with contextlib.ExitStack() as stack:
-            targets = [stack.enter_context(nsd_server(work))]
-            targets += [stack.enter_context(nsd_server(work, name, env)) for name, env in args.nsd]
+            s3: S3 | None = None
+            try:
+                s3 = stack.enter_context(s3_bucket())
+            except RuntimeError as e:
+                notes.append(f"S3 mount not measured: {e}")
+            targets = [stack.enter_context(nsd_server(work, s3=s3))]
+            targets += [stack.enter_context(nsd_server(work, name, env, s3=s3)) for name, env in args.nsd]
             if args.no_ganesha:
                 notes.append("ganesha not measured: --no-ganesha")
             else:
@@ -378,7 +446,7 @@ def main() -> None:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
                     notes.append(f"ganesha not measured: {e}")
-            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops)
+            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3)
     report(targets, args.size_mib, notes, args.rounds)
 
 
