@@ -118,7 +118,11 @@ class Client:
         reused = self._idle is not None and not stream
         conn = self._idle if reused and self._idle is not None else self._connect()
         self._idle = None
+        sock = None
         try:
+            if stream:
+                conn.connect()
+                sock = conn.sock  # kept: http.client lets go of it when the reply says close
             try:
                 raw = _send(conn, method, target, body, headers)
             except _STALE:
@@ -135,6 +139,10 @@ class Client:
             conn.close()
             raise ApiError(message, status=raw.status, kind=kind)
         if stream:
+            # A streamed reply may be quiet for long (`load` of a big file from a slow store
+            # reports each file when done): no read timeout once the daemon has answered.
+            if sock is not None:
+                sock.settimeout(None)
             return Response(raw)
         whole = _Whole(raw)  # read now, so the connection is free for the next call
         self._idle = conn

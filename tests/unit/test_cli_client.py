@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,6 +51,21 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(200, bytes(range(256)) * 8192)
         elif self.path.startswith("/api/v1/denied"):
             self._answer(401, json.dumps({"error": {"message": "admin token rejected", "type": "Unauth"}}).encode())
+        else:
+            self._answer(404, b"<html>not here</html>")
+
+    def do_POST(self) -> None:
+        self._body()
+        if self.path.startswith("/api/v1/cache/load"):  # progress lines with a quiet spell between
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b'{"started": true}\n')
+            self.wfile.flush()
+            time.sleep(1.5)
+            self.wfile.write(b'{"done": true}\n')
+            self.close_connection = True
         else:
             self._answer(404, b"<html>not here</html>")
 
@@ -108,3 +124,12 @@ def test_errors(server: str) -> None:
     with pytest.raises(ApiError, match="cannot reach nsd") as unreachable:
         closed.status()
     assert unreachable.value.status == 0
+
+
+def test_a_streamed_reply_may_stay_quiet_longer_than_the_timeout(server: str) -> None:
+    """`nsd load` of a big file from a slow store reports each file when it is done: a quiet
+    spell longer than the client's timeout is not an error once the daemon has answered."""
+    client = Client(server, timeout=0.5)
+    assert list(client.post_lines("/cache/load", {"path": "/big"})) == [{"started": True}, {"done": True}]
+    with pytest.raises(ApiError, match="cannot reach"):
+        Client("http://127.0.0.1:9", timeout=0.5).post("/cache/load", {"path": "/x"})
