@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TXID_HEADER = "X-Nsd-Txid"
 APPLY_TIMEOUT = 10.0  # seconds a follower waits to apply a change the leader made for it
 LEADER_POLL = 0.1  # seconds between looks for a new leader while the last one is gone
-RECEIVED_HOLD_SECONDS = 600.0  # a block given to this node is not evicted before its layout can arrive
+RECEIVED_HOLD_SECONDS = 600.0  # a writer's copy is not evicted before its layout can arrive (?hold=1)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session", aiohttp.ClientSession)
@@ -116,7 +116,10 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     """A block this node stores, for another node (which re-hashes it)."""
     _require_token(request)
     if request.method == "HEAD":  # does this node hold it (an owner checking its copies)
-        held = request.app[BLOCKS_KEY].has(request.match_info["digest"])
+        blocks, digest = request.app[BLOCKS_KEY], request.match_info["digest"]
+        held = blocks.has(digest)
+        if held and request.query.get("hold") == "1":  # a writer's copy: keep it for its layout
+            blocks.hold(digest, RECEIVED_HOLD_SECONDS)
         return web.Response(status=200 if held else 404)
     data = await request.app[BLOCKS_KEY].get(request.match_info["digest"])
     if data is None:
@@ -176,8 +179,10 @@ async def put_block(request: web.Request) -> web.Response:
     block = bytes(data)
     if await asyncio.to_thread(hash_block, block) != digest:
         raise errors.Invalid("the block's bytes do not match its digest")
-    # Its layout (which keeps it) arrives with the writer's change, after every block is copied.
-    blocks.hold(digest, RECEIVED_HOLD_SECONDS)
+    if request.query.get("hold") == "1":
+        # A writer's copy of data no under-storage has: its layout (which keeps it) arrives
+        # with the writer's change, journaled once every block is copied.
+        blocks.hold(digest, RECEIVED_HOLD_SECONDS)
     await blocks.put(block)
     return web.json_response({"digest": digest})
 

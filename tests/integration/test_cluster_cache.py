@@ -169,6 +169,36 @@ def test_open_redirects_to_the_node_holding_the_data_and_block_locations_name_it
         assert targets == {d.url for d in cluster.nodes.values()}  # spread over every node
 
 
+def test_open_stops_redirecting_to_a_killed_node_before_its_lease_runs_out(tmp_path: Path) -> None:
+    """A node killed -9 stays a member until its lease runs out (10 s here); within a couple of
+    seconds the others find it does not take connections and OPEN sends no client there."""
+    with running(tmp_path, env={**ENV, "NSD_CLUSTER_LEASE_TTL": "10"}) as cluster:
+        cluster.wait_leader(list(cluster.nodes))
+        wait_ring(cluster)
+        (cluster.ufs / "spread").mkdir()
+        for i in range(30):
+            (cluster.ufs / "spread" / f"f{i}").write_bytes(f"file {i}\n".encode() * 1000)
+        entry, victim = cluster.nodes["n0"], cluster.nodes["n2"]
+        user = {"user.name": "root"}
+
+        def open_all() -> set[str]:
+            went = set()
+            for i in range(30):
+                path = f"/webhdfs/v1/spread/f{i}"
+                first = requests.get(entry.url + path, params={"op": "OPEN", **user}, allow_redirects=False, timeout=10)
+                assert first.status_code == 307
+                went.add(first.headers["Location"].split("/webhdfs/")[0])
+                data = requests.get(first.headers["Location"], timeout=10)
+                assert data.status_code == 200 and data.content == f"file {i}\n".encode() * 1000
+            return went
+
+        assert victim.url in open_all()  # its share of the files, while it lives
+        cluster.nodes.pop("n2").kill()
+        time.sleep(2.5)
+        assert cache_of(cluster, "n0")["members"] == 3  # still a member: its lease lives on
+        assert victim.url not in open_all()
+
+
 def test_node_loss_and_a_node_joining_a_warm_cluster(tmp_path: Path) -> None:
     with ring_of_three(tmp_path) as cluster:
         files = ufs_files(cluster)

@@ -18,6 +18,11 @@ Data in no under-storage (MUST_CACHE, ASYNC_THROUGH before its persist) is put o
 first COPIES owners before it is journaled (`copies`, from `Cache.secure`), and every node
 fetches the kept blocks (unpersisted or pinned) the ring gives it and it lacks (`repair_once`),
 so a node's death leaves every such block with its copies again within seconds.
+
+A node killed stays a member until its lease runs out (`cluster_lease_ttl`, 5 s). Meanwhile
+each node tries a TCP connection to every other member's HTTP port every PROBE_SECONDS; one that
+does not answer is `unreachable`: WebHDFS OPEN no longer redirects to it and readers skip it
+(straight to the other owner or the under-storage) until it answers again.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ FACTS_BATCH = 256  # CacheBlock facts per POST to the leader
 FACTS_DELAY = 0.05  # seconds facts wait to be batched
 # a peer that stops answering (dead, paused) costs a reader seconds, then the under-storage
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=2, sock_read=5)
+PROBE_SECONDS = 1.0  # how often each other member's HTTP port is tried (see the module docstring)
+PROBE_TIMEOUT = 0.5
 
 
 @dataclass
@@ -85,6 +92,8 @@ class ClusterBlocks:
         self.blocks = blocks
         self.kept = kept  # digests of blocks no under-storage has (unpersisted) or pinned
         self._repairer: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self.unreachable: set[str] = set()  # members whose HTTP port did not take a connection
         self.headers = {"Authorization": f"Bearer {token}"}
         self.counters = PeerCounters()
         self.ring = Ring([cluster.node])
@@ -105,11 +114,14 @@ class ClusterBlocks:
         return self._session
 
     def start(self) -> None:
-        self._repairer = asyncio.get_running_loop().create_task(self._repair_loop(), name="cluster-repair")
+        loop = asyncio.get_running_loop()
+        self._repairer = loop.create_task(self._repair_loop(), name="cluster-repair")
+        self._prober = loop.create_task(self._probe_loop(), name="cluster-probe")
 
     async def close(self) -> None:
-        if self._repairer is not None:
-            self._repairer.cancel()
+        for task in (self._repairer, self._prober):
+            if task is not None:
+                task.cancel()
         for task in list(self._puts):
             task.cancel()
         if self._flusher is not None:
@@ -137,7 +149,19 @@ class ClusterBlocks:
         key = entry[2] if entry is not None else hash_block(f"{node.ino}:{offset // self.block_size}".encode())
         name = self.owner(key)
         member = self.cluster.members.get(name)
-        return None if name == self.cluster.node or member is None else str(member["http"])
+        if name == self.cluster.node or member is None or name in self.unreachable:
+            return None
+        return str(member["http"])
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            others = {n: str(m.get("http", "")) for n, m in self.cluster.members.items() if n != self.cluster.node}
+            answers = await asyncio.gather(*(_takes_connections(url) for url in others.values()))
+            down = {name for name, ok in zip(others, answers, strict=True) if not ok}
+            for name in down - self.unreachable:
+                log.warning("node %s does not answer at %s: no redirects or block reads to it", name, others[name])
+            self.unreachable = down
 
     def _url(self, name: str, digest: str) -> str | None:
         member = self.cluster.members.get(name)
@@ -149,7 +173,7 @@ class ClusterBlocks:
         """The block from its owners (or `names`) in turn, verified; None when none has it."""
         for name in names if names is not None else self.ring.owners(digest, COPIES):
             url = self._url(name, digest)
-            if name == self.cluster.node or url is None:
+            if name == self.cluster.node or url is None or name in self.unreachable:
                 continue
             data = await self._get(name, url, digest)
             if data is not None:
@@ -189,11 +213,12 @@ class ClusterBlocks:
                 raise Unavailable(f"cannot put block {digest} on node {name}, one of its owners: retry")
 
     async def _store_at(self, url: str, digest: str, data: bytes) -> bool:
+        """The block on the owner at `url`, held there until the writer's layout arrives."""
         try:
-            async with self.session().head(url) as resp:
+            async with self.session().head(url, params={"hold": "1"}) as resp:
                 if resp.status == 200:
                     return True
-            async with self.session().put(url, data=data) as resp:
+            async with self.session().put(url, data=data, params={"hold": "1"}) as resp:
                 if resp.status != 200:
                     return False
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -335,3 +360,14 @@ def decode_facts(body: Any) -> list[CacheBlock]:
     except Exception as e:  # whatever the decoders raise on garbage (msgpack has its own errors)
         raise ValueError(f"malformed cache facts: {e!r}") from None
     return [op for op in ops if isinstance(op, CacheBlock)]
+
+
+async def _takes_connections(base_url: str) -> bool:
+    """Whether the HTTP port of `base_url` (http://host:port) accepts a TCP connection now."""
+    host, _, port = base_url.split("://", 1)[-1].rstrip("/").rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), PROBE_TIMEOUT)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
