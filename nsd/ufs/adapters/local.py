@@ -162,18 +162,15 @@ class LocalUfs(Ufs):
                 while view:
                     n = await self._run(path, os.write, fd, view)
                     view, written = view[n:], written + n
+            if written:  # an empty file has no data to sync: the directory's fsync makes it durable
+                await self._run(path, os.fsync, fd)
         except BaseException:
-            os.close(fd)
             await asyncio.to_thread(_unlink_quietly, tmp)
             raise
+        finally:
+            os.close(fd)
 
         def finish() -> os.stat_result:
-            # An empty file has no data to sync: the directory's fsync makes it durable.
-            try:
-                if written:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
             os.replace(tmp, p)
             return os.stat(p)
 
