@@ -246,8 +246,8 @@ class BlockStore:
         return self._refs.get(digest, 0)
 
     def hold(self, digest: str, seconds: float) -> None:
-        """Keep `digest` from eviction for `seconds` (a block a peer gave this node, its owner,
-        before the layout that makes must_keep() true for it has arrived here)."""
+        """Keep `digest` from eviction for `seconds` (cluster: a writer's copy of data in no
+        under-storage, until the layout that makes must_keep() true for it arrives here)."""
         now = time.monotonic()
         if len(self._held_until) >= HELD_SWEEP_AT:
             self._held_until = {d: t for d, t in self._held_until.items() if t > now}
