@@ -22,18 +22,12 @@ from nsd.datadir import fsync_dir
 T = TypeVar("T")
 
 
-class _Dir:
-    __slots__ = ("next",)
-
-    def __init__(self) -> None:
-        self.next: asyncio.Future[None] | None = None  # the sync the latest changes wait for
-
-
 class DirSyncs:
     """Runs directory changes in worker threads and makes them durable (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._syncing: dict[Path, _Dir] = {}  # directories with an fsync running
+        # directories with an fsync running -> the future of the next one (None: nobody waits yet)
+        self._syncing: dict[Path, asyncio.Future[None] | None] = {}
         self.fsyncs = 0  # directory fsyncs done (changes made durable / fsyncs: the sharing)
         self.changes = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -43,49 +37,48 @@ class DirSyncs:
         OSError from `op` or from the fsync is raised as is."""
         self.changes += 1
         if directory not in self._syncing:
-            state = self._syncing[directory] = _Dir()
 
             def op_and_sync() -> T:
                 result = op()
                 fsync_dir(directory)
                 return result
 
-            try:
-                result = await asyncio.to_thread(op_and_sync)
-                self.fsyncs += 1
-            finally:
-                self._done(directory, state)
-            return result
+            return await self._lead(directory, op_and_sync)
         result = await asyncio.to_thread(op)
         await self.sync(directory)
         return result
 
     async def sync(self, directory: Path) -> None:
         """Return once an fsync of `directory` that started after this call has finished."""
-        state = self._syncing.get(directory)
-        if state is None:
-            state = self._syncing[directory] = _Dir()
-            try:
-                await asyncio.to_thread(fsync_dir, directory)
-                self.fsyncs += 1
-            finally:
-                self._done(directory, state)
+        if directory not in self._syncing:
+            await self._lead(directory, lambda: fsync_dir(directory))
             return
-        if state.next is None:
-            state.next = asyncio.get_running_loop().create_future()
-        await asyncio.shield(state.next)
-
-    def _done(self, directory: Path, state: _Dir) -> None:
-        """The running fsync ended: start the one the latest changes wait for, if any."""
-        waiting, state.next = state.next, None
+        waiting = self._syncing[directory]
         if waiting is None:
-            del self._syncing[directory]
+            waiting = self._syncing[directory] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiting)
+
+    async def _lead(self, directory: Path, work: Callable[[], T]) -> T:
+        """Run `work`, which ends with an fsync of `directory`, as its running sync."""
+        self._syncing[directory] = None
+        try:
+            result = await asyncio.to_thread(work)
+            self.fsyncs += 1
+            return result
+        finally:
+            self._done(directory)
+
+    def _done(self, directory: Path) -> None:
+        """The running fsync ended: start the one the latest changes wait for, if any."""
+        waiting = self._syncing.pop(directory)
+        if waiting is None:
             return
-        task = asyncio.get_running_loop().create_task(self._run_next(directory, state, waiting))
+        self._syncing[directory] = None
+        task = asyncio.get_running_loop().create_task(self._run_next(directory, waiting))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_next(self, directory: Path, state: _Dir, waiting: asyncio.Future[None]) -> None:
+    async def _run_next(self, directory: Path, waiting: asyncio.Future[None]) -> None:
         try:
             await asyncio.to_thread(fsync_dir, directory)
             self.fsyncs += 1
@@ -94,4 +87,4 @@ class DirSyncs:
         else:
             waiting.set_result(None)
         finally:
-            self._done(directory, state)
+            self._done(directory)

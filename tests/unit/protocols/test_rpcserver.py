@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import struct
 import time
@@ -211,26 +212,35 @@ async def test_each_call_has_its_own_context(served: tuple[Toy, RpcServer, int])
     writer.close()
 
 
-async def test_busy_polling_spends_cpu_for_the_window_after_traffic_then_sleeps() -> None:
-    window = 0.2
-    server = RpcServer(busy_poll=window)
+WINDOW = 0.2  # busy-polling window of the tests below: long, so CPU time shows it
+
+
+@contextlib.asynccontextmanager
+async def polling_echo() -> AsyncIterator[tuple[RpcServer, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """An echo server that busy-polls for WINDOW after traffic, and a connection to it."""
+    server = RpcServer(busy_poll=WINDOW)
     server.add(Program(PROG, 1, {0: Procedure(Toy().echo)}))
     port = await server.listen("127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(oncrpc.encode_call(1, PROG, 1, 0))
-        assert (await read_reply(reader)).xid == 1
-        cpu = time.process_time()
-        await asyncio.sleep(window)
-        assert time.process_time() - cpu > window / 4  # the loop kept polling instead of sleeping
-        await asyncio.sleep(window / 2)
-        cpu = time.process_time()
-        await asyncio.sleep(window)
-        assert time.process_time() - cpu < window / 4  # and then slept
-        assert server.poller is not None and server.poller.idle_seconds >= window
+        yield server, reader, writer
         writer.close()
     finally:
         await server.close(grace=5)
+
+
+async def test_busy_polling_spends_cpu_for_the_window_after_traffic_then_sleeps() -> None:
+    async with polling_echo() as (server, reader, writer):
+        writer.write(oncrpc.encode_call(1, PROG, 1, 0))
+        assert (await read_reply(reader)).xid == 1
+        cpu = time.process_time()
+        await asyncio.sleep(WINDOW)
+        assert time.process_time() - cpu > WINDOW / 4  # the loop kept polling instead of sleeping
+        await asyncio.sleep(WINDOW / 2)
+        cpu = time.process_time()
+        await asyncio.sleep(WINDOW)
+        assert time.process_time() - cpu < WINDOW / 4  # and then slept
+        assert server.poller is not None and server.poller.idle_seconds >= WINDOW
     assert RpcServer().poller is None  # off unless asked for
 
 
@@ -238,23 +248,15 @@ async def test_no_busy_polling_after_a_bulk_call() -> None:
     """A call with bulk data (a 1 MiB WRITE) does not start the polling window: the next one
     takes longer to arrive, and the spinning loop would take a core from the threads storing it.
     A small call after it does start it again."""
-    window = 0.2
-    server = RpcServer(busy_poll=window)
-    server.add(Program(PROG, 1, {0: Procedure(Toy().echo)}))
-    port = await server.listen("127.0.0.1", 0)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with polling_echo() as (server, reader, writer):
         writer.write(oncrpc.encode_call(1, PROG, 1, 0, b"\0" * (1 << 20)))
         assert (await read_reply(reader)).xid == 1
         assert server.poller is not None
         cpu = time.process_time()
-        await asyncio.sleep(window)
-        assert time.process_time() - cpu < window / 4  # slept at once
+        await asyncio.sleep(WINDOW)
+        assert time.process_time() - cpu < WINDOW / 4  # slept at once
         assert server.poller.idle_seconds == 0
         writer.write(oncrpc.encode_call(2, PROG, 1, 0))
         assert (await read_reply(reader)).xid == 2
-        await asyncio.sleep(window * 1.5)
-        assert server.poller.idle_seconds >= window  # a small call polls as before
-        writer.close()
-    finally:
-        await server.close(grace=5)
+        await asyncio.sleep(WINDOW * 1.5)
+        assert server.poller.idle_seconds >= WINDOW  # a small call polls as before
