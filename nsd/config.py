@@ -77,8 +77,9 @@ SETTINGS: tuple[Setting, ...] = (
         "nfs",
         "nfs_jukebox_after",
         float,
-        2.0,
-        "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later); the read goes on.",
+        0.0,
+        "Seconds a READ waits on the under-storage before answering JUKEBOX (retry later; the read goes on); "
+        "0: never, the READ waits for its data (libnfs and Windows clients fail a READ answered JUKEBOX).",
     ),
     Setting("nfs", "nfs_max_connections", int, 1024, "Open NFS connections at most; past it new ones are closed."),
     Setting(

@@ -247,6 +247,21 @@ def test_slow_and_hanging_store(tmp_path: Path) -> None:
         d.stop()
 
 
+def test_with_the_default_settings_a_slow_read_waits_for_its_data(tmp_path: Path) -> None:
+    # libnfs (nfs-cat, nfs-cp) fails a READ answered JUKEBOX; by default nsd never answers it
+    d = start(tmp_path / "data")
+    try:
+        doors = Doors(d)
+        mount(d, "/slow", "memory://through-nsd-patient", {"fault_read_latency_s": "2.5", "timeout_s": "10"})
+        doors.hdfs.write("/slow/f", data=b"worth the wait")
+        started = time.monotonic()
+        assert doors.nfs_cat("/slow/f") == b"worth the wait"
+        assert time.monotonic() - started >= 2.5  # it was read from the slow store, not a cache
+        assert nfs_errors(d, "READ", "NFS3ERR_JUKEBOX") == 0
+    finally:
+        d.stop()
+
+
 # ---- a large directory -----------------------------------------------------------------------
 
 # 20k objects, not 100k: moto scans every key of a bucket for each listing page, so a listing

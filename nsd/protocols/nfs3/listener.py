@@ -54,7 +54,7 @@ async def start_nfs(
     exports_spec: str,
     portmapper: bool = False,
     portmap_port: int = 111,
-    jukebox_after: float = 2.0,
+    jukebox_after: float = 0.0,
     observe: Observer | None = None,
     limits: Limits | None = None,
     max_inflight_per_connection: int = DEFAULT_MAX_INFLIGHT,

@@ -1,11 +1,16 @@
 """Reads that outlast an RPC: answer JUKEBOX and keep the read going for the client's retry.
 
 A cold read from a slow under-storage (an object store far away) can take longer than a
-client waits for a reply. Instead of letting the client time out, READ waits `patience`
-seconds; if the data is not there yet, it answers NFS3ERR_JUKEBOX ("try again later") and
-leaves the read running here, keyed by (inode, offset, count). The client's retry, a new
-call with the same arguments, picks up the finished (or still running) read instead of
-starting over, so a slow store is read once, not once per retry.
+client waits for a reply. With `patience` set, READ waits that many seconds; if the data is not
+there yet, it answers NFS3ERR_JUKEBOX ("try again later") and leaves the read running here,
+keyed by (inode, offset, count). The client's retry, a new call with the same arguments, picks
+up the finished (or still running) read instead of starting over, so a slow store is read once,
+not once per retry.
+
+Without `patience` (0, the default) READ just waits: libnfs (nfs-cat, nfs-cp) and the Windows
+client fail a READ answered JUKEBOX instead of retrying, and the Linux client retries only
+after 5 s. A TCP client waits for its reply (Linux: 60 s, then a retransmission the duplicate
+request cache absorbs), and the mount's timeout_s x retries bounds the wait.
 
 Bounded: at most `max_pending` reads are parked; results nobody collects expire after
 `keep_seconds`. Cost: one dict lookup per READ.
@@ -26,7 +31,7 @@ class Jukebox(Exception):
 
 
 class SlowReads:
-    def __init__(self, patience: float = 2.0, keep_seconds: float = 120.0, max_pending: int = 64) -> None:
+    def __init__(self, patience: float = 0.0, keep_seconds: float = 120.0, max_pending: int = 64) -> None:
         self.patience = patience
         self.keep_seconds = keep_seconds
         self.max_pending = max_pending
@@ -38,6 +43,8 @@ class SlowReads:
         Raises Jukebox if it takes over `patience` seconds (the read stays parked), and
         whatever the read raises.
         """
+        if not self.patience:  # nothing is ever parked
+            return await start()
         parked = self._parked.get(key)
         task = parked[0] if parked is not None else asyncio.ensure_future(start())
         if not task.done():

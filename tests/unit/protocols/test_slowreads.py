@@ -26,6 +26,17 @@ async def test_fast_reads_pass_through() -> None:
     assert len(slow) == 0
 
 
+async def test_without_patience_a_slow_read_waits_and_nothing_is_parked() -> None:
+    slow = SlowReads()  # the default: never JUKEBOX
+    store = Store()
+    read = asyncio.ensure_future(slow.read((1, 0, 4), store.read))
+    await asyncio.sleep(0.05)
+    assert not read.done() and len(slow) == 0
+    store.gate.set()
+    assert await read == (b"data", True)
+    assert store.reads == 1 and len(slow) == 0
+
+
 async def test_slow_read_answers_jukebox_and_the_retry_collects_it() -> None:
     slow = SlowReads(patience=0.01)
     store = Store()
