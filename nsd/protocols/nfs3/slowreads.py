@@ -43,8 +43,10 @@ class SlowReads:
         Raises Jukebox if it takes over `patience` seconds (the read stays parked), and
         whatever the read raises.
         """
-        if not self.patience:  # nothing is ever parked
-            return await start()
+        if not self.patience:  # nothing is ever parked; still a task of its own, as below: the
+            # RPC server steps procedures outside any task, and code under a read may need one
+            # (aiohttp's timeouts, fetching a block from a peer in a cluster)
+            return await asyncio.ensure_future(start())
         parked = self._parked.get(key)
         task = parked[0] if parked is not None else asyncio.ensure_future(start())
         if not task.done():

@@ -37,6 +37,19 @@ async def test_without_patience_a_slow_read_waits_and_nothing_is_parked() -> Non
     assert store.reads == 1 and len(slow) == 0
 
 
+async def test_a_read_runs_in_a_task_of_its_own() -> None:
+    # the RPC server steps a procedure outside any task; what a read calls may need one
+    for slow in (SlowReads(), SlowReads(patience=5)):
+        seen = []
+
+        async def read() -> tuple[bytes, bool]:
+            seen.append(asyncio.current_task())
+            return b"x", True
+
+        assert await slow.read((1, 0, 1), read) == (b"x", True)
+        assert seen[0] is not None and seen[0] is not asyncio.current_task()
+
+
 async def test_slow_read_answers_jukebox_and_the_retry_collects_it() -> None:
     slow = SlowReads(patience=0.01)
     store = Store()
