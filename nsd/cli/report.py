@@ -24,14 +24,20 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column(justify="right")
     for key, value in rows.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k} {human_bytes(v) if isinstance(v, int) else v}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:,.3f}"
-        elif isinstance(value, int) and not isinstance(value, bool):
-            # every byte figure (logical_bytes, bytes_from_cache, ...) in the same binary units
-            value = human_bytes(value) if "bytes" in key.split("_") else f"{value:,}"
-        table.add_row(key.replace("_", " "), str(value))
+            value = ", ".join(f"{k.replace('_', ' ')} {_cell(k, v)}" for k, v in value.items())
+        table.add_row(key.replace("_", " "), _cell(key, value))
     return table
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        # every byte figure (logical_bytes, bytes_from_cache, ...) in the same binary units
+        return human_bytes(value) if "bytes" in key.split("_") else f"{value:,}"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def _clients_table(rows: list[dict[str, Any]]) -> Table:

@@ -205,6 +205,11 @@ class _StateCollector(Collector):
         if self.metrics.cluster_cache is not None:
             c = self.metrics.cluster_cache.snapshot()
             yield gauge("nsd_cluster_cache_members", "Nodes the block ring spans.", c["members"])
+            yield gauge(
+                "nsd_cluster_cache_members_unreachable",
+                "Members whose HTTP port takes no connection (no reads or redirects go there).",
+                len(c["unreachable"]),
+            )
             yield counter(
                 "nsd_cluster_cache_bytes_from_peers", "Block bytes fetched from their owners.", c["bytes_from_peers"]
             )

@@ -195,7 +195,10 @@ def test_open_stops_redirecting_to_a_killed_node_before_its_lease_runs_out(tmp_p
         assert victim.url in open_all()  # its share of the files, while it lives
         cluster.nodes.pop("n2").kill()
         time.sleep(2.5)
-        assert cache_of(cluster, "n0")["members"] == 3  # still a member: its lease lives on
+        seen = cache_of(cluster, "n0")
+        assert seen["members"] == 3 and seen["unreachable"] == ["n2"]  # still a member: its lease lives on
+        metrics = requests.get(entry.url + "/metrics", timeout=10).text
+        assert "nsd_cluster_cache_members_unreachable 1.0" in metrics
         assert victim.url not in open_all()
 
 

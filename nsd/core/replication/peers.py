@@ -130,7 +130,7 @@ class ClusterBlocks:
             await self._session.close()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"members": len(self.ring.nodes), **self.counters.as_dict()}
+        return {"members": len(self.ring.nodes), "unreachable": sorted(self.unreachable), **self.counters.as_dict()}
 
     # ---- placement ---------------------------------------------------------------------------
 
