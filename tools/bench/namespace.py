@@ -1,6 +1,6 @@
 """Namespace and journal benchmark: prints figures, asserts nothing.
 
-    python tools/bench/namespace.py [--inodes 1000000] [--ops 20000] [--dir DIR]
+    python tools/bench/namespace.py [--inodes 1000000] [--ops 20000] [--dir DIR] [--unique-names]
 
 - creates/s and mkdirs/s through MetaStore (plan -> journal -> apply -> fsync) with 1 and 64
   concurrent callers;
@@ -10,7 +10,9 @@
 
 Goals (from the foundation issue): >= 20k creates/s at 64 callers, >= 200k lookups/s,
 1M inodes loaded in <= 5 s; from issue 18: <= 200 bytes of RSS per inode built and after a
-checkpoint load (the tree here repeats names and times across directories, which the load shares).
+checkpoint load (the tree here repeats names and times across directories, which the load shares;
+`--unique-names` gives every file a name and a time of its own, as Spark's part files with a job's
+UUID in them have).
 """
 
 from __future__ import annotations
@@ -75,18 +77,25 @@ async def mutations(journal: Path, ops: int, callers: int, mode: int, label: str
     await store.close(checkpoint=False)
 
 
-def build_tree(n: int, files_per_dir: int = 1000) -> Namespace:
-    """n inodes: directories of `files_per_dir` files each, applied through planned ops."""
+def build_tree(n: int, files_per_dir: int = 1000, unique: bool = False) -> Namespace:
+    """n inodes: directories of `files_per_dir` files each, applied through planned ops.
+    `unique`: names and times differ across directories too (a job's UUID in each name)."""
     ns = Namespace()
     t = time.time_ns()
+    rng = random.Random(18)
     made = 1
     d = 0
     while made < n:
         mk = ns.plan_mknod(1, f"dir{d:06d}", DIR, 1000, 1000, t)
         ns.apply(mk)
         made += 1
+        job = f"{rng.getrandbits(128):032x}"
         for f in range(min(files_per_dir, n - made)):
-            ns.apply(ns.plan_mknod(mk.ino, f"part-{f:05d}.parquet", FILE, 1000, 1000, t + f))
+            if unique:
+                name, mtime = f"part-{f:05d}-{job}-c000.snappy.parquet", t + made * 1_000_003
+            else:
+                name, mtime = f"part-{f:05d}.parquet", t + f
+            ns.apply(ns.plan_mknod(mk.ino, name, FILE, 1000, 1000, mtime))
             made += 1
         d += 1
     return ns
@@ -138,13 +147,15 @@ def readdir(entries: int) -> None:
     )
 
 
-def checkpoint_figures(n: int, workdir: Path) -> None:
+def checkpoint_figures(n: int, workdir: Path, unique: bool) -> None:
     base = rss()
     t0 = time.perf_counter()
-    ns = build_tree(n)
+    ns = build_tree(n, unique=unique)
     built = time.perf_counter() - t0
     grown = rss() - base
-    print(f"   build  {n:,} inodes in {built:.2f} s; RSS +{grown / 2**20:,.0f} MiB = {grown / n:.0f} bytes/inode")
+    names = "unique names" if unique else "names shared across directories"
+    print(f"   build  {n:,} inodes ({names}) in {built:.2f} s; ", end="")
+    print(f"RSS +{grown / 2**20:,.0f} MiB = {grown / n:.0f} bytes/inode")
     t0 = time.perf_counter()
     path = write_checkpoint(workdir, 1, ns.to_image())
     written = time.perf_counter() - t0
@@ -169,6 +180,7 @@ async def main() -> None:
     parser.add_argument("--ops", type=int, default=20_000)
     parser.add_argument("--readdir", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None, help="where the journal goes (default: a temp dir)")
+    parser.add_argument("--unique-names", action="store_true", help="no file name or time repeats in the tree")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         journal = Path(tmp) / "journal"
@@ -185,7 +197,7 @@ async def main() -> None:
         readdir(args.readdir)
         ckpt_dir = Path(tmp) / "ckpt"
         ckpt_dir.mkdir()
-        checkpoint_figures(args.inodes, ckpt_dir)
+        checkpoint_figures(args.inodes, ckpt_dir, args.unique_names)
 
 
 if __name__ == "__main__":
