@@ -7,8 +7,10 @@ directory and are renamed into place, so a reader never sees half a file.
 Confinement: no path leaves the root. `..`, `.` and NUL components are refused, and a path
 whose real location (symlinks resolved) is outside the root is refused with Denied, so a
 symlink someone placed in the directory cannot lead nsd (which may run as root) to files it was
-never given; listings leave such symlinks out. Known limit: a symlink swapped in between the
-check and the open is not caught (that needs openat2's RESOLVE_BENEATH, which Python lacks).
+never given; listings leave such symlinks out. The check lstats the components below the root
+only: the root is resolved once, when the store is opened (its ancestors are the operator's).
+Known limit: a symlink swapped in between the check and the open is not caught (that needs
+openat2's RESOLVE_BENEATH, which Python lacks).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -103,7 +106,7 @@ class LocalUfs(Ufs):
         p = self.root.joinpath(*parts)
         if not parts:
             return p
-        if not _beneath(self.root, p if follow_last else p.parent):
+        if not _stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
             raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
         return p
 
@@ -286,8 +289,31 @@ class LocalUfs(Ufs):
 
 def _beneath(root: Path, p: Path) -> bool:
     """Whether `p`, symlinks resolved, is `root` or inside it. Cost: an lstat per component."""
-    real = os.path.realpath(p)
-    return real == str(root) or real.startswith(str(root).rstrip("/") + "/")
+    return _inside(str(root), os.path.realpath(p))
+
+
+def _inside(root: str, real: str) -> bool:
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def _stays_beneath(root: str, parts: list[str]) -> bool:
+    """Whether `root`/`parts` (plain names), symlinks resolved, is `root` or inside it: what
+    `_beneath` answers, for an lstat per component below the root only (the root was resolved
+    when the store was opened; realpath would lstat each of its ancestors on every call).
+    Components from the first missing one on are plain names, as realpath takes them."""
+    at = root
+    for part in parts:
+        step = f"{at}/{part}" if at != "/" else f"/{part}"
+        try:
+            mode = os.lstat(step).st_mode
+        except OSError:
+            return True
+        if stat.S_ISLNK(mode):
+            step = os.path.realpath(step)
+            if not _inside(root, step):
+                return False
+        at = step
+    return True
 
 
 def _next_batch(it: Iterator[os.DirEntry[str]], root: Path) -> list[UfsStatus]:

@@ -54,3 +54,33 @@ async def test_symlinks_out_of_the_root_are_neither_listed_nor_followed(tmp_path
         assert sorted(os.listdir(outside)) == ["secret"]
     finally:
         await ufs.close()
+
+
+def test_the_walk_below_the_root_agrees_with_realpath(tmp_path: Path) -> None:
+    # _stays_beneath lstats only below the (resolved) root; it must answer what realpath does
+    from nsd.ufs.adapters.local import _beneath, _stays_beneath
+
+    root, outside = (tmp_path / "root").resolve(), tmp_path / "outside"
+    (root / "d" / "e").mkdir(parents=True)
+    (outside / "o").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"")
+    links = {
+        "in_dir": "d",  # relative, inside
+        "in_abs": str(root / "d" / "e"),
+        "out_dir": str(outside),
+        "out_rel": "../outside/o",
+        "chain_out": "in_dir/../../outside",  # through an inside link, then out
+        "chain_in": "in_dir/e",
+        "to_root": ".",
+        "dangling": "nowhere",
+        "dangling_out": "../nowhere",
+    }
+    for name, target in links.items():
+        os.symlink(target, root / name)
+    os.symlink("../../outside", root / "d" / "up2")  # from a subdirectory
+    names = [*links, "d", "d/e", "d/f", "d/up2", "missing", "d/missing"]
+    cases = [[*first.split("/"), *rest] for first in names for rest in ([], ["x"], ["o"], ["e", "y"])]
+    for parts in cases:
+        expected = _beneath(root, root.joinpath(*parts))
+        assert _stays_beneath(str(root), parts) == expected, parts
+    assert not _stays_beneath(str(root), ["out_dir"]) and _stays_beneath(str(root), ["chain_in", "x"])
