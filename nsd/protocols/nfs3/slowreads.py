@@ -9,8 +9,8 @@ not once per retry.
 
 Without `patience` (0, the default) READ just waits: libnfs (nfs-cat, nfs-cp) and the Windows
 client fail a READ answered JUKEBOX instead of retrying, and the Linux client retries only
-after 5 s. A TCP client waits for its reply (Linux: 60 s, then a retransmission the duplicate
-request cache absorbs), and the mount's timeout_s x retries bounds the wait.
+after 5 s. A TCP client waits for its reply (Linux: 60 s before it sends the READ again, which
+is then served like any other), and the mount's timeout_s x retries bounds the wait.
 
 Bounded: at most `max_pending` reads are parked; results nobody collects expire after
 `keep_seconds`. Cost: one dict lookup per READ.
