@@ -249,16 +249,28 @@ def test_slow_and_hanging_store(tmp_path: Path) -> None:
 
 def test_with_the_default_settings_a_slow_read_waits_for_its_data(tmp_path: Path) -> None:
     # libnfs (nfs-cat, nfs-cp) fails a READ answered JUKEBOX; by default nsd never answers it
+    faults = tmp_path / "faults.json"
     d = start(tmp_path / "data")
     try:
         doors = Doors(d)
-        mount(d, "/slow", "memory://through-nsd-patient", {"fault_read_latency_s": "2.5", "timeout_s": "10"})
+        options = {"faults_file": str(faults), "timeout_s": "3", "retries": "1", "down_probe_s": "1"}
+        mount(d, "/slow", "memory://through-nsd-patient", options)
         doors.hdfs.write("/slow/f", data=b"worth the wait")
+        doors.hdfs.write("/slow/g", data=b"never read")
+        write_faults(faults, latency=2.5)
         started = time.monotonic()
         assert doors.nfs_cat("/slow/f") == b"worth the wait"
         assert time.monotonic() - started >= 2.5  # it was read from the slow store, not a cache
         assert nfs_errors(d, "READ", "NFS3ERR_JUKEBOX") == 0
+
+        # A store that does not answer: the READ fails after the mount's timeout, it never hangs
+        write_faults(faults, hang=True)
+        started = time.monotonic()
+        assert doors.nfs("nfs-cat", d.nfs_url("/slow/g")).returncode != 0
+        assert 3 <= time.monotonic() - started < 20
+        assert nfs_errors(d, "READ", "NFS3ERR_JUKEBOX") == 0 and nfs_errors(d, "READ", "NFS3ERR_IO") == 1
     finally:
+        write_faults(faults)
         d.stop()
 
 
