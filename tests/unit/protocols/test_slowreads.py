@@ -39,15 +39,15 @@ async def test_without_patience_a_slow_read_waits_and_nothing_is_parked() -> Non
 
 async def test_a_read_runs_in_a_task_of_its_own() -> None:
     # the RPC server steps a procedure outside any task; what a read calls may need one
+    seen = []
+
+    async def read() -> tuple[bytes, bool]:
+        seen.append(asyncio.current_task())
+        return b"x", True
+
     for slow in (SlowReads(), SlowReads(patience=5)):
-        seen = []
-
-        async def read() -> tuple[bytes, bool]:
-            seen.append(asyncio.current_task())
-            return b"x", True
-
         assert await slow.read((1, 0, 1), read) == (b"x", True)
-        assert seen[0] is not None and seen[0] is not asyncio.current_task()
+    assert len(seen) == 2 and all(t is not None and t is not asyncio.current_task() for t in seen)
 
 
 async def test_slow_read_answers_jukebox_and_the_retry_collects_it() -> None:
