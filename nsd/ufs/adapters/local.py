@@ -157,16 +157,35 @@ class LocalUfs(Ufs):
             self._writing.discard(str(tmp))
 
     async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> UfsStatus:
+        it = aiter(chunks)
+        first = await anext(it, None)
+        second = None if first is None else await anext(it, None)
+        if second is None:  # all of it in hand (an empty file, a small one): one thread call in all
+            data = first or b""
+
+            def whole() -> os.stat_result:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    _write_all(fd, data)
+                    if data:  # an empty file has no data to sync: the directory's fsync makes it durable
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, p)
+                return os.stat(p)
+
+            try:
+                return _status(p.name, await self._durably(path, p.parent, whole))
+            except BaseException:
+                await asyncio.to_thread(_unlink_quietly, tmp)
+                raise
         fd = await self._run(path, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        written = 0
         try:
-            async for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    n = await self._run(path, os.write, fd, view)
-                    view, written = view[n:], written + n
-            if written:  # an empty file has no data to sync: the directory's fsync makes it durable
-                await self._run(path, os.fsync, fd)
+            await self._run(path, _write_all, fd, first)
+            await self._run(path, _write_all, fd, second)
+            async for chunk in it:
+                await self._run(path, _write_all, fd, chunk)
+            await self._run(path, os.fsync, fd)
         except BaseException:
             await asyncio.to_thread(_unlink_quietly, tmp)
             raise
@@ -330,6 +349,12 @@ def _next_batch(it: Iterator[os.DirEntry[str]], root: Path) -> list[UfsStatus]:
         if len(batch) >= LIST_BATCH:
             break
     return batch
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _unlink_quietly(p: Path) -> None:

@@ -48,11 +48,20 @@ async def test_overwrite_replaces(ufs: Ufs) -> None:
     assert await content(ufs, "f") == b"v2"
 
 
-async def test_failed_write_leaves_old_content(ufs: Ufs) -> None:
+@pytest.mark.parametrize("chunks", [[], [b""], [b"", b"x"], [b"one"], [b"a", b"", b"b", b"c"]])
+async def test_a_body_of_any_number_of_chunks(ufs: Ufs, chunks: list[bytes]) -> None:
+    st = await ufs.write("n", body(*chunks))
+    assert st.size == len(b"".join(chunks)) and await content(ufs, "n") == b"".join(chunks)
+    assert await names(ufs, "") == {"n": False}
+
+
+@pytest.mark.parametrize("good_chunks", [1, 3])
+async def test_failed_write_leaves_old_content(ufs: Ufs, good_chunks: int) -> None:
     await ufs.write("f", body(b"old"))
 
     async def broken() -> AsyncIterator[bytes]:
-        yield b"new partial"
+        for _ in range(good_chunks):
+            yield b"new partial"
         raise RuntimeError("source broke")
 
     with pytest.raises(RuntimeError):

@@ -32,7 +32,8 @@ async def test_local_sweep_spares_fresh_files_and_writes_in_progress(tmp_path: P
     release = asyncio.Event()
 
     async def slow_body() -> AsyncIterator[bytes]:
-        yield b"first half, "
+        yield b"first "
+        yield b"half, "  # two chunks: one alone is held back and written with its file in one go
         await release.wait()
         yield b"second half"
 
