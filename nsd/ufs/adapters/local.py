@@ -33,6 +33,7 @@ from nsd.ufs.adapters.dirsync import DirSyncs
 from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
 
 LIST_BATCH = 1024
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # a write's temporary file
 
 
 def _umask() -> int:
@@ -152,56 +153,40 @@ class LocalUfs(Ufs):
         tmp = p.with_name(TMP_PREFIX + secrets.token_hex(8))
         self._writing.add(str(tmp))
         try:
-            return await self._write(path, p, tmp, chunks)
+            return _status(p.name, await self._write(path, p, tmp, chunks))
+        except BaseException:
+            await asyncio.to_thread(_unlink_quietly, tmp)  # whatever a failed write left
+            raise
         finally:
             self._writing.discard(str(tmp))
 
-    async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> UfsStatus:
+    async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> os.stat_result:
+        """`chunks` into `tmp`, fsynced, then renamed to `p`, durably; the stat of `p`."""
+
+        def into_place() -> os.stat_result:
+            os.replace(tmp, p)
+            return os.stat(p)
+
         it = aiter(chunks)
         first = await anext(it, None)
         second = None if first is None else await anext(it, None)
         if second is None:  # all of it in hand (an empty file, a small one): one thread call in all
-            data = first or b""
 
             def whole() -> os.stat_result:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    _write_all(fd, data)
-                    if data:  # an empty file has no data to sync: the directory's fsync makes it durable
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, p)
-                return os.stat(p)
+                _write_file(tmp, first or b"")
+                return into_place()
 
-            try:
-                return _status(p.name, await self._durably(path, p.parent, whole))
-            except BaseException:
-                await asyncio.to_thread(_unlink_quietly, tmp)
-                raise
-        fd = await self._run(path, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            return await self._durably(path, p.parent, whole)
+        fd = await self._run(path, os.open, tmp, _NEW_FILE, 0o644)
         try:
-            await self._run(path, _write_all, fd, first)
-            await self._run(path, _write_all, fd, second)
+            for chunk in (first, second):
+                await self._run(path, _write_all, fd, chunk)
             async for chunk in it:
                 await self._run(path, _write_all, fd, chunk)
             await self._run(path, os.fsync, fd)
-        except BaseException:
-            await asyncio.to_thread(_unlink_quietly, tmp)
-            raise
         finally:
             os.close(fd)
-
-        def finish() -> os.stat_result:
-            os.replace(tmp, p)
-            return os.stat(p)
-
-        try:
-            st = await self._durably(path, p.parent, finish)
-        except BaseException:
-            await asyncio.to_thread(_unlink_quietly, tmp)
-            raise
-        return _status(p.name, st)
+        return await self._durably(path, p.parent, into_place)
 
     def can_adopt(self, local: Path) -> bool:
         """A file on the same file system as the root can be renamed into place."""
@@ -355,6 +340,18 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """A new file holding `data`, fsynced; an empty one has nothing to sync (its directory's
+    fsync makes it durable)."""
+    fd = os.open(path, _NEW_FILE, 0o644)
+    try:
+        _write_all(fd, data)
+        if data:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(p: Path) -> None:
