@@ -289,7 +289,7 @@ async def _serve(
         portmapper=config.portmapper,
         portmap_port=config.portmap_port,
         jukebox_after=config.nfs_jukebox_after,
-        observe=metrics.observe,
+        stats=metrics.requests,
         limits=Limits(
             max_connections=config.nfs_max_connections,
             max_total=config.nfs_max_inflight,

@@ -95,29 +95,50 @@ def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
+class LatencyRow:
+    """Calls of one (protocol, operation): how many, their total seconds, and one count per
+    latency bucket. A server keeps the row of each operation it routes and adds to it directly."""
+
+    __slots__ = ("buckets", "count", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+
+
 class _Requests(Collector):
     """Requests, errors and latencies per (protocol, operation), the numbers behind
     nsd_requests_total, nsd_request_errors_total and the nsd_request_seconds histogram.
 
-    Called once per request on the event loop, so it keeps plain ints and floats (a list per
-    label pair: count, latency sum, then one count per bucket) and builds the Prometheus
-    families only when scraped: prometheus_client's own Counter and Histogram take a lock and
-    walk the buckets on every call, a sizeable share of a GETATTR.
+    Added to once per request on the event loop, so it keeps plain ints and floats (a
+    LatencyRow per label pair, which an RPC server looks up once per route, not per call) and
+    builds the Prometheus families only when scraped: prometheus_client's own Counter and
+    Histogram take a lock and walk the buckets on every call, a sizeable share of a GETATTR.
     """
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], list[Any]] = {}
+        self._rows: dict[tuple[str, str], LatencyRow] = {}
         self._errors: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
-    def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
+    def row(self, protocol: str, op: str) -> LatencyRow:
         row = self._rows.get((protocol, op))
         if row is None:
-            row = self._rows[protocol, op] = [0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
-        row[0] += 1
-        row[1] += seconds
-        row[2 + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
+            row = self._rows[protocol, op] = LatencyRow()
+        return row
+
+    def error(self, protocol: str, op: str, error: str) -> None:
+        self._errors[protocol, op, error] += 1
+
+    def observe(self, protocol: str, op: str, seconds: float, error: str | None = None) -> None:
+        self.row(protocol, op).add(seconds)
         if error is not None:
-            self._errors[protocol, op, error] += 1
+            self.error(protocol, op, error)
 
     def collect(self) -> Iterator[Any]:
         labels = ["protocol", "op"]
@@ -126,10 +147,10 @@ class _Requests(Collector):
             "nsd_request_seconds", "Request latency, by protocol and operation.", labels=labels
         )
         for key, row in sorted(self._rows.items()):
-            requests.add_metric(list(key), row[0])
-            cumulative = list(itertools.accumulate(row[2:]))
+            requests.add_metric(list(key), row.count)
+            cumulative = list(itertools.accumulate(row.buckets))
             bounds = [*(_le(b) for b in LATENCY_BUCKETS), "+Inf"]
-            latency.add_metric(list(key), list(zip(bounds, cumulative, strict=True)), sum_value=row[1])
+            latency.add_metric(list(key), list(zip(bounds, cumulative, strict=True)), sum_value=row.seconds)
         errors = CounterMetricFamily(
             "nsd_request_errors",
             "Requests answered with an error, by protocol, operation and error.",

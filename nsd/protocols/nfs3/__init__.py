@@ -81,8 +81,14 @@ def program(service: Nfs3Service, wrap: Callable[[ProcFunc, int], ProcFunc] | No
     return Program(PROGRAM, VERSION, procs, name="nfs3", error_of=error_of, busy=busy)
 
 
+_OK = b"\0\0\0\0"
+
+
 def error_of(body: ReplyBody) -> str | None:
-    """The nfsstat3 a reply reports, by name (None for NFS3_OK and for NULL's empty body)."""
+    """The nfsstat3 a reply reports, by name (None for NFS3_OK and for NULL's empty body).
+    On every reply: a successful one in bytes is told by its first word alone."""
+    if type(body) is bytes and (body.startswith(_OK) or not body):
+        return None
     first = body if isinstance(body, bytes | bytearray | memoryview) else (body[0] if body else b"")
     if len(first) < 4:
         return None

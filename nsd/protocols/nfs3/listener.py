@@ -18,7 +18,7 @@ from nsd.protocols.nfs3.forward import LeaderDoor
 from nsd.protocols.nfs3.handles import HandleCodec, load_secret
 from nsd.protocols.nfs3.service import Nfs3Service
 from nsd.protocols.nfs3.slowreads import SlowReads
-from nsd.protocols.rpc.server import DEFAULT_MAX_INFLIGHT, Limits, Observer, RpcServer
+from nsd.protocols.rpc.server import DEFAULT_MAX_INFLIGHT, Limits, RequestStats, RpcServer
 from nsd.vfs import Vfs
 
 log = logging.getLogger("nsd.nfs")
@@ -55,7 +55,7 @@ async def start_nfs(
     portmapper: bool = False,
     portmap_port: int = 111,
     jukebox_after: float = 0.0,
-    observe: Observer | None = None,
+    stats: RequestStats | None = None,
     limits: Limits | None = None,
     max_inflight_per_connection: int = DEFAULT_MAX_INFLIGHT,
     busy_poll: float = 0.0,
@@ -67,7 +67,7 @@ async def start_nfs(
     exports = parse_exports(exports_spec)
     codec = HandleCodec(load_secret(data_dir))
     server = RpcServer(limits=limits, max_inflight=max_inflight_per_connection, busy_poll=busy_poll)
-    server.observe = observe
+    server.stats = stats
     door = LeaderDoor(cluster, nfs3.busy) if cluster is not None else None
     service = Nfs3Service(vfs, exports, codec, data_dir, SlowReads(patience=jukebox_after))
     server.add(nfs3.program(service, door.wrap if door is not None else None))
@@ -85,7 +85,7 @@ async def start_nfs(
         (mount3.PROGRAM, mount3.VERSION, portmap.IPPROTO_TCP, bound),
     ]
     pm = RpcServer()
-    pm.observe = observe
+    pm.stats = stats
     try:
         pm_port = await pm.listen(host, portmap_port)
     except OSError as e:

@@ -56,7 +56,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import CoroutineType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from nsd.protocols.rpc import oncrpc
 from nsd.protocols.rpc.busypoll import BusyPoller
@@ -69,8 +69,22 @@ log = logging.getLogger("nsd.rpc")
 Buffer = bytes | bytearray | memoryview
 ReplyBody = Buffer | Sequence[Buffer]
 ProcFunc = Callable[["CallContext"], "ReplyBody | Awaitable[ReplyBody]"]
-# (protocol, operation, seconds, error name or None), called once per answered call
-Observer = Callable[[str, str, float, "str | None"], None]
+
+
+class LatencyRow(Protocol):
+    """The calls of one (protocol, operation) so far (nsd.ops.metrics.LatencyRow)."""
+
+    def add(self, seconds: float) -> None: ...
+
+
+class RequestStats(Protocol):
+    """Where a server counts its answered calls (nsd.ops.metrics): each route's row is looked up
+    once and added to per call; errors (a failure status, an RPC error) are counted by name."""
+
+    def row(self, protocol: str, op: str) -> LatencyRow: ...
+
+    def error(self, protocol: str, op: str, error: str) -> None: ...
+
 
 _BODY_TYPES = (bytes, bytearray, memoryview, list)
 DEFAULT_MAX_INFLIGHT = 64
@@ -100,6 +114,19 @@ class Procedure:
     func: ProcFunc
     cached: bool = False  # non-idempotent: replies go through the duplicate request cache
     name: str = ""
+
+
+class Route:
+    """Where a (program, version, procedure) goes, and the stats row its calls add to (None
+    without stats). Looked up once per call."""
+
+    __slots__ = ("op", "proc", "program", "row")
+
+    def __init__(self, program: Program, proc: Procedure, op: str, row: LatencyRow | None) -> None:
+        self.program = program
+        self.proc = proc
+        self.op = op  # the procedure's name, for metrics and logs
+        self.row = row
 
 
 @dataclass
@@ -149,10 +176,10 @@ class RpcServer:
         self.aborted_slow = 0
         self._sweeper: asyncio.Task[None] | None = None
         self.drc = DuplicateRequestCache()
-        self.observe: Observer | None = None  # metrics; None costs nothing per call
+        self._stats: RequestStats | None = None  # metrics; None costs nothing per call
         self.connections: set[RpcConnection] = set()
         self.server: asyncio.Server | None = None
-        self._routes: dict[tuple[int, int, int], tuple[Program, Procedure]] = {}
+        self._routes: dict[tuple[int, int, int], Route] = {}
         # large record buffers (1 MiB WRITEs) kept for reuse, for all connections together
         self.buffers = oncrpc.BufferPool(RECORD_POOL_BYTES)
         # seconds to keep the loop polling after traffic (nsd.protocols.rpc.busypoll); 0: sleep at once
@@ -162,7 +189,16 @@ class RpcServer:
         self.programs.setdefault(program.number, {})[program.version] = program
         self._routes.clear()
 
-    def route(self, call: RpcCall, send: Callable[[bytes], None] | None = None) -> tuple[Program, Procedure] | None:
+    @property
+    def stats(self) -> RequestStats | None:
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: RequestStats | None) -> None:
+        self._stats = stats
+        self._routes.clear()  # their rows belong to the stats before
+
+    def route(self, call: RpcCall, send: Callable[[bytes], None] | None = None) -> Route | None:
         """The program and procedure a call names; else None, after sending the RPC error
         (PROG_UNAVAIL, PROG_MISMATCH with low/high, PROC_UNAVAIL) with `send`. One dict lookup
         for a (program, version, procedure) seen before."""
@@ -178,7 +214,9 @@ class RpcServer:
         elif (proc := program.procs.get(call.proc)) is None:
             reply = oncrpc.accepted_reply(call.xid, oncrpc.PROC_UNAVAIL)
         else:
-            found = self._routes[key] = (program, proc)
+            op = proc.name or str(call.proc)
+            row = self._stats.row(program.name, op) if self._stats is not None else None
+            found = self._routes[key] = Route(program, proc, op, row)
             return found
         if send is not None:
             send(reply)
@@ -374,18 +412,18 @@ class RpcConnection(asyncio.BufferedProtocol):
         route = self.server.route(call, self._send)
         if route is None:
             return
-        program, proc = route
+        proc = route.proc
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
-        started = time.perf_counter() if self.server.observe is not None else 0.0
+        started = time.perf_counter() if route.row is not None else 0.0
         cap = self.server.limits.max_total
-        if cap and self.server.inflight >= cap and program.busy is not None and call.proc != 0:
+        if cap and self.server.inflight >= cap and route.program.busy is not None and call.proc != 0:
             self.server.busy_replies += 1
-            body = program.busy(call.proc)
+            body = route.program.busy(call.proc)
             self._reply(call.xid, body)
-            self._observe(program, proc, started, body)
+            self._observe(route, started, body)
             return
         if proc.cached:
-            self._start(self._run_cached(program, proc, ctx, started))
+            self._start(self._run_cached(route, ctx, started))
             return
         result: ReplyBody | Awaitable[ReplyBody] | _Suspended
         # Each call runs in a context of its own, also while stepped inline: what a procedure
@@ -396,15 +434,15 @@ class RpcConnection(asyncio.BufferedProtocol):
             if type(result) is CoroutineType:
                 result = context.run(_step_inline, result)
         except Exception as e:
-            self._failed(program, proc, call, started, e)
+            self._failed(route, call, started, e)
             return
         if isinstance(result, _Suspended):
-            self._start(self._run(program, proc, call, started, result.finish()), context)
+            self._start(self._run(route, call, started, result.finish()), context)
         elif not isinstance(result, _BODY_TYPES) and inspect.isawaitable(result):
-            self._start(self._run(program, proc, call, started, result), context)
+            self._start(self._run(route, call, started, result), context)
         else:
             self._reply(call.xid, result)
-            self._observe(program, proc, started, result)
+            self._observe(route, started, result)
             del ctx  # its argument views are what keep a large record's buffer from reuse
             self.decoder.recycle(record)
 
@@ -423,25 +461,23 @@ class RpcConnection(asyncio.BufferedProtocol):
             self._update_reading()
             self._process()
 
-    async def _run(
-        self, program: Program, proc: Procedure, call: RpcCall, started: float, pending: Awaitable[ReplyBody]
-    ) -> None:
+    async def _run(self, route: Route, call: RpcCall, started: float, pending: Awaitable[ReplyBody]) -> None:
         try:
             body = await pending
         except Exception as e:
-            self._failed(program, proc, call, started, e)
+            self._failed(route, call, started, e)
             return
         finally:
             del pending  # the finished coroutine and, with it, its views of the record
             self.decoder.recycle(call.record)
         self._reply(call.xid, body)
-        self._observe(program, proc, started, body)
+        self._observe(route, started, body)
 
-    def _failed(self, program: Program, proc: Procedure, call: RpcCall, started: float, e: Exception) -> None:
+    def _failed(self, route: Route, call: RpcCall, started: float, e: Exception) -> None:
         """The reply to a procedure that raised: the one place exceptions become RPC errors.
         Arguments that do not decode: GARBAGE_ARGS; AuthError: AUTH_ERROR; anything else is a
         bug: SYSTEM_ERR, logged with its traceback. The connection lives on."""
-        name = proc.name or str(call.proc)
+        name = route.op
         if isinstance(e, XdrError):
             log.debug("garbage arguments from %s for %d/%d/%d: %s", self.peer_host, call.prog, call.vers, call.proc, e)
             self.rejected += 1
@@ -456,19 +492,22 @@ class RpcConnection(asyncio.BufferedProtocol):
             log.error("procedure %s failed", name, exc_info=e)
             self._send(oncrpc.accepted_reply(call.xid, oncrpc.SYSTEM_ERR))
             error = "SYSTEM_ERR"
-        self._observe(program, proc, started, error=error)
+        self._observe(route, started, error=error)
 
-    def _observe(
-        self, program: Program, proc: Procedure, started: float, body: ReplyBody = b"", error: str | None = None
-    ) -> None:
-        observe = self.server.observe
-        if observe is None:
+    def _observe(self, route: Route, started: float, body: ReplyBody = b"", error: str | None = None) -> None:
+        row = route.row
+        if row is None:
             return
-        if error is None and program.error_of is not None:
-            error = program.error_of(body)
-        observe(program.name, proc.name, time.perf_counter() - started, error)
+        row.add(time.perf_counter() - started)
+        if error is None:
+            error_of = route.program.error_of
+            if error_of is None or (error := error_of(body)) is None:
+                return
+        stats = self.server.stats
+        if stats is not None:
+            stats.error(route.program.name, route.op, error)
 
-    async def _run_cached(self, program: Program, proc: Procedure, ctx: CallContext, started: float) -> None:
+    async def _run_cached(self, route: Route, ctx: CallContext, started: float) -> None:
         drc = self.server.drc
         key = drc.key(ctx.peer_host, ctx.call.xid, ctx.call.record)
         earlier = drc.get(key)
@@ -483,17 +522,17 @@ class RpcConnection(asyncio.BufferedProtocol):
         fut = drc.start(key)
         call = ctx.call
         try:
-            result = proc.func(ctx)
+            result = route.proc.func(ctx)
             body = await result if inspect.isawaitable(result) else result
             reply = _join(call.xid, body)
         except Exception as e:
             drc.forget(key)
-            self._failed(program, proc, call, started, e)
+            self._failed(route, call, started, e)
             return
         if not fut.done():
             fut.set_result(reply)
         self._send(reply)
-        self._observe(program, proc, started, body)
+        self._observe(route, started, body)
 
     # ---- output -----------------------------------------------------------------------------
 

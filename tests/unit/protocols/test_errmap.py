@@ -7,6 +7,7 @@ import pytest
 from nsd import errors
 from nsd.protocols import errmap
 from nsd.protocols.errmap import nfsstat3
+from nsd.protocols.nfs3 import error_of
 from nsd.protocols.nfs3.const import Status
 
 
@@ -61,3 +62,21 @@ def test_a_down_store_and_corrupt_data_share_eio_but_not_their_http_answer() -> 
     assert nfsstat3(errors.UfsUnavailable()) == nfsstat3(errors.Corrupt()) == Status.IO
     assert errmap.http_status(errors.UfsUnavailable()) == 503
     assert errmap.http_status(errors.Corrupt()) == 500
+
+
+@pytest.mark.parametrize(
+    "body, name",
+    [
+        (b"", None),  # NULL
+        (b"\0\0\0\0" + bytes(84), None),
+        (bytearray(b"\0\0\0\0"), None),
+        ([b"\0\0\0\0" + bytes(88), memoryview(b"data")], None),  # a READ reply in parts
+        (b"\0\0\0\x02\0\0\0\0", "NFS3ERR_NOENT"),
+        (bytearray(b"\0\0\0\x46"), "NFS3ERR_STALE"),
+        ([b"\0\0\0\x05", b""], "NFS3ERR_IO"),
+        (b"\0\0\x30\x39", "12345"),  # not a status RFC 1813 defines
+    ],
+)
+def test_the_status_a_reply_reports(body: object, name: str | None) -> None:
+    """What the NFS program tells the metrics about each reply it sends."""
+    assert error_of(body) == name  # type: ignore[arg-type]

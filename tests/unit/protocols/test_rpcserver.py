@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from nsd.ops.metrics import LatencyRow
 from nsd.protocols.rpc import oncrpc
 from nsd.protocols.rpc.oncrpc import RpcReply
 from nsd.protocols.rpc.server import CallContext, Procedure, Program, ReplyBody, RpcServer
@@ -183,20 +184,40 @@ async def test_coroutines_inline_or_suspended(served: tuple[Toy, RpcServer, int]
     writer.close()
 
 
+class Recorder:
+    """RequestStats that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], LatencyRow] = {}
+        self.errors: list[tuple[str, str, str]] = []
+
+    def row(self, protocol: str, op: str) -> LatencyRow:
+        return self.rows.setdefault((protocol, op), LatencyRow())
+
+    def error(self, protocol: str, op: str, error: str) -> None:
+        self.errors.append((protocol, op, error))
+
+
 async def test_answered_calls_are_observed(served: tuple[Toy, RpcServer, int]) -> None:
     _, server, port = served
-    seen: list[tuple[str, str, float, str | None]] = []
-    server.observe = lambda *args: seen.append(args)
+    stats = Recorder()
+    server.stats = stats
     for program in server.programs[PROG].values():
         program.name = "toy"
         program.procs[0] = Procedure(program.procs[0].func, name="ECHO")
         program.procs[2] = Procedure(program.procs[2].func, name="GARBAGE")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for xid, proc in ((1, 0), (2, 2)):
+    for xid, proc in ((1, 0), (2, 2), (3, 0)):
         writer.write(oncrpc.encode_call(xid, PROG, 1, proc))
         await read_reply(reader)
-    assert [(p, op, err) for p, op, _, err in seen] == [("toy", "ECHO", None), ("toy", "GARBAGE", "GARBAGE_ARGS")]
-    assert all(seconds >= 0 for _, _, seconds, _ in seen)
+    echo, garbage = stats.rows["toy", "ECHO"], stats.rows["toy", "GARBAGE"]
+    assert (echo.count, garbage.count) == (2, 1)
+    assert sum(echo.buckets) == 2 and echo.seconds > 0
+    assert stats.errors == [("toy", "GARBAGE", "GARBAGE_ARGS")]
+    server.stats = None  # counting stops, with no route left holding the old rows
+    writer.write(oncrpc.encode_call(4, PROG, 1, 0))
+    await read_reply(reader)
+    assert echo.count == 2
     writer.close()
 
 
