@@ -3,8 +3,10 @@ that a store that hangs or is down gives a clear error instead of a hang."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -12,6 +14,8 @@ from nsd import errors
 from nsd.ufs import open_ufs
 from nsd.ufs.adapters.memory import MemoryStore, MemoryUfs, drop_store, store
 from nsd.ufs.wrap.retry import Replayable, RetryingUfs
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -182,6 +186,41 @@ async def test_hanging_write_times_out_but_a_slow_upload_is_not_cut(name: str) -
     with pytest.raises(errors.UfsUnavailable):
         await ufs.write("f", body(b"x"))
     st.set_down(False)
+
+
+def _step_outside_tasks(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Drive `coro` from plain loop callbacks, never in a task: as the NFS driver steps a
+    procedure inline until it first waits."""
+    done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    def step(_: object = None) -> None:
+        assert asyncio.current_task() is None
+        try:
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            done.set_result(stop.value)
+        except Exception as e:
+            done.set_exception(e)
+        else:
+            waiting.add_done_callback(step)
+
+    asyncio.get_running_loop().call_soon(step)
+    return done
+
+
+async def test_calls_made_outside_any_task_are_timed_too(name: str) -> None:
+    """The NFS driver steps GETATTR, READ or COMMIT outside any task until they first wait, so
+    the deadlines must not need one (asyncio.timeout does): a hang there still ends in
+    UfsUnavailable."""
+    ufs, st, _ = wrap(name, timeout=0.2, attempts=1)
+    st.put("f", b"data")
+    assert (await _step_outside_tasks(ufs.stat("f"))).size == 4
+    assert (await _step_outside_tasks(ufs.write("g", body(b"ab", b"c")))).size == 3
+    st.faults.hang = True
+    with pytest.raises(errors.UfsUnavailable):
+        await _step_outside_tasks(ufs.stat("f"))
+    with pytest.raises(errors.UfsUnavailable):
+        await _step_outside_tasks(ufs.write("h", body(b"x")))
 
 
 async def test_down_store_fails_fast_and_recovers_through_open_ufs(name: str) -> None:
