@@ -581,6 +581,27 @@ def test_auth_sys_identity_drives_permissions(server: Daemon) -> None:
         assert attrs[3:5] == (1000, 1000)  # owned by the caller
 
 
+def test_lookup_needs_search_permission(server: Daemon) -> None:
+    """LOOKUP in a directory the caller may not search is ACCES, for a name the namespace knows
+    (answered without a coroutine) and for one it does not (the under-storage is asked), and
+    nothing about the entry is given away; the owner gets both answers."""
+    with RpcClient(server.nfs_port) as admin:
+        root = admin.mount()
+        d = mkdir(admin, root, b"private")
+        created_handle(create(admin, d, b"known"))
+        u = admin.nfs(Proc.SETATTR, fh(d) + struct.pack(">IIIIIIIII", 1, 0o700, 0, 0, 0, 0, 0, 0, 0))
+        assert u.uint32() == Status.OK
+        assert lookup(admin, d, b"known")[0] == Status.OK
+        assert lookup(admin, d, b"missing")[0] == Status.NOENT
+    other = AuthSys(0, b"client", 2000, 2000, ())
+    with RpcClient(server.nfs_port, cred=other) as c:
+        for name in (b"known", b"missing", b"."):
+            u = c.nfs(Proc.LOOKUP, dirop(d, name))
+            assert u.uint32() == Status.ACCES, name
+            assert post_op_attr(u) is not None  # the directory's attributes, as for any failure
+            assert u.remaining() == 0
+
+
 def test_mount_dump_umnt_and_umntall(server: Daemon) -> None:
     with RpcClient(server.nfs_port) as c:
         c.mount(b"/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+from nsd.namespace import DirInode
 from nsd.protocols.nfs3 import access, args
 from nsd.protocols.nfs3.attrs import NO_ATTR
 from nsd.protocols.nfs3.const import (
@@ -52,9 +53,12 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     d: Target | None = None
     try:
         d = await s.resolve(ctx, a.dir)
-        if not d.node.is_dir:
+        if not isinstance(d.node, DirInode):
             raise NfsError(Status.NOTDIR)
-        node = await s.lookup(d, decode_name(a.name))
+        name = decode_name(a.name)
+        node = s.vfs.peek_child(d.node, name, d.caller)  # known and fresh: no coroutine
+        if node is None:
+            node = await s.lookup(d, name)
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
     fh = s.handle(d.export, node)  # 32 bytes: a multiple of 4, no padding
