@@ -2,7 +2,7 @@
 
 Needs (installed by nothing here; as root on Debian):
 
-    apt-get install -y libnfs-utils libnfs-dev gcc nfs-ganesha nfs-ganesha-vfs rpcbind
+    apt-get install -y libnfs-utils libnfs-dev gcc nfs-ganesha nfs-ganesha-vfs rpcbind strace
 
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
 WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
@@ -13,7 +13,8 @@ bytes from its export directory again), GETATTR and
 LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
 pairs the same way (each server's durability per change: nsd's journal record is fsynced before
 the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
-directory), with their median and 99th percentile latency: tools/bench/nfsops.c, built here
+directory; the row `C+R syncs/pair` counts, with strace, the fsync-family calls each server makes
+per pair), with their median and 99th percentile latency: tools/bench/nfsops.c, built here
 against libnfs, drives libnfs's asynchronous RPC calls (a client in C, so its own cost per call
 stays small next to the server's). All servers run together and each measurement is taken on
 one right after the other, so a busy machine skews them alike. Prints each and the ratio to
@@ -289,6 +290,7 @@ def ganesha_server(workdir: Path) -> Iterator[Target]:
     try:
         subprocess.run(cmd, check=True, timeout=60)
         target = Target("ganesha", GANESHA_PORTS["nfs"], "/export", gdir / "export", "")
+        target.pid = int(pidfile.read_text().strip())  # ganesha writes it before it detaches
         for _ in range(200):  # ganesha answers after its grace period set-up
             if _answers(target.port) and _answers(GANESHA_PORTS["mnt"]):
                 break
@@ -392,11 +394,38 @@ def measure(
                     note(t, f"{label} ops/s @{outstanding}", got["ops_per_s"])
                     note(t, f"{label} p50 us @{outstanding}", got["p50_us"])
                     note(t, f"{label} p99 us @{outstanding}", got["p99_us"])
+    if nfsops is not None and shutil.which("strace") is not None:
+        for t in targets:
+            mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
+            note(t, "C+R syncs/pair @1", syncs_per_pair(nfsops, t, mnt_port, "bench-file-0"))
     for t in targets:
         for (who, key), values in samples.items():
             if who == t.name:
                 t.results[key] = statistics.median(values)
                 t.spread[key] = (min(values), max(values))
+
+
+SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
+
+
+def syncs_per_pair(nfsops: Path, t: Target, mnt_port: int, name: str, seconds: float = 2.0) -> float:
+    """The fsync-family system calls a server makes per CREATE + REMOVE pair at one call in
+    flight, counted by strace over all its threads (strace slows it: the count is what matters)."""
+    with tempfile.NamedTemporaryFile(prefix="strace-", suffix=".txt") as out:
+        trace = ["strace", "-f", "-c", "-e", "trace=" + ",".join(SYNC_CALLS), "-o", out.name, "-p", str(t.pid)]
+        tracer = subprocess.Popen(trace, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)  # attached to every thread
+            got = ops_per_second(nfsops, t.port, mnt_port, t.export, "create", 1, seconds, name)
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(60)
+        calls = 0
+        for line in Path(out.name).read_text().splitlines():
+            fields = line.split()
+            if fields and fields[-1] in SYNC_CALLS and fields[-2].isdigit():  # ... calls [errors] syscall
+                calls += int(fields[3])
+    return calls / got["calls"]
 
 
 def _variant(spec: str) -> tuple[str, dict[str, str]]:
@@ -472,7 +501,8 @@ def report(targets: list[Target], size_mib: int, notes: list[str], rounds: int =
             cells.append(f"{cell:>{width}}")
         row = f"{k:22}" + "".join(cells)
         if peer is not None:
-            row += "".join(f"{t.results[k] / peer.results[k]:>15.2f}x" for t in ours)
+            base = peer.results[k]  # 0 for ganesha's syncs: no ratio
+            row += "".join(f"{t.results[k] / base:>15.2f}x" if base else f"{'-':>16}" for t in ours)
         print(row)
     for note in notes:
         print(note)
