@@ -290,13 +290,13 @@ def ganesha_server(workdir: Path) -> Iterator[Target]:
     try:
         subprocess.run(cmd, check=True, timeout=60)
         target = Target("ganesha", GANESHA_PORTS["nfs"], "/export", gdir / "export", "")
-        target.pid = int(pidfile.read_text().strip())  # ganesha writes it before it detaches
         for _ in range(200):  # ganesha answers after its grace period set-up
             if _answers(target.port) and _answers(GANESHA_PORTS["mnt"]):
                 break
             time.sleep(0.1)
         else:
             raise RuntimeError(f"ganesha did not answer; see {gdir / 'ganesha.log'}")
+        target.pid = int(pidfile.read_text().strip())
         yield target
     finally:
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
@@ -464,6 +464,8 @@ def main() -> None:
             nfsops = build_nfsops(work)
         except RuntimeError as e:
             notes.append(f"GETATTR/LOOKUP/CREATE not measured: {e}")
+        if shutil.which("strace") is None:
+            notes.append("C+R syncs/pair not counted: strace is not installed")
         with contextlib.ExitStack() as stack:
             s3: S3 | None = None
             try:
