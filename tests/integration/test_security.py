@@ -189,6 +189,17 @@ def test_nfs_denials_follow_the_same_rules(server: Daemon) -> None:
         if u.bool():
             skip_fattr(u)
         assert u.uint32() == 0x01  # READ only: the answer the checks give
+        # a file alice keeps to herself: its data is not read for bob, cached or not
+        InsecureClient(server.url, user="alice").write("/shared/alices-secret", data=b"s", permission="600")
+        u = c.nfs(Proc.LOOKUP, dirop(shared, b"alices-secret"))
+        assert u.uint32() == Status.OK
+        secret = u.opaque(64)
+        for _ in range(2):
+            u = c.nfs(Proc.READ, fh(secret) + struct.pack(">QI", 0, 16))
+            assert u.uint32() == Status.ACCES
+            if u.bool():
+                skip_fattr(u)
+            assert u.remaining() == 0  # a failure body: no count, no data
         # sticky: bob may not remove alice's file from a world-writable sticky directory
         admin(server, "/fs/setattr", {"path": "/shared", "mode": 0o1777})
         try:
