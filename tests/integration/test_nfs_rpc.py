@@ -581,10 +581,11 @@ def test_auth_sys_identity_drives_permissions(server: Daemon) -> None:
         assert attrs[3:5] == (1000, 1000)  # owned by the caller
 
 
-def test_lookup_needs_search_permission(server: Daemon) -> None:
+def test_a_private_directory_is_neither_searched_nor_listed(server: Daemon) -> None:
     """LOOKUP in a directory the caller may not search is ACCES, for a name the namespace knows
     (answered without a coroutine) and for one it does not (the under-storage is asked), and
-    nothing about the entry is given away; the owner gets both answers."""
+    nothing about the entry is given away; READDIR and READDIRPLUS of it are ACCES too. The owner
+    gets the answers."""
     with RpcClient(server.nfs_port) as admin:
         root = admin.mount()
         d = mkdir(admin, root, b"private")
@@ -593,6 +594,7 @@ def test_lookup_needs_search_permission(server: Daemon) -> None:
         assert u.uint32() == Status.OK
         assert lookup(admin, d, b"known")[0] == Status.OK
         assert lookup(admin, d, b"missing")[0] == Status.NOENT
+        assert admin.nfs(Proc.READDIR, fh(d) + struct.pack(">Q8sI", 0, bytes(8), 4096)).uint32() == Status.OK
     other = AuthSys(0, b"client", 2000, 2000, ())
     with RpcClient(server.nfs_port, cred=other) as c:
         for name in (b"known", b"missing", b"."):
@@ -600,6 +602,13 @@ def test_lookup_needs_search_permission(server: Daemon) -> None:
             assert u.uint32() == Status.ACCES, name
             assert post_op_attr(u) is not None  # the directory's attributes, as for any failure
             assert u.remaining() == 0
+        for proc, args in (
+            (Proc.READDIR, struct.pack(">Q8sI", 0, bytes(8), 4096)),
+            (Proc.READDIRPLUS, struct.pack(">Q8sII", 0, bytes(8), 4096, 8192)),
+        ):
+            u = c.nfs(proc, fh(d) + args)
+            assert u.uint32() == Status.ACCES, proc
+            assert post_op_attr(u) is not None and u.remaining() == 0
 
 
 def test_mount_dump_umnt_and_umntall(server: Daemon) -> None:
