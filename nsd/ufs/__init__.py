@@ -13,7 +13,7 @@ from types import MappingProxyType
 from urllib.parse import urlparse
 
 from nsd.errors import Invalid
-from nsd.ufs.base import Ufs, UfsStatus
+from nsd.ufs.base import Syncs, Ufs, UfsStatus
 from nsd.ufs.options import Options, mask_uri
 
 
@@ -111,4 +111,4 @@ def open_ufs(uri: str, options: Mapping[str, str] | None = None) -> Ufs:
     )
 
 
-__all__ = ["REGISTRY", "STORE_OPTIONS", "Ufs", "UfsStatus", "check_options", "open_ufs"]
+__all__ = ["REGISTRY", "STORE_OPTIONS", "Syncs", "Ufs", "UfsStatus", "check_options", "open_ufs"]

@@ -7,11 +7,12 @@ NotEmpty, UfsUnavailable (transient: worth a retry) and NsdError (permanent).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from nsd.errors import Corrupt, NotSupported
@@ -33,6 +34,43 @@ class UfsStatus:
     def fingerprint(self) -> list[object]:
         """What must match for cached data or metadata to still be valid."""
         return [self.size, self.mtime_ns, self.etag]
+
+
+class Syncs:
+    """The syncs under-storage changes still owe, for a caller that overlaps them with its own
+    durable step (a journal commit) instead of waiting for one and then the other.
+
+    An adapter handed one by `write` or `delete` may return once its change is made but not yet
+    durable, leaving the wait here; the end of the `async with` block waits for every one and
+    raises the first failure (unless the block itself raised), so nothing is acknowledged before
+    the change is durable. Adapters that are durable on return ignore it.
+    """
+
+    __slots__ = ("_waits",)
+
+    def __init__(self) -> None:
+        self._waits: list[tuple[asyncio.Future[None], Callable[[Exception], Exception]]] = []
+
+    def add(self, wait: asyncio.Future[None], error: Callable[[Exception], Exception] = lambda e: e) -> None:
+        """`wait` is done once the change is durable; `error` turns its failure into the one to raise.
+        It is awaited shielded, as changes may share one sync."""
+        self._waits.append((wait, error))
+
+    async def __aenter__(self) -> Syncs:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        failed: Exception | None = None
+        waits, self._waits = self._waits, []
+        for wait, error in waits:
+            try:
+                await asyncio.shield(wait)
+            except Exception as why:
+                failed = failed or error(why)
+        if failed is not None and kind is None:
+            raise failed
 
 
 class Ufs(ABC):
@@ -63,15 +101,17 @@ class Ufs(ABC):
         """Up to `length` bytes from `offset`; fewer only at the end of the file."""
 
     @abstractmethod
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
-        """Replace the file at `path` with the streamed bytes, all or nothing; durable on return."""
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
+        """Replace the file at `path` with the streamed bytes, all or nothing; durable on return,
+        or once `syncs` ends when one is given."""
 
     @abstractmethod
     async def mkdir(self, path: str) -> None:
         """Create a directory (and missing parents); an existing directory is fine."""
 
     @abstractmethod
-    async def delete(self, path: str, *, recursive: bool = False) -> None: ...
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
+        """Durable on return, or once `syncs` ends when one is given."""
 
     @abstractmethod
     async def rename(self, src: str, dst: str) -> None:

@@ -24,7 +24,7 @@ from nsd.core.users import SYSTEM, Caller
 from nsd.journal.ops import Op, RequestPersist, SetContent
 from nsd.namespace import FileInode, Inode, Namespace
 from nsd.namespace.layouts import unpersisted
-from nsd.ufs import Ufs, UfsStatus
+from nsd.ufs import Syncs, Ufs, UfsStatus
 from nsd.vfs.base import SEAL_RETRY_MAX, VfsBase, log
 
 
@@ -88,8 +88,11 @@ class ContentOps(VfsBase):
         d = self._writable_dir(dir_ino)
         ufs, rel = self.mounts.locate_child(d, name)
         wt = self._write_type(d.mount)
-        async with self._sealing() as sealer:
-            content = await self._whole_content(sealer, wt, chunks, ufs, rel)
+        # The UFS's own sync (a local directory's fsync) runs alongside the journal's: either
+        # order recovers (an object with no record is undiscovered; a record with no object goes at
+        # its re-check), and the reply waits for both.
+        async with self._sealing() as sealer, Syncs() as syncs:
+            content = await self._whole_content(sealer, wt, chunks, ufs, rel, syncs)
             await self._secure(content)
 
             def plan(ns: Namespace) -> list[Op]:
@@ -111,10 +114,16 @@ class ContentOps(VfsBase):
         return Sealer(self.cache) if self.cache is not None else contextlib.nullcontext()
 
     async def _whole_content(
-        self, sealer: Sealer | None, wt: WriteType, chunks: AsyncIterable[bytes], ufs: Ufs, rel: str
+        self,
+        sealer: Sealer | None,
+        wt: WriteType,
+        chunks: AsyncIterable[bytes],
+        ufs: Ufs,
+        rel: str,
+        syncs: Syncs | None = None,
     ) -> writes.Content:
         if sealer is None or not wt.caches:
-            status = await ufs.write(rel, chunks)
+            status = await ufs.write(rel, chunks, syncs=syncs)
             return writes.Content(status.size, status.fingerprint(), None)
         return await writes.whole(sealer, wt, chunks, ufs, rel)
 

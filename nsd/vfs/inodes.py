@@ -1,5 +1,4 @@
-"""Namespace changes by inode (what NFS handles name): create, mkdir, links, remove, rename, setattr.
-"""
+"""Namespace changes by inode (what NFS handles name): create, mkdir, links, remove, rename, setattr."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from nsd.journal.ops import Op, Rmdir, Unlink
 from nsd.namespace import DirInode, Inode, Namespace
 from nsd.namespace.inode import SPECIAL_KINDS
 from nsd.namespace.layouts import unpersisted
-from nsd.ufs import Ufs
+from nsd.ufs import Syncs, Ufs
 from nsd.vfs.content import ContentOps, no_chunks
 
 
@@ -112,8 +111,10 @@ class InodeOps(ContentOps):
             async with self.locks.hold(content(node.ino)):
                 if node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
-                    async with self.reconciler.change("remove", [dir_ino, name]) as intent:
-                        await _delete_if_present(ufs, rel)
+                    # The UFS's sync runs alongside the outcome's journal commit (as in create):
+                    # a crash between them at worst brings back the unacknowledged file.
+                    async with self.reconciler.change("remove", [dir_ino, name]) as intent, Syncs() as syncs:
+                        await _delete_if_present(ufs, rel, syncs=syncs)
                         await self.store.mutate(
                             lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()), done=intent
                         )
@@ -271,10 +272,10 @@ class InodeOps(ContentOps):
             await self._content_changed(ino, status, kept, done=intent)
 
 
-async def _delete_if_present(ufs: Ufs, rel: str, *, recursive: bool = False) -> None:
+async def _delete_if_present(ufs: Ufs, rel: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
     """Delete from the UFS; already gone there is fine (the namespace entry still has to go)."""
     with contextlib.suppress(errors.NotFound):
-        await ufs.delete(rel, recursive=recursive)
+        await ufs.delete(rel, recursive=recursive, syncs=syncs)
 
 
 def _below(node: Inode, ancestor: DirInode) -> bool:

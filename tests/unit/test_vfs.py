@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 from vfsenv import ME, chunks, open_vfs, read_all
 
 from nsd import errors
+from nsd.ufs.adapters import dirsync
 from nsd.vfs import SYSTEM, Vfs
 
 
@@ -210,3 +213,35 @@ async def test_a_seal_that_fails_after_the_hand_over_settles_on_what_the_ufs_has
     assert not vfs.ns.intents  # settled at once on what the UFS has
     assert vfs.ns.get(node.ino).size == 4
     assert (await vfs.read_at(node.ino, 0, 10, caller=ME))[0] == b"NEW!"
+
+
+async def test_create_and_remove_commit_the_journal_while_the_directory_syncs(
+    vfs: Vfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create or remove in a local mount journals its record while the directory's fsync is
+    still running (the two overlap), and returns only once both are done."""
+    release = threading.Event()
+    real = dirsync.fsync_dir
+
+    def held(path: Path) -> None:
+        assert release.wait(10), "fsync never released"
+        real(path)
+
+    await vfs.mkdir("/d", caller=ME)
+    d = vfs.peek_path("/d").ino
+    monkeypatch.setattr(dirsync, "fsync_dir", held)
+    for step, change in (("create", vfs.create(d, "f", caller=ME)), ("remove", vfs.remove_at(d, "f", caller=ME))):
+        batches = vfs.store.writer.stats.batches
+        task = asyncio.ensure_future(change)
+        for _ in range(200):  # the record is flushed while the fsync is held
+            if vfs.store.writer.stats.batches > batches and ("f" in vfs.peek_path("/d").children) == (step == "create"):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail(f"{step}: no journal commit while the directory fsync was held")
+        await asyncio.sleep(0.05)
+        assert not task.done(), f"{step} answered before its directory was synced"
+        release.set()
+        await asyncio.wait_for(task, 5)
+        release.clear()
+    assert not (tmp_path / "ufs/d/f").exists() and "f" not in vfs.peek_path("/d").children

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 
 from nsd import errors
 from nsd.ufs.adapters.s3list import S3Lister
-from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 from nsd.ufs.options import Options, mask_uri, scrub, secret_values
 
 LIST_BATCH = 1000
@@ -232,7 +232,7 @@ class ArrowUfs(Ufs):
 
         return await self._run(path, read)
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         from pyarrow.fs import FileType
 
         full = self._full(path)
@@ -311,7 +311,7 @@ class ArrowUfs(Ufs):
 
         await self._run(path, mkdir)
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         full = self._full(path)
 
         def delete() -> None:

@@ -7,7 +7,9 @@ one fsync runs, the changes finished meanwhile wait for the next one together: a
 fsyncs of a directory are ever outstanding (one running, one gathering), whatever the load.
 
 The first change in a quiet directory does its operation and the fsync in one worker-thread
-call, so a lone change costs what it did before (one hand-off to a thread).
+call, so a lone change costs what it did before (one hand-off to a thread). `made` gives the
+caller the operation's result as soon as it is done, with the sync still running, so the caller
+can overlap its own durable step (a journal commit) with the directory's fsync.
 """
 
 from __future__ import annotations
@@ -48,19 +50,52 @@ class DirSyncs:
         await self.sync(directory)
         return result
 
+    async def made(self, directory: Path, op: Callable[[], T]) -> tuple[T, asyncio.Future[None]]:
+        """Run `op` (a change in `directory`) in a thread; return its result once it is made, with
+        a future that is done once the change is durable (its error, an OSError, is the fsync's;
+        await it shielded: other changes may share it). An OSError from `op` is raised as is."""
+        self.changes += 1
+        if directory in self._syncing:
+            result = await asyncio.to_thread(op)
+            return result, self._next_sync(directory)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[T] = loop.create_future()
+
+        def op_then_sync() -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, outcome, op(), None)
+            except BaseException as e:
+                loop.call_soon_threadsafe(_settle, outcome, None, e)
+            fsync_dir(directory)  # after a failed op too: cheap, rare, and the count stays true
+
+        self._syncing[directory] = None  # claimed now: a change before the task starts waits for it
+        synced = asyncio.ensure_future(self._claimed(directory, op_then_sync))
+        synced.add_done_callback(_retrieve)  # the caller may drop it when `op` failed
+        return await outcome, synced
+
+    def _next_sync(self, directory: Path) -> asyncio.Future[None]:
+        """A future done once an fsync of `directory` that starts from now on has finished."""
+        if directory not in self._syncing:
+            self._syncing[directory] = None
+            return asyncio.ensure_future(self._claimed(directory, lambda: fsync_dir(directory)))
+        waiting = self._syncing[directory]
+        if waiting is None:
+            waiting = self._syncing[directory] = asyncio.get_running_loop().create_future()
+        return waiting
+
     async def sync(self, directory: Path) -> None:
         """Return once an fsync of `directory` that started after this call has finished."""
         if directory not in self._syncing:
             await self._lead(directory, lambda: fsync_dir(directory))
             return
-        waiting = self._syncing[directory]
-        if waiting is None:
-            waiting = self._syncing[directory] = asyncio.get_running_loop().create_future()
-        await asyncio.shield(waiting)
+        await asyncio.shield(self._next_sync(directory))
 
     async def _lead(self, directory: Path, work: Callable[[], T]) -> T:
         """Run `work`, which ends with an fsync of `directory`, as its running sync."""
         self._syncing[directory] = None
+        return await self._claimed(directory, work)
+
+    async def _claimed(self, directory: Path, work: Callable[[], T]) -> T:
         try:
             result = await asyncio.to_thread(work)
             self.fsyncs += 1
@@ -88,3 +123,17 @@ class DirSyncs:
             waiting.set_result(None)
         finally:
             self._done(directory)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.done():  # the waiting caller was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from nsd import errors
 from nsd.ufs.adapters.dirsync import DirSyncs
-from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 
 LIST_BATCH = 1024
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # a write's temporary file
@@ -91,12 +91,17 @@ class LocalUfs(Ufs):
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
         self._dirs = DirSyncs()  # directory fsyncs shared by concurrent changes
 
-    async def _durably(self, path: str, directory: Path, op: Callable[[], T]) -> T:
-        """Run the change `op` in `directory` in a thread; return once it is durable."""
+    async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
+        """Run the change `op` in `directory` in a thread; return once it is durable, or once it
+        is made, its directory's fsync left to `syncs` when one is given."""
         try:
-            return await self._dirs.change(directory, op)
+            if syncs is None:
+                return await self._dirs.change(directory, op)
+            result, synced = await self._dirs.made(directory, op)
         except OSError as e:
             raise classify(e, path) from None
+        syncs.add(synced, lambda e: classify(e, path) if isinstance(e, OSError) else e)
+        return result
 
     def _abs(self, path: str, *, follow_last: bool = True) -> Path:
         """The real path for `path`, confined to the root (see the module's docstring).
@@ -148,20 +153,22 @@ class LocalUfs(Ufs):
 
         return await self._run(path, read)
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         p = self._abs(path)
         tmp = p.with_name(TMP_PREFIX + secrets.token_hex(8))
         self._writing.add(str(tmp))
         try:
-            return _status(p.name, await self._write(path, p, tmp, chunks))
+            return _status(p.name, await self._write(path, p, tmp, chunks, syncs))
         except BaseException:
             await asyncio.to_thread(_unlink_quietly, tmp)  # whatever a failed write left
             raise
         finally:
             self._writing.discard(str(tmp))
 
-    async def _write(self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes]) -> os.stat_result:
-        """`chunks` into `tmp`, fsynced, then renamed to `p`, durably; the stat of `p`."""
+    async def _write(
+        self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes], syncs: Syncs | None
+    ) -> os.stat_result:
+        """`chunks` into `tmp`, fsynced, then renamed to `p`, durably (see `_durably`); the stat of `p`."""
 
         def into_place() -> os.stat_result:
             os.replace(tmp, p)
@@ -176,7 +183,7 @@ class LocalUfs(Ufs):
                 _write_file(tmp, first or b"")
                 return into_place()
 
-            return await self._durably(path, p.parent, whole)
+            return await self._durably(path, p.parent, whole, syncs)
         fd = await self._run(path, os.open, tmp, _NEW_FILE, 0o644)
         try:
             for chunk in (first, second):
@@ -186,7 +193,7 @@ class LocalUfs(Ufs):
             await self._run(path, os.fsync, fd)
         finally:
             os.close(fd)
-        return await self._durably(path, p.parent, into_place)
+        return await self._durably(path, p.parent, into_place, syncs)
 
     def can_adopt(self, local: Path) -> bool:
         """A file on the same file system as the root can be renamed into place."""
@@ -218,7 +225,7 @@ class LocalUfs(Ufs):
         p = self._abs(path)
         await self._run(path, lambda: p.mkdir(parents=True, exist_ok=True))
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         p = self._abs(path, follow_last=False)
 
         def delete() -> None:
@@ -230,7 +237,7 @@ class LocalUfs(Ufs):
             else:
                 os.unlink(p)
 
-        await self._durably(path, p.parent, delete)
+        await self._durably(path, p.parent, delete, syncs)
 
     async def rename(self, src: str, dst: str) -> None:
         s, d = self._abs(src, follow_last=False), self._abs(dst, follow_last=False)

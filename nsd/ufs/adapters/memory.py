@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from nsd import errors
-from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 from nsd.ufs.options import Options
 
 LIST_BATCH = 256
@@ -243,7 +243,7 @@ class MemoryUfs(Ufs):
             raise errors.NotFound(f"under-storage: no such object: {path}", path=path)
         return f.data[offset : offset + length]
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         await self.store.enter()
         p = self._p(path)
         if p in self.store.dirs:
@@ -267,7 +267,7 @@ class MemoryUfs(Ufs):
         if p:
             self.store._make_parents(p + "/x")
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         await self.store.enter()
         p = self._p(path)
         s = self.store

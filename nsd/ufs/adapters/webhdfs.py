@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote, urlparse
 import aiohttp
 
 from nsd import errors
-from nsd.ufs.base import TMP_PREFIX, Ufs, UfsStatus
+from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 from nsd.ufs.options import Options, mask_uri, scrub, secret_values
 
 _REMOTE: dict[str, type[errors.NsdError]] = {
@@ -209,7 +209,7 @@ class WebHdfsUfs(Ufs):
         _, body, _ = await self._request("GET", path, "OPEN", offset=offset, length=length)
         return body[:length]
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         parent, _, name = path.strip("/").rpartition("/")
         hidden = f"{TMP_PREFIX}{secrets.token_hex(8)}.{name}"
         tmp = f"{parent}/{hidden}" if parent else hidden
@@ -269,7 +269,7 @@ class WebHdfsUfs(Ufs):
         if not (await self._json("PUT", path, "MKDIRS", permission="755")).get("boolean"):
             raise errors.Exists(f"under-storage webhdfs: cannot create directory {path}", path=path)
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         if not path.strip("/"):
             async for st in self.list(""):
                 if st.is_dir and not recursive:

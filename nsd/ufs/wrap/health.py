@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nsd import errors
-from nsd.ufs.base import Ufs, UfsStatus
+from nsd.ufs.base import Syncs, Ufs, UfsStatus
 from nsd.ufs.options import mask_uri, scrub, secret_values
 
 T = TypeVar("T")
@@ -109,8 +109,8 @@ class HealthUfs(Ufs):
     async def read(self, path: str, offset: int, length: int) -> bytes:
         return await self._call(lambda: self.inner.read(path, offset, length))
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
-        return await self._call(lambda: self.inner.write(path, chunks))
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
+        return await self._call(lambda: self.inner.write(path, chunks, syncs=syncs))
 
     async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
         return await self._call(lambda: self.inner.append(path, chunks, at=at))
@@ -121,8 +121,8 @@ class HealthUfs(Ufs):
     async def mkdir(self, path: str) -> None:
         await self._call(lambda: self.inner.mkdir(path))
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
-        await self._call(lambda: self.inner.delete(path, recursive=recursive))
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
+        await self._call(lambda: self.inner.delete(path, recursive=recursive, syncs=syncs))
 
     async def rename(self, src: str, dst: str) -> None:
         await self._call(lambda: self.inner.rename(src, dst))

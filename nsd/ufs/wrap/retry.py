@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nsd import errors
-from nsd.ufs.base import Ufs, UfsStatus
+from nsd.ufs.base import Syncs, Ufs, UfsStatus
 
 T = TypeVar("T")
 
@@ -151,13 +151,13 @@ class RetryingUfs(Ufs):
     async def mkdir(self, path: str) -> None:
         await self._call("mkdir", path, lambda: self.inner.mkdir(path))
 
-    async def delete(self, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         tried = False
 
         async def once() -> None:
             nonlocal tried
             try:
-                await self.inner.delete(path, recursive=recursive)
+                await self.inner.delete(path, recursive=recursive, syncs=syncs)
             except errors.NotFound:
                 if not tried:
                     raise
@@ -238,8 +238,8 @@ class RetryingUfs(Ufs):
         except TimeoutError:
             raise self._timed_out("list", path) from None
 
-    async def write(self, path: str, chunks: AsyncIterable[bytes]) -> UfsStatus:
-        return await self._write("write", path, chunks, lambda body: self.inner.write(path, body))
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
+        return await self._write("write", path, chunks, lambda body: self.inner.write(path, body, syncs=syncs))
 
     async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
         # Safe to repeat: an append at `at` first drops whatever an interrupted try left.

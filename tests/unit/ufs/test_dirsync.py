@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from nsd import errors
+from nsd.ufs import Syncs
 from nsd.ufs.adapters import dirsync
 from nsd.ufs.adapters.dirsync import DirSyncs
 from nsd.ufs.adapters.local import LocalUfs
@@ -105,3 +107,85 @@ async def test_local_ufs_changes_share_directory_fsyncs(tmp_path: Path, synced: 
     assert os.listdir(tmp_path) == []
     fsyncs = sum(1 for kind, _ in synced if kind == "fsync")
     assert 2 <= fsyncs < 32, fsyncs
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Directory fsyncs wait until the returned event is set."""
+    release = threading.Event()
+    real = dirsync.fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        assert release.wait(10), "fsync never released"
+        real(path)
+
+    monkeypatch.setattr(dirsync, "fsync_dir", fsync_dir)
+    return release
+
+
+async def test_made_answers_before_the_fsync_and_its_future_after(tmp_path: Path, held: threading.Event) -> None:
+    syncs = DirSyncs()
+    result, synced = await asyncio.wait_for(syncs.made(tmp_path, lambda: "made"), 5)
+    assert result == "made"
+    await asyncio.sleep(0.05)
+    assert not synced.done(), "the fsync was held: its future cannot be done yet"
+    # a second change meanwhile waits for an fsync that starts after it, not the running one
+    second, later = await syncs.made(tmp_path, lambda: "second")
+    held.set()
+    await asyncio.wait_for(asyncio.gather(synced, later), 5)
+    assert second == "second" and syncs.fsyncs == 2 and not syncs._syncing
+
+
+async def test_made_raises_the_operations_error_and_leaves_no_sync_running(tmp_path: Path, synced: list) -> None:
+    syncs = DirSyncs()
+
+    def fails() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(PermissionError):
+        await syncs.made(tmp_path, fails)
+    for _ in range(20):  # the fsync after the failed change ends on its own
+        if not syncs._syncing:
+            break
+        await asyncio.sleep(0.01)
+    assert not syncs._syncing
+    _, synced_future = await syncs.made(tmp_path, lambda: None)
+    await synced_future
+
+
+async def test_a_local_write_with_syncs_returns_made_and_the_block_ends_durable(
+    tmp_path: Path, held: threading.Event
+) -> None:
+    """With `Syncs`, a local create is visible at once and the `async with` waits for its
+    directory's fsync; an fsync that fails fails the block with the adapter's error."""
+    ufs = LocalUfs(tmp_path.as_uri())
+
+    async def data():  # type: ignore[no-untyped-def]
+        yield b"abc"
+
+    async def create() -> None:
+        async with Syncs() as syncs:
+            status = await ufs.write("f", data(), syncs=syncs)
+            assert status.size == 3 and (tmp_path / "f").read_bytes() == b"abc"
+            made.set()
+
+    made = asyncio.Event()
+    task = asyncio.create_task(create())
+    await asyncio.wait_for(made.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert not task.done(), "the block must wait for the held directory fsync"
+    held.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_failed_directory_fsync_fails_the_syncs_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(dirsync, "fsync_dir", broken)
+    ufs = LocalUfs(tmp_path.as_uri())
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(errors.NsdError, match="Input/output error"):
+        async with Syncs() as syncs:
+            await ufs.delete("f", syncs=syncs)
+    assert not (tmp_path / "f").exists()
