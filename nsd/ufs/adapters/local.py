@@ -222,8 +222,33 @@ class LocalUfs(Ufs):
         return await self.stat(path) if await self._durably(path, p.parent, adopt) else None
 
     async def mkdir(self, path: str) -> None:
+        """Durable on return, as every change here: each directory made is in its fsynced parent."""
         p = self._abs(path)
-        await self._run(path, lambda: p.mkdir(parents=True, exist_ok=True))
+
+        def make() -> list[Path]:
+            """`p` and its missing ancestors, made top down; the ones this call made."""
+            missing = []
+            d = p
+            while d != self.root and not d.is_dir():
+                missing.append(d)
+                d = d.parent
+            made = []
+            for d in reversed(missing):
+                try:
+                    d.mkdir()
+                except FileExistsError:
+                    if not d.is_dir():
+                        raise
+                    continue
+                made.append(d)
+            return made
+
+        made = await self._durably(path, p.parent, make)
+        for parent in dict.fromkeys(d.parent for d in made if d != p):  # what mkdir -p added above
+            try:
+                await self._dirs.sync(parent)
+            except OSError as e:
+                raise classify(e, path) from None
 
     async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
         p = self._abs(path, follow_last=False)
@@ -279,7 +304,7 @@ class LocalUfs(Ufs):
 
     async def link(self, src: str, dst: str) -> None:
         s, d = self._abs(src), self._abs(dst)
-        await self._run(dst, os.link, s, d)
+        await self._durably(dst, d.parent, lambda: os.link(s, d))
 
     async def sweep_tmp(self, older_than: float) -> int:
         def sweep() -> int:

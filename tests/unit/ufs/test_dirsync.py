@@ -189,3 +189,21 @@ async def test_a_failed_directory_fsync_fails_the_syncs_block(tmp_path: Path, mo
         async with Syncs() as syncs:
             await ufs.delete("f", syncs=syncs)
     assert not (tmp_path / "f").exists()
+
+
+async def test_local_mkdir_and_link_are_durable_on_return(tmp_path: Path, synced: list) -> None:
+    """Each directory `mkdir` makes is in an fsynced parent (mkdir -p: every level), and a hard
+    link's directory is fsynced, as for every other change of a local mount."""
+    ufs = LocalUfs(tmp_path.as_uri())
+    await ufs.mkdir("a/b/c")
+    assert (tmp_path / "a/b/c").is_dir()
+    assert {p for _, p in synced} == {tmp_path, tmp_path / "a", tmp_path / "a/b"}
+    synced.clear()
+    await ufs.mkdir("a/b/c")  # already there: nothing made, nothing refused
+    (tmp_path / "a/f").write_bytes(b"x")
+    synced.clear()
+    await ufs.link("a/f", "a/b/g")
+    assert (tmp_path / "a/b/g").read_bytes() == b"x" and [p for _, p in synced] == [tmp_path / "a/b"]
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(errors.Exists):
+        await ufs.mkdir("file")
