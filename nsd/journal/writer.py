@@ -3,7 +3,7 @@
 Theory of operation. `append` frames the op into an in-memory buffer and hands out the next
 txid at once, so journal order is the order in which the caller applied ops. `sync(txid)`
 parks the caller until that txid is on disk. A single flusher task owns the file: it swaps
-the buffer out, writes it and fdatasyncs it in a one-thread executor, then wakes every
+the buffer out, writes it and fdatasyncs it in its own worker thread, then wakes every
 waiter the batch covered. Appends made while it waits pile up for the next batch, so under
 load many callers share one fsync.
 
@@ -31,7 +31,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from nsd.errors import JournalCorrupt, JournalFailed
 from nsd.journal.ops import Op
 from nsd.journal.record import encode_record_into
 from nsd.journal.segment import MAGIC, create_segment, list_segments, read_segment, segment_name
+from nsd.threads import Workers
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class JournalWriter:
         self._seq = itertools.count()
         self._flush_task: asyncio.Task[None] | None = None
         self._io = asyncio.Lock()  # held by whoever is using the file: a flush or a roll
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsd-journal")
+        self._thread = Workers("nsd-journal", 1)  # one thread: batches are written in order
         self._failed: BaseException | None = None
         self._closed = False
         self.full: str | None = None  # why the last batch did not fit, until one does
@@ -221,7 +221,7 @@ class JournalWriter:
                 await asyncio.wait([self._flush_task])
             async with self._io:
                 os.close(self._fd)
-            self._executor.shutdown(wait=True)
+            self._thread.close()
 
     # -- the flusher -------------------------------------------------------------------
 
@@ -255,9 +255,8 @@ class JournalWriter:
         data, self._buf = self._buf, bytearray()
         records, self._buf_records = self._buf_records, 0
         last = self._next - 1  # appends made from here on go to the next batch
-        loop = asyncio.get_running_loop()
         try:
-            fsync_seconds = await loop.run_in_executor(self._executor, self._write, self._fd, data, self._seg_size)
+            fsync_seconds = await self._thread.run(self._write, self._fd, data, self._seg_size)
         except JournalFull as e:
             # Nothing of this batch counts: keep it, ahead of what was appended meanwhile.
             self._buf[:0] = data
@@ -326,9 +325,8 @@ class JournalWriter:
         if self._seg_records == 0 or self._failed is not None:
             return
         first = self._durable + 1
-        loop = asyncio.get_running_loop()
         try:
-            fd = await loop.run_in_executor(self._executor, self._seal_and_create, self._fd, first)
+            fd = await self._thread.run(self._seal_and_create, self._fd, first)
         except JournalFull as e:
             if not self._roll_failed:
                 log.error("journal disk full, staying on segment %016x: %s", self._seg_first, e.strerror)

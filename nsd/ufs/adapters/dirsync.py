@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nsd.datadir import fsync_dir
+from nsd.threads import Workers, settle_soon
 
 T = TypeVar("T")
 
@@ -27,7 +28,8 @@ T = TypeVar("T")
 class DirSyncs:
     """Runs directory changes in worker threads and makes them durable (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: Workers) -> None:
+        self._workers = workers  # the threads that run the changes and the fsyncs
         # directories with an fsync running -> the future of the next one (None: nobody waits yet)
         self._syncing: dict[Path, asyncio.Future[None] | None] = {}
         self.fsyncs = 0  # directory fsyncs done (changes made durable / fsyncs: the sharing)
@@ -46,7 +48,7 @@ class DirSyncs:
                 return result
 
             return await self._lead(directory, op_and_sync)
-        result = await asyncio.to_thread(op)
+        result = await self._workers.run(op)
         await self.sync(directory)
         return result
 
@@ -56,16 +58,16 @@ class DirSyncs:
         await it shielded: other changes may share it). An OSError from `op` is raised as is."""
         self.changes += 1
         if directory in self._syncing:
-            result = await asyncio.to_thread(op)
+            result = await self._workers.run(op)
             return result, self._next_sync(directory)
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[T] = loop.create_future()
 
         def op_then_sync() -> None:
             try:
-                loop.call_soon_threadsafe(_settle, outcome, op(), None)
+                settle_soon(loop, outcome, op(), None)
             except BaseException as e:
-                loop.call_soon_threadsafe(_settle, outcome, None, e)
+                settle_soon(loop, outcome, None, e)
             fsync_dir(directory)  # after a failed op too: cheap, rare, and the count stays true
 
         self._syncing[directory] = None  # claimed now: a change before the task starts waits for it
@@ -97,7 +99,7 @@ class DirSyncs:
 
     async def _claimed(self, directory: Path, work: Callable[[], T]) -> T:
         try:
-            result = await asyncio.to_thread(work)
+            result = await self._workers.run(work)
             self.fsyncs += 1
             return result
         finally:
@@ -115,7 +117,7 @@ class DirSyncs:
 
     async def _run_next(self, directory: Path, waiting: asyncio.Future[None]) -> None:
         try:
-            await asyncio.to_thread(fsync_dir, directory)
+            await self._workers.run(fsync_dir, directory)
             self.fsyncs += 1
         except OSError as e:
             waiting.set_exception(e)
@@ -123,15 +125,6 @@ class DirSyncs:
             waiting.set_result(None)
         finally:
             self._done(directory)
-
-
-def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
-    if future.done():  # the waiting caller was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

@@ -15,7 +15,6 @@ openat2's RESOLVE_BENEATH, which Python lacks).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from nsd import errors
+from nsd.threads import Workers
 from nsd.ufs.adapters.dirsync import DirSyncs
 from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 
@@ -50,6 +50,8 @@ def _umask() -> int:
 
 NEW_FILE_MODE = 0o644 & ~_umask()  # what os.open(..., 0o644) gives a file `write` creates
 T = TypeVar("T")
+# Blocking calls of every local mount, off the event loop (as many threads as asyncio's default).
+_CALLS = Workers("nsd-local-ufs", min(32, (os.cpu_count() or 1) + 4))
 
 _ERRNO_TO_ERROR: dict[int, type[errors.NsdError]] = {
     errno.ENOENT: errors.NotFound,
@@ -89,7 +91,7 @@ class LocalUfs(Ufs):
         self.root = Path(unquote(parsed.path)).resolve()
         self._device: int | None = None
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
-        self._dirs = DirSyncs()  # directory fsyncs shared by concurrent changes
+        self._dirs = DirSyncs(_CALLS)  # directory fsyncs shared by concurrent changes
 
     async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
         """Run the change `op` in `directory` in a thread; return once it is durable, or once it
@@ -122,7 +124,7 @@ class LocalUfs(Ufs):
 
     async def _run(self, path: str, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await _CALLS.run(fn, *args)
         except OSError as e:
             raise classify(e, path) from None
 
@@ -160,7 +162,7 @@ class LocalUfs(Ufs):
         try:
             return _status(p.name, await self._write(path, p, tmp, chunks, syncs))
         except BaseException:
-            await asyncio.to_thread(_unlink_quietly, tmp)  # whatever a failed write left
+            await _CALLS.run(_unlink_quietly, tmp)  # whatever a failed write left
             raise
         finally:
             self._writing.discard(str(tmp))
@@ -229,7 +231,7 @@ class LocalUfs(Ufs):
             """`p` and its missing ancestors, made top down; the ones this call made."""
             missing = []
             d = p
-            while d != self.root and not d.is_dir():
+            while not d.is_dir() and d != d.parent:  # the root too, as mkdir -p (made on first use)
                 missing.append(d)
                 d = d.parent
             made = []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nsd import errors
+from nsd.threads import Workers
 from nsd.ufs import Syncs
 from nsd.ufs.adapters import dirsync
 from nsd.ufs.adapters.dirsync import DirSyncs
@@ -34,7 +35,7 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path]]:
 
 
 async def test_concurrent_changes_share_fsyncs_and_each_is_covered(tmp_path: Path, synced: list) -> None:
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
     lock = threading.Lock()
 
     def make(i: int) -> int:
@@ -57,7 +58,7 @@ async def test_concurrent_changes_share_fsyncs_and_each_is_covered(tmp_path: Pat
 
 
 async def test_a_lone_change_is_one_thread_call_with_its_fsync(tmp_path: Path, synced: list) -> None:
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
     for i in range(3):
         await syncs.change(tmp_path, lambda i=i: (tmp_path / f"g{i}").write_bytes(b"x"))
     assert syncs.fsyncs == 3 and [k for k, _ in synced] == ["fsync"] * 3
@@ -66,13 +67,13 @@ async def test_a_lone_change_is_one_thread_call_with_its_fsync(tmp_path: Path, s
 async def test_separate_directories_do_not_wait_for_each_other(tmp_path: Path, synced: list) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
     await asyncio.gather(syncs.change(a, lambda: None), syncs.change(b, lambda: None))
     assert sorted(str(p) for _, p in synced) == [str(a), str(b)]
 
 
 async def test_errors_reach_the_caller_and_the_next_sync_still_runs(tmp_path: Path, synced: list) -> None:
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
 
     def fails() -> None:
         raise FileNotFoundError(2, "No such file or directory")
@@ -124,7 +125,7 @@ def held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 
 async def test_made_answers_before_the_fsync_and_its_future_after(tmp_path: Path, held: threading.Event) -> None:
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
     result, synced = await asyncio.wait_for(syncs.made(tmp_path, lambda: "made"), 5)
     assert result == "made"
     await asyncio.sleep(0.05)
@@ -137,7 +138,7 @@ async def test_made_answers_before_the_fsync_and_its_future_after(tmp_path: Path
 
 
 async def test_made_raises_the_operations_error_and_leaves_no_sync_running(tmp_path: Path, synced: list) -> None:
-    syncs = DirSyncs()
+    syncs = DirSyncs(Workers("test", 8))
 
     def fails() -> None:
         raise PermissionError(13, "Permission denied")
@@ -207,3 +208,9 @@ async def test_local_mkdir_and_link_are_durable_on_return(tmp_path: Path, synced
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(errors.Exists):
         await ufs.mkdir("file")
+
+
+async def test_local_mkdir_makes_a_missing_root_as_mkdir_p_does(tmp_path: Path, synced: list) -> None:
+    ufs = LocalUfs((tmp_path / "ufs").as_uri())  # a data dir's root under-storage, made on first use
+    await ufs.mkdir("bench")
+    assert (tmp_path / "ufs/bench").is_dir() and {p for _, p in synced} == {tmp_path, tmp_path / "ufs"}
