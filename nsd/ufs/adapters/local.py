@@ -105,18 +105,22 @@ class LocalUfs(Ufs):
         syncs.add(synced, lambda e: classify(e, path) if isinstance(e, OSError) else e)
         return result
 
-    def _abs(self, path: str, *, follow_last: bool = True) -> Path:
-        """The real path for `path`, confined to the root (see the module's docstring).
-        `follow_last=False` for calls that act on a link itself (unlink, rename)."""
+    def _abs(self, path: str) -> Path:
+        """The path under the root for `path`, `..`, `.` and NUL refused; no file-system call
+        (the thread that uses it calls `_confine` first)."""
         parts = [p for p in path.split("/") if p]
         if any(p in (".", "..") or "\0" in p for p in parts):
             raise errors.Invalid(f"bad under-storage path {path!r}")
-        p = self.root.joinpath(*parts)
-        if not parts:
-            return p
-        if not _stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
+        return self.root.joinpath(*parts)
+
+    def _confine(self, path: str, *, follow_last: bool = True) -> None:
+        """Refuse `path` if, symlinks resolved, it leads outside the root (see the module's
+        docstring). An lstat per component: called in the worker thread, at the start of the call
+        that uses the path, never on the event loop (a hung mount must not stall it).
+        `follow_last=False` for calls that act on a link itself (unlink, rename)."""
+        parts = [p for p in path.split("/") if p]
+        if parts and not _stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
             raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
-        return p
 
     async def usage(self) -> tuple[int, int, int]:
         du = await self._run("", shutil.disk_usage, self.root)
@@ -128,14 +132,23 @@ class LocalUfs(Ufs):
         except OSError as e:
             raise classify(e, path) from None
 
+    async def _run_at(self, path: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a thread, once `path` is confined there."""
+
+        def confined() -> T:
+            self._confine(path)
+            return fn(*args)
+
+        return await self._run(path, confined)
+
     async def stat(self, path: str) -> UfsStatus:
         p = self._abs(path)
-        st = await self._run(path, os.stat, p)
+        st = await self._run_at(path, os.stat, p)
         return _status(p.name, st)
 
     async def list(self, path: str) -> AsyncIterator[UfsStatus]:
         p = self._abs(path)
-        it = await self._run(path, os.scandir, p)
+        it = await self._run_at(path, os.scandir, p)
         try:
             while True:
                 batch = await self._run(path, _next_batch, it, self.root)
@@ -153,7 +166,7 @@ class LocalUfs(Ufs):
             with open(p, "rb", buffering=0) as f:
                 return os.pread(f.fileno(), length, offset)
 
-        return await self._run(path, read)
+        return await self._run_at(path, read)
 
     async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         p = self._abs(path)
@@ -182,11 +195,12 @@ class LocalUfs(Ufs):
         if second is None:  # all of it in hand (an empty file, a small one): one thread call in all
 
             def whole() -> os.stat_result:
+                self._confine(path)
                 _write_file(tmp, first or b"")
                 return into_place()
 
             return await self._durably(path, p.parent, whole, syncs)
-        fd = await self._run(path, os.open, tmp, _NEW_FILE, 0o644)
+        fd = await self._run_at(path, os.open, tmp, _NEW_FILE, 0o644)
         try:
             for chunk in (first, second):
                 await self._run(path, _write_all, fd, chunk)
@@ -212,6 +226,7 @@ class LocalUfs(Ufs):
         p = self._abs(path)
 
         def adopt() -> bool:
+            self._confine(path)
             os.chmod(local, NEW_FILE_MODE)
             try:
                 os.rename(local, p)
@@ -229,6 +244,7 @@ class LocalUfs(Ufs):
 
         def make() -> list[Path]:
             """`p` and its missing ancestors, made top down; the ones this call made."""
+            self._confine(path)
             missing = []
             d = p
             while not d.is_dir() and d != d.parent:  # the root too, as mkdir -p (made on first use)
@@ -253,9 +269,10 @@ class LocalUfs(Ufs):
                 raise classify(e, path) from None
 
     async def delete(self, path: str, *, recursive: bool = False, syncs: Syncs | None = None) -> None:
-        p = self._abs(path, follow_last=False)
+        p = self._abs(path)
 
         def delete() -> None:
+            self._confine(path, follow_last=False)
             if p.is_dir() and not p.is_symlink():
                 if recursive:
                     shutil.rmtree(p)
@@ -267,9 +284,14 @@ class LocalUfs(Ufs):
         await self._durably(path, p.parent, delete, syncs)
 
     async def rename(self, src: str, dst: str) -> None:
-        s, d = self._abs(src, follow_last=False), self._abs(dst, follow_last=False)
+        s, d = self._abs(src), self._abs(dst)
 
-        await self._durably(src, d.parent, lambda: os.rename(s, d))
+        def rename() -> None:
+            self._confine(src, follow_last=False)
+            self._confine(dst, follow_last=False)
+            os.rename(s, d)
+
+        await self._durably(src, d.parent, rename)
         if s.parent != d.parent:
             try:
                 await self._dirs.sync(s.parent)
@@ -279,7 +301,7 @@ class LocalUfs(Ufs):
     async def append(self, path: str, chunks: AsyncIterable[bytes], *, at: int) -> UfsStatus:
         """pwrite from `at`, after cutting what an interrupted append left there; no rewrite."""
         p = self._abs(path)
-        fd = await self._run(path, os.open, p, os.O_WRONLY)
+        fd = await self._run_at(path, os.open, p, os.O_WRONLY)
         try:
             await self._run(path, os.ftruncate, fd, at)
             pos = at
@@ -301,12 +323,18 @@ class LocalUfs(Ufs):
                 f.truncate(size)
                 os.fsync(f.fileno())
 
-        await self._run(path, truncate)
+        await self._run_at(path, truncate)
         return await self.stat(path)
 
     async def link(self, src: str, dst: str) -> None:
         s, d = self._abs(src), self._abs(dst)
-        await self._durably(dst, d.parent, lambda: os.link(s, d))
+
+        def link() -> None:
+            self._confine(src)
+            self._confine(dst)
+            os.link(s, d)
+
+        await self._durably(dst, d.parent, link)
 
     async def sweep_tmp(self, older_than: float) -> int:
         def sweep() -> int:

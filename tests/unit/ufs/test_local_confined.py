@@ -84,3 +84,42 @@ def test_the_walk_below_the_root_agrees_with_realpath(tmp_path: Path) -> None:
         expected = _beneath(root, root.joinpath(*parts))
         assert _stays_beneath(str(root), parts) == expected, parts
     assert not _stays_beneath(str(root), ["out_dir"]) and _stays_beneath(str(root), ["chain_in", "x"])
+
+
+async def test_no_file_system_call_of_a_local_mount_runs_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The confinement walk (an lstat per component) and every call on the mount's files run in
+    worker threads: a mount on a hung NFS server must not stall the daemon's event loop."""
+    import threading
+
+    root = tmp_path / "root"
+    (root / "a/b").mkdir(parents=True)
+    ufs = open_ufs(root.as_uri())  # resolves the root once, when mounted
+    on_loop: list[str] = []
+    loop_thread = threading.current_thread()
+    for name in ("lstat", "stat", "open", "scandir", "rename", "replace", "unlink", "link", "mkdir", "rmdir"):
+        real = getattr(os, name)
+
+        def spy(*args: object, _real: object = real, _name: str = name, **kwargs: object) -> object:
+            if threading.current_thread() is loop_thread and str(root) in str(args[0] if args else ""):
+                on_loop.append(_name)
+            return _real(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, spy)
+    try:
+        await ufs.write("a/b/f", chunks(b"data"))
+        await ufs.append("a/b/f", chunks(b"+more"), at=4)
+        assert await ufs.read("a/b/f", 0, 100) == b"data+more"
+        assert (await ufs.stat("a/b/f")).size == 9
+        assert [s.name async for s in ufs.list("a/b")] == ["f"]
+        await ufs.truncate("a/b/f", 4)
+        await ufs.link("a/b/f", "a/b/g")
+        await ufs.rename("a/b/g", "a/h")
+        await ufs.mkdir("a/c/d")
+        await ufs.delete("a/h")
+        await ufs.delete("a/c", recursive=True)
+    finally:
+        await ufs.close()
+    assert on_loop == []
+    assert sorted(os.listdir(root / "a")) == ["b"] and os.listdir(root / "a/b") == ["f"]
