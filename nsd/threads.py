@@ -7,8 +7,9 @@ against 65 here). A CREATE+REMOVE pair makes five such calls. `Workers` hands th
 thread through a SimpleQueue and the thread settles an asyncio future with
 `call_soon_threadsafe`: nothing else.
 
-Threads start on demand, up to `size`, and stay (daemon threads); a pool of one runs its calls
-in order. Calls see no context variables (nothing on these paths reads any).
+Threads start on demand, up to `size`, and end after `idle_exit` seconds without a call (daemon
+threads); a pool of one runs its calls in order. Calls see no context variables (nothing on these
+paths reads any).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -26,19 +27,18 @@ _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., An
 
 
 class Workers:
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, *, idle_exit: float = 60.0) -> None:
         self.name = name
         self.size = size
+        self.idle_exit = idle_exit
         self._calls: SimpleQueue[_Call | None] = SimpleQueue()
         self._idle = threading.Semaphore(0)  # released by a thread about to wait for a call
         self._threads: list[threading.Thread] = []
+        self._started = 0
         self._lock = threading.Lock()
-        self._closed = False
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`fn(*args)` in a worker thread; await the result. Cancelling the wait does not stop the call."""
-        if self._closed:
-            raise RuntimeError(f"worker pool {self.name} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._idle.acquire(blocking=False):
@@ -47,10 +47,9 @@ class Workers:
         return future
 
     def close(self) -> None:
-        """Refuse new calls; the threads end once the calls queued so far are done (they are
-        daemon threads: a call that never returns does not hold the process)."""
+        """Let the threads end once the calls queued so far are done (daemon threads: a call that
+        never returns does not hold the process). A call after this starts a thread again."""
         with self._lock:
-            self._closed = True
             for _ in self._threads:
                 self._calls.put(None)
 
@@ -58,15 +57,25 @@ class Workers:
         with self._lock:
             if len(self._threads) >= self.size:
                 return  # the call waits for the next free thread
-            t = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
+            t = threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True)
             self._threads.append(t)
+            self._started += 1
         t.start()
 
     def _work(self) -> None:
         calls = self._calls
         while True:
-            call = calls.get()
+            try:
+                call = calls.get(timeout=self.idle_exit)
+            except Empty:
+                call = None  # idle long enough: end, as when closed
             if call is None:
+                # End, unless a caller has just counted on an idle thread (its call is on the
+                # way): idle threads are interchangeable, so any one's count will do.
+                if not self._idle.acquire(blocking=False):
+                    continue
+                with self._lock:
+                    self._threads.remove(threading.current_thread())
                 return
             loop, future, fn, args = call
             try:

@@ -66,13 +66,32 @@ async def test_a_cancelled_wait_leaves_the_call_running_and_the_pool_usable() ->
     pool.close()
 
 
-def test_one_pool_serves_successive_event_loops_and_refuses_calls_once_closed() -> None:
+def test_one_pool_serves_successive_event_loops_and_closing_lets_its_threads_go() -> None:
     pool = Workers("t", 2)
     assert asyncio.run(_call(pool, 1)) == 1
     assert asyncio.run(_call(pool, 2)) == 2
+    thread = pool._threads[0]
     pool.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        asyncio.run(_call(pool, 3))
+    thread.join(5)
+    assert not thread.is_alive() and pool._threads == []
+    assert asyncio.run(_call(pool, 3)) == 3  # a call after close starts a thread again
+    pool.close()
+
+
+async def test_idle_threads_end_and_the_pool_still_answers() -> None:
+    pool = Workers("t", 4, idle_exit=0.05)
+    await asyncio.gather(*(pool.run(time.sleep, 0.02) for _ in range(4)))
+    started = list(pool._threads)
+    assert len(started) == 4
+    for _ in range(100):
+        if not pool._threads:
+            break
+        await asyncio.sleep(0.02)
+    for t in started:
+        t.join(1)
+    assert pool._threads == [] and not any(t.is_alive() for t in started)
+    assert await asyncio.gather(*(pool.run(lambda i=i: i) for i in range(8))) == list(range(8))
+    pool.close()
 
 
 async def _call(pool: Workers, v: int) -> int:

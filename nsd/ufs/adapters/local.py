@@ -50,8 +50,7 @@ def _umask() -> int:
 
 NEW_FILE_MODE = 0o644 & ~_umask()  # what os.open(..., 0o644) gives a file `write` creates
 T = TypeVar("T")
-# Blocking calls of every local mount, off the event loop (as many threads as asyncio's default).
-_CALLS = Workers("nsd-local-ufs", min(32, (os.cpu_count() or 1) + 4))
+WORKERS = min(32, (os.cpu_count() or 1) + 4)  # threads per mount, as asyncio's default executor
 
 _ERRNO_TO_ERROR: dict[int, type[errors.NsdError]] = {
     errno.ENOENT: errors.NotFound,
@@ -91,7 +90,9 @@ class LocalUfs(Ufs):
         self.root = Path(unquote(parsed.path)).resolve()
         self._device: int | None = None
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
-        self._dirs = DirSyncs(_CALLS)  # directory fsyncs shared by concurrent changes
+        # Each mount its own threads: calls stuck on a hung mount never hold up another's.
+        self._calls = Workers(f"nsd-ufs-{self.root.name or 'root'}", WORKERS)
+        self._dirs = DirSyncs(self._calls)  # directory fsyncs shared by concurrent changes
 
     async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
         """Run the change `op` in `directory` in a thread; return once it is durable, or once it
@@ -128,7 +129,7 @@ class LocalUfs(Ufs):
 
     async def _run(self, path: str, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await _CALLS.run(fn, *args)
+            return await self._calls.run(fn, *args)
         except OSError as e:
             raise classify(e, path) from None
 
@@ -175,7 +176,7 @@ class LocalUfs(Ufs):
         try:
             return _status(p.name, await self._write(path, p, tmp, chunks, syncs))
         except BaseException:
-            await _CALLS.run(_unlink_quietly, tmp)  # whatever a failed write left
+            await self._calls.run(_unlink_quietly, tmp)  # whatever a failed write left
             raise
         finally:
             self._writing.discard(str(tmp))
@@ -335,6 +336,9 @@ class LocalUfs(Ufs):
             os.link(s, d)
 
         await self._durably(dst, d.parent, link)
+
+    async def close(self) -> None:
+        self._calls.close()
 
     async def sweep_tmp(self, older_than: float) -> int:
         def sweep() -> int:

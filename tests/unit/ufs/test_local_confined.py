@@ -123,3 +123,37 @@ async def test_no_file_system_call_of_a_local_mount_runs_on_the_event_loop(
         await ufs.close()
     assert on_loop == []
     assert sorted(os.listdir(root / "a")) == ["b"] and os.listdir(root / "a/b") == ["f"]
+
+
+async def test_a_hung_mount_does_not_hold_up_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each local mount runs its calls on its own threads: with every thread of one stuck (its
+    file server hung), another mount still answers at once."""
+    import asyncio
+    import threading
+
+    from nsd.ufs.adapters import local
+
+    monkeypatch.setattr(local, "WORKERS", 2)
+    hung_root, fine_root = tmp_path / "hung", tmp_path / "fine"
+    for root in (hung_root, fine_root):
+        root.mkdir()
+        (root / "f").write_bytes(b"x")
+    hung, fine = open_ufs(hung_root.as_uri()), open_ufs(fine_root.as_uri())
+    release, real_stat = threading.Event(), os.stat
+
+    def stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).startswith(str(hung_root)):
+            release.wait(10)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", stat)
+    stuck = [asyncio.ensure_future(hung.stat("f")) for _ in range(3)]  # more than its threads
+    try:
+        await asyncio.sleep(0.05)
+        assert (await asyncio.wait_for(fine.stat("f"), 2)).size == 1
+        assert not any(t.done() for t in stuck)
+    finally:
+        release.set()
+        await asyncio.gather(*stuck)
+        await hung.close()
+        await fine.close()
