@@ -7,9 +7,9 @@ one fsync runs, the changes finished meanwhile wait for the next one together: a
 fsyncs of a directory are ever outstanding (one running, one gathering), whatever the load.
 
 The first change in a quiet directory does its operation and the fsync in one worker-thread
-call, so a lone change costs what it did before (one hand-off to a thread). `made` gives the
-caller the operation's result as soon as it is done, with the sync still running, so the caller
-can overlap its own durable step (a journal commit) with the directory's fsync.
+call, so a lone change costs one hand-off to a thread. `made` gives the caller the operation's
+result as soon as it is done, with the sync still running, so the caller can overlap its own
+durable step (a journal commit) with the directory's fsync; `change` waits for both.
 """
 
 from __future__ import annotations
@@ -39,17 +39,8 @@ class DirSyncs:
     async def change(self, directory: Path, op: Callable[[], T]) -> T:
         """Run `op` (a change in `directory`) in a thread; return once the change is durable.
         OSError from `op` or from the fsync is raised as is."""
-        self.changes += 1
-        if directory not in self._syncing:
-
-            def op_and_sync() -> T:
-                result = op()
-                fsync_dir(directory)
-                return result
-
-            return await self._lead(directory, op_and_sync)
-        result = await self._workers.run(op)
-        await self.sync(directory)
+        result, synced = await self.made(directory, op)
+        await asyncio.shield(synced)
         return result
 
     async def made(self, directory: Path, op: Callable[[], T]) -> tuple[T, asyncio.Future[None]]:
@@ -79,7 +70,9 @@ class DirSyncs:
         """A future done once an fsync of `directory` that starts from now on has finished."""
         if directory not in self._syncing:
             self._syncing[directory] = None
-            return asyncio.ensure_future(self._claimed(directory, lambda: fsync_dir(directory)))
+            lead = asyncio.ensure_future(self._claimed(directory, lambda: fsync_dir(directory)))
+            lead.add_done_callback(_retrieve)  # its waiter may be cancelled
+            return lead
         waiting = self._syncing[directory]
         if waiting is None:
             waiting = self._syncing[directory] = asyncio.get_running_loop().create_future()
@@ -87,17 +80,11 @@ class DirSyncs:
 
     async def sync(self, directory: Path) -> None:
         """Return once an fsync of `directory` that started after this call has finished."""
-        if directory not in self._syncing:
-            await self._lead(directory, lambda: fsync_dir(directory))
-            return
         await asyncio.shield(self._next_sync(directory))
 
-    async def _lead(self, directory: Path, work: Callable[[], T]) -> T:
-        """Run `work`, which ends with an fsync of `directory`, as its running sync."""
-        self._syncing[directory] = None
-        return await self._claimed(directory, work)
-
     async def _claimed(self, directory: Path, work: Callable[[], T]) -> T:
+        """Run `work`, which ends with an fsync of `directory`, as its running sync (the caller
+        has marked it running)."""
         try:
             result = await self._workers.run(work)
             self.fsyncs += 1
