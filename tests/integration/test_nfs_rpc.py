@@ -611,6 +611,56 @@ def test_a_private_directory_is_neither_searched_nor_listed(server: Daemon) -> N
             assert post_op_attr(u) is not None and u.remaining() == 0
 
 
+def test_every_change_to_a_directory_needs_write_permission_there(server: Daemon) -> None:
+    """MKDIR, SYMLINK, MKNOD, LINK, RENAME (out of, into and within), REMOVE and RMDIR in a 0755
+    directory someone else owns are ACCES with the directory's wcc data, and change nothing: the
+    owner finds every entry as it was and no new one."""
+    with RpcClient(server.nfs_port) as admin:
+        root = admin.mount()
+        d = mkdir(admin, root, b"guarded")  # 0755, owned by root
+        created_handle(create(admin, d, b"file"))
+        mkdir(admin, d, b"sub")
+        u = admin.nfs(Proc.LOOKUP, dirop(d, b"file"))
+        assert u.uint32() == Status.OK
+        file = u.opaque(64)
+        mine = mkdir(admin, root, b"open")
+        u = admin.nfs(Proc.SETATTR, fh(mine) + struct.pack(">IIIIIIIII", 1, 0o777, 0, 0, 0, 0, 0, 0, 0))
+        assert u.uint32() == Status.OK
+    user = AuthSys(0, b"client", 1000, 1000, ())
+    with RpcClient(server.nfs_port, cred=user) as c:
+        target = b"elsewhere"
+        symlink = SATTR_NONE + struct.pack(">I", len(target)) + target + bytes(-len(target) % 4)
+        calls = {
+            "MKDIR": (Proc.MKDIR, dirop(d, b"new-dir") + SATTR_NONE),
+            "SYMLINK": (Proc.SYMLINK, dirop(d, b"new-link") + symlink),
+            "MKNOD": (Proc.MKNOD, dirop(d, b"new-fifo") + struct.pack(">I", 7) + SATTR_NONE),
+            "LINK": (Proc.LINK, fh(file) + dirop(d, b"new-hardlink")),
+            "RENAME within": (Proc.RENAME, dirop(d, b"file") + dirop(d, b"renamed")),
+            "RENAME out": (Proc.RENAME, dirop(d, b"file") + dirop(mine, b"taken")),
+            "RENAME in": (Proc.RENAME, dirop(mine, b"absent") + dirop(d, b"file")),
+            "REMOVE": (Proc.REMOVE, dirop(d, b"file")),
+            "RMDIR": (Proc.RMDIR, dirop(d, b"sub")),
+        }
+        created_handle(create(c, mine, b"absent"))  # RENAME in: a file of the caller's own
+        for what, (proc, args) in calls.items():
+            u = c.nfs(proc, args)
+            assert u.uint32() == Status.ACCES, what
+            if proc == Proc.LINK:
+                assert post_op_attr(u) is not None  # the file's attributes, then the directory's wcc
+            wcc(u)
+            if proc == Proc.RENAME:
+                wcc(u)  # the other directory's
+            assert u.remaining() == 0, what
+    with RpcClient(server.nfs_port) as admin:
+        for name in (b"file", b"sub"):
+            assert lookup(admin, d, name)[0] == Status.OK, name
+        for name in (b"new-dir", b"new-link", b"new-fifo", b"new-hardlink", b"renamed"):
+            assert lookup(admin, d, name)[0] == Status.NOENT, name
+        assert lookup(admin, mine, b"taken")[0] == Status.NOENT
+        assert lookup(admin, mine, b"absent")[0] == Status.OK
+        assert skip_fattr(_getattr(admin, file))[2] == 1  # nlink: no new link
+
+
 def test_mount_dump_umnt_and_umntall(server: Daemon) -> None:
     with RpcClient(server.nfs_port) as c:
         c.mount(b"/")
