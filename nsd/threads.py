@@ -32,18 +32,27 @@ class Workers:
         self.size = size
         self.idle_exit = idle_exit
         self._calls: SimpleQueue[_Call | None] = SimpleQueue()
-        self._idle = threading.Semaphore(0)  # released by a thread about to wait for a call
-        self._threads: list[threading.Thread] = []
-        self._started = 0
+        # Under the lock: the threads, how many wait for a call, how many calls none has taken.
+        # A call starts a thread when the queued calls outnumber the waiting threads; a thread
+        # ends only when they do not (so no call is ever left without a thread to take it).
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._waiting = 0
+        self._queued = 0
+        self._started = 0
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`fn(*args)` in a worker thread; await the result. Cancelling the wait does not stop the call."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if not self._idle.acquire(blocking=False):
-            self._start_one()
-        self._calls.put((loop, future, fn, args))
+        with self._lock:
+            self._queued += 1
+            self._calls.put((loop, future, fn, args))
+            if self._queued > self._waiting and len(self._threads) < self.size:
+                t = threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True)
+                self._threads.append(t)
+                self._started += 1
+                t.start()
         return future
 
     def close(self) -> None:
@@ -53,37 +62,30 @@ class Workers:
             for _ in self._threads:
                 self._calls.put(None)
 
-    def _start_one(self) -> None:
-        with self._lock:
-            if len(self._threads) >= self.size:
-                return  # the call waits for the next free thread
-            t = threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True)
-            self._threads.append(t)
-            self._started += 1
-        t.start()
-
     def _work(self) -> None:
-        calls = self._calls
+        calls, lock = self._calls, self._lock
         while True:
+            with lock:
+                self._waiting += 1
             try:
                 call = calls.get(timeout=self.idle_exit)
             except Empty:
                 call = None  # idle long enough: end, as when closed
-            if call is None:
-                # End, unless a caller has just counted on an idle thread (its call is on the
-                # way): idle threads are interchangeable, so any one's count will do.
-                if not self._idle.acquire(blocking=False):
-                    continue
-                with self._lock:
+            with lock:
+                self._waiting -= 1
+                if call is not None:
+                    self._queued -= 1
+                elif self._queued > self._waiting:
+                    continue  # calls the other waiting threads cannot all take: stay for one
+                else:
                     self._threads.remove(threading.current_thread())
-                return
+                    return
             loop, future, fn, args = call
             try:
                 settle_soon(loop, future, fn(*args), None)
             except BaseException as e:
                 settle_soon(loop, future, None, e)
             del call, future, fn, args  # no references kept while waiting for the next call
-            self._idle.release()
 
 
 def settle_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: Any) -> None:

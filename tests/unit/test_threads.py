@@ -70,10 +70,11 @@ def test_one_pool_serves_successive_event_loops_and_closing_lets_its_threads_go(
     pool = Workers("t", 2)
     assert asyncio.run(_call(pool, 1)) == 1
     assert asyncio.run(_call(pool, 2)) == 2
-    thread = pool._threads[0]
+    threads = list(pool._threads)
     pool.close()
-    thread.join(5)
-    assert not thread.is_alive() and pool._threads == []
+    for thread in threads:
+        thread.join(5)
+    assert not any(t.is_alive() for t in threads) and pool._threads == []
     assert asyncio.run(_call(pool, 3)) == 3  # a call after close starts a thread again
     pool.close()
 
@@ -96,3 +97,22 @@ async def test_idle_threads_end_and_the_pool_still_answers() -> None:
 
 async def _call(pool: Workers, v: int) -> int:
     return await pool.run(lambda: v)
+
+
+async def test_a_pool_whose_threads_ended_idle_answers_the_next_call() -> None:
+    """Back-to-back calls (each made as the last one's answer arrives, while its thread is still
+    finishing) then a pause longer than `idle_exit`: the thread ends, and the next call must
+    start one. A pool that counted a thread as idle once too often kept the count after the
+    thread ended and left that call waiting forever (the journal's pool of one did, under load)."""
+    for size in (1, 2):
+        pool = Workers("t", size, idle_exit=0.05)
+        for _ in range(3):
+            for i in range(300):
+                assert await pool.run(lambda i=i: i) == i
+            for _ in range(100):
+                if not pool._threads:
+                    break
+                await asyncio.sleep(0.01)
+            assert pool._threads == []
+            assert await asyncio.wait_for(pool.run(lambda: "after"), 2) == "after"
+        pool.close()
