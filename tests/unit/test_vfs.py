@@ -245,3 +245,30 @@ async def test_create_and_remove_commit_the_journal_while_the_directory_syncs(
         await asyncio.wait_for(task, 5)
         release.clear()
     assert not (tmp_path / "ufs/d/f").exists() and "f" not in vfs.peek_path("/d").children
+
+
+async def test_a_directory_fsync_that_fails_fails_the_create_or_remove_and_leaves_a_sound_namespace(
+    vfs: Vfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change is made and journaled alongside the fsync, so when the fsync fails the caller
+    gets an error and the namespace agrees with the under-storage: the new file is there in both
+    (nothing lost), the removed one gone from both, no intent left open."""
+    await vfs.mkdir("/d", caller=ME)
+    d = vfs.peek_path("/d").ino
+
+    def broken(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    real = dirsync.fsync_dir
+    monkeypatch.setattr(dirsync, "fsync_dir", broken)
+    with pytest.raises(errors.NsdError, match="Input/output error"):
+        await vfs.create(d, "f", caller=ME)
+    assert "f" in vfs.peek_path("/d").children and (tmp_path / "ufs/d/f").exists()
+    with pytest.raises(errors.NsdError, match="Input/output error"):
+        await vfs.remove_at(d, "f", caller=ME)
+    assert "f" not in vfs.peek_path("/d").children and not (tmp_path / "ufs/d/f").exists()
+    assert not vfs.ns.intents
+    vfs.ns.check()
+    monkeypatch.setattr(dirsync, "fsync_dir", real)
+    await vfs.create(d, "g", caller=ME)  # the directory's syncs go on once the disk does
+    assert (tmp_path / "ufs/d/g").exists()
