@@ -19,16 +19,18 @@ from nsd.ufs.adapters.local import LocalUfs
 
 
 @pytest.fixture
-def synced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path]]:
-    """A log of ("change", dir) and ("fsync", dir) events in the order they happened."""
+def synced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, Path]]:
+    """A log of ("change", dir) and ("fsync", dir) events in the order they happened, for the
+    test's own directories (a fsync an earlier test left running in a thread is not its own)."""
     events: list[tuple[str, Path]] = []
     lock = threading.Lock()
     real = dirsync.fsync_dir
 
     def fsync_dir(path: Path) -> None:
         real(path)
-        with lock:
-            events.append(("fsync", path))
+        if path == tmp_path or tmp_path in path.parents:
+            with lock:
+                events.append(("fsync", path))
 
     monkeypatch.setattr(dirsync, "fsync_dir", fsync_dir)
     return events
