@@ -114,7 +114,7 @@ class Unpacker:
 
     def string(self, maxlen: int) -> bytes:
         """A string as its raw bytes: names are bytes on the wire; callers decide how to decode."""
-        return self.opaque(maxlen)
+        return bytes(self.opaque_view(maxlen))
 
 
 class Packer:

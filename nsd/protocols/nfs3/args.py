@@ -32,21 +32,17 @@ def fh(u: Unpacker) -> memoryview:
     return u.opaque_view(FHSIZE3)
 
 
-class DirOp(NamedTuple):
-    dir: memoryview
-    name: bytes
+# The most frequent calls' arguments are plain tuples: a NamedTuple costs ~0.2 us more to build.
+DirOp = tuple[memoryview, bytes]  # (directory handle, name)
 
 
 def dirop(u: Unpacker) -> DirOp:
-    return DirOp(fh(u), u.string(MAX_NAME))
+    return u.opaque_view(FHSIZE3), u.string(MAX_NAME)
 
 
-class FhArgs(NamedTuple):
-    fh: memoryview
-
-
-def fh_args(u: Unpacker) -> FhArgs:
-    return FhArgs(fh(u))
+def fh_args(u: Unpacker) -> memoryview:
+    """Arguments that are one handle (GETATTR, READLINK, FSSTAT, FSINFO, PATHCONF): the handle."""
+    return u.opaque_view(FHSIZE3)
 
 
 class SetattrArgs(NamedTuple):

@@ -101,12 +101,13 @@ def _as_child(d: Target, node: Inode, caller: Caller) -> Target:
 
 async def create3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.create_args(ctx.args)
+    dir_fh, raw_name = a.where
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
-        name = decode_name(a.where.name)
+        name = decode_name(raw_name)
         who = d.caller
         mode = 0o644 if a.attrs.mode is None else a.attrs.mode & 0o7777
         with w.on(d.ino):
@@ -149,14 +150,15 @@ async def _create_exclusive(s: Nfs3Service, d: Target, name: str, verf: bytes) -
 
 async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.mkdir_args(ctx.args)
+    dir_fh, raw_name = a.where
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
         mode = 0o755 if a.attrs.mode is None else a.attrs.mode & 0o7777
         with w.on(d.ino):
-            node = await s.vfs.mkdir_at(d.ino, decode_name(a.where.name), caller=d.caller, mode=mode)
+            node = await s.vfs.mkdir_at(d.ino, decode_name(raw_name), caller=d.caller, mode=mode)
             await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
     except Failure as e:
         return status_word(e) + s.wcc(w, d)
@@ -165,14 +167,15 @@ async def mkdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.symlink_args(ctx.args)
+    dir_fh, raw_name = a.where
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
         target = decode_name(a.target)
         with w.on(d.ino):
-            node = await s.vfs.symlink_at(d.ino, decode_name(a.where.name), target, caller=d.caller)
+            node = await s.vfs.symlink_at(d.ino, decode_name(raw_name), target, caller=d.caller)
     except Failure as e:
         return status_word(e) + s.wcc(w, d)
     return _created(s, d, w, node)
@@ -181,10 +184,11 @@ async def symlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     """FIFOs and sockets (kept in the namespace only, as symlinks); device files are NOTSUPP."""
     a = args.mknod_args(ctx.args)
+    dir_fh, raw_name = a.where
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.where.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
         if a.type in (Ftype.REG, Ftype.DIR, Ftype.LNK):
             raise NfsError(Status.BADTYPE, "MKNOD makes only special files")
@@ -192,7 +196,7 @@ async def mknod3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
             raise NfsError(Status.NOTSUPP, "device files are not supported")
         mode = 0o644 if a.attrs.mode is None else a.attrs.mode & 0o7777
         with w.on(d.ino):
-            node = await s.vfs.mknod_at(d.ino, decode_name(a.where.name), _SPECIAL[a.type], caller=d.caller, mode=mode)
+            node = await s.vfs.mknod_at(d.ino, decode_name(raw_name), _SPECIAL[a.type], caller=d.caller, mode=mode)
             await _apply_sattr(s, _as_child(d, node, d.caller), a.attrs, new=True)
     except Failure as e:
         return status_word(e) + s.wcc(w, d)
@@ -203,27 +207,27 @@ _SPECIAL: dict[int, int] = {Ftype.FIFO: stat.S_IFIFO, Ftype.SOCK: stat.S_IFSOCK}
 
 
 async def remove3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.dirop(ctx.args)
+    dir_fh, raw_name = args.dirop(ctx.args)
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
         with w.on(d.ino):
-            await s.vfs.remove_at(d.ino, decode_name(a.name), caller=d.caller)
+            await s.vfs.remove_at(d.ino, decode_name(raw_name), caller=d.caller)
     except Failure as e:
         return status_word(e) + s.wcc(w, d)
     return OK + s.wcc(w, d)
 
 
 async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.dirop(ctx.args)
+    dir_fh, raw_name = args.dirop(ctx.args)
     d: Target | None = None
     w = Watch()
     try:
-        d = await _dir(s, ctx, a.dir)
+        d = await _dir(s, ctx, dir_fh)
         _may_change_entries(d)
-        name = decode_name(a.name)
+        name = decode_name(raw_name)
         if name == "..":
             raise NfsError(Status.NOTEMPTY)
         with w.on(d.ino):
@@ -235,17 +239,18 @@ async def rmdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.rename_args(ctx.args)
+    (src_fh, src_raw), (dst_fh, dst_raw) = a.src, a.dst
     src: Target | None = None
     dst: Target | None = None
     w = Watch()
     try:
-        src = await _dir(s, ctx, a.src.dir)
-        dst = await _dir(s, ctx, a.dst.dir)
+        src = await _dir(s, ctx, src_fh)
+        dst = await _dir(s, ctx, dst_fh)
         if src.export.id != dst.export.id:
             raise NfsError(Status.XDEV)
         _may_change_entries(src)
         _may_change_entries(dst)
-        src_name, dst_name = decode_name(a.src.name), decode_name(a.dst.name)
+        src_name, dst_name = decode_name(src_raw), decode_name(dst_raw)
         with w.on(src.ino, dst.ino):
             await s.vfs.rename_at(src.ino, src_name, dst.ino, dst_name, caller=src.caller)
     except Failure as e:
@@ -255,17 +260,18 @@ async def rename3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 async def link3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     a = args.link_args(ctx.args)
+    dir_fh, raw_name = a.link
     t: Target | None = None
     d: Target | None = None
     w = Watch()
     try:
         t = await s.resolve(ctx, a.fh)
-        d = await _dir(s, ctx, a.link.dir)
+        d = await _dir(s, ctx, dir_fh)
         if t.export.id != d.export.id:
             raise NfsError(Status.XDEV)
         _may_change_entries(d)
         with w.on(d.ino):
-            await s.vfs.link_at(t.ino, d.ino, decode_name(a.link.name), caller=d.caller)
+            await s.vfs.link_at(t.ino, d.ino, decode_name(raw_name), caller=d.caller)
     except Failure as e:
         return status_word(e) + s.maybe_attr(t) + s.wcc(w, d)
     return OK + s.attr(t) + s.wcc(w, d)

@@ -11,7 +11,7 @@ import struct
 
 from nsd.namespace import DirInode
 from nsd.protocols.nfs3 import access, args
-from nsd.protocols.nfs3.attrs import NO_ATTR
+from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr
 from nsd.protocols.nfs3.const import (
     ACCESS_ALL,
     FSF_CANSETTIME,
@@ -21,6 +21,7 @@ from nsd.protocols.nfs3.const import (
     NfsError,
     Status,
 )
+from nsd.protocols.nfs3.handles import FH_SIZE
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, decode_name, status_word
 from nsd.protocols.rpc.server import CallContext, ReplyBody
 from nsd.protocols.xdr import U32, Packer
@@ -33,6 +34,7 @@ LINK_MAX = 0xFFFFFFFF
 _FSSTAT = struct.Struct(">QQQQQQI")
 _FSINFO = struct.Struct(">IIIIIIIQIII")
 _PATHCONF = struct.Struct(">IIIIII")
+_OK_HANDLE = OK + U32.pack(FH_SIZE)  # LOOKUP3resok starts with the status and the handle's length
 
 
 def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -40,29 +42,31 @@ def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.fh_args(ctx.args)
+    fh = args.fh_args(ctx.args)
     try:
-        t = await s.resolve(ctx, a.fh)
+        t = s.resolve_known(ctx, fh) or await s.resolve(ctx, fh)
     except Failure as e:
         return status_word(e)
-    return OK + s.attr_of(t.export, t.node)[4:]  # GETATTR3resok is a bare fattr3
+    return OK + post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
 
 
 async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.dirop(ctx.args)
+    dir_fh, raw_name = args.dirop(ctx.args)
     d: Target | None = None
     try:
-        d = await s.resolve(ctx, a.dir)
-        if not isinstance(d.node, DirInode):
+        d = s.resolve_known(ctx, dir_fh) or await s.resolve(ctx, dir_fh)
+        parent = d.node
+        if not isinstance(parent, DirInode):
             raise NfsError(Status.NOTDIR)
-        name = decode_name(a.name)
-        node = s.vfs.peek_child(d.node, name, d.caller)  # known and fresh: no coroutine
+        name = decode_name(raw_name)
+        node = s.vfs.peek_child(parent, name, d.caller)  # known and fresh: no coroutine
         if node is None:
             node = await s.lookup(d, name)
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
-    fh = s.handle(d.export, node)  # 32 bytes: a multiple of 4, no padding
-    return b"".join((OK, U32.pack(len(fh)), fh, s.attr_of(d.export, node), s.attr_of(d.export, d.node)))
+    fsid = d.export.id
+    fh = s.codec.encode(fsid, node.ino, node.gen)
+    return b"".join((_OK_HANDLE, fh, post_op_attr(node, fsid), post_op_attr(parent, fsid)))
 
 
 async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -76,10 +80,10 @@ async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.fh_args(ctx.args)
+    fh = args.fh_args(ctx.args)
     t: Target | None = None
     try:
-        t = await s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, fh)
         target = getattr(t.node, "target", None)
         if target is None:
             raise NfsError(Status.INVAL, "not a symbolic link")
@@ -92,9 +96,9 @@ async def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.fh_args(ctx.args)
+    fh = args.fh_args(ctx.args)
     try:
-        t = await s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, fh)
         v = s.statvfs()
     except (*Failure, OSError) as e:
         return status_word(e) + NO_ATTR
@@ -108,9 +112,9 @@ async def fsstat3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def fsinfo3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.fh_args(ctx.args)
+    fh = args.fh_args(ctx.args)
     try:
-        t = await s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     props = FSF_LINK | FSF_SYMLINK | FSF_HOMOGENEOUS | FSF_CANSETTIME
@@ -120,9 +124,9 @@ async def fsinfo3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def pathconf3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    a = args.fh_args(ctx.args)
+    fh = args.fh_args(ctx.args)
     try:
-        t = await s.resolve(ctx, a.fh)
+        t = await s.resolve(ctx, fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     # linkmax name_max no_trunc chown_restricted case_insensitive case_preserving

@@ -105,21 +105,39 @@ class Nfs3Service:
 
         The vfs re-checks the object against its under-storage when the mount's sync interval
         says so; an object gone from there is STALE to the handle's holder."""
+        known = self.resolve_known(ctx, fh)
+        if known is not None:
+            return known
         export_id, ino, gen = self.codec.decode(fh)
+        export, rule = self._route(ctx, export_id)
+        try:
+            node = await self.vfs.getattr(ino)
+        except errors.NotFound:
+            raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
+        return self._target(ctx, export, rule, node, gen)
+
+    def resolve_known(self, ctx: CallContext, fh: bytes | memoryview) -> Target | None:
+        """`resolve` without a coroutine, the hot path: None when the object is due for a
+        re-check against its under-storage (then `await resolve`)."""
+        export_id, ino, gen = self.codec.decode(fh)
+        export, rule = self._route(ctx, export_id)
+        node = self.vfs.peek_fresh(ino)
+        return None if node is None else self._target(ctx, export, rule, node, gen)
+
+    def _route(self, ctx: CallContext, export_id: int) -> tuple[Export, Rule]:
+        """The handle's export and the rule it has for the calling host (checked first)."""
         export = self.exports.get(export_id)
         if export is None:
             raise NfsError(Status.STALE, f"no export {export_id}")
         rule = export.rule_for(ctx.peer_host)
         if rule is None:
             raise AuthError(AUTH_TOOWEAK, f"{export.path} is not exported to {ctx.peer_host}")
-        node = self.vfs.peek_fresh(ino)
-        if node is None:  # due for a re-check against the under-storage
-            try:
-                node = await self.vfs.getattr(ino)
-            except errors.NotFound:
-                raise NfsError(Status.STALE, f"inode {ino} is gone from the under-storage") from None
+        return export, rule
+
+    @staticmethod
+    def _target(ctx: CallContext, export: Export, rule: Rule, node: Inode, gen: int) -> Target:
         if node.gen != gen:
-            raise NfsError(Status.STALE, f"inode {ino} generation {node.gen}, handle has {gen}")
+            raise NfsError(Status.STALE, f"inode {node.ino} generation {node.gen}, handle has {gen}")
         return Target(export, rule, node, rule.caller(ctx.cred))
 
     def handle(self, export: Export, node: Inode) -> bytes:
