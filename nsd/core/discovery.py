@@ -46,6 +46,7 @@ log = logging.getLogger("nsd.discovery")
 
 PAGE = 1000  # entries per UfsSync record
 CHECKED_MAX = 100_000  # files whose last re-check time is remembered
+PRUNE_MIN = 4096  # what is remembered of gone objects is dropped once the tables pass this (and double)
 
 
 class Listing:
@@ -84,6 +85,7 @@ class Discovery:
         self.is_staged = is_staged
         self._listed: dict[int, float] = {}  # directory ino -> when its last full listing finished
         self._checked: OrderedDict[int, float] = OrderedDict()  # file ino -> when last re-checked
+        self._prune_at = PRUNE_MIN
         self._listings: dict[int, Listing] = {}  # directory ino -> its running listing
         self._tasks: set[asyncio.Task[None]] = set()
         self.listings = 0
@@ -102,10 +104,26 @@ class Discovery:
     def mark_listed(self, dir_ino: int) -> None:
         """nsd made this directory itself (empty in the UFS too): nothing to discover in it."""
         self._listed[dir_ino] = time.monotonic()
+        self._added()
 
-    def forget(self, ino: int) -> None:
-        self._listed.pop(ino, None)
-        self._checked.pop(ino, None)
+    def remembered(self) -> int:
+        """Objects whose listing or re-check time is remembered."""
+        return len(self._listed) + len(self._checked)
+
+    def _added(self) -> None:
+        if self.remembered() > self._prune_at:
+            self._forget_gone()
+
+    def _forget_gone(self) -> None:
+        """Drop what is remembered of objects no longer in the namespace, whatever removed them
+        (a change, a listing, the reconciler, a replayed record): directories made and removed by
+        the million (a job's temporary ones) must not grow these tables for the daemon's life.
+        Runs once they doubled since the last run: O(1) amortized per entry."""
+        inodes = self.ns.inodes
+        for table in (self._listed, self._checked):
+            for ino in [ino for ino in table if ino not in inodes]:
+                del table[ino]
+        self._prune_at = max(PRUNE_MIN, 2 * self.remembered())
 
     async def close(self) -> None:
         """Stop running listings (what they applied so far stays: it is journaled). Their
@@ -197,6 +215,7 @@ class Discovery:
         self._checked.move_to_end(ino)
         if len(self._checked) > CHECKED_MAX:
             self._checked.popitem(last=False)
+        self._added()
 
     # ---- listings --------------------------------------------------------------------------
 
@@ -287,6 +306,7 @@ class Discovery:
             await self._sync_unsorted(d, ufs, rel, watermark)
         if d.ino in self.ns.inodes:
             self._listed[d.ino] = started
+            self._added()
 
     async def _entries(self, ufs: Ufs, rel: str) -> AsyncIterator[list[tuple[str, UfsStatus]]]:
         """The UFS listing in pages of PAGE valid entries."""

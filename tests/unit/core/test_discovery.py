@@ -332,3 +332,22 @@ async def test_closing_wakes_whoever_waits_on_a_listing(vfs: Vfs, mem: str) -> N
     await vfs.discovery.close()
     with pytest.raises(errors.NsdError, match="stopping"):
         await asyncio.wait_for(waiter, 5)
+
+
+async def test_what_is_remembered_of_removed_objects_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Directories and files made and removed by the thousand (a job's temporary ones) leave
+    nothing behind in discovery's tables: they stay near what the live namespace needs."""
+    monkeypatch.setattr("nsd.core.discovery.PRUNE_MIN", 32)
+    vfs = await open_vfs(tmp_path)
+    try:
+        await vfs.mkdir("/keep", caller=ME)
+        tmp = (await vfs.mkdir("/tmp", caller=ME)).ino
+        for i in range(80):
+            await vfs.mkdir_at(tmp, f"attempt-{i}", caller=ME)  # made by nsd: remembered as listed
+            await vfs.rmdir_at(tmp, f"attempt-{i}", caller=ME)
+            await vfs.create(tmp, f"part-{i}", caller=ME)  # written by nsd: remembered as checked
+            await vfs.remove_at(tmp, f"part-{i}", caller=ME)
+        assert vfs.discovery.remembered() <= 2 * 32 + 1
+        assert vfs.ns.resolve("/keep").ino in vfs.discovery._listed  # what is alive stays
+    finally:
+        await vfsenv.close_vfs(vfs)
