@@ -37,6 +37,7 @@ from nsd.core.replication.peers import COPIES, ClusterBlocks
 from nsd.core.users import UserMap, parse_range
 from nsd.datadir import DataDir
 from nsd.errors import JournalFailed
+from nsd.gcpause import PAUSES
 from nsd.namespace.mounts import ROOT_MOUNT
 from nsd.ops.metrics import Metrics
 from nsd.ops.report import cache_line
@@ -216,6 +217,9 @@ async def _serve(
             log.warning("%s; starting over", e)
             await store.close(checkpoint=False)
             return EXIT_RESTART
+    # What is in memory now is mostly the namespace, long-lived: out of the collector's full walks.
+    PAUSES.install()
+    PAUSES.freeze("namespace loaded")
     mounts = MountTable(store.ns, datadir.root_ufs)
     await mounts.ufs(ROOT_MOUNT).mkdir("")
     blocks = await cache_setup.open_block_store(config, datadir.path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import gc
 import itertools
 import logging
 import time
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from nsd.gcpause import PAUSES, GcPauses
 from nsd.ops.clients import HttpClients, RpcListenerView
 from nsd.ufs.wrap.health import UNREACHABLE
 
@@ -85,6 +87,12 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _gc_metrics(pauses: GcPauses) -> Iterator[Any]:
+    yield counter("nsd_gc_full_collections", "Full runs of Python's cyclic garbage collector.", pauses.full_collections)
+    yield gauge("nsd_gc_longest_full_seconds", "Longest full garbage collection (a pause of the loop).", pauses.longest)
+    yield gauge("nsd_gc_frozen_objects", "Objects left out of garbage collection (nsd.gcpause).", gc.get_freeze_count())
 
 
 def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -217,6 +225,7 @@ class _StateCollector(Collector):
             sum(p.idle_seconds for p in pollers),
         )
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
+        yield from _gc_metrics(PAUSES)
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)
         yield counter("nsd_ufs_stats", "Single-object lookups sent to under-storage.", self.vfs.discovery.stats)
         if self.vfs.cache is not None:
