@@ -147,7 +147,7 @@ def ops_per_second(
 ) -> dict[str, float]:
     """Calls per second with `outstanding` in flight (mode getattr or lookup: of `name`; create:
     CREATE + REMOVE pairs of files of its own), and their latency percentiles: {"ops_per_s",
-    "p50_us", "p90_us", "p99_us", "calls"}."""
+    "p50_us", "p90_us", "p99_us", "max_us", "calls"}."""
     cmd = [str(nfsops), "127.0.0.1", str(nfs_port), str(mnt_port), export, name]
     cmd += [mode, str(outstanding), str(seconds)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout

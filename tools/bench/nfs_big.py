@@ -6,9 +6,10 @@ Builds the data dir offline: a daemon formats it and makes /bench, then N inodes
 of 1,000 empty files, named as tools/bench/namespace.py names them) are added to its namespace
 and written as the checkpoint at the journal's last txid, which a start loads. Prints the
 checkpoint's size, the daemon's start-up (checkpoint load) time, its RSS and bytes of RSS per
-inode once loaded (above an empty daemon's RSS), then GETATTR and LOOKUP calls per second at 1 and 32 in flight
-(tools/bench/nfsops.c) on both daemons, medians of --rounds, and the big/small ratio: a big
-namespace should cost memory, not speed. Needs what tools/bench/nfs.py needs (libnfs-dev, gcc).
+inode once loaded (above an empty daemon's RSS), a first round of CREATE+REMOVE pairs (its p99
+and slowest call: a garbage-collector pause would show there), then GETATTR and LOOKUP calls per
+second at 1 and 32 in flight (tools/bench/nfsops.c) on both daemons, medians of --rounds, and the
+big/small ratio: a big namespace should cost memory, not speed. Needs what tools/bench/nfs.py needs (libnfs-dev, gcc).
 Asserts nothing.
 """
 
@@ -101,6 +102,14 @@ def main() -> None:
                 )
                 copy = ["nfs-cp", "/etc/hostname", nfsbench._url_for(small, NAME)]
                 subprocess.run(copy, check=True, capture_output=True)
+                # Changes right after the load: the first full garbage collection would walk every
+                # inode loaded (nsd.gcpause); the slowest call shows it.
+                for t in (big, small):
+                    got = nfsbench.ops_per_second(ops, t.port, t.port, t.export, "create", 32, a.seconds, NAME)
+                    print(
+                        f"first CREATE+REMOVE round @32 on {t.name}: {got['ops_per_s']:,.0f} pairs/s, "
+                        f"p99 {got['p99_us'] / 1000:.1f} ms, slowest {got['max_us'] / 1000:.1f} ms"
+                    )
                 samples: dict[tuple[str, str], list[float]] = {}
                 for r in range(a.rounds):
                     for mode in ("getattr", "lookup"):

@@ -195,8 +195,8 @@ int main(int argc, char **argv) {
 
     size_t n = (size_t)calls < latency_cap ? (size_t)calls : latency_cap;
     qsort(latency, n, sizeof *latency, by_value);
-    printf("ops_per_s=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f calls=%ld\n", calls / elapsed, percentile(n, 0.5),
-           percentile(n, 0.9), percentile(n, 0.99), calls);
+    printf("ops_per_s=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f calls=%ld\n", calls / elapsed,
+           percentile(n, 0.5), percentile(n, 0.9), percentile(n, 0.99), n ? latency[n - 1] * 1e6 : 0.0, calls);
     rpc_destroy_context(rpc);
     return 0;
 }
