@@ -40,9 +40,7 @@ def dirop(u: Unpacker) -> DirOp:
     return u.opaque_view(FHSIZE3), u.string(MAX_NAME)
 
 
-def fh_args(u: Unpacker) -> memoryview:
-    """Arguments that are one handle (GETATTR, READLINK, FSSTAT, FSINFO, PATHCONF): the handle."""
-    return u.opaque_view(FHSIZE3)
+fh_args = fh  # the arguments of GETATTR, READLINK, FSSTAT, FSINFO, PATHCONF: one handle
 
 
 class SetattrArgs(NamedTuple):
