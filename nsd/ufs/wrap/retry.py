@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,7 +44,7 @@ class Replayable:
 
 class _Recorder:
     """Reads a one-shot body once, keeping what it read (up to `limit` bytes) so that each
-    `stream()` starts over from the beginning. `progress` is set on every chunk taken."""
+    `stream()` starts over from the beginning. `progress` ticks on every chunk taken."""
 
     def __init__(self, source: AsyncIterable[bytes], limit: int) -> None:
         self.source = aiter(source)
@@ -52,7 +53,7 @@ class _Recorder:
         self.limit = limit
         self.overflowed = False
         self.broken: BaseException | None = None  # the source itself failed: nothing to replay
-        self.progress = asyncio.Event()
+        self.progress = Progress()
 
     @property
     def replayable(self) -> bool:
@@ -60,7 +61,7 @@ class _Recorder:
 
     async def stream(self) -> AsyncIterator[bytes]:
         for chunk in list(self.kept):
-            self.progress.set()
+            self.progress.tick()
             yield chunk
         if self.broken is not None:
             raise self.broken
@@ -80,7 +81,7 @@ class _Recorder:
                     self.overflowed, self.kept = True, []
                 else:
                     self.kept.append(chunk)
-            self.progress.set()
+            self.progress.tick()
             yield chunk
 
 
@@ -254,7 +255,7 @@ class RetryingUfs(Ufs):
     ) -> UfsStatus:
         recorder = None if isinstance(chunks, Replayable) else _Recorder(chunks, self.replay_bytes)
         for attempt in range(self.attempts):
-            progress = asyncio.Event()
+            progress = Progress()
             body: AsyncIterable[bytes]
             if recorder is None:
                 body = _signalling(aiter(chunks), progress)
@@ -269,28 +270,52 @@ class RetryingUfs(Ufs):
             await self._backoff(attempt)
         raise AssertionError("unreachable")
 
-    async def _idle_timeout(self, what: str, path: str, call: Awaitable[T], progress: asyncio.Event) -> T:
-        """Await `call`, failing it after `timeout` seconds without progress."""
-        task = asyncio.ensure_future(call)
+    async def _idle_timeout(self, what: str, path: str, call: Awaitable[T], progress: Progress) -> T:
+        """Await `call`, failing it after `timeout` seconds without progress. One timer, re-armed
+        from the last progress when it fires (this is on every write: no task per wait)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(call)  # cancellable even when no task runs this one
+        timers: list[asyncio.TimerHandle] = []  # the armed one last
+        expired = False
+
+        def check() -> None:
+            nonlocal expired
+            idle = time.monotonic() - progress.at
+            if idle < self.timeout:
+                timers.append(loop.call_later(self.timeout - idle, check))
+            else:
+                expired = True
+                task.cancel()
+
+        timers.append(loop.call_later(self.timeout, check))
         try:
-            while True:
-                waiter = asyncio.ensure_future(progress.wait())
-                done, _ = await asyncio.wait({task, waiter}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if task in done:
-                    return task.result()
-                if not done:
-                    raise self._timed_out(what, path)
-                progress.clear()
+            return await task
+        except asyncio.CancelledError:
+            if expired:
+                raise self._timed_out(what, path) from None
+            raise
         finally:
+            timers[-1].cancel()
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
 
-async def _signalling(it: AsyncIterator[bytes], progress: asyncio.Event) -> AsyncIterator[bytes]:
+class Progress:
+    """When a write's body last handed over a chunk (time.monotonic)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def tick(self) -> None:
+        self.at = time.monotonic()
+
+
+async def _signalling(it: AsyncIterator[bytes], progress: Progress) -> AsyncIterator[bytes]:
     async for chunk in it:
-        progress.set()
+        progress.tick()
         yield chunk
 
 
