@@ -44,7 +44,7 @@ def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     fh = args.fh_args(ctx.args)
     try:
-        t = s.resolve_known(ctx, fh) or await s.resolve(ctx, fh)
+        t = s.resolve_known(ctx, fh) or await s.resolve_due(ctx, fh)
     except Failure as e:
         return status_word(e)
     return OK + post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
@@ -54,7 +54,7 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     dir_fh, raw_name = args.dirop(ctx.args)
     d: Target | None = None
     try:
-        d = s.resolve_known(ctx, dir_fh) or await s.resolve(ctx, dir_fh)
+        d = s.resolve_known(ctx, dir_fh) or await s.resolve_due(ctx, dir_fh)
         parent = d.node
         if not isinstance(parent, DirInode):
             raise NfsError(Status.NOTDIR)

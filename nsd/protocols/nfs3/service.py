@@ -105,9 +105,10 @@ class Nfs3Service:
 
         The vfs re-checks the object against its under-storage when the mount's sync interval
         says so; an object gone from there is STALE to the handle's holder."""
-        known = self.resolve_known(ctx, fh)
-        if known is not None:
-            return known
+        return self.resolve_known(ctx, fh) or await self.resolve_due(ctx, fh)
+
+    async def resolve_due(self, ctx: CallContext, fh: bytes | memoryview) -> Target:
+        """`resolve` for an object `resolve_known` found due for a re-check."""
         export_id, ino, gen = self.codec.decode(fh)
         export, rule = self._route(ctx, export_id)
         try:
@@ -118,7 +119,7 @@ class Nfs3Service:
 
     def resolve_known(self, ctx: CallContext, fh: bytes | memoryview) -> Target | None:
         """`resolve` without a coroutine, the hot path: None when the object is due for a
-        re-check against its under-storage (then `await resolve`)."""
+        re-check against its under-storage (then `await resolve_due`)."""
         export_id, ino, gen = self.codec.decode(fh)
         export, rule = self._route(ctx, export_id)
         node = self.vfs.peek_fresh(ino)

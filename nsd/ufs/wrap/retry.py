@@ -53,7 +53,7 @@ class _Recorder:
         self.limit = limit
         self.overflowed = False
         self.broken: BaseException | None = None  # the source itself failed: nothing to replay
-        self.progress = Progress()
+        self.progress = _Progress()
 
     @property
     def replayable(self) -> bool:
@@ -255,7 +255,7 @@ class RetryingUfs(Ufs):
     ) -> UfsStatus:
         recorder = None if isinstance(chunks, Replayable) else _Recorder(chunks, self.replay_bytes)
         for attempt in range(self.attempts):
-            progress = Progress()
+            progress = _Progress()
             body: AsyncIterable[bytes]
             if recorder is None:
                 body = _signalling(aiter(chunks), progress)
@@ -270,7 +270,7 @@ class RetryingUfs(Ufs):
             await self._backoff(attempt)
         raise AssertionError("unreachable")
 
-    async def _idle_timeout(self, what: str, path: str, call: Awaitable[T], progress: Progress) -> T:
+    async def _idle_timeout(self, what: str, path: str, call: Awaitable[T], progress: _Progress) -> T:
         """Await `call`, failing it after `timeout` seconds without progress. One timer, re-armed
         from the last progress when it fires (this is on every write: no task per wait)."""
         loop = asyncio.get_running_loop()
@@ -301,7 +301,7 @@ class RetryingUfs(Ufs):
                 await asyncio.gather(task, return_exceptions=True)
 
 
-class Progress:
+class _Progress:
     """When a write's body last handed over a chunk (time.monotonic)."""
 
     __slots__ = ("at",)
@@ -313,7 +313,7 @@ class Progress:
         self.at = time.monotonic()
 
 
-async def _signalling(it: AsyncIterator[bytes], progress: Progress) -> AsyncIterator[bytes]:
+async def _signalling(it: AsyncIterator[bytes], progress: _Progress) -> AsyncIterator[bytes]:
     async for chunk in it:
         progress.tick()
         yield chunk
