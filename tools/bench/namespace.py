@@ -6,13 +6,16 @@
   concurrent callers;
 - lookups/s (path resolution) in-process;
 - readdir of a 100k-entry directory, by name pages and by NFS-style cookie pages;
-- checkpoint write and load time, RSS and bytes of RSS per inode for N inodes.
+- checkpoint write and load time, RSS and bytes of RSS per inode for N inodes (the load in a
+  fresh process, as a daemon's start does: one that reuses the memory the built tree freed
+  looks up to 20 bytes an inode smaller).
 
 Goals (from the foundation issue): >= 20k creates/s at 64 callers, >= 200k lookups/s,
 1M inodes loaded in <= 5 s; from issue 18: <= 200 bytes of RSS per inode built and after a
 checkpoint load (the tree here repeats names and times across directories, which the load shares;
 `--unique-names` gives every file a name and a time of its own, as Spark's part files with a job's
-UUID in them have).
+UUID in them have). `--discovered local|s3` makes the files as discovery finds them in an
+under-storage: with a size, an mtime and a fingerprint (an S3 one with an ETag).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import gc
 import os
 import random
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +40,7 @@ from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.journal.checkpoint import read_checkpoint, write_checkpoint
 from nsd.journal.ops import MkNode
 from nsd.namespace import Namespace
+from nsd.namespace.mounts import plan_ufs_sync
 
 FILE = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -77,9 +82,11 @@ async def mutations(journal: Path, ops: int, callers: int, mode: int, label: str
     await store.close(checkpoint=False)
 
 
-def build_tree(n: int, files_per_dir: int = 1000, unique: bool = False) -> Namespace:
+def build_tree(n: int, files_per_dir: int = 1000, unique: bool = False, discovered: str | None = None) -> Namespace:
     """n inodes: directories of `files_per_dir` files each, applied through planned ops.
-    `unique`: names and times differ across directories too (a job's UUID in each name)."""
+    `unique`: names and times differ across directories too (a job's UUID in each name).
+    `discovered` ("local" or "s3"): each directory's files come as one discovery record, each
+    with its own size and mtime and the fingerprint an under-storage of that kind gives."""
     ns = Namespace()
     t = time.time_ns()
     rng = random.Random(18)
@@ -90,13 +97,21 @@ def build_tree(n: int, files_per_dir: int = 1000, unique: bool = False) -> Names
         ns.apply(mk)
         made += 1
         job = f"{rng.getrandbits(128):032x}"
+        found = []
         for f in range(min(files_per_dir, n - made)):
             if unique:
                 name, mtime = f"part-{f:05d}-{job}-c000.snappy.parquet", t + made * 1_000_003
             else:
                 name, mtime = f"part-{f:05d}.parquet", t + f
-            ns.apply(ns.plan_mknod(mk.ino, name, FILE, 1000, 1000, mtime))
+            if discovered:
+                size, mtime = rng.randrange(1 << 20, 1 << 28), t - rng.randrange(10**15)
+                etag = f'"{rng.getrandbits(128):032x}"' if discovered == "s3" else None
+                found.append([name, FILE, 1000, 1000, size, mtime, [size, mtime, etag]])
+            else:
+                ns.apply(ns.plan_mknod(mk.ino, name, FILE, 1000, 1000, mtime))
             made += 1
+        if found:
+            ns.apply(plan_ufs_sync(ns, mk.ino, found, [], [], t))
         d += 1
     return ns
 
@@ -147,20 +162,26 @@ def readdir(entries: int) -> None:
     )
 
 
-def checkpoint_figures(n: int, workdir: Path, unique: bool) -> None:
+def checkpoint_figures(n: int, workdir: Path, unique: bool, discovered: str | None) -> None:
     base = rss()
     t0 = time.perf_counter()
-    ns = build_tree(n, unique=unique)
+    ns = build_tree(n, unique=unique, discovered=discovered)
     built = time.perf_counter() - t0
     grown = rss() - base
     names = "unique names" if unique else "names shared across directories"
-    print(f"   build  {n:,} inodes ({names}) in {built:.2f} s; ", end="")
+    kind = f", discovered in {discovered}" if discovered else ""
+    print(f"   build  {n:,} inodes ({names}{kind}) in {built:.2f} s; ", end="")
     print(f"RSS +{grown / 2**20:,.0f} MiB = {grown / n:.0f} bytes/inode")
     t0 = time.perf_counter()
     path = write_checkpoint(workdir, 1, ns.to_image())
     written = time.perf_counter() - t0
-    size = path.stat().st_size
     del ns
+    loaded = subprocess.run([sys.executable, __file__, "--load", str(path)], capture_output=True, text=True, check=True)
+    print(f"checkpt  write {written:.2f} s ({path.stat().st_size / 2**20:,.0f} MiB), {loaded.stdout.strip()}")
+
+
+def load_figures(path: Path) -> None:
+    """In a fresh process: the load's time and what it adds to RSS."""
     base = rss()
     t0 = time.perf_counter()
     _, chunks = read_checkpoint(path)
@@ -168,10 +189,8 @@ def checkpoint_figures(n: int, workdir: Path, unique: bool) -> None:
     load_s = time.perf_counter() - t0
     del chunks
     grown = rss() - base
-    print(
-        f"checkpt  write {written:.2f} s ({size / 2**20:,.0f} MiB), load {load_s:.2f} s, "
-        f"RSS after load +{grown / 2**20:,.0f} MiB = {grown / len(loaded.inodes):.0f} bytes/inode"
-    )
+    per_inode = grown / len(loaded.inodes)
+    print(f"load {load_s:.2f} s, RSS after load +{grown / 2**20:,.0f} MiB = {per_inode:.0f} bytes/inode")
 
 
 async def main() -> None:
@@ -181,7 +200,12 @@ async def main() -> None:
     parser.add_argument("--readdir", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None, help="where the journal goes (default: a temp dir)")
     parser.add_argument("--unique-names", action="store_true", help="no file name or time repeats in the tree")
+    parser.add_argument("--discovered", choices=["local", "s3"], help="files as found in an under-storage")
+    parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)  # the fresh process of the load figures
     args = parser.parse_args()
+    if args.load:
+        load_figures(args.load)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         journal = Path(tmp) / "journal"
         journal.mkdir()
@@ -197,7 +221,7 @@ async def main() -> None:
         readdir(args.readdir)
         ckpt_dir = Path(tmp) / "ckpt"
         ckpt_dir.mkdir()
-        checkpoint_figures(args.inodes, ckpt_dir, args.unique_names)
+        checkpoint_figures(args.inodes, ckpt_dir, args.unique_names, args.discovered)
 
 
 if __name__ == "__main__":
