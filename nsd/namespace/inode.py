@@ -28,9 +28,9 @@ class Inode:
     """
 
     __slots__ = (
+        "_fp",
         "atime",
         "ctime",
-        "fingerprint",
         "ids",
         "ino",
         "mtime",
@@ -50,7 +50,7 @@ class Inode:
     atime: int
     mtime: int
     ctime: int
-    fingerprint: list[Any] | None
+    _fp: Any  # see `fingerprint`
     parent: DirInode
     name: str
 
@@ -130,6 +130,40 @@ class Inode:
         a = self.ids
         self.ids = _share((a[0], a[1], a[2], a[3], a[4], v))
 
+    # A fingerprint is mostly [size, mtime_ns, etag] with the inode's own size and mtime (what
+    # discovery found is what the inode shows). Then `_fp` keeps only the etag, not an 88-byte
+    # list (a fifth of a discovered file's memory): _NO_ETAG, an S3 ETag's 16 bytes of MD5 (56
+    # bytes where its 34-character str takes 88), or any other etag str as it is. Whatever changes
+    # size or mtime calls detach_fingerprint() first, so the fingerprint stays the under-storage's.
+
+    @property
+    def fingerprint(self) -> list[Any] | None:
+        fp = self._fp
+        if fp is None or type(fp) is list:
+            return fp
+        if type(fp) is bytes:
+            return [self.size, self.mtime, f'"{fp.hex()}"']
+        return [self.size, self.mtime, None if fp is _NO_ETAG else fp]
+
+    @fingerprint.setter
+    def fingerprint(self, fp: list[Any] | None) -> None:
+        if type(fp) is list and len(fp) == 3 and fp[0] == self.size and fp[1] == self.mtime:
+            etag = fp[2]
+            if etag is None:
+                self._fp = _NO_ETAG
+            elif type(etag) is str:
+                self._fp = _md5_etag(etag) or etag
+            else:
+                self._fp = fp
+            return
+        self._fp = fp
+
+    def detach_fingerprint(self) -> None:
+        """Before size or mtime change: the fingerprint no longer follows them."""
+        fp = self._fp
+        if fp is not None and type(fp) is not list:
+            self._fp = self.fingerprint
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ino={self.ino} mode={self.mode:o} nlink={self.nlink} size={self.size}>"
 
@@ -189,6 +223,21 @@ class SymlinkInode(Inode):
     ) -> None:
         self._init(ino, gen, mode, uid, gid, nlink, size, atime, mtime, ctime, mount, fingerprint)
         self.target = target
+
+
+_NO_ETAG = object()  # `_fp` of a fingerprint [size, mtime, None] equal to the inode's own
+
+
+def _md5_etag(etag: str) -> bytes | None:
+    """The 16 bytes of an ETag that is a quoted MD5 in lowercase hex (S3's for a single-part
+    upload), when they give back exactly `etag`; else None."""
+    if len(etag) != 34 or etag[0] != '"' or etag[33] != '"':
+        return None
+    try:
+        raw = bytes.fromhex(etag[1:33])
+    except ValueError:
+        return None
+    return raw if raw.hex() == etag[1:33] else None
 
 
 # The one tuple kept for each (mode, uid, gid, nlink, gen, mount) in use. Few combinations occur

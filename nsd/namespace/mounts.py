@@ -44,6 +44,7 @@ class MountTree(layouts.LayoutTables, Protocol):
     def resolve_parent(self, path: str) -> tuple[DirInode, str]: ...
     def path_of(self, ino: int) -> str: ...
     def intern(self, value: int) -> int: ...
+    def share_name(self, name: str) -> str: ...
     def drop_link(self, node: Inode, parent: DirInode, name: str, t: int) -> None: ...
     def forget_side_state(self, ino: int) -> None: ...
 
@@ -208,6 +209,7 @@ def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     d = ns.get_dir(op.dir_ino)
     for name, ino, mode, uid, gid, size, mtime, fp in op.add:
         mode, uid, gid = ns.intern(mode), ns.intern(uid), ns.intern(gid)
+        name = ns.share_name(name)
         node: Inode
         if stat.S_IFMT(mode) == stat.S_IFDIR:
             node = DirInode(ino, 1, mode, uid, gid, 2, 0, mtime, mtime, mtime, d.mount, fp, d, name)
@@ -221,6 +223,7 @@ def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
         ns.next_ino = ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]
+        f.detach_fingerprint()
         f.size, f.mtime, f.ctime = size, mtime, op.time_ns
         layouts.change(ns, f, fingerprint=fp, layout=None)  # blocks of the old content must never be served
     for name in op.remove:

@@ -709,6 +709,8 @@ class Namespace:
             node.uid = self.intern(op.uid)
         if op.gid is not None:
             node.gid = self.intern(op.gid)
+        if op.size is not None or op.mtime is not None:
+            node.detach_fingerprint()
         if op.size is not None:
             if op.size != node.size and isinstance(node, FileInode) and node.layout is not None:
                 layouts.change(self, node, layout=None)  # blocks cut for the old size
@@ -722,6 +724,7 @@ class Namespace:
     def _apply_set_content(self, op: SetContent) -> None:
         node = self._check_set_content(op)
         _check_time(op.time_ns)
+        node.detach_fingerprint()
         node.size = op.size
         node.mtime = node.ctime = op.time_ns
         layouts.change(self, node, fingerprint=op.fingerprint, layout=op.layout)

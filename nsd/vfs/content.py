@@ -160,6 +160,7 @@ class ContentOps(VfsBase):
             stage = await self._stage(node)
             await stage.write(offset, data)
             with wcc.changing(self.ns.inodes.get):  # not journaled: reported for wcc_data here
+                node.detach_fingerprint()
                 node.size = stage.size
                 node.mtime = node.ctime = self.store.now_ns()
             if stable:

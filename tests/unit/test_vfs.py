@@ -123,6 +123,20 @@ async def test_staged_writes_are_visible_then_sealed_on_commit(vfs: Vfs, tmp_pat
     assert node.fingerprint is not None and node.fingerprint[0] == 12
 
 
+async def test_a_staged_write_leaves_a_discovered_files_fingerprint_as_the_ufs_showed_it(
+    vfs: Vfs, tmp_path: Path
+) -> None:
+    found = tmp_path / "ufs/found"
+    found.write_bytes(b"0123456789")
+    node = await vfs.stat("/found", caller=ME)  # discovered: its size and mtime are the UFS's
+    ufs_fingerprint = [10, found.stat().st_mtime_ns, None]
+    assert node.fingerprint == ufs_fingerprint
+    await vfs.write_at(node.ino, 10, b"more", stable=False, caller=ME)
+    assert node.size == 14 and node.fingerprint == ufs_fingerprint  # the UFS still holds the old bytes
+    await vfs.commit(node.ino, caller=ME)
+    assert node.fingerprint is not None and node.fingerprint[0] == 14
+
+
 async def test_a_small_write_into_a_big_file_stages_only_itself(vfs: Vfs, tmp_path: Path) -> None:
     import os
 

@@ -110,6 +110,35 @@ def test_ufs_sync_adds_updates_and_removes() -> None:
         plan_ufs_sync(ns, d, [["bad/name", FILE, 0, 0, 1, T, None]], [], [], T)
 
 
+def test_a_discovered_file_keeps_its_fingerprint_compact_and_true() -> None:
+    """A fingerprint equal to the file's own size and mtime is kept as its etag alone; whatever
+    changes size or mtime afterwards leaves the fingerprint as the under-storage showed it."""
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    md5, upper, multi = '"9e107d9d372bb6826bd81d3542a419d6"', '"9E107D9D372BB6826BD81D3542A419D6"', '"ab-2"'
+    add = [["e.csv", FILE, 0, 0, 10, T, [10, T, "e1"]], ["n.csv", FILE, 0, 0, 10, T, [10, T, None]]]
+    add += [["o.csv", FILE, 0, 0, 10, T, [11, T, "e1"]]]  # size differs from the UFS's: kept whole
+    add += [[f"{i}.csv", FILE, 0, 0, 10, T, [10, T, etag]] for i, etag in enumerate((md5, upper, multi))]
+    apply(ns, plan_ufs_sync(ns, d, add, [], [], T + 1))
+    e, n, o = (ns.resolve(f"/s3/{x}.csv") for x in "eno")
+    assert (e.fingerprint, n.fingerprint, o.fingerprint) == ([10, T, "e1"], [10, T, None], [11, T, "e1"])
+    assert [ns.resolve(f"/s3/{i}.csv").fingerprint for i in range(3)] == [[10, T, x] for x in (md5, upper, multi)]
+    assert type(e._fp) is str and type(n._fp) is not list and type(o._fp) is list  # no list for e and n
+    assert [type(ns.resolve(f"/s3/{i}.csv")._fp) for i in range(3)] == [bytes, str, str]  # an MD5 as 16 bytes
+
+    apply(ns, ns.plan_setattr(e.ino, mtime=T + 9, time_ns=T + 9))  # touch -m
+    apply(ns, ns.plan_setattr(n.ino, size=3, time_ns=T + 9))  # truncate
+    assert (e.mtime, e.fingerprint, n.size, n.fingerprint) == (T + 9, [10, T, "e1"], 3, [10, T, None])
+    back = Namespace.from_image(ns.to_image())  # and through a checkpoint
+    assert [back.resolve(f"/s3/{x}.csv").fingerprint for x in "eno"] == [[10, T, "e1"], [10, T, None], [11, T, "e1"]]
+
+    apply(ns, ns.plan_set_content(o.ino, 4, T + 20, [4, T + 20, "e3"]))
+    assert (o.size, o.fingerprint, type(o._fp)) == (4, [4, T + 20, "e3"], str)
+    apply(ns, ns.plan_set_content(o.ino, 5, T + 21))  # new content, not in the UFS yet
+    assert (o.size, o.fingerprint) == (5, None)
+
+
 def test_image_keeps_the_mount_table() -> None:
     ns = Namespace()
     mount(ns, "/s3", "s3://bucket/p", readonly=True, options={"region": "x"})
