@@ -5,6 +5,7 @@ Run by the daemon as a child process so that building a checkpoint never stalls 
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from nsd.core.metastore import fold
 
 def main(argv: list[str]) -> int:
     journal_dir, upto = Path(argv[0]), int(argv[1])
+    # A short-lived process that frees nothing until it exits: the cyclic collector would only
+    # rescan the growing tree (it doubled the time to write 1M inodes' image, 1.6 -> 3.2 s).
+    gc.disable()
     fold(journal_dir, upto)
     return 0
 
