@@ -133,29 +133,35 @@ class Inode:
     # A fingerprint is mostly [size, mtime_ns, etag] with the inode's own size and mtime (what
     # discovery found is what the inode shows). Then `_fp` keeps only the etag, not an 88-byte
     # list (a fifth of a discovered file's memory): _NO_ETAG, an S3 ETag's 16 bytes of MD5 (56
-    # bytes where its 34-character str takes 88), or any other etag str as it is. Whatever changes
-    # size or mtime calls detach_fingerprint() first, so the fingerprint stays the under-storage's.
+    # bytes where its 34-character str takes 88), or any other etag str as it is. A file written
+    # through nsd has the under-storage's mtime, not its own: without an etag `_fp` is that int.
+    # Whatever changes size or mtime calls detach_fingerprint() first, so the fingerprint stays
+    # the under-storage's.
 
     @property
     def fingerprint(self) -> list[Any] | None:
         fp = self._fp
         if fp is None or type(fp) is list:
             return fp
+        if type(fp) is int:
+            return [self.size, fp, None]
         if type(fp) is bytes:
             return [self.size, self.mtime, f'"{fp.hex()}"']
         return [self.size, self.mtime, None if fp is _NO_ETAG else fp]
 
     @fingerprint.setter
     def fingerprint(self, fp: list[Any] | None) -> None:
-        if type(fp) is list and len(fp) == 3 and fp[0] == self.size and fp[1] == self.mtime:
-            etag = fp[2]
-            if etag is None:
+        if type(fp) is list and len(fp) == 3 and fp[0] == self.size:
+            mtime, etag = fp[1], fp[2]
+            if mtime == self.mtime and etag is None:
                 self._fp = _NO_ETAG
-            elif type(etag) is str:
+                return
+            if mtime == self.mtime and type(etag) is str:
                 self._fp = _md5_etag(etag) or etag
-            else:
-                self._fp = fp
-            return
+                return
+            if type(mtime) is int and etag is None:
+                self._fp = mtime
+                return
         self._fp = fp
 
     def detach_fingerprint(self) -> None:

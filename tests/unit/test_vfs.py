@@ -134,7 +134,8 @@ async def test_a_staged_write_leaves_a_discovered_files_fingerprint_as_the_ufs_s
     await vfs.write_at(node.ino, 10, b"more", stable=False, caller=ME)
     assert node.size == 14 and node.fingerprint == ufs_fingerprint  # the UFS still holds the old bytes
     await vfs.commit(node.ino, caller=ME)
-    assert node.fingerprint is not None and node.fingerprint[0] == 14
+    assert node.fingerprint == [14, found.stat().st_mtime_ns, None]
+    assert type(node._fp) is int  # written through nsd: only the UFS's mtime is kept, not a list
 
 
 async def test_a_small_write_into_a_big_file_stages_only_itself(vfs: Vfs, tmp_path: Path) -> None:

@@ -135,6 +135,10 @@ def test_a_discovered_file_keeps_its_fingerprint_compact_and_true() -> None:
 
     apply(ns, ns.plan_set_content(o.ino, 4, T + 20, [4, T + 20, "e3"]))
     assert (o.size, o.fingerprint, type(o._fp)) == (4, [4, T + 20, "e3"], str)
+    apply(ns, ns.plan_set_content(o.ino, 6, T + 30, [6, T + 29, None]))  # written: the UFS's own mtime
+    assert (o.fingerprint, type(o._fp)) == ([6, T + 29, None], int)
+    apply(ns, ns.plan_setattr(o.ino, size=2, time_ns=T + 31))
+    assert (o.size, o.fingerprint) == (2, [6, T + 29, None])
     apply(ns, ns.plan_set_content(o.ino, 5, T + 21))  # new content, not in the UFS yet
     assert (o.size, o.fingerprint) == (5, None)
 
