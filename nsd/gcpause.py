@@ -21,14 +21,30 @@ flight at one (a few calls' state) is small: a bounded cost, not a steady leak.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("nsd.gc")
 
 SLOW_FULL_COLLECTION = 0.05  # seconds: a full collection this long freezes what survived it
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """No cyclic collection inside: for loops that allocate millions of objects and free none
+    (a checkpoint's unpacking and load), which the collector would walk again and again as they
+    grow (about three times the load's time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class GcPauses:

@@ -9,8 +9,6 @@ A checkpoint without its footer was never finished and is invalid.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import msgpack
 
 from nsd.errors import Corrupt
+from nsd.gcpause import collector_off
 from nsd.journal.ops import OPS, RESERVED_CODES
 from nsd.journal.record import Record, encode_record_into, scan
 from nsd.journal.segment import fsync_dir, hex_name, list_hex_files, parse_hex_name
@@ -76,19 +75,6 @@ def write_checkpoint(dir: Path, txid: int, chunks: Iterable[Any]) -> Path:
         raise
     fsync_dir(dir)
     return final
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A big image unpacks into millions of small lists; letting the cyclic collector walk
-    # them over and over as they are created about triples the load time.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _unpack(rec: Record, path: Path) -> Any:
@@ -150,7 +136,7 @@ def read_checkpoint(path: Path, data: bytes | None = None) -> tuple[int, Iterato
 
 
 def _unpacked(chunks: list[Record], path: Path) -> Iterator[Any]:
-    with _gc_paused():
+    with collector_off():  # the image unpacks into millions of small lists
         for i in range(len(chunks)):
             rec, chunks[i] = chunks[i], None  # type: ignore[call-overload]  # free each payload once used
             yield _unpack(rec, path)

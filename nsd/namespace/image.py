@@ -15,13 +15,12 @@ records. Version 2 adds a trailing {"xattrs": ...} chunk.
 
 from __future__ import annotations
 
-import gc
 import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
 from nsd.errors import Corrupt
+from nsd.gcpause import collector_off
 from nsd.namespace import identities, intents, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
@@ -121,7 +120,7 @@ def load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     Cost: linear (about 1.5 s per million inodes, unpacking included); each directory's
     entries go into its dict in one bulk step, in name order.
     """
-    with _gc_paused():
+    with collector_off():
         _load(ns, chunks)
 
 
@@ -224,19 +223,6 @@ def _load_entries(
         k.name = name
         if k.nlink > 1 and not isinstance(k, DirInode):
             links.setdefault(k.ino, []).append((d, name))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A load allocates millions of objects and frees none; the cyclic GC would rescan the
-    # growing heap again and again and cost more than the load itself.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _record(node: Inode, extra: Any) -> list[Any]:

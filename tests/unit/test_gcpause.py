@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nsd.gcpause import GcPauses
+from nsd.gcpause import GcPauses, collector_off
 from nsd.journal.ops import UfsSync
 from nsd.namespace import Namespace
 from nsd.namespace.inode import ROOT_INO
@@ -125,3 +125,23 @@ def test_namespace_removals_leave_no_cycle_behind(clean_gc: None) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_collector_off_stops_collections_inside_and_restores_the_state_after() -> None:
+    assert gc.isenabled()
+    with collector_off():
+        assert not gc.isenabled()
+        with collector_off():  # nested: the inner one leaves it off
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_off():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError), collector_off():
+        raise ValueError("the collector comes back on an error too")
+    assert gc.isenabled()
