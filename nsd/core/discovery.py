@@ -162,7 +162,7 @@ class Discovery:
     def due(self, node: Inode) -> bool:
         """Whether `refresh` would ask the UFS about this object now (cheap, synchronous: the
         hot paths call refresh only when it would, and skip making a coroutine otherwise)."""
-        if not isinstance(node, FileInode) or node.fingerprint is None or self.is_staged(node.ino):
+        if not isinstance(node, FileInode) or not node.has_fingerprint or self.is_staged(node.ino):
             return False
         interval = self.mounts.sync_interval(node.mount)
         return not (interval == NEVER or self._fresh(node.mount, self._checked.get(node.ino)))
@@ -177,7 +177,7 @@ class Discovery:
 
     async def refresh(self, node: Inode, *, force: bool = False) -> None:
         """Re-check a file against the UFS when its mount's interval says so; NotFound if it is gone."""
-        if not isinstance(node, FileInode) or node.fingerprint is None or self.is_staged(node.ino):
+        if not isinstance(node, FileInode) or not node.has_fingerprint or self.is_staged(node.ino):
             return
         if not force and not self.due(node):
             return
@@ -378,7 +378,7 @@ class Discovery:
     def _removable(self, child: Inode) -> bool:
         if child.namespace_only or is_mount_point(self.ns, child) or self.is_staged(child.ino):
             return False
-        return child.is_dir or child.fingerprint is not None
+        return child.is_dir or child.has_fingerprint
 
     async def _apply_page(self, d: DirInode, page: list[tuple[str, UfsStatus]], gone: Callable[[], list[str]]) -> None:
         """One UfsSync record: the page's new and changed entries, and the names `gone()`
@@ -413,7 +413,7 @@ class Discovery:
 
     def _changed(self, child: Inode, status: UfsStatus) -> bool:
         """A UFS-backed file, not being written through nsd, whose UFS fingerprint moved."""
-        if not isinstance(child, FileInode) or child.fingerprint is None or self.is_staged(child.ino):
+        if not isinstance(child, FileInode) or not child.has_fingerprint or self.is_staged(child.ino):
             return False
         return not status.is_dir and status.fingerprint() != child.fingerprint
 

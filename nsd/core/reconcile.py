@@ -188,7 +188,7 @@ class Reconciler:
 
     async def _content(self, ino: int, cut_at: int | None) -> bool:
         node = self.core.ns.inodes.get(ino)
-        if not isinstance(node, FileInode) or node.fingerprint is None:
+        if not isinstance(node, FileInode) or not node.has_fingerprint:
             return True
         if ino in self.core.stager.stages:
             # The stage is the truth until sealed. Settled if the UFS still holds what the journal

@@ -164,6 +164,11 @@ class Inode:
                 return
         self._fp = fp
 
+    @property
+    def has_fingerprint(self) -> bool:
+        """`fingerprint is not None` without building the list (hot paths ask this)."""
+        return self._fp is not None
+
     def detach_fingerprint(self) -> None:
         """Before size or mtime change: the fingerprint no longer follows them."""
         fp = self._fp

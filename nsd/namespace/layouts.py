@@ -61,7 +61,7 @@ def is_digest(value: object) -> bool:
 
 def unpersisted(node: Inode) -> bool:
     """Written through nsd and not yet in the UFS: its blocks are the only copy."""
-    return isinstance(node, FileInode) and node.fingerprint is None and node.layout is not None
+    return isinstance(node, FileInode) and not node.has_fingerprint and node.layout is not None
 
 
 def held(ns: LayoutTables, node: Inode) -> bool:
@@ -209,7 +209,8 @@ def apply_cache_block(ns: LayoutTables, op: CacheBlock) -> None:
         raise Invalid(f"bad block range {op.offset}+{op.length}")
     if not is_digest(op.digest):
         raise Invalid(f"not a block digest: {op.digest!r}")
-    if node.fingerprint is None or node.fingerprint != op.fingerprint or op.offset + op.length > node.size:
+    fp = node.fingerprint
+    if fp is None or fp != op.fingerprint or op.offset + op.length > node.size:
         return  # read under another version of the file (or it is nsd's own): never part of this one
     end = op.offset + op.length
     # Entries overlapping the new one (cut on another block size) make way for it.
@@ -355,7 +356,7 @@ def check(ns: LayoutTables) -> None:
     for ino, node in ns.inodes.items():
         if isinstance(node, FileInode):
             try:
-                check_layout(node.layout, node.size, complete=node.fingerprint is None and node.layout is not None)
+                check_layout(node.layout, node.size, complete=not node.has_fingerprint and node.layout is not None)
             except Invalid as e:
                 raise AssertionError(f"inode {ino}: {e}") from None
     if ns.kept != kept_index(ns):

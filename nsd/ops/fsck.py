@@ -103,7 +103,7 @@ def _files_below(node: Inode) -> list[FileInode]:
 
 
 async def _check_file(vfs: Vfs, node: FileInode) -> Problem | None:
-    if node.fingerprint is None or node.ino in vfs.stager.stages or node.ino not in vfs.ns.inodes:
+    if not node.has_fingerprint or node.ino in vfs.stager.stages or node.ino not in vfs.ns.inodes:
         return None
     path = vfs.ns.path_of(node.ino)
     ufs, rel = vfs.mounts.locate(node)

@@ -215,7 +215,7 @@ class BlockReader:
 
         def plan(ns: Namespace) -> list[Op]:
             live = ns.inodes.get(ino)
-            if not isinstance(live, FileInode) or live.fingerprint is None or live.fingerprint != fp:
+            if not isinstance(live, FileInode) or not live.has_fingerprint or live.fingerprint != fp:
                 return []  # gone or changed meanwhile: the block belongs to no version we know
             return [CacheBlock(ino, boff, blen, digest, fp)]
 
