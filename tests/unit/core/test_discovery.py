@@ -89,6 +89,24 @@ async def test_sync_interval_zero_sees_every_out_of_band_change(vfs: Vfs, tmp_pa
     vfs.ns.check()
 
 
+async def test_an_unchanged_file_is_never_seen_as_changed(vfs: Vfs, tmp_path: Path) -> None:
+    """Found in the UFS or written through nsd, a file checked again and again (sync interval 0)
+    matches its fingerprint (kept compact in memory, rebuilt for each comparison): no update."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "found").write_bytes(b"found")
+    await vfs.mount("/m", (tmp_path / "outside").as_uri(), caller=ME, options={"sync_interval": "0"})
+    await vfs.write_file("/m/written", chunks(b"written"), caller=ME)
+    for _ in range(3):
+        assert [n for n, _ in await vfs.list("/m", caller=ME)] == ["found", "written"]
+        assert await read_all(vfs, "/m/found") == b"found" and await read_all(vfs, "/m/written") == b"written"
+        assert (await vfs.stat("/m/found", caller=ME)).size == 5
+    assert [op.update for op in ufs_syncs(tmp_path) if op.update] == []
+    (tmp_path / "outside" / "found").write_bytes(b"FOUND")  # same size: the mtime tells
+    os.utime(tmp_path / "outside" / "found", ns=(1, 1))
+    assert await read_all(vfs, "/m/found") == b"FOUND"
+    assert [[u[0] for u in op.update] for op in ufs_syncs(tmp_path) if op.update] == [["found"]]
+
+
 async def test_a_resync_keeps_what_lives_in_the_namespace_only(vfs: Vfs, tmp_path: Path) -> None:
     """Symlinks, FIFOs and sockets have no object in the store: a listing without them keeps them,
     and renaming or removing them never touches the store."""
