@@ -24,7 +24,11 @@ ganesha (for latency rows lower is better).
 `--cpus 1` runs every server and client on CPU 1 only: on a VM, waking a process on another,
 idle vCPU costs tens of microseconds, and where the scheduler puts a server's threads next to
 the client decides most of a one-call-in-flight round trip; on one CPU both servers are measured
-without that (docs/architecture.md, NFS performance).
+without that (docs/architecture.md, NFS performance). How long an idle vCPU takes to wake is the
+guest's idle policy, printed under the table: with the `haltpoll` cpuidle driver a vCPU polls up
+to `guest_halt_poll_ns` before it halts (a KVM guest's default is 200 us; 0 means it halts at
+once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
+run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -428,6 +432,35 @@ def syncs_per_pair(nfsops: Path, t: Target, mnt_port: int, name: str, seconds: f
     return calls / got["calls"]
 
 
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def guest_idle_policy() -> str:
+    """What an idle CPU does here: the cpuidle driver and, for haltpoll, how long it polls."""
+    try:
+        driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return "unknown (no cpuidle in /sys)"
+    if driver == "haltpoll" and HALT_POLL.exists():
+        return f"cpuidle driver haltpoll, guest_halt_poll_ns={HALT_POLL.read_text().strip()}"
+    return f"cpuidle driver {driver}"
+
+
+@contextlib.contextmanager
+def guest_halt_poll(ns: int) -> Iterator[None]:
+    """Set the guest's halt polling to `ns` for the run; put the old value back after."""
+    try:
+        before = HALT_POLL.read_text().strip()
+        HALT_POLL.write_text(str(ns))
+    except OSError as e:
+        why = f"cannot set {HALT_POLL} ({e.strerror}): needs root on a guest with haltpoll"
+        raise SystemExit(f"--guest-halt-poll-ns: {why}") from None
+    try:
+        yield
+    finally:
+        HALT_POLL.write_text(before)
+
+
 def _variant(spec: str) -> tuple[str, dict[str, str]]:
     """NAME:KEY=VALUE,... -> (NAME, {KEY: VALUE})"""
     name, _, settings = spec.partition(":")
@@ -446,11 +479,20 @@ def main() -> None:
     ap.add_argument("--no-ganesha", action="store_true")
     ap.add_argument("--nsd", type=_variant, action="append", default=[], help="another nsd: NAME:KEY=VALUE,...")
     ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
+    ap.add_argument("--guest-halt-poll-ns", type=int, default=None, help="set the guest's halt polling for the run")
     args = ap.parse_args()
     if args.cpus:  # every server and client started from here inherits it
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     size = args.size_mib * MiB
     notes = []
+    with contextlib.ExitStack() as policy:
+        if args.guest_halt_poll_ns is not None:
+            policy.enter_context(guest_halt_poll(args.guest_halt_poll_ns))
+        notes.append(f"guest idle policy: {guest_idle_policy()}")
+        run(args, size, notes)
+
+
+def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="nsd-bench-nfs-", dir=args.dir) as tmp:
         work = Path(tmp)
         source = work / "source"
