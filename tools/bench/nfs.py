@@ -29,6 +29,8 @@ guest's idle policy, printed under the table: with the `haltpoll` cpuidle driver
 to `guest_halt_poll_ns` before it halts (a KVM guest's default is 200 us; 0 means it halts at
 once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
 run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
+`--calls-only` measures the GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
+of an hour).
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -49,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,9 +348,11 @@ def measure(
     rounds: int = 1,
     nfsops: Path | None = None,
     s3: S3 | None = None,
+    files: bool = True,
 ) -> None:
     """Each measurement on every server back to back, so a busy machine hurts them alike; with
-    several rounds, the servers take turns going first and each result is the median."""
+    several rounds, the servers take turns going first and each result is the median.
+    `files=False`: the call rows only (the file they stat is written but not timed)."""
     samples: dict[tuple[str, str], list[float]] = {}
 
     def note(t: Target, key: str, value: float) -> None:
@@ -357,47 +361,13 @@ def measure(
     for r in range(rounds):
         order = targets if r % 2 == 0 else targets[::-1]
         name = f"bench-file-{r}"
-        for t in order:
-            note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
-        for t in order:
-            best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
-            note(t, "read MiB/s", size / MiB / best)
-        # A file that lives in the store (nsd: its root under-storage; ganesha: its export),
-        # read once to fill the cache, then best of `reads` passes.
-        ufs_name = f"ufs-file-{r}"
-        for t in order:
-            shutil.copyfile(source, t.store_dir / ufs_name)
-        for t in order:
-            _timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)])
-            best = min(_timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)]) for _ in range(reads))
-            note(t, "UFS file read MiB/s", size / MiB / best)
-        # The same through an S3 mount (moto); ganesha has none: it serves the same bytes from its
-        # export directory again, so the ratio compares with what a local server does.
-        s3_name = "s3-file"  # put and loaded once (moto is slow), read cached in every round
-        if s3 is not None and r == 0:
-            with source.open("rb") as f:
-                s3.client.put_object(Bucket=s3.bucket, Key=s3_name, Body=f)
-        for t in order:
-            if t.s3_prefix is None and t.name != "ganesha":
-                continue
-            path = t.s3_prefix + s3_name if t.s3_prefix is not None else t.store_prefix + s3_name
-            if r == 0 and t.s3_prefix is None:
-                shutil.copyfile(source, t.store_dir / s3_name)
-                _timed(["nfs-cat", _url_for(t, path)])
-            elif r == 0:  # `nsd load` fills the cache: moto serves a range of a 1 GiB object at ~7 MiB/s
-                subprocess.run([*t.cli, "load", f"{t.export}/{path}"], check=True, capture_output=True)
-            best = min(_timed(["nfs-cat", _url_for(t, path)]) for _ in range(reads))
-            note(t, "S3 file read MiB/s", size / MiB / best)
-        if nfsops is None:
-            continue
-        for mode, label in (("getattr", "GETATTR"), ("lookup", "LOOKUP"), ("create", "CREATE+REMOVE")):
-            for outstanding in (1, 32):
-                for t in order:
-                    mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
-                    got = ops_per_second(nfsops, t.port, mnt_port, t.export, mode, outstanding, seconds, name)
-                    note(t, f"{label} ops/s @{outstanding}", got["ops_per_s"])
-                    note(t, f"{label} p50 us @{outstanding}", got["p50_us"])
-                    note(t, f"{label} p99 us @{outstanding}", got["p99_us"])
+        if files:
+            file_rows(order, r, name, source, size, reads, s3, note)
+        else:
+            for t in order:
+                subprocess.run(["nfs-cp", str(source), _url_for(t, name)], check=True, capture_output=True)
+        if nfsops is not None:
+            ops_rows(nfsops, order, name, seconds, note)
     if nfsops is not None and shutil.which("strace") is not None:
         for t in targets:
             mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
@@ -407,6 +377,65 @@ def measure(
             if who == t.name:
                 t.results[key] = statistics.median(values)
                 t.spread[key] = (min(values), max(values))
+
+
+def file_rows(
+    order: list[Target],
+    r: int,
+    name: str,
+    source: Path,
+    size: int,
+    reads: int,
+    s3: S3 | None,
+    note: Callable[[Target, str, float], None],
+) -> None:
+    """Round `r` of the write and cached-read rows: `name` written over NFS, a file put in the
+    store, an object in the S3 bucket."""
+    for t in order:
+        note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+    for t in order:
+        best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
+        note(t, "read MiB/s", size / MiB / best)
+    # A file that lives in the store (nsd: its root under-storage; ganesha: its export),
+    # read once to fill the cache, then best of `reads` passes.
+    ufs_name = f"ufs-file-{r}"
+    for t in order:
+        shutil.copyfile(source, t.store_dir / ufs_name)
+    for t in order:
+        _timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)])
+        best = min(_timed(["nfs-cat", _url_for(t, t.store_prefix + ufs_name)]) for _ in range(reads))
+        note(t, "UFS file read MiB/s", size / MiB / best)
+    # The same through an S3 mount (moto); ganesha has none: it serves the same bytes from its
+    # export directory again, so the ratio compares with what a local server does.
+    s3_name = "s3-file"  # put and loaded once (moto is slow), read cached in every round
+    if s3 is not None and r == 0:
+        with source.open("rb") as f:
+            s3.client.put_object(Bucket=s3.bucket, Key=s3_name, Body=f)
+    for t in order:
+        if t.s3_prefix is None and t.name != "ganesha":
+            continue
+        path = t.s3_prefix + s3_name if t.s3_prefix is not None else t.store_prefix + s3_name
+        if r == 0 and t.s3_prefix is None:
+            shutil.copyfile(source, t.store_dir / s3_name)
+            _timed(["nfs-cat", _url_for(t, path)])
+        elif r == 0:  # `nsd load` fills the cache: moto serves a range of a 1 GiB object at ~7 MiB/s
+            subprocess.run([*t.cli, "load", f"{t.export}/{path}"], check=True, capture_output=True)
+        best = min(_timed(["nfs-cat", _url_for(t, path)]) for _ in range(reads))
+        note(t, "S3 file read MiB/s", size / MiB / best)
+
+
+def ops_rows(
+    nfsops: Path, order: list[Target], name: str, seconds: float, note: Callable[[Target, str, float], None]
+) -> None:
+    """GETATTR and LOOKUP of `name`, CREATE+REMOVE pairs: 1 and 32 calls in flight, each server in turn."""
+    for mode, label in (("getattr", "GETATTR"), ("lookup", "LOOKUP"), ("create", "CREATE+REMOVE")):
+        for outstanding in (1, 32):
+            for t in order:
+                mnt_port = GANESHA_PORTS["mnt"] if t.name == "ganesha" else t.port
+                got = ops_per_second(nfsops, t.port, mnt_port, t.export, mode, outstanding, seconds, name)
+                note(t, f"{label} ops/s @{outstanding}", got["ops_per_s"])
+                note(t, f"{label} p50 us @{outstanding}", got["p50_us"])
+                note(t, f"{label} p99 us @{outstanding}", got["p99_us"])
 
 
 SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
@@ -480,10 +509,11 @@ def main() -> None:
     ap.add_argument("--nsd", type=_variant, action="append", default=[], help="another nsd: NAME:KEY=VALUE,...")
     ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
     ap.add_argument("--guest-halt-poll-ns", type=int, default=None, help="set the guest's halt polling for the run")
+    ap.add_argument("--calls-only", action="store_true", help="only the GETATTR, LOOKUP and CREATE+REMOVE rows")
     args = ap.parse_args()
     if args.cpus:  # every server and client started from here inherits it
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    size = args.size_mib * MiB
+    size = MiB if args.calls_only else args.size_mib * MiB  # the calls stat this file; its size does not matter
     notes = []
     with contextlib.ExitStack() as policy:
         if args.guest_halt_poll_ns is not None:
@@ -523,8 +553,8 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
                     notes.append(f"ganesha not measured: {e}")
-            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3)
-    report(targets, args.size_mib, notes, args.rounds)
+            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3, not args.calls_only)
+    report(targets, size // MiB, notes, args.rounds)
 
 
 def report(targets: list[Target], size_mib: int, notes: list[str], rounds: int = 1) -> None:
