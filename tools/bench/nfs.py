@@ -26,7 +26,7 @@ idle vCPU costs tens of microseconds, and where the scheduler puts a server's th
 the client decides most of a one-call-in-flight round trip; on one CPU both servers are measured
 without that (docs/architecture.md, NFS performance). How long an idle vCPU takes to wake is the
 guest's idle policy, printed under the table: with the `haltpoll` cpuidle driver a vCPU polls up
-to `guest_halt_poll_ns` before it halts (a KVM guest's default is 200 us; 0 means it halts at
+to `guest_halt_poll_ns` before it halts (the governor's default is 200 us; 0 means it halts at
 once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
 run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
 `--calls-only` measures the GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
