@@ -541,7 +541,8 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
         with contextlib.ExitStack() as stack:
             s3: S3 | None = None
             try:
-                s3 = stack.enter_context(s3_bucket())
+                if not args.calls_only:  # only the S3 read row needs the bucket
+                    s3 = stack.enter_context(s3_bucket())
             except RuntimeError as e:
                 notes.append(f"S3 mount not measured: {e}")
             targets = [stack.enter_context(nsd_server(work, s3=s3))]
