@@ -9,6 +9,7 @@ from __future__ import annotations
 import stat as st
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from nsd.core.wcc import Attrs
 from nsd.namespace import Inode
@@ -67,6 +68,35 @@ def post_op_attr(node: Inode | Attrs, fsid: int) -> bytes:
         1, _FTYPE.get(mode & 0o170000, 1), mode & 0o7777, ids[3], ids[1], ids[2],
         node.size, node.size, 0, 0, fsid, node.ino, asec, ansec, msec, mnsec, csec, cnsec,
     )  # fmt: skip
+
+
+class AttrCache:
+    """post_op_attr of the inodes encoded lately, reused while every field it encodes is the same.
+
+    Replies repeat encodings: each LOOKUP carries its directory's attributes, and clients that
+    revalidate their caches GETATTR the same files again and again. A hit takes ~0.13 us where
+    encoding takes ~0.6; a miss ~0.2 us more than encoding. The key is every input of the
+    encoding but the inode id, which is the dict's key and never reused, so a hit is exact,
+    never stale. Holds no inode (a removed tree is not kept alive); at most `size` entries, all
+    forgotten at once when full (no bookkeeping on a hit).
+    """
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int = 4096) -> None:
+        self._entries: dict[int, tuple[tuple[Any, ...], bytes]] = {}
+        self._size = size
+
+    def post_op_attr(self, node: Inode, fsid: int) -> bytes:
+        key = (node.ids, node.size, node.atime, node.mtime, node.ctime, fsid)
+        hit = self._entries.get(node.ino)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        attr = post_op_attr(node, fsid)
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[node.ino] = (key, attr)
+        return attr
 
 
 def pre_op_attr(node: Inode | Attrs) -> bytes:

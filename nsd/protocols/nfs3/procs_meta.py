@@ -11,7 +11,7 @@ import struct
 
 from nsd.namespace import DirInode
 from nsd.protocols.nfs3 import access, args
-from nsd.protocols.nfs3.attrs import NO_ATTR, post_op_attr
+from nsd.protocols.nfs3.attrs import NO_ATTR
 from nsd.protocols.nfs3.const import (
     ACCESS_ALL,
     FSF_CANSETTIME,
@@ -47,7 +47,7 @@ async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         t = s.resolve_known(ctx, fh) or await s.resolve_due(ctx, fh)
     except Failure as e:
         return status_word(e)
-    return OK + post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
+    return OK + s.attrs.post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
 
 
 async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
@@ -66,7 +66,8 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
         return status_word(e) + s.maybe_attr(d)
     fsid = d.export.id
     fh = s.codec.encode(fsid, node.ino, node.gen)
-    return b"".join((_OK_HANDLE, fh, post_op_attr(node, fsid), post_op_attr(parent, fsid)))
+    attrs = s.attrs
+    return b"".join((_OK_HANDLE, fh, attrs.post_op_attr(node, fsid), attrs.post_op_attr(parent, fsid)))
 
 
 async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

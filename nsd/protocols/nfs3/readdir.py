@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from nsd.core.permissions import R
 from nsd.namespace import Inode
 from nsd.protocols.nfs3 import args
-from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
+from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE, post_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.handles import FH_SIZE
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
@@ -79,7 +79,7 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
             count += 1
             parts.append(_ENTRY_HEAD.pack(1, node.ino, len(raw)) + raw + padding(len(raw)) + _COOKIE.pack(cookie))
             if plus:
-                parts.append(s.attr_of(d.export, node))
+                parts.append(post_op_attr(node, d.export.id))  # a stream of distinct inodes: not cached
                 parts.append(_FH_HEAD.pack(1, FH_SIZE) + s.handle(d.export, node))
         if count == 0 and not eof:
             raise NfsError(Status.TOOSMALL, "not even one entry fits")

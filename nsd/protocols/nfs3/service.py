@@ -21,7 +21,7 @@ from nsd.core.wcc import Watch
 from nsd.namespace import Inode
 from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
-from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, post_op_attr, pre_op_attr
+from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, AttrCache, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
 from nsd.protocols.nfs3.exports import Export, Rule
 from nsd.protocols.nfs3.handles import HandleCodec
@@ -97,6 +97,7 @@ class Nfs3Service:
         self.statfs_path = statfs_path
         # not `or`: an empty SlowReads is falsy (it has __len__), and the configured one must stay
         self.slow_reads = slow_reads if slow_reads is not None else SlowReads()
+        self.attrs = AttrCache()  # post_op_attr of inodes encoded lately
 
     # ---- handles ----------------------------------------------------------------------------
 
@@ -172,10 +173,10 @@ class Nfs3Service:
             node = self.vfs.peek(target.ino)
         except errors.NsdError:
             return NO_ATTR
-        return post_op_attr(node, target.export.id)
+        return self.attrs.post_op_attr(node, target.export.id)
 
     def attr_of(self, export: Export, node: Inode) -> bytes:
-        return post_op_attr(node, export.id)
+        return self.attrs.post_op_attr(node, export.id)
 
     def maybe_attr(self, target: Target | None) -> bytes:
         return NO_ATTR if target is None else self.attr(target)
