@@ -319,11 +319,13 @@ class RpcConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_data = time.monotonic()
+        self.last_call = time.time()  # stamped per read, not per call (for `nsd report clients`)
         self.decoder.buffer_updated(nbytes)
         self._process()
 
     def data_received(self, data: bytes) -> None:  # transports without buffer support
         self.last_data = time.monotonic()
+        self.last_call = time.time()
         self.decoder.feed(data)
         self._process()
 
@@ -405,16 +407,17 @@ class RpcConnection(asyncio.BufferedProtocol):
             self.rejected += 1
             self._send(e.reply)
             return
-        self.calls += 1
-        self.last_call = time.time()
+        self.calls += 1  # last_call is stamped per read (buffer_updated)
         if call.cred is not None:
             self.uid = call.cred.uid
-        route = self.server.route(call, self._send)
+        server = self.server
+        route = server._routes.get((call.prog, call.vers, call.proc)) or server.route(call, self._send)
         if route is None:
             return
         proc = route.proc
         ctx = CallContext(call, call.args(), self.peer_host, self.local_port)
-        started = time.perf_counter() if route.row is not None else 0.0
+        row = route.row
+        started = time.perf_counter() if row is not None else 0.0
         cap = self.server.limits.max_total
         if cap and self.server.inflight >= cap and route.program.busy is not None and call.proc != 0:
             self.server.busy_replies += 1
@@ -430,9 +433,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         # sets in a ContextVar (its wcc watch) must not leak into the transport's callbacks.
         context = contextvars.copy_context()
         try:
-            result = context.run(proc.func, ctx)
-            if type(result) is CoroutineType:
-                result = context.run(_step_inline, result)
+            result = context.run(_call_inline, proc.func, ctx)
         except Exception as e:
             self._failed(route, call, started, e)
             return
@@ -442,9 +443,11 @@ class RpcConnection(asyncio.BufferedProtocol):
             self._start(self._run(route, call, started, result), context)
         else:
             self._reply(call.xid, result)
-            self._observe(route, started, result)
-            del ctx  # its argument views are what keep a large record's buffer from reuse
-            self.decoder.recycle(record)
+            if row is not None:
+                self._observe(route, started, result)
+            if type(record) is bytearray:  # a large record's own buffer: reusable now
+                del ctx  # its argument views are what keep the buffer from reuse
+                self.decoder.recycle(record)
 
     def _start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro, context=context)
@@ -620,13 +623,17 @@ class _Suspended:
             raise
 
 
-def _step_inline(coro: Coroutine[Any, Any, ReplyBody]) -> ReplyBody | _Suspended:
-    """Run `coro` up to its first real wait: its reply if it never waits, else a _Suspended."""
+def _call_inline(func: ProcFunc, ctx: CallContext) -> ReplyBody | Awaitable[ReplyBody] | _Suspended:
+    """Call a procedure; a coroutine it returns is run up to its first real wait: its reply
+    if it never waits, else a _Suspended."""
+    result = func(ctx)
+    if type(result) is not CoroutineType:
+        return result
     try:
-        waiting = coro.send(None)
+        waiting = result.send(None)
     except StopIteration as stop:
-        return stop.value
-    return _Suspended(coro, waiting)
+        return cast(ReplyBody, stop.value)
+    return _Suspended(result, waiting)
 
 
 def _join(xid: int, body: ReplyBody) -> bytes:
