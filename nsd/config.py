@@ -290,6 +290,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "cache",
+        "persist_delay",
+        float,
+        0.0,
+        "Seconds a file written ASYNC_THROUGH waits before its upload starts: rewritten meanwhile it is "
+        "uploaded once, removed meanwhile never (temporary files stay off the under-storage).",
+        bounds=(0, 86400),
+    ),
+    Setting(
+        "cache",
         "persist_retry_max",
         float,
         60.0,

@@ -83,6 +83,7 @@ def assemble_vfs(
             core.locks,
             core.cache.reader,
             core.discovery.mark_checked,
+            delay=core.cache.settings.persist_delay,
             retry_max=core.cache.settings.persist_retry_max,
         )
     return Vfs(core, reconciler=Reconciler(core), persister=persister, idle_seal_seconds=idle_seal_seconds)

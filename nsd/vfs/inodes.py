@@ -109,7 +109,9 @@ class InodeOps(ContentOps):
             self.perms.require_delete(d, node, caller)
             self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
             async with self.locks.hold(content(node.ino)):
-                if node.is_file:
+                # Under the content lock a persist is not under way: an unpersisted file has no
+                # UFS copy (as for rename and link), so its removal is one journal record.
+                if node.is_file and not unpersisted(node):
                     ufs, rel = self.mounts.locate_child(d, name)
                     # The UFS's sync runs alongside the outcome's journal commit (as in create):
                     # a crash between them at worst brings back the unacknowledged file.

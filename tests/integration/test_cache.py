@@ -214,6 +214,39 @@ def test_must_cache_over_nfs_is_readable_and_nsd_persist_puts_it_in_the_ufs(fast
     assert info(fast, "/m/d/f")["persisted"] is True
 
 
+def test_async_through_with_a_persist_delay_over_nfs(tmp_path: Path) -> None:
+    """ASYNC_THROUGH with persist_delay: files created and removed over NFS by libnfs's C client
+    (32 CREATE+REMOVE pairs in flight) never reach the under-storage; a file copied in with
+    nfs-cp does once the delay is over, and `nsd persist` need not wait for it."""
+    d = start(tmp_path / "data", env={**FAST, "NSD_WRITE_TYPE": "ASYNC_THROUGH", "NSD_PERSIST_DELAY": "3"})
+    try:
+        ufs = tmp_path / "data" / "ufs"
+        ok(nsd("mkdir", "/tmp", daemon=d))
+        src = tmp_path / "src"
+        src.write_bytes(os.urandom(MiB + 3))
+        for name in ("kept", "now"):
+            subprocess.run(
+                ["nfs-cp", str(src), d.nfs_url(f"/tmp/{name}")], check=True, capture_output=True, timeout=300
+            )
+        binary = tmp_path / "nfsops"
+        source = Path(__file__).resolve().parents[2] / "tools" / "bench" / "nfsops.c"
+        subprocess.run(["cc", "-O2", "-o", str(binary), str(source), "-lnfs"], check=True, timeout=120)
+        port = str(d.nfs_port)
+        pairs = [str(binary), "127.0.0.1", port, port, "/tmp", "kept", "create", "32", "0.5"]
+        out = subprocess.run(pairs, check=True, capture_output=True, timeout=120).stdout.decode()
+        assert int(dict(field.split("=") for field in out.split())["calls"]) > 32, out
+        assert info(d, "/tmp/kept")["persisted"] is False and list((ufs / "tmp").iterdir()) == []
+        assert json.loads(ok(nsd("persist", "--json", "/tmp/now", daemon=d)))["persisted"] == 1
+        assert sorted(p.name for p in (ufs / "tmp").iterdir()) == ["now"]
+        wait_for(lambda: info(d, "/tmp/kept")["persisted"], timeout=30, what="the delayed persist")
+        assert sorted(p.name for p in (ufs / "tmp").iterdir()) == ["kept", "now"]
+        assert (ufs / "tmp" / "kept").read_bytes() == (ufs / "tmp" / "now").read_bytes() == src.read_bytes()
+        listed = json.loads(ok(nsd("ls", "--json", "/tmp", daemon=d)))
+        assert sorted(e["name"] for e in listed) == ["kept", "now"]
+    finally:
+        assert d.stop() == 0
+
+
 def test_must_cache_over_webhdfs_with_appends_then_persist(fast: Daemon, tmp_path: Path) -> None:
     ufs = tmp_path / "ufs"
     mount_dir(fast, "/w", ufs, "write_type=MUST_CACHE")

@@ -27,6 +27,8 @@ def test_bad_values_name_the_setting_and_source(tmp_path: Path) -> None:
         config.load(env={}, flags={"fsync": "perhaps"})
     with pytest.raises(Invalid, match="event_loop from NSD_EVENT_LOOP: expected one of uvloop, asyncio, got 'trio'"):
         config.load(env={"NSD_EVENT_LOOP": "trio"})
+    with pytest.raises(Invalid, match=r"persist_delay from NSD_PERSIST_DELAY: expected 0..86400, got '-1'"):
+        config.load(env={"NSD_PERSIST_DELAY": "-1"})
     assert config.load(env={"NSD_LOG_FORMAT": "json"}).log_format == "json"
     f = tmp_path / "bad.toml"
     f.write_text("[server]\nhttp_prot = 1\n")

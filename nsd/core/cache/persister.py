@@ -1,10 +1,12 @@
 """Persisting: an unpersisted file's blocks uploaded to its UFS path, then Persisted journaled.
 
 The queue is the namespace's `persist_pending` set (RequestPersist ops, journaled with the write),
-so it survives restarts: at start every pending file is due at once. Each file is tried in turn;
-a failure (the UFS down, or anything else) is retried with exponential backoff and jitter, up
-to `retry_max` seconds apart, for as long as the file is pending. `nsd persist` uses the same
-`persist()` and waits for it.
+so it survives restarts. A file is due `delay` seconds after the persister first sees it pending
+(after a write, or at start): newer content within that time does not put it off further, and
+a file removed or persisted (`nsd persist`) by then leaves the queue without an upload. Each due
+file is tried in turn; a failure (the UFS down, or anything else) is retried with exponential
+backoff and jitter, up to `retry_max` seconds apart, for as long as the file is pending.
+`nsd persist` uses the same `persist()` and waits for it.
 
 A persist holds the file's content lock while it uploads (writes to that file wait; its blocks
 cannot change under the upload anyway, being immutable) and journals Persisted only if the file
@@ -48,6 +50,7 @@ class Persister:
         reader: BlockReader,
         mark_checked: Callable[[int], None],
         *,
+        delay: float = 0.0,
         retry_max: float = 60.0,
         retry_base: float = 0.5,
     ) -> None:
@@ -56,6 +59,7 @@ class Persister:
         self.locks = locks
         self.reader = reader
         self.mark_checked = mark_checked  # the UFS object was just written: no need to re-check it
+        self.delay = delay
         self.retry_max = retry_max
         self.retry_base = retry_base
         self.persisted = 0
@@ -78,8 +82,12 @@ class Persister:
             self._task = None
 
     def kick(self, ino: int) -> None:
-        """A new persist request (or newer content for one): try it now."""
-        self._due[ino] = 0.0
+        """A new persist request (or newer content for one): due after `delay`, or sooner if it
+        was already waiting for a first try (a failed one is tried again after `delay`)."""
+        due = time.monotonic() + self.delay
+        if ino not in self._tries:
+            due = min(due, self._due.get(ino, due))
+        self._due[ino] = due
         self._tries.pop(ino, None)
         self._errors.pop(ino, None)
         self._wake.set()
@@ -109,7 +117,7 @@ class Persister:
                     self._tries.pop(ino, None)
                     self._errors.pop(ino, None)
             for ino in pending:
-                self._due.setdefault(ino, now)
+                self._due.setdefault(ino, now + self.delay)
             for ino in sorted(ino for ino, t in self._due.items() if t <= now):
                 await self._try(ino)
             self._wake.clear()

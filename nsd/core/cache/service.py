@@ -45,6 +45,7 @@ class CacheSettings:
     block_size: int = 4 * MiB
     read_type: ReadType = ReadType.CACHE
     write_type: WriteType = WriteType.THROUGH
+    persist_delay: float = 0.0  # how long a new ASYNC_THROUGH file waits before its upload (s)
     persist_retry_max: float = 60.0  # longest wait between tries of a background persist (s)
     ttl_interval: float = 10.0  # how often expired TTLs are looked for (s)
 

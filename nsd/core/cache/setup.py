@@ -43,6 +43,7 @@ def settings(config: Any) -> CacheSettings:
         block_size=config.block_size,
         read_type=parse_read_type(config.read_type),
         write_type=parse_write_type(config.write_type),
+        persist_delay=config.persist_delay,
         persist_retry_max=config.persist_retry_max,
         ttl_interval=config.ttl_check_interval,
     )

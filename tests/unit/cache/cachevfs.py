@@ -45,6 +45,7 @@ class Env:
     memory_bytes: int = 0
     block_size: int = BS
     root_options: dict[str, str] | None = None
+    persist_delay: float = 0.0
 
     @property
     def ufs(self) -> memory.MemoryStore:
@@ -70,6 +71,7 @@ class Env:
             block_size=self.block_size,
             read_type=self.read_type,
             write_type=self.write_type,
+            persist_delay=self.persist_delay,
             persist_retry_max=0.2,
             ttl_interval=0.05,
         )

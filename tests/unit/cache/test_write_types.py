@@ -141,6 +141,51 @@ async def test_a_persist_that_raced_a_newer_write_persists_the_newer_content(tmp
         await close(vfs)
 
 
+async def test_a_persist_delay_uploads_rewritten_files_once_and_removed_ones_never(tmp_path: Path) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH, persist_delay=1.0)
+    vfs = await env.open()
+    assert vfs.persister is not None
+    try:
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        await vfs.write_file("/kept", chunks(b"one"), caller=ME)
+        await vfs.write_file("/tmp", chunks(b"scratch"), caller=ME)
+        await asyncio.sleep(0.5)
+        await vfs.write_file("/kept", chunks(b"two!"), caller=ME)  # newer content: not put off
+        assert env.ufs.files == {} and vfs.ns.persist_pending == {node(vfs, "/kept").ino, node(vfs, "/tmp").ino}
+        env.ufs.set_down(True)
+        await vfs.remove("/tmp", caller=ME)  # never uploaded: nothing to delete there
+        env.ufs.set_down(False)
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        waited = loop.time() - first
+        assert 1.0 <= waited < 1.45, waited  # due 1 s after the first write, not after the second
+        assert set(env.ufs.files) == {"kept"} and env.ufs.files["kept"].data == b"two!"
+        assert vfs.persister.persisted == 1 and vfs.persister.failures == 0
+    finally:
+        await close(vfs)
+
+
+async def test_removing_an_unpersisted_file_is_one_journal_record(tmp_path: Path) -> None:
+    """No intent and no under-storage call: it works with the UFS down, and a restart agrees."""
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    await vfs.mkdir("/d", caller=ME)
+    await vfs.write_file("/d/f", chunks(b"data"), caller=ME)
+    env.ufs.set_down(True)
+    before = vfs.store.writer.last_txid
+    await vfs.remove("/d/f", caller=ME)
+    assert vfs.store.writer.last_txid == before + 1 and not vfs.ns.intents
+    assert vfs.ns.kept == {}
+    env.ufs.set_down(False)
+    await crash(vfs)
+    vfs = await env.open()
+    try:
+        assert vfs.ns.resolve("/d").children == {} and env.ufs.files == {}  # type: ignore[attr-defined]
+        vfs.ns.check()
+    finally:
+        await close(vfs)
+
+
 async def test_appends_reseal_only_the_last_block(tmp_path: Path) -> None:
     env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
     vfs = await env.open()
