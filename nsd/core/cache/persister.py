@@ -2,8 +2,8 @@
 
 The queue is the namespace's `persist_pending` set (RequestPersist ops, journaled with the write),
 so it survives restarts. A file is due `delay` seconds after the persister first sees it pending
-(after a write, or at start): newer content within that time does not put it off further, and
-a file removed or persisted (`nsd persist`) by then leaves the queue without an upload. Each due
+(after a write, or at start): newer content within that time does not put it off further; a
+file removed by then is never uploaded, one persisted by `nsd persist` not again. Each due
 file is tried in turn; a failure (the UFS down, or anything else) is retried with exponential
 backoff and jitter, up to `retry_max` seconds apart, for as long as the file is pending.
 `nsd persist` uses the same `persist()` and waits for it.
