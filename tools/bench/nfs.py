@@ -5,12 +5,12 @@ Needs (installed by nothing here; as root on Debian):
     apt-get install -y libnfs-utils libnfs-dev gcc nfs-ganesha nfs-ganesha-vfs rpcbind strace
 
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
-WRITEs then COMMIT), sequential read of it while cached (`nfs-cat` to /dev/null, best of
---reads), the same for a file copied into the store behind the server's back (nsd: its root
-under-storage, read once to fill the cache first; ganesha: its export directory) and for an
-object put in an S3 bucket nsd mounts (moto's server in this process; ganesha reads the same
-bytes from its export directory again), GETATTR and
-LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
+WRITEs then COMMIT; after a `sync`, so no server inherits another's writeback), sequential
+read of it while cached (`nfs-cat` to /dev/null, best of --reads), the same for a file
+copied into the store behind the server's back (nsd: its root under-storage, read once to fill
+the cache first; ganesha: its export directory) and for an object put in an S3 bucket nsd
+mounts (moto's server in this process; ganesha reads the same bytes from its export directory
+again), GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
 pairs the same way (each server's durability per change: nsd's journal record is fsynced before
 the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
 directory; the row `C+R syncs/pair` counts, with strace, the fsync-family calls each server makes
@@ -392,6 +392,10 @@ def file_rows(
     """Round `r` of the write and cached-read rows: `name` written over NFS, a file put in the
     store, an object in the S3 bucket."""
     for t in order:
+        # Each write starts with no dirty page cache: what the last one (or the out-of-band
+        # copies below, in the round before) left for writeback would slow this one's COMMIT
+        # and its writes, and the row would depend on the order more than on the server.
+        os.sync()
         note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
     for t in order:
         best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
