@@ -109,9 +109,14 @@ class InodeOps(ContentOps):
             self.perms.require_delete(d, node, caller)
             self.ns.plan_unlink(dir_ino, name, self.store.now_ns())
             async with self.locks.hold(content(node.ino)):
-                # Under the content lock a persist is not under way: an unpersisted file has no
-                # UFS copy (as for rename and link), so its removal is one journal record.
-                if node.is_file and not unpersisted(node):
+                if node.is_file and unpersisted(node):
+                    # Its content is in blocks only (under the content lock no persist is under
+                    # way), so a crash after the delete leaves it whole: no intent. The delete
+                    # takes what its path may still hold in the UFS (an older copy it replaced
+                    # under MUST_CACHE); usually nothing is there, and nothing is synced.
+                    await _delete_if_present(*self.mounts.locate_child(d, name))
+                    await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
+                elif node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
                     # The UFS's sync runs alongside the outcome's journal commit (as in create):
                     # a crash between them at worst brings back the unacknowledged file.
@@ -181,7 +186,10 @@ class InodeOps(ContentOps):
                     return ns.plan_rename(src_dir, src_name, dst_dir, dst_name, self.store.now_ns())
 
                 if node is not replaced and unpersisted(node):
-                    # Only in blocks: nothing to move; what it replaces must go from the UFS too.
+                    # Only in blocks: nothing to move, but an older copy its path may still hold
+                    # in the UFS (replaced under MUST_CACHE) must go, or a listing would find it
+                    # again; so must what it replaces. A crash after a delete leaves it whole.
+                    await _delete_if_present(*self.mounts.locate_child(src, src_name))
                     if replaced is not None and replaced.is_file and not unpersisted(replaced):
                         ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
                         async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:
