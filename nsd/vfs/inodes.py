@@ -114,7 +114,7 @@ class InodeOps(ContentOps):
                     # way), so a crash after the delete leaves it whole: no intent. The delete
                     # takes what its path may still hold in the UFS (an older copy it replaced
                     # under MUST_CACHE); usually nothing is there, and nothing is synced.
-                    await _delete_if_present(*self.mounts.locate_child(d, name))
+                    await _delete_stale_copy(*self.mounts.locate_child(d, name))
                     await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 elif node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
@@ -189,7 +189,7 @@ class InodeOps(ContentOps):
                     # Only in blocks: nothing to move, but an older copy its path may still hold
                     # in the UFS (replaced under MUST_CACHE) must go, or a listing would find it
                     # again; so must what it replaces. A crash after a delete leaves it whole.
-                    await _delete_if_present(*self.mounts.locate_child(src, src_name))
+                    await _delete_stale_copy(*self.mounts.locate_child(src, src_name))
                     if replaced is not None and replaced.is_file and not unpersisted(replaced):
                         ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
                         async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:
@@ -286,6 +286,16 @@ async def _delete_if_present(ufs: Ufs, rel: str, *, recursive: bool = False, syn
     """Delete from the UFS; already gone there is fine (the namespace entry still has to go)."""
     with contextlib.suppress(errors.NotFound):
         await ufs.delete(rel, recursive=recursive, syncs=syncs)
+
+
+async def _delete_stale_copy(ufs: Ufs, rel: str) -> None:
+    """Delete what an unpersisted file's path holds in the UFS, if anything: a stat first, as
+    usually nothing is there (a delete that finds nothing may still cost a directory fsync)."""
+    try:
+        await ufs.stat(rel)
+    except errors.NotFound:
+        return
+    await _delete_if_present(ufs, rel)
 
 
 def _below(node: Inode, ancestor: DirInode) -> bool:
