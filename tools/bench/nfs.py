@@ -30,7 +30,9 @@ to `guest_halt_poll_ns` before it halts (the governor's default is 200 us; 0 mea
 once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
 run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
 `--calls-only` measures the GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
-of an hour).
+of an hour). `--writes-only` measures the write row alone, each write after a `sync` and
+`--quiet` seconds of rest: on a VM the virtual disk's own caching makes a write right after
+another one much faster or slower (docs/architecture.md, NFS performance), so give it many rounds.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -349,10 +351,12 @@ def measure(
     nfsops: Path | None = None,
     s3: S3 | None = None,
     files: bool = True,
+    quiet: float | None = None,
 ) -> None:
     """Each measurement on every server back to back, so a busy machine hurts them alike; with
     several rounds, the servers take turns going first and each result is the median.
-    `files=False`: the call rows only (the file they stat is written but not timed)."""
+    `files=False`: the call rows only (the file they stat is written but not timed).
+    `quiet`: the write row only, each write after that many seconds of rest."""
     samples: dict[tuple[str, str], list[float]] = {}
 
     def note(t: Target, key: str, value: float) -> None:
@@ -361,6 +365,12 @@ def measure(
     for r in range(rounds):
         order = targets if r % 2 == 0 else targets[::-1]
         name = f"bench-file-{r}"
+        if quiet is not None:
+            for t in order:
+                os.sync()
+                time.sleep(quiet)
+                note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+            continue
         if files:
             file_rows(order, r, name, source, size, reads, s3, note)
         else:
@@ -514,6 +524,8 @@ def main() -> None:
     ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
     ap.add_argument("--guest-halt-poll-ns", type=int, default=None, help="set the guest's halt polling for the run")
     ap.add_argument("--calls-only", action="store_true", help="only the GETATTR, LOOKUP and CREATE+REMOVE rows")
+    ap.add_argument("--writes-only", action="store_true", help="only the write row, each write after --quiet s")
+    ap.add_argument("--quiet", type=float, default=5.0, help="--writes-only: seconds of rest before each write")
     args = ap.parse_args()
     if args.cpus:  # every server and client started from here inherits it
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
@@ -537,15 +549,17 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
             f.write(block[: size % len(block)])
         nfsops: Path | None = None
         try:
-            nfsops = build_nfsops(work)
+            nfsops = None if args.writes_only else build_nfsops(work)
         except RuntimeError as e:
             notes.append(f"GETATTR/LOOKUP/CREATE not measured: {e}")
-        if shutil.which("strace") is None:
+        if args.writes_only:
+            notes.append(f"the write row only, each write after a sync and {args.quiet:g} s of rest")
+        elif shutil.which("strace") is None:
             notes.append("C+R syncs/pair not counted: strace is not installed")
         with contextlib.ExitStack() as stack:
             s3: S3 | None = None
             try:
-                if not args.calls_only:  # only the S3 read row needs the bucket
+                if not (args.calls_only or args.writes_only):  # only the S3 read row needs the bucket
                     s3 = stack.enter_context(s3_bucket())
             except RuntimeError as e:
                 notes.append(f"S3 mount not measured: {e}")
@@ -558,7 +572,10 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
                     notes.append(f"ganesha not measured: {e}")
-            measure(targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3, not args.calls_only)
+            quiet = args.quiet if args.writes_only else None
+            measure(
+                targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3, not args.calls_only, quiet
+            )
     report(targets, size // MiB, notes, args.rounds)
 
 
