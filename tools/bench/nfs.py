@@ -366,10 +366,7 @@ def measure(
         order = targets if r % 2 == 0 else targets[::-1]
         name = f"bench-file-{r}"
         if quiet is not None:
-            for t in order:
-                os.sync()
-                time.sleep(quiet)
-                note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+            write_row(order, name, source, size, note, quiet)
             continue
         if files:
             file_rows(order, r, name, source, size, reads, s3, note)
@@ -389,6 +386,24 @@ def measure(
                 t.spread[key] = (min(values), max(values))
 
 
+def write_row(
+    order: list[Target],
+    name: str,
+    source: Path,
+    size: int,
+    note: Callable[[Target, str, float], None],
+    rest: float = 0.0,
+) -> None:
+    """`source` copied in as `name` with nfs-cp, each server in turn, after `rest` seconds."""
+    for t in order:
+        # Each write starts with no dirty page cache: what the last one (or the out-of-band
+        # copies of the round before) left for writeback would slow this one's COMMIT and its
+        # writes, and the row would depend on the order more than on the server.
+        os.sync()
+        time.sleep(rest)
+        note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+
+
 def file_rows(
     order: list[Target],
     r: int,
@@ -401,12 +416,7 @@ def file_rows(
 ) -> None:
     """Round `r` of the write and cached-read rows: `name` written over NFS, a file put in the
     store, an object in the S3 bucket."""
-    for t in order:
-        # Each write starts with no dirty page cache: what the last one (or the out-of-band
-        # copies below, in the round before) left for writeback would slow this one's COMMIT
-        # and its writes, and the row would depend on the order more than on the server.
-        os.sync()
-        note(t, "write MiB/s", size / MiB / _timed(["nfs-cp", str(source), _url_for(t, name)]))
+    write_row(order, name, source, size, note)
     for t in order:
         best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
         note(t, "read MiB/s", size / MiB / best)
