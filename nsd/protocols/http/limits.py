@@ -151,7 +151,8 @@ async def body_stream(request: web.Request) -> AsyncIterator[bytes]:
     while True:
         try:
             if timeout > 0:
-                piece = await asyncio.wait_for(request.content.readany(), timeout)
+                async with asyncio.timeout(timeout):  # no task per piece, as wait_for makes
+                    piece = await request.content.readany()
             else:
                 piece = await request.content.readany()
         except TimeoutError:
