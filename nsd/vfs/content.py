@@ -102,8 +102,11 @@ class ContentOps(VfsBase):
 
             ops = await self.store.mutate(plan)
         ino: int = ops[0].ino  # type: ignore[attr-defined]
+        node = self.ns.get(ino)
+        if content.fingerprint is None:
+            self._created_without_ufs(node)
         self._content_written(ino, wt)
-        return self.ns.get(ino)
+        return node
 
     # ---- write types (nsd.cache) ---------------------------------------------------------
 

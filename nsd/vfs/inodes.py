@@ -113,8 +113,10 @@ class InodeOps(ContentOps):
                     # Its content is in blocks only (under the content lock no persist is under
                     # way), so a crash after the delete leaves it whole: no intent. The delete
                     # takes what its path may still hold in the UFS (an older copy it replaced
-                    # under MUST_CACHE); usually nothing is there, and nothing is synced.
-                    await _delete_stale_copy(*self.mounts.locate_child(d, name))
+                    # under MUST_CACHE); usually nothing is there, and nothing is synced. A file
+                    # made here with nothing at its path since needs no look.
+                    if not self._path_unwritten(node):
+                        await _delete_stale_copy(*self.mounts.locate_child(d, name))
                     await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 elif node.is_file:
                     ufs, rel = self.mounts.locate_child(d, name)
@@ -129,6 +131,7 @@ class InodeOps(ContentOps):
                     await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
+                    self._created_unwritten.pop(node.ino, None)
 
     async def rmdir_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         self.store.admit()
@@ -189,7 +192,8 @@ class InodeOps(ContentOps):
                     # Only in blocks: nothing to move, but an older copy its path may still hold
                     # in the UFS (replaced under MUST_CACHE) must go, or a listing would find it
                     # again; so must what it replaces. A crash after a delete leaves it whole.
-                    await _delete_stale_copy(*self.mounts.locate_child(src, src_name))
+                    if not self._path_unwritten(node):
+                        await _delete_stale_copy(*self.mounts.locate_child(src, src_name))
                     if replaced is not None and replaced.is_file and not unpersisted(replaced):
                         ufs, dst_rel = self.mounts.locate_child(dst, dst_name)
                         async with self.reconciler.change("rename", [src_dir, src_name, dst_dir, dst_name]) as i:

@@ -204,6 +204,32 @@ async def test_renaming_an_unpersisted_file_takes_its_older_ufs_copy(tmp_path: P
         await close(vfs)
 
 
+async def test_a_new_file_unchanged_since_its_create_is_removed_or_renamed_without_asking_the_ufs(
+    tmp_path: Path,
+) -> None:
+    """Made here with nothing written to the UFS: its path holds nothing of it, so no stat for an
+    older copy. Renamed, or persisted and then rewritten, it is looked for again (and found)."""
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    try:
+        await vfs.list("/", caller=ME)
+        for name in ("/a", "/b", "/d"):
+            await vfs.write_file(name, chunks(b"data"), caller=ME)
+        calls = env.ufs.calls
+        await vfs.rename("/a", "/c", caller=ME)
+        await vfs.remove("/b", caller=ME)
+        assert env.ufs.calls == calls
+        await vfs.remove("/c", caller=ME)  # renamed since its create: its path is looked at
+        assert env.ufs.calls == calls + 1
+        assert (await persist_path(vfs, "/d"))["persisted"] == 1
+        await vfs.append("/d", chunks(b"+more"), caller=ME)
+        assert unpersisted(node(vfs, "/d")) and env.ufs.files["d"].data == b"data"
+        await vfs.remove("/d", caller=ME)
+        assert env.ufs.files == {}
+    finally:
+        await close(vfs)
+
+
 async def test_appends_reseal_only_the_last_block(tmp_path: Path) -> None:
     env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
     vfs = await env.open()
