@@ -158,6 +158,20 @@ async def test_listing_that_fails_midway_ends_with_the_error(name: str) -> None:
     assert len(set(got)) == len(got)
 
 
+async def test_a_listing_whose_next_page_hangs_ends_with_a_timeout(name: str) -> None:
+    ufs, st, _ = wrap(name, timeout=0.2, attempts=1)
+    for i in range(300):
+        st.put(f"d/f{i:04d}", b"")
+    got = []
+    with pytest.raises(errors.UfsUnavailable) as e:
+        async for s in ufs.list("d"):
+            got.append(s.name)
+            st.faults.hang = True  # the second page's call never answers
+    assert "did not answer list within 0.2s" in str(e.value)
+    assert len(got) == 256
+    st.set_down(False)
+
+
 async def test_hanging_store_times_out_then_recovers(name: str) -> None:
     ufs, st, sleeps = wrap(name, timeout=0.2, attempts=2)
     st.put("f", b"data")
