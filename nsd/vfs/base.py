@@ -27,7 +27,6 @@ log = logging.getLogger("nsd.vfs")
 READ_CHUNK = 1 << 20
 IDLE_SEAL_SECONDS = 5.0
 SEAL_RETRY_MAX = 60.0  # backoff between attempts to seal a stage whose UFS keeps refusing
-CREATED_UNWRITTEN_MAX = 1 << 16  # entries of VfsBase._created_unwritten before it starts over
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +64,6 @@ class VfsBase:
         self.write_verifier = os.urandom(8)  # new each start: clients resend unstable writes
         self.started = time.monotonic()
         self._sealer: asyncio.Task[None] | None = None
-        # Files this process created with nothing written to the UFS (ASYNC_THROUGH, MUST_CACHE),
-        # inode id -> ctime as created: see `_path_unwritten`.
-        self._created_unwritten: dict[int, int] = {}
 
     def start(self) -> None:
         """Start the background persister (needs the running loop)."""
@@ -78,19 +74,9 @@ class VfsBase:
     def ns(self) -> Namespace:
         return self.store.ns
 
-    def _created_without_ufs(self, node: Inode) -> None:
-        if len(self._created_unwritten) >= CREATED_UNWRITTEN_MAX:
-            self._created_unwritten.clear()  # forgetting costs a stat at remove, nothing more
-        self._created_unwritten[node.ino] = node.ctime
-
-    def _path_unwritten(self, node: Inode) -> bool:
-        """Whether nothing was ever written to the UFS at `node`'s path: it was created here with
-        no UFS write and its ctime is still the create's. Whatever could put something there
-        since (a persist and then a rewrite, a rename, a link) sets a new ctime, on whichever
-        node of a cluster it is journaled (a node's clock never gives the same nanosecond twice).
-        Lets a remove or rename of a new file skip the stat for an older copy (an object put
-        there behind nsd's back after its listing stays, as for any file nsd never saw)."""
-        return self._created_unwritten.get(node.ino) == node.ctime
+    def _path_untouched(self, node: Inode) -> bool:
+        """Whether nothing can be at `node`'s path in the UFS (see Persister.untouched)."""
+        return self.persister is not None and self.persister.untouched(node)
 
     # ---- reads by inode ------------------------------------------------------------------
 

@@ -103,8 +103,8 @@ class ContentOps(VfsBase):
             ops = await self.store.mutate(plan)
         ino: int = ops[0].ino  # type: ignore[attr-defined]
         node = self.ns.get(ino)
-        if content.fingerprint is None:
-            self._created_without_ufs(node)
+        if content.fingerprint is None and self.persister is not None:
+            self.persister.created(node)
         self._content_written(ino, wt)
         return node
 

@@ -115,7 +115,7 @@ class InodeOps(ContentOps):
                     # takes what its path may still hold in the UFS (an older copy it replaced
                     # under MUST_CACHE); usually nothing is there, and nothing is synced. A file
                     # made here with nothing at its path since needs no look.
-                    if not self._path_unwritten(node):
+                    if not self._path_untouched(node):
                         await _delete_stale_copy(*self.mounts.locate_child(d, name))
                     await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 elif node.is_file:
@@ -131,7 +131,8 @@ class InodeOps(ContentOps):
                     await self.store.mutate(lambda ns: ns.plan_unlink(dir_ino, name, self.store.now_ns()))
                 if node.ino not in self.ns.inodes:
                     self.stager.drop(node.ino)
-                    self._created_unwritten.pop(node.ino, None)
+                    if self.persister is not None:
+                        self.persister.forget_created(node.ino)
 
     async def rmdir_at(self, dir_ino: int, name: str, *, caller: Caller) -> None:
         self.store.admit()
@@ -192,7 +193,7 @@ class InodeOps(ContentOps):
                     # Only in blocks: nothing to move, but an older copy its path may still hold
                     # in the UFS (replaced under MUST_CACHE) must go, or a listing would find it
                     # again; so must what it replaces. A crash after a delete leaves it whole.
-                    if not self._path_unwritten(node):
+                    if not self._path_untouched(node):
                         await _delete_stale_copy(*self.mounts.locate_child(src, src_name))
                     if replaced is not None and replaced.is_file and not unpersisted(replaced):
                         ufs, dst_rel = self.mounts.locate_child(dst, dst_name)

@@ -13,6 +13,14 @@ cannot change under the upload anyway, being immutable) and journals Persisted o
 still has the content it uploaded and still lives at the path it uploaded to. If an ancestor
 directory was renamed during the upload, the upload is retried at the new path (an object
 store may keep a stray copy at the old one).
+
+It also knows which files nothing can have reached in the UFS yet (`untouched`): those created
+by this process with nothing written there, no upload tried since and the ctime of their create.
+Only the persister writes an unpersisted file's path, and it runs only where changes are
+journaled (the one process, or a cluster's leader, which re-executes itself when deposed), so
+besides its own tries (even one that failed after the bytes arrived) only a rewrite after a
+persist, a rename or a link could have put something there, and each sets a new ctime. A remove
+or rename of such a file then needs no stat for an older copy.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from nsd import errors
 from nsd.core.locks import content
 from nsd.journal.ops import Op
-from nsd.namespace import FileInode, Namespace
+from nsd.namespace import FileInode, Inode, Namespace
 from nsd.namespace.layouts import content_token, plan_persisted, unpersisted
 from nsd.ufs.wrap.retry import Replayable
 
@@ -39,6 +47,8 @@ if TYPE_CHECKING:
     from nsd.core.mounttable import MountTable
 
 log = logging.getLogger("nsd.persist")
+
+CREATED_MAX = 1 << 16  # files `untouched` remembers before it starts over (a miss costs a stat)
 
 
 class Persister:
@@ -69,6 +79,23 @@ class Persister:
         self._errors: dict[int, str] = {}  # ino -> why its last try failed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._created: dict[int, int] = {}  # inode id -> ctime of a create with no UFS write
+
+    def created(self, node: Inode) -> None:
+        """`node` was just created with nothing written to the UFS."""
+        if len(self._created) >= CREATED_MAX:
+            self._created.clear()
+        self._created[node.ino] = node.ctime
+
+    def forget_created(self, ino: int) -> None:
+        self._created.pop(ino, None)
+
+    def untouched(self, node: Inode) -> bool:
+        """Whether nothing can be at `node`'s path in the UFS: created here with nothing written
+        there, no upload tried since, and its ctime still the create's (see the module's
+        docstring). An object put there behind nsd's back after its listing stays, as for any
+        file nsd never saw."""
+        return self._created.get(node.ino) == node.ctime
 
     def start(self) -> None:
         if self._task is None:
@@ -150,6 +177,7 @@ class Persister:
             layout, size = list(node.layout or ()), node.size
             token = content_token(size, layout)
             ufs, rel = self.mounts.locate(node)
+            self._created.pop(ino, None)  # whatever becomes of this try, the path may hold a copy
             status = await ufs.write(rel, Replayable(lambda: self._stream(ino, layout)))
 
             def plan(ns: Namespace) -> list[Op]:

@@ -257,7 +257,10 @@ class MemoryUfs(Ufs):
         if cap is not None and self.store.used() - (len(old.data) if old else 0) + len(buf) > cap:
             raise errors.NoSpace(f"under-storage: no space left for {path}", path=path)
         await self.store.enter()  # the commit is a call of its own: it can fail after the upload
-        return self.store.put(p, bytes(buf))
+        call = self.store.calls
+        status = self.store.put(p, bytes(buf))
+        self.store.answer(call)
+        return status
 
     async def mkdir(self, path: str) -> None:
         await self.store.enter()

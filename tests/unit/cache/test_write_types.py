@@ -14,6 +14,7 @@ from nsd.core.cache.policy import WriteType
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import unpersisted
 from nsd.ops.cache.controls import persist_path
+from nsd.ufs.wrap.health import HealthUfs
 from nsd.vfs import Vfs
 
 
@@ -233,6 +234,27 @@ async def test_a_new_file_unchanged_since_its_create_is_removed_or_renamed_witho
         root = vfs.ns.resolve("/").ino
         await vfs.store.mutate(lambda ns: ns.plan_rename(root, "e", root, "f", vfs.store.now_ns()))
         await vfs.remove("/f", caller=ME)
+        assert env.ufs.files == {}
+    finally:
+        await close(vfs)
+
+
+async def test_a_persist_that_failed_after_its_upload_leaves_no_copy_behind_a_remove(tmp_path: Path) -> None:
+    """The upload arrived but its answer was lost (the try failed): the path holds a copy that
+    no journal record speaks of, so the remove must look, and delete it."""
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    try:
+        health = vfs.mounts.ufs(0)
+        assert isinstance(health, HealthUfs)
+        health.probe_after = 0  # the store answers again at once after the lost answer
+        await vfs.list("/", caller=ME)
+        await vfs.write_file("/x", chunks(b"data"), caller=ME)
+        env.ufs.faults.lose_answers = frozenset({env.ufs.calls + 1, env.ufs.calls + 2})  # the upload's calls
+        with pytest.raises(errors.UfsUnavailable):
+            await persist_path(vfs, "/x")
+        assert unpersisted(node(vfs, "/x")) and env.ufs.files["x"].data == b"data"
+        await vfs.remove("/x", caller=ME)
         assert env.ufs.files == {}
     finally:
         await close(vfs)
