@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import time
@@ -75,6 +76,7 @@ class Persister:
         self.persisted = 0
         self.failures = 0
         self._due: dict[int, float] = {}  # ino -> monotonic time of its next try
+        self._heap: list[tuple[float, int]] = []  # (due, ino), the earliest first; see _schedule
         self._tries: dict[int, int] = {}
         self._errors: dict[int, str] = {}  # ino -> why its last try failed
         self._wake = asyncio.Event()
@@ -114,10 +116,24 @@ class Persister:
         due = time.monotonic() + self.delay
         if ino not in self._tries:
             due = min(due, self._due.get(ino, due))
-        self._due[ino] = due
         self._tries.pop(ino, None)
         self._errors.pop(ino, None)
-        self._wake.set()
+        if self._schedule(ino, due):
+            self._wake.set()
+
+    def _schedule(self, ino: int, due: float) -> bool:
+        """`ino` due at `due`; False if it already was. The heap may keep an older entry for it,
+        skipped when it comes up (`_due` says which one counts)."""
+        if self._due.get(ino) == due:
+            return False
+        self._due[ino] = due
+        heapq.heappush(self._heap, (due, ino))
+        return True
+
+    def _forget(self, ino: int) -> None:
+        self._due.pop(ino, None)
+        self._tries.pop(ino, None)
+        self._errors.pop(ino, None)
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -125,31 +141,44 @@ class Persister:
             "pending": len(self.store.ns.persist_pending),
             "persisted": self.persisted,
             "failures": self.failures,
-            "retrying": sum(1 for ino, t in self._due.items() if t > now and self._tries.get(ino)),
+            "retrying": sum(
+                1 for ino, t in self._due.items() if t > now and self._tries.get(ino) and self._pending(ino)
+            ),
         }
 
     def failing(self, min_tries: int = 3) -> list[tuple[int, int, str]]:
         """(ino, tries, last error) of pending persists that failed `min_tries` times in a row,
         most tries first (what `nsd doctor` reports)."""
-        out = [(ino, n, self._errors.get(ino, "")) for ino, n in self._tries.items() if n >= min_tries]
+        out = [
+            (ino, n, self._errors.get(ino, ""))
+            for ino, n in self._tries.items()
+            if n >= min_tries and self._pending(ino)
+        ]
         return sorted(out, key=lambda t: -t[1])
 
+    def _pending(self, ino: int) -> bool:
+        return ino in self.store.ns.persist_pending
+
     async def _run(self) -> None:
+        # What is pending at the start (after a restart, or when a cluster node starts to lead);
+        # after that every persist request comes with a kick. Each wake then costs what is due,
+        # not what is pending (a scan of all of it per write made writes O(pending)).
+        start = time.monotonic() + self.delay
+        for ino in self.store.ns.persist_pending:
+            if ino not in self._due:
+                self._schedule(ino, start)
+        heap = self._heap
         while True:
-            pending = self.store.ns.persist_pending
-            now = time.monotonic()
-            for ino in list(self._due):
-                if ino not in pending:
-                    self._due.pop(ino, None)
-                    self._tries.pop(ino, None)
-                    self._errors.pop(ino, None)
-            for ino in pending:
-                self._due.setdefault(ino, now + self.delay)
-            for ino in sorted(ino for ino, t in self._due.items() if t <= now):
+            while heap and heap[0][0] <= time.monotonic():
+                due, ino = heapq.heappop(heap)
+                if self._due.get(ino) != due:
+                    continue  # put off or brought forward since: its newer entry counts
+                if not self._pending(ino):
+                    self._forget(ino)  # removed, or persisted by `nsd persist`
+                    continue
                 await self._try(ino)
             self._wake.clear()
-            waits = [t for t in self._due.values()]
-            timeout = max(0.0, min(waits) - time.monotonic()) if waits else None
+            timeout = max(0.0, heap[0][0] - time.monotonic()) if heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -161,12 +190,12 @@ class Persister:
             tries = self._tries[ino] = self._tries.get(ino, 0) + 1
             self._errors[ino] = e.message
             delay = min(self.retry_max, self.retry_base * 2 ** min(tries, 30)) * random.uniform(0.5, 1.0)
-            self._due[ino] = time.monotonic() + delay
+            self._schedule(ino, time.monotonic() + delay)
             log.warning("persist of inode %d failed (try %d, next in %.1f s): %s", ino, tries, delay, e.message)
             return
-        self._due.pop(ino, None)
-        self._tries.pop(ino, None)
-        self._errors.pop(ino, None)
+        self._forget(ino)
+        if self._pending(ino):  # newer content asked for a persist meanwhile
+            self._schedule(ino, time.monotonic() + self.delay)
 
     async def persist(self, ino: int) -> bool:
         """Upload the file's blocks and journal Persisted; False when there was nothing to do."""
