@@ -112,6 +112,30 @@ async def test_async_through_persists_in_the_background_and_retries_while_the_uf
         await close(vfs)
 
 
+async def test_a_file_removed_while_its_persist_keeps_failing_is_no_longer_reported(tmp_path: Path) -> None:
+    """What `nsd doctor` and the status show follows the queue: the failing file's retries are
+    counted while it is pending, and not once it is removed (its next try just drops it)."""
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    p = vfs.persister
+    assert p is not None
+    try:
+        await vfs.mkdir("/d", caller=ME)
+        env.ufs.faults.capacity = 0  # every upload fails (NoSpace); the store answers the rest
+        await vfs.write_file("/d/f", chunks(b"data"), caller=ME)
+        ino = node(vfs, "/d/f").ino
+        await wait_for(lambda: p.failures >= 2)
+        assert [i for i, _, _ in p.failing(min_tries=2)] == [ino] and p.status()["retrying"] == 1
+        await vfs.remove("/d/f", caller=ME)
+        assert p.failing(min_tries=1) == [] and p.status()["retrying"] == 0 and p.status()["pending"] == 0
+        await vfs.write_file("/d/g", chunks(b"more"), caller=ME)  # the queue goes on
+        env.ufs.faults.capacity = None
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert set(env.ufs.files) == {"d/g"}
+    finally:
+        await close(vfs)
+
+
 async def test_async_through_persist_resumes_after_a_crash(tmp_path: Path) -> None:
     env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
     vfs = await env.open()
