@@ -193,9 +193,7 @@ class Persister:
             self._schedule(ino, time.monotonic() + delay)
             log.warning("persist of inode %d failed (try %d, next in %.1f s): %s", ino, tries, delay, e.message)
             return
-        self._forget(ino)
-        if self._pending(ino):  # newer content asked for a persist meanwhile
-            self._schedule(ino, time.monotonic() + self.delay)
+        self._forget(ino)  # persisted (newer content waits for the content lock, then kicks)
 
     async def persist(self, ino: int) -> bool:
         """Upload the file's blocks and journal Persisted; False when there was nothing to do."""
