@@ -5,6 +5,11 @@ by id costs ~40 bytes an inode (its hash table, with room to grow); here a page 
 consecutive ids is a list of PAGE references (8 bytes an id) in a dict by page number, and a
 lookup is two indexings. A page whose inodes mostly went (fewer than PAGE // 16 live) becomes a
 dict offset -> inode, so ids that died cost nothing; it turns back into a list at PAGE // 8.
+
+The top page (the highest page number set so far: where new ids go) stays a list however empty
+it gets. Files that live briefly (a job's scratch files, a create and remove at a time) would
+otherwise empty it again and again: each time the page was dropped, made again (a 32 KiB list)
+and turned into a dict at its next removal (a walk of PAGE slots, ~100 us of the event loop).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ Page = list[Inode | None] | dict[int, Inode]
 class InodeTable(MutableMapping[int, Inode]):
     """A mapping ino -> Inode (see the module docstring), iterated in id order. Ids are ints."""
 
-    __slots__ = ("_counts", "_len", "pages")
+    __slots__ = ("_counts", "_len", "_top", "pages")
 
     def __init__(self) -> None:
         self.pages: dict[int, Page] = {}  # read directly by Namespace.get (the hottest lookup)
         self._counts: dict[int, int] = {}  # live inodes per page
         self._len = 0
+        self._top = -1  # the highest page number set so far
 
     def __getitem__(self, ino: int) -> Inode:
         try:
@@ -64,6 +70,9 @@ class InodeTable(MutableMapping[int, Inode]):
         if page is None:
             page = self.pages[number] = [None] * PAGE
             self._counts[number] = 0
+            if number > self._top:
+                below, self._top = self._top, number
+                self._settle(below)  # no longer where new ids go: sized by what it holds
         if isinstance(page, list):
             new = page[offset] is None
             page[offset] = node
@@ -89,10 +98,16 @@ class InodeTable(MutableMapping[int, Inode]):
         else:
             del page[offset]
         self._len -= 1
-        count = self._counts[number] = self._counts[number] - 1
+        self._counts[number] -= 1
+        if number != self._top:  # new ids go to the top page: kept as it is (module docstring)
+            self._settle(number)
+
+    def _settle(self, number: int) -> None:
+        """Drop page `number` if it is empty; make it a dict if it is sparse."""
+        count = self._counts.get(number)
         if count == 0:
             del self.pages[number], self._counts[number]
-        elif count < SPARSE and isinstance(page, list):
+        elif count is not None and count < SPARSE and isinstance(page := self.pages[number], list):
             self.pages[number] = {k: v for k, v in enumerate(page) if v is not None}
 
     def __len__(self) -> int:
@@ -112,9 +127,9 @@ class InodeTable(MutableMapping[int, Inode]):
 
     def last(self) -> int:
         """The highest id in the table (ValueError if empty). O(pages)."""
-        if not self.pages:
+        if not self._len:
             raise ValueError("empty inode table")
-        number = max(self.pages)
+        number = max(n for n, count in self._counts.items() if count)  # the top page may be empty
         page = self.pages[number]
         if isinstance(page, dict):
             return (number << SHIFT) + max(page)

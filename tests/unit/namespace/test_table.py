@@ -33,15 +33,35 @@ def test_sparse_pages_become_dicts_and_dense_again() -> None:
     table = InodeTable()
     for i in range(PAGE):
         table[i] = node(i)
+    table[PAGE] = node(PAGE)  # new ids go to page 1 now
     for i in range(PAGE - 10):
         del table[i]
-    assert isinstance(table.pages[0], dict) and sorted(table) == list(range(PAGE - 10, PAGE))
+    assert isinstance(table.pages[0], dict) and sorted(table) == [*range(PAGE - 10, PAGE), PAGE]
     for i in range(PAGE // 2):
         table[i] = node(i)
-    assert isinstance(table.pages[0], list) and len(table) == PAGE // 2 + 10
+    assert isinstance(table.pages[0], list) and len(table) == PAGE // 2 + 11
     for i in list(table):
         del table[i]
-    assert not table.pages and len(table) == 0
+    assert list(table.pages) == [1] and len(table) == 0 and not table.keys()
+    with pytest.raises(ValueError):
+        table.last()
+
+
+def test_the_page_new_ids_go_to_stays_a_list_however_often_it_empties() -> None:
+    """Short-lived files (a create and a remove at a time) empty the top page again and again:
+    it is neither dropped nor turned into a dict (a walk of PAGE slots) each time."""
+    table = InodeTable()
+    table[1] = keep = node(1)
+    for i in range(2, PAGE + 2):  # up into page 1
+        table[i] = node(i)
+        del table[i]
+        assert isinstance(table.pages[i >> 12], list)
+    assert isinstance(table.pages[0], dict)  # a list while it was the top, settled when page 1 began
+    table[2 * PAGE] = node(2 * PAGE)
+    del table[2 * PAGE]  # page 2 is the top now and stays; page 1, empty, went when page 2 began
+    assert sorted(table.pages) == [0, 2] and table.get(1) is keep and table.last() == 1
+    del table[1]
+    assert sorted(table.pages) == [2] and len(table) == 0
 
 
 def test_missing_and_odd_keys() -> None:
