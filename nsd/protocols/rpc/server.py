@@ -292,7 +292,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         self.write_paused_since: float | None = None  # monotonic, while the client is not reading
         self.last_data = time.monotonic()
         self._read_paused = False
-        self._batch: list[Buffer] | None = None  # inline replies gathered while _process runs
+        self._batch: list[Buffer] | None = None  # small replies gathered for one write (_gather)
         self._bulk = False  # the latest call carried bulk data (see _process)
         self._sock_fd = -1
 
@@ -354,7 +354,8 @@ class RpcConnection(asyncio.BufferedProtocol):
     def _process(self) -> None:
         # Replies answered inline while draining one read are gathered and sent in one write:
         # a client pipelining 32 GETATTRs then costs one send() instead of 32.
-        self._batch = []
+        if self._batch is None:
+            self._batch = []
         tasks, limit, decoder = self.tasks, self.server.max_inflight, self.decoder
         try:
             while self.transport is not None and not self._write_paused and len(tasks) < limit:
@@ -544,8 +545,9 @@ class RpcConnection(asyncio.BufferedProtocol):
         if t is None or t.is_closing():
             return
         if isinstance(body, bytes | bytearray | memoryview):
-            if self._batch is not None and len(body) <= BATCHED_REPLY_MAX:
-                self._batch += (oncrpc.success_header(xid, len(body)), body)
+            batch = self._batch if self._batch is not None else self._gather()
+            if batch is not None and len(body) <= BATCHED_REPLY_MAX:
+                batch += (oncrpc.success_header(xid, len(body)), body)
             else:
                 t.write(oncrpc.success_header(xid, len(body)) + body)
             return
@@ -580,10 +582,22 @@ class RpcConnection(asyncio.BufferedProtocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        if self._batch is not None and len(record) <= BATCHED_REPLY_MAX:
-            self._batch.append(record)
+        batch = self._batch if self._batch is not None else self._gather()
+        if batch is not None and len(record) <= BATCHED_REPLY_MAX:
+            batch.append(record)
         else:
             t.write(record)
+
+    def _gather(self) -> list[Buffer] | None:
+        """For a reply a task finished (outside `_process`): a batch written at the end of this
+        turn of the loop when other calls of this connection are in flight. The calls one journal
+        batch made durable (32 CREATEs) resume in the same turn, and their replies leave in one
+        send() instead of one each. None for the only call in flight: it goes out at once."""
+        if len(self.tasks) < 2:
+            return None
+        self._batch = []
+        asyncio.get_running_loop().call_soon(self._flush)
+        return self._batch
 
 
 class _Refused(asyncio.Protocol):

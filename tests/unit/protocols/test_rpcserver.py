@@ -129,6 +129,47 @@ async def test_in_flight_calls_are_bounded(served: tuple[Toy, RpcServer, int]) -
     writer.close()
 
 
+class CountedWrites:
+    """A transport that counts its writes (everything else goes to the real one)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)
+
+
+async def test_replies_that_calls_in_flight_finish_together_leave_in_one_write(
+    served: tuple[Toy, RpcServer, int],
+) -> None:
+    """As CREATEs do when one journal batch makes them durable: one send(), not one each."""
+    toy, server, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for xid in range(4):
+        writer.write(oncrpc.encode_call(xid, PROG, 1, 1, struct.pack(">I", xid)))
+    while toy.started < 4:
+        await asyncio.sleep(0.01)
+    [conn] = server.connections
+    assert conn.transport is not None
+    counted = conn.transport = CountedWrites(conn.transport)  # type: ignore[assignment]
+    toy.gate.set()
+    replies = [await read_reply(reader) for _ in range(4)]
+    assert sorted((r.xid, r.body) for r in replies) == [(x, struct.pack(">I", x)) for x in range(4)]
+    assert counted.writes == 1
+    toy.gate.clear()  # one call alone (written at once, not gathered: a latency, not checked here)
+    writer.write(oncrpc.encode_call(9, PROG, 1, 1, struct.pack(">I", 9)))
+    while toy.started < 5:
+        await asyncio.sleep(0.01)
+    toy.gate.set()
+    assert (await read_reply(reader)).xid == 9 and counted.writes == 2
+    writer.close()
+
+
 async def test_bad_calls_get_error_replies(served: tuple[Toy, RpcServer, int]) -> None:
     _, _, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
