@@ -27,27 +27,24 @@ from typing import Protocol
 
 class _Attrs(Protocol):
     ino: int
-    mode: int
-    nlink: int
-    uid: int
-    gid: int
     size: int
     atime: int
     mtime: int
     ctime: int
 
+    @property
+    def ids(self) -> tuple[int, ...]: ...  # mode, uid, gid, nlink, ...: replaced on change
+
 
 class Attrs:
-    """A frozen copy of the attributes an NFS reply shows (the same names as an Inode's)."""
+    """A frozen copy of the attributes an NFS reply shows, read as an Inode's are (`ids` is the
+    inode's own tuple: replaced, never changed in place, so it is shared, not copied)."""
 
-    __slots__ = ("atime", "ctime", "gid", "ids", "ino", "mode", "mtime", "nlink", "size", "uid")
-
-    ids: tuple[int, int, int, int]
+    __slots__ = ("atime", "ctime", "ids", "ino", "mtime", "size")
 
     def __init__(self, n: _Attrs) -> None:
-        self.ino, self.mode, self.nlink, self.uid, self.gid = n.ino, n.mode, n.nlink, n.uid, n.gid
-        self.size, self.atime, self.mtime, self.ctime = n.size, n.atime, n.mtime, n.ctime
-        self.ids = (n.mode, n.uid, n.gid, n.nlink)  # as an Inode's ids begin (attrs.post_op_attr)
+        self.ino, self.ids, self.size = n.ino, n.ids, n.size
+        self.atime, self.mtime, self.ctime = n.atime, n.mtime, n.ctime
 
     def same_wcc(self, n: _Attrs) -> bool:
         """Whether `n` still has these pre-op attributes (size, mtime, ctime)."""
