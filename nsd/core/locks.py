@@ -7,8 +7,8 @@ and the journal append, so the UFS and the namespace change in the same order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import Hashable, Sequence
+from types import TracebackType
 
 
 class KeyLocks:
@@ -17,28 +17,10 @@ class KeyLocks:
     def __init__(self) -> None:
         self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, *keys: Hashable) -> AsyncIterator[None]:
-        ordered = sorted(set(keys), key=repr)  # one global order: no deadlock between two callers
-        for k in ordered:
-            lock, users = self._locks.get(k, (asyncio.Lock(), 0))
-            self._locks[k] = (lock, users + 1)
-        acquired: list[asyncio.Lock] = []
-        try:
-            for k in ordered:
-                lock = self._locks[k][0]
-                await lock.acquire()
-                acquired.append(lock)
-            yield
-        finally:
-            for lock in acquired:
-                lock.release()
-            for k in ordered:
-                lock, users = self._locks[k]
-                if users == 1:
-                    del self._locks[k]
-                else:
-                    self._locks[k] = (lock, users - 1)
+    def hold(self, *keys: Hashable) -> Held:
+        """`async with locks.hold(k1, k2): ...` holds every key's lock for the block."""
+        # one global order for several keys: no deadlock between two callers
+        return Held(self._locks, keys if len(keys) == 1 else sorted(set(keys), key=repr))
 
     def __len__(self) -> int:
         """How many keys have a lock now (held or waited for)."""
@@ -58,3 +40,45 @@ def entry(dir_ino: int, name: str) -> tuple[str, int, str]:
 
 def content(ino: int) -> tuple[str, int]:
     return ("content", ino)
+
+
+class Held:
+    """One `hold` (a class, not a generator: three a CREATE+REMOVE pair, on the hot path)."""
+
+    __slots__ = ("_acquired", "_keys", "_locks")
+
+    def __init__(self, locks: dict[Hashable, tuple[asyncio.Lock, int]], keys: Sequence[Hashable]) -> None:
+        self._locks = locks
+        self._keys = keys
+        self._acquired: list[asyncio.Lock] = []
+
+    async def __aenter__(self) -> None:
+        locks = self._locks
+        for k in self._keys:  # counted first: a lock somebody waits for is never dropped
+            held = locks.get(k)
+            locks[k] = (asyncio.Lock(), 1) if held is None else (held[0], held[1] + 1)
+        try:
+            for k in self._keys:
+                lock = locks[k][0]
+                await lock.acquire()
+                self._acquired.append(lock)
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for lock in self._acquired:
+            lock.release()
+        self._acquired = []
+        locks = self._locks
+        for k in self._keys:
+            lock, users = locks[k]
+            if users == 1:
+                del locks[k]
+            else:
+                locks[k] = (lock, users - 1)
