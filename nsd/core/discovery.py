@@ -162,10 +162,12 @@ class Discovery:
     def due(self, node: Inode) -> bool:
         """Whether `refresh` would ask the UFS about this object now (cheap, synchronous: the
         hot paths call refresh only when it would, and skip making a coroutine otherwise)."""
-        if not isinstance(node, FileInode) or not node.has_fingerprint or self.is_staged(node.ino):
+        if not isinstance(node, FileInode) or not node.has_fingerprint:
             return False
-        interval = self.mounts.sync_interval(node.mount)
-        return not (interval == NEVER or self._fresh(node.mount, self._checked.get(node.ino)))
+        mount = node.mount
+        if self.mounts.sync_interval(mount) == NEVER:  # the default: the cheapest "no" first
+            return False
+        return not (self.is_staged(node.ino) or self._fresh(mount, self._checked.get(node.ino)))
 
     async def add_found(self, d: DirInode, name: str, status: UfsStatus) -> None:
         """Enter an object the caller found in the UFS, whatever the listing state says."""

@@ -73,11 +73,11 @@ OK = U32.pack(Status.OK)
 Failure = (NfsError, errors.NsdError)
 
 
-def decode_name(raw: bytes) -> str:
+def decode_name(raw: bytes | memoryview) -> str:
     """A file name (or symlink target) from the wire. The namespace and its journal hold
     Unicode only, so bytes that are not UTF-8 are refused (INVAL) before anything is touched."""
     try:
-        return raw.decode("utf-8")
+        return str(raw, "utf-8")
     except UnicodeDecodeError:
         raise NfsError(Status.INVAL, "name is not valid UTF-8") from None
 
