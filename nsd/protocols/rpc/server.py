@@ -545,7 +545,7 @@ class RpcConnection(asyncio.BufferedProtocol):
         if t is None or t.is_closing():
             return
         if isinstance(body, bytes | bytearray | memoryview):
-            batch = self._batch if self._batch is not None else self._gather()
+            batch = self._batch if self._batch is not None else self._gather(len(body))
             if batch is not None and len(body) <= BATCHED_REPLY_MAX:
                 batch += (oncrpc.success_header(xid, len(body)), body)
             else:
@@ -582,18 +582,19 @@ class RpcConnection(asyncio.BufferedProtocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        batch = self._batch if self._batch is not None else self._gather()
+        batch = self._batch if self._batch is not None else self._gather(len(record))
         if batch is not None and len(record) <= BATCHED_REPLY_MAX:
             batch.append(record)
         else:
             t.write(record)
 
-    def _gather(self) -> list[Buffer] | None:
+    def _gather(self, size: int) -> list[Buffer] | None:
         """For a reply a task finished (outside `_process`): a batch written at the end of this
         turn of the loop when other calls of this connection are in flight. The calls one journal
         batch made durable (32 CREATEs) resume in the same turn, and their replies leave in one
-        send() instead of one each. None for the only call in flight: it goes out at once."""
-        if len(self.tasks) < 2:
+        send() instead of one each. None for the only call in flight (it goes out at once, as a
+        large reply does)."""
+        if len(self.tasks) < 2 or size > BATCHED_REPLY_MAX:
             return None
         self._batch = []
         asyncio.get_running_loop().call_soon(self._flush)
