@@ -1,5 +1,8 @@
 """Journal segments: `{first_txid:016x}.wal`, the magic `NSDWAL01`, then records with consecutive txids.
 
+The writer allocates a segment's space ahead of its records (zeros; see `allocate_ahead`), so a
+segment may end in zeros: space not yet written, read as the clean end of the records.
+
 Reading decides what a bad record means. In a sealed (non-last) segment it is corruption.
 In the last segment it is a torn tail -- a crash mid-append -- only if no sound record with a
 later txid follows it; otherwise something in the middle of the log was damaged and
@@ -63,16 +66,18 @@ def fsync_dir(dir: Path) -> None:
         os.close(fd)
 
 
-def create_segment(dir: Path, first_txid: int, *, fsync: bool = True) -> int:
-    """Create a new segment holding only the magic; returns a write fd positioned at its end.
+def create_segment(dir: Path, first_txid: int, *, fsync: bool = True, allocate: int = 0) -> int:
+    """Create a new segment holding only the magic, its file `allocate` bytes long if there is
+    room (zeros, see `allocate_ahead`); returns a write fd (records go in with pwrite).
 
     Fails (FileExistsError) rather than overwrite. With fsync, the file and the directory
     entry are durable before this returns.
     """
     path = dir / segment_name(first_txid)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, MAGIC)
+        allocate_ahead(fd, len(MAGIC), allocate)
         if fsync:
             os.fsync(fd)
             fsync_dir(dir)
@@ -82,6 +87,30 @@ def create_segment(dir: Path, first_txid: int, *, fsync: bool = True) -> int:
     return fd
 
 
+def allocate_ahead(fd: int, start: int, end: int) -> bool:
+    """Write zeros into the file from `start` to `end` (the space the next records overwrite);
+    False if the file system had no room (the file may then end in some of the zeros).
+
+    Why: an fdatasync after a write that grows the file must also commit the new size (a
+    metadata journal commit on ext4); one that overwrites bytes the file has need not. On the
+    project's VM, writing a 200-byte record and fdatasyncing it took 79-103 us in place against
+    119-134 us appended. Zeros written, not `posix_fallocate`d: writing into allocated but unwritten blocks
+    converts them at the sync, and CREATE+REMOVE pairs at 32 in flight fell 5-15% with that.
+    """
+    zeros = bytes(max(end - start, 0))
+    done = 0
+    try:
+        while done < len(zeros):
+            done += os.pwrite(fd, zeros[done:], start + done)
+    except OSError:
+        return False
+    return True
+
+
+def _zeros_from(data: bytes, offset: int) -> bool:
+    return data.count(0, offset) == len(data) - offset
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentRead:
     """What a segment holds: its sound records, where they end, and where a torn tail starts."""
@@ -89,10 +118,10 @@ class SegmentRead:
     path: Path
     first_txid: int  # the txid the first record has (or would have)
     records: list[Record]
-    valid_end: int  # bytes worth keeping: magic + sound records
+    valid_end: int  # bytes worth keeping: magic + sound records (where the next record goes)
     torn_at: int | None  # start of a torn tail, None if the segment ends cleanly
     torn_reason: str | None
-    size: int
+    size: int  # of the file: valid_end, plus a torn tail or the space allocated ahead
 
     @property
     def last_txid(self) -> int:
@@ -106,7 +135,8 @@ def read_segment(path: Path, *, is_last: bool, expected_first_txid: int | None =
     `expected_first_txid` defaults to the txid in the file's name. Raises JournalCorrupt
     (file, offset) for a bad record in a non-last segment, a txid out of sequence, or a bad
     record in the last segment that a later sound record follows. A torn tail of the last
-    segment is reported in `torn_at`, never cut here.
+    segment is reported in `torn_at`, never cut here. Zeros from the end of the records to
+    the end of the file are space allocated ahead: a clean end.
     """
     if expected_first_txid is None:
         expected_first_txid = parse_hex_name(path.name, SUFFIX)
@@ -127,8 +157,8 @@ def read_segment(path: Path, *, is_last: bool, expected_first_txid: int | None =
             records.append(rec)
             last = rec.txid
         assert s.stop is not None
-        if s.stop.clean:
-            return SegmentRead(path, expected_first_txid, records, len(data), None, None, len(data))
+        if s.stop.clean or _zeros_from(data, s.stop.offset):
+            return SegmentRead(path, expected_first_txid, records, s.stop.offset, None, None, len(data))
         bad_at, why = s.stop.offset, f"bad record ({s.stop.describe()})"
     if not is_last:
         raise JournalCorrupt(f"{why} in a sealed segment", file=file, offset=bad_at)

@@ -16,6 +16,10 @@ with backoff; waiters keep waiting (nothing is acknowledged early, nothing is lo
 answered once space returns. A new segment that cannot be created for lack of space is not
 fatal either: the current one grows until a later roll succeeds.
 
+Space ahead: a segment's file is made `ALLOCATE_AHEAD` bytes longer than its records whenever
+they reach its end (zeros, which reading takes for the end; `segment.allocate_ahead` says why),
+and cut back to its records when sealed or closed.
+
 Replication (cluster mode): a `sink`, if set, is awaited with each batch (first txid, last txid,
 the framed records) after the local write and before any waiter is woken, so nothing is
 acknowledged before the sink has it too. A sink that raises fails the writer like a failed fsync.
@@ -24,6 +28,7 @@ acknowledged before the sink has it too. A sink that raises fails the writer lik
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import heapq
 import itertools
@@ -37,12 +42,13 @@ from pathlib import Path
 from nsd.errors import JournalCorrupt, JournalFailed
 from nsd.journal.ops import Op
 from nsd.journal.record import encode_record_into
-from nsd.journal.segment import MAGIC, create_segment, list_segments, read_segment, segment_name
+from nsd.journal.segment import MAGIC, allocate_ahead, create_segment, list_segments, read_segment, segment_name
 from nsd.threads import Workers
 
 log = logging.getLogger(__name__)
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+ALLOCATE_AHEAD = 1 << 20  # one longer fdatasync (the new size) per ~4,000 records of ~250 bytes
 FULL_RETRY_FIRST, FULL_RETRY_MAX = 0.05, 2.0
 
 
@@ -110,6 +116,8 @@ class JournalWriter:
         self._full_delay = FULL_RETRY_FIRST
         self._roll_failed = False
         self.stats = WriterStats()
+        self._ahead = min(ALLOCATE_AHEAD, segment_bytes)
+        self._seg_end = 0  # the segment file's length (records, then zeros); the journal thread's
         self._fd, self._seg_first, self._seg_size, self._seg_records = self._open_segment(next_txid)
 
     def _open_segment(self, next_txid: int) -> tuple[int, int, int, int]:
@@ -124,9 +132,16 @@ class JournalWriter:
                 msg = f"{path.name} already holds txid {sr.last_txid}; cannot start at {next_txid}"
                 raise ValueError(msg)
             if sr.last_txid == next_txid - 1:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                return fd, first, sr.size, len(sr.records)
-        return create_segment(self._dir, next_txid, fsync=self._fsync), next_txid, len(MAGIC), 0
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                self._seg_end = sr.size
+                return fd, first, sr.valid_end, len(sr.records)
+        fd = self._create_segment(next_txid)
+        return fd, next_txid, len(MAGIC), 0
+
+    def _create_segment(self, first: int) -> int:
+        fd = create_segment(self._dir, first, fsync=self._fsync, allocate=self._ahead)
+        self._seg_end = os.fstat(fd).st_size
+        return fd
 
     @property
     def last_txid(self) -> int:
@@ -220,6 +235,9 @@ class JournalWriter:
             if self._flush_task is not None:
                 await asyncio.wait([self._flush_task])
             async with self._io:
+                if self._failed is None:
+                    with contextlib.suppress(OSError):  # tidiness only: reading stops at the zeros
+                        os.ftruncate(self._fd, self._seg_size)
                 os.close(self._fd)
             self._thread.close()
 
@@ -297,15 +315,19 @@ class JournalWriter:
                 fut.set_result(None)
 
     def _write(self, fd: int, data: bytearray, size_before: int) -> float | None:
-        """Runs in the executor thread. Returns the fdatasync time, or None without fsync.
+        """Runs in the executor thread: `data` at offset `size_before`, the end of the records.
+        Returns the fdatasync time, or None without fsync.
 
         A write refused for lack of space cuts the file back to `size_before` (so no partial
         record stays ahead of later ones) and raises JournalFull."""
+        end = size_before + len(data)
+        if end > self._seg_end and allocate_ahead(fd, self._seg_end, end + self._ahead):
+            self._seg_end = end + self._ahead
         with memoryview(data) as view:
             done = 0
             try:
                 while done < len(view):
-                    n = os.write(fd, view[done:])
+                    n = os.pwrite(fd, view[done:], size_before + done)
                     if n <= 0:
                         raise OSError("journal write made no progress")
                     done += n
@@ -313,6 +335,7 @@ class JournalWriter:
                 if e.errno not in NO_SPACE:
                     raise
                 os.ftruncate(fd, size_before)  # shrinking needs no space; if this fails, the writer fails
+                self._seg_end = size_before
                 raise JournalFull(e.errno, f"{os.strerror(e.errno)} writing {len(data)} bytes to the journal") from e
         if not self._fsync:
             return None
@@ -326,7 +349,7 @@ class JournalWriter:
             return
         first = self._durable + 1
         try:
-            fd = await self._thread.run(self._seal_and_create, self._fd, first)
+            fd = await self._thread.run(self._seal_and_create, self._fd, self._seg_size, first)
         except JournalFull as e:
             if not self._roll_failed:
                 log.error("journal disk full, staying on segment %016x: %s", self._seg_first, e.strerror)
@@ -339,13 +362,15 @@ class JournalWriter:
         self._fd, self._seg_first, self._seg_size, self._seg_records = fd, first, len(MAGIC), 0
         self.stats.rolls += 1
 
-    def _seal_and_create(self, old_fd: int, first: int) -> int:
+    def _seal_and_create(self, old_fd: int, old_size: int, first: int) -> int:
         # The sealed segment is durable before its successor exists, so only the last
-        # segment can ever hold a torn tail.
+        # segment can ever hold a torn tail. It keeps only its records.
+        os.ftruncate(old_fd, old_size)
+        self._seg_end = old_size  # until the successor exists: a failed roll writes on here
         if self._fsync:
             os.fsync(old_fd)
         try:
-            fd = create_segment(self._dir, first, fsync=self._fsync)
+            fd = self._create_segment(first)
         except OSError as e:
             if e.errno not in NO_SPACE:
                 raise

@@ -172,13 +172,14 @@ def test_journal_disk_full_refuses_changes_serves_reads_and_recovers(tmp_path: P
 
 
 def test_a_batch_the_disk_refuses_waits_for_room_and_is_not_lost(tmp_path: Path) -> None:
-    """No reserve: the disk refuses the journal write itself (once the segment's last page is
-    used up). That change waits, unacknowledged; later ones are refused at once; when room comes
-    back the waiting one completes, and nothing acknowledged is lost across a restart."""
+    """No reserve: the disk refuses the journal write itself (once the space the segment has
+    allocated ahead, at most segment_bytes, is used up). That change waits, unacknowledged; later
+    ones are refused at once; when room comes back the waiting one completes, and nothing
+    acknowledged is lost across a restart."""
     with tmpfs(tmp_path / "data", "16m") as data:
         ufs = tmp_path / "ufs"
         ufs.mkdir()
-        env = {"NSD_ROOT_UFS": ufs.as_uri(), "NSD_JOURNAL_RESERVE_BYTES": "0"}
+        env = {"NSD_ROOT_UFS": ufs.as_uri(), "NSD_JOURNAL_RESERVE_BYTES": "0", "NSD_SEGMENT_BYTES": "65536"}
         d = start(data, env=env)
         acked: list[str] = []
         stop = threading.Event()

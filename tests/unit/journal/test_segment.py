@@ -138,14 +138,29 @@ def test_bad_magic(tmp_path: Path) -> None:
         read_segment(path, is_last=False)
 
 
-def test_zero_filled_tail_is_torn(tmp_path: Path) -> None:
-    """What a crash can leave after an extending write whose data never reached the disk."""
+def test_zeros_after_the_records_are_their_clean_end(tmp_path: Path) -> None:
+    """Space the writer allocated ahead, or what a crash leaves of a batch that never reached
+    the disk: the next record goes where the zeros start, in a sealed segment too."""
     path, offsets = write_segment(tmp_path, 1, 2)
+    end = offsets[-1] + len(record(2))
     with open(path, "ab") as f:
         f.write(bytes(4096))
+    for is_last in (True, False):
+        sr = read_segment(path, is_last=is_last)
+        assert [r.txid for r in sr.records] == [1, 2]
+        assert (sr.torn_at, sr.valid_end, sr.size) == (None, end, end + 4096)
+
+
+def test_anything_but_zeros_after_the_records_is_a_torn_tail(tmp_path: Path) -> None:
+    path, offsets = write_segment(tmp_path, 1, 2)
+    end = offsets[-1] + len(record(2))
+    with open(path, "ab") as f:
+        f.write(bytes(4095) + b"\x01")
     sr = read_segment(path, is_last=True)
     assert [r.txid for r in sr.records] == [1, 2]
-    assert sr.torn_at == offsets[-1] + len(record(2))
+    assert (sr.torn_at, sr.valid_end) == (end, end)
+    with pytest.raises(JournalCorrupt):
+        read_segment(path, is_last=False)
 
 
 def test_golden_segment_decodes_and_re_encodes_exactly() -> None:

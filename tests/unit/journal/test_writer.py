@@ -138,15 +138,15 @@ async def test_failed_write_fails_the_writer(tmp_path: Path, monkeypatch: pytest
     w = JournalWriter(tmp_path, 1, fsync=False)
     w.on_fatal = fatal.append
 
-    real_write = os.write
+    real_pwrite = os.pwrite
     segment_fd = w._fd
 
-    def broken(fd: int, data: bytes) -> int:
+    def broken(fd: int, data: bytes, offset: int) -> int:
         if fd == segment_fd:
             raise OSError(errno.EIO, "disk broken")
-        return real_write(fd, data)
+        return real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(os, "write", broken)
+    monkeypatch.setattr(os, "pwrite", broken)
     with pytest.raises(JournalFailed):
         await w.sync(w.append(op_for(1)))
     assert len(fatal) == 1 and fatal[0].errno == errno.EIO  # type: ignore[attr-defined]
@@ -156,20 +156,20 @@ async def test_failed_write_fails_the_writer(tmp_path: Path, monkeypatch: pytest
 
 
 class Disk:
-    """Stands in for os.write on one fd: a disk that fills up after `room` bytes (part of a write
+    """Stands in for os.pwrite on one fd: a disk that fills up after `room` bytes (part of a write
     goes through, as the kernel does), until `free()`."""
 
     def __init__(self, fd: int, room: int) -> None:
-        self.fd, self.room, self.real = fd, room, os.write
+        self.fd, self.room, self.real = fd, room, os.pwrite
         self.refused = 0
 
-    def __call__(self, fd: int, data: bytes) -> int:
+    def __call__(self, fd: int, data: bytes, offset: int) -> int:
         if fd != self.fd or self.room is None:
-            return self.real(fd, data)
+            return self.real(fd, data, offset)
         if self.room == 0:
             self.refused += 1
             raise OSError(errno.ENOSPC, "No space left on device")
-        n = self.real(fd, bytes(memoryview(data)[: self.room]))
+        n = self.real(fd, bytes(memoryview(data)[: self.room]), offset)
         self.room -= n
         return n
 
@@ -182,9 +182,9 @@ async def test_a_full_disk_holds_the_batch_until_there_is_room(tmp_path: Path, m
     w = JournalWriter(tmp_path, 1, fsync=False, on_fatal=fatal.append)
     await w.sync(w.append(op_for(1)))
     seg = tmp_path / segment_name(1)
-    size_before = seg.stat().st_size
+    size_before = read_segment(seg, is_last=True).valid_end
     disk = Disk(w._fd, room=10)  # the next batch gets 10 bytes in, then the disk is full
-    monkeypatch.setattr(os, "write", disk)
+    monkeypatch.setattr(os, "pwrite", disk)
     waiter = asyncio.ensure_future(w.sync(w.append(op_for(2))))
     for _ in range(200):
         if disk.refused >= 2:
@@ -230,7 +230,7 @@ async def test_closing_with_the_disk_full_gives_up_instead_of_hanging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = JournalWriter(tmp_path, 1, fsync=False)
-    monkeypatch.setattr(os, "write", Disk(w._fd, room=0))
+    monkeypatch.setattr(os, "pwrite", Disk(w._fd, room=0))
     w.append(op_for(1))
     with pytest.raises(JournalFailed, match="disk full at close"):
         await w.close(full_grace=0.3)
@@ -363,3 +363,82 @@ async def test_writer_output_is_the_golden_segment(tmp_path: Path) -> None:
         assert w.append(op) == txid
     await w.close()
     assert (tmp_path / g.SEGMENT_NAME).read_bytes() == (GOLDEN / "journal" / g.SEGMENT_NAME).read_bytes()
+
+
+def _zeros_after_records(path: Path) -> tuple[int, int]:
+    """(end of the records, length of the file); asserts that only zeros lie between."""
+    sr = read_segment(path, is_last=True)
+    data = path.read_bytes()
+    assert sr.torn_at is None and not any(data[sr.valid_end :])
+    return sr.valid_end, len(data)
+
+
+async def test_a_segment_is_allocated_ahead_and_cut_back_to_its_records(tmp_path: Path) -> None:
+    w = JournalWriter(tmp_path, 1, fsync=False, segment_bytes=1 << 16)
+    first = tmp_path / segment_name(1)
+    assert _zeros_after_records(first) == (len(MAGIC), 1 << 16)  # ahead: at most segment_bytes
+    await w.sync(w.append(op_for(1)))
+    end, size = _zeros_after_records(first)
+    assert len(MAGIC) < end < size == 1 << 16
+    assert await w.roll() == 1
+    assert first.stat().st_size == end  # sealed: its records only
+    await w.sync(w.append(op_for(2)))
+    second = tmp_path / segment_name(2)
+    assert _zeros_after_records(second)[1] == 1 << 16
+    await w.close()
+    assert second.stat().st_size == read_segment(second, is_last=True).valid_end  # closed: the same
+    assert [t for t, _ in logged(tmp_path)] == [1, 2]
+
+
+async def test_records_beyond_the_allocated_space_allocate_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nsd.journal.writer.ALLOCATE_AHEAD", 256)
+    w = JournalWriter(tmp_path, 1, fsync=False)
+    seg = tmp_path / segment_name(1)
+    sizes = set()
+    for t in range(1, 41):
+        await w.sync(w.append(op_for(t)))
+        end, size = _zeros_after_records(seg)
+        assert end < size <= end + 256 + 64  # one record of ~50 bytes past the last allocation
+        sizes.add(size)
+    assert len(sizes) > 5  # grew step by step, not once
+    await w.close()
+    assert [t for t, _ in logged(tmp_path)] == list(range(1, 41))
+
+
+async def test_no_room_to_allocate_ahead_writes_all_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pwrite = os.pwrite
+
+    def no_room_for_zeros(fd: int, data: bytes, offset: int) -> int:
+        if len(data) > 4096 and not any(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", no_room_for_zeros)
+    w = JournalWriter(tmp_path, 1)
+    for t in range(1, 4):
+        await w.sync(w.append(op_for(t)))
+    seg = tmp_path / segment_name(1)
+    assert _zeros_after_records(seg)[0] == seg.stat().st_size  # no space ahead: the file grew as written
+    assert w.full is None and not w.failed
+    await w.close()
+    assert [t for t, _ in logged(tmp_path)] == [1, 2, 3]
+
+
+async def test_after_a_crash_the_space_ahead_is_no_torn_tail_and_is_written_next(tmp_path: Path) -> None:
+    w = JournalWriter(tmp_path, 1)
+    for t in range(1, 3):
+        await w.sync(w.append(op_for(t)))
+    os.close(w._fd)  # the process dies: no close, the zeros stay
+    seg = tmp_path / segment_name(1)
+    end, size = _zeros_after_records(seg)
+    assert end < size
+    got = recover(tmp_path)
+    assert got.torn == [] and [t for t, _ in got.ops] == [1, 2] and seg.stat().st_size == size
+    again = JournalWriter(tmp_path, 3)
+    await again.sync(again.append(op_for(3)))
+    assert _zeros_after_records(seg)[0] > end
+    await again.close()
+    assert [t for t, _ in logged(tmp_path)] == [1, 2, 3]
+    assert [f for f, _ in list_segments(tmp_path)] == [1]  # appended where the records ended
