@@ -5,7 +5,8 @@ Needs (installed by nothing here; as root on Debian):
     apt-get install -y libnfs-utils libnfs-dev gcc nfs-ganesha nfs-ganesha-vfs rpcbind strace
 
 Measures, for each server: sequential write of a SIZE file (`nfs-cp` in: UNSTABLE 1 MiB
-WRITEs then COMMIT; after a `sync`, so no server inherits another's writeback), sequential
+WRITEs then COMMIT; after a `sync`, so no server inherits another's writeback, and `--quiet`
+seconds of rest, 5 by default: see below), sequential
 read of it while cached (`nfs-cat` to /dev/null, best of --reads), the same for a file
 copied into the store behind the server's back (nsd: its root under-storage, read once to fill
 the cache first; ganesha: its export directory) and for an object put in an S3 bucket nsd
@@ -30,9 +31,9 @@ to `guest_halt_poll_ns` before it halts (the governor's default is 200 us; 0 mea
 once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
 run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
 `--calls-only` measures the GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
-of an hour). `--writes-only` measures the write row alone, each write after a `sync` and
-`--quiet` seconds of rest: on a VM the virtual disk's own caching makes a write right after
-another one much faster or slower (docs/architecture.md, NFS performance), so give it many rounds.
+of an hour). `--writes-only` measures the write row alone. On a VM the virtual disk's own
+caching makes a write right after another one much faster or slower (docs/architecture.md, NFS
+performance): hence the rest before each write; give the row many rounds.
 Asserts nothing. If ganesha cannot run, says why and prints nsd's numbers alone.
 
     .venv/bin/python tools/bench/nfs.py [--size-mib 1024] [--dir /var/tmp] [--ops-seconds 3] [--rounds 3]
@@ -351,12 +352,13 @@ def measure(
     nfsops: Path | None = None,
     s3: S3 | None = None,
     files: bool = True,
-    quiet: float | None = None,
+    rest: float = 0.0,
+    writes_only: bool = False,
 ) -> None:
     """Each measurement on every server back to back, so a busy machine hurts them alike; with
     several rounds, the servers take turns going first and each result is the median.
     `files=False`: the call rows only (the file they stat is written but not timed).
-    `quiet`: the write row only, each write after that many seconds of rest."""
+    `rest`: seconds of quiet before each timed write. `writes_only`: the write row alone."""
     samples: dict[tuple[str, str], list[float]] = {}
 
     def note(t: Target, key: str, value: float) -> None:
@@ -365,11 +367,11 @@ def measure(
     for r in range(rounds):
         order = targets if r % 2 == 0 else targets[::-1]
         name = f"bench-file-{r}"
-        if quiet is not None:
-            write_row(order, name, source, size, note, quiet)
+        if writes_only:
+            write_row(order, name, source, size, note, rest)
             continue
         if files:
-            file_rows(order, r, name, source, size, reads, s3, note)
+            file_rows(order, r, name, source, size, reads, s3, note, rest)
         else:
             for t in order:
                 subprocess.run(["nfs-cp", str(source), _url_for(t, name)], check=True, capture_output=True)
@@ -413,10 +415,11 @@ def file_rows(
     reads: int,
     s3: S3 | None,
     note: Callable[[Target, str, float], None],
+    rest: float = 0.0,
 ) -> None:
-    """Round `r` of the write and cached-read rows: `name` written over NFS, a file put in the
-    store, an object in the S3 bucket."""
-    write_row(order, name, source, size, note)
+    """Round `r` of the write and cached-read rows: `name` written over NFS (after `rest` s of
+    quiet), a file put in the store, an object in the S3 bucket."""
+    write_row(order, name, source, size, note, rest)
     for t in order:
         best = min(_timed(["nfs-cat", _url_for(t, name)]) for _ in range(reads))
         note(t, "read MiB/s", size / MiB / best)
@@ -534,8 +537,8 @@ def main() -> None:
     ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
     ap.add_argument("--guest-halt-poll-ns", type=int, default=None, help="set the guest's halt polling for the run")
     ap.add_argument("--calls-only", action="store_true", help="only the GETATTR, LOOKUP and CREATE+REMOVE rows")
-    ap.add_argument("--writes-only", action="store_true", help="only the write row, each write after --quiet s")
-    ap.add_argument("--quiet", type=float, default=5.0, help="--writes-only: seconds of rest before each write")
+    ap.add_argument("--writes-only", action="store_true", help="only the write row")
+    ap.add_argument("--quiet", type=float, default=5.0, help="seconds of rest (after a sync) before each write")
     args = ap.parse_args()
     if args.cpus:  # every server and client started from here inherits it
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
@@ -562,9 +565,10 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
             nfsops = None if args.writes_only else build_nfsops(work)
         except RuntimeError as e:
             notes.append(f"GETATTR/LOOKUP/CREATE not measured: {e}")
-        if args.writes_only:
-            notes.append(f"the write row only, each write after a sync and {args.quiet:g} s of rest")
-        elif shutil.which("strace") is None:
+        if not args.calls_only:
+            only = "the write row only, " if args.writes_only else ""
+            notes.append(f"{only}each write after a sync and {args.quiet:g} s of rest")
+        if not args.writes_only and shutil.which("strace") is None:
             notes.append("C+R syncs/pair not counted: strace is not installed")
         with contextlib.ExitStack() as stack:
             s3: S3 | None = None
@@ -582,10 +586,10 @@ def run(args: argparse.Namespace, size: int, notes: list[str]) -> None:
                     targets.append(stack.enter_context(ganesha_server(work)))
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
                     notes.append(f"ganesha not measured: {e}")
-            quiet = args.quiet if args.writes_only else None
             measure(
-                targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3, not args.calls_only, quiet
-            )
+                targets, source, size, args.reads, args.ops_seconds, args.rounds, nfsops, s3, not args.calls_only,
+                args.quiet, args.writes_only,
+            )  # fmt: skip
     report(targets, size // MiB, notes, args.rounds)
 
 
