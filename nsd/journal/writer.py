@@ -321,7 +321,7 @@ class JournalWriter:
         A write refused for lack of space cuts the file back to `size_before` (so no partial
         record stays ahead of later ones) and raises JournalFull."""
         end = size_before + len(data)
-        if end > self._seg_end and allocate_ahead(fd, self._seg_end, end + self._ahead):
+        if end >= self._seg_end and allocate_ahead(fd, self._seg_end, end + self._ahead):
             self._seg_end = end + self._ahead
         with memoryview(data) as view:
             done = 0
