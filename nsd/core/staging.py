@@ -217,11 +217,12 @@ class Stage:
     async def sync(self) -> None:
         await self._io(os.fdatasync, self.fd)
 
-    async def chunks(self, start: int = 0) -> AsyncIterator[bytes]:
-        """The staged content from `start` to the end, streamed."""
+    async def chunks(self, start: int = 0, size: int = CHUNK) -> AsyncIterator[bytes]:
+        """The staged content from `start` to the end, streamed in pieces of `size` bytes (the
+        last may be shorter)."""
         pos = start
         while pos < self.size:
-            chunk = await self.read(pos, CHUNK)
+            chunk = await self.read(pos, size)
             if not chunk:
                 return
             pos += len(chunk)

@@ -5,10 +5,17 @@ blocks, `put`s each (tmp -> fsync -> rename -> fsync(dir) in the store) and hold
 it produced or reused against eviction until it is closed, i.e. until the caller has journaled
 the layout (then the namespace's `kept` index holds an unpersisted file's blocks). The order is
 the durable point's: blocks on disk, then the journal record, then the reply.
+
+Up to `PUTS_IN_FLIGHT` blocks are stored at once, their entries taken in file order: one at a
+time, each put waits for its own fsyncs with the disk otherwise idle; several share the file
+system's journal commits and keep the disk busy. Storing 512 MiB of new 4 MiB blocks on the
+project's VM: 179-265 MiB/s one at a time, 617 two, 1,287-1,400 four, 729 eight.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,6 +24,8 @@ from nsd import errors
 
 if TYPE_CHECKING:
     from nsd.core.cache.service import Cache
+
+PUTS_IN_FLIGHT = 4
 
 
 class Sealer:
@@ -32,6 +41,7 @@ class Sealer:
         self.new: list[list[Any]] = []  # blocks stored from `start` on
         self._buf = bytearray()
         self._held: list[str] = []
+        self._storing: deque[asyncio.Future[list[Any]]] = deque()  # puts in flight, in file order
 
     async def __aenter__(self) -> Sealer:
         return self
@@ -42,7 +52,14 @@ class Sealer:
         self.close()
 
     def close(self) -> None:
-        """Release the holds (once the layout is journaled, or the write failed)."""
+        """Release the holds (once the layout is journaled, or the write failed: then the puts
+        still in flight are cancelled, before they take any)."""
+        for put in self._storing:
+            if not put.done():
+                put.cancel()
+            elif not put.cancelled():
+                put.exception()  # retrieved: the failure the caller saw came first
+        self._storing.clear()
         self.cache.release(self._held)
         self._held = []
 
@@ -53,6 +70,7 @@ class Sealer:
 
     @property
     def layout(self) -> list[list[Any]]:
+        """Complete once `finish` has returned."""
         return self.kept + self.new
 
     def keep(self, entries: list[list[Any]]) -> None:
@@ -72,7 +90,8 @@ class Sealer:
             return
         self._buf += data
         while len(self._buf) >= bs:
-            block = bytes(self._buf[:bs])
+            with memoryview(self._buf) as view:
+                block = bytes(view[:bs])
             del self._buf[:bs]
             await self._store(block)
 
@@ -87,14 +106,26 @@ class Sealer:
             yield chunk
 
     async def finish(self) -> list[list[Any]]:
-        """Store the last, partial block; the layout is complete from `start`."""
+        """Store the last, partial block and wait for every put; the layout is complete from `start`."""
         if self._buf:
             block = bytes(self._buf)
             self._buf.clear()
             await self._store(block)
+        while self._storing:
+            await self._settle_first()
         return self.layout
 
     async def _store(self, block: bytes) -> None:
+        self._storing.append(asyncio.ensure_future(self._put(self.pos, block)))
+        self.pos += len(block)
+        if len(self._storing) >= PUTS_IN_FLIGHT:
+            await self._settle_first()
+
+    async def _settle_first(self) -> None:
+        self.new.append(await self._storing[0])
+        self._storing.popleft()
+
+    async def _put(self, pos: int, block: bytes) -> list[Any]:
         blocks = self.cache.blocks
         for _ in range(3):
             digest = await blocks.put(block)
@@ -102,7 +133,5 @@ class Sealer:
             if blocks.has(digest):
                 self.cache.hold([digest])
                 self._held.append(digest)
-                self.new.append([self.pos, len(block), digest])
-                self.pos += len(block)
-                return
+                return [pos, len(block), digest]
         raise errors.NoSpace("a new block was evicted as soon as it was stored, three times: the cache is too small")

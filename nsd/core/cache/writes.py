@@ -72,7 +72,7 @@ async def from_stage(
     sealer = Sealer(cache, start)
     try:
         sealer.keep(kept)
-        await sealer.feed_all(stage.chunks(start))
+        await sealer.feed_all(stage.chunks(start, cache.block_size))  # whole blocks: sealed without a copy
         layout = await sealer.finish()
         if wt is WriteType.CACHE_THROUGH:
             status = await stage.upload(ufs, rel)
