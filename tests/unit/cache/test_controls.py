@@ -180,3 +180,43 @@ async def test_ttls_free_or_delete_when_they_expire(tmp_path: Path) -> None:
         assert "d/a" not in env.ufs.files
     finally:
         await close(vfs)
+
+
+async def test_load_reads_several_blocks_of_a_file_at_once_and_reports_a_failed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path)
+    good, bad = os.urandom(10 * BS), os.urandom(6 * BS)
+    env.ufs.put("d/good", good)
+    env.ufs.put("d/bad", bad)
+    vfs = await env.open()
+    assert vfs.cache is not None
+    reader = vfs.cache.reader
+    real_block = reader.block
+    running = most = 0
+
+    async def block(node: FileInode, off: int, read_type: object) -> object:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.002)
+            if vfs.ns.path_of(node.ino) == "/d/bad" and off == 2 * BS:
+                raise errors.Unavailable("the under-storage timed out")
+            return await real_block(node, off, read_type)  # type: ignore[arg-type]
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(reader, "block", block)
+    try:
+        events: list[dict] = []
+        summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
+        assert most == controls.LOADS_IN_FLIGHT > 1
+        assert summary["failed"] == 1
+        failed = [e for e in events[1:] if "error" in e]
+        assert [e["path"] for e in failed] == ["/d/bad"] and "timed out" in failed[0]["error"]
+        assert summary["bytes_from_ufs"] < len(good) + len(bad)  # the failed file: what was read before
+        assert await read_all(vfs, "/d/good") == good
+        assert controls.cache_info(vfs, vfs.ns.resolve("/d/good"))["cached_bytes"] == len(good)
+    finally:
+        await close(vfs)
