@@ -4,7 +4,8 @@
                                 [--dir DIR] [--rounds 5]
 
 store  - the BlockStore alone: hashing (blake3, one thread and its pool); put throughput (hash +
-         tmp -> fsync -> rename -> fsync(dir)) vs. a raw write with one fsync; get throughput from
+         tmp -> fsync -> rename -> fsync(dir)), one at a time and as many at once as a Sealer
+         stores, vs. a raw write with one fsync; get throughput from
          the memory tier and the disk tier (warm page cache, with and without re-hashing) next to
          a plain read of one file.
 local, - through the vfs (what WebHDFS OPEN calls: read_at in 4 MiB pieces) on a local directory
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nsd.blockstore import BlockStore, TierSpec, hash_block, split_blocks
+from nsd.core.cache.ingest import PUTS_IN_FLIGHT
 
 MiB = 1 << 20
 
@@ -98,6 +100,17 @@ async def bench_store(args: argparse.Namespace) -> None:
             took = await timed(put_all)
             print(f"put (fsync={fsync!s:<5})             {rate(total, took)}   put/raw time {took / raw:5.2f}x")
             await store.close()
+        shutil.rmtree(base / "t0", ignore_errors=True)
+        store = BlockStore(memory_bytes=0, tiers=[TierSpec(base / "t0", 2 * total)])
+        await store.open()
+
+        async def put_window(store: BlockStore = store) -> None:  # as a Sealer stores blocks
+            for k in range(0, len(blocks), PUTS_IN_FLIGHT):
+                await asyncio.gather(*(store.put(b) for b in blocks[k : k + PUTS_IN_FLIGHT]))
+
+        took = await timed(put_window)
+        print(f"put, {PUTS_IN_FLIGHT} at once (fsync)        {rate(total, took)}   put/raw time {took / raw:5.2f}x")
+        await store.close()
 
         for label, memory, verify in (
             ("memory tier", 2 * total, True),
