@@ -94,8 +94,9 @@ def allocate_ahead(fd: int, start: int, end: int) -> bool:
     Why: an fdatasync after a write that grows the file must also commit the new size (a
     metadata journal commit on ext4); one that overwrites bytes the file has need not. On the
     project's VM, writing a 200-byte record and fdatasyncing it took 79-103 us in place against
-    119-134 us appended. Zeros written, not `posix_fallocate`d: writing into allocated but unwritten blocks
-    converts them at the sync, and CREATE+REMOVE pairs at 32 in flight fell 5-15% with that.
+    119-134 us appended. Zeros written, not `posix_fallocate`d: writes into allocated but
+    unwritten blocks are converted at the sync, and CREATE+REMOVE pairs at 32 in flight fell
+    5-15% with that.
     """
     zeros = bytes(max(end - start, 0))
     done = 0
