@@ -14,6 +14,7 @@ from nsd.blockstore.digest import hash_block
 from nsd.core.cache.ingest import PUTS_IN_FLIGHT, Sealer
 from nsd.core.cache.policy import WriteType
 from nsd.core.cache.service import Cache
+from nsd.vfs import Vfs
 
 
 class SlowPuts:
@@ -45,14 +46,22 @@ def sealed_data(blocks: int) -> bytes:
     return os.urandom(blocks * BS + 100)
 
 
-async def test_blocks_are_stored_several_at_once_and_laid_out_in_file_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def slow_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int | None = None
+) -> tuple[Vfs, Cache, SlowPuts]:
+    """A MUST_CACHE vfs whose block store's puts go through SlowPuts."""
     vfs = await new_env(tmp_path, write_type=WriteType.MUST_CACHE).open()
     cache = vfs.cache
     assert cache is not None
-    puts = SlowPuts(cache)
+    puts = SlowPuts(cache, fail_at)
     monkeypatch.setattr(cache.blocks, "put", puts)
+    return vfs, cache, puts
+
+
+async def test_blocks_are_stored_several_at_once_and_laid_out_in_file_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vfs, cache, puts = await slow_env(tmp_path, monkeypatch)
     data = sealed_data(10)
     try:
         sealer = Sealer(cache)
@@ -72,11 +81,7 @@ async def test_blocks_are_stored_several_at_once_and_laid_out_in_file_order(
 async def test_a_failed_put_fails_the_seal_and_the_puts_in_flight_take_no_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    vfs = await new_env(tmp_path, write_type=WriteType.MUST_CACHE).open()
-    cache = vfs.cache
-    assert cache is not None
-    puts = SlowPuts(cache, fail_at=5)
-    monkeypatch.setattr(cache.blocks, "put", puts)
+    vfs, cache, puts = await slow_env(tmp_path, monkeypatch, fail_at=5)
     try:
         sealer = Sealer(cache)
         with pytest.raises(errors.NoSpace):
@@ -90,11 +95,7 @@ async def test_a_failed_put_fails_the_seal_and_the_puts_in_flight_take_no_hold(
 
 
 async def test_a_cancelled_seal_leaves_no_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vfs = await new_env(tmp_path, write_type=WriteType.MUST_CACHE).open()
-    cache = vfs.cache
-    assert cache is not None
-    puts = SlowPuts(cache)
-    monkeypatch.setattr(cache.blocks, "put", puts)
+    vfs, cache, puts = await slow_env(tmp_path, monkeypatch)
     sealer = Sealer(cache)
 
     async def seal() -> None:
