@@ -126,7 +126,11 @@ async def _load_file(cache: Cache, f: FileInode) -> tuple[int, int, errors.NsdEr
             else:
                 fetched += len(blob)
 
-    await asyncio.gather(*(reader() for _ in range(LOADS_IN_FLIGHT)))
+    readers = min(LOADS_IN_FLIGHT, -(-f.size // cache.block_size))
+    if readers > 1:
+        await asyncio.gather(*(reader() for _ in range(readers)))
+    else:
+        await reader()  # a file of one block (or none): no tasks to make, per file of many small ones
     return fetched, already, failures[0] if failures else None
 
 
