@@ -158,7 +158,8 @@ class BlockStore:
         with room, evicting what may be evicted if none has room, and is kept in the memory tier.
         Raises NoSpace when no tier can take it, Invalid when larger than `max_block_bytes`.
         A bytes object is kept as is; anything else is copied once (the store keeps no view of
-        a caller's buffer)."""
+        a caller's buffer). Cancelled while its block is written, it raises once the block is
+        written and indexed."""
         blob = data if isinstance(data, bytes) else bytes(data)
         if len(blob) > self.max_block_bytes:
             raise Invalid(f"block of {len(blob)} bytes is over the maximum of {self.max_block_bytes}")
@@ -168,7 +169,16 @@ class BlockStore:
             self._counters.dedup_puts += 1
             self._policy.touch(digest)
             return digest
-        await self._writes.run(digest, lambda: self._write_new(digest, blob))
+        write = asyncio.ensure_future(self._writes.run(digest, lambda: self._write_new(digest, blob)))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # A write runs to its end: its worker thread cannot be stopped, and the file it
+            # leaves must be in the index (garbage to evict), not an orphan on disk.
+            await asyncio.wait([write])
+            if not write.cancelled():
+                write.exception()  # retrieved: the caller has gone
+            raise
         return digest
 
     async def get(self, digest: str, *, promote: bool = False, count: bool = True) -> bytes | None:

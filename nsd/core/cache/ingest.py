@@ -50,6 +50,15 @@ class Sealer:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.abort()
+
+    async def abort(self) -> None:
+        """Close after a failure: the puts still in flight are cancelled and waited for (a block
+        being written is written to its end, see BlockStore.put), so when the failed write
+        returns, its blocks are all in the store, unheld: garbage that eviction may take."""
+        for put in self._storing:
+            put.cancel()
+        await asyncio.gather(*self._storing, return_exceptions=True)
         self.close()
 
     def close(self) -> None:

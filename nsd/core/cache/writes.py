@@ -79,7 +79,7 @@ async def from_stage(
             return sealer, Content(status.size, status.fingerprint(), layout)
         return sealer, Content(sealer.size, None, layout)
     except BaseException:
-        sealer.close()
+        await sealer.abort()
         raise
 
 
@@ -107,7 +107,7 @@ async def append(
         await sealer.feed_all(chunks)
         return sealer, Content(sealer.size, None, await sealer.finish())
     except BaseException:
-        sealer.close()
+        await sealer.abort()
         raise
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,33 @@ async def test_concurrent_puts_of_one_new_block_write_it_once(make: Factory, tmp
     assert store.stats()["bytes_written"] == MiB
     assert len(block_files(tmp_path / "t0")) == 1
     store.check()
+
+
+async def test_a_put_cancelled_while_its_block_is_written_leaves_it_indexed(
+    make: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await make(0, 10 * MiB)
+    data = os.urandom(MiB)
+    writing, finish = threading.Event(), threading.Event()
+    real = DiskTier.write
+
+    def slow(self: DiskTier, digest: str, blob: bytes) -> None:
+        writing.set()
+        finish.wait(30)
+        real(self, digest, blob)
+
+    monkeypatch.setattr(DiskTier, "write", slow)
+    put = asyncio.ensure_future(store.put(data))
+    await asyncio.to_thread(writing.wait, 30)
+    put.cancel()
+    await asyncio.sleep(0.05)
+    assert not put.done()  # waits for the worker thread, which it cannot stop
+    finish.set()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    assert store.has(hash_block(data)) and len(block_files(tmp_path / "t0")) == 1
+    store.check()  # the file is in the index (unreferenced: garbage for eviction), no orphan
+    assert store.stats()["bytes_written"] == MiB and store.refs(hash_block(data)) == 0
 
 
 # ---- reads --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cachevfs import BS, chunks, close, new_env
 
 from nsd import errors
 from nsd.blockstore.digest import hash_block
+from nsd.blockstore.disk import DiskTier
 from nsd.core.cache.ingest import PUTS_IN_FLIGHT, Sealer
 from nsd.core.cache.policy import WriteType
 from nsd.core.cache.service import Cache
@@ -81,15 +83,22 @@ async def test_blocks_are_stored_several_at_once_and_laid_out_in_file_order(
 async def test_a_failed_put_fails_the_seal_and_the_puts_in_flight_take_no_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    vfs, cache, puts = await slow_env(tmp_path, monkeypatch, fail_at=5)
+    vfs, cache, puts = await slow_env(tmp_path, monkeypatch, fail_at=0)
+    real_write = DiskTier.write
+
+    def slow_write(tier: DiskTier, digest: str, blob: bytes) -> None:
+        time.sleep(0.05)  # the puts after the failed one are still writing when it fails
+        real_write(tier, digest, blob)
+
+    monkeypatch.setattr(DiskTier, "write", slow_write)
     try:
         sealer = Sealer(cache)
         with pytest.raises(errors.NoSpace):
             await sealer.feed_all(chunks(sealed_data(12)))
             await sealer.finish()
-        sealer.close()
-        await asyncio.sleep(0.05)  # what was in flight has been cancelled, not completed
-        assert puts.running == 0 and puts.stored < 12 and cache.holds == {}
+        await sealer.abort()
+        assert puts.running == 0 and puts.stored < 12 and cache.holds == {}  # cancelled and waited for
+        cache.blocks.check()  # what they stored is indexed (garbage), no file is left behind
     finally:
         await close(vfs)
 
@@ -110,7 +119,7 @@ async def test_a_cancelled_seal_leaves_no_hold(tmp_path: Path, monkeypatch: pyte
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.05)
         assert puts.running == 0 and cache.holds == {}
+        cache.blocks.check()
     finally:
         await close(vfs)
