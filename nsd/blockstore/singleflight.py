@@ -24,6 +24,9 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._flights)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._flights
+
     async def run(self, key: Hashable, loader: Callable[[], Awaitable[T]]) -> T:
         flight = self._flights.get(key)
         if flight is not None:

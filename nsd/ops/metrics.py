@@ -322,5 +322,8 @@ def _cache_metrics(r: dict[str, Any], pending: int) -> Iterator[Any]:
     yield counter(
         "nsd_cache_refetched_blocks", "Cached blocks lost (evicted, corrupt) and read again.", r["refetched_blocks"]
     )
+    yield counter(
+        "nsd_cache_read_ahead_blocks", "Blocks fetched from the UFS ahead of sequential reads.", r["read_ahead_blocks"]
+    )
     yield gauge("nsd_cache_pending_persists", "Files waiting for a background persist.", pending)
     yield gauge("nsd_cache_pinned_files", "Pinned files.", r["pinned_files"])

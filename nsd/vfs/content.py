@@ -49,6 +49,8 @@ class ContentOps(VfsBase):
                 await self.commit(ino, caller=SYSTEM)
             except errors.NsdError as e:
                 log.warning("could not seal staged writes of inode %d at shutdown: %s", ino, e)
+        if self.cache is not None:
+            await self.cache.reader.close()  # reads ahead stop before the mounts and the store close
 
     # ---- reads by inode -------------------------------------------------------------------
 

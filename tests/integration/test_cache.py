@@ -152,6 +152,25 @@ def test_no_stale_read_after_an_out_of_band_overwrite(fast: Daemon, tmp_path: Pa
     assert open_(fast, "/m/f") == b"C" * 10
 
 
+def test_first_reads_over_nfs_and_webhdfs_fetch_blocks_ahead_once(fast: Daemon, tmp_path: Path) -> None:
+    ufs = tmp_path / "ufs"
+    mount_dir(fast, "/m", ufs)
+    over_nfs, over_webhdfs = os.urandom(24 * MiB + 5), os.urandom(24 * MiB)
+    (ufs / "a").write_bytes(over_nfs)
+    (ufs / "b").write_bytes(over_webhdfs)
+    back = tmp_path / "back"
+    subprocess.run(["nfs-cp", fast.nfs_url("/m/a"), str(back)], check=True, capture_output=True, timeout=300)
+    assert back.read_bytes() == over_nfs
+    assert open_(fast, "/m/b") == over_webhdfs
+    c = cache_report(fast)
+    total = len(over_nfs) + len(over_webhdfs)
+    assert (c["bytes_from_ufs"], c["misses"]) == (total, 25 + 24)  # each block fetched once
+    assert c["read_ahead_blocks"] >= 30  # most: a read that comes first fetches its block itself
+    text = requests.get(f"{fast.url}/metrics", timeout=30).text
+    assert f"nsd_cache_read_ahead_blocks_total {float(c['read_ahead_blocks'])}" in text
+    assert open_(fast, "/m/a") == over_nfs and cache_report(fast)["bytes_from_ufs"] == total
+
+
 def test_s3_read_through_cache_hits_and_no_stale_read(fast: Daemon, s3: MotoS3) -> None:
     bucket = s3.bucket()
     client = s3.client()

@@ -1,7 +1,7 @@
 """Block cache benchmark: prints figures, asserts nothing.
 
-    python tools/bench/cache.py [--only store,local,s3,dedup,ingest] [--mib 256] [--block-mib 4]
-                                [--dir DIR] [--rounds 5]
+    python tools/bench/cache.py [--only store,local,s3,ahead,dedup,ingest] [--mib 256] [--block-mib 4]
+                                [--dir DIR] [--rounds 5] [--ufs-latency-ms 20]
 
 store  - the BlockStore alone: hashing (blake3, one thread and its pool); put throughput (hash +
          tmp -> fsync -> rename -> fsync(dir)), one at a time and as many at once as a Sealer
@@ -14,6 +14,10 @@ s3       and on S3 (moto's server, in this process: it competes with nsd for the
          empties memory; the page cache stays warm), read from the memory tier; GB/s, hit ratio,
          RSS; cached/UFS speed ratios; the peer: one direct pyarrow read of the same bytes (the
          object in one GET, the local file from the page cache) and nsd's speeds against it.
+ahead  - first reads through the vfs with the sequential reader's missing blocks fetched from the
+         UFS ahead of it, and without (the peer: the same nsd, rounds alternating): a local
+         directory (bounded by writing the cache: each block put with its fsyncs) and a memory
+         store whose reads wait --ufs-latency-ms first, as a remote store's first byte does.
 dedup  - the same file under two mounts read through the vfs: logical, physical, dedup ratio.
 ingest - MUST_CACHE writes through the vfs (cut, blake3, put with fsync, journal) vs. a raw
          write of the same bytes with one fsync.
@@ -140,18 +144,20 @@ async def bench_store(args: argparse.Namespace) -> None:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="store,local,s3,dedup,ingest", help="comma-separated sections")
+    ap.add_argument("--only", default="store,local,s3,ahead,dedup,ingest", help="comma-separated sections")
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--block-mib", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5, help="repetitions of each read pass")
     ap.add_argument("--dir", type=Path, default=None, help="where data goes (default: a tmp dir)")
+    ap.add_argument("--ufs-latency-ms", type=float, default=20, help="ahead: the remote-like store's wait a read")
     args = ap.parse_args()
-    from cache_vfs import bench_dedup, bench_ingest, bench_vfs
+    from cache_vfs import bench_ahead, bench_dedup, bench_ingest, bench_vfs
 
     sections = {
         "store": bench_store,
         "local": lambda a: bench_vfs(a, "local"),
         "s3": lambda a: bench_vfs(a, "s3"),
+        "ahead": bench_ahead,
         "dedup": bench_dedup,
         "ingest": bench_ingest,
     }

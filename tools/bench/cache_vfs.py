@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -16,11 +18,13 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nsd.blockstore import BlockStore, TierSpec
+from nsd.core.cache import reader
 from nsd.core.cache.policy import ReadType, WriteType
 from nsd.core.cache.service import CacheSettings
 from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.core.mounttable import MountTable
 from nsd.daemon import assemble_vfs
+from nsd.ufs.adapters import memory
 from nsd.vfs import Caller, Vfs
 
 MiB = 1 << 20
@@ -155,6 +159,48 @@ async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
         if server is not None:
             server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def cold_read(args: argparse.Namespace, data: bytes, remote: bool) -> float:
+    """Seconds for a first read of `data` through a new vfs: from a local directory, or from a
+    memory store whose reads wait `--ufs-latency-ms` first (a remote store's first byte)."""
+    base = Path(tempfile.mkdtemp(prefix="nsd-bench-ahead-", dir=args.dir))
+    name = "bench-" + secrets.token_hex(4)
+    try:
+        vfs = await open_vfs(base, args.block_mib * MiB, memory=2 * len(data))
+        if remote:
+            memory.store(name).put("big", data)
+            latency = str(args.ufs_latency_ms / 1000)
+            await vfs.mount("/remote", f"memory://{name}", caller=ME, options={"fault_read_latency_s": latency})
+        else:
+            (base / "ufs" / "big").write_bytes(data)
+            os.sync()  # the copy's writeback is not the read's to wait for
+        took, n = await read_through(vfs, "/remote/big" if remote else "/big")
+        assert n == len(data)
+        await close_vfs(vfs)
+        return took
+    finally:
+        memory.drop_store(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def bench_ahead(args: argparse.Namespace) -> None:
+    ahead = reader.READ_AHEAD_BLOCKS
+    data = os.urandom(args.mib * MiB)
+    print(
+        f"first read of {args.mib} MiB in 4 MiB pieces, {args.block_mib} MiB blocks, {ahead} blocks fetched "
+        f"ahead vs none (the peer: nsd without it), {args.rounds} alternating rounds, medians"
+    )
+    for remote in (False, True):
+        took: dict[int, list[float]] = {ahead: [], 0: []}
+        for _ in range(args.rounds):
+            for n in (ahead, 0):
+                reader.READ_AHEAD_BLOCKS = n
+                took[n].append(await cold_read(args, data, remote))
+        reader.READ_AHEAD_BLOCKS = ahead
+        on, off = statistics.median(took[ahead]), statistics.median(took[0])
+        where = f"memory store, {args.ufs_latency_ms:g} ms a read" if remote else "local directory"
+        print(f"{where:<28} ahead {gbps(len(data), on)}   none {gbps(len(data), off)}   {off / on:5.2f}x")
 
 
 async def bench_dedup(args: argparse.Namespace) -> None:

@@ -7,6 +7,11 @@ and recorded in the layout with a CacheBlock carrying the fingerprint it was rea
 block read from an older version of the object never joins a newer one. Concurrent readers of
 one missing block share one fetch (single flight by inode, offset and fingerprint).
 
+A sequential reader (a read that starts where the file's last one ended) gets blocks ahead of
+it: the next cached one read from disk, and up to READ_AHEAD_BLOCKS missing ones fetched from the
+UFS and cached at once, so a first read of a file is not one UFS round trip and one block put
+(its fsyncs) after another.
+
 An unpersisted file's blocks are its only copy: one that is missing is an error, never a fetch.
 """
 
@@ -37,6 +42,8 @@ log = logging.getLogger("nsd.cache")
 
 RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
 SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
+READ_AHEAD_BLOCKS = 4  # missing blocks of a sequential reader's file fetched from the UFS ahead of it
+FETCHED_AHEAD_MAX = 8  # such blocks in flight or waiting for their reader, all files together (memory)
 
 
 class BlockPeers(Protocol):
@@ -58,6 +65,7 @@ class ReadCounters:
     bytes_from_cache: int = 0
     bytes_from_ufs: int = 0  # bytes fetched from the UFS (whole blocks)
     refetched: int = 0  # blocks a layout named but the store had lost (evicted or corrupt)
+    read_ahead: int = 0  # blocks fetched from the UFS ahead of a sequential reader (also misses, once read)
     not_cached: int = 0  # fetched blocks the store had no room for (served anyway)
 
     def as_dict(self) -> dict[str, int]:
@@ -79,6 +87,9 @@ class BlockReader:
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
         self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
+        # a sequential reader's missing blocks, by fetch key: being fetched, and fetched but not yet read
+        self._fetching: dict[tuple[Any, ...], asyncio.Task[None]] = {}
+        self._fetched: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self.peers: BlockPeers | None = None  # cluster mode: blocks other nodes own
 
     async def read(
@@ -91,6 +102,7 @@ class BlockReader:
         A range inside one block is a view of that (immutable) block, not a copy: a 1 MiB NFS
         READ of a 4 MiB block costs no memcpy here."""
         end = offset + count
+        self._sequential(node, offset, end, read_type, size)
         parts: list[bytes | memoryview] = []
         pos = offset
         while pos < end:
@@ -102,20 +114,22 @@ class BlockReader:
             if cached:
                 self.counters.bytes_from_cache += hi - lo
             pos = boff + hi
-        self._sequential(node, offset, pos, size)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _sequential(self, node: FileInode, offset: int, end: int, size: int | None) -> None:
-        """A read that starts where the file's last one ended gets the next block read ahead
-        (disk read and re-hash in a worker thread, or in a cluster the fetch from its owner)
-        while this one is sent, so a sequential reader never waits for them. Only cached blocks:
-        a UFS fetch waits for a real read."""
+    def _sequential(self, node: FileInode, offset: int, end: int, read_type: ReadType, size: int | None) -> None:
+        """A read that starts where the file's last one ended (seen as it starts, so reads a
+        client sends back to back count) gets blocks from `end` on read ahead while it runs:
+        the next cached one (disk read and re-hash in a worker thread, or in a cluster the fetch
+        from its owner), and the missing ones in the next READ_AHEAD_BLOCKS from the UFS."""
         last = self._last_end.pop(node.ino, None)
         self._last_end[node.ino] = end
         if len(self._last_end) > SEQUENTIAL_FILES:
             self._last_end.popitem(last=False)
-        if last != offset or end >= (node.size if size is None else size):
+        file_size = node.size if size is None else size
+        if last != offset or end >= file_size:
             return
+        if read_type is not ReadType.NO_CACHE and not unpersisted(node):
+            self._fetch_ahead(node, end, file_size, read_type)
         entry = block_at(node.layout, end)
         if entry is None:
             return
@@ -126,6 +140,50 @@ class BlockReader:
         task = asyncio.get_running_loop().create_task(self._get(digest), context=contextvars.Context())
         self._ahead[digest] = task
         task.add_done_callback(lambda t: self._ahead_done(digest, t))
+
+    def _fetch_ahead(self, node: FileInode, end: int, file_size: int, read_type: ReadType) -> None:
+        bs = self.block_size
+        first = end // bs * bs
+        for boff in range(first, min(file_size, first + READ_AHEAD_BLOCKS * bs), bs):
+            entry = block_at(node.layout, boff)
+            if entry is not None and (self.peers is not None or self.blocks.has(entry[2])):
+                continue  # cached: read from disk when its turn comes (or just ahead, above)
+            key = self._fetch_key(node, boff, file_size)
+            if key in self._fetching or key in self._fetched or key in self._fetches:
+                continue
+            if len(self._fetching) + len(self._fetched) >= FETCHED_AHEAD_MAX:
+                if not self._fetched:
+                    return
+                self._fetched.popitem(last=False)  # the oldest one a reader left behind
+            task = asyncio.get_running_loop().create_task(
+                self._fetch_one_ahead(key, node, read_type), context=contextvars.Context()
+            )
+            self._fetching[key] = task
+
+    async def _fetch_one_ahead(self, key: tuple[Any, ...], node: FileInode, read_type: ReadType) -> None:
+        """Fetch and cache one block (shared with a reader that comes for it meanwhile), and keep
+        it for the read to come: a cluster follower does not see its layout entry at once."""
+        _, boff, blen, _ = key
+        fp = node.fingerprint
+        try:
+            self._fetched[key] = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
+            self.counters.read_ahead += 1
+        except Exception as e:  # the real read meets it again
+            log.debug("fetching a block of inode %d ahead failed: %s", node.ino, e)
+        finally:
+            del self._fetching[key]
+
+    async def close(self) -> None:
+        """Stop what is being read ahead (before the store and the mounts close)."""
+        tasks = [*self._fetching.values(), *self._ahead.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fetching.clear()  # a task cancelled before it ran never removed itself
+        self._fetched.clear()
+
+    def _fetch_key(self, node: FileInode, boff: int, file_size: int) -> tuple[Any, ...]:
+        return (node.ino, boff, min(self.block_size, file_size - boff), _freeze(node.fingerprint))
 
     def _ahead_done(self, digest: str, task: asyncio.Task[bytes | None]) -> None:
         self._ahead.pop(digest, None)
@@ -141,6 +199,12 @@ class BlockReader:
     async def _block(
         self, node: FileInode, pos: int, read_type: ReadType, size: int | None = None
     ) -> tuple[int, bytes, bool]:
+        if self._fetched and not unpersisted(node):  # fetched ahead for this read?
+            boff = pos // self.block_size * self.block_size
+            blob = self._fetched.pop(self._fetch_key(node, boff, node.size if size is None else size), None)
+            if blob is not None:
+                self.counters.block_misses += 1
+                return boff, blob, False
         entry = block_at(node.layout, pos)
         if entry is not None:
             off, length, digest = entry
@@ -154,12 +218,11 @@ class BlockReader:
         elif unpersisted(node):
             raise errors.Corrupt(f"inode {node.ino} has no block at offset {pos}, and was never persisted")
         self.counters.block_misses += 1
-        bs = self.block_size
-        boff = pos // bs * bs
-        blen = min(bs, (node.size if size is None else size) - boff)
-        fp = node.fingerprint
-        key = (node.ino, boff, blen, _freeze(fp))
+        boff = pos // self.block_size * self.block_size
+        key = self._fetch_key(node, boff, node.size if size is None else size)
+        blen, fp = key[2], node.fingerprint
         blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
+        self._fetched.pop(key, None)  # a fetch ahead this read joined leaves nothing behind
         return boff, blob, False
 
     async def _keep(self, data: bytes) -> str:

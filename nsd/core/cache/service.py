@@ -205,6 +205,7 @@ class Cache:
             "bytes_from_cache": r.bytes_from_cache,
             "bytes_from_ufs": r.bytes_from_ufs,
             "refetched_blocks": r.refetched,
+            "read_ahead_blocks": r.read_ahead,
             "corrupt_blocks": s["corrupt"],
             "pending_persists": len(self.ns.persist_pending),
             "pinned_files": sum(1 for ino in self.ns.pinned if isinstance(self.ns.inodes.get(ino), FileInode)),

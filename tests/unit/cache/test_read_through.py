@@ -10,6 +10,7 @@ import pytest
 from cachevfs import BS, ME, close, new_env, read_all
 
 from nsd.core.cache.policy import ReadType
+from nsd.core.cache.reader import READ_AHEAD_BLOCKS, BlockReader
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import block_at
 
@@ -232,3 +233,123 @@ async def test_sequential_reads_get_the_next_cached_block_read_ahead(tmp_path: P
         assert not reader._ahead
     finally:
         await close(vfs)
+
+
+def ahead_offsets(reader: BlockReader) -> list[int]:
+    return sorted(key[1] for key in reader._fetching)
+
+
+async def test_a_sequential_cold_reader_gets_missing_blocks_fetched_ahead_once(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(12 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        env.ufs.faults.read_latency = 0.02  # a remote store's first byte
+        assert (await vfs.read_at(node.ino, 0, BS, caller=ME))[0] == data[:BS]
+        assert not reader._fetching  # one read is not yet a sequence
+        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+        await asyncio.sleep(0)
+        # the window starts where this read ends: the next READ_AHEAD_BLOCKS blocks, all at once
+        assert ahead_offsets(reader) == [b * BS for b in range(2, 2 + READ_AHEAD_BLOCKS)]
+        assert (await second)[0] == data[BS : 2 * BS]
+        got = [data[: 2 * BS]]
+        for pos in range(2 * BS, len(data), BS // 2):  # half blocks: the window moves a block at a time
+            got.append(bytes((await vfs.read_at(node.ino, pos, BS // 2, caller=ME))[0]))
+            assert len(reader._fetching) + len(reader._fetched) <= READ_AHEAD_BLOCKS
+        assert b"".join(got) == data
+        c = reader.counters
+        assert (c.bytes_from_ufs, c.block_misses, c.read_ahead) == (len(data), 12, 10)  # each block fetched once
+        assert vfs.cache.report()["read_ahead_blocks"] == 10
+        assert not reader._fetching and not reader._fetched
+        assert [e[:2] for e in layout_of(vfs, "/f")] == [[b * BS, BS] for b in range(12)]
+        calls = env.ufs.calls
+        assert await read_all(vfs, "/f") == data and env.ufs.calls == calls  # all of it cached
+    finally:
+        await close(vfs)
+
+
+async def test_jumps_and_uncached_reads_fetch_nothing_ahead(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(8 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        for pos in (5 * BS, 0, 3 * BS, BS):  # random access
+            assert (await vfs.read_at(node.ino, pos, BS, caller=ME))[0] == data[pos : pos + BS]
+            assert not reader._fetching
+        for pos in range(4 * BS, 8 * BS, BS):  # sequential, but NO_CACHE keeps nothing to read ahead for
+            await vfs.read_at(node.ino, pos, BS, caller=ME, read_type=ReadType.NO_CACHE)
+            assert not reader._fetching
+        assert reader.counters.read_ahead == 0
+    finally:
+        await close(vfs)
+
+
+async def test_blocks_cached_already_are_not_fetched_ahead(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    data = os.urandom(8 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        for pos in (3 * BS, 5 * BS):
+            await vfs.read_at(node.ino, pos, BS, caller=ME)
+        got = [bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]) for pos in range(0, 8 * BS, BS)]
+        assert b"".join(got) == data
+        assert (reader.counters.bytes_from_ufs, reader.counters.read_ahead) == (len(data), 4)  # 2, 4, 6, 7
+    finally:
+        await close(vfs)
+
+
+async def test_a_block_fetched_ahead_that_the_store_cannot_keep_is_served_not_fetched_again(tmp_path: Path) -> None:
+    env = new_env(tmp_path, disk_bytes=BS // 2)  # no block fits: each one is served but not cached
+    data = os.urandom(6 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        got = []
+        for pos in range(0, len(data), BS):
+            got.append(bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]))
+        assert b"".join(got) == data
+        c = reader.counters
+        assert (c.bytes_from_ufs, c.not_cached, c.read_ahead) == (len(data), 6, 4)
+        assert layout_of(vfs, "/f") == [] and not reader._fetched
+    finally:
+        await close(vfs)
+
+
+async def test_closing_stops_the_fetches_ahead(tmp_path: Path) -> None:
+    env = new_env(tmp_path)
+    env.ufs.put("f", os.urandom(8 * BS))
+    vfs = await env.open()
+    closed = False
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        await vfs.read_at(node.ino, 0, BS, caller=ME)
+        env.ufs.faults.read_latency = 30  # fetches that would outlive the test
+        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+        await asyncio.sleep(0)
+        tasks = list(reader._fetching.values())
+        assert len(tasks) == READ_AHEAD_BLOCKS
+        second.cancel()
+        await close(vfs)
+        closed = True
+        assert all(t.cancelled() for t in tasks) and not reader._fetching
+        assert [e[0] for e in layout_of(vfs, "/f")] == [0]  # only the block read before
+    finally:
+        if not closed:
+            await close(vfs)
