@@ -1,7 +1,7 @@
 """Block cache benchmark: prints figures, asserts nothing.
 
-    python tools/bench/cache.py [--only store,local,s3,ahead,dedup,ingest] [--mib 256] [--block-mib 4]
-                                [--dir DIR] [--rounds 5] [--ufs-latency-ms 20]
+    python tools/bench/cache.py [--only store,local,s3,ahead,load,dedup,ingest] [--mib 256] [--block-mib 4]
+                                [--dir DIR] [--rounds 5] [--ufs-latency-ms 20] [--small-files 512]
 
 store  - the BlockStore alone: hashing (blake3, one thread and its pool); put throughput (hash +
          tmp -> fsync -> rename -> fsync(dir)), one at a time and as many at once as a Sealer
@@ -18,6 +18,9 @@ ahead  - first reads through the vfs with the sequential reader's missing blocks
          UFS ahead of it, and without (the peer: the same nsd, rounds alternating): a local
          directory (bounded by writing the cache: each block put with its fsyncs) and a memory
          store whose reads wait --ufs-latency-ms first, as a remote store's first byte does.
+load   - `nsd load -r` (controls.load_path) from the same remote-like memory store: many small files
+         and one large file, LOADS_IN_FLIGHT blocks at once across files vs one at a time (the
+         peer: the same nsd, rounds alternating); files/s and GB/s.
 dedup  - the same file under two mounts read through the vfs: logical, physical, dedup ratio.
 ingest - MUST_CACHE writes through the vfs (cut, blake3, put with fsync, journal) vs. a raw
          write of the same bytes with one fsync.
@@ -144,20 +147,22 @@ async def bench_store(args: argparse.Namespace) -> None:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="store,local,s3,ahead,dedup,ingest", help="comma-separated sections")
+    ap.add_argument("--only", default="store,local,s3,ahead,load,dedup,ingest", help="comma-separated sections")
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--block-mib", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5, help="repetitions of each read pass")
     ap.add_argument("--dir", type=Path, default=None, help="where data goes (default: a tmp dir)")
-    ap.add_argument("--ufs-latency-ms", type=float, default=20, help="ahead: the remote-like store's wait a read")
+    ap.add_argument("--ufs-latency-ms", type=float, default=20, help="ahead, load: the remote-like store's wait")
+    ap.add_argument("--small-files", type=int, default=512, help="load: how many 64 KiB files")
     args = ap.parse_args()
-    from cache_vfs import bench_ahead, bench_dedup, bench_ingest, bench_vfs
+    from cache_vfs import bench_ahead, bench_dedup, bench_ingest, bench_load, bench_vfs
 
     sections = {
         "store": bench_store,
         "local": lambda a: bench_vfs(a, "local"),
         "s3": lambda a: bench_vfs(a, "s3"),
         "ahead": bench_ahead,
+        "load": bench_load,
         "dedup": bench_dedup,
         "ingest": bench_ingest,
     }

@@ -24,6 +24,7 @@ from nsd.core.cache.service import CacheSettings
 from nsd.core.metastore import MetaStore, initial_checkpoint
 from nsd.core.mounttable import MountTable
 from nsd.daemon import assemble_vfs
+from nsd.ops.cache import controls
 from nsd.ufs.adapters import memory
 from nsd.vfs import Caller, Vfs
 
@@ -201,6 +202,52 @@ async def bench_ahead(args: argparse.Namespace) -> None:
         on, off = statistics.median(took[ahead]), statistics.median(took[0])
         where = f"memory store, {args.ufs_latency_ms:g} ms a read" if remote else "local directory"
         print(f"{where:<28} ahead {gbps(len(data), on)}   none {gbps(len(data), off)}   {off / on:5.2f}x")
+
+
+async def timed_load(args: argparse.Namespace, files: dict[str, bytes]) -> float:
+    """Seconds for `nsd load -r` of `files`, put in a memory store whose reads wait
+    `--ufs-latency-ms` first, through a new vfs."""
+    base = Path(tempfile.mkdtemp(prefix="nsd-bench-load-", dir=args.dir))
+    name = "bench-" + secrets.token_hex(4)
+    try:
+        vfs = await open_vfs(base, args.block_mib * MiB, memory=256 * MiB)
+        for key, data in files.items():
+            memory.store(name).put(f"d/{key}", data)
+        latency = str(args.ufs_latency_ms / 1000)
+        await vfs.mount("/remote", f"memory://{name}", caller=ME, options={"fault_read_latency_s": latency})
+        t0 = time.perf_counter()
+        summary = await controls.load_path(vfs, "/remote/d", recursive=True)
+        took = time.perf_counter() - t0
+        assert summary["bytes_from_ufs"] == sum(map(len, files.values())) and not summary["failed"]
+        await close_vfs(vfs)
+        return took
+    finally:
+        memory.drop_store(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def bench_load(args: argparse.Namespace) -> None:
+    in_flight = controls.LOADS_IN_FLIGHT
+    small = {f"f{i:04}": os.urandom(64 << 10) for i in range(args.small_files)}
+    large = {"big": os.urandom(args.mib * MiB)}
+    print(
+        f"nsd load -r from a memory store whose reads wait {args.ufs_latency_ms:g} ms; {in_flight} blocks "
+        f"at once vs one (the peer: the same nsd, one block at a time), {args.rounds} alternating rounds, medians"
+    )
+    for label, files in ((f"{len(small)} files of 64 KiB", small), (f"one file of {args.mib} MiB", large)):
+        took: dict[int, list[float]] = {in_flight: [], 1: []}
+        for _ in range(args.rounds):
+            for n in (in_flight, 1):
+                controls.LOADS_IN_FLIGHT = n
+                took[n].append(await timed_load(args, files))
+        controls.LOADS_IN_FLIGHT = in_flight
+        many, one = statistics.median(took[in_flight]), statistics.median(took[1])
+        if len(files) > 1:
+            fast, slow = f"{len(files) / many:6.0f} files/s", f"{len(files) / one:6.0f} files/s"
+        else:
+            nbytes = sum(map(len, files.values()))
+            fast, slow = gbps(nbytes, many), gbps(nbytes, one)
+        print(f"{label:<24} {fast}   one at a time {slow}   {one / many:5.2f}x")
 
 
 async def bench_dedup(args: argparse.Namespace) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nsd import errors
-from nsd.blockstore import split_blocks
 from nsd.core.cache.policy import ReadType
 from nsd.core.cache.service import Cache
 from nsd.core.users import SYSTEM
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from nsd.vfs import Vfs
 
 BATCH = 1000  # pin changes per journal group
-LOADS_IN_FLIGHT = 4  # blocks of a file read and stored at once (each store waits on its fsyncs)
+LOADS_IN_FLIGHT = 4  # blocks read and stored at once by a load (each store waits on its fsyncs)
 
 
 def require_cache(vfs: Vfs) -> Cache:
@@ -74,8 +74,10 @@ def cache_info(vfs: Vfs, node: Inode) -> dict[str, Any]:
 async def load_path(
     vfs: Vfs, path: str, *, recursive: bool = False, progress: Callable[[dict[str, Any]], Any] | None = None
 ) -> dict[str, Any]:
-    """Read every block of the files into the cache. `progress` is called with the plan first
-    ({"files", "bytes"}), then once per file. Returns the summary."""
+    """Read every block of the files into the cache, `LOADS_IN_FLIGHT` blocks at once across
+    files (many small files: several at once too; a large one: several of its blocks). After a
+    block of a file fails, its other blocks are skipped. `progress` is called with the plan
+    first ({"files", "bytes"}), then once per file as it completes. Returns the summary."""
     cache = require_cache(vfs)
     files = await files_below(vfs, path, recursive)
     total = sum(f.size for f in files)
@@ -89,49 +91,56 @@ async def load_path(
         "failed": 0,
     }
     started = time.monotonic()
-    for f in files:
+    bs = cache.block_size
+    loads = [_FileLoad(f, -(-f.size // bs)) for f in files]
+    reporting = asyncio.Lock()  # one event at a time on the progress stream
+
+    async def report(load: _FileLoad) -> None:
+        f = load.node
         event: dict[str, Any] = {"path": vfs.ns.path_of(f.ino) if f.ino in vfs.ns.inodes else "?", "bytes": f.size}
-        fetched, already, failure = await _load_file(cache, f)
-        summary["bytes_already_cached"] += already
-        if failure is not None:
+        summary["bytes_already_cached"] += load.already
+        summary["bytes_from_ufs"] += load.fetched
+        event["bytes_from_ufs"] = load.fetched
+        if load.failure is not None:
             summary["failed"] += 1
-            event["error"] = failure.message
-        summary["bytes_from_ufs"] += fetched
-        event["bytes_from_ufs"] = fetched
+            event["error"] = load.failure.message
         if progress is not None:
-            await _call(progress, event)
+            async with reporting:
+                await _call(progress, event)
+
+    blocks = ((load, off) for load in loads for off in range(0, load.node.size, bs))
+
+    async def worker() -> None:
+        for load, off in blocks:  # shared: each worker takes the next block
+            if load.failure is None:
+                try:
+                    _, blob, cached = await cache.reader.block(load.node, off, ReadType.CACHE)
+                except errors.NsdError as e:
+                    load.failure = e
+                else:
+                    if cached:
+                        load.already += len(blob)
+                    else:
+                        load.fetched += len(blob)
+            load.left -= 1
+            if load.left == 0:
+                await report(load)
+
+    for load in loads:
+        if load.left == 0:  # empty: nothing to read
+            await report(load)
+    await asyncio.gather(*(worker() for _ in range(min(LOADS_IN_FLIGHT, sum(load.left for load in loads)))))
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-async def _load_file(cache: Cache, f: FileInode) -> tuple[int, int, errors.NsdError | None]:
-    """Every block of `f` into the cache, `LOADS_IN_FLIGHT` at a time: (bytes read from the UFS,
-    bytes found cached, the first failure). After a failure the other readers stop taking blocks."""
-    blocks = iter(split_blocks(f.size, cache.block_size))
-    fetched = already = 0
-    failures: list[errors.NsdError] = []
-
-    async def reader() -> None:
-        nonlocal fetched, already
-        for off, _ in blocks:  # shared: each reader takes the next block
-            if failures:
-                return
-            try:
-                _, blob, cached = await cache.reader.block(f, off, ReadType.CACHE)
-            except errors.NsdError as e:
-                failures.append(e)
-                return
-            if cached:
-                already += len(blob)
-            else:
-                fetched += len(blob)
-
-    readers = min(LOADS_IN_FLIGHT, -(-f.size // cache.block_size))
-    if readers > 1:
-        await asyncio.gather(*(reader() for _ in range(readers)))
-    else:
-        await reader()  # a file of one block (or none): no tasks to make, per file of many small ones
-    return fetched, already, failures[0] if failures else None
+@dataclass(slots=True)
+class _FileLoad:
+    node: FileInode
+    left: int  # blocks not yet read (or skipped)
+    fetched: int = 0  # bytes read from the UFS
+    already: int = 0  # bytes found cached
+    failure: errors.NsdError | None = None
 
 
 async def _call(fn: Callable[[dict[str, Any]], Any], event: dict[str, Any]) -> None:

@@ -220,3 +220,43 @@ async def test_load_reads_several_blocks_of_a_file_at_once_and_reports_a_failed_
         assert controls.cache_info(vfs, vfs.ns.resolve("/d/good"))["cached_bytes"] == len(good)
     finally:
         await close(vfs)
+
+
+async def test_load_reads_several_small_files_at_once_and_reports_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path)
+    small = {f"d/f{i:02}": os.urandom(BS // 2 + i) for i in range(12)}
+    for name, data in small.items():
+        env.ufs.put(name, data)
+    env.ufs.put("d/empty", b"")
+    vfs = await env.open()
+    assert vfs.cache is not None
+    reader = vfs.cache.reader
+    real_block = reader.block
+    running = most = 0
+
+    async def block(node: FileInode, off: int, read_type: object) -> object:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.01)  # a remote store's round trip
+            return await real_block(node, off, read_type)  # type: ignore[arg-type]
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(reader, "block", block)
+    try:
+        events: list[dict] = []
+        summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
+        assert most == controls.LOADS_IN_FLIGHT  # one block each: several files at once
+        done = {e["path"]: e for e in events[1:]}
+        assert len(events) == 1 + 13 and set(done) == {f"/{n}" for n in small} | {"/d/empty"}
+        assert all(done[f"/{n}"]["bytes_from_ufs"] == len(data) for n, data in small.items())
+        assert done["/d/empty"]["bytes_from_ufs"] == 0
+        assert summary["bytes_from_ufs"] == sum(map(len, small.values())) and summary["failed"] == 0
+        for name, data in small.items():
+            assert controls.cache_info(vfs, vfs.ns.resolve(f"/{name}"))["cached_bytes"] == len(data)
+    finally:
+        await close(vfs)
