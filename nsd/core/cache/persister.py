@@ -3,10 +3,11 @@
 The queue is the namespace's `persist_pending` set (RequestPersist ops, journaled with the write),
 so it survives restarts. A file is due `delay` seconds after the persister first sees it pending
 (after a write, or at start): newer content within that time does not put it off further; a
-file removed by then is never uploaded, one persisted by `nsd persist` not again. Each due
-file is tried in turn; a failure (the UFS down, or anything else) is retried with exponential
-backoff and jitter, up to `retry_max` seconds apart, for as long as the file is pending.
-`nsd persist` uses the same `persist()` and waits for it.
+file removed by then is never uploaded, one persisted by `nsd persist` not again. Up to
+PERSISTS_IN_FLIGHT due files are tried at once (one try per file at a time); a failure (the UFS
+down, or anything else) is retried with exponential backoff and jitter, up to `retry_max`
+seconds apart, for as long as the file is pending. `nsd persist` uses the same `persist()`, as
+many files at once, and waits for them.
 
 A persist holds the file's content lock while it uploads (writes to that file wait; its blocks
 cannot change under the upload anyway, being immutable) and journals Persisted only if the file
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import heapq
 import logging
 import random
@@ -50,6 +53,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("nsd.persist")
 
 CREATED_MAX = 1 << 16  # files `untouched` remembers before it starts over (a miss costs a stat)
+# Files uploaded at once: a small file costs an object store one round trip, a local one two
+# fsyncs, and each persist a journal record; several at once overlap those and share commits.
+PERSISTS_IN_FLIGHT = 8
 
 
 class Persister:
@@ -81,6 +87,7 @@ class Persister:
         self._errors: dict[int, str] = {}  # ino -> why its last try failed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._trying: dict[int, asyncio.Task[None]] = {}  # ino -> its try under way
         self._created: dict[int, int] = {}  # inode id -> ctime of a create with no UFS write
 
     def created(self, node: Inode) -> None:
@@ -104,11 +111,16 @@ class Persister:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        """Stop, and interrupt the uploads under way (all or nothing: redone at the next start)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        tries = list(self._trying.values())
+        for task in tries:
+            task.cancel()
+        await asyncio.gather(*tries, return_exceptions=True)
 
     def kick(self, ino: int) -> None:
         """A new persist request (or newer content for one): due after `delay`, or sooner if it
@@ -167,20 +179,32 @@ class Persister:
         for ino in self.store.ns.persist_pending:
             if ino not in self._due:
                 self._schedule(ino, start)
-        heap = self._heap
+        heap, trying = self._heap, self._trying
+        loop = asyncio.get_running_loop()
         while True:
-            while heap and heap[0][0] <= time.monotonic():
+            while heap and heap[0][0] <= time.monotonic() and len(trying) < PERSISTS_IN_FLIGHT:
                 due, ino = heapq.heappop(heap)
                 if self._due.get(ino) != due:
                     continue  # put off or brought forward since: its newer entry counts
                 if not self._pending(ino):
                     self._forget(ino)  # removed, or persisted by `nsd persist`
                     continue
-                await self._try(ino)
+                if ino in trying:
+                    # The try under way uploads what the file holds when it takes the content
+                    # lock; newer content is written under that lock, after it, and kicks again.
+                    continue
+                task = loop.create_task(self._try(ino), context=contextvars.Context())
+                trying[ino] = task
+                task.add_done_callback(functools.partial(self._tried, ino))
             self._wake.clear()
-            timeout = max(0.0, heap[0][0] - time.monotonic()) if heap else None
+            room = len(trying) < PERSISTS_IN_FLIGHT
+            timeout = max(0.0, heap[0][0] - time.monotonic()) if heap and room else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _tried(self, ino: int, _: asyncio.Task[None]) -> None:
+        self._trying.pop(ino, None)
+        self._wake.set()  # room for the next one
 
     async def _try(self, ino: int) -> None:
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nsd import errors
+from nsd.core.cache.persister import PERSISTS_IN_FLIGHT
 from nsd.core.cache.policy import ReadType
 from nsd.core.cache.service import Cache
 from nsd.core.users import SYSTEM
@@ -227,14 +228,31 @@ async def _set_pins(vfs: Vfs, nodes: list[Any], pinned: bool) -> None:
 
 
 async def persist_path(vfs: Vfs, path: str, *, recursive: bool = False) -> dict[str, Any]:
-    """Put unpersisted files into their UFS now, and wait for it."""
+    """Put unpersisted files into their UFS now, PERSISTS_IN_FLIGHT at once, and wait for
+    them. The first failure stops the files not yet started and is raised once those under way
+    have ended."""
     require_cache(vfs)
-    assert vfs.persister is not None
+    persister = vfs.persister
+    assert persister is not None
     files = await files_below(vfs, path, recursive)
+    todo = iter(files)
     done = 0
-    for f in files:
-        if unpersisted(f) and await vfs.persister.persist(f.ino):
-            done += 1
+    failures: list[errors.NsdError] = []
+
+    async def worker() -> None:
+        nonlocal done
+        for f in todo:  # shared: each worker takes the next file
+            if failures:
+                return
+            try:
+                if unpersisted(f) and await persister.persist(f.ino):
+                    done += 1
+            except errors.NsdError as e:
+                failures.append(e)
+
+    await asyncio.gather(*(worker() for _ in range(min(PERSISTS_IN_FLIGHT, len(files)))))
+    if failures:
+        raise failures[0]
     return {"files": len(files), "persisted": done, "already_persisted": len(files) - done}
 
 

@@ -10,6 +10,7 @@ import pytest
 from cachevfs import BS, ME, chunks, close, crash, new_env, read_all
 
 from nsd import errors
+from nsd.core.cache.persister import PERSISTS_IN_FLIGHT
 from nsd.core.cache.policy import WriteType
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import unpersisted
@@ -403,4 +404,103 @@ async def test_unpersisted_blocks_are_never_evicted(tmp_path: Path) -> None:
         assert len(await read_all(vfs, "/a")) == 6 * BS
         vfs.cache.blocks.check()
     finally:
+        await close(vfs)
+
+
+class CountingPersists:
+    """Wraps Persister.persist: the most files persisted at once, and whether one file was ever
+    persisted twice at once."""
+
+    def __init__(self, vfs: Vfs) -> None:
+        assert vfs.persister is not None
+        self.real = vfs.persister.persist
+        self.running: set[int] = set()
+        self.most = 0
+        self.overlapped = False
+        self.fail_next = False  # the next call fails at once
+        self.gate: asyncio.Event | None = None  # calls wait for it (instead of a round trip)
+
+    async def __call__(self, ino: int) -> bool:
+        self.overlapped |= ino in self.running
+        self.running.add(ino)
+        self.most = max(self.most, len(self.running))
+        try:
+            if self.fail_next:
+                self.fail_next = False
+                raise errors.UfsUnavailable("injected: the under-storage did not answer")
+            if self.gate is not None:
+                await self.gate.wait()
+            else:
+                await asyncio.sleep(0.02)  # an object store's round trip
+            return await self.real(ino)
+        finally:
+            self.running.discard(ino)
+
+
+async def test_the_persister_uploads_several_files_at_once_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    assert vfs.persister is not None
+    persists = CountingPersists(vfs)
+    monkeypatch.setattr(vfs.persister, "persist", persists)
+    try:
+        await vfs.mkdir("/d", caller=ME)
+        files = {f"d/f{i:02}": os.urandom(100 + i) for i in range(3 * PERSISTS_IN_FLIGHT)}
+        for name, data in files.items():
+            await vfs.write_file(f"/{name}", chunks(data), caller=ME)
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert persists.most == PERSISTS_IN_FLIGHT > 1 and not persists.overlapped
+        assert {k: v.data for k, v in env.ufs.files.items()} == files
+    finally:
+        await close(vfs)
+
+
+async def test_new_content_while_a_retry_runs_makes_no_second_try_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    assert vfs.persister is not None
+    persists = CountingPersists(vfs)
+    monkeypatch.setattr(vfs.persister, "persist", persists)
+    try:
+        persists.fail_next, persists.gate = True, asyncio.Event()
+        await vfs.write_file("/f", chunks(b"one"), caller=ME)  # its first try fails
+        ino = node(vfs, "/f").ino
+        await wait_for(lambda: vfs.persister is not None and vfs.persister.failures == 1 and ino in persists.running)
+        await vfs.write_file("/f", chunks(b"two!"), caller=ME)  # a kick, due now, while the retry waits
+        await asyncio.sleep(0.1)
+        persists.gate.set()
+        await wait_for(lambda: not vfs.ns.persist_pending)
+        assert not persists.overlapped and env.ufs.files["f"].data == b"two!"
+    finally:
+        await close(vfs)
+
+
+async def test_nsd_persist_uploads_several_files_at_once_and_reports_the_first_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
+    vfs = await env.open()
+    assert vfs.persister is not None
+    persists = CountingPersists(vfs)
+    monkeypatch.setattr(vfs.persister, "persist", persists)
+    try:
+        await vfs.mkdir("/d", caller=ME)
+        for i in range(2 * PERSISTS_IN_FLIGHT):
+            await vfs.write_file(f"/d/f{i:02}", chunks(b"x" * i), caller=ME)
+        summary = await persist_path(vfs, "/d", recursive=True)
+        assert summary == {"files": 2 * PERSISTS_IN_FLIGHT, "persisted": 2 * PERSISTS_IN_FLIGHT, "already_persisted": 0}
+        assert persists.most == PERSISTS_IN_FLIGHT > 1 and len(env.ufs.files) == 2 * PERSISTS_IN_FLIGHT
+        await vfs.mkdir("/e", caller=ME)
+        for i in range(3):
+            await vfs.write_file(f"/e/g{i}", chunks(b"y"), caller=ME)
+        env.ufs.set_down(True)
+        with pytest.raises(errors.NsdError):
+            await persist_path(vfs, "/e", recursive=True)
+        assert not persists.running  # none left under way
+    finally:
+        env.ufs.set_down(False)
         await close(vfs)
