@@ -275,6 +275,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "cache",
+        "cache_read_ahead_blocks",
+        int,
+        4,
+        "Missing blocks fetched from the under-storage ahead of a sequential reader, at once "
+        "(0: none; more for a store far away).",
+        bounds=(0, 64),
+    ),
+    Setting(
+        "cache",
         "read_type",
         str,
         "CACHE",

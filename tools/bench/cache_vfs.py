@@ -18,7 +18,6 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nsd.blockstore import BlockStore, TierSpec
-from nsd.core.cache import reader
 from nsd.core.cache.policy import ReadType, WriteType
 from nsd.core.cache.service import CacheSettings
 from nsd.core.metastore import MetaStore, initial_checkpoint
@@ -41,7 +40,9 @@ def rss() -> str:
     return f"RSS {psutil.Process().memory_info().rss / MiB:7.0f} MiB"
 
 
-async def open_vfs(base: Path, block: int, memory: int, write_type: WriteType = WriteType.THROUGH) -> Vfs:
+async def open_vfs(
+    base: Path, block: int, memory: int, write_type: WriteType = WriteType.THROUGH, read_ahead: int = 4
+) -> Vfs:
     journal = base / "journal"
     if not journal.exists():
         journal.mkdir(parents=True)
@@ -51,7 +52,7 @@ async def open_vfs(base: Path, block: int, memory: int, write_type: WriteType = 
     mounts = MountTable(store.ns, (base / "ufs").as_uri())
     blocks = BlockStore(memory_bytes=memory, tiers=[TierSpec(base / "blocks", 64 << 30)])
     await blocks.open()
-    settings = CacheSettings(block_size=block, write_type=write_type)
+    settings = CacheSettings(block_size=block, write_type=write_type, read_ahead_blocks=read_ahead)
     vfs = assemble_vfs(store, mounts, base / "staging", blocks=blocks, cache_settings=settings)
     vfs.start()
     return vfs
@@ -162,13 +163,13 @@ async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def cold_read(args: argparse.Namespace, data: bytes, remote: bool) -> float:
+async def cold_read(args: argparse.Namespace, data: bytes, remote: bool, ahead: int) -> float:
     """Seconds for a first read of `data` through a new vfs: from a local directory, or from a
     memory store whose reads wait `--ufs-latency-ms` first (a remote store's first byte)."""
     base = Path(tempfile.mkdtemp(prefix="nsd-bench-ahead-", dir=args.dir))
     name = "bench-" + secrets.token_hex(4)
     try:
-        vfs = await open_vfs(base, args.block_mib * MiB, memory=2 * len(data))
+        vfs = await open_vfs(base, args.block_mib * MiB, memory=2 * len(data), read_ahead=ahead)
         if remote:
             memory.store(name).put("big", data)
             latency = str(args.ufs_latency_ms / 1000)
@@ -186,7 +187,7 @@ async def cold_read(args: argparse.Namespace, data: bytes, remote: bool) -> floa
 
 
 async def bench_ahead(args: argparse.Namespace) -> None:
-    ahead = reader.READ_AHEAD_BLOCKS
+    ahead = CacheSettings().read_ahead_blocks
     data = os.urandom(args.mib * MiB)
     print(
         f"first read of {args.mib} MiB in 4 MiB pieces, {args.block_mib} MiB blocks, {ahead} blocks fetched "
@@ -196,9 +197,7 @@ async def bench_ahead(args: argparse.Namespace) -> None:
         took: dict[int, list[float]] = {ahead: [], 0: []}
         for _ in range(args.rounds):
             for n in (ahead, 0):
-                reader.READ_AHEAD_BLOCKS = n
-                took[n].append(await cold_read(args, data, remote))
-        reader.READ_AHEAD_BLOCKS = ahead
+                took[n].append(await cold_read(args, data, remote, n))
         on, off = statistics.median(took[ahead]), statistics.median(took[0])
         where = f"memory store, {args.ufs_latency_ms:g} ms a read" if remote else "local directory"
         print(f"{where:<28} ahead {gbps(len(data), on)}   none {gbps(len(data), off)}   {off / on:5.2f}x")

@@ -8,9 +8,9 @@ block read from an older version of the object never joins a newer one. Concurre
 one missing block share one fetch (single flight by inode, offset and fingerprint).
 
 A sequential reader (a read that starts where the file's last one ended) gets blocks ahead of
-it: the next cached one read from disk, and up to READ_AHEAD_BLOCKS missing ones fetched from the
-UFS and cached at once, so a first read of a file is not one UFS round trip and one block put
-(its fsyncs) after another.
+it: the next cached one read from disk, and the missing ones among the next `read_ahead` (the
+`cache_read_ahead_blocks` setting, 4) fetched from the UFS and cached at once, so a first read
+of a file is not one UFS round trip and one block put (its fsyncs) after another.
 
 An unpersisted file's blocks are its only copy: one that is missing is an error, never a fetch.
 """
@@ -42,8 +42,7 @@ log = logging.getLogger("nsd.cache")
 
 RECENT_BLOCKS = 3  # blocks read from disk kept for the next reads: this one, the one read ahead, one spare
 SEQUENTIAL_FILES = 1024  # files whose last read end is remembered (to see sequential reading)
-READ_AHEAD_BLOCKS = 4  # missing blocks of a sequential reader's file fetched from the UFS ahead of it
-FETCHED_AHEAD_MAX = 8  # such blocks in flight or waiting for their reader, all files together (memory)
+FETCHED_AHEAD_FILES = 2  # sequential readers whose blocks fetched ahead may be held at once (memory)
 
 
 class BlockPeers(Protocol):
@@ -77,11 +76,16 @@ def _freeze(fingerprint: list[Any] | None) -> tuple[Any, ...] | None:
 
 
 class BlockReader:
-    def __init__(self, store: MetaStore, mounts: MountTable, blocks: BlockStore, block_size: int) -> None:
+    def __init__(
+        self, store: MetaStore, mounts: MountTable, blocks: BlockStore, block_size: int, *, read_ahead: int = 4
+    ) -> None:
         self.store = store
         self.mounts = mounts
         self.blocks = blocks
         self.block_size = block_size
+        self.read_ahead = read_ahead  # missing blocks fetched from the UFS ahead of a sequential reader
+        # blocks fetched ahead in flight or waiting for their reader, all files together
+        self.fetched_ahead_max = FETCHED_AHEAD_FILES * read_ahead
         self.counters = ReadCounters()
         self._fetches = SingleFlight()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
@@ -120,7 +124,7 @@ class BlockReader:
         """A read that starts where the file's last one ended (seen as it starts, so reads a
         client sends back to back count) gets blocks from `end` on read ahead while it runs:
         the next cached one (disk read and re-hash in a worker thread, or in a cluster the fetch
-        from its owner), and the missing ones in the next READ_AHEAD_BLOCKS from the UFS."""
+        from its owner), and the missing ones among the next `read_ahead` from the UFS."""
         last = self._last_end.pop(node.ino, None)
         self._last_end[node.ino] = end
         if len(self._last_end) > SEQUENTIAL_FILES:
@@ -128,7 +132,7 @@ class BlockReader:
         file_size = node.size if size is None else size
         if last != offset or end >= file_size:
             return
-        if read_type is not ReadType.NO_CACHE and not unpersisted(node):
+        if self.read_ahead and read_type is not ReadType.NO_CACHE and not unpersisted(node):
             self._fetch_ahead(node, end, file_size, read_type)
         entry = block_at(node.layout, end)
         if entry is None:
@@ -144,14 +148,13 @@ class BlockReader:
     def _fetch_ahead(self, node: FileInode, end: int, file_size: int, read_type: ReadType) -> None:
         bs = self.block_size
         first = end // bs * bs
-        for boff in range(first, min(file_size, first + READ_AHEAD_BLOCKS * bs), bs):
-            entry = block_at(node.layout, boff)
-            if entry is not None and (self.peers is not None or self.blocks.has(entry[2])):
-                continue  # cached: read from disk when its turn comes (or just ahead, above)
+        for boff in range(first, min(file_size, first + self.read_ahead * bs), bs):
+            if self._cached(node, boff):
+                continue  # read from disk when its turn comes (or just ahead, above)
             key = self._fetch_key(node, boff, file_size)
             if key in self._fetching or key in self._fetched or key in self._fetches:
                 continue
-            if len(self._fetching) + len(self._fetched) >= FETCHED_AHEAD_MAX:
+            if len(self._fetching) + len(self._fetched) >= self.fetched_ahead_max:
                 if not self._fetched:
                     return
                 self._fetched.popitem(last=False)  # the oldest one a reader left behind
@@ -166,6 +169,8 @@ class BlockReader:
         _, boff, blen, _ = key
         fp = node.fingerprint
         try:
+            if key in self._fetches or self._cached(node, boff):
+                return  # a read came for it before this task ran: the fetch is that read's
             self._fetched[key] = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
             self.counters.read_ahead += 1
         except Exception as e:  # the real read meets it again
@@ -181,6 +186,10 @@ class BlockReader:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._fetching.clear()  # a task cancelled before it ran never removed itself
         self._fetched.clear()
+
+    def _cached(self, node: FileInode, boff: int) -> bool:
+        entry = block_at(node.layout, boff)
+        return entry is not None and (self.peers is not None or self.blocks.has(entry[2]))
 
     def _fetch_key(self, node: FileInode, boff: int, file_size: int) -> tuple[Any, ...]:
         return (node.ino, boff, min(self.block_size, file_size - boff), _freeze(node.fingerprint))

@@ -48,6 +48,7 @@ class CacheSettings:
     persist_delay: float = 0.0  # how long a new ASYNC_THROUGH file waits before its upload (s)
     persist_retry_max: float = 60.0  # longest wait between tries of a background persist (s)
     ttl_interval: float = 10.0  # how often expired TTLs are looked for (s)
+    read_ahead_blocks: int = 4  # missing blocks a sequential reader has fetched ahead of it
 
 
 class Cache:
@@ -63,7 +64,7 @@ class Cache:
         self._types: dict[int, tuple[ReadType, WriteType]] = {}  # mount ids are never reused
         self._captures: list[set[str]] = []
         blocks.must_keep = self.must_keep
-        self.reader = BlockReader(store, mounts, blocks, self.block_size)
+        self.reader = BlockReader(store, mounts, blocks, self.block_size, read_ahead=settings.read_ahead_blocks)
         # cluster mode: put a block of data no under-storage has on its owners before the write
         # is acknowledged (nsd.core.replication.peers); None: one node, one copy
         self.copies: Callable[[str, bytes], Awaitable[None]] | None = None

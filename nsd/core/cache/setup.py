@@ -46,6 +46,7 @@ def settings(config: Any) -> CacheSettings:
         persist_delay=config.persist_delay,
         persist_retry_max=config.persist_retry_max,
         ttl_interval=config.ttl_check_interval,
+        read_ahead_blocks=config.cache_read_ahead_blocks,
     )
 
 

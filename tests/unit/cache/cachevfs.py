@@ -46,6 +46,7 @@ class Env:
     block_size: int = BS
     root_options: dict[str, str] | None = None
     persist_delay: float = 0.0
+    read_ahead_blocks: int = 4
 
     @property
     def ufs(self) -> memory.MemoryStore:
@@ -74,6 +75,7 @@ class Env:
             persist_delay=self.persist_delay,
             persist_retry_max=0.2,
             ttl_interval=0.05,
+            read_ahead_blocks=self.read_ahead_blocks,
         )
         vfs = assemble_vfs(
             store, mounts, self.tmp / "staging", idle_seal_seconds=0.2, blocks=blocks, cache_settings=settings

@@ -10,7 +10,7 @@ import pytest
 from cachevfs import BS, ME, close, new_env, read_all
 
 from nsd.core.cache.policy import ReadType
-from nsd.core.cache.reader import READ_AHEAD_BLOCKS, BlockReader
+from nsd.core.cache.reader import BlockReader
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import block_at
 
@@ -253,17 +253,18 @@ async def test_a_sequential_cold_reader_gets_missing_blocks_fetched_ahead_once(t
         assert not reader._fetching  # one read is not yet a sequence
         second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
         await asyncio.sleep(0)
-        # the window starts where this read ends: the next READ_AHEAD_BLOCKS blocks, all at once
-        assert ahead_offsets(reader) == [b * BS for b in range(2, 2 + READ_AHEAD_BLOCKS)]
+        # the window starts where this read ends: the next `read_ahead` blocks, all at once
+        assert reader.read_ahead == 4 and ahead_offsets(reader) == [b * BS for b in range(2, 6)]
         assert (await second)[0] == data[BS : 2 * BS]
         got = [data[: 2 * BS]]
         for pos in range(2 * BS, len(data), BS // 2):  # half blocks: the window moves a block at a time
             got.append(bytes((await vfs.read_at(node.ino, pos, BS // 2, caller=ME))[0]))
-            assert len(reader._fetching) + len(reader._fetched) <= READ_AHEAD_BLOCKS
+            assert len(reader._fetching) + len(reader._fetched) <= reader.read_ahead
         assert b"".join(got) == data
         c = reader.counters
-        assert (c.bytes_from_ufs, c.block_misses, c.read_ahead) == (len(data), 12, 10)  # each block fetched once
-        assert vfs.cache.report()["read_ahead_blocks"] == 10
+        assert (c.bytes_from_ufs, c.block_misses) == (len(data), 12)  # each block fetched once
+        # blocks 2-11 ahead, but one whose task had not started when its read came is that read's
+        assert 8 <= c.read_ahead <= 10 and vfs.cache.report()["read_ahead_blocks"] == c.read_ahead
         assert not reader._fetching and not reader._fetched
         assert [e[:2] for e in layout_of(vfs, "/f")] == [[b * BS, BS] for b in range(12)]
         calls = env.ufs.calls
@@ -344,7 +345,7 @@ async def test_closing_stops_the_fetches_ahead(tmp_path: Path) -> None:
         second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
         await asyncio.sleep(0)
         tasks = list(reader._fetching.values())
-        assert len(tasks) == READ_AHEAD_BLOCKS
+        assert len(tasks) == reader.read_ahead
         second.cancel()
         await close(vfs)
         closed = True
@@ -353,3 +354,26 @@ async def test_closing_stops_the_fetches_ahead(tmp_path: Path) -> None:
     finally:
         if not closed:
             await close(vfs)
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+async def test_the_setting_sizes_the_window(tmp_path: Path, read_ahead: int) -> None:
+    env = new_env(tmp_path, read_ahead_blocks=read_ahead)
+    data = os.urandom(8 * BS)
+    env.ufs.put("f", data)
+    vfs = await env.open()
+    try:
+        assert vfs.cache is not None
+        reader = vfs.cache.reader
+        node = await vfs.stat("/f", caller=ME)
+        await vfs.read_at(node.ino, 0, BS, caller=ME)
+        env.ufs.faults.read_latency = 0.02
+        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+        await asyncio.sleep(0)
+        assert ahead_offsets(reader) == [b * BS for b in range(2, 2 + read_ahead)]
+        await second
+        got = [bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]) for pos in range(2 * BS, 8 * BS, BS)]
+        assert b"".join(got) == data[2 * BS :] and reader.counters.bytes_from_ufs == len(data)
+        assert reader.counters.read_ahead >= 4 if read_ahead else reader.counters.read_ahead == 0
+    finally:
+        await close(vfs)
