@@ -202,8 +202,11 @@ class Persister:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _tried(self, ino: int, _: asyncio.Task[None]) -> None:
+    def _tried(self, ino: int, task: asyncio.Task[None]) -> None:
         self._trying.pop(ino, None)
+        if not task.cancelled() and task.exception() is not None:  # a bug, not a UFS failure
+            log.error("persist of inode %d failed: %r; tried again in %.0f s", ino, task.exception(), self.retry_max)
+            self._schedule(ino, time.monotonic() + self.retry_max)
         self._wake.set()  # room for the next one
 
     async def _try(self, ino: int) -> None:

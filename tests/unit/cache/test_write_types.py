@@ -504,3 +504,29 @@ async def test_nsd_persist_uploads_several_files_at_once_and_reports_the_first_f
     finally:
         env.ufs.set_down(False)
         await close(vfs)
+
+
+async def test_a_persist_that_raises_unexpectedly_is_logged_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+    vfs = await env.open()
+    assert vfs.persister is not None
+    real = vfs.persister.persist
+    calls = 0
+
+    async def buggy(ino: int) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in an adapter")
+        return await real(ino)
+
+    monkeypatch.setattr(vfs.persister, "persist", buggy)
+    try:
+        await vfs.write_file("/f", chunks(b"data"), caller=ME)
+        await wait_for(lambda: not vfs.ns.persist_pending)  # retried after persist_retry_max (0.2 s)
+        assert calls == 2 and env.ufs.files["f"].data == b"data"
+        assert "a bug in an adapter" in caplog.text
+    finally:
+        await close(vfs)
