@@ -11,9 +11,10 @@ import pytest
 from cachevfs import BS, ME, chunks, close, new_env, read_all, ttl_of
 
 from nsd import errors
-from nsd.core.cache.policy import WriteType
+from nsd.core.cache.policy import ReadType, WriteType
 from nsd.namespace import FileInode
 from nsd.ops.cache import controls
+from nsd.vfs import Vfs
 
 
 def layout(vfs, path: str) -> list:  # type: ignore[no-untyped-def]
@@ -182,6 +183,27 @@ async def test_ttls_free_or_delete_when_they_expire(tmp_path: Path) -> None:
         await close(vfs)
 
 
+class SlowBlocks:
+    """Stands in for the reader's block(): a round trip first, the most calls at once, and one
+    block (path, offset) that fails."""
+
+    def __init__(self, vfs: Vfs, fail: tuple[str, int] | None = None) -> None:
+        assert vfs.cache is not None
+        self.vfs, self.real, self.fail = vfs, vfs.cache.reader.block, fail
+        self.running = self.most = 0
+
+    async def __call__(self, node: FileInode, off: int, read_type: ReadType) -> tuple[int, bytes, bool]:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.005)  # a remote store's round trip
+            if (self.vfs.ns.path_of(node.ino), off) == self.fail:
+                raise errors.Unavailable("the under-storage timed out")
+            return await self.real(node, off, read_type)
+        finally:
+            self.running -= 1
+
+
 async def test_load_reads_several_blocks_of_a_file_at_once_and_reports_a_failed_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,27 +213,12 @@ async def test_load_reads_several_blocks_of_a_file_at_once_and_reports_a_failed_
     env.ufs.put("d/bad", bad)
     vfs = await env.open()
     assert vfs.cache is not None
-    reader = vfs.cache.reader
-    real_block = reader.block
-    running = most = 0
-
-    async def block(node: FileInode, off: int, read_type: object) -> object:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        try:
-            await asyncio.sleep(0.002)
-            if vfs.ns.path_of(node.ino) == "/d/bad" and off == 2 * BS:
-                raise errors.Unavailable("the under-storage timed out")
-            return await real_block(node, off, read_type)  # type: ignore[arg-type]
-        finally:
-            running -= 1
-
-    monkeypatch.setattr(reader, "block", block)
+    blocks = SlowBlocks(vfs, fail=("/d/bad", 2 * BS))
+    monkeypatch.setattr(vfs.cache.reader, "block", blocks)
     try:
         events: list[dict] = []
         summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
-        assert most == controls.LOADS_IN_FLIGHT > 1
+        assert blocks.most == controls.LOADS_IN_FLIGHT > 1
         assert summary["failed"] == 1
         failed = [e for e in events[1:] if "error" in e]
         assert [e["path"] for e in failed] == ["/d/bad"] and "timed out" in failed[0]["error"]
@@ -232,25 +239,12 @@ async def test_load_reads_several_small_files_at_once_and_reports_each_once(
     env.ufs.put("d/empty", b"")
     vfs = await env.open()
     assert vfs.cache is not None
-    reader = vfs.cache.reader
-    real_block = reader.block
-    running = most = 0
-
-    async def block(node: FileInode, off: int, read_type: object) -> object:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        try:
-            await asyncio.sleep(0.01)  # a remote store's round trip
-            return await real_block(node, off, read_type)  # type: ignore[arg-type]
-        finally:
-            running -= 1
-
-    monkeypatch.setattr(reader, "block", block)
+    blocks = SlowBlocks(vfs)
+    monkeypatch.setattr(vfs.cache.reader, "block", blocks)
     try:
         events: list[dict] = []
         summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
-        assert most == controls.LOADS_IN_FLIGHT  # one block each: several files at once
+        assert blocks.most == controls.LOADS_IN_FLIGHT  # one block each: several files at once
         done = {e["path"]: e for e in events[1:]}
         assert len(events) == 1 + 13 and set(done) == {f"/{n}" for n in small} | {"/d/empty"}
         assert all(done[f"/{n}"]["bytes_from_ufs"] == len(data) for n, data in small.items())

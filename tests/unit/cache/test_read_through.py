@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cachevfs import BS, ME, close, new_env, read_all
+from cachevfs import BS, ME, Env, close, new_env, read_all
 
 from nsd.core.cache.policy import ReadType
 from nsd.core.cache.reader import BlockReader
 from nsd.namespace import FileInode
 from nsd.namespace.layouts import block_at
+from nsd.vfs import Vfs
 
 
 def layout_of(vfs, path: str) -> list:  # type: ignore[no-untyped-def]
@@ -239,141 +243,118 @@ def ahead_offsets(reader: BlockReader) -> list[int]:
     return sorted(key[1] for key in reader._fetching)
 
 
-async def test_a_sequential_cold_reader_gets_missing_blocks_fetched_ahead_once(tmp_path: Path) -> None:
-    env = new_env(tmp_path)
-    data = os.urandom(12 * BS)
-    env.ufs.put("f", data)
-    vfs = await env.open()
+@dataclass
+class OneFile:
+    """/f of `blocks` random blocks in the UFS, read through a fresh vfs."""
+
+    env: Env
+    vfs: Vfs
+    reader: BlockReader
+    ino: int
+    data: bytes
+    closed: bool = False
+
+    async def read(self, positions: Iterable[int], size: int = BS) -> bytes:
+        """The reads one after another, joined."""
+        vfs, ino = self.vfs, self.ino
+        return b"".join([bytes((await vfs.read_at(ino, pos, size, caller=ME))[0]) for pos in positions])
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await close(self.vfs)
+
+
+@contextlib.asynccontextmanager
+async def one_file(tmp_path: Path, blocks: int, **env: object) -> AsyncIterator[OneFile]:
+    e = new_env(tmp_path, **env)
+    data = os.urandom(blocks * BS)
+    e.ufs.put("f", data)
+    vfs = await e.open()
+    assert vfs.cache is not None
+    f = OneFile(e, vfs, vfs.cache.reader, (await vfs.stat("/f", caller=ME)).ino, data)
     try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
-        env.ufs.faults.read_latency = 0.02  # a remote store's first byte
-        assert (await vfs.read_at(node.ino, 0, BS, caller=ME))[0] == data[:BS]
+        yield f
+    finally:
+        await f.close()
+
+
+async def test_a_sequential_cold_reader_gets_missing_blocks_fetched_ahead_once(tmp_path: Path) -> None:
+    async with one_file(tmp_path, 12) as f:
+        reader, data = f.reader, f.data
+        f.env.ufs.faults.read_latency = 0.02  # a remote store's first byte
+        assert await f.read([0]) == data[:BS]
         assert not reader._fetching  # one read is not yet a sequence
-        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+        second = asyncio.ensure_future(f.read([BS]))
         await asyncio.sleep(0)
         # the window starts where this read ends: the next `read_ahead` blocks, all at once
         assert reader.read_ahead == 4 and ahead_offsets(reader) == [b * BS for b in range(2, 6)]
-        assert (await second)[0] == data[BS : 2 * BS]
+        assert await second == data[BS : 2 * BS]
         got = [data[: 2 * BS]]
         for pos in range(2 * BS, len(data), BS // 2):  # half blocks: the window moves a block at a time
-            got.append(bytes((await vfs.read_at(node.ino, pos, BS // 2, caller=ME))[0]))
+            got.append(await f.read([pos], BS // 2))
             assert len(reader._fetching) + len(reader._fetched) <= reader.read_ahead
         assert b"".join(got) == data
         c = reader.counters
         assert (c.bytes_from_ufs, c.block_misses) == (len(data), 12)  # each block fetched once
         # blocks 2-11 ahead, but one whose task had not started when its read came is that read's
-        assert 8 <= c.read_ahead <= 10 and vfs.cache.report()["read_ahead_blocks"] == c.read_ahead
+        assert f.vfs.cache is not None
+        assert 8 <= c.read_ahead <= 10 and f.vfs.cache.report()["read_ahead_blocks"] == c.read_ahead
         assert not reader._fetching and not reader._fetched
-        assert [e[:2] for e in layout_of(vfs, "/f")] == [[b * BS, BS] for b in range(12)]
-        calls = env.ufs.calls
-        assert await read_all(vfs, "/f") == data and env.ufs.calls == calls  # all of it cached
-    finally:
-        await close(vfs)
+        assert [e[:2] for e in layout_of(f.vfs, "/f")] == [[b * BS, BS] for b in range(12)]
+        calls = f.env.ufs.calls
+        assert await read_all(f.vfs, "/f") == data and f.env.ufs.calls == calls  # all of it cached
 
 
 async def test_jumps_and_uncached_reads_fetch_nothing_ahead(tmp_path: Path) -> None:
-    env = new_env(tmp_path)
-    data = os.urandom(8 * BS)
-    env.ufs.put("f", data)
-    vfs = await env.open()
-    try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
+    async with one_file(tmp_path, 8) as f:
         for pos in (5 * BS, 0, 3 * BS, BS):  # random access
-            assert (await vfs.read_at(node.ino, pos, BS, caller=ME))[0] == data[pos : pos + BS]
-            assert not reader._fetching
+            assert await f.read([pos]) == f.data[pos : pos + BS]
+            assert not f.reader._fetching
         for pos in range(4 * BS, 8 * BS, BS):  # sequential, but NO_CACHE keeps nothing to read ahead for
-            await vfs.read_at(node.ino, pos, BS, caller=ME, read_type=ReadType.NO_CACHE)
-            assert not reader._fetching
-        assert reader.counters.read_ahead == 0
-    finally:
-        await close(vfs)
+            await f.vfs.read_at(f.ino, pos, BS, caller=ME, read_type=ReadType.NO_CACHE)
+            assert not f.reader._fetching
+        assert f.reader.counters.read_ahead == 0
 
 
 async def test_blocks_cached_already_are_not_fetched_ahead(tmp_path: Path) -> None:
-    env = new_env(tmp_path)
-    data = os.urandom(8 * BS)
-    env.ufs.put("f", data)
-    vfs = await env.open()
-    try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
-        for pos in (3 * BS, 5 * BS):
-            await vfs.read_at(node.ino, pos, BS, caller=ME)
-        got = [bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]) for pos in range(0, 8 * BS, BS)]
-        assert b"".join(got) == data
-        assert (reader.counters.bytes_from_ufs, reader.counters.read_ahead) == (len(data), 4)  # 2, 4, 6, 7
-    finally:
-        await close(vfs)
+    async with one_file(tmp_path, 8) as f:
+        await f.read([3 * BS, 5 * BS])
+        assert await f.read(range(0, 8 * BS, BS)) == f.data
+        assert (f.reader.counters.bytes_from_ufs, f.reader.counters.read_ahead) == (len(f.data), 4)  # 2, 4, 6, 7
 
 
 async def test_a_block_fetched_ahead_that_the_store_cannot_keep_is_served_not_fetched_again(tmp_path: Path) -> None:
-    env = new_env(tmp_path, disk_bytes=BS // 2)  # no block fits: each one is served but not cached
-    data = os.urandom(6 * BS)
-    env.ufs.put("f", data)
-    vfs = await env.open()
-    try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
-        got = []
-        for pos in range(0, len(data), BS):
-            got.append(bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]))
-        assert b"".join(got) == data
-        c = reader.counters
-        assert (c.bytes_from_ufs, c.not_cached, c.read_ahead) == (len(data), 6, 4)
-        assert layout_of(vfs, "/f") == [] and not reader._fetched
-    finally:
-        await close(vfs)
+    async with one_file(tmp_path, 6, disk_bytes=BS // 2) as f:  # no block fits: each is served, not cached
+        assert await f.read(range(0, 6 * BS, BS)) == f.data
+        c = f.reader.counters
+        assert (c.bytes_from_ufs, c.not_cached, c.read_ahead) == (len(f.data), 6, 4)
+        assert layout_of(f.vfs, "/f") == [] and not f.reader._fetched
 
 
 async def test_closing_stops_the_fetches_ahead(tmp_path: Path) -> None:
-    env = new_env(tmp_path)
-    env.ufs.put("f", os.urandom(8 * BS))
-    vfs = await env.open()
-    closed = False
-    try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
-        await vfs.read_at(node.ino, 0, BS, caller=ME)
-        env.ufs.faults.read_latency = 30  # fetches that would outlive the test
-        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+    async with one_file(tmp_path, 8) as f:
+        await f.read([0])
+        f.env.ufs.faults.read_latency = 30  # fetches that would outlive the test
+        second = asyncio.ensure_future(f.read([BS]))
         await asyncio.sleep(0)
-        tasks = list(reader._fetching.values())
-        assert len(tasks) == reader.read_ahead
+        tasks = list(f.reader._fetching.values())
+        assert len(tasks) == f.reader.read_ahead
         second.cancel()
-        await close(vfs)
-        closed = True
-        assert all(t.cancelled() for t in tasks) and not reader._fetching
-        assert [e[0] for e in layout_of(vfs, "/f")] == [0]  # only the block read before
-    finally:
-        if not closed:
-            await close(vfs)
+        await f.close()
+        assert all(t.cancelled() for t in tasks) and not f.reader._fetching
+        assert [e[0] for e in layout_of(f.vfs, "/f")] == [0]  # only the block read before
 
 
 @pytest.mark.parametrize("read_ahead", [0, 2])
 async def test_the_setting_sizes_the_window(tmp_path: Path, read_ahead: int) -> None:
-    env = new_env(tmp_path, read_ahead_blocks=read_ahead)
-    data = os.urandom(8 * BS)
-    env.ufs.put("f", data)
-    vfs = await env.open()
-    try:
-        assert vfs.cache is not None
-        reader = vfs.cache.reader
-        node = await vfs.stat("/f", caller=ME)
-        await vfs.read_at(node.ino, 0, BS, caller=ME)
-        env.ufs.faults.read_latency = 0.02
-        second = asyncio.ensure_future(vfs.read_at(node.ino, BS, BS, caller=ME))
+    async with one_file(tmp_path, 8, read_ahead_blocks=read_ahead) as f:
+        await f.read([0])
+        f.env.ufs.faults.read_latency = 0.02
+        second = asyncio.ensure_future(f.read([BS]))
         await asyncio.sleep(0)
-        assert ahead_offsets(reader) == [b * BS for b in range(2, 2 + read_ahead)]
+        assert ahead_offsets(f.reader) == [b * BS for b in range(2, 2 + read_ahead)]
         await second
-        got = [bytes((await vfs.read_at(node.ino, pos, BS, caller=ME))[0]) for pos in range(2 * BS, 8 * BS, BS)]
-        assert b"".join(got) == data[2 * BS :] and reader.counters.bytes_from_ufs == len(data)
-        assert reader.counters.read_ahead >= 4 if read_ahead else reader.counters.read_ahead == 0
-    finally:
-        await close(vfs)
+        assert await f.read(range(2 * BS, 8 * BS, BS)) == f.data[2 * BS :]
+        c = f.reader.counters
+        assert c.bytes_from_ufs == len(f.data) and (c.read_ahead >= 4 if read_ahead else c.read_ahead == 0)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cachevfs import BS, ME, chunks, close, crash, new_env, read_all
+from cachevfs import BS, ME, Env, chunks, close, crash, new_env, read_all
 
 from nsd import errors
 from nsd.core.cache.persister import PERSISTS_IN_FLIGHT
@@ -437,14 +437,22 @@ class CountingPersists:
             self.running.discard(ino)
 
 
-async def test_the_persister_uploads_several_files_at_once_each_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
+async def counting_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_type: WriteType
+) -> tuple[Env, Vfs, CountingPersists]:
+    """A vfs whose persister's persist() goes through CountingPersists."""
+    env = new_env(tmp_path, write_type=write_type)
     vfs = await env.open()
     assert vfs.persister is not None
     persists = CountingPersists(vfs)
     monkeypatch.setattr(vfs.persister, "persist", persists)
+    return env, vfs, persists
+
+
+async def test_the_persister_uploads_several_files_at_once_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, vfs, persists = await counting_env(tmp_path, monkeypatch, WriteType.ASYNC_THROUGH)
     try:
         await vfs.mkdir("/d", caller=ME)
         files = {f"d/f{i:02}": os.urandom(100 + i) for i in range(3 * PERSISTS_IN_FLIGHT)}
@@ -460,11 +468,7 @@ async def test_the_persister_uploads_several_files_at_once_each_once(
 async def test_new_content_while_a_retry_runs_makes_no_second_try_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = new_env(tmp_path, write_type=WriteType.ASYNC_THROUGH)
-    vfs = await env.open()
-    assert vfs.persister is not None
-    persists = CountingPersists(vfs)
-    monkeypatch.setattr(vfs.persister, "persist", persists)
+    env, vfs, persists = await counting_env(tmp_path, monkeypatch, WriteType.ASYNC_THROUGH)
     try:
         persists.fail_next, persists.gate = True, asyncio.Event()
         await vfs.write_file("/f", chunks(b"one"), caller=ME)  # its first try fails
@@ -482,11 +486,7 @@ async def test_new_content_while_a_retry_runs_makes_no_second_try_at_once(
 async def test_nsd_persist_uploads_several_files_at_once_and_reports_the_first_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = new_env(tmp_path, write_type=WriteType.MUST_CACHE)
-    vfs = await env.open()
-    assert vfs.persister is not None
-    persists = CountingPersists(vfs)
-    monkeypatch.setattr(vfs.persister, "persist", persists)
+    env, vfs, persists = await counting_env(tmp_path, monkeypatch, WriteType.MUST_CACHE)
     try:
         await vfs.mkdir("/d", caller=ME)
         for i in range(2 * PERSISTS_IN_FLIGHT):
