@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from daemon import Daemon, free_port, start
+from daemon import Daemon, free_ports, start
 from etcdserver import EtcdCluster, start_etcd
 
 LEASE_TTL = "2"
@@ -27,7 +27,10 @@ class Nodes:
         env = {"NSD_ROOT_UFS": self.ufs.as_uri(), "NSD_CLUSTER_LEASE_TTL": LEASE_TTL, "NSD_FSYNC": "false", **self.env}
         args = ("--etcd", self.etcd.endpoints, "--cluster", "c1", "--node", name)
         # fixed ports: a deposed leader restarts itself in place and must come back on them
-        http, nfs = self.ports.setdefault(name, (free_port(), free_port()))
+        if name not in self.ports:
+            http, nfs = free_ports(2)
+            self.ports[name] = (http, nfs)
+        http, nfs = self.ports[name]
         self.nodes[name] = start(self.root / name, *args, env=env, http_port=http, nfs_port=nfs)
         return self.nodes[name]
 

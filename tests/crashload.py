@@ -39,7 +39,7 @@ from typing import Any
 
 import libnfs  # type: ignore[import-untyped]
 import libnfs.libnfs as raw  # type: ignore[import-untyped]
-from daemon import Daemon, free_port, fsck_problems, nsd, start
+from daemon import Daemon, free_ports, fsck_problems, nsd, start
 from hdfs import InsecureClient
 
 DIR = "<dir>"  # the state of a path that is a directory; bytes for a file, None for nothing
@@ -343,7 +343,7 @@ class CrashRun:
         self.rng = random.Random(seed)
         self.model = Model()
         self.stats = Stats()
-        self.http_port, self.nfs_port = free_port(), free_port()
+        self.http_port, self.nfs_port = free_ports(2)
         self.log = log
         self.roots = [f"/crash/w{i}" for i in range(workers)]
         self.ctx = mp.get_context("fork")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from daemon import free_port
+from daemon import free_ports
 
 READY_TIMEOUT = 30.0
 
@@ -128,9 +128,10 @@ def start_etcd(root: Path, size: int = 1) -> EtcdCluster:
     """A healthy etcd of `size` members under `root`; the caller calls stop_all()."""
     root.mkdir(parents=True, exist_ok=True)
     members = []
+    ports = free_ports(2 * size)  # all at once: none is bound until start_all
     for i in range(size):
         name = f"etcd{i}"
-        members.append(Member(name, root / name, free_port(), free_port(), root / f"{name}.log"))
+        members.append(Member(name, root / name, ports[2 * i], ports[2 * i + 1], root / f"{name}.log"))
     cluster = EtcdCluster(members)
     cluster.start_all()
     return cluster
