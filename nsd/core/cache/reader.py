@@ -89,7 +89,8 @@ class BlockReader:
         self.counters = ReadCounters()
         self._fetches = SingleFlight()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
-        self._last_end: OrderedDict[int, int] = OrderedDict()  # ino -> where its last read ended
+        # ino -> where its last read ended, and where the blocks looked at for fetching ahead end
+        self._last_end: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._ahead: dict[str, asyncio.Task[bytes | None]] = {}  # digest -> its read ahead
         # a sequential reader's missing blocks, by fetch key: being fetched, and fetched but not yet read
         self._fetching: dict[tuple[Any, ...], asyncio.Task[None]] = {}
@@ -125,15 +126,16 @@ class BlockReader:
         client sends back to back count) gets blocks from `end` on read ahead while it runs:
         the next cached one (disk read and re-hash in a worker thread, or in a cluster the fetch
         from its owner), and the missing ones among the next `read_ahead` from the UFS."""
-        last = self._last_end.pop(node.ino, None)
-        self._last_end[node.ino] = end
+        last, looked = self._last_end.pop(node.ino, (-1, 0))
+        file_size = node.size if size is None else size
+        sequential = last == offset and end < file_size
+        if sequential and self.read_ahead and read_type is not ReadType.NO_CACHE and not unpersisted(node):
+            looked = self._fetch_ahead(node, end, file_size, read_type, looked)
+        self._last_end[node.ino] = (end, looked if sequential else 0)
         if len(self._last_end) > SEQUENTIAL_FILES:
             self._last_end.popitem(last=False)
-        file_size = node.size if size is None else size
-        if last != offset or end >= file_size:
+        if not sequential:
             return
-        if self.read_ahead and read_type is not ReadType.NO_CACHE and not unpersisted(node):
-            self._fetch_ahead(node, end, file_size, read_type)
         entry = block_at(node.layout, end)
         if entry is None:
             return
@@ -145,23 +147,29 @@ class BlockReader:
         self._ahead[digest] = task
         task.add_done_callback(lambda t: self._ahead_done(digest, t))
 
-    def _fetch_ahead(self, node: FileInode, end: int, file_size: int, read_type: ReadType) -> None:
+    def _fetch_ahead(self, node: FileInode, end: int, file_size: int, read_type: ReadType, looked: int) -> int:
+        """Start fetches of the missing blocks in the window from `end`'s block on, but for those
+        looked at already (up to `looked`: each read of a sequence looks at the blocks that entered
+        the window since, so 1 MiB reads of a cached 4 MiB block look at none). Returns where the
+        blocks looked at now end."""
         bs = self.block_size
         first = end // bs * bs
-        for boff in range(first, min(file_size, first + self.read_ahead * bs), bs):
+        stop = min(file_size, first + self.read_ahead * bs)
+        for boff in range(max(first, looked), stop, bs):
             if self._cached(node, boff):
-                continue  # read from disk when its turn comes (or just ahead, above)
+                continue  # read from disk when its turn comes (or just ahead, below)
             key = self._fetch_key(node, boff, file_size)
             if key in self._fetching or key in self._fetched or key in self._fetches:
                 continue
             if len(self._fetching) + len(self._fetched) >= self.fetched_ahead_max:
                 if not self._fetched:
-                    return
+                    return boff  # full: this block is looked at again by the next read
                 self._fetched.popitem(last=False)  # the oldest one a reader left behind
             task = asyncio.get_running_loop().create_task(
                 self._fetch_one_ahead(key, node, read_type), context=contextvars.Context()
             )
             self._fetching[key] = task
+        return stop
 
     async def _fetch_one_ahead(self, key: tuple[Any, ...], node: FileInode, read_type: ReadType) -> None:
         """Fetch and cache one block (shared with a reader that comes for it meanwhile), and keep
