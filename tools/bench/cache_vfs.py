@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -10,6 +11,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -163,27 +165,45 @@ async def bench_vfs(args: argparse.Namespace, kind: str) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def cold_read(args: argparse.Namespace, data: bytes, remote: bool, ahead: int) -> float:
-    """Seconds for a first read of `data` through a new vfs: from a local directory, or from a
-    memory store whose reads wait `--ufs-latency-ms` first (a remote store's first byte)."""
-    base = Path(tempfile.mkdtemp(prefix="nsd-bench-ahead-", dir=args.dir))
+@contextlib.asynccontextmanager
+async def remote_vfs(
+    args: argparse.Namespace, files: dict[str, bytes], memory_bytes: int, read_ahead: int = 4
+) -> AsyncIterator[Vfs]:
+    """A new vfs with `files` in a memory store mounted at /remote, whose reads wait
+    `--ufs-latency-ms` first (a remote store's first byte)."""
+    base = Path(tempfile.mkdtemp(prefix="nsd-bench-remote-", dir=args.dir))
     name = "bench-" + secrets.token_hex(4)
     try:
-        vfs = await open_vfs(base, args.block_mib * MiB, memory=2 * len(data), read_ahead=ahead)
-        if remote:
-            memory.store(name).put("big", data)
-            latency = str(args.ufs_latency_ms / 1000)
-            await vfs.mount("/remote", f"memory://{name}", caller=ME, options={"fault_read_latency_s": latency})
-        else:
-            (base / "ufs" / "big").write_bytes(data)
-            os.sync()  # the copy's writeback is not the read's to wait for
-        took, n = await read_through(vfs, "/remote/big" if remote else "/big")
-        assert n == len(data)
+        vfs = await open_vfs(base, args.block_mib * MiB, memory=memory_bytes, read_ahead=read_ahead)
+        for key, data in files.items():
+            memory.store(name).put(key, data)
+        latency = str(args.ufs_latency_ms / 1000)
+        await vfs.mount("/remote", f"memory://{name}", caller=ME, options={"fault_read_latency_s": latency})
+        yield vfs
         await close_vfs(vfs)
-        return took
     finally:
         memory.drop_store(name)
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def cold_read(args: argparse.Namespace, data: bytes, remote: bool, ahead: int) -> float:
+    """Seconds for a first read of `data` through a new vfs: from a local directory, or from
+    the remote-like memory store."""
+    if remote:
+        async with remote_vfs(args, {"big": data}, 2 * len(data), ahead) as vfs:
+            took, n = await read_through(vfs, "/remote/big")
+    else:
+        base = Path(tempfile.mkdtemp(prefix="nsd-bench-ahead-", dir=args.dir))
+        try:
+            vfs = await open_vfs(base, args.block_mib * MiB, memory=2 * len(data), read_ahead=ahead)
+            (base / "ufs" / "big").write_bytes(data)
+            os.sync()  # the copy's writeback is not the read's to wait for
+            took, n = await read_through(vfs, "/big")
+            await close_vfs(vfs)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    assert n == len(data)
+    return took
 
 
 async def bench_ahead(args: argparse.Namespace) -> None:
@@ -204,25 +224,13 @@ async def bench_ahead(args: argparse.Namespace) -> None:
 
 
 async def timed_load(args: argparse.Namespace, files: dict[str, bytes]) -> float:
-    """Seconds for `nsd load -r` of `files`, put in a memory store whose reads wait
-    `--ufs-latency-ms` first, through a new vfs."""
-    base = Path(tempfile.mkdtemp(prefix="nsd-bench-load-", dir=args.dir))
-    name = "bench-" + secrets.token_hex(4)
-    try:
-        vfs = await open_vfs(base, args.block_mib * MiB, memory=256 * MiB)
-        for key, data in files.items():
-            memory.store(name).put(f"d/{key}", data)
-        latency = str(args.ufs_latency_ms / 1000)
-        await vfs.mount("/remote", f"memory://{name}", caller=ME, options={"fault_read_latency_s": latency})
+    """Seconds for `nsd load -r` of `files` in the remote-like memory store, through a new vfs."""
+    async with remote_vfs(args, {f"d/{k}": v for k, v in files.items()}, 256 * MiB) as vfs:
         t0 = time.perf_counter()
         summary = await controls.load_path(vfs, "/remote/d", recursive=True)
         took = time.perf_counter() - t0
-        assert summary["bytes_from_ufs"] == sum(map(len, files.values())) and not summary["failed"]
-        await close_vfs(vfs)
-        return took
-    finally:
-        memory.drop_store(name)
-        shutil.rmtree(base, ignore_errors=True)
+    assert summary["bytes_from_ufs"] == sum(map(len, files.values())) and not summary["failed"]
+    return took
 
 
 async def bench_load(args: argparse.Namespace) -> None:
