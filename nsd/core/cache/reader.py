@@ -238,6 +238,8 @@ class BlockReader:
         boff = pos // self.block_size * self.block_size
         key = self._fetch_key(node, boff, node.size if size is None else size)
         blen, fp = key[2], node.fingerprint
+        if blen <= 0:  # a caller that did not clip (the file shrank under it): never a block of no bytes
+            raise errors.Invalid(f"offset {pos} is past the end of inode {node.ino}")
         blob = await self._fetches.run(key, lambda: self._fetch(node, boff, blen, fp, read_type))
         self._fetched.pop(key, None)  # a fetch ahead this read joined leaves nothing behind
         return boff, blob, False

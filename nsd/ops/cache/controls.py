@@ -93,12 +93,12 @@ async def load_path(
     }
     started = time.monotonic()
     bs = cache.block_size
-    loads = [_FileLoad(f, -(-f.size // bs)) for f in files]
+    loads = [_FileLoad(f, f.size, -(-f.size // bs)) for f in files]  # sizes as planned, whatever comes
     reporting = asyncio.Lock()  # one event at a time on the progress stream
 
     async def report(load: _FileLoad) -> None:
         f = load.node
-        event: dict[str, Any] = {"path": vfs.ns.path_of(f.ino) if f.ino in vfs.ns.inodes else "?", "bytes": f.size}
+        event: dict[str, Any] = {"path": vfs.ns.path_of(f.ino) if f.ino in vfs.ns.inodes else "?", "bytes": load.size}
         summary["bytes_already_cached"] += load.already
         summary["bytes_from_ufs"] += load.fetched
         event["bytes_from_ufs"] = load.fetched
@@ -109,11 +109,11 @@ async def load_path(
             async with reporting:
                 await _call(progress, event)
 
-    blocks = ((load, off) for load in loads for off in range(0, load.node.size, bs))
+    blocks = ((load, off) for load in loads for off in range(0, load.size, bs))
 
     async def worker() -> None:
         for load, off in blocks:  # shared: each worker takes the next block
-            if load.failure is None:
+            if load.failure is None and off < load.node.size:  # (a file cut short meanwhile: skipped)
                 try:
                     _, blob, cached = await cache.reader.block(load.node, off, ReadType.CACHE)
                 except errors.NsdError as e:
@@ -138,6 +138,7 @@ async def load_path(
 @dataclass(slots=True)
 class _FileLoad:
     node: FileInode
+    size: int  # when the load was planned
     left: int  # blocks not yet read (or skipped)
     fetched: int = 0  # bytes read from the UFS
     already: int = 0  # bytes found cached

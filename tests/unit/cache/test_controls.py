@@ -254,3 +254,33 @@ async def test_load_reads_several_small_files_at_once_and_reports_each_once(
             assert controls.cache_info(vfs, vfs.ns.resolve(f"/{name}"))["cached_bytes"] == len(data)
     finally:
         await close(vfs)
+
+
+async def test_a_file_that_changes_size_while_it_is_loaded_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = new_env(tmp_path)
+    env.ufs.put("d/a", os.urandom(8 * BS))
+    env.ufs.put("d/b", os.urandom(3 * BS))
+    vfs = await env.open()
+    assert vfs.cache is not None
+    blocks = SlowBlocks(vfs)
+    real = blocks.real
+
+    async def shrink_then_read(node: FileInode, off: int, read_type: ReadType) -> tuple[int, bytes, bool]:
+        if off == 0 and vfs.ns.path_of(node.ino) == "/d/a":  # /d/b shrinks after the plan, before its turn
+            await vfs.truncate("/d/b", BS, caller=ME)
+        return await real(node, off, read_type)
+
+    blocks.real = shrink_then_read  # type: ignore[assignment]
+    monkeypatch.setattr(vfs.cache.reader, "block", blocks)
+    try:
+        events: list[dict] = []
+        summary = await controls.load_path(vfs, "/d", recursive=True, progress=events.append)
+        assert sorted(e["path"] for e in events[1:]) == ["/d/a", "/d/b"]  # each once, none missing
+        assert [e["bytes"] for e in events[1:] if e["path"] == "/d/b"] == [3 * BS]  # the size planned
+        assert summary["failed"] == 0 and summary["bytes_from_ufs"] == 8 * BS + BS  # what /d/b still has
+        assert [e[:2] for e in vfs.ns.resolve("/d/b").layout or []] == [[0, BS]]  # nothing past its end
+        vfs.ns.check()
+    finally:
+        await close(vfs)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cachevfs import BS, ME, Env, close, new_env, read_all
 
+from nsd import errors
 from nsd.core.cache.policy import ReadType
 from nsd.core.cache.reader import BlockReader
 from nsd.namespace import FileInode
@@ -358,3 +359,13 @@ async def test_the_setting_sizes_the_window(tmp_path: Path, read_ahead: int) -> 
         assert await f.read(range(2 * BS, 8 * BS, BS)) == f.data[2 * BS :]
         c = f.reader.counters
         assert c.bytes_from_ufs == len(f.data) and (c.read_ahead >= 4 if read_ahead else c.read_ahead == 0)
+
+
+async def test_a_block_past_the_end_is_refused_and_nothing_is_recorded(tmp_path: Path) -> None:
+    async with one_file(tmp_path, 2) as f:
+        node = f.vfs.ns.inodes[f.ino]
+        assert isinstance(node, FileInode)
+        with pytest.raises(errors.Invalid, match="past the end"):
+            await f.reader.block(node, 3 * BS)
+        assert f.vfs.store.failed is None and layout_of(f.vfs, "/f") == []  # no block of no bytes journaled
+        await f.vfs.mkdir("/still-writable", caller=ME)
