@@ -108,6 +108,36 @@ def test_list_5000_entries(server: Daemon) -> None:
     assert seen == names
 
 
+def _ls(server: Daemon, path: str) -> dict[str, tuple[str, int]]:
+    """nfs-ls of `path`: name -> (mode string, size)."""
+    listing = run("nfs-ls", server.nfs_url(path)).stdout.decode()
+    entries = {}
+    for line in listing.splitlines():
+        mode, _nlink, _uid, _gid, size, name = line.split(maxsplit=5)
+        entries[name] = (mode, int(size))
+    return entries
+
+
+def test_listing_a_directory_only_the_under_storage_has(server: Daemon) -> None:
+    # The first listing discovers the directory; names of every length (multi-byte ones too) and
+    # sizes come through READDIRPLUS pages; a change made since shows at the next listing.
+    ufs_dir = server.data_dir / "ufs" / "listed-from-ufs"
+    ufs_dir.mkdir()
+    names = [f"part-{i:05d}.parquet" for i in range(1500)] + ["a", "é" * 127, "x" * 255]
+    for i, name in enumerate(names):
+        (ufs_dir / name).write_bytes(b"x" * (i % 11))
+    want = {name: ("-rw-r--r--", i % 11) for i, name in enumerate(names)}
+    assert _ls(server, "/listed-from-ufs") == want
+    assert _ls(server, "/listed-from-ufs") == want  # listed again, from what nsd knows
+    nsd("chmod", "600", "/listed-from-ufs/a", daemon=server)
+    nsd("truncate", "-s", "7", f"/listed-from-ufs/{'é' * 127}", daemon=server)
+    nsd("mv", "/listed-from-ufs/part-00000.parquet", "/listed-from-ufs/moved", daemon=server)
+    want["a"] = ("-rw-------", want["a"][1])
+    want["é" * 127] = ("-rw-r--r--", 7)
+    want["moved"] = want.pop("part-00000.parquet")
+    assert _ls(server, "/listed-from-ufs") == want
+
+
 def _create_call(c: RpcClient, i: int, root: bytes, name: bytes) -> bytes:
     from nsd.protocols.rpc import oncrpc
     args = dirop(root, name) + b"\0\0\0\1" + b"\0" * 24  # GUARDED, empty sattr3

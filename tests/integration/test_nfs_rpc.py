@@ -558,6 +558,37 @@ def test_readdir_sizes_and_cookies(client: RpcClient) -> None:
     assert plus > 10
 
 
+@pytest.mark.parametrize(("maxcount", "dircount"), [(1024, 0), (8192, 600), (4096, 65536)])
+def test_readdirplus_pages_fit_both_limits(client: RpcClient, maxcount: int, dircount: int) -> None:
+    # Names from 1 to 255 bytes: every entry once, in pages that keep to maxcount (the whole
+    # reply) and dircount (fileid, name and cookie of each entry; 0: no such limit).
+    root = client.mount()
+    d = mkdir(client, root, f"rdp-{maxcount}-{dircount}".encode())
+    names = {(f"{i:03d}" + "n" * (i % 253)).encode() for i in range(300)}
+    for n in names:
+        created_handle(create(client, d, n))
+    seen: list[bytes] = []
+    cookie, pages = 0, 0
+    while True:
+        u = client.nfs(Proc.READDIRPLUS, fh(d) + struct.pack(">Q8sII", cookie, bytes(8), dircount, maxcount))
+        body_len, dir_bytes = u.remaining(), 0
+        assert u.uint32() == Status.OK and body_len <= maxcount
+        post_op_attr(u)
+        u.fixed(8)
+        while u.bool():
+            u.uint64()
+            seen.append(u.string(255))
+            cookie = u.uint64()
+            dir_bytes += 8 + 4 + (len(seen[-1]) + 3) // 4 * 4 + 8
+            assert post_op_attr(u) is not None and post_op_fh(u) is not None
+        assert dircount == 0 or dir_bytes <= dircount
+        pages += 1
+        if u.bool():
+            break
+    assert pages > 3
+    assert sorted(seen) == sorted([b".", b"..", *names])
+
+
 def test_auth_sys_identity_drives_permissions(server: Daemon) -> None:
     with RpcClient(server.nfs_port) as admin:
         root = admin.mount()

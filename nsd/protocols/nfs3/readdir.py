@@ -13,45 +13,33 @@ only when not even the first remaining entry fits.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
 
 from nsd.core.permissions import R
 from nsd.namespace import Inode
 from nsd.protocols.nfs3 import args
-from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE, post_op_attr
+from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
 from nsd.protocols.nfs3.const import NfsError, Status
+from nsd.protocols.nfs3.entries import entry3
 from nsd.protocols.nfs3.handles import FH_SIZE
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
 from nsd.protocols.rpc.server import CallContext, ReplyBody
-from nsd.protocols.xdr import pad_len, padding
 
 MAX_REPLY = 1 << 20
-BATCH = 512
+BATCH = 512  # entries asked of the namespace at most at a time
 ZERO_VERF = bytes(8)
-_ENTRY_HEAD = struct.Struct(">IQI")  # value_follows, fileid, name length
-_COOKIE = struct.Struct(">Q")
-_FH_HEAD = struct.Struct(">II")  # handle_follows, handle length
 _TAIL_EOF = struct.Struct(">II")  # no more entries, eof
 
 # status + dir_attributes + cookieverf + (value_follows = FALSE) + eof
 FIXED = 4 + POST_OP_ATTR_SIZE + 8 + 4 + 4
 PLUS_EXTRA = POST_OP_ATTR_SIZE + 4 + 4 + FH_SIZE  # name_attributes + name_handle
+MIN_DIR_SIZE = 8 + 4 + 4 + 8  # fileid, name length, the shortest name padded, cookie
 
 
-async def _entries(s: Nfs3Service, d: Target, cookie: int) -> AsyncIterator[tuple[int, str, Inode]]:
-    """Entries after `cookie`, "." and ".." first, fetched from the namespace in batches."""
-    if cookie == 0:
-        yield 1, ".", d.node
-    if cookie <= 1:
-        yield 2, "..", s.parent(d)
-    after = cookie if cookie > 2 else 0
-    while True:
-        batch, eof = await s.vfs.readdir(d.ino, after, BATCH, caller=d.caller)
-        for item in batch:
-            yield item
-        if eof or not batch:
-            return
-        after = batch[-1][0]
+def _dots(s: Nfs3Service, d: Target, cookie: int) -> list[tuple[int, str, Inode]]:
+    """The "." and ".." entries not yet listed after `cookie`."""
+    if cookie >= 2:
+        return []
+    return [(1, ".", d.node), (2, "..", s.parent(d))][cookie:]
 
 
 async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: bool) -> ReplyBody:
@@ -64,23 +52,34 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
         dir_attr = s.attr_of(d.export, d.node)
         budget = min(a.maxcount, MAX_REPLY) - FIXED
         dir_budget = a.dircount if plus and a.dircount else 1 << 62
+        extra = PLUS_EXTRA if plus else 0
+        # No more entries than the shortest ones would fill: the namespace builds only those.
+        limit = max(1, min(BATCH, budget // (4 + MIN_DIR_SIZE + extra) + 1, dir_budget // MIN_DIR_SIZE + 1))
+        fsid = d.export.id
+        encode = s.entries.entryplus3 if plus else entry3
         parts: list[bytes] = [OK, dir_attr, ZERO_VERF]
-        eof = True
         count = 0
-        async for cookie, name, node in _entries(s, d, a.cookie):
-            raw = s.name_bytes(name)
-            dir_size = 20 + pad_len(len(raw))
-            size = 4 + dir_size + (PLUS_EXTRA if plus else 0)
-            if size > budget or dir_size > dir_budget:
-                eof = False
-                break
-            budget -= size
-            dir_budget -= dir_size
-            count += 1
-            parts.append(_ENTRY_HEAD.pack(1, node.ino, len(raw)) + raw + padding(len(raw)) + _COOKIE.pack(cookie))
-            if plus:
-                parts.append(post_op_attr(node, d.export.id))  # a stream of distinct inodes: not cached
-                parts.append(_FH_HEAD.pack(1, FH_SIZE) + s.handle(d.export, node))
+        batch, more = _dots(s, d, a.cookie), True
+        after = a.cookie if a.cookie > 2 else 0  # 0: from the start, which syncs with the UFS
+        full = False
+        while not full and (batch or more):
+            if not batch:
+                batch, eof = await s.vfs.readdir(d.ino, after, limit, caller=d.caller)
+                more = not eof and bool(batch)
+                if not batch:
+                    break
+                after = batch[-1][0]
+            for cookie, name, node in batch:
+                wire, dir_size = encode(cookie, name, node, fsid)
+                if len(wire) > budget or dir_size > dir_budget:
+                    full = True
+                    break
+                budget -= len(wire)
+                dir_budget -= dir_size
+                count += 1
+                parts.append(wire)
+            batch = []
+        eof = not full
         if count == 0 and not eof:
             raise NfsError(Status.TOOSMALL, "not even one entry fits")
     except Failure as e:
