@@ -197,6 +197,10 @@ class LocalUfs(Ufs):
 
             def whole() -> os.stat_result:
                 self._confine(path)
+                if not first:
+                    made = _new_empty_file(p)
+                    if made is not None:
+                        return made
                 _write_file(tmp, first or b"")
                 return into_place()
 
@@ -416,6 +420,19 @@ def _write_file(path: Path, data: bytes) -> None:
         _write_all(fd, data)
         if data:
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_empty_file(path: Path) -> os.stat_result | None:
+    """An empty file made at `path` itself, its stat; None when `path` exists (a link too).
+    Nothing to write means nothing to be seen half-written: no temporary file, no rename."""
+    try:
+        fd = os.open(path, _NEW_FILE, 0o644)
+    except FileExistsError:
+        return None
+    try:
+        return os.fstat(fd)
     finally:
         os.close(fd)
 

@@ -48,6 +48,14 @@ async def test_overwrite_replaces(ufs: Ufs) -> None:
     assert await content(ufs, "f") == b"v2"
 
 
+@pytest.mark.parametrize("empty", [[], [b""]])
+async def test_an_empty_body_replaces_too(ufs: Ufs, empty: list[bytes]) -> None:
+    await ufs.write("f", body(b"first version"))
+    assert (await ufs.write("f", body(*empty))).size == 0
+    assert await content(ufs, "f") == b"" and (await ufs.stat("f")).size == 0
+    assert await names(ufs, "") == {"f": False}
+
+
 @pytest.mark.parametrize("chunks", [[], [b""], [b"", b"x"], [b"one"], [b"a", b"", b"b", b"c"]])
 async def test_a_body_of_any_number_of_chunks(ufs: Ufs, chunks: list[bytes]) -> None:
     st = await ufs.write("n", body(*chunks))

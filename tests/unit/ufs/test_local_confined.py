@@ -38,6 +38,8 @@ async def test_symlinks_out_of_the_root_are_neither_listed_nor_followed(tmp_path
             ufs.read("dotdot", 0, 100),
             ufs.write("escape/new", chunks(b"x")),
             ufs.write("leak", chunks(b"overwrite")),
+            ufs.write("escape/empty", chunks(b"")),
+            ufs.write("leak", chunks(b"")),
             ufs.mkdir("escape/sub"),
             ufs.truncate("leak", 0),
             ufs.append("leak", chunks(b"more"), at=0),
@@ -52,6 +54,9 @@ async def test_symlinks_out_of_the_root_are_neither_listed_nor_followed(tmp_path
         await ufs.delete("leak")  # removing the link itself is fine; its target stays
         assert not (root / "leak").is_symlink() and (outside / "secret").read_bytes() == b"not yours"
         assert sorted(os.listdir(outside)) == ["secret"]
+        await ufs.write("inner", chunks(b""))  # the link inside is replaced, not written through
+        assert not (root / "inner").is_symlink() and (root / "real").read_bytes() == b"mine"
+        assert (root / "inner").read_bytes() == b""
     finally:
         await ufs.close()
 
