@@ -313,18 +313,19 @@ class Discovery:
     async def _entries(self, ufs: Ufs, rel: str) -> AsyncIterator[list[tuple[str, UfsStatus]]]:
         """The UFS listing in pages of PAGE valid entries."""
         page: list[tuple[str, UfsStatus]] = []
-        async for status in ufs.list(rel):
-            try:
-                validate_name(status.name)
-            except errors.NsdError as e:
-                log.warning("skipping under-storage entry %r in %s: %s", status.name, ufs.uri, e.message)
-                continue
-            if not rel and status.name == SYSTEM_DIR:
-                continue
-            page.append((status.name, status))
-            if len(page) >= self.page:
-                yield page
-                page = []
+        async for found in ufs.list_pages(rel):
+            for status in found:
+                try:
+                    validate_name(status.name)
+                except errors.NsdError as e:
+                    log.warning("skipping under-storage entry %r in %s: %s", status.name, ufs.uri, e.message)
+                    continue
+                if not rel and status.name == SYSTEM_DIR:
+                    continue
+                page.append((status.name, status))
+                if len(page) >= self.page:
+                    yield page
+                    page = []
         if page:
             yield page
 

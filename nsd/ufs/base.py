@@ -93,8 +93,16 @@ class Ufs(ABC):
     async def stat(self, path: str) -> UfsStatus: ...
 
     @abstractmethod
-    def list(self, path: str) -> AsyncIterator[UfsStatus]:
-        """Entries of a directory, streamed in bounded memory."""
+    def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
+        """Entries of a directory, a page at a time as the store gives them (each page non-empty,
+        at most a few thousand entries), streamed in bounded memory. Wrappers time out and retry
+        per page, not per entry: a listing of 100k entries is 100 steps, not 100k."""
+
+    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+        """Entries of a directory one by one (`list_pages`, flattened)."""
+        async for page in self.list_pages(path):
+            for entry in page:
+                yield entry
 
     @abstractmethod
     async def read(self, path: str, offset: int, length: int) -> bytes:

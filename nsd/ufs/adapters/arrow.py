@@ -180,11 +180,11 @@ class ArrowUfs(Ufs):
         except NotADirectoryError:
             raise errors.NotDir(f"under-storage {self.kind}: not a directory: {path}", path=path) from None
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         full = self._full(path)
         if self.lister is not None:
-            async for entry in self._list_paged(full, path):
-                yield entry
+            async for page in self._list_paged(full, path):
+                yield page
             return
 
         def select() -> list[Any]:
@@ -197,14 +197,16 @@ class ArrowUfs(Ufs):
         infos = await self._run(path, select)
         cut = len(full) + 1 if full else 0
         while infos:
-            page = [infos.pop() for _ in range(min(LIST_BATCH, len(infos)))]
-            for info in page:
+            page = []
+            for info in [infos.pop() for _ in range(min(LIST_BATCH, len(infos)))]:
                 name = info.path[cut:].strip("/")
                 if name and "/" not in name and not name.startswith(TMP_PREFIX):
-                    yield self._status(name, info)
+                    page.append(self._status(name, info))
+            if page:
+                yield page
             await asyncio.sleep(0)
 
-    async def _list_paged(self, full: str, path: str) -> AsyncIterator[UfsStatus]:
+    async def _list_paged(self, full: str, path: str) -> AsyncIterator[list[UfsStatus]]:
         """S3: one ListObjectsV2 page per worker-thread call (see s3list.py)."""
         assert self.lister is not None
         bucket, _, key = full.partition("/")
@@ -214,8 +216,8 @@ class ArrowUfs(Ufs):
             if first and not page and not (await self.stat(path)).is_dir:
                 raise errors.NotDir(f"under-storage {self.kind}: not a directory: {path}", path=path)
             first = False
-            for entry in page:
-                yield entry
+            if page:
+                yield page
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         full = self._full(path)

@@ -147,16 +147,12 @@ class LocalUfs(Ufs):
         st = await self._run_at(path, os.stat, p)
         return _status(p.name, st)
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         p = self._abs(path)
         it = await self._run_at(path, os.scandir, p)
         try:
-            while True:
-                batch = await self._run(path, _next_batch, it, self.root)
-                if not batch:
-                    return
-                for entry in batch:
-                    yield entry
+            while batch := await self._run(path, _next_batch, it, self.root):
+                yield batch
         finally:
             it.close()
 

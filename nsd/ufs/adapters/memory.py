@@ -215,7 +215,7 @@ class MemoryUfs(Ufs):
         await self.store.enter()
         return self.store.status(self._p(path))
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         await self.store.enter()
         p = self._p(path)
         st = self.store.status(p)
@@ -225,11 +225,14 @@ class MemoryUfs(Ufs):
         for i in range(0, len(names), LIST_BATCH):
             if i:
                 await self.store.enter()  # one call per page, as a paging store would make
+            page = []
             for n in names[i : i + LIST_BATCH]:
                 try:
-                    yield self.store.status(f"{p}/{n}" if p else n)
+                    page.append(self.store.status(f"{p}/{n}" if p else n))
                 except errors.NotFound:
                     continue  # deleted while listing
+            if page:
+                yield page
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         await self.store.enter()

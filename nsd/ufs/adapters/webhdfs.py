@@ -170,16 +170,26 @@ class WebHdfsUfs(Ufs):
         fs = (await self._json("GET", path, "GETFILESTATUS"))["FileStatus"]
         return self._status(path.rstrip("/").rsplit("/", 1)[-1], fs)
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         if not (await self.stat(path)).is_dir:
             raise errors.NotDir(f"under-storage webhdfs: not a directory: {path}", path=path)
-        async for fs in self._statuses(path):
-            name = fs["pathSuffix"]
-            if name and not name.startswith(TMP_PREFIX):
-                yield self._status(name, fs)
+        async for statuses in self._pages(path):
+            page = [
+                self._status(name, fs)
+                for fs in statuses
+                if (name := fs["pathSuffix"]) and not name.startswith(TMP_PREFIX)
+            ]
+            if page:
+                yield page
 
     async def _statuses(self, path: str) -> AsyncIterator[dict[str, Any]]:
-        """Every FileStatus of a directory, temporary files included, page by page."""
+        """Every FileStatus of a directory, temporary files included."""
+        async for page in self._pages(path):
+            for fs in page:
+                yield fs
+
+    async def _pages(self, path: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The FileStatuses of a directory, temporary files included, page by page."""
         after: str | None = None
         while True:
             try:
@@ -192,8 +202,8 @@ class WebHdfsUfs(Ufs):
                     raise
                 page = (await self._json("GET", path, "LISTSTATUS"))["FileStatuses"]["FileStatus"]
                 remaining = 0
-            for fs in page:
-                yield fs
+            if page:
+                yield page
             if not remaining or not page:
                 return
             after = page[-1]["pathSuffix"]

@@ -145,14 +145,14 @@ class HealthUfs(Ufs):
     async def close(self) -> None:
         await self.inner.close()
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         probe = self._enter()
-        it = aiter(self.inner.list(path))
+        it = aiter(self.inner.list_pages(path))
         settled = False
         try:
             while True:
                 try:
-                    entry = await anext(it)
+                    page = await anext(it)
                 except StopAsyncIteration:
                     break
                 except BaseException as e:
@@ -162,7 +162,7 @@ class HealthUfs(Ufs):
                 if not settled:
                     settled = True
                     self._answered()
-                yield entry
+                yield page
             if not settled:
                 self._answered()
         finally:

@@ -220,9 +220,10 @@ class RetryingUfs(Ufs):
     async def usage(self) -> tuple[int, int, int] | None:
         return await self._call("usage", "", self.inner.usage)
 
-    async def list(self, path: str) -> AsyncIterator[UfsStatus]:
+    async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
+        """Retried until its first page; a page that does not come within the timeout ends it."""
         for attempt in range(self.attempts):
-            it = aiter(self.inner.list(path))
+            it = aiter(self.inner.list_pages(path))
             try:
                 first = await self._next(it, path)
             except errors.UfsUnavailable:
@@ -242,7 +243,7 @@ class RetryingUfs(Ufs):
         finally:
             await _aclose(it)
 
-    async def _next(self, it: AsyncIterator[UfsStatus], path: str) -> UfsStatus | None:
+    async def _next(self, it: AsyncIterator[list[UfsStatus]], path: str) -> list[UfsStatus] | None:
         try:
             return await _within(self.timeout, anext(it))
         except StopAsyncIteration:

@@ -114,6 +114,10 @@ async def test_list_many_entries(ufs: Ufs) -> None:
     got = [s.name async for s in ufs.list("many")]
     assert len(got) == len(set(got))
     assert len(got) == (1100 if ufs.kind in ("memory", "local") else 11)
+    pages = [[s.name for s in page] async for page in ufs.list_pages("many")]
+    assert all(pages) and sorted(name for page in pages for name in page) == sorted(got)
+    if ufs.kind in ("memory", "local"):
+        assert len(pages) > 1  # a page at a time: each a step of the wrappers, not each entry
 
 
 async def test_list_of_a_file_is_not_dir(ufs: Ufs) -> None:
