@@ -156,7 +156,7 @@ def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
             raise Exists(f"{name!r} is already in directory {op.dir_ino}")
         if ino != expected or stat.S_IFMT(mode) not in (stat.S_IFREG, stat.S_IFDIR):
             raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {mode:o}")
-        if not all(type(v) is int and v >= 0 for v in (uid, gid, size, mtime)):
+        if not (type(uid) is type(gid) is type(size) is type(mtime) is int) or min(uid, gid, size, mtime) < 0:
             raise Corrupt(f"bad discovered entry {name!r}: uid/gid/size/mtime must be ints >= 0")
         seen.add(name)
         expected += 1

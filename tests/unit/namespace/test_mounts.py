@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from nsd.errors import CrossDevice, Exists, Invalid, NotDir, NotEmpty
+from nsd.errors import Corrupt, CrossDevice, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import Op, decode_op
 from nsd.namespace import Namespace
 from nsd.namespace.mounts import plan_add_mount, plan_remove_mount, plan_ufs_sync
@@ -108,6 +108,19 @@ def test_ufs_sync_adds_updates_and_removes() -> None:
         plan_ufs_sync(ns, d, [["a.csv", FILE, 0, 0, 1, T, None]], [], [], T)
     with pytest.raises(Invalid):
         plan_ufs_sync(ns, d, [["bad/name", FILE, 0, 0, 1, T, None]], [], [], T)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [(-1, 0, 1, T), (0, -1, 1, T), (0, 0, -1, T), (0, 0, 1, -1), ("0", 0, 1, T), (0, 0.0, 1, T), (0, 0, True, T)],
+)
+def test_a_discovered_entry_with_a_bad_number_is_corrupt(fields: tuple[object, ...]) -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    with pytest.raises(Corrupt, match="uid/gid/size/mtime"):
+        plan_ufs_sync(ns, d, [["ok", FILE, *fields, None]], [], [], T)
+    assert not ns.get_dir(d).children
 
 
 def test_a_discovered_file_keeps_its_fingerprint_compact_and_true() -> None:
