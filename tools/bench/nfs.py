@@ -11,7 +11,10 @@ read of it while cached (`nfs-cat` to /dev/null, best of --reads), the same for 
 copied into the store behind the server's back (nsd: its root under-storage, read once to fill
 the cache first; ganesha: its export directory) and for an object put in an S3 bucket nsd
 mounts (moto's server in this process; ganesha reads the same bytes from its export directory
-again), GETATTR and LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
+again), a listing with `nfs-ls` of a directory of 10,000 files put in the store the same way
+(entries per second, the first listing, which nsd answers by discovering the directory in its
+under-storage, and the best of three more), GETATTR and LOOKUP calls per second at 1 and 32
+outstanding calls on one connection, and CREATE + REMOVE
 pairs the same way (each server's durability per change: nsd's journal record is fsynced before
 the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
 directory; the row `C+R syncs/pair` counts, with strace, the fsync-family calls each server makes
@@ -30,7 +33,7 @@ guest's idle policy, printed under the table: with the `haltpoll` cpuidle driver
 to `guest_halt_poll_ns` before it halts (the governor's default is 200 us; 0 means it halts at
 once, and every wake-up is an exit to the hypervisor). `--guest-halt-poll-ns N` sets it for the
 run and puts it back after (root, such a guest only), to measure the servers' own cost per call.
-`--calls-only` measures the GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
+`--calls-only` measures the listing, GETATTR, LOOKUP and CREATE+REMOVE rows alone (minutes, not a quarter
 of an hour). `--writes-only` measures the write row alone. On a VM the virtual disk's own
 caching makes a write right after another one much faster or slower (docs/architecture.md, NFS
 performance): hence the rest before each write; give the row many rounds.
@@ -375,6 +378,7 @@ def measure(
         else:
             for t in order:
                 subprocess.run(["nfs-cp", str(source), _url_for(t, name)], check=True, capture_output=True)
+        listing_rows(order, r, note)
         if nfsops is not None:
             ops_rows(nfsops, order, name, seconds, note)
     if nfsops is not None and shutil.which("strace") is not None:
@@ -449,6 +453,26 @@ def file_rows(
             subprocess.run([*t.cli, "load", f"{t.export}/{path}"], check=True, capture_output=True)
         best = min(_timed(["nfs-cat", _url_for(t, path)]) for _ in range(reads))
         note(t, "S3 file read MiB/s", size / MiB / best)
+
+
+LISTED = 10_000  # entries in the directory the listing rows list
+
+
+def listing_rows(order: list[Target], r: int, note: Callable[[Target, str, float], None]) -> None:
+    """`nfs-ls` (READDIRPLUS pages of 8 KiB) of a directory of LISTED files put in the store
+    behind the server's back: the first listing (nsd: discovery of what its under-storage has),
+    then the best of three more (what the server knows)."""
+    dir_name = f"listed-{r}"
+    for t in order:
+        d = t.store_dir / dir_name
+        d.mkdir()
+        for i in range(LISTED):
+            (d / f"part-{i:05d}-c000.snappy.parquet").write_bytes(b"")
+    os.sync()
+    for t in order:
+        url = _url_for(t, t.store_prefix + dir_name)
+        note(t, "list entries/s, first", LISTED / _timed(["nfs-ls", url]))
+        note(t, "list entries/s, again", LISTED / min(_timed(["nfs-ls", url]) for _ in range(3)))
 
 
 def ops_rows(
@@ -536,7 +560,7 @@ def main() -> None:
     ap.add_argument("--nsd", type=_variant, action="append", default=[], help="another nsd: NAME:KEY=VALUE,...")
     ap.add_argument("--cpus", default=None, help="run servers and clients on these CPUs only, e.g. 1 (see docs)")
     ap.add_argument("--guest-halt-poll-ns", type=int, default=None, help="set the guest's halt polling for the run")
-    ap.add_argument("--calls-only", action="store_true", help="only the GETATTR, LOOKUP and CREATE+REMOVE rows")
+    ap.add_argument("--calls-only", action="store_true", help="only the listing and call rows")
     ap.add_argument("--writes-only", action="store_true", help="only the write row")
     ap.add_argument("--quiet", type=float, default=5.0, help="seconds of rest (after a sync) before each write")
     args = ap.parse_args()
