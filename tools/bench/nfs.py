@@ -56,6 +56,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -339,10 +340,23 @@ def _url_for(target: Target, name: str) -> str:
     return target.url(name)
 
 
-def _timed(cmd: list[str], stdout: int | None = None) -> float:
+def _timed(cmd: list[str], stdout: int | None = None, limit: float = 3600.0) -> float:
+    """Seconds `cmd` took, seen by a blocking wait for its exit (killed after `limit`).
+    Not subprocess.run(timeout=): its wait polls with sleeps that double up to 50 ms, so every
+    timing came out at the next poll (31.5, 63.5 ms, then steps of 50 ms); a 1 GiB read row fell
+    on three levels whatever the server, and a listing of 30-60 ms read as 63.5."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=stdout if stdout is not None else subprocess.DEVNULL, timeout=3600)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, stdout=stdout if stdout is not None else subprocess.DEVNULL)
+    watchdog = threading.Timer(limit, proc.kill)
+    watchdog.start()
+    try:
+        returncode = proc.wait()
+    finally:
+        watchdog.cancel()
+    took = time.perf_counter() - start
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, cmd)
+    return took
 
 
 def measure(

@@ -6,6 +6,7 @@ import stat
 import sys
 
 import pytest
+from test_nfs3_attrs import CHANGES, T, file  # the same inode and the same changes as AttrCache's
 
 from nsd.namespace.inode import FileInode
 from nsd.protocols.nfs3.attrs import post_op_attr
@@ -13,12 +14,7 @@ from nsd.protocols.nfs3.entries import EntryCache, entry3
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.xdr import Unpacker
 
-T = 1_700_000_000_123_456_789
 CODEC = HandleCodec(b"k" * 32)
-
-
-def file(ino: int = 7) -> FileInode:
-    return FileInode(ino, 1, stat.S_IFREG | 0o644, 1000, 1000, 1, 42, T, T, T, 0, None, None)
 
 
 def fresh(cookie: int, name: str, node: FileInode, fsid: int) -> tuple[bytes, int]:
@@ -46,18 +42,6 @@ def test_an_unchanged_entry_is_encoded_once() -> None:
     cache, node = EntryCache(CODEC), file()
     first = cache.entryplus3(99, "f", node, 1)
     assert cache.entryplus3(99, "f", node, 1) is first
-
-
-CHANGES = {
-    "mode": lambda n: setattr(n, "mode", stat.S_IFREG | 0o600),
-    "uid": lambda n: setattr(n, "uid", 0),
-    "gid": lambda n: setattr(n, "gid", 0),
-    "nlink": lambda n: setattr(n, "nlink", 2),
-    "size": lambda n: setattr(n, "size", 43),
-    "atime": lambda n: setattr(n, "atime", T + 1),
-    "mtime": lambda n: setattr(n, "mtime", T + 1),
-    "ctime": lambda n: setattr(n, "ctime", T + 1),
-}
 
 
 @pytest.mark.parametrize("field", CHANGES)
