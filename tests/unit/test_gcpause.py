@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nsd.gcpause import GcPauses, collector_off
+from nsd.gcpause import YOUNG_THRESHOLD, GcPauses, collector_off
 from nsd.journal.ops import UfsSync
 from nsd.namespace import Namespace
 from nsd.namespace.inode import ROOT_INO
@@ -88,6 +88,45 @@ def test_uninstalled_it_sees_nothing(clean_gc: None) -> None:
     pauses.uninstall()  # twice: harmless
     gc.collect()
     assert pauses.full_collections == 0 and gc.get_freeze_count() == 0
+
+
+def young_collections_during(work: Any) -> int:
+    """How many young collections run while `work()` runs."""
+    counted = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            counted.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        work()
+    finally:
+        gc.callbacks.remove(count)
+    return len(counted)
+
+
+def test_installed_a_page_in_flight_is_freed_before_a_young_collection_sees_it(clean_gc: None) -> None:
+    """A listing page's worth of short-lived objects (several thousand, all alive at once) starts
+    young collections at the default threshold, and none once the watcher is installed; the
+    collector's thresholds come back as they were when it is uninstalled."""
+    before = gc.get_threshold()
+
+    def page() -> None:
+        gc.collect()  # the young generation starts empty
+        alive = tree(YOUNG_THRESHOLD // 2)  # a root and its children, alive at once
+        del alive
+
+    assert young_collections_during(page) > 0
+    pauses = watched(slow=60.0)
+    try:
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        assert young_collections_during(page) == 0
+    finally:
+        pauses.uninstall()
+    assert gc.get_threshold() == before
+    pauses.uninstall()  # twice: still as they were
+    assert gc.get_threshold() == before
 
 
 def test_namespace_removals_leave_no_cycle_behind(clean_gc: None) -> None:
