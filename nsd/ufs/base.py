@@ -22,8 +22,12 @@ TMP_PREFIX = ".nsd-tmp."  # names of objects being written; never listed as entr
 SYSTEM_DIR = ".nsd-system"  # at the top of an under-storage: nsd's own files (cluster checkpoints), never shown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UfsStatus:
+    """What a store says of one object. Treated as a value, never changed once made; not frozen,
+    as a frozen dataclass is made field by field through object.__setattr__ (0.67 against
+    0.16 us), and listings make one per entry."""
+
     name: str
     is_dir: bool
     size: int
