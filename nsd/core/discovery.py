@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from nsd import errors
@@ -361,13 +362,14 @@ class Discovery:
         async for page in self._entries(ufs, rel):
             if d.ino not in self.ns.inodes:
                 return
-            seen.update(name for name, _ in page)
+            seen.update(map(itemgetter(0), page))
             await self._apply_page(d, page, list)
         if d.ino in self.ns.inodes:
+            children = d.children
             gone = [
                 name
-                for name, child in d.children.items()
-                if name not in seen and child.ino < watermark and self._removable(child)
+                for name in children.names_not_in(seen)
+                if (child := children[name]).ino < watermark and self._removable(child)
             ]
             await self._remove_all(d, gone)
 

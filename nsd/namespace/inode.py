@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar
 
 from sortedcontainers import SortedDict, SortedList
@@ -335,6 +336,11 @@ class Children(dict[str, "Inode"]):
         if self._index is None:
             self._index = SortedList(dict.keys(self))
         return self._index
+
+    def names_not_in(self, names: AbstractSet[str]) -> list[str]:
+        """The names that `names` lacks, in name order: a set difference at C speed, then a sort
+        of what it leaves (a listing's end asking what the under-storage no longer has)."""
+        return sorted(dict.keys(self) - names)
 
     def names(self) -> list[str]:
         """The names in name order (a new list). O(n) with the index or names inserted in order."""

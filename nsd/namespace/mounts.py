@@ -15,10 +15,11 @@ from typing import Any, Protocol
 from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import AddMount, RemoveMount, UfsSync
 from nsd.namespace import layouts
-from nsd.namespace.inode import DirInode, FileInode, Inode
+from nsd.namespace.inode import S_IFMT, DirInode, FileInode, Inode
 from nsd.namespace.names import validate_name
 
 ROOT_MOUNT = 0
+_DISCOVERED_KINDS = (stat.S_IFREG, stat.S_IFDIR)  # what an under-storage holds
 
 
 @dataclass
@@ -103,10 +104,12 @@ def plan_ufs_sync(
     time_ns: int,
 ) -> UfsSync:
     """Record what the UFS shows in `dir_ino`. `add` entries are [name, mode, uid, gid, size,
-    mtime_ns, fingerprint]; they get inode ids here, in order."""
-    first = ns.next_ino
-    numbered = [[e[0], first + i, *e[1:]] for i, e in enumerate(add)]
-    op = UfsSync(dir_ino, numbered, update, remove, time_ns)
+    mtime_ns, fingerprint]; each gets its inode id here, in order, inserted after the name."""
+    ino = ns.next_ino
+    for e in add:  # numbered in place: a page is a thousand of these
+        e.insert(1, ino)
+        ino += 1
+    op = UfsSync(dir_ino, add, update, remove, time_ns)
     _check_ufs_sync(ns, op)
     return op
 
@@ -148,15 +151,17 @@ def _check_remove_mount(ns: MountTree, op: RemoveMount) -> None:
 
 def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     d = ns.get_dir(op.dir_ino)
+    children = d.children
     expected = ns.next_ino
     seen: set[str] = set()
     for name, ino, mode, uid, gid, size, mtime, _fp in op.add:
         validate_name(name)
-        if name in d.children or name in seen:
+        if name in children or name in seen:
             raise Exists(f"{name!r} is already in directory {op.dir_ino}")
-        if ino != expected or stat.S_IFMT(mode) not in (stat.S_IFREG, stat.S_IFDIR):
-            raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {mode:o}")
-        if not (type(uid) is type(gid) is type(size) is type(mtime) is int) or min(uid, gid, size, mtime) < 0:
+        if ino != expected or type(mode) is not int or mode & S_IFMT not in _DISCOVERED_KINDS:
+            raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {mode!r}")
+        # an int OR'ed with others is negative if any of them is
+        if not (type(uid) is type(gid) is type(size) is type(mtime) is int) or uid | gid | size | mtime < 0:
             raise Corrupt(f"bad discovered entry {name!r}: uid/gid/size/mtime must be ints >= 0")
         seen.add(name)
         expected += 1
@@ -207,19 +212,22 @@ def apply_remove_mount(ns: MountTree, op: RemoveMount) -> None:
 def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     _check_ufs_sync(ns, op)
     d = ns.get_dir(op.dir_ino)
+    mount, intern, share_name, inodes = d.mount, ns.intern, ns.share_name, ns.inodes
+    pinned = d.ino in ns.pinned
     for name, ino, mode, uid, gid, size, mtime, fp in op.add:
-        mode, uid, gid = ns.intern(mode), ns.intern(uid), ns.intern(gid)
-        name = ns.share_name(name)
+        mode, uid, gid = intern(mode), intern(uid), intern(gid)
+        name = share_name(name)
         node: Inode
-        if stat.S_IFMT(mode) == stat.S_IFDIR:
-            node = DirInode(ino, 1, mode, uid, gid, 2, 0, mtime, mtime, mtime, d.mount, fp, d, name)
+        if mode & S_IFMT == stat.S_IFDIR:
+            node = DirInode(ino, 1, mode, uid, gid, 2, 0, mtime, mtime, mtime, mount, fp, d, name)
             d.nlink += 1
         else:
-            node = FileInode(ino, 1, mode, uid, gid, 1, size, mtime, mtime, mtime, d.mount, fp, None)
+            node = FileInode(ino, 1, mode, uid, gid, 1, size, mtime, mtime, mtime, mount, fp, None)
             node.parent, node.name = d, name
         d.add_child(name, node)
-        ns.inodes[ino] = node
-        layouts.inherit_pin(ns, d, node)
+        inodes[ino] = node
+        if pinned:
+            layouts.inherit_pin(ns, d, node)
         ns.next_ino = ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]

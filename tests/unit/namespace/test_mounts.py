@@ -112,7 +112,10 @@ def test_ufs_sync_adds_updates_and_removes() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [(-1, 0, 1, T), (0, -1, 1, T), (0, 0, -1, T), (0, 0, 1, -1), ("0", 0, 1, T), (0, 0.0, 1, T), (0, 0, True, T)],
+    [
+        *[(-1, 0, 1, T), (0, -1, 1, T), (0, 0, -1, T), (0, 0, 1, -1), (0, 0, -(2**70), T), (0, 0, 2**70, -T)],
+        *[("0", 0, 1, T), (0, 0.0, 1, T), (0, 0, True, T), (0, 0, 1, None)],
+    ],
 )
 def test_a_discovered_entry_with_a_bad_number_is_corrupt(fields: tuple[object, ...]) -> None:
     ns = Namespace()
@@ -121,6 +124,24 @@ def test_a_discovered_entry_with_a_bad_number_is_corrupt(fields: tuple[object, .
     with pytest.raises(Corrupt, match="uid/gid/size/mtime"):
         plan_ufs_sync(ns, d, [["ok", FILE, *fields, None]], [], [], T)
     assert not ns.get_dir(d).children
+
+
+@pytest.mark.parametrize("mode", [0o644, stat.S_IFLNK | 0o777, stat.S_IFIFO | 0o644, "33188", float(FILE), None])
+def test_a_discovered_entry_that_is_no_file_or_directory_is_corrupt(mode: object) -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    with pytest.raises(Corrupt, match="bad discovered entry 'ok'"):
+        plan_ufs_sync(ns, d, [["ok", mode, 0, 0, 1, T, None]], [], [], T)
+    assert not ns.get_dir(d).children
+
+
+def test_a_big_but_valid_discovered_entry_is_taken() -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    apply(ns, plan_ufs_sync(ns, d, [["big", FILE, 2**31, 2**31, 2**62, 2**62, None]], [], [], T))
+    assert ns.resolve("/s3/big").size == 2**62
 
 
 def test_a_discovered_file_keeps_its_fingerprint_compact_and_true() -> None:

@@ -724,6 +724,18 @@ def test_list_names(t: Tree) -> None:
         t.ns.list_names(d.ino, limit=-1)
 
 
+def test_names_not_in_a_set_come_in_name_order_with_or_without_the_index(t: Tree) -> None:
+    d = t.mkdir("/d")
+    for n in ["b", "a", "é", "c1", "c0", "Z"]:
+        t.mk(f"/d/{n}")
+    assert d.children.names_not_in({"a", "c0", "gone"}) == ["Z", "b", "c1", "é"]
+    t.ns.list_names(d.ino, start_after="a")  # builds the sorted index, kept in step from now on
+    t.mk("/d/c2")
+    t.ns.apply(t.ns.plan_unlink(d.ino, "b", t.now()))
+    assert d.children.names_not_in(frozenset({"a", "c0"})) == ["Z", "c1", "c2", "é"]
+    assert d.children.names_not_in(set(d.children)) == []
+
+
 def test_list_names_pages_through_everything(t: Tree) -> None:
     d = t.mkdir("/d")
     for i in range(50):
