@@ -6,6 +6,10 @@
   concurrent callers;
 - lookups/s (path resolution) in-process;
 - readdir of a 100k-entry directory, by name pages and by NFS-style cookie pages;
+- discovery: the first listing, through the vfs, of local directories of 10,000 files nsd has
+  never seen (what an NFS READDIRPLUS or a WebHDFS LISTSTATUS of such a directory waits for:
+  the under-storage listing, a UfsSync record per 1,000 entries, fsynced, the inodes made), with
+  the daemon's collector settings: entries/s, and the share of it the garbage collector took;
 - checkpoint write and load time, RSS and bytes of RSS per inode for N inodes (the load in a
   fresh process, as a daemon's start does: one that reuses the memory the built tree freed
   looks up to 20 bytes an inode smaller).
@@ -37,10 +41,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nsd.core.metastore import MetaStore, initial_checkpoint
+from nsd.core.mounttable import MountTable
+from nsd.daemon import assemble_vfs
+from nsd.gcpause import GcPauses
 from nsd.journal.checkpoint import read_checkpoint, write_checkpoint
 from nsd.journal.ops import MkNode
 from nsd.namespace import Namespace
 from nsd.namespace.mounts import plan_ufs_sync
+from nsd.vfs import Caller
 
 FILE = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -162,6 +170,52 @@ def readdir(entries: int) -> None:
     )
 
 
+async def discovery(workdir: Path, entries: int, rounds: int) -> None:
+    """First listings of `rounds` directories of `entries` empty local files, one at a time."""
+    ufs, journal = workdir / "ufs", workdir / "journal"
+    for r in range(rounds):
+        where = ufs / f"d{r}"
+        where.mkdir(parents=True)
+        for i in range(entries):
+            os.close(os.open(where / f"part-{i:05d}-c000.snappy.parquet", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.sync()
+    journal.mkdir()
+    initial_checkpoint(journal, root_uid=0, root_gid=0)
+    store = await MetaStore.open(journal)
+    vfs = assemble_vfs(store, MountTable(store.ns, ufs.as_uri()), workdir / "staging")
+    root = Caller(0, 0)
+    collecting = [0.0, 0.0]  # seconds in the collector, start of the running collection
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.perf_counter()
+        else:
+            collecting[0] += time.perf_counter() - collecting[1]
+
+    pauses = GcPauses()  # what the daemon installs, and freezes what is loaded
+    pauses.install()
+    gc.freeze()
+    gc.callbacks.append(timer)
+    took: list[float] = []
+    try:
+        for r in range(rounds):
+            d = await vfs.resolve(f"/d{r}", caller=root)
+            t0 = time.perf_counter()
+            await vfs.readdir(d.ino, 0, 1, caller=root)
+            took.append(time.perf_counter() - t0)
+    finally:
+        gc.callbacks.remove(timer)
+        pauses.uninstall()
+        gc.unfreeze()
+        await vfs.close()
+        await store.close(checkpoint=False)
+    mid = sorted(took)[len(took) // 2]
+    print(
+        f"discover {entries:,} local files: {entries / mid:>9,.0f} entries/s ({mid * 1e3:.1f} ms, median of "
+        f"{rounds}; {min(took) * 1e3:.1f}-{max(took) * 1e3:.1f}), collector {collecting[0] / sum(took):.0%} of it"
+    )
+
+
 def checkpoint_figures(n: int, workdir: Path, unique: bool, discovered: str | None) -> None:
     base = rss()
     t0 = time.perf_counter()
@@ -198,6 +252,8 @@ async def main() -> None:
     parser.add_argument("--inodes", type=int, default=1_000_000)
     parser.add_argument("--ops", type=int, default=20_000)
     parser.add_argument("--readdir", type=int, default=100_000)
+    parser.add_argument("--discover", type=int, default=10_000, help="files per directory discovered")
+    parser.add_argument("--discover-rounds", type=int, default=5, help="directories discovered")
     parser.add_argument("--dir", type=Path, default=None, help="where the journal goes (default: a temp dir)")
     parser.add_argument("--unique-names", action="store_true", help="no file name or time repeats in the tree")
     parser.add_argument("--discovered", choices=["local", "s3"], help="files as found in an under-storage")
@@ -219,6 +275,9 @@ async def main() -> None:
         lookups(ns, 200_000)
         del ns
         readdir(args.readdir)
+        discovery_dir = Path(tmp) / "discovery"
+        discovery_dir.mkdir()
+        await discovery(discovery_dir, args.discover, args.discover_rounds)
         ckpt_dir = Path(tmp) / "ckpt"
         ckpt_dir.mkdir()
         checkpoint_figures(args.inodes, ckpt_dir, args.unique_names, args.discovered)
