@@ -159,7 +159,8 @@ def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
         if name in children or name in seen:
             raise Exists(f"{name!r} is already in directory {op.dir_ino}")
         if ino != expected or type(mode) is not int or mode & S_IFMT not in _DISCOVERED_KINDS:
-            raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {mode!r}")
+            shown = f"{mode:o}" if type(mode) is int else repr(mode)  # modes read in octal
+            raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {shown}")
         # an int OR'ed with others is negative if any of them is
         if not (type(uid) is type(gid) is type(size) is type(mtime) is int) or uid | gid | size | mtime < 0:
             raise Corrupt(f"bad discovered entry {name!r}: uid/gid/size/mtime must be ints >= 0")

@@ -136,6 +136,13 @@ def test_a_discovered_entry_that_is_no_file_or_directory_is_corrupt(mode: object
     assert not ns.get_dir(d).children
 
 
+def test_a_bad_discovered_mode_is_reported_in_octal() -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    with pytest.raises(Corrupt, match=r"mode 120777$"):
+        plan_ufs_sync(ns, ns.resolve("/s3").ino, [["ok", stat.S_IFLNK | 0o777, 0, 0, 1, T, None]], [], [], T)
+
+
 def test_a_big_but_valid_discovered_entry_is_taken() -> None:
     ns = Namespace()
     mount(ns, "/s3")
