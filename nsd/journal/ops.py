@@ -260,6 +260,18 @@ class SetTtl(Op):
     action: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReserveInodes(Op):
+    """Inode ids from `first` up to `limit` (exclusive) may be given out; ids below `first` not
+    given yet never will be. A daemon reserves the next run as it goes (`first` is the next id)
+    and, when it starts or becomes a cluster's leader, skips what the last reservation may have
+    shown a client before a crash lost its record (`first` is that reservation's limit)."""
+
+    CODE: ClassVar[int] = 17
+    first: int
+    limit: int
+
+
 # ---- extended attributes (codes 20-29) ------------------------------------------------------
 
 
@@ -344,6 +356,7 @@ OPS: dict[int, type[Op]] = {
         Persisted,
         RequestPersist,
         SetTtl,
+        ReserveInodes,
         SetXAttr,
         RemoveXAttr,
         UfsIntent,

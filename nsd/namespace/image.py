@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from nsd.errors import Corrupt
 from nsd.gcpause import collector_off
-from nsd.namespace import identities, intents, mounts
+from nsd.namespace import identities, inode_ids, intents, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -39,11 +39,19 @@ IMAGE_VERSION_XATTRS = 2  # written only when some inode has xattrs; adds a trai
 IMAGE_VERSION_CACHE = 3  # written only with pending persists or TTLs: version 2 plus header keys for them
 IMAGE_VERSION_INTENTS = 4  # written only while UFS intents are open: version 3 plus header key "intents"
 IMAGE_VERSION_IDS = 5  # written only once ids were given to unknown names: version 4 plus header key "auto_ids"
+IMAGE_VERSION_INO_LIMIT = 6  # written once inode ids were reserved: version 5 plus header key "ino_limit"
 SHARE_MAX = 1 << 21  # entries of the load's table of shared names and times (~100 MB at most)
-IMAGE_VERSIONS = (IMAGE_VERSION, IMAGE_VERSION_XATTRS, IMAGE_VERSION_CACHE, IMAGE_VERSION_INTENTS, IMAGE_VERSION_IDS)
+IMAGE_VERSIONS = (
+    IMAGE_VERSION,
+    IMAGE_VERSION_XATTRS,
+    IMAGE_VERSION_CACHE,
+    IMAGE_VERSION_INTENTS,
+    IMAGE_VERSION_IDS,
+    IMAGE_VERSION_INO_LIMIT,
+)
 
 
-class ImageTree(mounts.MountTree, intents.IntentTables, identities.IdTables, Protocol):
+class ImageTree(mounts.MountTree, intents.IntentTables, identities.IdTables, inode_ids.InoCounters, Protocol):
     """What the image codec reads and fills of a namespace (tree.Namespace is one)."""
 
     links: dict[int, list[tuple[DirInode, str]]]
@@ -62,6 +70,8 @@ def encode(ns: ImageTree, chunk_size: int = 4096) -> Iterator[Any]:
         version = IMAGE_VERSION_INTENTS
     if ns.auto_ids:
         version = IMAGE_VERSION_IDS
+    if ns.ino_limit:
+        version = IMAGE_VERSION_INO_LIMIT
     yield {
         "version": version,
         "next_ino": ns.next_ino,
@@ -69,6 +79,7 @@ def encode(ns: ImageTree, chunk_size: int = 4096) -> Iterator[Any]:
         **mounts.image_header(ns),
         **intents.image_header(ns),
         **identities.image_header(ns),
+        **inode_ids.image_header(ns),
     }
     chunk: list[list[Any]] = []
     units = 0
@@ -201,6 +212,9 @@ def _load(ns: ImageTree, chunks: Iterable[Any]) -> None:
     if header["version"] < IMAGE_VERSION_IDS and "auto_ids" in header:
         raise Corrupt(f"image: auto_ids in a version {header['version']} image")
     identities.load_image_header(ns, header)
+    if header["version"] < IMAGE_VERSION_INO_LIMIT and "ino_limit" in header:
+        raise Corrupt(f"image: ino_limit in a version {header['version']} image")
+    inode_ids.load_image_header(ns, header)
 
 
 def _load_entries(

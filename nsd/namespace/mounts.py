@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import AddMount, RemoveMount, UfsSync
-from nsd.namespace import layouts
+from nsd.namespace import inode_ids, layouts
 from nsd.namespace.inode import S_IFMT, DirInode, FileInode, Inode
 from nsd.namespace.names import validate_name
 
@@ -38,6 +38,7 @@ class MountTree(layouts.LayoutTables, Protocol):
     root: DirInode
     mounts: dict[int, Mount]
     next_ino: int
+    ino_limit: int
     next_mount_id: int
 
     def get_dir(self, ino: int) -> DirInode: ...
@@ -131,6 +132,7 @@ def _check_add_mount(ns: MountTree, op: AddMount) -> None:
     if existing is None:
         if op.ino < ns.next_ino:
             raise Corrupt(f"new mount point inode {op.ino} is not above the last one given")
+        inode_ids.check_new_ids(ns, op.ino)
     elif not isinstance(existing, DirInode) or existing.ino != op.ino or existing.children:
         raise Corrupt(f"mount point {op.name!r} is not the empty directory {op.ino}")
     if not isinstance(op.options, dict) or not isinstance(op.readonly, bool):
@@ -166,6 +168,8 @@ def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
             raise Corrupt(f"bad discovered entry {name!r}: uid/gid/size/mtime must be ints >= 0")
         seen.add(name)
         expected += 1
+    if op.add:
+        inode_ids.check_new_ids(ns, expected - 1)
     for name, size, mtime, _fp in op.update:
         if not isinstance(d.children.get(name), FileInode) or type(size) is not int or size < 0:
             raise Corrupt(f"cannot update {name!r} in directory {op.dir_ino}")

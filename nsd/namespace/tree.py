@@ -48,6 +48,7 @@ from nsd.journal.ops import (
     RemoveXAttr,
     Rename,
     RequestPersist,
+    ReserveInodes,
     Rmdir,
     SetAttr,
     SetContent,
@@ -58,7 +59,7 @@ from nsd.journal.ops import (
     UfsSync,
     Unlink,
 )
-from nsd.namespace import identities, image, intents, layouts, mounts
+from nsd.namespace import identities, image, inode_ids, intents, layouts, mounts
 from nsd.namespace.inode import (
     ROOT_INO,
     S_IFMT,
@@ -99,6 +100,7 @@ class Namespace:
         self.inodes = InodeTable()  # ino -> Inode, ~8 bytes an inode (a dict costs ~40)
         self.inodes[ROOT_INO] = self.root
         self.next_ino = ROOT_INO + 1
+        self.ino_limit = 0  # ids at or above it are not reserved yet (nsd.namespace.inode_ids); 0: never reserved
         # Every link of each inode that has more than one: where to move the primary link
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
@@ -140,6 +142,7 @@ class Namespace:
             UfsIntent: lambda op: intents.apply_intent(self, op),
             IntentDone: lambda op: intents.apply_done(self, op),
             AllocateIds: lambda op: identities.apply_allocate(self, op),
+            ReserveInodes: lambda op: inode_ids.apply_reserve(self, op),
         }
 
     def intern(self, value: int) -> int:
@@ -591,6 +594,7 @@ class Namespace:
         ino = op.ino
         if type(ino) is not int or ino < self.next_ino:
             raise Corrupt(f"cannot apply {op!r}: inode id {ino} is not above the last one given")
+        inode_ids.check_new_ids(self, ino)
         _check_time(op.time_ns)
         t = op.time_ns
         mode, uid, gid = self.intern(op.mode), self.intern(op.uid), self.intern(op.gid)
@@ -853,6 +857,7 @@ class Namespace:
         layouts.check(self)
         intents.check_intents(self)
         identities.check_identities(self)
+        inode_ids.check_inode_ids(self)
 
     # ---- image (checkpoints): the codec is nsd.namespace.image ---------------------------------
 

@@ -42,6 +42,7 @@ from nsd.journal.ops import (
     RemoveXAttr,
     Rename,
     RequestPersist,
+    ReserveInodes,
     Rmdir,
     SetAttr,
     SetContent,
@@ -119,6 +120,7 @@ SAMPLE_OPS: dict[int, Op] = {
         Persisted(3, "0123456789abcdef0123456789abcdef", [10, T0 + 10, "etag-3"]),
         RequestPersist(3),
         SetTtl(11, 2**63 - 1, "delete"),
+        ReserveInodes(3, 2**64 - 1),
         SetXAttr(3, "user.note", b"\x00\xffhi", T0 + 11),
         RemoveXAttr(3, "user.note", T0 + 12),
         UfsIntent(1, "rename", [10, "a.csv", 10, "b.csv"]),
@@ -166,7 +168,9 @@ _V4 = [*_V3, UfsIntent(1, "content", [11]), UfsIntent(2, "rename", [10, "a.csv",
 
 # version -> the ops that build a namespace whose image is of that version
 _V5 = [*_V4, AllocateIds([["etl", 200000]]), AllocateIds([["spark-user", 200001]])]
-IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+INO_LIMIT = 13 + (1 << 20)
+_V6 = [*_V5, ReserveInodes(13, INO_LIMIT)]
+IMAGE_RECIPES: dict[int, list[Op]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 
 
 def image_file_name(version: int) -> str:

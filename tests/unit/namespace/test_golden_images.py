@@ -68,6 +68,7 @@ def test_golden_image_loads_the_tree_it_was_made_of(version: int) -> None:
     assert ns.persist_pending == ({doc.ino} if version >= 3 else set())
     assert ns.ttls == ({csv.ino: (g.T0 + 10**12, "free")} if version >= 3 else {})
     assert ns.intents == ({2: ("rename", [10, "a.csv", 10, "b.csv"])} if version >= 4 else {})
+    assert ns.ino_limit == (g.INO_LIMIT if version >= 6 else 0)
 
 
 @pytest.mark.parametrize("version", sorted(g.IMAGE_RECIPES))
