@@ -3,7 +3,9 @@
 Theory of operation: a mutation is planned against the live namespace, appended to the
 journal and applied to memory in one synchronous step (so journal order is apply order and
 no other mutation can slip in between), then awaited until its record is fsynced. Many
-callers awaiting at once share one fsync (group commit in JournalWriter).
+callers awaiting at once share one fsync (group commit in JournalWriter). Since a change is
+visible before it is durable, the inode ids it gives come from a reservation journaled and made
+durable ahead of them (nsd.namespace.inode_ids), so a crash never gives a seen id twice.
 
 Checkpoints do not stall writers: the writer rolls to a new segment, and a child process
 folds the previous checkpoint plus the sealed segments into a new one.
@@ -28,11 +30,18 @@ from nsd.journal.ops import IntentDone, Op
 from nsd.journal.recovery import recover
 from nsd.journal.segment import list_segments
 from nsd.journal.writer import JournalWriter
-from nsd.namespace import Namespace, layouts
+from nsd.namespace import Namespace, inode_ids, layouts
 
 log = logging.getLogger("nsd.metastore")
 
 CHECKPOINTS_KEPT = 2
+# Inode ids are reserved in the journal ahead of use (nsd.namespace.inode_ids): this many at a
+# time (a restart skips what is left of them), the next run appended once fewer than half are
+# left, and a change waits for its ids' reservation to be durable only if fewer than the most
+# one change gives (a listing page gives 1,000) are covered: at a start, or in a burst faster than fsync.
+INODE_IDS_RESERVED = 1 << 20
+INODE_IDS_LOW = INODE_IDS_RESERVED // 2
+INODE_IDS_PER_CHANGE = 1 << 16
 SPACE_CHECK_SECONDS = 0.25  # how stale the journal disk's free space may be when admitting a change
 
 
@@ -138,6 +147,12 @@ class MetaStore:
         self.share: Callable[[list[Op]], None] | None = None
         # Cluster mode: share a checkpoint just written (txid, its file); runs under the checkpoint lock.
         self.on_checkpoint: Callable[[int, Path], Awaitable[None]] | None = None
+        # Inode ids: whether ns.ino_limit is a reservation this store made (not one recovered or
+        # replicated, which another life may have used), ids below which a durable one of ours
+        # covers, and (txid, limit) of our newest reservation not yet known durable.
+        self._ids_own = False
+        self._ids_durable = 0
+        self._ids_pending: tuple[int, int] | None = None
 
     @classmethod
     async def open(
@@ -242,6 +257,11 @@ class MetaStore:
         `done`: an open UFS intent this change resolves; its IntentDone joins the same batch
         (after the planned ops), so the outcome and the resolution are durable together.
         """
+        while not self._ids_covered():
+            self._check_appendable()
+            self._reserve_ids()
+            assert self._ids_pending is not None
+            await self.writer.sync(self._ids_pending[0])
         ops, txid = self._append_apply(plan, done)
         if txid:
             await self.writer.sync(txid)
@@ -250,7 +270,8 @@ class MetaStore:
 
     def record(self, plan: Callable[[Namespace], Op | Sequence[Op]]) -> list[Op]:
         """Like mutate() but without waiting for the fsync: for facts that acknowledge nothing to
-        a client (a block was cached), which a crash may lose harmlessly. The next group commit
+        a client (a block was cached), which a crash may lose harmlessly; never for new inodes
+        (their ids must wait for a durable reservation, which mutate() does). The next group commit
         makes them durable; journal order is still apply order. A node that may not append
         (a cluster follower) hands them to `share` (the leader journals what still holds)."""
         if self.append_refusal() is not None:
@@ -267,11 +288,8 @@ class MetaStore:
         self, plan: Callable[[Namespace], Op | Sequence[Op]], done: int | None = None
     ) -> tuple[list[Op], int]:
         """Append and apply the planned ops (and IntentDone(done)); (the planned ops, last txid or 0)."""
-        if self.failed is not None:
-            raise JournalFailed(f"journal failed earlier: {self.failed}")
-        refused = self.append_refusal()
-        if refused is not None:
-            raise refused
+        self._check_appendable()
+        self._reserve_ids()  # before the plan, which takes its ids from the next one
         planned = plan(self.ns)
         ops = [planned] if isinstance(planned, Op) else list(planned)
         batch = ops if done is None else [*ops, IntentDone(done)]
@@ -281,15 +299,47 @@ class MetaStore:
         for op in batch:
             txid = self.writer.append(op)
             snaps = watch.snap(lookup) if watch is not None else None
-            try:
-                self.ns.apply(op)
-            except Exception as e:  # a planned op that cannot apply is a bug; the log now disagrees
-                self._fatal(e)
-                raise
+            self._apply(op)
             if snaps:
                 assert watch is not None
                 watch.compare(lookup, snaps)
         return ops, txid
+
+    def _apply(self, op: Op) -> None:
+        try:
+            self.ns.apply(op)
+        except Exception as e:  # a journaled op that cannot apply is a bug; the log now disagrees
+            self._fatal(e)
+            raise
+
+    def _check_appendable(self) -> None:
+        if self.failed is not None:
+            raise JournalFailed(f"journal failed earlier: {self.failed}")
+        refused = self.append_refusal()
+        if refused is not None:
+            raise refused
+
+    def _reserve_ids(self) -> None:
+        """Journal the next reservation of inode ids if one is due (see nsd.namespace.inode_ids)."""
+        ns = self.ns
+        if not self._ids_own:  # a recovered or replicated limit: skip what its maker may have shown
+            first = max(ns.next_ino, ns.ino_limit)
+        elif ns.ino_limit - ns.next_ino >= INODE_IDS_LOW:
+            return
+        else:
+            first = ns.next_ino
+        op = inode_ids.plan_reserve(ns, first, INODE_IDS_RESERVED)
+        txid = self.writer.append(op)
+        self._apply(op)
+        self._ids_own, self._ids_pending = True, (txid, op.limit)
+
+    def _ids_covered(self) -> bool:
+        """Whether the next change may give ids: the next INODE_IDS_PER_CHANGE are below a durable
+        reservation this store made."""
+        pending = self._ids_pending
+        if pending is not None and pending[0] <= self.writer.durable_txid:
+            self._ids_durable, self._ids_pending = pending[1], None
+        return self._ids_own and self.ns.next_ino + INODE_IDS_PER_CHANGE <= self._ids_durable
 
     def apply_replicated(self, txid: int, op: Op) -> None:
         """Take one record another node (the cluster's leader) journaled: the same append and apply
@@ -297,11 +347,8 @@ class MetaStore:
         if txid != self.writer.last_txid + 1:
             raise ValueError(f"replicated txid {txid} does not follow {self.writer.last_txid}")
         self.writer.append(op)
-        try:
-            self.ns.apply(op)
-        except Exception as e:
-            self._fatal(e)
-            raise
+        self._apply(op)
+        self._ids_own = False  # the leader's ids: when this node leads, it skips its reservation
 
     def maybe_checkpoint(self) -> None:
         if self._checkpointing is not None:

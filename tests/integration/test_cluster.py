@@ -99,6 +99,13 @@ def test_kill_leader_a_follower_takes_over_with_nothing_lost(cluster: Nodes) -> 
     InsecureClient(cluster.nodes[follower].url, user="root").write("/after", data=b"new leader")
     with InsecureClient(cluster.nodes[new].url, user="root").read("/after") as r:
         assert r.read() == b"new leader"
+    # the new leader's first id is above every id the dead one reserved (it may have shown some)
+    dump = nsd("journal", "dump", "--json", "--data-dir", str(cluster.nodes[leader].data_dir))
+    records = [json.loads(line) for line in dump.stdout.splitlines()]
+    limit = max(r["fields"]["limit"] for r in records if r.get("op") == "ReserveInodes")
+    live = InsecureClient(cluster.nodes[new].url, user="root")
+    first, last, after = (live.status(name)["fileId"] for name in ("/k0", "/k19", "/after"))
+    assert first < last < limit <= after
     # the old leader comes back as a follower of the new one, with everything
     back = cluster.start(leader)
     deadline = time.monotonic() + 10
