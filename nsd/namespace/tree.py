@@ -101,6 +101,9 @@ class Namespace:
         self.inodes[ROOT_INO] = self.root
         self.next_ino = ROOT_INO + 1
         self.ino_limit = 0  # ids at or above it are not reserved yet (nsd.namespace.inode_ids); 0: never reserved
+        # Bumped by every change of the tree or of an inode's attributes (each op applied, and
+        # `changed()` for what is not journaled): caches of answers derived from them compare it.
+        self.version = 0
         # Every link of each inode that has more than one: where to move the primary link
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
@@ -572,6 +575,10 @@ class Namespace:
 
     # ---- apply: the only mutator ------------------------------------------------------------
 
+    def changed(self) -> None:
+        """An inode's attributes changed outside `apply` (an unstable write, not journaled)."""
+        self.version += 1
+
     def apply(self, op: Op) -> None:
         """Make `op` true in memory; deterministic, so journal replay gives the same tree.
 
@@ -581,6 +588,7 @@ class Namespace:
         applier = self._appliers.get(type(op))
         if applier is None:
             raise Corrupt(f"cannot apply unknown op {op!r}")
+        self.version += 1
         try:
             applier(op)
         except Corrupt:

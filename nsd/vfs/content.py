@@ -168,6 +168,7 @@ class ContentOps(VfsBase):
                 node.detach_fingerprint()
                 node.size = stage.size
                 node.mtime = node.ctime = self.store.now_ns()
+                self.ns.changed()
             if stable:
                 await self._seal(node, stage)
             return node

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from daemon import Daemon, nsd, start
-from rpcclient import RpcClient, dirop
+from rpcclient import RpcClient, dirop, lookup_path, write_status
 
 MiB = 1 << 20
 
@@ -136,6 +136,34 @@ def test_listing_a_directory_only_the_under_storage_has(server: Daemon) -> None:
     want["é" * 127] = ("-rw-r--r--", 7)
     want["moved"] = want.pop("part-00000.parquet")
     assert _ls(server, "/listed-from-ufs") == want
+
+
+def test_a_directory_listed_again_shows_every_change_made_since(server: Daemon, tmp_path: Path) -> None:
+    # nfs-ls reads READDIRPLUS pages; those after the first come from the page cache while nothing
+    # changed. Each kind of change made since, journaled or not, shows at the next listing.
+    ufs_dir = server.data_dir / "ufs" / "relisted"
+    ufs_dir.mkdir()
+    names = [f"part-{i:05d}.parquet" for i in range(600)]
+    for name in names:
+        (ufs_dir / name).write_bytes(b"")
+    want = {name: ("-rw-r--r--", 0) for name in names}
+    assert _ls(server, "/relisted") == want
+    assert _ls(server, "/relisted") == want  # again: pages from the cache
+    written = names[::20]  # on many pages, so on cached ones too
+    with RpcClient(server.nfs_port) as c:
+        for name in written:  # UNSTABLE: the new size is not journaled until a COMMIT
+            assert write_status(c, lookup_path(c, f"/relisted/{name}"), 0, b"12345", stable=0) == 0
+        want.update({name: ("-rw-r--r--", 5) for name in written})
+        assert _ls(server, "/relisted") == want
+    run("nfs-cp", str(random_file(tmp_path / "new", 3)), server.nfs_url("/relisted/new"))
+    want["new"] = ("-rw-rw----", 3)  # nfs-cp creates its files 0660
+    assert _ls(server, "/relisted") == want
+    nsd("chmod", "600", *(f"/relisted/{name}" for name in names[1::50]), daemon=server)
+    want.update({name: ("-rw-------", 0) for name in names[1::50]})
+    nsd("rm", f"/relisted/{names[2]}", daemon=server)
+    del want[names[2]]
+    assert _ls(server, "/relisted") == want
+    assert _ls(server, "/relisted") == want
 
 
 def _create_call(c: RpcClient, i: int, root: bytes, name: bytes) -> bytes:

@@ -12,7 +12,7 @@ import functools
 import struct
 from typing import Any
 
-from nsd.namespace import Inode
+from nsd.namespace import Inode, Namespace
 from nsd.namespace.names import utf8
 from nsd.protocols.nfs3.attrs import post_op_attr
 from nsd.protocols.nfs3.handles import FH_SIZE, HandleCodec
@@ -63,3 +63,34 @@ class EntryCache:
             self._entries.clear()
         self._entries[node.ino] = (key, encoded)
         return encoded
+
+
+class PageCache:
+    """The entries of READDIR and READDIRPLUS replies given lately (everything after the cookie
+    verifier), by directory, export, cookie and the client's sizes, kept only while the
+    namespace's version stays the same: nothing in the tree and no attribute changed since, so
+    a hit is exactly the reply those calls would build again. Any change empties it. At most
+    `size` pages (~8 KiB each at the usual READDIRPLUS size: ~8 MiB at the default)."""
+
+    __slots__ = ("_ns", "_pages", "_size", "_version")
+
+    def __init__(self, size: int = 1024) -> None:
+        self._pages: dict[tuple[int, ...], bytes] = {}
+        self._size = size
+        self._ns: Namespace | None = None
+        self._version = -1
+
+    def get(self, ns: Namespace, key: tuple[int, ...]) -> bytes | None:
+        if ns is not self._ns or ns.version != self._version:
+            self._pages.clear()
+            self._ns, self._version = ns, ns.version
+            return None
+        return self._pages.get(key)
+
+    def put(self, ns: Namespace, version: int, key: tuple[int, ...], page: bytes) -> None:
+        """Keep `page`, built while the namespace was at `version` (dropped if it moved since)."""
+        if ns is not self._ns or version != self._version or ns.version != version:
+            return
+        if len(self._pages) >= self._size:
+            self._pages.clear()
+        self._pages[key] = page

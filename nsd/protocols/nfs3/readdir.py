@@ -56,8 +56,17 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
         # No more entries than the shortest ones would fill: the namespace builds only those.
         limit = max(1, min(BATCH, budget // (4 + MIN_DIR_SIZE + extra) + 1, dir_budget // MIN_DIR_SIZE + 1))
         fsid = d.export.id
+        # A page after the first comes from the page cache while nothing changed: listing a
+        # directory again, or many clients listing one, skips the namespace and the entries.
+        ns = s.vfs.ns
+        version = ns.version
+        key = (d.ino, fsid, a.cookie, a.maxcount, a.dircount if plus else -1)
+        if a.cookie > 2:
+            page = s.pages.get(ns, key)
+            if page is not None:
+                return b"".join((OK, dir_attr, ZERO_VERF, page))
         encode = s.entries.entryplus3 if plus else entry3
-        parts: list[bytes] = [OK, dir_attr, ZERO_VERF]
+        parts: list[bytes] = []
         count = 0
         batch, more = _dots(s, d, a.cookie), True
         after = a.cookie if a.cookie > 2 else 0  # 0: from the start, which syncs with the UFS
@@ -85,7 +94,10 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
     parts.append(_TAIL_EOF.pack(0, 1 if eof else 0))
-    return b"".join(parts)
+    page = b"".join(parts)
+    if a.cookie > 2:
+        s.pages.put(ns, version, key, page)
+    return b"".join((OK, dir_attr, ZERO_VERF, page))
 
 
 async def readdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

@@ -23,7 +23,7 @@ from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, AttrCache, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
-from nsd.protocols.nfs3.entries import EntryCache
+from nsd.protocols.nfs3.entries import EntryCache, PageCache
 from nsd.protocols.nfs3.exports import Export, Rule
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.nfs3.slowreads import SlowReads
@@ -100,6 +100,7 @@ class Nfs3Service:
         self.slow_reads = slow_reads if slow_reads is not None else SlowReads()
         self.attrs = AttrCache()  # post_op_attr of inodes encoded lately
         self.entries = EntryCache(codec)  # READDIRPLUS entries encoded lately
+        self.pages = PageCache()  # READDIR(PLUS) replies' entries while nothing changed
 
     # ---- handles ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""READDIR/READDIRPLUS entries: the wire format, and an EntryCache hit is always the entry as it is now."""
+"""READDIR/READDIRPLUS entries: the wire format, and an EntryCache or PageCache hit is always what
+would be built now."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 import pytest
 from test_nfs3_attrs import CHANGES, T, file  # the same inode and the same changes as AttrCache's
 
+from nsd.journal.ops import MkNode
+from nsd.namespace import Namespace
 from nsd.namespace.inode import FileInode
 from nsd.protocols.nfs3.attrs import post_op_attr
-from nsd.protocols.nfs3.entries import EntryCache, entry3
+from nsd.protocols.nfs3.entries import EntryCache, PageCache, entry3
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.xdr import Unpacker
 
@@ -78,3 +81,27 @@ def test_bounded_and_holds_no_inode() -> None:
     assert [sys.getrefcount(n) for n in nodes] == refs
     for n in nodes:
         assert cache.entryplus3(99, "f", n, 1) == fresh(99, "f", n, 1)
+
+
+def test_a_page_is_kept_only_while_the_namespace_stays_at_its_version() -> None:
+    ns, pages, key = Namespace(), PageCache(), (2, 1, 99, 8192, 4096)
+    assert pages.get(ns, key) is None
+    pages.put(ns, ns.version, key, b"page")
+    assert pages.get(ns, key) == b"page"
+    ns.apply(MkNode(1, "f", 2, stat.S_IFREG | 0o644, 0, 0, 1))  # any op moves the version
+    assert pages.get(ns, key) is None
+    pages.put(ns, ns.version, key, b"page")
+    ns.changed()  # an attribute changed outside the journal (an unstable write)
+    assert pages.get(ns, key) is None
+    pages.put(ns, ns.version - 1, key, b"built before")  # built before the change: not kept
+    assert pages.get(ns, key) is None
+    pages.put(ns, ns.version, key, b"page")
+    assert pages.get(Namespace(), key) is None  # another namespace (a restore) never sees it
+
+
+def test_the_page_cache_is_bounded() -> None:
+    ns, pages = Namespace(), PageCache(size=3)
+    pages.get(ns, (0,))
+    for i in range(4):
+        pages.put(ns, ns.version, (i,), b"p")
+    assert [pages.get(ns, (i,)) for i in range(4)] == [None, None, None, b"p"]
