@@ -81,12 +81,16 @@ class HandleCodec:
         made = self._made.get((export_id, ino, gen))
         if made is not None:
             return made
-        body = _BODY.pack(FH_VERSION, export_id, 0, ino, gen & 0xFFFFFFFF)
-        made = body + self._mac(body)
+        made = self.make(export_id, ino, gen)
         if len(self._made) >= self._remember:
             self._made.clear()
         self._made[export_id, ino, gen] = made
         return made
+
+    def make(self, export_id: int, ino: int, gen: int) -> bytes:
+        """The handle, not remembered: for a caller that keeps what it makes itself."""
+        body = _BODY.pack(FH_VERSION, export_id, 0, ino, gen & 0xFFFFFFFF)
+        return body + self._mac(body)
 
     def decode(self, fh: bytes | memoryview) -> tuple[int, int, int]:
         """(export id, inode id, generation); NfsError(BADHANDLE or STALE) if not ours."""
