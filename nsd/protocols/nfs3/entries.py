@@ -77,12 +77,14 @@ class PageCache:
     verifier), by directory, export, cookie and the client's sizes, kept only while the
     namespace's version stays the same: nothing in the tree and no attribute changed since, so
     a hit is exactly the reply those calls would build again. Any change empties it. At most
-    `size` pages (~8 KiB each at the usual READDIRPLUS size: ~8 MiB at the default)."""
+    `size` bytes of pages (a reply may be 1 MiB: counting pages would not bound the memory),
+    all forgotten at once when full."""
 
-    __slots__ = ("_ns", "_pages", "_size", "_version")
+    __slots__ = ("_bytes", "_ns", "_pages", "_size", "_version")
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, size: int = 16 << 20) -> None:
         self._pages: dict[tuple[int, ...], bytes] = {}
+        self._bytes = 0
         self._size = size
         self._ns: Namespace | None = None
         self._version = -1
@@ -90,14 +92,17 @@ class PageCache:
     def get(self, ns: Namespace, key: tuple[int, ...]) -> bytes | None:
         if ns is not self._ns or ns.version != self._version:
             self._pages.clear()
+            self._bytes = 0
             self._ns, self._version = ns, ns.version
             return None
         return self._pages.get(key)
 
     def put(self, ns: Namespace, version: int, key: tuple[int, ...], page: bytes) -> None:
         """Keep `page`, built while the namespace was at `version` (dropped if it moved since)."""
-        if ns is not self._ns or version != self._version or ns.version != version:
+        if ns is not self._ns or version != self._version or ns.version != version or len(page) > self._size:
             return
-        if len(self._pages) >= self._size:
+        if self._bytes + len(page) > self._size:
             self._pages.clear()
+            self._bytes = 0
         self._pages[key] = page
+        self._bytes += len(page)

@@ -99,9 +99,11 @@ def test_a_page_is_kept_only_while_the_namespace_stays_at_its_version() -> None:
     assert pages.get(Namespace(), key) is None  # another namespace (a restore) never sees it
 
 
-def test_the_page_cache_is_bounded() -> None:
-    ns, pages = Namespace(), PageCache(size=3)
+def test_the_page_cache_is_bounded_in_bytes() -> None:
+    ns, pages = Namespace(), PageCache(size=3000)
     pages.get(ns, (0,))
     for i in range(4):
-        pages.put(ns, ns.version, (i,), b"p")
-    assert [pages.get(ns, (i,)) for i in range(4)] == [None, None, None, b"p"]
+        pages.put(ns, ns.version, (i,), bytes(1000))  # the fourth does not fit: all go, it stays
+    assert [pages.get(ns, (i,)) is not None for i in range(4)] == [False, False, False, True]
+    pages.put(ns, ns.version, (9,), bytes(1 << 20))  # larger than the whole cache: not kept
+    assert pages.get(ns, (9,)) is None and pages.get(ns, (3,)) is not None
