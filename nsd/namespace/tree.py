@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import count, islice
 from typing import Any
 
 from nsd.errors import (
@@ -79,6 +79,7 @@ XATTR_MAX_BYTES = 16384  # name + value, as HDFS's dfs.namenode.fs-limits.max-xa
 XATTRS_PER_INODE = 32  # as HDFS's dfs.namenode.fs-limits.max-xattrs-per-inode
 
 PERMS = 0o7777
+_VERSIONS = count(1)  # one sequence for every Namespace of the process: a version never repeats
 NAMES_SHARED = 1 << 16  # names kept for sharing (Namespace.recent_names): ~6 MB at most
 Search = Callable[[DirInode], None]  # called for each directory a path walk looks into
 
@@ -101,9 +102,10 @@ class Namespace:
         self.inodes[ROOT_INO] = self.root
         self.next_ino = ROOT_INO + 1
         self.ino_limit = 0  # ids at or above it are not reserved yet (nsd.namespace.inode_ids); 0: never reserved
-        # Bumped by every change of the tree or of an inode's attributes (each op applied, and
-        # `changed()` for what is not journaled): caches of answers derived from them compare it.
-        self.version = 0
+        # Moved by every change of the tree or of an inode's attributes (each op applied, and
+        # `changed()` for what is not journaled), never to a value any namespace had: caches of
+        # answers derived from them compare it.
+        self.version = next(_VERSIONS)
         # Every link of each inode that has more than one: where to move the primary link
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
@@ -577,7 +579,7 @@ class Namespace:
 
     def changed(self) -> None:
         """An inode's attributes changed outside `apply` (an unstable write, not journaled)."""
-        self.version += 1
+        self.version = next(_VERSIONS)
 
     def apply(self, op: Op) -> None:
         """Make `op` true in memory; deterministic, so journal replay gives the same tree.
@@ -588,7 +590,7 @@ class Namespace:
         applier = self._appliers.get(type(op))
         if applier is None:
             raise Corrupt(f"cannot apply unknown op {op!r}")
-        self.version += 1
+        self.version = next(_VERSIONS)
         try:
             applier(op)
         except Corrupt:

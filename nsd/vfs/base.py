@@ -74,6 +74,12 @@ class VfsBase:
     def ns(self) -> Namespace:
         return self.store.ns
 
+    @property
+    def version(self) -> int:
+        """Moves with every change of the namespace (the tree or an attribute) and never comes
+        back to a value: what a cache of answers built from the namespace compares."""
+        return self.store.ns.version
+
     def _path_untouched(self, node: Inode) -> bool:
         """Whether nothing can be at `node`'s path in the UFS (see Persister.untouched)."""
         return self.persister is not None and self.persister.untouched(node)

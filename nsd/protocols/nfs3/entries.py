@@ -13,7 +13,7 @@ import functools
 import struct
 from typing import Any
 
-from nsd.namespace import Inode, Namespace
+from nsd.namespace import Inode
 from nsd.namespace.names import utf8
 from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE, post_op_attr
 from nsd.protocols.nfs3.handles import FH_SIZE, HandleCodec
@@ -75,31 +75,31 @@ class EntryCache:
 class PageCache:
     """The entries of READDIR and READDIRPLUS replies given lately (everything after the cookie
     verifier), by directory, export, cookie and the client's sizes, kept only while the
-    namespace's version stays the same: nothing in the tree and no attribute changed since, so
-    a hit is exactly the reply those calls would build again. Any change empties it. At most
-    `size` bytes of pages (a reply may be 1 MiB: counting pages would not bound the memory),
-    all forgotten at once when full."""
+    namespace's version (`Vfs.version`) stays the same: nothing in the tree and no attribute
+    changed since, so a hit is exactly the reply those calls would build again. Any change
+    empties it. At most `size` bytes of pages (a reply may be 1 MiB: counting pages would not
+    bound the memory), all forgotten at once when full."""
 
-    __slots__ = ("_bytes", "_ns", "_pages", "_size", "_version")
+    __slots__ = ("_bytes", "_pages", "_size", "_version")
 
     def __init__(self, size: int = 16 << 20) -> None:
         self._pages: dict[tuple[int, ...], bytes] = {}
         self._bytes = 0
         self._size = size
-        self._ns: Namespace | None = None
-        self._version = -1
+        self._version = 0
 
-    def get(self, ns: Namespace, key: tuple[int, ...]) -> bytes | None:
-        if ns is not self._ns or ns.version != self._version:
+    def get(self, version: int, key: tuple[int, ...]) -> bytes | None:
+        """The page of `key` if it was built at `version`, the namespace's now."""
+        if version != self._version:
             self._pages.clear()
             self._bytes = 0
-            self._ns, self._version = ns, ns.version
+            self._version = version
             return None
         return self._pages.get(key)
 
-    def put(self, ns: Namespace, version: int, key: tuple[int, ...], page: bytes) -> None:
-        """Keep `page`, built while the namespace was at `version` (dropped if it moved since)."""
-        if ns is not self._ns or version != self._version or ns.version != version or len(page) > self._size:
+    def put(self, version: int, key: tuple[int, ...], page: bytes) -> None:
+        """Keep `page`, built at `version` (the caller checks the namespace is still there)."""
+        if version != self._version or len(page) > self._size:
             return
         if self._bytes + len(page) > self._size:
             self._pages.clear()

@@ -58,11 +58,10 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
         fsid = d.export.id
         # A page after the first comes from the page cache while nothing changed: listing a
         # directory again, or many clients listing one, skips the namespace and the entries.
-        ns = s.vfs.ns
-        version = ns.version
+        version = s.vfs.version
         key = (d.ino, fsid, a.cookie, a.maxcount, a.dircount if plus else -1)
         if a.cookie > 2:
-            page = s.pages.get(ns, key)
+            page = s.pages.get(version, key)
             if page is not None:
                 return b"".join((OK, dir_attr, ZERO_VERF, page))
         encode = s.entries.entryplus3 if plus else entry3
@@ -95,8 +94,8 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
         return status_word(e) + s.maybe_attr(d)
     parts.append(_TAIL_EOF.pack(0, 1 if eof else 0))
     page = b"".join(parts)
-    if a.cookie > 2:
-        s.pages.put(ns, version, key, page)
+    if a.cookie > 2 and s.vfs.version == version:  # nothing changed while it was built
+        s.pages.put(version, key, page)
     return b"".join((OK, dir_attr, ZERO_VERF, page))
 
 

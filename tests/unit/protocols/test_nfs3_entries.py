@@ -85,25 +85,27 @@ def test_bounded_and_holds_no_inode() -> None:
 
 def test_a_page_is_kept_only_while_the_namespace_stays_at_its_version() -> None:
     ns, pages, key = Namespace(), PageCache(), (2, 1, 99, 8192, 4096)
-    assert pages.get(ns, key) is None
-    pages.put(ns, ns.version, key, b"page")
-    assert pages.get(ns, key) == b"page"
+    assert pages.get(ns.version, key) is None
+    pages.put(ns.version, key, b"page")
+    assert pages.get(ns.version, key) == b"page"
     ns.apply(MkNode(1, "f", 2, stat.S_IFREG | 0o644, 0, 0, 1))  # any op moves the version
-    assert pages.get(ns, key) is None
-    pages.put(ns, ns.version, key, b"page")
+    assert pages.get(ns.version, key) is None
+    pages.put(ns.version, key, b"page")
+    built_at = ns.version
     ns.changed()  # an attribute changed outside the journal (an unstable write)
-    assert pages.get(ns, key) is None
-    pages.put(ns, ns.version - 1, key, b"built before")  # built before the change: not kept
-    assert pages.get(ns, key) is None
-    pages.put(ns, ns.version, key, b"page")
-    assert pages.get(Namespace(), key) is None  # another namespace (a restore) never sees it
+    assert pages.get(ns.version, key) is None
+    pages.put(built_at, key, b"built before the change")  # not kept
+    assert pages.get(ns.version, key) is None
+    pages.put(ns.version, key, b"page")
+    other = Namespace()  # another namespace (a restore) never has a version this one had
+    assert other.version != ns.version and pages.get(other.version, key) is None
 
 
 def test_the_page_cache_is_bounded_in_bytes() -> None:
     ns, pages = Namespace(), PageCache(size=3000)
-    pages.get(ns, (0,))
+    pages.get(ns.version, (0,))
     for i in range(4):
-        pages.put(ns, ns.version, (i,), bytes(1000))  # the fourth does not fit: all go, it stays
-    assert [pages.get(ns, (i,)) is not None for i in range(4)] == [False, False, False, True]
-    pages.put(ns, ns.version, (9,), bytes(1 << 20))  # larger than the whole cache: not kept
-    assert pages.get(ns, (9,)) is None and pages.get(ns, (3,)) is not None
+        pages.put(ns.version, (i,), bytes(1000))  # the fourth does not fit: all go, it stays
+    assert [pages.get(ns.version, (i,)) is not None for i in range(4)] == [False, False, False, True]
+    pages.put(ns.version, (9,), bytes(1 << 20))  # larger than the whole cache: not kept
+    assert pages.get(ns.version, (9,)) is None and pages.get(ns.version, (3,)) is not None
