@@ -98,7 +98,7 @@ class PageCache:
         return self._pages.get(key)
 
     def put(self, version: int, key: tuple[int, ...], page: bytes) -> None:
-        """Keep `page`, built at `version` (the caller checks the namespace is still there)."""
+        """Keep `page`, built at `version` (the caller checks the namespace has not moved since)."""
         if version != self._version or len(page) > self._size:
             return
         if self._bytes + len(page) > self._size:
