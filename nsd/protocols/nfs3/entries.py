@@ -72,6 +72,9 @@ class EntryCache:
         return encoded
 
 
+Page = tuple[bytes, int | None]  # a reply's entries, and the cookie to go on from (None: the end)
+
+
 class PageCache:
     """The entries of READDIR and READDIRPLUS replies given lately (everything after the cookie
     verifier), by directory, export, cookie and the client's sizes, kept only while the
@@ -80,29 +83,38 @@ class PageCache:
     empties it. At most `size` bytes of pages (a reply may be 1 MiB: counting pages would not
     bound the memory), all forgotten at once when full."""
 
-    __slots__ = ("_bytes", "_pages", "_size", "_version")
+    __slots__ = ("_bytes", "_pages", "_size", "_version", "hits")
 
     def __init__(self, size: int = 16 << 20) -> None:
-        self._pages: dict[tuple[int, ...], bytes] = {}
+        self._pages: dict[tuple[int, ...], Page] = {}
         self._bytes = 0
         self._size = size
         self._version = 0
+        self.hits = 0
 
-    def get(self, version: int, key: tuple[int, ...]) -> bytes | None:
+    def get(self, version: int, key: tuple[int, ...]) -> Page | None:
         """The page of `key` if it was built at `version`, the namespace's now."""
         if version != self._version:
             self._pages.clear()
             self._bytes = 0
             self._version = version
             return None
-        return self._pages.get(key)
+        page = self._pages.get(key)
+        if page is not None:
+            self.hits += 1
+        return page
 
-    def put(self, version: int, key: tuple[int, ...], page: bytes) -> None:
+    def has(self, version: int, key: tuple[int, ...]) -> bool:
+        """Whether `get` would find the page (not counted as a hit)."""
+        return version == self._version and key in self._pages
+
+    def put(self, version: int, key: tuple[int, ...], page: Page) -> None:
         """Keep `page`, built at `version` (the caller checks the namespace has not moved since)."""
-        if version != self._version or len(page) > self._size:
+        size = len(page[0])
+        if version != self._version or size > self._size:
             return
-        if self._bytes + len(page) > self._size:
+        if self._bytes + size > self._size:
             self._pages.clear()
             self._bytes = 0
         self._pages[key] = page
-        self._bytes += len(page)
+        self._bytes += size

@@ -12,6 +12,8 @@ only when not even the first remaining entry fits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import struct
 
 from nsd.core.permissions import R
@@ -19,7 +21,7 @@ from nsd.namespace import Inode
 from nsd.protocols.nfs3 import args
 from nsd.protocols.nfs3.attrs import POST_OP_ATTR_SIZE
 from nsd.protocols.nfs3.const import NfsError, Status
-from nsd.protocols.nfs3.entries import entry3
+from nsd.protocols.nfs3.entries import Page, entry3
 from nsd.protocols.nfs3.handles import FH_SIZE
 from nsd.protocols.nfs3.service import OK, Failure, Nfs3Service, Target, status_word
 from nsd.protocols.rpc.server import CallContext, ReplyBody
@@ -50,53 +52,85 @@ async def _readdir(s: Nfs3Service, ctx: CallContext, a: args.ReaddirArgs, plus: 
             raise NfsError(Status.NOTDIR)
         s.vfs.perms.require(d.node, d.caller, R)  # before "." and ".." go out
         dir_attr = s.attr_of(d.export, d.node)
-        budget = min(a.maxcount, MAX_REPLY) - FIXED
-        dir_budget = a.dircount if plus and a.dircount else 1 << 62
-        extra = PLUS_EXTRA if plus else 0
-        # No more entries than the shortest ones would fill: the namespace builds only those.
-        limit = max(1, min(BATCH, budget // (4 + MIN_DIR_SIZE + extra) + 1, dir_budget // MIN_DIR_SIZE + 1))
-        fsid = d.export.id
-        # A page after the first comes from the page cache while nothing changed: listing a
-        # directory again, or many clients listing one, skips the namespace and the entries.
-        version = s.vfs.version
-        key = (d.ino, fsid, a.cookie, a.maxcount, a.dircount if plus else -1)
-        if a.cookie > 2:
-            page = s.pages.get(version, key)
-            if page is not None:
-                return b"".join((OK, dir_attr, ZERO_VERF, page))
-        encode = s.entries.entryplus3 if plus else entry3
-        parts: list[bytes] = []
-        count = 0
-        batch, more = _dots(s, d, a.cookie), True
-        after = a.cookie if a.cookie > 2 else 0  # 0: from the start, which syncs with the UFS
-        full = False
-        while not full and (batch or more):
-            if not batch:
-                batch, eof = await s.vfs.readdir(d.ino, after, limit, caller=d.caller)
-                more = not eof and bool(batch)
-                if not batch:
-                    break
-                after = batch[-1][0]
-            for cookie, name, node in batch:
-                wire, dir_size = encode(cookie, name, node, fsid)
-                if len(wire) > budget or dir_size > dir_budget:
-                    full = True
-                    break
-                budget -= len(wire)
-                dir_budget -= dir_size
-                count += 1
-                parts.append(wire)
-            batch = []
-        eof = not full
-        if count == 0 and not eof:
-            raise NfsError(Status.TOOSMALL, "not even one entry fits")
+        sizes = (a.maxcount, a.dircount if plus else -1)
+        page, after = await _page(s, d, a.cookie, sizes, plus)
     except Failure as e:
         return status_word(e) + s.maybe_attr(d)
-    parts.append(_TAIL_EOF.pack(0, 1 if eof else 0))
-    page = b"".join(parts)
-    if a.cookie > 2 and s.vfs.version == version:  # nothing changed while it was built
-        s.pages.put(version, key, page)
+    if after is not None:
+        _read_ahead(s, d, after, sizes, plus)
     return b"".join((OK, dir_attr, ZERO_VERF, page))
+
+
+async def _page(s: Nfs3Service, d: Target, cookie: int, sizes: tuple[int, int], plus: bool) -> Page:
+    """The entries part of a reply from `cookie` on, sized to the client's (maxcount, dircount)
+    (-1: READDIR), and the cookie to go on from unless it ends the directory.
+
+    A page after the first comes from the page cache while nothing changed: listing a directory
+    again, many clients listing one, or the page `_read_ahead` built, skip the namespace and
+    the entries."""
+    version = s.vfs.version
+    key = (d.ino, d.export.id, cookie, *sizes)
+    if cookie > 2:
+        hit = s.pages.get(version, key)
+        if hit is not None:
+            return hit
+    maxcount, dircount = sizes
+    budget = min(maxcount, MAX_REPLY) - FIXED
+    dir_budget = dircount if plus and dircount else 1 << 62
+    extra = PLUS_EXTRA if plus else 0
+    # No more entries than the shortest ones would fill: the namespace builds only those.
+    limit = max(1, min(BATCH, budget // (4 + MIN_DIR_SIZE + extra) + 1, dir_budget // MIN_DIR_SIZE + 1))
+    fsid = d.export.id
+    encode = s.entries.entryplus3 if plus else entry3
+    parts: list[bytes] = []
+    batch, more = _dots(s, d, cookie), True
+    after = cookie if cookie > 2 else 0  # 0: from the start, which syncs with the UFS
+    last = cookie
+    full = False
+    while not full and (batch or more):
+        if not batch:
+            batch, eof = await s.vfs.readdir(d.ino, after, limit, caller=d.caller)
+            more = not eof and bool(batch)
+            if not batch:
+                break
+            after = batch[-1][0]
+        for entry_cookie, name, node in batch:
+            wire, dir_size = encode(entry_cookie, name, node, fsid)
+            if len(wire) > budget or dir_size > dir_budget:
+                full = True
+                break
+            budget -= len(wire)
+            dir_budget -= dir_size
+            parts.append(wire)
+            last = entry_cookie
+        batch = []
+    if full and not parts:
+        raise NfsError(Status.TOOSMALL, "not even one entry fits")
+    parts.append(_TAIL_EOF.pack(0, 0 if full else 1))
+    page = (b"".join(parts), last if full else None)
+    if cookie > 2 and s.vfs.version == version:  # nothing changed while it was built
+        s.pages.put(version, key, page)
+    return page
+
+
+def _read_ahead(s: Nfs3Service, d: Target, cookie: int, sizes: tuple[int, int], plus: bool) -> None:
+    """Build the page after `cookie` while the client reads this one: its next call, which
+    comes a round trip later, finds it in the page cache. One page ahead of a listing, never
+    past its end."""
+    version = s.vfs.version
+    if cookie <= 2 or s.pages.has(version, (d.ino, d.export.id, cookie, *sizes)):
+        return
+    task = asyncio.get_running_loop().create_task(_page_ahead(s, d, cookie, sizes, plus, version))
+    s.ahead.add(task)
+    task.add_done_callback(s.ahead.discard)
+
+
+async def _page_ahead(s: Nfs3Service, d: Target, cookie: int, sizes: tuple[int, int], plus: bool, version: int) -> None:
+    # Not if the namespace moved since the reply: under a stream of changes the page would be
+    # stale before it is asked for. A failure answers no one; the call itself will say why.
+    if s.vfs.version == version:
+        with contextlib.suppress(*Failure):
+            await _page(s, d, cookie, sizes, plus)
 
 
 async def readdir3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

@@ -12,6 +12,7 @@ MNT3ERR_ACCES. Permission checks are the vfs's: procedures pass the squashed cal
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class Nfs3Service:
         self.attrs = AttrCache()  # post_op_attr of inodes encoded lately
         self.entries = EntryCache(codec)  # READDIRPLUS entries encoded lately
         self.pages = PageCache()  # READDIR(PLUS) replies' entries while nothing changed
+        self.ahead: set[asyncio.Task[None]] = set()  # pages read ahead (readdir._read_ahead)
 
     # ---- handles ----------------------------------------------------------------------------
 

@@ -86,17 +86,17 @@ def test_bounded_and_holds_no_inode() -> None:
 def test_a_page_is_kept_only_while_the_namespace_stays_at_its_version() -> None:
     ns, pages, key = Namespace(), PageCache(), (2, 1, 99, 8192, 4096)
     assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, b"page")
-    assert pages.get(ns.version, key) == b"page"
+    pages.put(ns.version, key, (b"page", 7))
+    assert pages.get(ns.version, key) == (b"page", 7)
     ns.apply(MkNode(1, "f", 2, stat.S_IFREG | 0o644, 0, 0, 1))  # any op moves the version
     assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, b"page")
+    pages.put(ns.version, key, (b"page", 7))
     built_at = ns.version
     ns.changed()  # an attribute changed outside the journal (an unstable write)
     assert pages.get(ns.version, key) is None
-    pages.put(built_at, key, b"built before the change")  # not kept
+    pages.put(built_at, key, (b"built before the change", None))  # not kept
     assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, b"page")
+    pages.put(ns.version, key, (b"page", 7))
     other = Namespace()  # another namespace (a restore) never has a version this one had
     assert other.version != ns.version and pages.get(other.version, key) is None
 
@@ -105,7 +105,7 @@ def test_the_page_cache_is_bounded_in_bytes() -> None:
     ns, pages = Namespace(), PageCache(size=3000)
     pages.get(ns.version, (0,))
     for i in range(4):
-        pages.put(ns.version, (i,), bytes(1000))  # the fourth does not fit: all go, it stays
+        pages.put(ns.version, (i,), (bytes(1000), None))  # the fourth does not fit: all go, it stays
     assert [pages.get(ns.version, (i,)) is not None for i in range(4)] == [False, False, False, True]
-    pages.put(ns.version, (9,), bytes(1 << 20))  # larger than the whole cache: not kept
+    pages.put(ns.version, (9,), (bytes(1 << 20), None))  # larger than the whole cache: not kept
     assert pages.get(ns.version, (9,)) is None and pages.get(ns.version, (3,)) is not None
