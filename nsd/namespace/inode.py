@@ -425,6 +425,24 @@ class DirInode(Inode):
         if self.cookies is not None:
             _cookie_add(self.cookies, name)
 
+    def add_children(self, entries: list[tuple[str, Inode]]) -> None:
+        """Insert new entries with distinct names (the caller checked): a listing page. A
+        dict update, the cookie index in one merge, where `add_child` one at a time costs
+        ~0.5 us an entry more."""
+        children, index = self.children, self.cookies
+        if children._index is not None:  # a name index to keep in step: one at a time
+            for name, node in entries:
+                self.add_child(name, node)
+            return
+        dict.update(children, entries)
+        if index is not None:
+            fresh = {name_cookie(name): name for name, _ in entries}
+            if len(fresh) == len(entries) and fresh.keys().isdisjoint(index):
+                index.update(fresh)
+            else:  # names sharing a cookie (never, in practice)
+                for name, _ in entries:
+                    _cookie_add(index, name)
+
     def remove_child(self, name: str) -> Inode:
         """Remove an existing entry and return its inode. Cost: O(log n)."""
         node: Inode = self.children.pop(name)

@@ -219,6 +219,8 @@ def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     d = ns.get_dir(op.dir_ino)
     mount, intern, share_name, inodes = d.mount, ns.intern, ns.share_name, ns.inodes
     pinned = d.ino in ns.pinned
+    entries: list[tuple[str, Inode]] = []
+    nodes: list[Inode] = []
     for name, ino, mode, uid, gid, size, mtime, fp in op.add:
         mode, uid, gid = intern(mode), intern(uid), intern(gid)
         name = share_name(name)
@@ -229,11 +231,14 @@ def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
         else:
             node = FileInode(ino, 1, mode, uid, gid, 1, size, mtime, mtime, mtime, mount, fp, None)
             node.parent, node.name = d, name
-        d.add_child(name, node)
-        inodes[ino] = node
+        entries.append((name, node))
+        nodes.append(node)
         if pinned:
             layouts.inherit_pin(ns, d, node)
-        ns.next_ino = ino + 1
+    if nodes:  # the check made the ids consecutive from next_ino
+        d.add_children(entries)
+        inodes.add_run(nodes[0].ino, nodes)
+        ns.next_ino = nodes[-1].ino + 1
     for name, size, mtime, fp in op.update:
         f = d.children[name]
         f.detach_fingerprint()

@@ -88,6 +88,25 @@ class InodeTable(MutableMapping[int, Inode]):
                     dense[k] = v
                 self.pages[number] = dense
 
+    def add_run(self, first: int, nodes: list[Inode]) -> None:
+        """Insert `nodes` with the consecutive new ids first, first + 1, ... (none of them in
+        the table: ids above any given so far): a listing page's, a slice of a page at a time."""
+        done = 0
+        while done < len(nodes):
+            ino = first + done
+            number, offset = ino >> SHIFT, ino & MASK
+            if not isinstance(self.pages.get(number), list):
+                self[ino] = nodes[done]  # makes the page (or fills a sparse one), one id
+                done += 1
+                continue
+            n = min(len(nodes) - done, PAGE - offset)
+            page = self.pages[number]
+            assert isinstance(page, list)
+            page[offset : offset + n] = nodes[done : done + n]
+            self._len += n
+            self._counts[number] += n
+            done += n
+
     def __delitem__(self, ino: int) -> None:
         if ino not in self:
             raise KeyError(ino)

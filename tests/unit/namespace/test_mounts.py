@@ -110,6 +110,28 @@ def test_ufs_sync_adds_updates_and_removes() -> None:
         plan_ufs_sync(ns, d, [["bad/name", FILE, 0, 0, 1, T, None]], [], [], T)
 
 
+@pytest.mark.parametrize("indexed", [(), ("cookies",), ("names",), ("cookies", "names")])
+def test_a_discovered_page_joins_the_directory_s_indexes(indexed: tuple[str, ...]) -> None:
+    # A page goes in at once (a dict update, a run of inode ids, the cookie index in one merge):
+    # the tree afterwards is the one made entry by entry, whichever indexes the directory has.
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.get_dir(ns.resolve("/s3").ino)
+    apply(ns, plan_ufs_sync(ns, d.ino, [[f"old{i}", FILE, 0, 0, i, T, None] for i in range(50)], [], [], T))
+    if "cookies" in indexed:
+        ns.readdir(d.ino)
+    if "names" in indexed:
+        ns.list_names(d.ino, "old1", 2)
+    first = ns.next_ino
+    page = [[f"new{i:04d}", DIR if i % 7 == 0 else FILE, 0, 0, 0, T, None] for i in range(5000)]
+    apply(ns, plan_ufs_sync(ns, d.ino, page, [], [], T))
+    ns.check()  # every index of every directory against its entries, the inode table included
+    assert ns.next_ino == first + 5000 and len(d.children) == 5050 and d.nlink == 2 + 715
+    assert [ns.inodes[first + i].name for i in (0, 4095, 4999)] == ["new0000", "new4095", "new4999"]
+    listed = [name for _, name, _ in ns.readdir(d.ino, 0, 10_000)[0]]
+    assert sorted(listed) == sorted(d.children.keys())
+
+
 @pytest.mark.parametrize(
     "fields",
     [

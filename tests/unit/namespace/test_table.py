@@ -47,6 +47,30 @@ def test_sparse_pages_become_dicts_and_dense_again() -> None:
         table.last()
 
 
+def test_a_run_of_new_ids_is_what_inserting_them_one_by_one_makes() -> None:
+    rng = random.Random(3)
+    table, model = InodeTable(), InodeTable()
+    for ino in [*range(1, 40), *rng.sample(range(40, PAGE + 100), 300)]:
+        table[ino] = model[ino] = node(ino)
+    for ino in rng.sample(sorted(model), 250):
+        del table[ino], model[ino]  # page 0 sparse (a dict) now, page 1 the top
+    first = PAGE + 200
+    for count in (1, PAGE - 300, 3 * PAGE + 5):  # within the top page, up to its end, over new pages
+        run = [node(first + i) for i in range(count)]
+        table.add_run(first, run)
+        for n in run:
+            model[n.ino] = n
+        first += count
+        assert list(table) == list(model) and len(table) == len(model)
+        assert table.pages.keys() == model.pages.keys() and table._counts == model._counts
+    assert all(table[i] is model[i] for i in model) and table.last() == first - 1
+    assert isinstance(table.pages[0], dict)
+    gap = next(i for i in range(1, PAGE - 10) if i not in model and i + 1 not in model and i + 2 not in model)
+    table.add_run(gap, [node(gap), node(gap + 1), node(gap + 2)])  # ids free in a sparse page
+    assert [table[i].ino for i in range(gap, gap + 3)] == [gap, gap + 1, gap + 2]
+    assert len(table) == len(model) + 3
+
+
 def test_the_page_new_ids_go_to_stays_a_list_however_often_it_empties() -> None:
     """Short-lived files (a create and a remove at a time) empty the top page again and again:
     it is neither dropped nor turned into a dict (a walk of PAGE slots) each time."""
