@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
-from nsd.journal.ops import AddMount, RemoveMount, UfsSync
+from nsd.journal.ops import AddMount, Op, RemoveMount, UfsSync
 from nsd.namespace import inode_ids, layouts
 from nsd.namespace.inode import S_IFMT, DirInode, FileInode, Inode
 from nsd.namespace.names import validate_name
@@ -40,6 +40,7 @@ class MountTree(layouts.LayoutTables, Protocol):
     next_ino: int
     ino_limit: int
     next_mount_id: int
+    checked_op: Op | None
 
     def get_dir(self, ino: int) -> DirInode: ...
     def resolve(self, path: str, *, follow: bool = True) -> Inode: ...
@@ -112,6 +113,7 @@ def plan_ufs_sync(
         ino += 1
     op = UfsSync(dir_ino, add, update, remove, time_ns)
     _check_ufs_sync(ns, op)
+    ns.checked_op = op  # a listing page is applied at once: its apply need not check again
     return op
 
 
@@ -214,8 +216,10 @@ def apply_remove_mount(ns: MountTree, op: RemoveMount) -> None:
     parent.mtime = parent.ctime = op.time_ns
 
 
-def apply_ufs_sync(ns: MountTree, op: UfsSync) -> None:
-    _check_ufs_sync(ns, op)
+def apply_ufs_sync(ns: MountTree, op: UfsSync, *, check: bool = True) -> None:
+    """`check=False` only for the op `plan_ufs_sync` just checked, the tree unchanged since."""
+    if check:
+        _check_ufs_sync(ns, op)
     d = ns.get_dir(op.dir_ino)
     mount, intern, share_name, inodes = d.mount, ns.intern, ns.share_name, ns.inodes
     pinned = d.ino in ns.pinned

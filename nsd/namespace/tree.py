@@ -106,6 +106,9 @@ class Namespace:
         # `changed()` for what is not journaled), never to a value any namespace had: caches of
         # answers derived from them compare it.
         self.version = next(_VERSIONS)
+        # The op a plan function just checked against the tree as it is (a listing page's
+        # UfsSync): applied next, with nothing changed in between, its checks need not run twice.
+        self.checked_op: Op | None = None
         # Every link of each inode that has more than one: where to move the primary link
         # (Inode.parent/name) when that entry goes. Hard links are rare; this stays small.
         self.links: dict[int, list[tuple[DirInode, str]]] = {}
@@ -148,6 +151,9 @@ class Namespace:
             IntentDone: lambda op: intents.apply_done(self, op),
             AllocateIds: lambda op: identities.apply_allocate(self, op),
             ReserveInodes: lambda op: inode_ids.apply_reserve(self, op),
+        }
+        self._checked_appliers: dict[type[Op], Callable[[Any], None]] = {
+            UfsSync: lambda op: mounts.apply_ufs_sync(self, op, check=False),
         }
 
     def intern(self, value: int) -> int:
@@ -580,6 +586,7 @@ class Namespace:
     def changed(self) -> None:
         """An inode's attributes changed outside `apply` (an unstable write, not journaled)."""
         self.version = next(_VERSIONS)
+        self.checked_op = None
 
     def apply(self, op: Op) -> None:
         """Make `op` true in memory; deterministic, so journal replay gives the same tree.
@@ -587,7 +594,8 @@ class Namespace:
         Raises Corrupt (and changes nothing) if the op does not fit the current tree.
         Cost: O(log n) in the size of the directories involved.
         """
-        applier = self._appliers.get(type(op))
+        checked, self.checked_op = self.checked_op is op, None
+        applier = (checked and self._checked_appliers.get(type(op))) or self._appliers.get(type(op))
         if applier is None:
             raise Corrupt(f"cannot apply unknown op {op!r}")
         self.version = next(_VERSIONS)

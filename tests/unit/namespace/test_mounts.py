@@ -7,8 +7,9 @@ import stat
 import pytest
 
 from nsd.errors import Corrupt, CrossDevice, Exists, Invalid, NotDir, NotEmpty
-from nsd.journal.ops import Op, decode_op
+from nsd.journal.ops import MkNode, Op, decode_op
 from nsd.namespace import Namespace
+from nsd.namespace import mounts as mounts_module
 from nsd.namespace.mounts import plan_add_mount, plan_remove_mount, plan_ufs_sync
 
 FILE, DIR = stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755
@@ -130,6 +131,32 @@ def test_a_discovered_page_joins_the_directory_s_indexes(indexed: tuple[str, ...
     assert [ns.inodes[first + i].name for i in (0, 4095, 4999)] == ["new0000", "new4095", "new4999"]
     listed = [name for _, name, _ in ns.readdir(d.ino, 0, 10_000)[0]]
     assert sorted(listed) == sorted(d.children.keys())
+
+
+def test_a_page_is_checked_once_unless_the_tree_moved_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = Namespace()
+    mount(ns, "/s3")
+    d = ns.resolve("/s3").ino
+    checks = []
+    real = mounts_module._check_ufs_sync
+    monkeypatch.setattr(mounts_module, "_check_ufs_sync", lambda ns, op: checks.append(op) or real(ns, op))
+    op = plan_ufs_sync(ns, d, [["a", FILE, 0, 0, 1, T, None]], [], [], T)
+    ns.apply(op)  # as the metastore does: planned, appended and applied in one step
+    assert checks == [op] and "a" in ns.get_dir(d).children
+    # Something applied in between: the page is checked again, and refused (its id is taken).
+    op = plan_ufs_sync(ns, d, [["b", FILE, 0, 0, 1, T, None]], [], [], T)
+    ns.apply(MkNode(d, "c", op.add[0][1], FILE, 0, 0, T))
+    with pytest.raises(Corrupt):
+        ns.apply(op)
+    assert checks[-2:] == [op, op] and "b" not in ns.get_dir(d).children
+    # An unjournaled change (an unstable write) counts too; so does an equal op that is another object.
+    op = plan_ufs_sync(ns, d, [["b", FILE, 0, 0, 1, T, None]], [], [], T)
+    ns.changed()
+    ns.apply(op)
+    op = plan_ufs_sync(ns, d, [["e", FILE, 0, 0, 1, T, None]], [], [], T)
+    ns.apply(decode_op(op.CODE, op.encode()))
+    assert len(checks) == 7 and sorted(ns.get_dir(d).children) == ["a", "b", "c", "e"]
+    ns.check()
 
 
 @pytest.mark.parametrize(
