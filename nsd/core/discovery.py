@@ -39,7 +39,7 @@ from nsd.core.metastore import MetaStore
 from nsd.core.mounttable import NEVER, MountTable
 from nsd.namespace import DirInode, FileInode, Inode, Namespace
 from nsd.namespace.mounts import is_mount_point, plan_ufs_sync
-from nsd.namespace.names import validate_name
+from nsd.namespace.names import names_plainly_valid, validate_name
 from nsd.ufs import Ufs, UfsStatus
 from nsd.ufs.base import SYSTEM_DIR, TMP_PREFIX
 
@@ -315,18 +315,15 @@ class Discovery:
         """The UFS listing in pages of PAGE valid entries."""
         page: list[tuple[str, UfsStatus]] = []
         async for found in ufs.list_pages(rel):
-            for status in found:
-                try:
-                    validate_name(status.name)
-                except errors.NsdError as e:
-                    log.warning("skipping under-storage entry %r in %s: %s", status.name, ufs.uri, e.message)
-                    continue
-                if not rel and status.name == SYSTEM_DIR:
-                    continue
-                page.append((status.name, status))
-                if len(page) >= self.page:
-                    yield page
-                    page = []
+            named = [(status.name, status) for status in found]
+            if not names_plainly_valid([name for name, _ in named]):
+                named = [entry for entry in named if _valid(ufs, entry[0])]
+            if not rel:
+                named = [entry for entry in named if entry[0] != SYSTEM_DIR]
+            page += named
+            while len(page) >= self.page:
+                yield page[: self.page]
+                page = page[self.page :]
         if page:
             yield page
 
@@ -388,10 +385,12 @@ class Discovery:
     async def _apply_page(self, d: DirInode, page: list[tuple[str, UfsStatus]], gone: Callable[[], list[str]]) -> None:
         """One UfsSync record: the page's new and changed entries, and the names `gone()`
         finds missing (asked when the record is planned, so it sees the namespace as it is)."""
+        names = set(map(itemgetter(0), page))
+        known = _known(d, names)
         retyped = [
             name
             for name, status in page
-            if (child := d.children.get(name)) is not None and child.is_dir != status.is_dir and self._removable(child)
+            if name in known and (child := d.children[name]).is_dir != status.is_dir and self._removable(child)
         ]
         if retyped:  # a file that became a directory, or back: out first, then in again as it is now
             await self.store.mutate(lambda ns: _plan_removals(ns, d, retyped, self.store.now_ns()))
@@ -399,13 +398,9 @@ class Discovery:
         def plan(ns: Namespace) -> list[Any]:
             if d.ino not in ns.inodes:
                 return []
-            fresh, changed = [], []
-            for name, status in page:
-                child = d.children.get(name)
-                if child is None:
-                    fresh.append((name, status))
-                elif self._changed(child, status):
-                    changed.append((name, status))
+            known = _known(d, names)
+            fresh = [entry for entry in page if entry[0] not in known] if known else page
+            changed = [(n, s) for n, s in page if n in known and self._changed(d.children[n], s)]
             now = self.store.now_ns()
             add = self._entries_to_add(d, fresh, now)
             update = [[name, s.size, s.mtime_ns, s.fingerprint()] for name, s in changed]
@@ -456,6 +451,22 @@ class Discovery:
             return count
         await self.refresh(node, force=True)
         return 0
+
+
+def _valid(ufs: Ufs, name: str) -> bool:
+    """Whether `name` can be an entry; a name that cannot is skipped, with a warning."""
+    try:
+        validate_name(name)
+    except errors.NsdError as e:
+        log.warning("skipping under-storage entry %r in %s: %s", name, ufs.uri, e.message)
+        return False
+    return True
+
+
+def _known(d: DirInode, names: set[str]) -> set[str]:
+    """Which of `names` directory `d` has: one set operation at C speed (none, on the pages
+    of a first listing)."""
+    return d.children.names_view() & names
 
 
 def _covers(listing: Listing, d: DirInode, start_after: str | None, limit: int | None) -> bool:

@@ -8,7 +8,7 @@ are equal so they are stored once.
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, KeysView
 from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar
 
@@ -337,6 +337,10 @@ class Children(dict[str, "Inode"]):
             self._index = SortedList(dict.keys(self))
         return self._index
 
+    def names_view(self) -> KeysView[str]:
+        """The names as a set-like view, in no order (set operations at C speed)."""
+        return dict.keys(self)
+
     def names_not_in(self, names: AbstractSet[str]) -> list[str]:
         """The names that `names` lacks, in name order: a set difference at C speed, then a sort
         of what it leaves (a listing's end asking what the under-storage no longer has)."""
@@ -453,7 +457,7 @@ class DirInode(Inode):
     def cookie_index(self) -> SortedDict:
         """The cookie index, built on first use. Cost: O(n log n) once, then free."""
         if self.cookies is None:
-            names = dict.keys(self.children)  # in no order: sorting 10k names costs ~2 ms
+            names = self.children.names_view()  # in no order: sorting 10k names costs ~2 ms
             index: dict[int, str | list[str]] = {name_cookie(name): name for name in names}
             if len(index) < len(names):  # names sharing a cookie (never, in practice)
                 index = {}

@@ -16,7 +16,7 @@ from nsd.errors import Corrupt, Exists, Invalid, NotDir, NotEmpty
 from nsd.journal.ops import AddMount, Op, RemoveMount, UfsSync
 from nsd.namespace import inode_ids, layouts
 from nsd.namespace.inode import S_IFMT, DirInode, FileInode, Inode
-from nsd.namespace.names import validate_name
+from nsd.namespace.names import validate_name, validate_names
 
 ROOT_MOUNT = 0
 _DISCOVERED_KINDS = (stat.S_IFREG, stat.S_IFDIR)  # what an under-storage holds
@@ -156,19 +156,23 @@ def _check_remove_mount(ns: MountTree, op: RemoveMount) -> None:
 def _check_ufs_sync(ns: MountTree, op: UfsSync) -> None:
     d = ns.get_dir(op.dir_ino)
     children = d.children
+    names = [entry[0] for entry in op.add]
+    validate_names(names)
+    fresh = set(names)
+    if len(fresh) < len(names) or not fresh.isdisjoint(children.names_view()):
+        seen: set[str] = set()
+        for name in names:
+            if name in children or name in seen:
+                raise Exists(f"{name!r} is already in directory {op.dir_ino}")
+            seen.add(name)
     expected = ns.next_ino
-    seen: set[str] = set()
     for name, ino, mode, uid, gid, size, mtime, _fp in op.add:
-        validate_name(name)
-        if name in children or name in seen:
-            raise Exists(f"{name!r} is already in directory {op.dir_ino}")
         if ino != expected or type(mode) is not int or mode & S_IFMT not in _DISCOVERED_KINDS:
             shown = f"{mode:o}" if type(mode) is int else repr(mode)  # modes read in octal
             raise Corrupt(f"bad discovered entry {name!r}: inode {ino}, mode {shown}")
         # an int OR'ed with others is negative if any of them is
         if not (type(uid) is type(gid) is type(size) is type(mtime) is int) or uid | gid | size | mtime < 0:
             raise Corrupt(f"bad discovered entry {name!r}: uid/gid/size/mtime must be ints >= 0")
-        seen.add(name)
         expected += 1
     if op.add:
         inode_ids.check_new_ids(ns, expected - 1)

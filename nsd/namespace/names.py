@@ -39,6 +39,28 @@ def validate_name(name: str) -> None:
         raise NameTooLong(f"name too long ({size} bytes): {name[:64]!r}...")
 
 
+def validate_names(names: list[str]) -> None:
+    """`validate_name` for each of `names` (a listing page's): at C speed when they are plainly
+    valid, else one by one for the precise error."""
+    if not names_plainly_valid(names):
+        for name in names:
+            validate_name(name)
+
+
+def names_plainly_valid(names: list[str]) -> bool:
+    """True if each of `names` is a non-empty ASCII string of at most NAME_MAX characters, not
+    "." or "..", without "/" or NUL: a few passes at C speed over them all, ~0.05 us a name
+    where `validate_name` takes ~0.25. False says nothing: check them one by one."""
+    try:
+        joined = "/".join(names)
+    except TypeError:
+        return False
+    if not joined.isascii() or "\0" in joined or joined.count("/") != len(names) - 1:
+        return False  # a name holds "/", or is not plain ASCII (sized in UTF-8 bytes)
+    given = set(names)
+    return "" not in given and "." not in given and ".." not in given and max(map(len, names)) <= NAME_MAX
+
+
 def split_path(path: str) -> list[str]:
     """The components of an absolute path, repeated and trailing slashes collapsed; "/" gives [].
 

@@ -89,6 +89,26 @@ async def test_sync_interval_zero_sees_every_out_of_band_change(vfs: Vfs, tmp_pa
     vfs.ns.check()
 
 
+async def test_a_name_whose_type_changed_in_the_store_comes_back_as_it_is_now(vfs: Vfs, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("f", "g", "d"):
+        (outside / name).write_bytes(b"x")
+    await vfs.mount("/m", outside.as_uri(), caller=ME, options={"sync_interval": "0"})
+    before = {n: node.ino for n, node in await vfs.list("/m", caller=ME)}
+    (outside / "f").unlink()
+    (outside / "f").mkdir()  # a file that became a directory
+    (outside / "f" / "inner").write_bytes(b"i")
+    (outside / "g").write_bytes(b"changed")  # a file changed in place
+    (outside / "new").write_bytes(b"n")
+    after = {n: node for n, node in await vfs.list("/m", caller=ME)}
+    assert sorted(after) == ["d", "f", "g", "new"]
+    assert after["f"].is_dir and after["f"].ino != before["f"]  # another object: another inode
+    assert after["g"].ino == before["g"] and after["g"].size == 7 and after["d"].ino == before["d"]
+    assert [n for n, _ in await vfs.list("/m/f", caller=ME)] == ["inner"]
+    vfs.ns.check()
+
+
 async def test_an_unchanged_file_is_never_seen_as_changed(vfs: Vfs, tmp_path: Path) -> None:
     """Found in the UFS or written through nsd, a file checked again and again (sync interval 0)
     matches its fingerprint (kept compact in memory, rebuilt for each comparison): no update."""

@@ -3,7 +3,16 @@ import hashlib
 import pytest
 
 from nsd.errors import Invalid, NameTooLong
-from nsd.namespace.names import FIRST_COOKIE, join_path, name_cookie, split_path, utf8, validate_name
+from nsd.namespace.names import (
+    FIRST_COOKIE,
+    join_path,
+    name_cookie,
+    names_plainly_valid,
+    split_path,
+    utf8,
+    validate_name,
+    validate_names,
+)
 
 
 @pytest.mark.parametrize("name", ["a", "file.txt", ".hidden", "..x", "x..", "é" * 127, "a" * 255, "日本", " "])
@@ -22,6 +31,33 @@ def test_invalid_names(name: str) -> None:
 def test_names_over_255_utf8_bytes_are_too_long(name: str) -> None:
     with pytest.raises(NameTooLong):
         validate_name(name)
+
+
+NAMES = ["a", "file.txt", ".hidden", "..x", " ", "a" * 255, "é", "日本", "", ".", "..", "a/b", "/", "a\0b", "a" * 256]
+NAMES += ["é" * 128, "x\udcff", b"abc", None, "\ud800"]  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("bad", range(len(NAMES)))
+def test_a_page_of_names_is_valid_as_each_of_its_names_is(bad: int) -> None:
+    # The fast check of a listing page never passes a name validate_name refuses, and
+    # validate_names raises what validate_name raises for the first bad name.
+    names = ["part-00000.parquet", "b", *NAMES[bad : bad + 1], "c"]
+    errors = []
+    for name in names:
+        try:
+            validate_name(name)
+        except Invalid as e:
+            errors.append(e)
+    if names_plainly_valid(names):
+        assert not errors
+    try:
+        validate_names(names)
+    except Invalid as e:
+        assert errors and type(e) is type(errors[0]) and str(e) == str(errors[0])
+    else:
+        assert not errors
+    assert names_plainly_valid([f"part-{i:05d}-c000.snappy.parquet" for i in range(1000)])
+    assert not names_plainly_valid([])
 
 
 def test_a_name_must_be_a_string() -> None:
