@@ -20,7 +20,6 @@ import errno
 import os
 import secrets
 import shutil
-import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,9 +29,10 @@ from urllib.parse import unquote, urlparse
 from nsd import errors
 from nsd.threads import Workers
 from nsd.ufs.adapters.dirsync import DirSyncs
+from nsd.ufs.adapters.lister import Lister, ListerGone, Listing, OutsideRoot
+from nsd.ufs.adapters.local_scan import PAGE, Entry, scan, stays_beneath
 from nsd.ufs.base import TMP_PREFIX, Syncs, Ufs, UfsStatus
 
-LIST_BATCH = 1024
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # a write's temporary file
 
 
@@ -93,6 +93,7 @@ class LocalUfs(Ufs):
         # Each mount its own threads: calls stuck on a hung mount never hold up another's.
         self._calls = Workers(f"nsd-ufs-{self.root.name or 'root'}", WORKERS)
         self._dirs = DirSyncs(self._calls)  # directory fsyncs shared by concurrent changes
+        self._lister = Lister(str(self.root), TMP_PREFIX)  # for directories over a page (lister.py)
 
     async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
         """Run the change `op` in `directory` in a thread; return once it is durable, or once it
@@ -120,7 +121,7 @@ class LocalUfs(Ufs):
         that uses the path, never on the event loop (a hung mount must not stall it).
         `follow_last=False` for calls that act on a link itself (unlink, rename)."""
         parts = [p for p in path.split("/") if p]
-        if parts and not _stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
+        if parts and not stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
             raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
 
     async def usage(self) -> tuple[int, int, int]:
@@ -148,13 +149,31 @@ class LocalUfs(Ufs):
         return _status(p.name, st)
 
     async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
+        """The first page from the worker threads; the rest of a larger directory from the
+        listing helper when it is free (lister.py), else from the threads."""
         p = self._abs(path)
         it = await self._run_at(path, os.scandir, p)
         try:
-            while batch := await self._run(path, _next_batch, it, self.root):
-                yield batch
+            first = await self._run(path, _next_page, it, str(self.root))
+            if len(first) < PAGE or not self._lister.free():
+                batch = first
+                while batch:
+                    yield batch
+                    batch = await self._run(path, _next_page, it, str(self.root))
+                return
         finally:
             it.close()
+        # Asked before the first page goes out: the helper lists while the daemon applies it.
+        rest = self._lister.listing([part for part in path.split("/") if part])
+        try:
+            yield first
+            seen = {s.name for s in first}
+            while (page := await _from_helper(rest, path)) is not None:
+                fresh = [UfsStatus(*e) for e in page if e[0] not in seen]  # it lists from the start
+                if fresh:
+                    yield fresh
+        finally:
+            rest.close()
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         p = self._abs(path)
@@ -339,6 +358,7 @@ class LocalUfs(Ufs):
 
     async def close(self) -> None:
         self._calls.close()
+        await self._lister.close()
 
     async def sweep_tmp(self, older_than: float) -> int:
         def sweep() -> int:
@@ -357,49 +377,20 @@ class LocalUfs(Ufs):
         return await self._run("", sweep)
 
 
-def _beneath(root: Path, p: Path) -> bool:
-    """Whether `p`, symlinks resolved, is `root` or inside it. Cost: an lstat per component."""
-    return _inside(str(root), os.path.realpath(p))
+def _next_page(it: Iterator[os.DirEntry[str]], root: str) -> list[UfsStatus]:
+    return [UfsStatus(*e) for e in scan(it, root, TMP_PREFIX)]
 
 
-def _inside(root: str, real: str) -> bool:
-    return real == root or real.startswith(root.rstrip("/") + "/")
-
-
-def _stays_beneath(root: str, parts: list[str]) -> bool:
-    """Whether `root`/`parts` (plain names), symlinks resolved, is `root` or inside it: what
-    `_beneath` answers, for an lstat per component below the root only (the root was resolved
-    when the store was opened; realpath would lstat each of its ancestors on every call).
-    Components from the first missing one on are plain names, as realpath takes them."""
-    at = root
-    for part in parts:
-        step = f"{at}/{part}" if at != "/" else f"/{part}"
-        try:
-            mode = os.lstat(step).st_mode
-        except OSError:
-            return True
-        if stat.S_ISLNK(mode):
-            step = os.path.realpath(step)
-            if not _inside(root, step):
-                return False
-        at = step
-    return True
-
-
-def _next_batch(it: Iterator[os.DirEntry[str]], root: Path) -> list[UfsStatus]:
-    batch: list[UfsStatus] = []
-    for entry in it:
-        if entry.name.startswith(TMP_PREFIX):
-            continue
-        if entry.is_symlink() and not _beneath(root, Path(entry.path)):
-            continue  # leads outside the mount: never shown, never followed
-        try:
-            batch.append(_status(entry.name, entry.stat(follow_symlinks=False)))
-        except FileNotFoundError:
-            continue  # deleted while listing
-        if len(batch) >= LIST_BATCH:
-            break
-    return batch
+async def _from_helper(listing: Listing, path: str) -> list[Entry] | None:
+    """The helper's next page of `path`, its failures as the adapter's errors."""
+    try:
+        return await listing.next()
+    except OSError as e:
+        raise classify(e, path) from None
+    except OutsideRoot:
+        raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path) from None
+    except ListerGone as e:
+        raise errors.UfsUnavailable(f"under-storage: {e}: {path or '/'}", path=path) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
