@@ -20,7 +20,7 @@ from nsd.ufs.options import Options, mask_uri
 def _local(uri: str, options: Mapping[str, str]) -> Ufs:
     from nsd.ufs.adapters.local import LocalUfs
 
-    return LocalUfs(uri)
+    return LocalUfs(uri, list_helper=Options(options, uri).flag("list_helper", True))
 
 
 def _memory(uri: str, options: Mapping[str, str]) -> Ufs:
@@ -61,7 +61,7 @@ _S3 = (
 _GCS = ("access_token", "anonymous", "scheme", "endpoint_override", "project_id", "region", "sdk_retry_s")
 # The options each store reads (besides RETRY_OPTIONS); anything else is refused at mount time.
 STORE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "file": (),
+    "file": ("list_helper",),
     "memory": ("fault_latency_s", "fault_read_latency_s", "fault_capacity", "faults_file"),
     "s3": _S3,
     "gs": _GCS,

@@ -45,6 +45,7 @@ class Lister:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Task[None] | None = None
         self._busy = False
+        self._unavailable = False  # it could not be started: threads only, from then on
 
     def free(self) -> bool:
         """Whether a listing may be asked of it now; if none runs, one is started in the
@@ -53,7 +54,7 @@ class Lister:
         if self._loop is not loop or (self._proc is not None and self._proc.returncode is not None):
             self._drop()  # died, or started on an event loop that has ended since
         if self._proc is None:
-            if self._starting is None:
+            if self._starting is None and not self._unavailable:
                 self._loop = loop
                 self._starting = loop.create_task(self._start())
             return False
@@ -66,6 +67,7 @@ class Lister:
                 stdin=PIPE, stdout=PIPE, limit=_BUFFER,
             )  # fmt: skip
         except OSError as e:
+            self._unavailable = True
             log.warning("cannot start the listing helper for %s (worker threads list instead): %s", self.root, e)
         finally:
             self._starting = None

@@ -82,7 +82,7 @@ class LocalUfs(Ufs):
     kind = "local"
     root_must_exist = True  # a typo in a path must not become a new directory
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, list_helper: bool = True) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
             raise errors.Invalid(f"not a local directory URI: {uri!r}")
@@ -93,7 +93,8 @@ class LocalUfs(Ufs):
         # Each mount its own threads: calls stuck on a hung mount never hold up another's.
         self._calls = Workers(f"nsd-ufs-{self.root.name or 'root'}", WORKERS)
         self._dirs = DirSyncs(self._calls)  # directory fsyncs shared by concurrent changes
-        self._lister = Lister(str(self.root), TMP_PREFIX)  # for directories over a page (lister.py)
+        # Lists directories larger than a page in a process of its own (lister.py); None: threads only.
+        self._lister = Lister(str(self.root), TMP_PREFIX) if list_helper else None
 
     async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
         """Run the change `op` in `directory` in a thread; return once it is durable, or once it
@@ -150,12 +151,12 @@ class LocalUfs(Ufs):
 
     async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         """The first page from the worker threads; the rest of a larger directory from the
-        listing helper when it is free (lister.py), else from the threads."""
+        listing helper when there is one and it is free (lister.py), else from the threads."""
         p = self._abs(path)
         it = await self._run_at(path, os.scandir, p)
         try:
             first = await self._run(path, _next_page, it, str(self.root))
-            if len(first) < PAGE or not self._lister.free():
+            if len(first) < PAGE or self._lister is None or not self._lister.free():
                 batch = first
                 while batch:
                     yield batch
@@ -358,7 +359,8 @@ class LocalUfs(Ufs):
 
     async def close(self) -> None:
         self._calls.close()
-        await self._lister.close()
+        if self._lister is not None:
+            await self._lister.close()
 
     async def sweep_tmp(self, older_than: float) -> int:
         def sweep() -> int:

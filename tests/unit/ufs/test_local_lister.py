@@ -8,11 +8,13 @@ import asyncio
 import errno
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from nsd import errors
+from nsd.ufs import open_ufs
 from nsd.ufs.adapters.lister import Lister, OutsideRoot
 from nsd.ufs.adapters.local import LocalUfs
 from nsd.ufs.adapters.local_scan import PAGE, answer
@@ -38,8 +40,8 @@ def large_dir(root: Path, name: str = "big") -> Path:
     return d
 
 
-def as_rows(statuses: list[UfsStatus]) -> list[tuple[object, ...]]:
-    return sorted((s.name, s.is_dir, s.size, s.mtime_ns, s.etag, s.mode) for s in statuses)
+def as_rows(pages: list[list[UfsStatus]]) -> list[tuple[object, ...]]:
+    return sorted((s.name, s.is_dir, s.size, s.mtime_ns, s.etag, s.mode) for page in pages for s in page)
 
 
 async def pages(ufs: LocalUfs, path: str) -> list[list[UfsStatus]]:
@@ -48,11 +50,25 @@ async def pages(ufs: LocalUfs, path: str) -> list[list[UfsStatus]]:
 
 async def started(ufs: LocalUfs) -> Lister:
     lister = ufs._lister
+    assert lister is not None
     for _ in range(500):
         if lister._proc is not None:
             return lister
         await asyncio.sleep(0.01)
     raise AssertionError("the listing helper did not start")
+
+
+def helpers() -> list[int]:
+    """The pids of this process's listing helpers."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and b"local_scan" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
 
 
 def expected(d: Path) -> list[tuple[object, ...]]:
@@ -75,11 +91,11 @@ async def test_a_large_directory_lists_the_same_through_the_helper(tmp_path: Pat
         assert lister.listings == 0
         by_helper = await pages(ufs, "big")
         assert lister.listings == 1
-        assert as_rows(sum(by_threads, [])) == as_rows(sum(by_helper, [])) == expected(d)
+        assert as_rows(by_threads) == as_rows(by_helper) == expected(d)
         assert len(by_helper[0]) == PAGE  # the first page from the threads, the rest from the helper
-        assert [s.mode for s in sum(by_helper, []) if s.name == "f00005"] == [0o600]
+        assert [s.mode for page in by_helper for s in page if s.name == "f00005"] == [0o600]
         again = await pages(ufs, "big")  # free again once a listing ends
-        assert lister.listings == 2 and as_rows(sum(again, [])) == expected(d)
+        assert lister.listings == 2 and as_rows(again) == expected(d)
     finally:
         await ufs.close()
 
@@ -91,9 +107,23 @@ async def test_a_small_directory_never_starts_the_helper(tmp_path: Path) -> None
     ufs = LocalUfs(tmp_path.as_uri())
     try:
         assert sum(len(p) for p in await pages(ufs, "small")) == PAGE - 1
-        assert ufs._lister._starting is None and ufs._lister._proc is None
+        assert ufs._lister is not None and ufs._lister._starting is None and ufs._lister._proc is None
     finally:
         await ufs.close()
+
+
+async def test_the_mount_option_list_helper_false_lists_with_threads_only(tmp_path: Path) -> None:
+    d = large_dir(tmp_path)
+    ufs = open_ufs(tmp_path.as_uri(), {"list_helper": "false"})
+    try:
+        for _ in range(2):
+            assert as_rows([[s async for s in ufs.list("big")]]) == expected(d)
+        await asyncio.sleep(0.2)  # time for a helper to start, were one started
+        assert helpers() == []
+    finally:
+        await ufs.close()
+    with pytest.raises(errors.Invalid, match="list_helper"):
+        open_ufs(tmp_path.as_uri(), {"list_helper": "sometimes"})
 
 
 async def test_a_listing_left_before_its_end_kills_the_helper(tmp_path: Path) -> None:
@@ -108,9 +138,9 @@ async def test_a_listing_left_before_its_end_kills_the_helper(tmp_path: Path) ->
         assert len(await anext(it)) == PAGE
         await it.aclose()  # its answer is still coming: it could be taken for the next one's
         assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
-        assert as_rows(sum(await pages(ufs, "big"), [])) == expected(d)  # threads; a new helper starts
+        assert as_rows(await pages(ufs, "big")) == expected(d)  # threads; a new helper starts
         assert (await started(ufs))._proc is not proc
-        assert as_rows(sum(await pages(ufs, "big"), [])) == expected(d)
+        assert as_rows(await pages(ufs, "big")) == expected(d)
     finally:
         await ufs.close()
 
@@ -129,7 +159,7 @@ async def test_a_helper_that_dies_mid_listing_fails_that_listing_only(tmp_path: 
         with pytest.raises(errors.UfsUnavailable, match="listing helper"):
             await anext(it)
         await it.aclose()
-        assert as_rows(sum(await pages(ufs, "big"), [])) == expected(d)
+        assert as_rows(await pages(ufs, "big")) == expected(d)
     finally:
         await ufs.close()
 
@@ -142,7 +172,7 @@ async def test_two_large_listings_at_once_one_through_the_threads(tmp_path: Path
         lister = await started(ufs)
         a, b = await asyncio.gather(pages(ufs, "one"), pages(ufs, "two"))
         assert lister.listings == 1  # the helper was busy with one of them
-        assert as_rows(sum(a, [])) == expected(one) and as_rows(sum(b, [])) == expected(two)
+        assert as_rows(a) == expected(one) and as_rows(b) == expected(two)
     finally:
         await ufs.close()
 
@@ -197,3 +227,19 @@ def test_answer_ends_every_request_with_one_closing_message(tmp_path: Path) -> N
     kinds = [m[0] for m in answer(str(tmp_path), TMP_PREFIX, ["d"])]
     assert kinds == ["page", "page", "end"]
     assert [m[0] for m in answer(str(tmp_path), TMP_PREFIX, ["nope"])] == ["error"]
+
+
+async def test_a_helper_that_cannot_start_leaves_the_listings_to_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = large_dir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    ufs = LocalUfs(tmp_path.as_uri())
+    try:
+        for _ in range(3):
+            assert as_rows(await pages(ufs, "big")) == expected(d)
+            await asyncio.sleep(0.05)  # the start, tried in the background
+        starts = [r for r in caplog.records if "cannot start the listing helper" in r.getMessage()]
+        assert len(starts) == 1  # tried once, not at every listing
+    finally:
+        await ufs.close()
