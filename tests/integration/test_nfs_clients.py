@@ -10,10 +10,12 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from daemon import Daemon, nsd, start
 from rpcclient import RpcClient, dirop, lookup_path, write_status
 
@@ -164,6 +166,67 @@ def test_a_directory_listed_again_shows_every_change_made_since(server: Daemon, 
     del want[names[2]]
     assert _ls(server, "/relisted") == want
     assert _ls(server, "/relisted") == want
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """The listing helpers (`local_scan.py`) the process `pid` runs."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"local_scan" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_large_directory_is_listed_by_the_helper_which_ends_with_the_daemon(tmp_path: Path) -> None:
+    # Past its first 1,024 entries a local directory is listed by the mount's helper process,
+    # started by the first such listing. nfs-ls and WebHDFS show exactly what the store has; a
+    # kill -9 of the daemon ends the helper as well (its stdin closes).
+    d = start(tmp_path / "data")
+    try:
+        for name in ("one", "two"):
+            (d.data_dir / "ufs" / name).mkdir()
+            for i in range(2500):
+                (d.data_dir / "ufs" / name / f"f{i:05d}").write_bytes(b"x" * (i % 13))
+        want = {f"f{i:05d}": ("-rw-r--r--", i % 13) for i in range(2500)}
+        assert _ls(d, "/one") == want  # through the worker threads; the helper starts meanwhile
+        for _ in range(100):
+            if helpers := _helpers_of(d.proc.pid):
+                break
+            time.sleep(0.1)
+        assert len(helpers) == 1
+        before = _cpu_ticks(helpers[0])
+        assert _ls(d, "/two") == want
+        assert _cpu_ticks(helpers[0]) > before  # it did the listing
+        got = requests.get(f"{d.url}/webhdfs/v1/two?op=LISTSTATUS&user.name=someone", timeout=30).json()
+        statuses = got["FileStatuses"]["FileStatus"]
+        assert {s["pathSuffix"]: s["length"] for s in statuses} == {n: size for n, (_, size) in want.items()}
+        d.proc.kill()
+        d.proc.wait(30)
+        for _ in range(100):
+            if not Path(f"/proc/{helpers[0]}").exists() or "Z" in _state(helpers[0]):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the listing helper outlived the daemon")
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def _create_call(c: RpcClient, i: int, root: bytes, name: bytes) -> bytes:

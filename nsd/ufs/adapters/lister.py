@@ -1,15 +1,15 @@
 """The local adapter's helper process for large listings (the program is `local_scan.py`).
 
-One per local mount, started the first time a listing finds a directory larger than one page,
-and from then on asked for the rest of each such listing while it is free (a second listing at
-the same time goes through the worker threads). It lists and stats on another CPU while the
-daemon applies the pages it has sent: a directory of 10,000 files is discovered in about the
-time it takes to apply it (docs/architecture.md, "The first listing").
+One per local mount, started in the background by the mount's first listing. It is asked for
+the rest of each listing larger than a page while it is free; a second listing at the same
+time, or one before it has started, goes through the worker threads. It lists and stats on
+another CPU while the daemon applies the pages it has sent: a directory of 10,000 files is
+discovered in about the time it takes to apply it (docs/architecture.md, "The first listing").
 
 A listing left before its end (a timeout, a failure downstream) kills the helper, as its answer
-can no longer be told from the next one's; the next large listing starts a new one. So does a
-helper that died. Whatever goes wrong with the helper, the listing that met it fails with
-UfsUnavailable (retried as any under-storage error) and the adapter goes on with its threads.
+could be taken for the next one's; the next listing starts a new one, as it does after a helper
+died. Whatever goes wrong with the helper costs the listing that met it (UfsUnavailable) and
+nothing else: the adapter goes on with its threads.
 """
 
 from __future__ import annotations
@@ -47,18 +47,19 @@ class Lister:
         self._busy = False
         self._unavailable = False  # it could not be started: threads only, from then on
 
-    def free(self) -> bool:
-        """Whether a listing may be asked of it now; if none runs, one is started in the
-        background for the next listing (this one goes on without it)."""
+    def start(self) -> None:
+        """Have it running: started in the background unless it is (or could not be)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or (self._proc is not None and self._proc.returncode is not None):
             self._drop()  # died, or started on an event loop that has ended since
-        if self._proc is None:
-            if self._starting is None and not self._unavailable:
-                self._loop = loop
-                self._starting = loop.create_task(self._start())
-            return False
-        return not self._busy
+        if self._proc is None and self._starting is None and not self._unavailable:
+            self._loop = loop
+            self._starting = loop.create_task(self._start())
+
+    def free(self) -> bool:
+        """Whether a listing may be asked of it now."""
+        self.start()
+        return self._proc is not None and not self._busy
 
     async def _start(self) -> None:
         try:

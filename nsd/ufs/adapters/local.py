@@ -153,6 +153,8 @@ class LocalUfs(Ufs):
         """The first page from the worker threads; the rest of a larger directory from the
         listing helper when there is one and it is free (lister.py), else from the threads."""
         p = self._abs(path)
+        if self._lister is not None:
+            self._lister.start()  # for this mount's listings to come, should this one be small
         it = await self._run_at(path, os.scandir, p)
         try:
             first = await self._run(path, _next_page, it, str(self.root))
