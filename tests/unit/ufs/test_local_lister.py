@@ -169,6 +169,29 @@ async def test_a_helper_that_dies_mid_listing_fails_that_listing_only(tmp_path: 
         await ufs.close()
 
 
+async def test_a_hung_helper_costs_one_listing_its_timeout(tmp_path: Path) -> None:
+    # Through the mount's wrappers, as the daemon lists: a page that does not come within the
+    # per-try timeout ends the listing; the helper is killed and the next listing goes on.
+    d = large_dir(tmp_path)
+    ufs = open_ufs(tmp_path.as_uri(), {"timeout_s": "0.5", "retries": "1"})
+    local = ufs.inner
+    assert isinstance(local, LocalUfs)
+    try:
+        await pages(local, "")
+        proc = (await started(local))._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)  # as a helper stuck in an lstat on a hung file server
+        got: list[str] = []
+        with pytest.raises(errors.UfsUnavailable):
+            async for page in ufs.list_pages("big"):
+                got += [s.name for s in page]
+        assert len(got) == PAGE  # the first page, from the threads
+        assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
+        assert as_rows([[s async for s in ufs.list("big")]]) == expected(d)
+    finally:
+        await ufs.close()
+
+
 async def test_two_large_listings_at_once_one_through_the_threads(tmp_path: Path) -> None:
     one, two = large_dir(tmp_path, "one"), large_dir(tmp_path, "two")
     ufs = LocalUfs(tmp_path.as_uri())
