@@ -107,6 +107,19 @@ def nsd(*args: str, daemon: Daemon | None = None, input: bytes | None = None) ->
     )
 
 
+def listing_helpers(pid: int) -> list[int]:
+    """The pids of the local listing helpers (`local_scan.py`) the process `pid` runs."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"local_scan" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def fsck_problems(daemon: Daemon) -> list[dict[str, object]]:
     """`nsd fsck --json` problems left unrepaired (its exit code says the same)."""
     out = nsd("fsck", "--json", daemon=daemon)

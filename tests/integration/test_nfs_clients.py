@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from daemon import Daemon, nsd, start
+from daemon import Daemon, listing_helpers, nsd, start
 from rpcclient import RpcClient, dirop, lookup_path, write_status
 
 MiB = 1 << 20
@@ -168,19 +168,6 @@ def test_a_directory_listed_again_shows_every_change_made_since(server: Daemon, 
     assert _ls(server, "/relisted") == want
 
 
-def _helpers_of(pid: int) -> list[int]:
-    """The listing helpers (`local_scan.py`) the process `pid` runs."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"local_scan" in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -199,7 +186,7 @@ def test_a_large_directory_is_listed_by_the_helper_which_ends_with_the_daemon(tm
         want = {f"f{i:05d}": ("-rw-r--r--", i % 13) for i in range(2500)}
         assert _ls(d, "/one") == want  # through the worker threads; the helper starts meanwhile
         for _ in range(100):
-            if helpers := _helpers_of(d.proc.pid):
+            if helpers := listing_helpers(d.proc.pid):
                 break
             time.sleep(0.1)
         assert len(helpers) == 1

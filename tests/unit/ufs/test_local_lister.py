@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from daemon import listing_helpers
 
 from nsd import errors
 from nsd.ufs import open_ufs
@@ -56,19 +57,6 @@ async def started(ufs: LocalUfs) -> Lister:
             return lister
         await asyncio.sleep(0.01)
     raise AssertionError("the listing helper did not start")
-
-
-def helpers() -> list[int]:
-    """The pids of this process's listing helpers."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == os.getpid() and b"local_scan" in (proc / "cmdline").read_bytes():
-                pids.append(int(proc.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
 
 
 def expected(d: Path) -> list[tuple[object, ...]]:
@@ -118,13 +106,13 @@ async def test_a_directory_within_one_page_is_listed_by_the_threads_alone(tmp_pa
 
 async def test_the_mount_option_list_helper_false_lists_with_threads_only(tmp_path: Path) -> None:
     d = large_dir(tmp_path)
-    before = set(helpers())  # those of other tests' mounts, not closed yet
+    before = set(listing_helpers(os.getpid()))  # those of other tests' mounts, not closed yet
     ufs = open_ufs(tmp_path.as_uri(), {"list_helper": "false"})
     try:
         for _ in range(2):
             assert as_rows([[s async for s in ufs.list("big")]]) == expected(d)
         await asyncio.sleep(0.2)  # time for a helper to start, were one started
-        assert set(helpers()) <= before
+        assert set(listing_helpers(os.getpid())) <= before
     finally:
         await ufs.close()
     with pytest.raises(errors.Invalid, match="list_helper"):
