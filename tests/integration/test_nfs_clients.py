@@ -178,8 +178,8 @@ def _writes(pid: int) -> int:
 
 def test_a_large_directory_is_listed_by_the_helper_which_ends_with_the_daemon(tmp_path: Path) -> None:
     # Past its first 1,024 entries a local directory is listed by the mount's helper process,
-    # started by the first such listing. nfs-ls and WebHDFS show exactly what the store has; a
-    # kill -9 of the daemon ends the helper as well (its stdin closes).
+    # started at the mount's first listing. nfs-ls and WebHDFS show exactly what the store has;
+    # a kill -9 of the daemon ends the helper as well (its stdin closes).
     d = start(tmp_path / "data")
     try:
         for name in ("one", "two"):
@@ -187,7 +187,7 @@ def test_a_large_directory_is_listed_by_the_helper_which_ends_with_the_daemon(tm
             for i in range(2500):
                 (d.data_dir / "ufs" / name / f"f{i:05d}").write_bytes(b"x" * (i % 13))
         want = {f"f{i:05d}": ("-rw-r--r--", i % 13) for i in range(2500)}
-        assert _ls(d, "/one") == want  # through the worker threads; the helper starts meanwhile
+        assert _ls(d, "/one") == want  # the helper's, or the threads' if it was still starting
         for _ in range(100):
             if helpers := listing_helpers(d.proc.pid):
                 break
