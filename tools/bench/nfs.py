@@ -11,10 +11,10 @@ read of it while cached (`nfs-cat` to /dev/null, best of --reads), the same for 
 copied into the store behind the server's back (nsd: its root under-storage, read once to fill
 the cache first; ganesha: its export directory) and for an object put in an S3 bucket nsd
 mounts (moto's server in this process; ganesha reads the same bytes from its export directory
-again), a listing with `nfs-ls` of a directory of 10,000 files put in the store the same way
-(entries per second, the first listing, which nsd answers by discovering the directory in its
-under-storage, and the best of three more), GETATTR and LOOKUP calls per second at 1 and 32
-outstanding calls on one connection, and CREATE + REMOVE
+again), listings with `nfs-ls` of directories of 10,000 files put in the store the same way
+(entries per second: the first listing, which nsd answers by discovering the directory in its
+under-storage, the median of 4 new directories a round; and the best of three more), GETATTR
+and LOOKUP calls per second at 1 and 32 outstanding calls on one connection, and CREATE + REMOVE
 pairs the same way (each server's durability per change: nsd's journal record is fsynced before
 the reply; ganesha's VFS export makes the file with open(O_CREAT) and does not sync the
 directory; the row `C+R syncs/pair` counts, with strace, the fsync-family calls each server makes
