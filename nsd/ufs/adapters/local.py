@@ -115,7 +115,7 @@ class LocalUfs(Ufs):
     def _abs(self, path: str) -> Path:
         """The path under the root for `path`, `..`, `.` and NUL refused; no file-system call
         (the thread that uses it calls `_confine` first)."""
-        parts = [p for p in path.split("/") if p]
+        parts = _parts(path)
         if any(p in (".", "..") or "\0" in p for p in parts):
             raise errors.Invalid(f"bad under-storage path {path!r}")
         return self.root.joinpath(*parts)
@@ -125,7 +125,7 @@ class LocalUfs(Ufs):
         docstring). An lstat per component: called in the worker thread, at the start of the call
         that uses the path, never on the event loop (a hung mount must not stall it).
         `follow_last=False` for calls that act on a link itself (unlink, rename)."""
-        parts = [p for p in path.split("/") if p]
+        parts = _parts(path)
         if parts and not stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
             raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
 
@@ -171,7 +171,7 @@ class LocalUfs(Ufs):
         finally:
             it.close()
         # Asked before the first page goes out: the helper lists while the daemon applies it.
-        rest = self._lister.listing([part for part in path.split("/") if part])
+        rest = self._lister.listing(_parts(path))
         try:
             yield first
             seen = {s.name for s in first}
@@ -383,6 +383,11 @@ class LocalUfs(Ufs):
             return swept
 
         return await self._run("", sweep)
+
+
+def _parts(path: str) -> list[str]:
+    """The names of a path relative to the root ("a//b/" -> ["a", "b"])."""
+    return [part for part in path.split("/") if part]
 
 
 def _next_page(it: Iterator[os.DirEntry[str]], root: str) -> list[UfsStatus]:
