@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import http.server
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +150,23 @@ def test_a_reader_that_goes_away_is_no_error_and_a_default_start_is_quiet(daemon
     log = daemon.log.read_text()
     assert "ERROR" not in log and "Traceback" not in log
     assert "supergroup" not in log  # HDFS's default group name, unknown here: nothing to say
+
+
+def test_a_slow_reader_that_resets_mid_reply_is_no_error(daemon: Daemon, tmp_path: Path) -> None:
+    """A reader that stops reading pauses the reply; its reset then fails the pause (a plain
+    ConnectionError, not a ConnectionResetError): still the client's doing, not the server's."""
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (16 << 20))
+    assert nsd("put", str(big), "/big", daemon=daemon).returncode == 0
+    host, port = daemon.url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((host, int(port)))
+        s.sendall(f"GET /api/v1/fs/content?path=/big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)  # the server fills the socket's buffers and waits for the reader
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+    time.sleep(0.5)
+    assert nsd("cat", "/big", daemon=daemon).stdout == big.read_bytes()  # the daemon serves on
+    log = daemon.log.read_text()
+    assert "ERROR" not in log and "Traceback" not in log

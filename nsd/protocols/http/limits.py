@@ -92,8 +92,11 @@ class _Concurrency:
         try:
             try:
                 response = await handler(request)
-            except ConnectionResetError as e:
+            except ConnectionError as e:
+                if request.transport is not None and not request.transport.is_closing():
+                    raise  # not this client's connection (a peer's, a store's): a real error
                 # The client went away mid-reply (`nsd cat big | head`): normal, not a server error.
+                # A reply paused for a slow reader fails with a plain ConnectionError, not a reset.
                 log.debug("%s %s: the client went away: %s", request.method, request.path, e)
                 if request.protocol is not None:
                     request.protocol.force_close()
