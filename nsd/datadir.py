@@ -21,7 +21,7 @@ from nsd.errors import DataDirLocked, Invalid, NotFormatted
 FORMAT_VERSION = 1
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from nsd.datadir import fsync_dir
@@ -31,19 +30,19 @@ class DirSyncs:
     def __init__(self, workers: Workers) -> None:
         self._workers = workers  # the threads that run the changes and the fsyncs
         # directories with an fsync running -> the future of the next one (None: nobody waits yet)
-        self._syncing: dict[Path, asyncio.Future[None] | None] = {}
+        self._syncing: dict[str, asyncio.Future[None] | None] = {}
         self.fsyncs = 0  # directory fsyncs done (changes made durable / fsyncs: the sharing)
         self.changes = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def change(self, directory: Path, op: Callable[[], T]) -> T:
+    async def change(self, directory: str, op: Callable[[], T]) -> T:
         """Run `op` (a change in `directory`) in a thread; return once the change is durable.
         OSError from `op` or from the fsync is raised as is."""
         result, synced = await self.made(directory, op)
         await asyncio.shield(synced)
         return result
 
-    async def made(self, directory: Path, op: Callable[[], T]) -> tuple[T, asyncio.Future[None]]:
+    async def made(self, directory: str, op: Callable[[], T]) -> tuple[T, asyncio.Future[None]]:
         """Run `op` (a change in `directory`) in a thread; return its result once it is made, with
         a future that is done once the change is durable (its error, an OSError, is the fsync's;
         await it shielded: other changes may share it). An OSError from `op` is raised as is."""
@@ -66,7 +65,7 @@ class DirSyncs:
         synced.add_done_callback(_retrieve)  # the caller may drop it when `op` failed
         return await outcome, synced
 
-    def _next_sync(self, directory: Path) -> asyncio.Future[None]:
+    def _next_sync(self, directory: str) -> asyncio.Future[None]:
         """A future done once an fsync of `directory` that starts from now on has finished."""
         if directory not in self._syncing:
             self._syncing[directory] = None
@@ -78,11 +77,11 @@ class DirSyncs:
             waiting = self._syncing[directory] = asyncio.get_running_loop().create_future()
         return waiting
 
-    async def sync(self, directory: Path) -> None:
+    async def sync(self, directory: str) -> None:
         """Return once an fsync of `directory` that started after this call has finished."""
         await asyncio.shield(self._next_sync(directory))
 
-    async def _claimed(self, directory: Path, work: Callable[[], T]) -> T:
+    async def _claimed(self, directory: str, work: Callable[[], T]) -> T:
         """Run `work`, which ends with an fsync of `directory`, as its running sync (the caller
         has marked it running)."""
         try:
@@ -92,7 +91,7 @@ class DirSyncs:
         finally:
             self._done(directory)
 
-    def _done(self, directory: Path) -> None:
+    def _done(self, directory: str) -> None:
         """The running fsync ended: start the one the latest changes wait for, if any."""
         waiting = self._syncing.pop(directory)
         if waiting is None:
@@ -102,7 +101,7 @@ class DirSyncs:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_next(self, directory: Path, waiting: asyncio.Future[None]) -> None:
+    async def _run_next(self, directory: str, waiting: asyncio.Future[None]) -> None:
         try:
             await self._workers.run(fsync_dir, directory)
             self.fsyncs += 1

@@ -89,6 +89,7 @@ class LocalUfs(Ufs):
             raise errors.Invalid(f"not a local directory URI: {uri!r}")
         self.uri = uri
         self.root = Path(unquote(parsed.path)).resolve()
+        self._root = str(self.root)  # paths below it are strings: pathlib's cost on a CREATE was ~5%
         self._device: int | None = None
         self._writing: set[str] = set()  # temporary files of writes in progress: never swept
         # Their names: random per mount and start, then counted (a getrandom call per write took
@@ -98,9 +99,9 @@ class LocalUfs(Ufs):
         self._calls = Workers(f"nsd-ufs-{self.root.name or 'root'}", WORKERS)
         self._dirs = DirSyncs(self._calls)  # directory fsyncs shared by concurrent changes
         # Lists directories larger than a page in a process of its own (lister.py); None: threads only.
-        self._lister = Lister(str(self.root), TMP_PREFIX) if list_helper else None
+        self._lister = Lister(self._root, TMP_PREFIX) if list_helper else None
 
-    async def _durably(self, path: str, directory: Path, op: Callable[[], T], syncs: Syncs | None = None) -> T:
+    async def _durably(self, path: str, directory: str, op: Callable[[], T], syncs: Syncs | None = None) -> T:
         """Run the change `op` in `directory` in a thread; return once it is durable, or once it
         is made, its directory's fsync left to `syncs` when one is given."""
         try:
@@ -112,13 +113,13 @@ class LocalUfs(Ufs):
         syncs.add(synced, lambda e: classify(e, path) if isinstance(e, OSError) else e)
         return result
 
-    def _abs(self, path: str) -> Path:
+    def _abs(self, path: str) -> str:
         """The path under the root for `path`, `..`, `.` and NUL refused; no file-system call
         (the thread that uses it calls `_confine` first)."""
         parts = _parts(path)
         if any(p in (".", "..") or "\0" in p for p in parts):
             raise errors.Invalid(f"bad under-storage path {path!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root, *parts)
 
     def _confine(self, path: str, *, follow_last: bool = True) -> None:
         """Refuse `path` if, symlinks resolved, it leads outside the root (see the module's
@@ -126,7 +127,7 @@ class LocalUfs(Ufs):
         that uses the path, never on the event loop (a hung mount must not stall it).
         `follow_last=False` for calls that act on a link itself (unlink, rename)."""
         parts = _parts(path)
-        if parts and not stays_beneath(str(self.root), parts if follow_last else parts[:-1]):
+        if parts and not stays_beneath(self._root, parts if follow_last else parts[:-1]):
             raise errors.Denied(f"under-storage path leads outside the mount root: {path}", path=path)
 
     async def usage(self) -> tuple[int, int, int]:
@@ -151,7 +152,7 @@ class LocalUfs(Ufs):
     async def stat(self, path: str) -> UfsStatus:
         p = self._abs(path)
         st = await self._run_at(path, os.stat, p)
-        return _status(p.name, st)
+        return _status(os.path.basename(p), st)
 
     async def list_pages(self, path: str) -> AsyncIterator[list[UfsStatus]]:
         """The first page from the worker threads; the rest of a larger directory from the
@@ -161,12 +162,12 @@ class LocalUfs(Ufs):
             self._lister.start()  # for this mount's listings to come, should this one be small
         it = await self._run_at(path, os.scandir, p)
         try:
-            first = await self._run(path, _next_page, it, str(self.root))
+            first = await self._run(path, _next_page, it, self._root)
             if len(first) < PAGE or self._lister is None or not self._lister.free():
                 batch = first
                 while batch:
                     yield batch
-                    batch = await self._run(path, _next_page, it, str(self.root))
+                    batch = await self._run(path, _next_page, it, self._root)
                 return
         finally:
             it.close()
@@ -193,18 +194,18 @@ class LocalUfs(Ufs):
 
     async def write(self, path: str, chunks: AsyncIterable[bytes], *, syncs: Syncs | None = None) -> UfsStatus:
         p = self._abs(path)
-        tmp = p.with_name(f"{self._tmp_stem}{next(self._tmp_seq):x}")
-        self._writing.add(str(tmp))
+        tmp = os.path.join(os.path.dirname(p), f"{self._tmp_stem}{next(self._tmp_seq):x}")
+        self._writing.add(tmp)
         try:
-            return _status(p.name, await self._write(path, p, tmp, chunks, syncs))
+            return _status(os.path.basename(p), await self._write(path, p, tmp, chunks, syncs))
         except BaseException:
             await self._calls.run(_unlink_quietly, tmp)  # whatever a failed write left
             raise
         finally:
-            self._writing.discard(str(tmp))
+            self._writing.discard(tmp)
 
     async def _write(
-        self, path: str, p: Path, tmp: Path, chunks: AsyncIterable[bytes], syncs: Syncs | None
+        self, path: str, p: str, tmp: str, chunks: AsyncIterable[bytes], syncs: Syncs | None
     ) -> os.stat_result:
         """`chunks` into `tmp`, fsynced, then renamed to `p`, durably (see `_durably`); the stat of `p`."""
 
@@ -226,7 +227,7 @@ class LocalUfs(Ufs):
                 _write_file(tmp, first or b"")
                 return into_place()
 
-            return await self._durably(path, p.parent, whole, syncs)
+            return await self._durably(path, os.path.dirname(p), whole, syncs)
         fd = await self._run_at(path, os.open, tmp, _NEW_FILE, 0o644)
         try:
             for chunk in (first, second):
@@ -236,7 +237,7 @@ class LocalUfs(Ufs):
             await self._run(path, os.fsync, fd)
         finally:
             os.close(fd)
-        return await self._durably(path, p.parent, into_place, syncs)
+        return await self._durably(path, os.path.dirname(p), into_place, syncs)
 
     def can_adopt(self, local: Path) -> bool:
         """A file on the same file system as the root can be renamed into place."""
@@ -263,11 +264,11 @@ class LocalUfs(Ufs):
                 raise
             return True
 
-        return await self.stat(path) if await self._durably(path, p.parent, adopt) else None
+        return await self.stat(path) if await self._durably(path, os.path.dirname(p), adopt) else None
 
     async def mkdir(self, path: str) -> None:
         """Durable on return, as every change here: each directory made is in its fsynced parent."""
-        p = self._abs(path)
+        p = Path(self._abs(path))
 
         def make() -> list[Path]:
             """`p` and its missing ancestors, made top down; the ones this call made."""
@@ -288,8 +289,8 @@ class LocalUfs(Ufs):
                 made.append(d)
             return made
 
-        made = await self._durably(path, p.parent, make)
-        for parent in dict.fromkeys(d.parent for d in made if d != p):  # what mkdir -p added above
+        made = await self._durably(path, str(p.parent), make)
+        for parent in dict.fromkeys(str(d.parent) for d in made if d != p):  # what mkdir -p added above
             try:
                 await self._dirs.sync(parent)
             except OSError as e:
@@ -300,7 +301,7 @@ class LocalUfs(Ufs):
 
         def delete() -> None:
             self._confine(path, follow_last=False)
-            if p.is_dir() and not p.is_symlink():
+            if os.path.isdir(p) and not os.path.islink(p):
                 if recursive:
                     shutil.rmtree(p)
                 else:
@@ -308,7 +309,7 @@ class LocalUfs(Ufs):
             else:
                 os.unlink(p)
 
-        await self._durably(path, p.parent, delete, syncs)
+        await self._durably(path, os.path.dirname(p), delete, syncs)
 
     async def rename(self, src: str, dst: str) -> None:
         s, d = self._abs(src), self._abs(dst)
@@ -318,10 +319,10 @@ class LocalUfs(Ufs):
             self._confine(dst, follow_last=False)
             os.rename(s, d)
 
-        await self._durably(src, d.parent, rename)
-        if s.parent != d.parent:
+        await self._durably(src, os.path.dirname(d), rename)
+        if os.path.dirname(s) != os.path.dirname(d):
             try:
-                await self._dirs.sync(s.parent)
+                await self._dirs.sync(os.path.dirname(s))
             except OSError as e:
                 raise classify(e, src) from None
 
@@ -361,7 +362,7 @@ class LocalUfs(Ufs):
             self._confine(dst)
             os.link(s, d)
 
-        await self._durably(dst, d.parent, link)
+        await self._durably(dst, os.path.dirname(d), link)
 
     async def close(self) -> None:
         self._calls.close()
@@ -412,7 +413,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: str, data: bytes) -> None:
     """A new file holding `data`, fsynced; an empty one has nothing to sync (its directory's
     fsync makes it durable)."""
     fd = os.open(path, _NEW_FILE, 0o644)
@@ -424,7 +425,7 @@ def _write_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _new_empty_file(path: Path) -> os.stat_result | None:
+def _new_empty_file(path: str) -> os.stat_result | None:
     """An empty file made at `path` itself, its stat; None when `path` exists (a link too).
     Nothing to write means nothing to be seen half-written: no temporary file, no rename."""
     try:
@@ -437,6 +438,6 @@ def _new_empty_file(path: Path) -> os.stat_result | None:
         os.close(fd)
 
 
-def _unlink_quietly(p: Path) -> None:
+def _unlink_quietly(p: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(p)

@@ -26,8 +26,9 @@ def synced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, P
     lock = threading.Lock()
     real = dirsync.fsync_dir
 
-    def fsync_dir(path: Path) -> None:
+    def fsync_dir(path: str | Path) -> None:
         real(path)
+        path = Path(path)
         if path == tmp_path or tmp_path in path.parents:
             with lock:
                 events.append(("fsync", path))
@@ -46,7 +47,7 @@ async def test_concurrent_changes_share_fsyncs_and_each_is_covered(tmp_path: Pat
             synced.append(("change", tmp_path / f"f{i}"))
         return i
 
-    got = await asyncio.gather(*(syncs.change(tmp_path, lambda i=i: make(i)) for i in range(64)))
+    got = await asyncio.gather(*(syncs.change(str(tmp_path), lambda i=i: make(i)) for i in range(64)))
     assert got == list(range(64))
     assert syncs.changes == 64
     fsyncs = [i for i, (kind, _) in enumerate(synced) if kind == "fsync"]
@@ -62,7 +63,7 @@ async def test_concurrent_changes_share_fsyncs_and_each_is_covered(tmp_path: Pat
 async def test_a_lone_change_is_one_thread_call_with_its_fsync(tmp_path: Path, synced: list) -> None:
     syncs = DirSyncs(Workers("test", 8))
     for i in range(3):
-        await syncs.change(tmp_path, lambda i=i: (tmp_path / f"g{i}").write_bytes(b"x"))
+        await syncs.change(str(tmp_path), lambda i=i: (tmp_path / f"g{i}").write_bytes(b"x"))
     assert syncs.fsyncs == 3 and [k for k, _ in synced] == ["fsync"] * 3
 
 
@@ -70,7 +71,7 @@ async def test_separate_directories_do_not_wait_for_each_other(tmp_path: Path, s
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     syncs = DirSyncs(Workers("test", 8))
-    await asyncio.gather(syncs.change(a, lambda: None), syncs.change(b, lambda: None))
+    await asyncio.gather(syncs.change(str(a), lambda: None), syncs.change(str(b), lambda: None))
     assert sorted(str(p) for _, p in synced) == [str(a), str(b)]
 
 
@@ -81,13 +82,13 @@ async def test_errors_reach_the_caller_and_the_next_sync_still_runs(tmp_path: Pa
         raise FileNotFoundError(2, "No such file or directory")
 
     results = await asyncio.gather(
-        syncs.change(tmp_path, lambda: None), syncs.change(tmp_path, fails), return_exceptions=True
+        syncs.change(str(tmp_path), lambda: None), syncs.change(str(tmp_path), fails), return_exceptions=True
     )
     assert results[0] is None and isinstance(results[1], FileNotFoundError)
     gone = tmp_path / "gone"
     with pytest.raises(FileNotFoundError):
-        await syncs.sync(gone)  # fsync of a directory that is not there
-    await syncs.change(tmp_path, lambda: None)
+        await syncs.sync(str(gone))  # fsync of a directory that is not there
+    await syncs.change(str(tmp_path), lambda: None)
     assert not syncs._syncing
 
 
@@ -128,12 +129,12 @@ def held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 async def test_made_answers_before_the_fsync_and_its_future_after(tmp_path: Path, held: threading.Event) -> None:
     syncs = DirSyncs(Workers("test", 8))
-    result, synced = await asyncio.wait_for(syncs.made(tmp_path, lambda: "made"), 5)
+    result, synced = await asyncio.wait_for(syncs.made(str(tmp_path), lambda: "made"), 5)
     assert result == "made"
     await asyncio.sleep(0.05)
     assert not synced.done(), "the fsync was held: its future cannot be done yet"
     # a second change meanwhile waits for an fsync that starts after it, not the running one
-    second, later = await syncs.made(tmp_path, lambda: "second")
+    second, later = await syncs.made(str(tmp_path), lambda: "second")
     held.set()
     await asyncio.wait_for(asyncio.gather(synced, later), 5)
     assert second == "second" and syncs.fsyncs == 2 and not syncs._syncing
@@ -146,13 +147,13 @@ async def test_made_raises_the_operations_error_and_leaves_no_sync_running(tmp_p
         raise PermissionError(13, "Permission denied")
 
     with pytest.raises(PermissionError):
-        await syncs.made(tmp_path, fails)
+        await syncs.made(str(tmp_path), fails)
     for _ in range(20):  # the fsync after the failed change ends on its own
         if not syncs._syncing:
             break
         await asyncio.sleep(0.01)
     assert not syncs._syncing
-    _, synced_future = await syncs.made(tmp_path, lambda: None)
+    _, synced_future = await syncs.made(str(tmp_path), lambda: None)
     await synced_future
 
 
