@@ -622,15 +622,24 @@ class _Suspended:
         coro, waiting = self.coro, self.waiting
         try:
             while True:
-                if waiting is None:
-                    await asyncio.sleep(0)
-                else:
-                    # The coroutine awaits this future: wait until it is done, then resume the
-                    # coroutine, which reads the outcome itself (Future.__await__ requires only
-                    # that the future be done by then).
-                    await asyncio.wait([waiting])
+                cancelled = None
                 try:
-                    waiting = coro.send(None)
+                    if waiting is None:
+                        await asyncio.sleep(0)
+                    else:
+                        # The coroutine awaits this future: wait until it is done, then resume
+                        # the coroutine, which reads the outcome itself (Future.__await__
+                        # requires only that the future be done by then).
+                        await asyncio.wait([waiting])
+                except asyncio.CancelledError as e:
+                    # As a Task does: the cancellation goes into the coroutine, whose handlers
+                    # decide what it means (asyncio.timeout, inside, turns its own into
+                    # TimeoutError; the coroutine had been closed unasked and the call dropped).
+                    if waiting is not None:
+                        waiting.cancel()
+                    cancelled = e
+                try:
+                    waiting = coro.send(None) if cancelled is None else coro.throw(cancelled)
                 except StopIteration as stop:
                     return stop.value
         except BaseException:

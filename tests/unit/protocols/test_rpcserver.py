@@ -62,6 +62,16 @@ class Toy:
         await asyncio.sleep(0.01)
         return struct.pack(">II", seen_before, MARK.get())
 
+    async def times_out(self, ctx: CallContext) -> ReplyBody:
+        """Waits once (so it is finished as a task), then meets a timeout of its own."""
+        await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            return b"timed out"
+        return b"slept"
+
     async def once(self, ctx: CallContext) -> ReplyBody:
         self.executions += 1
         await asyncio.sleep(0)
@@ -85,6 +95,7 @@ async def served() -> AsyncIterator[tuple[Toy, RpcServer, int]]:
                 5: Procedure(toy.quick),
                 6: Procedure(toy.yields),
                 7: Procedure(toy.marks),
+                8: Procedure(toy.times_out),
             },
         )
     )
@@ -222,6 +233,19 @@ async def test_coroutines_inline_or_suspended(served: tuple[Toy, RpcServer, int]
     assert not conn.tasks
     writer.write(oncrpc.encode_call(2, PROG, 1, 6))  # suspends twice, then fails
     assert (await read_reply(reader)).stat == oncrpc.SYSTEM_ERR
+    writer.close()
+
+
+async def test_a_timeout_inside_a_suspended_call_is_the_calls_to_handle(served: tuple[Toy, RpcServer, int]) -> None:
+    # asyncio.timeout cancels the task running the call; the cancellation must reach the
+    # call's coroutine (as a Task delivers it), not end the call without a reply.
+    port = served[2]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(oncrpc.encode_call(1, PROG, 1, 8))
+    reply = await asyncio.wait_for(read_reply(reader), 5)
+    assert reply.stat == oncrpc.SUCCESS and reply.body == b"timed out"
+    writer.write(oncrpc.encode_call(2, PROG, 1, 5))  # the connection serves on
+    assert (await read_reply(reader)).body == b"fast"
     writer.close()
 
 
