@@ -22,6 +22,7 @@ FORMAT_VERSION = 1
 
 
 def fsync_dir(path: str | Path) -> None:
+    """Make creations, renames and removals in directory `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

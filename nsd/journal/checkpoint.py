@@ -16,11 +16,12 @@ from typing import Any
 
 import msgpack
 
+from nsd.datadir import fsync_dir
 from nsd.errors import Corrupt
 from nsd.gcpause import collector_off
 from nsd.journal.ops import OPS, RESERVED_CODES
 from nsd.journal.record import Record, encode_record_into, scan
-from nsd.journal.segment import fsync_dir, hex_name, list_hex_files, parse_hex_name
+from nsd.journal.segment import hex_name, list_hex_files, parse_hex_name
 
 MAGIC = b"NSDCKPT1"
 SUFFIX = ".ckpt"

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsd.datadir import fsync_dir
 from nsd.errors import Corrupt, JournalCorrupt
 from nsd.journal.checkpoint import list_checkpoints, read_checkpoint
 from nsd.journal.ops import Op, decode_op
 from nsd.journal.record import salvage
-from nsd.journal.segment import MAGIC, SegmentRead, fsync_dir, list_segments, read_segment
+from nsd.journal.segment import MAGIC, SegmentRead, list_segments, read_segment
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsd.datadir import fsync_dir
 from nsd.errors import JournalCorrupt
 from nsd.journal.record import Record, find_valid_record_after, scan
 
@@ -55,15 +56,6 @@ def segment_name(first_txid: int) -> str:
 def list_segments(dir: Path) -> list[tuple[int, Path]]:
     """(first_txid, path) of every segment in `dir`, oldest first."""
     return list_hex_files(dir, SUFFIX)
-
-
-def fsync_dir(dir: Path) -> None:
-    """Make creations, renames and removals in `dir` durable."""
-    fd = os.open(dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def create_segment(dir: Path, first_txid: int, *, fsync: bool = True, allocate: int = 0) -> int:
