@@ -59,8 +59,12 @@ class _Helper:
         return self.popen.poll()
 
     def kill(self) -> None:
-        """Kill it; a thread reaps it."""
-        self.stdin.close()
+        """Kill it and close its stdin; a thread reaps it."""
+        try:
+            self.stdin.close()
+        except RuntimeError:  # the event loop it was started on has ended: close the pipe itself
+            if self.popen.stdin is not None:
+                self.popen.stdin.close()
         if self.popen.poll() is None:
             self.popen.kill()
             threading.Thread(target=self.popen.wait, name="nsd-lister-reap", daemon=True).start()

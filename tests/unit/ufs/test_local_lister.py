@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,45 @@ async def test_close_ends_the_helper(tmp_path: Path) -> None:
     assert proc is not None
     await ufs.close()
     assert proc.returncode == 0  # its stdin ended: it exited on its own
+
+
+def test_a_helper_started_on_an_event_loop_that_has_ended_is_replaced(tmp_path: Path) -> None:
+    # A mount's adapter outlives the loop it was first used on (tests, offline tools then a daemon).
+    big = large_dir(tmp_path)
+    ufs = LocalUfs(tmp_path.as_uri())
+
+    async def listed() -> tuple[list[tuple[object, ...]], int]:
+        lister = await started(ufs)
+        for _ in range(500):
+            if lister.free():
+                break
+            await asyncio.sleep(0.01)
+        rows = as_rows(await pages(ufs, "big"))
+        assert lister._proc is not None
+        return rows, lister._proc.pid
+
+    async def first() -> tuple[list[tuple[object, ...]], int]:
+        assert ufs._lister is not None
+        ufs._lister.start()
+        return await listed()
+
+    rows, pid = asyncio.run(first())
+    assert rows == expected(big)
+
+    async def second() -> tuple[list[tuple[object, ...]], int]:
+        try:
+            await pages(ufs, "big")  # starts the new helper: the old one's loop is gone
+            return await listed()
+        finally:
+            await ufs.close()
+
+    rows, second_pid = asyncio.run(second())
+    assert rows == expected(big) and second_pid != pid
+    for _ in range(500):  # the first is killed, and reaped
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{pid}"), "the first helper was left running or unreaped"
 
 
 async def test_the_helper_answers_errors_and_paths_outside_the_root(tmp_path: Path) -> None:
