@@ -16,6 +16,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvloop
@@ -26,7 +27,7 @@ from nsd.ufs.adapters import local_scan
 from nsd.ufs.adapters.lister import Lister
 
 
-async def longest_stall(start: object) -> float:
+async def longest_stall(start: Callable[[], Awaitable[None]]) -> float:
     """Milliseconds: the loop's longest stall past a 1 ms tick while `start()` runs to its end."""
     lag, stop = 0.0, False
 
@@ -40,7 +41,7 @@ async def longest_stall(start: object) -> float:
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.05)
-    await start()  # type: ignore[operator]
+    await start()
     await asyncio.sleep(0.05)
     stop = True
     await task
