@@ -86,15 +86,21 @@ class AuthError(Exception):
 
 class BufferPool:
     """Buffers of large records that their calls are done with, by size, at most `max_bytes` in
-    all (shared by the connections of one server, so idle clients hold no memory of their own)."""
+    all (shared by the connections of one server, so idle clients hold no memory of their own).
+    A buffer given back while something still views it (a WRITE's bytes still being written
+    after its reply) waits among the busy ones until a `take` finds it free."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._free: dict[int, list[bytearray]] = {}
+        self._busy: list[bytearray] = []
 
     def take(self, size: int) -> bytearray | None:
         free = self._free.get(size)
+        if not free and self._busy:
+            self._reclaim()
+            free = self._free.get(size)
         if not free:
             return None
         self.bytes -= size
@@ -103,14 +109,30 @@ class BufferPool:
     def give(self, buf: bytearray) -> None:
         if self.bytes + len(buf) > self.max_bytes:
             return
-        try:  # a bytearray with live views cannot change size: this raises BufferError then
-            last = buf[-1]
-            del buf[-1]
-            buf.append(last)
-        except BufferError:
-            return
-        self._free.setdefault(len(buf), []).append(buf)
+        if _viewed(buf):
+            self._busy.append(buf)
+        else:
+            self._free.setdefault(len(buf), []).append(buf)
         self.bytes += len(buf)
+
+    def _reclaim(self) -> None:
+        busy, self._busy = self._busy, []
+        for buf in busy:
+            if _viewed(buf):
+                self._busy.append(buf)
+            else:
+                self._free.setdefault(len(buf), []).append(buf)
+
+
+def _viewed(buf: bytearray) -> bool:
+    """Whether a view of `buf` exists: a bytearray with live views cannot change size."""
+    try:
+        last = buf[-1]
+        del buf[-1]
+        buf.append(last)
+    except BufferError:
+        return True
+    return False
 
 
 class RecordDecoder:

@@ -188,3 +188,23 @@ def test_record_buffers_are_pooled_across_decoders_within_a_bound() -> None:
     b.recycle(bytearray(1200))
     b.recycle(bytearray(1200))  # a third would make 3600 > 2500: not kept
     assert pool.bytes == 1200 * 2
+
+
+def test_a_buffer_given_back_while_viewed_is_reused_once_the_view_is_gone() -> None:
+    pool = oncrpc.BufferPool(max_bytes=10_000)
+    decoder = RecordDecoder(large=1000, pool=pool)
+    stream = oncrpc.encode_record(bytes(1200))
+    decoder.feed(stream)
+    first = decoder.next()
+    assert isinstance(first, bytearray)
+    view = memoryview(first)[8:]  # a WRITE's data, still being written after its reply
+    decoder.recycle(first)
+    decoder.feed(stream)
+    second = decoder.next()
+    assert second is not first  # never handed out while viewed
+    view.release()
+    decoder.recycle(second)
+    decoder.feed(stream)
+    decoder.feed(stream)
+    assert {id(decoder.next()), id(decoder.next())} == {id(first), id(second)}  # both reused
+    assert pool.bytes == 0
