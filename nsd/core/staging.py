@@ -14,6 +14,10 @@ So opening a stage costs nothing whatever the file's size, and a 4 KiB write int
 file stages 4 KiB. The base must not change while the stage is open: the vfs holds the file's
 content lock for every content change, and re-checks against the UFS skip staged files.
 
+An UNSTABLE NFS WRITE may be left to finish behind its reply (`write(..., behind=True)`): one
+such write per stage, which every later call waits for; a failure is raised by the next change
+or seal, once. See docs/architecture.md, Writes.
+
 Sealing streams the merged content (`chunks`), or hands the stage file itself to the UFS
 (`upload`): a store that can take a local file as it is (`Ufs.adopt`: a local directory on
 the same file system) gets the stage, completed with the unwritten base ranges and fsynced, by
@@ -32,11 +36,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nsd import errors
+from nsd.threads import Workers
 from nsd.ufs import Ufs, UfsStatus
 from nsd.ufs.adapters.local import classify
 
 CHUNK = 1 << 20
 FILL_CHUNK = 4 << 20
+WORKERS = 4  # threads for the stage files' reads and writes, shared by all stages
+BEHIND_MAX_BYTES = 64 << 20  # bytes of all stages' writes behind, held in memory until written
+BEHIND_MIN_FREE_BYTES = 256 << 20  # free space below which writes are not left behind
 T = TypeVar("T")
 Base = Callable[[int, int], Awaitable[bytes | memoryview]]  # (offset, length) in [0, base_size) -> bytes
 
@@ -100,10 +108,27 @@ class Extents:
             prev_end = end
 
 
+class StageIo:
+    """What all stages share: their worker threads and the budget of writes behind."""
+
+    def __init__(self, directory: Path) -> None:
+        self.workers = Workers("nsd-stage", WORKERS)
+        self.directory = str(directory)
+        self.bytes_behind = 0
+
+    def may_write_behind(self, length: int) -> bool:
+        """Within the memory budget, and on a disk with room to spare: a full disk fails the
+        write that meets it, not a later call."""
+        if self.bytes_behind + length > BEHIND_MAX_BYTES:
+            return False
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize >= length + BEHIND_MIN_FREE_BYTES
+
+
 class Stage:
     """The stage of one inode. `size` is the file's size including staged writes."""
 
-    def __init__(self, ino: int, path: Path, fd: int, base: Base | None, base_size: int) -> None:
+    def __init__(self, ino: int, path: Path, fd: int, base: Base | None, base_size: int, shared: StageIo) -> None:
         self.ino = ino
         self.path = path
         self.fd = fd
@@ -116,19 +141,36 @@ class Stage:
         # blocks there need not be sealed again.
         self.dirty_from = base_size
         self.handed_over = False  # the file now belongs to the UFS (adopted)
+        self._shared = shared
         self._lock = threading.Lock()
         self._users = 0  # worker-thread calls using the fd: it is closed only once they are done
         self._closed = False
+        # The write still going into the stage file after its caller was answered (`write`'s
+        # `behind`), and what such a write failed with, until the next change or seal raises it.
+        self._behind: asyncio.Future[None] | None = None
+        self.failed: errors.NsdError | None = None
 
-    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         with self._lock:
             if self._closed:
                 raise errors.Stale(f"the stage of inode {self.ino} is gone")
             self._users += 1
+        return self._shared.workers.run(self._using_fd, fn, *args)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.to_thread(self._using_fd, fn, *args)
+            return await self._submit(fn, *args)
         except OSError as e:
             raise classify(e, str(self.path)) from None
+
+    async def settled(self, *, report: bool = True) -> None:
+        """Wait for the write behind (not cancelling it if this wait is). `report`: raise what a
+        write behind failed with, once (as a file system reports a failed write-back once)."""
+        if self._behind is not None:
+            await asyncio.wait([self._behind])
+        if report and self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise failed
 
     def _using_fd(self, fn: Callable[..., T], *args: Any) -> T:
         # In the worker thread: the fd stays open until this returns, even if the awaiting
@@ -170,11 +212,48 @@ class Stage:
             if length > self.size or (self.written.ends and length < self.written.ends[-1]):
                 raise AssertionError(f"stage {self.ino}: file of {length} bytes, size {self.size}")
 
-    async def write(self, offset: int, data: bytes | memoryview) -> None:
+    async def write(self, offset: int, data: bytes | memoryview, *, behind: bool = False) -> None:
+        """Write `data` at `offset`. Returns once the bytes are in the stage file, or with
+        `behind`, where the shared budget allows, once the write before it is done and this one
+        has started: the size and every later call count it (reads wait for it), a failure is
+        raised by the next change or seal, and `data` must not change until it is written."""
+        await self.settled()
+        self._check_open()
+        if behind and self._shared.may_write_behind(len(data)):
+            self._write_behind(offset, data)
+            return
+        await self._io(_pwrite_all, self.fd, data, offset)
+        self._wrote(offset, len(data))
+
+    def _write_behind(self, offset: int, data: bytes | memoryview) -> None:
+        shared, length = self._shared, len(data)
+        future = self._submit(_pwrite_all, self.fd, data, offset)
+        self._behind = future
+        shared.bytes_behind += length
+        self.size = max(self.size, offset + length)  # what the caller's reply says
+        self.dirty_from = min(self.dirty_from, offset)
+        self.last_write = time.monotonic()
+
+        def done(f: asyncio.Future[None]) -> None:
+            shared.bytes_behind -= length
+            if self._behind is f:
+                self._behind = None
+            error = None if f.cancelled() else f.exception()
+            if error is None:
+                self._wrote(offset, length)
+            elif isinstance(error, OSError):
+                self.failed = classify(error, str(self.path))
+            else:
+                self.failed = errors.NsdError(f"writing the stage of inode {self.ino}: {error}")
+
+        future.add_done_callback(done)
+
+    def _check_open(self) -> None:
         if self.handed_over:  # the fd is the UFS object's now: never write through it
             raise errors.Stale(f"the stage of inode {self.ino} was sealed")
-        await self._io(_pwrite_all, self.fd, data, offset)
-        end = offset + len(data)
+
+    def _wrote(self, offset: int, length: int) -> None:
+        end = offset + length
         self.written.add(offset, end)
         self.size = max(self.size, end)
         self.dirty_from = min(self.dirty_from, offset)
@@ -183,6 +262,7 @@ class Stage:
     async def read(self, offset: int, count: int) -> bytes | memoryview:
         """The content in [offset, offset + count), clipped to the size: written bytes, else the
         base, else zeros."""
+        await self.settled(report=False)
         end = min(offset + count, self.size)
         if end <= offset:
             return b""
@@ -205,8 +285,8 @@ class Stage:
         return data if from_base == stop - start else b"".join((data, bytes(stop - start - from_base)))
 
     async def truncate(self, size: int) -> None:
-        if self.handed_over:
-            raise errors.Stale(f"the stage of inode {self.ino} was sealed")
+        await self.settled()
+        self._check_open()
         await self._io(os.ftruncate, self.fd, size)
         self.written.clip(size)
         self.base_size = min(self.base_size, size)
@@ -215,11 +295,13 @@ class Stage:
         self.last_write = time.monotonic()
 
     async def sync(self) -> None:
+        await self.settled()
         await self._io(os.fdatasync, self.fd)
 
     async def chunks(self, start: int = 0, size: int = CHUNK) -> AsyncIterator[bytes]:
         """The staged content from `start` to the end, streamed in pieces of `size` bytes (the
         last may be shorter)."""
+        await self.settled()
         pos = start
         while pos < self.size:
             chunk = await self.read(pos, size)
@@ -231,6 +313,7 @@ class Stage:
     async def fill(self) -> None:
         """Copy the base's bytes that were not overwritten into the stage file, which then holds
         the whole content by itself (never-written ranges above the base are holes: zeros)."""
+        await self.settled()
         for start, stop, covered in self.written.pieces(0, self.base_size):
             pos = start
             while not covered and pos < stop:
@@ -275,6 +358,7 @@ class Stager:
         for leftover in directory.iterdir():
             leftover.unlink()
         self.stages: dict[int, Stage] = {}
+        self.io = StageIo(directory)
 
     def get(self, ino: int) -> Stage | None:
         return self.stages.get(ino)
@@ -288,7 +372,7 @@ class Stager:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as e:
             raise classify(e, str(path)) from None
-        stage = self.stages[ino] = Stage(ino, path, fd, base, base_size)
+        stage = self.stages[ino] = Stage(ino, path, fd, base, base_size, self.io)
         return stage
 
     def drop(self, ino: int) -> None:
@@ -311,5 +395,7 @@ class Stager:
             raise AssertionError(f"staging directory holds {sorted(files)}, stages {sorted(staged)}")
 
     def idle(self, seconds: float) -> list[int]:
+        """Stages unchanged for `seconds`, but for those whose write behind failed: that is for
+        the file's writer to learn, at its next change or commit."""
         now = time.monotonic()
-        return [ino for ino, s in self.stages.items() if now - s.last_write >= seconds]
+        return [ino for ino, s in self.stages.items() if now - s.last_write >= seconds and s.failed is None]

@@ -163,7 +163,8 @@ class ContentOps(VfsBase):
             self.perms.require_data(node, caller, W)
             self.mounts.check_writable(node)
             stage = await self._stage(node)
-            await stage.write(offset, data)
+            # unstable: answered while the bytes go to the stage file (the next call waits for them)
+            await stage.write(offset, data, behind=not stable)
             with wcc.changing(self.ns.inodes.get):  # not journaled: reported for wcc_data here
                 node.detach_fingerprint()
                 node.size = stage.size
@@ -220,6 +221,7 @@ class ContentOps(VfsBase):
     async def _seal(self, node: Inode, stage: Stage) -> None:
         """Seal the stage per the write type (upload, and/or blocks), journal the new content,
         drop the stage. Caller holds content lock."""
+        await stage.settled()  # the last write behind is in the stage file, and did not fail
         ufs, rel = self.mounts.locate(node)
         assert isinstance(node, FileInode)
         wt = writes.effective(node, self._write_type(node.mount))

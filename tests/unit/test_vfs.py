@@ -158,6 +158,29 @@ async def test_a_small_write_into_a_big_file_stages_only_itself(vfs: Vfs, tmp_pa
     assert ufs_file.read_bytes() == want + b"!"
 
 
+async def test_a_write_that_failed_after_its_answer_fails_the_commit_once(vfs: Vfs, tmp_path: Path) -> None:
+    import os
+
+    node = await vfs.create(1, "w", caller=ME)
+    await vfs.write_at(node.ino, 0, b"first", stable=False, caller=ME)
+    stage = vfs.stager.stages[node.ino]
+    await stage.settled()
+    writable = os.dup(stage.fd)
+    readonly = os.open(stage.path, os.O_RDONLY)
+    try:
+        os.dup2(readonly, stage.fd)  # the stage file's next write fails in the kernel
+        await vfs.write_at(node.ino, 5, b"-lost", stable=False, caller=ME)  # answered: left behind
+        os.dup2(writable, stage.fd)
+        with pytest.raises(errors.NsdError):
+            await vfs.commit(node.ino, caller=ME)  # the writer learns of it at its commit
+        assert not (tmp_path / "ufs/w").read_bytes()  # nothing sealed
+        await vfs.commit(node.ino, caller=ME)  # reported once, as a file system does
+    finally:
+        os.close(readonly)
+        os.close(writable)
+    assert (tmp_path / "ufs/w").read_bytes() == b"first" + bytes(5)  # the lost range is a hole
+
+
 async def test_stable_write_is_durable_on_return(tmp_path: Path) -> None:
     vfs = await open_vfs(tmp_path)
     node = await vfs.create(1, "f", caller=ME)

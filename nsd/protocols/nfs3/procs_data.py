@@ -3,7 +3,8 @@
 READ replies are returned as [header, data, padding] so the driver writes the data buffer as
 it came from the vfs, never joined into one bytes object; a read that outlasts the service's
 patience is answered JUKEBOX and finished for the retry (see slowreads). WRITE honours stable_how: UNSTABLE
-data is staged (and answered UNSTABLE); DATA_SYNC and FILE_SYNC are sealed before the reply
+data is staged (and answered UNSTABLE, possibly while its bytes still go to the stage file: a
+failure then fails the file's next change or COMMIT); DATA_SYNC and FILE_SYNC are sealed before the reply
 and answered FILE_SYNC. WRITE and COMMIT carry the same verifier, new at each daemon start.
 """
 

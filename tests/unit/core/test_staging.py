@@ -19,7 +19,9 @@ from hypothesis import strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nsd import errors
+from nsd.core import staging
 from nsd.core.staging import Extents, Stage, Stager
+from nsd.threads import Workers
 from nsd.ufs import open_ufs
 from nsd.ufs.adapters.memory import drop_store
 
@@ -70,7 +72,7 @@ async def _model_run(tmp: Path, rnd: random.Random, base_len: int) -> None:
         if rnd.random() < 0.75:
             off = rnd.randint(0, len(model) + 500)
             data = rnd.randbytes(rnd.randint(1, 700))
-            await stage.write(off, data)
+            await stage.write(off, data, behind=rnd.random() < 0.5)  # later calls see both alike
             if off > len(model):
                 model += bytes(off - len(model))
             model[off : off + len(data)] = data
@@ -100,6 +102,81 @@ async def test_opening_copies_nothing_and_reads_only_what_is_asked(tmp_path: Pat
         == content[(1 << 20) - 2 : 1 << 20] + b"x" * 10 + content[(1 << 20) + 10 : (1 << 20) + 12]
     )
     assert calls == [((1 << 20) - 2, 2), ((1 << 20) + 10, 2)]
+
+
+def _one_held_thread(stager: Stager) -> tuple[asyncio.Event, asyncio.Future[Any]]:
+    """Give the stages one worker thread and hold it until the event is set: a write behind
+    then stays queued, deterministically."""
+    stager.io.workers = Workers("test-stage", 1)
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    held = asyncio.run_coroutine_threadsafe(release.wait(), loop)
+    blocker = stager.io.workers.run(held.result, 10)
+    return release, blocker
+
+
+async def test_a_write_behind_returns_before_the_bytes_are_written_and_later_calls_wait(tmp_path: Path) -> None:
+    stager = Stager(tmp_path / "s")
+    stage = stager.open(1, None, 0)
+    release, blocker = _one_held_thread(stager)
+    await stage.write(0, b"a" * 100, behind=True)
+    assert stage.size == 100 and os.stat(stage.path).st_size == 0  # answered; not written yet
+    assert stager.io.bytes_behind == 100
+    read = asyncio.ensure_future(stage.read(0, 100))
+    second = asyncio.ensure_future(stage.write(100, b"b" * 50, behind=True))
+    await asyncio.sleep(0.05)
+    assert not read.done() and not second.done()
+    release.set()
+    await blocker
+    assert await read == b"a" * 100  # a read after the reply sees the bytes, never a hole
+    await second
+    assert await stage.read(0, 200) == b"a" * 100 + b"b" * 50
+    assert stager.io.bytes_behind == 0
+    stage.check()
+    stager.drop(1)
+
+
+@pytest.mark.parametrize("limit", ["BEHIND_MAX_BYTES", "BEHIND_MIN_FREE_BYTES"])
+async def test_past_the_memory_budget_or_near_a_full_disk_a_write_is_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str
+) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    monkeypatch.setattr(staging, limit, 10 if limit == "BEHIND_MAX_BYTES" else free + (1 << 30))
+    stager = Stager(tmp_path / "s")
+    stage = stager.open(1, None, 0)
+    release, blocker = _one_held_thread(stager)
+    write = asyncio.ensure_future(stage.write(0, b"a" * 100, behind=True))
+    await asyncio.sleep(0.05)
+    assert not write.done()  # waits for its own bytes, so a failure is this call's
+    release.set()
+    await blocker
+    await write
+    assert os.stat(stage.path).st_size == 100 and stager.io.bytes_behind == 0
+    stager.drop(1)
+
+
+async def test_a_failed_write_behind_is_raised_once_by_the_next_change_and_reads_go_on(tmp_path: Path) -> None:
+    stager = Stager(tmp_path / "s")
+    stage = stager.open(1, None, 0)
+    await stage.write(0, b"a" * 10)
+    writable = os.dup(stage.fd)
+    readonly = os.open(stage.path, os.O_RDONLY)
+    try:
+        os.dup2(readonly, stage.fd)  # the stage's writes now fail in the kernel (EBADF)
+        await stage.write(10, b"b" * 10, behind=True)
+        assert await stage.read(0, 30) == b"a" * 10 + bytes(10)  # waits; the lost range reads as a hole
+        assert stage.failed is not None
+        assert stager.idle(0) == []  # not sealed by the idle sealer: the writer is to learn of it
+        os.dup2(writable, stage.fd)
+        with pytest.raises(errors.NsdError):
+            await stage.write(20, b"c")  # the next change learns of it ...
+        await stage.write(20, b"c")  # ... once
+        assert await stage.read(0, 30) == b"a" * 10 + bytes(10) + b"c"
+        assert stager.idle(0) == [1]
+    finally:
+        os.close(readonly)
+        os.close(writable)
+    stager.drop(1)
 
 
 async def test_upload_hands_the_file_over_to_a_local_store(tmp_path: Path) -> None:
