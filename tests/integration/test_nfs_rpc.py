@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -413,6 +414,34 @@ def test_concurrent_writes_have_chained_wcc(client: RpcClient) -> None:
     end = _wcc_triple(skip_fattr(u))
     assert end[0] == 8 * 4096
     _assert_chain(start, end, pairs)
+
+
+def test_unstable_writes_answered_together_are_all_read_back_at_once(client: RpcClient) -> None:
+    """1 MiB UNSTABLE WRITEs in flight together are answered while their bytes may still be
+    going to the stage file: a READ sent after the replies sees every byte, before and after
+    the COMMIT, and the record buffers are reused meanwhile."""
+    root = client.mount()
+    f = created_handle(create(client, root, b"behind"))
+    blobs = [os.urandom(1 << 20) for _ in range(6)]
+    calls = []
+    for i, blob in enumerate(blobs):
+        p = Packer(bytearray(fh(f)))
+        p.uint64(i << 20)
+        p.uint32(len(blob))
+        p.uint32(UNSTABLE)
+        p.opaque(blob)
+        calls.append((Proc.WRITE, bytes(p.buf)))
+    for u in _burst(client, calls):
+        assert u.uint32() == Status.OK
+    for when in ("before COMMIT", "after COMMIT"):
+        for i, blob in reversed(list(enumerate(blobs))):  # the last written first
+            u = client.nfs(Proc.READ, fh(f) + struct.pack(">QI", i << 20, 1 << 20))
+            assert u.uint32() == Status.OK
+            post_op_attr(u)
+            assert (u.uint32(), u.bool(), u.opaque(1 << 20) == blob) == (1 << 20, i == 5, True), when
+        if when == "before COMMIT":
+            u = client.nfs(Proc.COMMIT, fh(f) + struct.pack(">QI", 0, 0))
+            assert u.uint32() == Status.OK
 
 
 def test_a_change_that_changed_nothing_has_no_pre_op_attributes(client: RpcClient) -> None:
