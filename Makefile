@@ -36,6 +36,7 @@ test: test-deps $(VENV)/.test
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check nsd tests tools
+	$(BIN)/ruff format --check nsd tests tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -36,7 +36,11 @@ PORTS = (0, 65535)
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "bind", str, "127.0.0.1", "Address the listeners bind to."),
     Setting(
-        "server", "http_port", int, 9870, "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1); 0: any free port.",
+        "server",
+        "http_port",
+        int,
+        9870,
+        "HTTP port: admin API (/api/v1) and WebHDFS (/webhdfs/v1); 0: any free port.",
         bounds=PORTS,
     ),
     Setting("server", "nfs_port", int, 2049, "NFSv3 + MOUNT port (one port for both); 0: any free port.", bounds=PORTS),
@@ -268,7 +272,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache", "cache_high_watermark", float, 0.95, "Eviction starts when a tier is this full (fraction)."),
     Setting("cache", "cache_low_watermark", float, 0.85, "Eviction stops when a tier is down to this (fraction)."),
     Setting(
-        "cache", "cache_verify_reads", bool, True, (
+        "cache",
+        "cache_verify_reads",
+        bool,
+        True,
+        (
             "Verify blocks read from disk: hashed on the first read after a start and whenever the"
             " file changed since (corrupt ones are refetched)."
         ),

@@ -16,7 +16,5 @@ def users_ls(as_json: JsonOpt = False) -> None:
     """Configured users and the names given ids from auto_id_range (unknown Hadoop users)."""
     users = G.client().get("/users")["users"]
     rows = [f"{'NAME':<24} {'UID':>8} {'GID':>8}  SOURCE  GROUPS"]
-    rows += [
-        f"{u['name']:<24} {u['uid']:>8} {u['gid']:>8}  {u['source']:<6}  {','.join(u['groups'])}" for u in users
-    ]
+    rows += [f"{u['name']:<24} {u['uid']:>8} {u['gid']:>8}  {u['source']:<6}  {','.join(u['groups'])}" for u in users]
     emit(as_json, users, "\n".join(rows))

@@ -31,9 +31,7 @@ def _check(name: Any, id_: Any) -> None:
         raise Invalid(f"not an id: {id_!r}")
 
 
-def plan_allocate(
-    ns: IdTables, name: str, low: int, high: int, taken: Callable[[int], bool]
-) -> list[AllocateIds]:
+def plan_allocate(ns: IdTables, name: str, low: int, high: int, taken: Callable[[int], bool]) -> list[AllocateIds]:
     """An id for `name` (nothing if it has one): the lowest free one in low..high above those
     given before, skipping ids `taken` by a configured or local user. NoSpace when used up."""
     if name in ns.auto_ids:

@@ -1,5 +1,4 @@
-"""Calls by path (admin API, WebHDFS): resolve to a directory and a name, then the inode core.
-"""
+"""Calls by path (admin API, WebHDFS): resolve to a directory and a name, then the inode core."""
 
 from __future__ import annotations
 

@@ -226,7 +226,12 @@ def test_get_keeps_local_files_as_put_keeps_remote_ones(daemon: Daemon, tmp_path
     ok(nsd("mkdir", "/up", daemon=daemon))
     ok(nsd("put", str(tree), "/up", daemon=daemon))  # into the existing directory
     assert ok(nsd("find", "/up", daemon=daemon)).split() == [
-        "/up", "/up/tree", "/up/tree/sub", "/up/tree/sub/deeper", "/up/tree/sub/deeper/leaf.bin", "/up/tree/top.txt"
+        "/up",
+        "/up/tree",
+        "/up/tree/sub",
+        "/up/tree/sub/deeper",
+        "/up/tree/sub/deeper/leaf.bin",
+        "/up/tree/top.txt",
     ]
     ok(nsd("get", "/up/tree", str(tmp_path / "back"), daemon=daemon))
     for f in ("top.txt", "sub/deeper/leaf.bin"):
@@ -245,7 +250,6 @@ def test_ttl_takes_units(daemon: Daemon) -> None:
     assert [(t["path"], t["action"]) for t in listed] == [("/u", "delete"), ("/t", "free")]  # soonest first
     rows = ok(nsd("ttl", "ls", daemon=daemon)).splitlines()
     assert rows[0].split()[-2:] == ["delete", "/u"] and rows[1].split()[-2:] == ["free", "/t"]
-
 
 
 def test_cp_chmod_chown_checksum_xattrs_truncate_find_du(daemon: Daemon, tmp_path: Path) -> None:

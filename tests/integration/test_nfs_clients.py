@@ -221,6 +221,7 @@ def _state(pid: int) -> str:
 
 def _create_call(c: RpcClient, i: int, root: bytes, name: bytes) -> bytes:
     from nsd.protocols.rpc import oncrpc
+
     args = dirop(root, name) + b"\0\0\0\1" + b"\0" * 24  # GUARDED, empty sattr3
     return oncrpc.encode_call(0x500000 + i, 100003, 3, 8, args, cred=c.cred)
 

@@ -86,4 +86,3 @@ class SharedCheckpoints:
         for i in range(1, len(parts) + 1):
             with contextlib.suppress(errors.Exists):
                 await self.ufs.mkdir("/".join(parts[:i]))
-
