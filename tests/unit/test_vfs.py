@@ -170,6 +170,8 @@ async def test_a_write_that_failed_after_its_answer_fails_the_commit_once(vfs: V
     try:
         os.dup2(readonly, stage.fd)  # the stage file's next write fails in the kernel
         await vfs.write_at(node.ino, 5, b"-lost", stable=False, caller=ME)  # answered: left behind
+        await stage.settled(report=False)  # it has failed (on the read-only fd) by now
+        assert stage.failed is not None
         os.dup2(writable, stage.fd)
         with pytest.raises(errors.NsdError):
             await vfs.commit(node.ino, caller=ME)  # the writer learns of it at its commit
