@@ -163,12 +163,15 @@ class Discovery:
     def due(self, node: Inode) -> bool:
         """Whether `refresh` would ask the UFS about this object now (cheap, synchronous: the
         hot paths call refresh only when it would, and skip making a coroutine otherwise)."""
-        if not isinstance(node, FileInode) or not node.has_fingerprint:
+        if not self.periodic(node):  # the default: the cheapest "no" first
             return False
-        mount = node.mount
-        if self.mounts.sync_interval(mount) == NEVER:  # the default: the cheapest "no" first
-            return False
-        return not (self.is_staged(node.ino) or self._fresh(mount, self._checked.get(node.ino)))
+        return not (self.is_staged(node.ino) or self._fresh(node.mount, self._checked.get(node.ino)))
+
+    def periodic(self, node: Inode) -> bool:
+        """Whether `due` may say yes for this object as it is: a file found in (or written to)
+        a UFS whose mount has a sync interval. Only a change to it (new content, a move) or to
+        the mounts can make that change."""
+        return isinstance(node, FileInode) and node.has_fingerprint and self.mounts.sync_interval(node.mount) != NEVER
 
     async def add_found(self, d: DirInode, name: str, status: UfsStatus) -> None:
         """Enter an object the caller found in the UFS, whatever the listing state says."""

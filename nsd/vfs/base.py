@@ -187,6 +187,11 @@ class VfsBase:
         node = self.ns.get(ino)
         return None if self.discovery.due(node) else node
 
+    def rechecks(self, node: Inode) -> bool:
+        """Whether what is known of `node` is re-checked against its UFS on a clock (its mount's
+        sync interval): then an answer about it may go stale with no change in the namespace."""
+        return self.discovery.periodic(node)
+
     def peek_child(self, d: DirInode, name: str, caller: Caller) -> Inode | None:
         """Entry `name` of directory `d` (search permission checked) when it is known and needs no
         re-check against the UFS now, else None (then `await lookup(d.ino, name)`, which also

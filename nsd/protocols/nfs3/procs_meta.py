@@ -3,6 +3,10 @@ object against its under-storage), so the driver usually answers them without a 
 
 Each takes the service and the call context and returns the reply body, failure replies
 included (status + the procedure's post_op_attr).
+
+GETATTR, LOOKUP and ACCESS, the calls clients repeat most (revalidating caches, walking paths,
+opening files), send a successful reply again as it was built while the namespace has not
+changed since (`Nfs3Service.replies`, see `versioned`): ~0.4 us instead of 2.5-4.5.
 """
 
 from __future__ import annotations
@@ -42,15 +46,25 @@ def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    version, key = s.vfs.version, s.reply_key(ctx)
+    kept = s.replies.get(version, key)
+    if kept is not None:
+        return kept
     fh = args.fh_args(ctx.args)
     try:
         t = s.resolve_known(ctx, fh) or await s.resolve_due(ctx, fh)
     except Failure as e:
         return status_word(e)
-    return OK + s.attrs.post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
+    reply = OK + s.attrs.post_op_attr(t.node, t.export.id)[4:]  # GETATTR3resok is a bare fattr3
+    s.keep_reply(version, key, reply, t.node)
+    return reply
 
 
 async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    version, key = s.vfs.version, s.reply_key(ctx)
+    kept = s.replies.get(version, key)
+    if kept is not None:
+        return kept
     dir_fh, raw_name = args.dirop(ctx.args)
     d: Target | None = None
     try:
@@ -67,17 +81,25 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
     fsid = d.export.id
     fh = s.codec.encode(fsid, node.ino, node.gen)
     attrs = s.attrs
-    return b"".join((_OK_HANDLE, fh, attrs.post_op_attr(node, fsid), attrs.post_op_attr(parent, fsid)))
+    reply = b"".join((_OK_HANDLE, fh, attrs.post_op_attr(node, fsid), attrs.post_op_attr(parent, fsid)))
+    s.keep_reply(version, key, reply, node)  # a directory is never re-checked on a clock
+    return reply
 
 
 async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
+    version, key = s.vfs.version, s.reply_key(ctx)
+    kept = s.replies.get(version, key)
+    if kept is not None:
+        return kept
     a = args.access_args(ctx.args)
     try:
         t = await s.resolve(ctx, a.fh)
     except Failure as e:
         return status_word(e) + NO_ATTR
     granted = access.access_mask(s.vfs.perms, t.node, t.caller, a.access & ACCESS_ALL, t.rule.rw)
-    return OK + s.attr_of(t.export, t.node) + U32.pack(granted)
+    reply = OK + s.attr_of(t.export, t.node) + U32.pack(granted)
+    s.keep_reply(version, key, reply, t.node)
+    return reply
 
 
 async def readlink3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:

@@ -109,7 +109,7 @@ async def _page(s: Nfs3Service, d: Target, cookie: int, sizes: tuple[int, int], 
     parts.append(_TAIL_EOF.pack(0, 0 if full else 1))
     page = (b"".join(parts), last if full else None)
     if cookie > 2 and s.vfs.version == version:  # nothing changed while it was built
-        s.pages.put(version, key, page)
+        s.pages.put(version, key, page, len(page[0]))
     return page
 
 

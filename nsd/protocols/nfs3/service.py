@@ -16,6 +16,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nsd import errors
 from nsd.core.wcc import Watch
@@ -24,10 +25,11 @@ from nsd.namespace.names import utf8
 from nsd.protocols.errmap import nfsstat3
 from nsd.protocols.nfs3.attrs import NO_ATTR, NO_WCC, AttrCache, post_op_attr, pre_op_attr
 from nsd.protocols.nfs3.const import NfsError, Status
-from nsd.protocols.nfs3.entries import EntryCache, PageCache
+from nsd.protocols.nfs3.entries import EntryCache, Page
 from nsd.protocols.nfs3.exports import Export, Rule
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.nfs3.slowreads import SlowReads
+from nsd.protocols.nfs3.versioned import VersionedCache
 from nsd.protocols.rpc.oncrpc import AUTH_TOOWEAK, AuthError
 from nsd.protocols.rpc.server import CallContext
 from nsd.protocols.xdr import U32
@@ -74,6 +76,12 @@ def status_word(exc: BaseException) -> bytes:
 OK = U32.pack(Status.OK)
 Failure = (NfsError, errors.NsdError)
 
+# What a GETATTR, LOOKUP or ACCESS reply follows from: the client's host (its export rule), the
+# procedure, the credential's ids (squashing, permissions) and the arguments byte for byte.
+ReplyKey = tuple[Any, ...]
+NOT_KEPT: ReplyKey = ()  # the key of a call whose reply is never kept
+MAX_KEYED_ARGS = 512  # those calls' arguments are shorter (a LOOKUP's: 4 + 64 + 4 + 256)
+
 
 def decode_name(raw: bytes | memoryview) -> str:
     """A file name (or symlink target) from the wire. The namespace and its journal hold
@@ -101,7 +109,9 @@ class Nfs3Service:
         self.slow_reads = slow_reads if slow_reads is not None else SlowReads()
         self.attrs = AttrCache()  # post_op_attr of inodes encoded lately
         self.entries = EntryCache(codec)  # READDIRPLUS entries encoded lately
-        self.pages = PageCache()  # READDIR(PLUS) replies' entries while nothing changed
+        # READDIR(PLUS) replies' entries, and whole GETATTR, LOOKUP and ACCESS replies, while nothing changed
+        self.pages: VersionedCache[tuple[int, ...], Page] = VersionedCache(16 << 20)
+        self.replies: VersionedCache[ReplyKey, bytes] = VersionedCache(4 << 20)
         self.ahead: set[asyncio.Task[None]] = set()  # pages read ahead (readdir._read_ahead)
 
     # ---- handles ----------------------------------------------------------------------------
@@ -164,6 +174,28 @@ class Nfs3Service:
         if target.node.ino == self.export_root(target.export).ino:
             return target.node
         return target.node.parent
+
+    # ---- whole replies of the calls that read metadata -----------------------------------------
+
+    @staticmethod
+    def reply_key(ctx: CallContext) -> ReplyKey:
+        """The key of this call's reply in `replies`; NOT_KEPT for arguments longer than any
+        such call's."""
+        call = ctx.call
+        raw = call.record[call.args_offset :]
+        if len(raw) > MAX_KEYED_ARGS:
+            return NOT_KEPT
+        cred = call.cred
+        if cred is None:
+            return (ctx.peer_host, call.proc, bytes(raw))
+        return (ctx.peer_host, call.proc, cred.uid, cred.gid, cred.gids, bytes(raw))
+
+    def keep_reply(self, version: int, key: ReplyKey, reply: bytes, node: Inode) -> None:
+        """Keep a reply built at `version` for the same call again, unless the namespace moved
+        while it was built or `node` is re-checked against its under-storage on a clock (its
+        answer may change with no change here)."""
+        if key and self.vfs.version == version and not self.vfs.rechecks(node):
+            self.replies.put(version, key, reply, len(reply) + len(key[-1]))
 
     # ---- attributes -------------------------------------------------------------------------
 

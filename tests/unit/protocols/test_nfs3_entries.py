@@ -1,4 +1,4 @@
-"""READDIR/READDIRPLUS entries: the wire format, and an EntryCache or PageCache hit is always what
+"""READDIR/READDIRPLUS entries: the wire format, and an EntryCache hit is always what
 would be built now."""
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ import sys
 import pytest
 from test_nfs3_attrs import CHANGES, T, file  # the same inode and the same changes as AttrCache's
 
-from nsd.journal.ops import MkNode
-from nsd.namespace import Namespace
 from nsd.namespace.inode import FileInode
 from nsd.protocols.nfs3.attrs import post_op_attr
-from nsd.protocols.nfs3.entries import EntryCache, PageCache, entry3
+from nsd.protocols.nfs3.entries import EntryCache, entry3
 from nsd.protocols.nfs3.handles import HandleCodec
 from nsd.protocols.xdr import Unpacker
 
@@ -81,31 +79,3 @@ def test_bounded_and_holds_no_inode() -> None:
     assert [sys.getrefcount(n) for n in nodes] == refs
     for n in nodes:
         assert cache.entryplus3(99, "f", n, 1) == fresh(99, "f", n, 1)
-
-
-def test_a_page_is_kept_only_while_the_namespace_stays_at_its_version() -> None:
-    ns, pages, key = Namespace(), PageCache(), (2, 1, 99, 8192, 4096)
-    assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, (b"page", 7))
-    assert pages.get(ns.version, key) == (b"page", 7)
-    ns.apply(MkNode(1, "f", 2, stat.S_IFREG | 0o644, 0, 0, 1))  # any op moves the version
-    assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, (b"page", 7))
-    built_at = ns.version
-    ns.changed()  # an attribute changed outside the journal (an unstable write)
-    assert pages.get(ns.version, key) is None
-    pages.put(built_at, key, (b"built before the change", None))  # not kept
-    assert pages.get(ns.version, key) is None
-    pages.put(ns.version, key, (b"page", 7))
-    other = Namespace()  # another namespace (a restore) never has a version this one had
-    assert other.version != ns.version and pages.get(other.version, key) is None
-
-
-def test_the_page_cache_is_bounded_in_bytes() -> None:
-    ns, pages = Namespace(), PageCache(size=3000)
-    pages.get(ns.version, (0,))
-    for i in range(4):
-        pages.put(ns.version, (i,), (bytes(1000), None))  # the fourth does not fit: all go, it stays
-    assert [pages.get(ns.version, (i,)) is not None for i in range(4)] == [False, False, False, True]
-    pages.put(ns.version, (9,), (bytes(1 << 20), None))  # larger than the whole cache: not kept
-    assert pages.get(ns.version, (9,)) is None and pages.get(ns.version, (3,)) is not None
