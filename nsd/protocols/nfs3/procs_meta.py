@@ -46,8 +46,7 @@ def null(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    version, key = s.vfs.version, s.reply_key(ctx)
-    kept = s.replies.get(version, key)
+    version, key, kept = s.kept_reply(ctx)
     if kept is not None:
         return kept
     fh = args.fh_args(ctx.args)
@@ -61,8 +60,7 @@ async def getattr3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    version, key = s.vfs.version, s.reply_key(ctx)
-    kept = s.replies.get(version, key)
+    version, key, kept = s.kept_reply(ctx)
     if kept is not None:
         return kept
     dir_fh, raw_name = args.dirop(ctx.args)
@@ -87,8 +85,7 @@ async def lookup3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
 
 
 async def access3(s: Nfs3Service, ctx: CallContext) -> ReplyBody:
-    version, key = s.vfs.version, s.reply_key(ctx)
-    kept = s.replies.get(version, key)
+    version, key, kept = s.kept_reply(ctx)
     if kept is not None:
         return kept
     a = args.access_args(ctx.args)

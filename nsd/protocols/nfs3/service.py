@@ -177,18 +177,19 @@ class Nfs3Service:
 
     # ---- whole replies of the calls that read metadata -----------------------------------------
 
-    @staticmethod
-    def reply_key(ctx: CallContext) -> ReplyKey:
-        """The key of this call's reply in `replies`; NOT_KEPT for arguments longer than any
-        such call's."""
-        call = ctx.call
+    def kept_reply(self, ctx: CallContext) -> tuple[int, ReplyKey, bytes | None]:
+        """The namespace's version now, this call's key in `replies`, and the reply kept for it
+        (None: build it, then `keep_reply`)."""
+        version, call = self.vfs.version, ctx.call
         raw = call.record[call.args_offset :]
         if len(raw) > MAX_KEYED_ARGS:
-            return NOT_KEPT
+            return version, NOT_KEPT, None
         cred = call.cred
         if cred is None:
-            return (ctx.peer_host, call.proc, bytes(raw))
-        return (ctx.peer_host, call.proc, cred.uid, cred.gid, cred.gids, bytes(raw))
+            key: ReplyKey = (ctx.peer_host, call.proc, bytes(raw))
+        else:
+            key = (ctx.peer_host, call.proc, cred.uid, cred.gid, cred.gids, bytes(raw))
+        return version, key, self.replies.get(version, key)
 
     def keep_reply(self, version: int, key: ReplyKey, reply: bytes, node: Inode) -> None:
         """Keep a reply built at `version` for the same call again, unless the namespace moved
