@@ -169,3 +169,32 @@ def test_namespace_changes_are_seen_at_once_through_every_door(
     with pytest.raises(IOError):
         nfs.stat("/ns/by-nfs")
     assert doors.names("/ns") == {"admin": [], "webhdfs": [], "nfs": []}
+
+
+def test_attributes_asked_again_over_nfs_follow_every_change_made_elsewhere(
+    server: Daemon, doors: Doors, nfs: libnfs.NFS
+) -> None:
+    """The same LOOKUPs and GETATTRs again and again (replies nsd sends again while nothing
+    changed), each change made through another door seen by the next one."""
+
+    def asked() -> tuple[int, int, int]:
+        seen = {
+            (s["size"], stat.S_IMODE(s["mode"]), s["mtime"]["sec"]) for s in (nfs.stat("/again/f") for _ in range(3))
+        }
+        assert len(seen) == 1, seen
+        return seen.pop()
+
+    doors.hdfs.makedirs("/again")
+    doors.hdfs.write("/again/f", data=b"one", permission="644")
+    assert asked()[:2] == (3, 0o644)
+    doors.hdfs.write("/again/f", data=b"two", append=True)
+    assert asked()[0] == 6
+    doors.hdfs.set_permission("/again/f", "600")
+    assert asked()[1] == 0o600
+    doors.hdfs.set_times("/again/f", modification_time=1_000_000_000_000)
+    assert asked()[2] == 1_000_000_000
+    assert nsd("fs", "rm", "/again/f", daemon=server).returncode == 0
+    with pytest.raises(IOError):
+        nfs.stat("/again/f")
+    listed = doors.nfs("nfs-ls", server.nfs_url("/again"))
+    assert listed.returncode == 0 and b" f\n" not in listed.stdout
