@@ -37,6 +37,7 @@ from nsd.datadir import DataDir
 from nsd.journal.checkpoint import write_checkpoint
 from nsd.journal.recovery import recover
 from nsd.namespace import Namespace
+from nsd.namespace.inode_ids import plan_reserve
 
 FILE = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -54,6 +55,8 @@ def grow(data: Path, inodes: int) -> tuple[int, float]:
     for op_txid, op in rec.ops:
         ns.apply(op)
         txid = op_txid
+    # Ids are handed out only once reserved, from past the last reservation (what a start does).
+    ns.apply(plan_reserve(ns, max(ns.next_ino, ns.ino_limit), inodes + 1))
     bench = ns.resolve("/bench")
     t = time.time_ns()
     ns.apply(ns.plan_mknod(bench.ino, NAME, FILE, 0, 0, t))
