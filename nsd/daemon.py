@@ -306,6 +306,7 @@ async def _serve(
         busy_poll=config.nfs_busy_poll_us / 1e6,
     )
     metrics.rpc_servers = [nfs.server]
+    metrics.nfs_answers = nfs.service
     listeners = app[admin.LISTENERS_KEY]
     listeners["http"] = (config.bind, int(http_addr.rsplit(":", 1)[1]))
     listeners["nfs"] = (config.bind, nfs.port)

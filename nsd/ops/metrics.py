@@ -64,6 +64,10 @@ class ClusterView(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
+class AnswersView(Protocol):
+    def answers_sent_again(self) -> dict[str, int]: ...
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -73,6 +77,7 @@ class Metrics:
         self.recent_errors = RecentErrors()
         self.http_clients = HttpClients()
         self.rpc_servers: list[NfsListenerView] = []  # NFS/MOUNT (and portmap) listeners, for connection counts
+        self.nfs_answers: AnswersView | None = None  # NFS answers sent again as kept (replies, pages)
         self.http_server: web.Server | None = None
         self.http_overload: HttpOverloadView | None = None  # what the HTTP limits turned away
         self.cluster: ClusterView | None = None  # cluster mode: this node's part
@@ -224,6 +229,16 @@ class _StateCollector(Collector):
             "Seconds the NFS loop spent polling after traffic with no call arriving (nfs_busy_poll_us).",
             sum(p.idle_seconds for p in pollers),
         )
+        if self.metrics.nfs_answers is not None:
+            again = CounterMetricFamily(
+                "nsd_nfs_answers_sent_again",
+                "NFS answers sent as kept while the namespace did not change: whole GETATTR, LOOKUP and "
+                "ACCESS replies (reply), READDIR(PLUS) pages (page).",
+                labels=["kind"],
+            )
+            for kind, count in self.metrics.nfs_answers.answers_sent_again().items():
+                again.add_metric([kind], count)
+            yield again
         yield gauge("nsd_staged_files", "Files with staged, unsealed writes.", len(self.vfs.stager.stages))
         yield from _gc_metrics(PAUSES)
         yield counter("nsd_ufs_listings", "Directory listings fetched from under-storage.", self.vfs.discovery.listings)

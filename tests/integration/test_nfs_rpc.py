@@ -765,10 +765,21 @@ def test_builtin_portmapper(tmp_path: Path) -> None:
         d.stop()
 
 
+def replies_sent_again(server: Daemon) -> float:
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    found = re.search(r'^nsd_nfs_answers_sent_again_total\{kind="reply"\} (\S+)$', text, re.M)
+    assert found is not None, text
+    return float(found.group(1))
+
+
 def test_nfs_calls_show_in_metrics(server: Daemon) -> None:
     with RpcClient(server.nfs_port) as c:
         root = c.mount()
+        mkdir(c, root, b"metrics-sent-again")  # a change: what was kept before is not sent
+        before = replies_sent_again(server)
         assert getattr_status(c, root) == Status.OK
+        assert getattr_status(c, root) == Status.OK  # the same call, nothing changed: sent again
+        assert replies_sent_again(server) == before + 1
         assert lookup(c, root, b"no-such-entry")[0] == Status.NOENT
     text = requests.get(f"{server.url}/metrics", timeout=30).text
     assert 'nsd_requests_total{op="GETATTR",protocol="nfs3"}' in text

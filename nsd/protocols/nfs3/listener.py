@@ -33,6 +33,7 @@ class NfsFront:
     registered: list[portmap.Mapping] = field(default_factory=list)  # with an outside portmapper
     host: str = "127.0.0.1"
     leader_doors: list[LeaderDoor] = field(default_factory=list)  # cluster mode: calls relayed to the leader
+    service: Nfs3Service | None = None  # the NFSv3 program's state (its caches' counts for /metrics)
 
     async def close(self, grace: float = 30.0) -> None:
         """Unregister, stop accepting, let in-flight calls finish (up to `grace` seconds)."""
@@ -77,7 +78,8 @@ async def start_nfs(
         bound = await server.listen(host, port)
     except OSError as e:
         raise errors.NsdError(f"NFS: cannot listen on {host}:{port}: {e.strerror or e}") from None
-    front = NfsFront(server, bound, host=host, leader_doors=[d for d in (door, mount_door) if d is not None])
+    doors = [d for d in (door, mount_door) if d is not None]
+    front = NfsFront(server, bound, host=host, leader_doors=doors, service=service)
     if not portmapper:
         return front
     mappings = [

@@ -191,6 +191,10 @@ class Nfs3Service:
             key = (ctx.peer_host, call.proc, cred.uid, cred.gid, cred.gids, bytes(raw))
         return version, key, self.replies.get(version, key)
 
+    def answers_sent_again(self) -> dict[str, int]:
+        """How many answers were sent as kept, by kind (for /metrics)."""
+        return {"reply": self.replies.hits, "page": self.pages.hits}
+
     def keep_reply(self, version: int, key: ReplyKey, reply: bytes, node: Inode) -> None:
         """Keep a reply built at `version` for the same call again, unless the namespace moved
         while it was built or `node` is re-checked against its under-storage on a clock (its
