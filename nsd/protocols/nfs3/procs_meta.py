@@ -6,7 +6,7 @@ included (status + the procedure's post_op_attr).
 
 GETATTR, LOOKUP and ACCESS, the calls clients repeat most (revalidating caches, walking paths,
 opening files), send a successful reply again as it was built while the namespace has not
-changed since (`Nfs3Service.replies`, see `versioned`): ~0.4 us instead of 2.5-4.5.
+changed since (`Nfs3Service.replies`, see `versioned`): ~0.7 us in-process instead of 2.6-4.5.
 """
 
 from __future__ import annotations
